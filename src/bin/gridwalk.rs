@@ -1,0 +1,201 @@
+//! `gridwalk`: the field app's command line. Until the UI lands it prints a worker's day from
+//! a device store (seeding a demo store on first run), and exports demo scopes as NDJSON.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use chrono::{NaiveDate, Utc};
+use clap::{Parser, Subcommand};
+use geo::Centroid;
+use gridwalk::demo::{County, CountySpec, seed_device, write_ndjson};
+use gridwalk::domain::codes::{Coded, Lang};
+use gridwalk::domain::geo::GeoPoint;
+use gridwalk::domain::lifecycle::lifecycle;
+use gridwalk::store::Store;
+use gridwalk::store::records::RecordQuery;
+
+#[derive(Parser)]
+#[command(name = "gridwalk", about = "gridwalk field app (网格员)", version)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Without a subcommand: print the day.
+    #[command(flatten)]
+    day: DayArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a worker's day: due visits, nearest households, open records, pending uploads.
+    Day(DayArgs),
+    /// Write a demo scope as NDJSON (one record per line with a string `id`).
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+struct DayArgs {
+    /// The device store; a demo store is made there if it does not exist.
+    #[arg(long, env = "GRIDWALK_DB", default_value = "gridwalk-demo.db")]
+    db: PathBuf,
+    /// Seed of the demo county.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Label language: zh or en.
+    #[arg(long, default_value = "zh")]
+    lang: String,
+    /// Where the worker stands, as lon,lat (default: the middle of their first grid).
+    #[arg(long)]
+    at: Option<String>,
+    /// The day to plan (default: today).
+    #[arg(long)]
+    today: Option<NaiveDate>,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// County size: small, full or bench.
+    #[arg(long, default_value = "small")]
+    size: String,
+    /// Grid indexes to export (default: the first).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    grids: Vec<usize>,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn spec(size: &str, seed: u64, today: NaiveDate) -> Result<CountySpec> {
+    Ok(match size {
+        "small" => CountySpec::small(seed, today),
+        "full" => CountySpec::full(seed, today),
+        "bench" => CountySpec::bench(seed, today),
+        other => anyhow::bail!("unknown size {other:?}: use small, full or bench"),
+    })
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Day(cli.day)) {
+        Command::Day(a) => day(a),
+        Command::Export(a) => {
+            let county = County::generate(&spec(&a.size, a.seed, Utc::now().date_naive())?);
+            for g in &a.grids {
+                anyhow::ensure!(*g < county.grids.len(), "grid index {g} is out of range (0..{})", county.grids.len());
+            }
+            let scope = county.scope(&a.grids);
+            let file = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+            let n = write_ndjson(&scope, std::io::BufWriter::new(file))?;
+            println!("wrote {n} records to {}", a.out.display());
+            Ok(())
+        }
+    }
+}
+
+fn day(a: DayArgs) -> Result<()> {
+    let lang = match a.lang.as_str() {
+        "zh" => Lang::Zh,
+        "en" => Lang::En,
+        other => anyhow::bail!("unknown language {other:?}: use zh or en"),
+    };
+    let zh = lang == Lang::Zh;
+    let t = |z: &'static str, e: &'static str| if zh { z } else { e };
+    let today = a.today.unwrap_or_else(|| Utc::now().date_naive());
+    let fresh = !a.db.exists();
+    let mut store = Store::open(&a.db).with_context(|| format!("opening the device store {}", a.db.display()))?;
+    if fresh {
+        let started = std::time::Instant::now();
+        let county = County::generate(&CountySpec::small(a.seed, today));
+        seed_device(&mut store, &county, &[0], "worker-a")?;
+        println!(
+            "{} {} ({:.1} s)",
+            t("已生成演示设备库", "made a demo device store at"),
+            a.db.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let grids = store.grids()?;
+    let first = grids.first().context("the device store holds no grid: enrol first")?;
+    let here = match &a.at {
+        Some(s) => {
+            let (lon, lat) = s.split_once(',').context("--at takes lon,lat")?;
+            GeoPoint::new(lon.trim().parse()?, lat.trim().parse()?, None)?
+        }
+        None => {
+            let c = first.boundary.centroid().context("grid has no area")?;
+            GeoPoint::new(c.x(), c.y(), None)?
+        }
+    };
+    println!(
+        "\n{} {} · {} {} · {today}",
+        t("网格员", "Grid worker"),
+        store.worker(),
+        first.town_name,
+        grids.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join("、")
+    );
+
+    let due = store.due_visits(today)?;
+    println!("\n{} ({})", t("今日待走访（含逾期）", "Due a visit today or overdue"), due.len());
+    for (i, c) in due.iter().take(10).enumerate() {
+        let tags: Vec<&str> = c.care_tags.iter().map(|t| t.label(lang)).collect();
+        let late = c.due.overdue_days(today);
+        let when = match c.due.last_visited_on {
+            None => t("从未走访", "never visited").to_owned(),
+            Some(d) if late == 0 && zh => format!("今日到期，上次 {d}"),
+            Some(d) if late == 0 => format!("due today, last {d}"),
+            Some(d) if zh => format!("逾期 {late} 天，上次 {d}"),
+            Some(d) => format!("{late} days overdue, last {d}"),
+        };
+        println!(
+            "  {:>2}. {} · {} {} ({}{}) {} — {when}",
+            i + 1,
+            c.address,
+            t("户主", "head"),
+            c.head_name.as_deref().unwrap_or("-"),
+            c.members,
+            t("人", " people"),
+            tags.join(" "),
+        );
+    }
+    if due.len() > 10 {
+        println!("  … {} {}", due.len() - 10, t("户未列出", "more"));
+    }
+
+    println!("\n{} ({:.5}, {:.5})", t("附近住户", "Nearest households to"), here.lon, here.lat);
+    for c in store.nearest_households(&here, 5, today)? {
+        println!(
+            "  {:>6.0} m · {} · {} {}",
+            c.distance_m.unwrap_or(f64::NAN),
+            c.address,
+            t("户主", "head"),
+            c.head_name.as_deref().unwrap_or("-")
+        );
+    }
+
+    let open = store.records(&RecordQuery {
+        open_only: true,
+        ..Default::default()
+    })?;
+    println!("\n{} ({})", t("未办结记录", "Open records"), open.len());
+    let mut by: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for r in &open {
+        *by.entry((r.domain.label(lang).to_owned(), r.status.label(lang).to_owned())).or_default() += 1;
+    }
+    for ((d, s), n) in by {
+        println!("  {d} · {s}: {n}");
+    }
+    for r in open.iter().take(5) {
+        let lc = lifecycle(r.domain);
+        println!(
+            "  - [{}] {} {} ({}, {})",
+            r.status.label(lang),
+            r.domain.label(lang),
+            r.summary,
+            r.created_at.format("%Y-%m-%d"),
+            lc.name
+        );
+    }
+    println!("\n{}: {}", t("待上传", "Waiting to upload"), store.outbox_len()?);
+    Ok(())
+}

@@ -1,0 +1,804 @@
+//! The things a grid worker records: houses, households and people, visits, and the event
+//! records of every domain with their append-only children.
+//!
+//! Each record type serialises to one flat JSON object (its common header flattened in), which
+//! is what the store keeps and what field-level sync diffs. Every type validates itself and
+//! names the field at fault.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::codes::*;
+use super::geo::{GeoPoint, TrackPoint};
+use super::lifecycle::{Status, lifecycle};
+use super::validate::{IdNumber, Phone, ValidationErrors, Validator};
+
+/// A new id, made where the record is created: UUIDv7, so ids sort by creation time.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+coded_enum!(
+    /// What an outbox entry or a change is about.
+    EntityKind, "entity kind" {
+        House = "HOUSE", "房屋", "House";
+        Household = "HOUSEHOLD", "户", "Household";
+        Person = "PERSON", "人员", "Person";
+        Visit = "VISIT", "入户走访", "Visit";
+        Opinion = "OPINION", "社情民意", "Public opinion";
+        Dispute = "DISPUTE", "矛盾纠纷", "Dispute";
+        Patrol = "PATROL", "巡防日志", "Patrol";
+        Hazard = "HAZARD", "安全隐患", "Safety hazard";
+        SpecialPop = "SPECIAL_POP", "特殊人群服务", "Special population service";
+        Emergency = "EMERGENCY", "突发事件", "Emergency";
+        Publicity = "PUBLICITY", "政策宣传", "Policy publicity";
+        Livelihood = "LIVELIHOOD", "民生服务", "Livelihood service";
+        Other = "OTHER", "其他", "Other";
+        MediationSession = "MEDIATION_SESSION", "调解记录", "Mediation session";
+        EmergencyReport = "EMERGENCY_REPORT", "事件报告", "Emergency report";
+        PatrolPoints = "PATROL_POINTS", "巡防轨迹", "Patrol track points";
+        Photo = "PHOTO", "照片", "Photo";
+        Reply = "REPLY", "答复", "Reply";
+        Audit = "AUDIT", "审计", "Audit entry";
+    }
+);
+
+impl EntityKind {
+    /// The entity kind of an event record of `domain`.
+    pub fn of_domain(domain: Domain) -> EntityKind {
+        match domain {
+            Domain::Opinion => EntityKind::Opinion,
+            Domain::Dispute => EntityKind::Dispute,
+            Domain::Patrol => EntityKind::Patrol,
+            Domain::Hazard => EntityKind::Hazard,
+            Domain::SpecialPop => EntityKind::SpecialPop,
+            Domain::Emergency => EntityKind::Emergency,
+            Domain::Publicity => EntityKind::Publicity,
+            Domain::Livelihood => EntityKind::Livelihood,
+            Domain::Other => EntityKind::Other,
+        }
+    }
+
+    /// The domain, for event records.
+    pub fn domain(self) -> Option<Domain> {
+        Domain::from_code(self.code()).ok()
+    }
+
+    /// Append-only kinds never conflict: they are only ever created.
+    pub fn is_append_only(self) -> bool {
+        matches!(
+            self,
+            EntityKind::Visit
+                | EntityKind::MediationSession
+                | EntityKind::EmergencyReport
+                | EntityKind::PatrolPoints
+                | EntityKind::Photo
+                | EntityKind::Reply
+                | EntityKind::Audit
+        )
+    }
+}
+
+const NAME_MAX: usize = 40;
+const TEXT_MAX: usize = 2000;
+const SHORT_MAX: usize = 200;
+
+/// 实有房屋.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct House {
+    pub id: Uuid,
+    pub grid_id: Uuid,
+    /// House number (门牌号).
+    pub number: String,
+    pub address: String,
+    #[serde(rename = "use")]
+    pub use_: HouseUse,
+    pub location: Option<GeoPoint>,
+}
+
+impl House {
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut v = Validator::new();
+        v.text("number", &self.number, 40);
+        v.text("address", &self.address, SHORT_MAX);
+        if let Some(p) = &self.location {
+            v.nested("location", p.validate());
+        }
+        v.finish()
+    }
+}
+
+/// A household (户).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Household {
+    pub id: Uuid,
+    pub grid_id: Uuid,
+    pub house_id: Option<Uuid>,
+    /// The head's id, once the head is among the members.
+    pub head_id: Option<Uuid>,
+    pub address: String,
+    pub location: Option<GeoPoint>,
+}
+
+impl Household {
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut v = Validator::new();
+        v.text("address", &self.address, SHORT_MAX);
+        if let Some(p) = &self.location {
+            v.nested("location", p.validate());
+        }
+        v.finish()
+    }
+}
+
+/// A person (实有人口), member of one household.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: Uuid,
+    pub household_id: Uuid,
+    pub name: String,
+    pub sex: Sex,
+    pub birth_date: Option<NaiveDate>,
+    pub id_type: IdType,
+    pub id_number: Option<String>,
+    pub phone: Option<String>,
+    pub person_type: PersonType,
+    pub residence: ResidenceStatus,
+    pub status: PersonStatus,
+    pub relation: Relation,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+impl Person {
+    pub fn validate(&self, today: NaiveDate) -> Result<(), ValidationErrors> {
+        let mut v = Validator::new();
+        v.text("name", &self.name, NAME_MAX);
+        if let Some(b) = self.birth_date {
+            v.not_future_date("birth_date", b, today);
+        }
+        if let Some(n) = &self.id_number {
+            if self.id_type == IdType::ResidentCard {
+                match IdNumber::parse(n, today) {
+                    Ok(id) => {
+                        if let Some(b) = self.birth_date
+                            && b != id.birth_date()
+                        {
+                            v.error(
+                                "birth_date",
+                                format!("{b} differs from the ID number's birth date {}", id.birth_date()),
+                            );
+                        }
+                    }
+                    Err(e) => v.error("id_number", e.to_string()),
+                }
+            } else {
+                v.text("id_number", n, 40);
+            }
+        }
+        if let Some(p) = &self.phone
+            && let Err(e) = Phone::parse(p)
+        {
+            v.error("phone", e.to_string());
+        }
+        let mut tags = self.tags.clone();
+        tags.sort();
+        tags.dedup();
+        if tags.len() != self.tags.len() {
+            v.error("tags", "a tag is listed twice");
+        }
+        v.finish()
+    }
+
+    /// Age in whole years on `today`, when the birth date is known.
+    pub fn age(&self, today: NaiveDate) -> Option<u32> {
+        self.birth_date.and_then(|b| today.years_since(b))
+    }
+}
+
+/// 入户走访: append-only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Visit {
+    pub id: Uuid,
+    pub household_id: Uuid,
+    pub grid_id: Uuid,
+    pub author: String,
+    pub visited_on: NaiveDate,
+    pub purpose: VisitPurpose,
+    pub notes: String,
+    /// Set when the worker agrees a date sooner than the cadence would give.
+    pub next_due: Option<NaiveDate>,
+    pub location: Option<GeoPoint>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Visit {
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
+        let mut v = Validator::new();
+        v.not_future_date("visited_on", self.visited_on, now.date_naive());
+        v.optional_text("notes", Some(&self.notes), TEXT_MAX);
+        if let Some(n) = self.next_due
+            && n < self.visited_on
+        {
+            v.error("next_due", format!("{n} is before the visit ({})", self.visited_on));
+        }
+        if let Some(p) = &self.location {
+            v.nested("location", p.validate());
+        }
+        v.finish()
+    }
+}
+
+/// What every event record has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Common {
+    pub id: Uuid,
+    pub grid_id: Uuid,
+    /// The worker's username.
+    pub author: String,
+    pub created_at: DateTime<Utc>,
+    pub status: Status,
+    pub urgency: Urgency,
+    pub location: Option<GeoPoint>,
+    /// SHA-256 (hex) of each photo.
+    #[serde(default)]
+    pub photos: Vec<String>,
+    /// The patrol during which it was found, if any.
+    #[serde(default)]
+    pub patrol_id: Option<Uuid>,
+}
+
+impl Common {
+    /// A header for a new record of `domain`, in its initial status.
+    pub fn new(domain: Domain, grid_id: Uuid, author: &str, now: DateTime<Utc>) -> Common {
+        Common {
+            id: new_id(),
+            grid_id,
+            author: author.to_owned(),
+            created_at: now,
+            status: lifecycle(domain).initial,
+            urgency: Urgency::Normal,
+            location: None,
+            photos: Vec::new(),
+            patrol_id: None,
+        }
+    }
+
+    fn validate(&self, domain: Domain, v: &mut Validator, now: DateTime<Utc>) {
+        v.not_future_time("created_at", self.created_at, now);
+        v.text("author", &self.author, 64);
+        if !lifecycle(domain).statuses().contains(&self.status) {
+            v.error(
+                "status",
+                format!("{} is not a status of the {} lifecycle", self.status, lifecycle(domain).name),
+            );
+        }
+        if let Some(p) = &self.location {
+            v.nested("location", p.validate());
+        }
+        for (i, h) in self.photos.iter().enumerate() {
+            if !is_sha256_hex(h) {
+                v.error(format!("photos[{i}]"), "must be a SHA-256 digest in 64 lower-case hex digits");
+            }
+        }
+    }
+}
+
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A record type of one of the event domains.
+pub trait EventRecord: Serialize + serde::de::DeserializeOwned + Clone + std::fmt::Debug {
+    fn domain(&self) -> Domain;
+    fn common(&self) -> &Common;
+    fn common_mut(&mut self) -> &mut Common;
+    /// The category code, for lists and queries.
+    fn category_code(&self) -> &'static str;
+    /// A one-line summary for lists.
+    fn summary(&self) -> &str;
+    fn validate(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors>;
+}
+
+/// 安全隐患.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hazard {
+    #[serde(flatten)]
+    pub common: Common,
+    pub category: HazardCategory,
+    pub severity: Severity,
+    pub description: String,
+    /// Where, in words (e.g. "3号楼一单元楼道").
+    #[serde(default)]
+    pub place: String,
+    /// Who must rectify it, once known.
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub due_date: Option<NaiveDate>,
+}
+
+/// 社情民意.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Opinion {
+    #[serde(flatten)]
+    pub common: Common,
+    pub category: OpinionCategory,
+    pub content: String,
+    /// The resident who raised it, if they want to be named.
+    #[serde(default)]
+    pub raised_by: Option<String>,
+    /// The 三议四步 deliberation track, when the matter goes to the village's deliberation.
+    #[serde(default)]
+    pub deliberation: Option<DeliberationStage>,
+    #[serde(default)]
+    pub deliberation_notes: Option<String>,
+}
+
+/// A party (当事人) to a dispute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Party {
+    pub name: String,
+    pub role: PartyRole,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub person_id: Option<Uuid>,
+}
+
+/// 回访: follow-up after a dispute ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub on: NaiveDate,
+    pub satisfaction: Satisfaction,
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// 矛盾纠纷. Mediation sessions are appended separately ([`MediationSession`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dispute {
+    #[serde(flatten)]
+    pub common: Common,
+    pub category: DisputeCategory,
+    pub summary: String,
+    pub parties: Vec<Party>,
+    #[serde(default)]
+    pub follow_up: Option<FollowUp>,
+}
+
+/// 巡防日志. Track fixes are appended separately ([`PatrolPoints`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Patrol {
+    #[serde(flatten)]
+    pub common: Common,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub notes: String,
+    /// Kept up to date from the track by the store, in metres.
+    #[serde(default)]
+    pub distance_m: f64,
+}
+
+/// 突发事件. Reports (初报, 续报, 终报) are appended separately ([`EmergencyReport`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Emergency {
+    #[serde(flatten)]
+    pub common: Common,
+    pub category: EmergencyCategory,
+    pub level: EmergencyLevel,
+    pub title: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// The other domains (special populations, publicity, livelihood, other): the common lifecycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(flatten)]
+    pub common: Common,
+    pub domain: Domain,
+    pub title: String,
+    pub content: String,
+    #[serde(default)]
+    pub household_id: Option<Uuid>,
+    #[serde(default)]
+    pub satisfaction: Option<Satisfaction>,
+}
+
+macro_rules! event_record {
+    ($t:ty, $domain:expr, $cat:expr, $summary:expr, |$s:ident, $v:ident, $now:ident| $body:block) => {
+        impl EventRecord for $t {
+            fn domain(&self) -> Domain {
+                let f: fn(&$t) -> Domain = $domain;
+                f(self)
+            }
+            fn common(&self) -> &Common {
+                &self.common
+            }
+            fn common_mut(&mut self) -> &mut Common {
+                &mut self.common
+            }
+            fn category_code(&self) -> &'static str {
+                let f: fn(&$t) -> &'static str = $cat;
+                f(self)
+            }
+            fn summary(&self) -> &str {
+                let f: fn(&$t) -> &str = $summary;
+                f(self)
+            }
+            fn validate(&self, $now: DateTime<Utc>) -> Result<(), ValidationErrors> {
+                let $s = self;
+                let mut $v = Validator::new();
+                $s.common.validate(self.domain(), &mut $v, $now);
+                $body
+                $v.finish()
+            }
+        }
+    };
+}
+
+event_record!(Hazard, |_| Domain::Hazard, |s| s.category.code(), |s| &s.description, |s, v, _now| {
+    v.text("description", &s.description, TEXT_MAX);
+    v.optional_text("place", Some(&s.place), SHORT_MAX);
+    v.optional_text("owner", s.owner.as_deref(), NAME_MAX);
+});
+
+event_record!(Opinion, |_| Domain::Opinion, |s| s.category.code(), |s| &s.content, |s, v, _now| {
+    v.text("content", &s.content, TEXT_MAX);
+    v.optional_text("raised_by", s.raised_by.as_deref(), NAME_MAX);
+    v.optional_text("deliberation_notes", s.deliberation_notes.as_deref(), TEXT_MAX);
+});
+
+event_record!(Dispute, |_| Domain::Dispute, |s| s.category.code(), |s| &s.summary, |s, v, now| {
+    v.text("summary", &s.summary, TEXT_MAX);
+    if s.parties.is_empty() {
+        v.error("parties", "a dispute needs at least one party");
+    }
+    for (i, p) in s.parties.iter().enumerate() {
+        v.text(&format!("parties[{i}].name"), &p.name, NAME_MAX);
+        if let Some(ph) = &p.phone
+            && let Err(e) = Phone::parse(ph)
+        {
+            v.error(format!("parties[{i}].phone"), e.to_string());
+        }
+    }
+    if let Some(f) = &s.follow_up {
+        v.not_future_date("follow_up.on", f.on, now.date_naive());
+    }
+});
+
+event_record!(Patrol, |_| Domain::Patrol, |_| "PATROL", |s| &s.notes, |s, v, now| {
+    v.not_future_time("started_at", s.started_at, now);
+    if let Some(e) = s.ended_at
+        && e < s.started_at
+    {
+        v.error("ended_at", format!("{} is before the start {}", e.to_rfc3339(), s.started_at.to_rfc3339()));
+    }
+    if !s.distance_m.is_finite() || s.distance_m < 0.0 {
+        v.error("distance_m", "must be a finite distance of 0 m or more");
+    }
+    v.optional_text("notes", Some(&s.notes), TEXT_MAX);
+});
+
+event_record!(Emergency, |_| Domain::Emergency, |s| s.category.code(), |s| &s.title, |s, v, now| {
+    v.text("title", &s.title, SHORT_MAX);
+    v.not_future_time("occurred_at", s.occurred_at, now);
+});
+
+event_record!(Event, |s| s.domain, |_| "", |s| &s.title, |s, v, _now| {
+    if matches!(
+        s.domain,
+        Domain::Opinion | Domain::Dispute | Domain::Patrol | Domain::Hazard | Domain::Emergency
+    ) {
+        v.error("domain", format!("{} has its own record type", s.domain));
+    }
+    v.text("title", &s.title, SHORT_MAX);
+    v.text("content", &s.content, TEXT_MAX);
+});
+
+/// A record of any domain, for code that handles records generically (store, sync, server).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyRecord {
+    Hazard(Hazard),
+    Opinion(Opinion),
+    Dispute(Dispute),
+    Patrol(Patrol),
+    Emergency(Emergency),
+    Event(Event),
+}
+
+macro_rules! any_dispatch {
+    ($self:expr, $r:ident => $e:expr) => {
+        match $self {
+            AnyRecord::Hazard($r) => $e,
+            AnyRecord::Opinion($r) => $e,
+            AnyRecord::Dispute($r) => $e,
+            AnyRecord::Patrol($r) => $e,
+            AnyRecord::Emergency($r) => $e,
+            AnyRecord::Event($r) => $e,
+        }
+    };
+}
+
+impl AnyRecord {
+    /// Reads a record of `domain` from its flat JSON object.
+    pub fn from_json(domain: Domain, value: serde_json::Value) -> Result<AnyRecord, serde_json::Error> {
+        Ok(match domain {
+            Domain::Hazard => AnyRecord::Hazard(serde_json::from_value(value)?),
+            Domain::Opinion => AnyRecord::Opinion(serde_json::from_value(value)?),
+            Domain::Dispute => AnyRecord::Dispute(serde_json::from_value(value)?),
+            Domain::Patrol => AnyRecord::Patrol(serde_json::from_value(value)?),
+            Domain::Emergency => AnyRecord::Emergency(serde_json::from_value(value)?),
+            Domain::SpecialPop | Domain::Publicity | Domain::Livelihood | Domain::Other => {
+                let ev: Event = serde_json::from_value(value)?;
+                if ev.domain != domain {
+                    return Err(serde::de::Error::custom(format!(
+                        "record says domain {}, expected {domain}",
+                        ev.domain
+                    )));
+                }
+                AnyRecord::Event(ev)
+            }
+        })
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        any_dispatch!(self, r => serde_json::to_value(r).expect("records serialise"))
+    }
+
+    pub fn domain(&self) -> Domain {
+        any_dispatch!(self, r => r.domain())
+    }
+
+    pub fn common(&self) -> &Common {
+        any_dispatch!(self, r => r.common())
+    }
+
+    pub fn common_mut(&mut self) -> &mut Common {
+        any_dispatch!(self, r => r.common_mut())
+    }
+
+    pub fn category_code(&self) -> &'static str {
+        any_dispatch!(self, r => r.category_code())
+    }
+
+    pub fn summary(&self) -> &str {
+        any_dispatch!(self, r => r.summary())
+    }
+
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
+        any_dispatch!(self, r => r.validate(now))
+    }
+}
+
+/// One mediation session of a dispute: append-only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediationSession {
+    pub id: Uuid,
+    pub dispute_id: Uuid,
+    pub held_on: NaiveDate,
+    pub method: MediationMethod,
+    pub participants: Vec<String>,
+    pub notes: String,
+    /// The agreement reached (调解协议), if any.
+    #[serde(default)]
+    pub agreement: Option<String>,
+    pub author: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl MediationSession {
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
+        let mut v = Validator::new();
+        v.not_future_date("held_on", self.held_on, now.date_naive());
+        if self.participants.iter().all(|p| p.trim().is_empty()) {
+            v.error("participants", "name at least one participant");
+        }
+        v.text("notes", &self.notes, TEXT_MAX);
+        v.optional_text("agreement", self.agreement.as_deref(), TEXT_MAX);
+        v.finish()
+    }
+}
+
+/// One report on an emergency (初报, 续报, 终报): append-only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmergencyReport {
+    pub id: Uuid,
+    pub emergency_id: Uuid,
+    pub stage: ReportStage,
+    pub text: String,
+    #[serde(default)]
+    pub casualties: Option<u32>,
+    pub author: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl EmergencyReport {
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
+        let mut v = Validator::new();
+        v.text("text", &self.text, TEXT_MAX);
+        v.not_future_time("created_at", self.created_at, now);
+        v.finish()
+    }
+
+    /// The emergency status a report of this stage moves the record to.
+    pub fn status_after(&self) -> Status {
+        match self.stage {
+            ReportStage::Initial => Status::Initial,
+            ReportStage::Update => Status::Update,
+            ReportStage::Final => Status::Final,
+        }
+    }
+}
+
+/// A batch of GPS fixes appended to a running patrol: append-only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatrolPoints {
+    pub id: Uuid,
+    pub patrol_id: Uuid,
+    pub points: Vec<TrackPoint>,
+}
+
+impl PatrolPoints {
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
+        let mut v = Validator::new();
+        for (i, p) in self.points.iter().enumerate() {
+            v.nested(
+                &format!("points[{i}]"),
+                GeoPoint::new(p.lon, p.lat, p.accuracy_m).map(|_| ()),
+            );
+            v.not_future_time(&format!("points[{i}].at"), p.at, now);
+        }
+        v.finish()
+    }
+}
+
+/// A reply or instruction from the county on a record: comes down with sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub id: Uuid,
+    pub record_id: Uuid,
+    pub author: String,
+    pub text: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One step of a record's status history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusChange {
+    pub record_id: Uuid,
+    pub from: Status,
+    pub to: Status,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-29T08:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn person() -> Person {
+        Person {
+            id: new_id(),
+            household_id: new_id(),
+            name: "张振行".into(),
+            sex: Sex::Male,
+            birth_date: Some(NaiveDate::from_ymd_opt(1949, 12, 31).unwrap()),
+            id_type: IdType::ResidentCard,
+            id_number: Some("11010519491231002X".into()),
+            phone: Some("13812345678".into()),
+            person_type: PersonType::Household,
+            residence: ResidenceStatus::Both,
+            status: PersonStatus::Active,
+            relation: Relation::Head,
+            tags: vec![Tag::ElderlyAlone],
+        }
+    }
+
+    #[test]
+    fn ids_are_uuid_v7_and_sort_by_creation() {
+        let a = new_id();
+        let b = new_id();
+        assert_eq!(a.get_version_num(), 7);
+        assert!(a < b);
+    }
+
+    #[test]
+    fn person_validation_names_each_field() {
+        let today = now().date_naive();
+        assert!(person().validate(today).is_ok());
+        let mut p = person();
+        p.name = String::new();
+        p.id_number = Some("110105194912310021".into());
+        p.phone = Some("555".into());
+        p.tags = vec![Tag::DrugUser, Tag::DrugUser];
+        let e = p.validate(today).unwrap_err();
+        assert_eq!(e.for_field("name"), Some("is required"));
+        assert!(e.for_field("id_number").unwrap().contains("check digit"));
+        assert!(e.for_field("phone").is_some());
+        assert!(e.for_field("tags").is_some());
+        let mut q = person();
+        q.birth_date = Some(NaiveDate::from_ymd_opt(1950, 1, 1).unwrap());
+        assert!(q.validate(today).unwrap_err().for_field("birth_date").unwrap().contains("differs"));
+    }
+
+    #[test]
+    fn hazard_serialises_flat_and_validates() {
+        let mut h = Hazard {
+            common: Common::new(Domain::Hazard, new_id(), "worker-a", now()),
+            category: HazardCategory::CorridorEbike,
+            severity: Severity::Medium,
+            description: "楼道内电动车充电".into(),
+            place: "3号楼".into(),
+            owner: None,
+            due_date: None,
+        };
+        assert_eq!(h.common.status, Status::Reported);
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(json["category"], "CORRIDOR_EBIKE");
+        assert_eq!(json["status"], "REPORTED");
+        assert!(json.get("common").is_none(), "header is flattened");
+        let back: Hazard = serde_json::from_value(json).unwrap();
+        assert_eq!(back, h);
+        assert!(h.validate(now()).is_ok());
+        h.description = " ".into();
+        h.common.location = Some(GeoPoint { lon: 200.0, lat: 28.0, accuracy_m: None });
+        h.common.status = Status::Mediating;
+        h.common.created_at = now() + chrono::Duration::days(1);
+        let e = h.validate(now()).unwrap_err();
+        assert!(e.for_field("description").is_some());
+        assert!(e.for_field("location.lon").is_some());
+        assert!(e.for_field("status").unwrap().contains("hazard"));
+        assert!(e.for_field("created_at").unwrap().contains("future"));
+    }
+
+    #[test]
+    fn dispute_needs_parties_with_valid_phones() {
+        let d = Dispute {
+            common: Common::new(Domain::Dispute, new_id(), "worker-a", now()),
+            category: DisputeCategory::Neighbor,
+            summary: "宅基地边界".into(),
+            parties: vec![Party {
+                name: "".into(),
+                role: PartyRole::Applicant,
+                phone: Some("12".into()),
+                person_id: None,
+            }],
+            follow_up: None,
+        };
+        let e = d.validate(now()).unwrap_err();
+        assert!(e.for_field("parties[0].name").is_some());
+        assert!(e.for_field("parties[0].phone").is_some());
+    }
+
+    #[test]
+    fn event_refuses_domains_that_have_their_own_type() {
+        let ev = Event {
+            common: Common::new(Domain::Hazard, new_id(), "w", now()),
+            domain: Domain::Hazard,
+            title: "t".into(),
+            content: "c".into(),
+            household_id: None,
+            satisfaction: None,
+        };
+        assert!(ev.validate(now()).unwrap_err().for_field("domain").is_some());
+    }
+
+    #[test]
+    fn entity_kinds_map_to_domains() {
+        for d in Domain::ALL {
+            assert_eq!(EntityKind::of_domain(*d).domain(), Some(*d));
+        }
+        assert!(EntityKind::Visit.is_append_only());
+        assert!(!EntityKind::Household.is_append_only());
+    }
+}

@@ -1,0 +1,7 @@
+//! gridwalk: an offline-first field app for community grid workers (网格员) and the county
+//! server it syncs with. See ARCHITECTURE.md for the map of this crate.
+
+pub mod demo;
+pub mod domain;
+pub mod store;
+pub mod wire;

@@ -1,0 +1,737 @@
+//! Houses, households, people and visits: local writes (each with its outbox entry) and the
+//! queries of a worker's round: search, who is due a visit, nearest households, a household's
+//! detail, and the audited reveal of a masked value.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::outbox::{all_fields, append, changed_fields};
+use super::{Result, Store, StoreError, code, date, time, ts, uuid};
+use crate::domain::codes::{Coded, DEFAULT_HOUSEHOLD_CADENCE_DAYS, Tag};
+use crate::domain::geo::GeoPoint;
+use crate::domain::model::{EntityKind, House, Household, Person, Visit, new_id};
+use crate::wire::Op;
+
+/// A household as a list shows it. Holds no managed-population tag, so no screen can leak one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HouseholdCard {
+    pub id: Uuid,
+    pub grid_id: Uuid,
+    pub address: String,
+    pub head_name: Option<String>,
+    pub members: u32,
+    /// Care tags of active members (never a managed tag).
+    pub care_tags: Vec<Tag>,
+    pub due: Due,
+    pub location: Option<GeoPoint>,
+    /// Distance from the point the list was asked for, in metres.
+    pub distance_m: Option<f64>,
+}
+
+/// When a household is next due a visit, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Due {
+    pub due_on: NaiveDate,
+    pub last_visited_on: Option<NaiveDate>,
+    /// The cadence that applies: the shortest of its active members' tags, or the default.
+    pub cadence_days: u32,
+    /// The care tag that sets the cadence; `None` for the default or a managed tag.
+    pub reason: Option<Tag>,
+}
+
+impl Due {
+    /// Days past the due date on `today` (negative: days left).
+    pub fn overdue_days(&self, today: NaiveDate) -> i64 {
+        (today - self.due_on).num_days()
+    }
+
+    pub fn is_due(&self, today: NaiveDate) -> bool {
+        self.due_on <= today
+    }
+}
+
+/// What the household list asks for.
+#[derive(Debug, Clone, Default)]
+pub struct HouseholdQuery {
+    /// A name, part of an address, or the last digits of an ID number.
+    pub text: Option<String>,
+    pub tag: Option<Tag>,
+    /// Only households due a visit on `today`.
+    pub due_only: bool,
+    /// Sort nearest first from here.
+    pub near: Option<GeoPoint>,
+    pub limit: Option<usize>,
+    pub offset: usize,
+}
+
+/// A household with everything its detail screen shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct HouseholdDetail {
+    pub household: Household,
+    pub house: Option<House>,
+    pub members: Vec<Person>,
+    /// Newest first.
+    pub visits: Vec<Visit>,
+    pub due: Due,
+}
+
+/// Which masked value a worker revealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevealField {
+    IdNumber,
+    Phone,
+}
+
+impl RevealField {
+    fn name(self) -> &'static str {
+        match self {
+            RevealField::IdNumber => "id_number",
+            RevealField::Phone => "phone",
+        }
+    }
+}
+
+pub(crate) fn point(lon: Option<f64>, lat: Option<f64>) -> Option<GeoPoint> {
+    match (lon, lat) {
+        (Some(lon), Some(lat)) => Some(GeoPoint {
+            lon,
+            lat,
+            accuracy_m: None,
+        }),
+        _ => None,
+    }
+}
+
+pub(crate) fn write_house(conn: &Connection, h: &House, version: i64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO houses (id, grid_id, number, address, use_code, lon, lat, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET grid_id = excluded.grid_id, number = excluded.number,
+           address = excluded.address, use_code = excluded.use_code, lon = excluded.lon,
+           lat = excluded.lat, version = excluded.version",
+        params![
+            h.id.to_string(),
+            h.grid_id.to_string(),
+            h.number,
+            h.address,
+            h.use_.code(),
+            h.location.map(|p| p.lon),
+            h.location.map(|p| p.lat),
+            version
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn write_household(conn: &Connection, h: &Household, version: i64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO households (id, grid_id, house_id, head_id, address, lon, lat, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET grid_id = excluded.grid_id, house_id = excluded.house_id,
+           head_id = excluded.head_id, address = excluded.address, lon = excluded.lon,
+           lat = excluded.lat, version = excluded.version",
+        params![
+            h.id.to_string(),
+            h.grid_id.to_string(),
+            h.house_id.map(|x| x.to_string()),
+            h.head_id.map(|x| x.to_string()),
+            h.address,
+            h.location.map(|p| p.lon),
+            h.location.map(|p| p.lat),
+            version
+        ],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn write_person(conn: &Connection, p: &Person, version: i64) -> Result<()> {
+    let id_rev: Option<String> = p.id_number.as_ref().map(|n| n.chars().rev().collect());
+    conn.execute(
+        "INSERT INTO people (id, household_id, name, sex, birth_date, id_type, id_number, id_rev,
+                             phone, person_type, residence, status, relation, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (id) DO UPDATE SET household_id = excluded.household_id, name = excluded.name,
+           sex = excluded.sex, birth_date = excluded.birth_date, id_type = excluded.id_type,
+           id_number = excluded.id_number, id_rev = excluded.id_rev, phone = excluded.phone,
+           person_type = excluded.person_type, residence = excluded.residence,
+           status = excluded.status, relation = excluded.relation, version = excluded.version",
+        params![
+            p.id.to_string(),
+            p.household_id.to_string(),
+            p.name,
+            p.sex.code(),
+            p.birth_date.map(|d| d.to_string()),
+            p.id_type.code(),
+            p.id_number,
+            id_rev,
+            p.phone,
+            p.person_type.code(),
+            p.residence.code(),
+            p.status.code(),
+            p.relation.code(),
+            version
+        ],
+    )?;
+    conn.execute("DELETE FROM person_tags WHERE person_id = ?1", [p.id.to_string()])?;
+    let mut stmt = conn.prepare_cached("INSERT INTO person_tags (person_id, tag) VALUES (?1, ?2)")?;
+    for t in &p.tags {
+        stmt.execute(params![p.id.to_string(), t.code()])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn write_visit(conn: &Connection, v: &Visit) -> Result<()> {
+    conn.execute(
+        "INSERT INTO visits (id, household_id, grid_id, author, visited_on, purpose, notes, next_due,
+                             lon, lat, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (id) DO NOTHING",
+        params![
+            v.id.to_string(),
+            v.household_id.to_string(),
+            v.grid_id.to_string(),
+            v.author,
+            v.visited_on.to_string(),
+            v.purpose.code(),
+            v.notes,
+            v.next_due.map(|d| d.to_string()),
+            v.location.map(|p| p.lon),
+            v.location.map(|p| p.lat),
+            ts(v.created_at),
+        ],
+    )?;
+    Ok(())
+}
+
+fn house_from_row(r: &Row<'_>) -> Result<House> {
+    Ok(House {
+        id: uuid(&r.get::<_, String>("id")?)?,
+        grid_id: uuid(&r.get::<_, String>("grid_id")?)?,
+        number: r.get("number")?,
+        address: r.get("address")?,
+        use_: code(&r.get::<_, String>("use_code")?)?,
+        location: point(r.get("lon")?, r.get("lat")?),
+    })
+}
+
+fn household_from_row(r: &Row<'_>) -> Result<Household> {
+    Ok(Household {
+        id: uuid(&r.get::<_, String>("id")?)?,
+        grid_id: uuid(&r.get::<_, String>("grid_id")?)?,
+        house_id: r.get::<_, Option<String>>("house_id")?.map(|s| uuid(&s)).transpose()?,
+        head_id: r.get::<_, Option<String>>("head_id")?.map(|s| uuid(&s)).transpose()?,
+        address: r.get("address")?,
+        location: point(r.get("lon")?, r.get("lat")?),
+    })
+}
+
+fn person_from_row(conn: &Connection, r: &Row<'_>) -> Result<Person> {
+    let id: String = r.get("id")?;
+    let mut stmt = conn.prepare_cached("SELECT tag FROM person_tags WHERE person_id = ?1 ORDER BY tag")?;
+    let tags = stmt
+        .query_map([&id], |r| r.get::<_, String>(0))?
+        .map(|t| Ok(code::<Tag>(&t?)?))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Person {
+        id: uuid(&id)?,
+        household_id: uuid(&r.get::<_, String>("household_id")?)?,
+        name: r.get("name")?,
+        sex: code(&r.get::<_, String>("sex")?)?,
+        birth_date: r.get::<_, Option<String>>("birth_date")?.map(|s| date(&s)).transpose()?,
+        id_type: code(&r.get::<_, String>("id_type")?)?,
+        id_number: r.get("id_number")?,
+        phone: r.get("phone")?,
+        person_type: code(&r.get::<_, String>("person_type")?)?,
+        residence: code(&r.get::<_, String>("residence")?)?,
+        status: code(&r.get::<_, String>("status")?)?,
+        relation: code(&r.get::<_, String>("relation")?)?,
+        tags,
+    })
+}
+
+fn visit_from_row(r: &Row<'_>) -> Result<Visit> {
+    Ok(Visit {
+        id: uuid(&r.get::<_, String>("id")?)?,
+        household_id: uuid(&r.get::<_, String>("household_id")?)?,
+        grid_id: uuid(&r.get::<_, String>("grid_id")?)?,
+        author: r.get("author")?,
+        visited_on: date(&r.get::<_, String>("visited_on")?)?,
+        purpose: code(&r.get::<_, String>("purpose")?)?,
+        notes: r.get("notes")?,
+        next_due: r.get::<_, Option<String>>("next_due")?.map(|s| date(&s)).transpose()?,
+        location: point(r.get("lon")?, r.get("lat")?),
+        created_at: time(&r.get::<_, String>("created_at")?)?,
+    })
+}
+
+fn version_of(conn: &Connection, table: &str, id: Uuid) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT version FROM {table} WHERE id = ?1"),
+            [id.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// The raw inputs of the due computation for every household.
+struct DueInputs {
+    cadence: HashMap<Tag, u32>,
+    default_days: u32,
+    /// household → active members' tags
+    tags: HashMap<String, Vec<Tag>>,
+}
+
+impl DueInputs {
+    fn load(conn: &Connection) -> Result<DueInputs> {
+        let mut cadence: HashMap<Tag, u32> = Tag::ALL.iter().map(|t| (*t, t.default_cadence_days())).collect();
+        let mut stmt = conn.prepare_cached("SELECT tag, days FROM visit_cadence")?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (t, d) = row?;
+            if let Ok(tag) = Tag::from_code(&t) {
+                cadence.insert(tag, d as u32);
+            }
+        }
+        let default_days = super::get_meta(conn, "default_cadence_days")?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(DEFAULT_HOUSEHOLD_CADENCE_DAYS);
+        let mut tags: HashMap<String, Vec<Tag>> = HashMap::new();
+        let mut stmt = conn.prepare_cached(
+            "SELECT p.household_id, t.tag FROM person_tags t JOIN people p ON p.id = t.person_id
+             WHERE p.status = 'ACTIVE'",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (h, t) = row?;
+            tags.entry(h).or_default().push(code(&t)?);
+        }
+        Ok(DueInputs {
+            cadence,
+            default_days,
+            tags,
+        })
+    }
+
+    fn due(
+        &self,
+        household: &str,
+        last_on: Option<NaiveDate>,
+        agreed: Option<NaiveDate>,
+        today: NaiveDate,
+    ) -> Due {
+        let (mut days, mut reason) = (self.default_days, None);
+        for t in self.tags.get(household).into_iter().flatten() {
+            let d = self.cadence[t];
+            if d < days {
+                days = d;
+                reason = (!t.is_managed()).then_some(*t);
+            }
+        }
+        let by_cadence = last_on
+            .map(|l| l + chrono::Duration::days(days as i64))
+            .unwrap_or(today);
+        let due_on = match agreed {
+            Some(a) if a < by_cadence => a,
+            _ => by_cadence,
+        };
+        Due {
+            due_on,
+            last_visited_on: last_on,
+            cadence_days: days,
+            reason,
+        }
+    }
+
+    fn care_tags(&self, household: &str) -> Vec<Tag> {
+        let mut v: Vec<Tag> = self
+            .tags
+            .get(household)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|t| !t.is_managed())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+impl Store {
+    /// Adds a house the worker found.
+    pub fn add_house(&mut self, h: &House, now: DateTime<Utc>) -> Result<()> {
+        h.validate()?;
+        self.tx(|tx| {
+            write_house(tx, h, 0)?;
+            append(tx, EntityKind::House, h.id, Op::Create, all_fields(h)?, 0, now)?;
+            Ok(())
+        })
+    }
+
+    /// Adds a household.
+    pub fn add_household(&mut self, h: &Household, now: DateTime<Utc>) -> Result<()> {
+        h.validate()?;
+        self.tx(|tx| {
+            write_household(tx, h, 0)?;
+            append(tx, EntityKind::Household, h.id, Op::Create, all_fields(h)?, 0, now)?;
+            Ok(())
+        })
+    }
+
+    /// Edits a household; only the changed fields go into the outbox.
+    pub fn update_household(
+        &mut self,
+        id: Uuid,
+        edit: impl FnOnce(&mut Household),
+        now: DateTime<Utc>,
+    ) -> Result<Household> {
+        self.tx(|tx| {
+            let old = household(tx, id)?;
+            let version = version_of(tx, "households", id)?.unwrap_or(0);
+            let mut new = old.clone();
+            edit(&mut new);
+            new.id = old.id;
+            new.validate()?;
+            let changes = changed_fields(&all_fields(&old)?, &all_fields(&new)?);
+            if !changes.is_empty() {
+                write_household(tx, &new, version)?;
+                append(tx, EntityKind::Household, id, Op::Update, changes, version, now)?;
+            }
+            Ok(new)
+        })
+    }
+
+    /// Adds a person to a household.
+    pub fn add_person(&mut self, p: &Person, now: DateTime<Utc>) -> Result<()> {
+        p.validate(now.date_naive())?;
+        self.tx(|tx| {
+            write_person(tx, p, 0)?;
+            append(tx, EntityKind::Person, p.id, Op::Create, all_fields(p)?, 0, now)?;
+            Ok(())
+        })
+    }
+
+    /// Edits a person (phone, status, tags, ...); only the changed fields go into the outbox.
+    pub fn update_person(
+        &mut self,
+        id: Uuid,
+        edit: impl FnOnce(&mut Person),
+        now: DateTime<Utc>,
+    ) -> Result<Person> {
+        self.tx(|tx| {
+            let old = person(tx, id)?;
+            let version = version_of(tx, "people", id)?.unwrap_or(0);
+            let mut new = old.clone();
+            edit(&mut new);
+            new.id = old.id;
+            new.validate(now.date_naive())?;
+            let changes = changed_fields(&all_fields(&old)?, &all_fields(&new)?);
+            if !changes.is_empty() {
+                write_person(tx, &new, version)?;
+                append(tx, EntityKind::Person, id, Op::Update, changes, version, now)?;
+            }
+            Ok(new)
+        })
+    }
+
+    /// Records a visit (append-only).
+    pub fn record_visit(&mut self, v: &Visit, now: DateTime<Utc>) -> Result<()> {
+        v.validate(now)?;
+        self.tx(|tx| {
+            let grid: Option<String> = tx
+                .query_row(
+                    "SELECT grid_id FROM households WHERE id = ?1",
+                    [v.household_id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match grid {
+                None => {
+                    return Err(StoreError::NotFound {
+                        kind: "household",
+                        id: v.household_id.to_string(),
+                    });
+                }
+                Some(g) if g != v.grid_id.to_string() => {
+                    return Err(crate::domain::ValidationErrors::single(
+                        "grid_id",
+                        format!("the household is in grid {g}, not {}", v.grid_id),
+                    )
+                    .into());
+                }
+                Some(_) => {}
+            }
+            write_visit(tx, v)?;
+            append(tx, EntityKind::Visit, v.id, Op::Append, all_fields(v)?, 0, now)?;
+            Ok(())
+        })
+    }
+
+    /// Shows a masked value in full: the act is written to the audit log, which syncs.
+    pub fn reveal(&mut self, person_id: Uuid, field: RevealField, now: DateTime<Utc>) -> Result<Option<String>> {
+        let worker = self.worker.clone();
+        self.tx(|tx| {
+            let p = person(tx, person_id)?;
+            let value = match field {
+                RevealField::IdNumber => p.id_number,
+                RevealField::Phone => p.phone,
+            };
+            let id = new_id();
+            tx.execute(
+                "INSERT INTO audit_log (id, at, actor, action, target_kind, target_id, field)
+                 VALUES (?1, ?2, ?3, 'REVEAL', 'PERSON', ?4, ?5)",
+                params![id.to_string(), ts(now), worker, person_id.to_string(), field.name()],
+            )?;
+            let fields = serde_json::json!({
+                "id": id, "at": ts(now), "actor": worker, "action": "REVEAL",
+                "target_kind": "PERSON", "target_id": person_id, "field": field.name(),
+            });
+            let serde_json::Value::Object(fields) = fields else { unreachable!() };
+            append(tx, EntityKind::Audit, id, Op::Append, fields, 0, now)?;
+            Ok(value)
+        })
+    }
+
+    pub fn household(&self, id: Uuid) -> Result<Household> {
+        household(&self.conn, id)
+    }
+
+    pub fn person(&self, id: Uuid) -> Result<Person> {
+        person(&self.conn, id)
+    }
+
+    /// Everything the household screen shows.
+    pub fn household_detail(&self, id: Uuid, today: NaiveDate) -> Result<HouseholdDetail> {
+        let conn = &self.conn;
+        let h = household(conn, id)?;
+        let house = match h.house_id {
+            Some(hid) => conn
+                .query_row("SELECT * FROM houses WHERE id = ?1", [hid.to_string()], |r| {
+                    Ok(house_from_row(r))
+                })
+                .optional()?
+                .transpose()?,
+            None => None,
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT * FROM people WHERE household_id = ?1
+             ORDER BY CASE relation WHEN 'HEAD' THEN 0 ELSE 1 END, birth_date",
+        )?;
+        let members = stmt
+            .query_map([id.to_string()], |r| Ok(person_from_row(conn, r)))?
+            .map(|r| r?)
+            .collect::<Result<Vec<_>>>()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT * FROM visits WHERE household_id = ?1 ORDER BY visited_on DESC, created_at DESC",
+        )?;
+        let visits = stmt
+            .query_map([id.to_string()], |r| Ok(visit_from_row(r)))?
+            .map(|r| r?)
+            .collect::<Result<Vec<_>>>()?;
+        let inputs = DueInputs::load(conn)?;
+        let last = visits.first();
+        let due = inputs.due(
+            &id.to_string(),
+            last.map(|v| v.visited_on),
+            last.and_then(|v| v.next_due),
+            today,
+        );
+        Ok(HouseholdDetail {
+            household: h,
+            house,
+            members,
+            visits,
+            due,
+        })
+    }
+
+    /// The household list: search, filter, sort (nearest first when a point is given, else
+    /// most overdue first) and page.
+    pub fn households(&self, q: &HouseholdQuery, today: NaiveDate) -> Result<Vec<HouseholdCard>> {
+        let conn = &self.conn;
+        let matching = match q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(t) => Some(search_households(conn, t)?),
+            None => None,
+        };
+        let tagged: Option<HashSet<String>> = match q.tag {
+            Some(tag) => {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT DISTINCT p.household_id FROM person_tags t JOIN people p ON p.id = t.person_id
+                     WHERE t.tag = ?1 AND p.status = 'ACTIVE'",
+                )?;
+                Some(
+                    stmt.query_map([tag.code()], |r| r.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<_>>()?,
+                )
+            }
+            None => None,
+        };
+        let mut cards = self.cards(today, |hid| {
+            matching.as_ref().is_none_or(|m| m.contains(hid)) && tagged.as_ref().is_none_or(|t| t.contains(hid))
+        })?;
+        if q.due_only {
+            cards.retain(|c| c.due.is_due(today));
+        }
+        if let Some(p) = &q.near {
+            for c in &mut cards {
+                c.distance_m = c.location.map(|l| l.distance_m(p));
+            }
+            cards.sort_by(|a, b| {
+                a.distance_m
+                    .unwrap_or(f64::INFINITY)
+                    .total_cmp(&b.distance_m.unwrap_or(f64::INFINITY))
+            });
+        } else {
+            cards.sort_by(|a, b| a.due.due_on.cmp(&b.due.due_on).then_with(|| a.address.cmp(&b.address)));
+        }
+        Ok(cards
+            .into_iter()
+            .skip(q.offset)
+            .take(q.limit.unwrap_or(usize::MAX))
+            .collect())
+    }
+
+    /// Who is due a visit on `today` (due date today or earlier), most overdue first.
+    pub fn due_visits(&self, today: NaiveDate) -> Result<Vec<HouseholdCard>> {
+        self.households(
+            &HouseholdQuery {
+                due_only: true,
+                ..Default::default()
+            },
+            today,
+        )
+    }
+
+    /// The `k` households nearest `p`, nearest first, found through the R*Tree by widening
+    /// a box around `p` until it holds `k` households.
+    pub fn nearest_households(&self, p: &GeoPoint, k: usize, today: NaiveDate) -> Result<Vec<HouseholdCard>> {
+        let conn = &self.conn;
+        let total: i64 = conn.query_row("SELECT count(*) FROM household_rtree", [], |r| r.get(0))?;
+        let want = k.min(total as usize);
+        if want == 0 {
+            return Ok(Vec::new());
+        }
+        // A box square in metres around p: longitude degrees shrink with latitude.
+        let lon_scale = 1.0 / p.lat.to_radians().cos().max(0.01);
+        let in_box = |half: f64| -> Result<HashSet<String>> {
+            let mut stmt = conn.prepare_cached(
+                "SELECT h.id FROM household_rtree r JOIN households h ON h.rid = r.rid
+                 WHERE r.min_lon >= ?1 AND r.max_lon <= ?2 AND r.min_lat >= ?3 AND r.max_lat <= ?4",
+            )?;
+            let hl = half * lon_scale;
+            Ok(stmt
+                .query_map(params![p.lon - hl, p.lon + hl, p.lat - half, p.lat + half], |r| {
+                    r.get::<_, String>(0)
+                })?
+                .collect::<rusqlite::Result<_>>()?)
+        };
+        let mut half = 0.002_f64; // degrees of latitude: about 220 m
+        while in_box(half)?.len() < want && half < 90.0 {
+            half *= 2.0;
+        }
+        // The k-th nearest in that box is at most a corner away (√2 × half): every household
+        // within that distance lies in a box 1.5 times as wide.
+        let ids = in_box(half * 1.5)?;
+        let mut cards = self.cards(today, |hid| ids.contains(hid))?;
+        for c in &mut cards {
+            c.distance_m = c.location.map(|l| l.distance_m(p));
+        }
+        cards.sort_by(|a, b| {
+            a.distance_m
+                .unwrap_or(f64::INFINITY)
+                .total_cmp(&b.distance_m.unwrap_or(f64::INFINITY))
+        });
+        cards.truncate(k);
+        Ok(cards)
+    }
+
+    /// Cards of every household that passes `keep`.
+    fn cards(&self, today: NaiveDate, keep: impl Fn(&str) -> bool) -> Result<Vec<HouseholdCard>> {
+        let conn = &self.conn;
+        let inputs = DueInputs::load(conn)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT h.id, h.grid_id, h.address, h.lon, h.lat,
+                    (SELECT name FROM people WHERE id = h.head_id),
+                    (SELECT count(*) FROM people p WHERE p.household_id = h.id AND p.status = 'ACTIVE'),
+                    substr(lv.k, 1, 10), lv.next_due
+             FROM households h
+             -- The newest visit (by date, then entry time) decides; SQLite takes next_due
+             -- from the row that holds the maximum.
+             LEFT JOIN (SELECT household_id, MAX(visited_on || '|' || created_at) AS k, next_due
+                        FROM visits GROUP BY household_id) lv ON lv.household_id = h.id",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let hid: String = r.get(0)?;
+            if !keep(&hid) {
+                continue;
+            }
+            let last_on = r.get::<_, Option<String>>(7)?.map(|s| date(&s)).transpose()?;
+            let agreed = r.get::<_, Option<String>>(8)?.map(|s| date(&s)).transpose()?;
+            let due = inputs.due(&hid, last_on, agreed, today);
+            out.push(HouseholdCard {
+                id: uuid(&hid)?,
+                grid_id: uuid(&r.get::<_, String>(1)?)?,
+                address: r.get(2)?,
+                location: point(r.get(3)?, r.get(4)?),
+                head_name: r.get(5)?,
+                members: r.get::<_, i64>(6)? as u32,
+                care_tags: inputs.care_tags(&hid),
+                due,
+                distance_m: None,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Household ids whose member name or address contains `text`, or whose member's ID number
+/// ends with it (digits and X).
+fn search_households(conn: &Connection, text: &str) -> Result<HashSet<String>> {
+    let like = format!("%{}%", text.replace(['%', '_'], ""));
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM households WHERE address LIKE ?1
+         UNION SELECT household_id FROM people WHERE name LIKE ?1",
+    )?;
+    let mut ids: HashSet<String> = stmt
+        .query_map([&like], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let upper = text.to_uppercase();
+    if upper.len() >= 3 && upper.bytes().all(|b| b.is_ascii_digit() || b == b'X') {
+        let rev: String = upper.chars().rev().collect();
+        // GLOB with a literal prefix uses the id_rev index.
+        let mut stmt = conn.prepare_cached("SELECT household_id FROM people WHERE id_rev GLOB ?1")?;
+        for id in stmt.query_map([format!("{rev}*")], |r| r.get::<_, String>(0))? {
+            ids.insert(id?);
+        }
+    }
+    Ok(ids)
+}
+
+fn household(conn: &Connection, id: Uuid) -> Result<Household> {
+    conn.query_row("SELECT * FROM households WHERE id = ?1", [id.to_string()], |r| {
+        Ok(household_from_row(r))
+    })
+    .optional()?
+    .transpose()?
+    .ok_or_else(|| StoreError::NotFound {
+        kind: "household",
+        id: id.to_string(),
+    })
+}
+
+fn person(conn: &Connection, id: Uuid) -> Result<Person> {
+    conn.query_row("SELECT * FROM people WHERE id = ?1", [id.to_string()], |r| {
+        Ok(person_from_row(conn, r))
+    })
+    .optional()?
+    .transpose()?
+    .ok_or_else(|| StoreError::NotFound {
+        kind: "person",
+        id: id.to_string(),
+    })
+}
