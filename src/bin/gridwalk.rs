@@ -82,10 +82,15 @@ fn main() -> Result<()> {
         Command::Export(a) => {
             let county = County::generate(&spec(&a.size, a.seed, Utc::now().date_naive())?);
             for g in &a.grids {
-                anyhow::ensure!(*g < county.grids.len(), "grid index {g} is out of range (0..{})", county.grids.len());
+                anyhow::ensure!(
+                    *g < county.grids.len(),
+                    "grid index {g} is out of range (0..{})",
+                    county.grids.len()
+                );
             }
             let scope = county.scope(&a.grids);
-            let file = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+            let file = std::fs::File::create(&a.out)
+                .with_context(|| format!("creating {}", a.out.display()))?;
             let n = write_ndjson(&scope, std::io::BufWriter::new(file))?;
             println!("wrote {n} records to {}", a.out.display());
             Ok(())
@@ -103,7 +108,8 @@ fn day(a: DayArgs) -> Result<()> {
     let t = |z: &'static str, e: &'static str| if zh { z } else { e };
     let today = a.today.unwrap_or_else(|| Utc::now().date_naive());
     let fresh = !a.db.exists();
-    let mut store = Store::open(&a.db).with_context(|| format!("opening the device store {}", a.db.display()))?;
+    let mut store = Store::open(&a.db)
+        .with_context(|| format!("opening the device store {}", a.db.display()))?;
     if fresh {
         let started = std::time::Instant::now();
         let county = County::generate(&CountySpec::small(a.seed, today));
@@ -116,7 +122,9 @@ fn day(a: DayArgs) -> Result<()> {
         );
     }
     let grids = store.grids()?;
-    let first = grids.first().context("the device store holds no grid: enrol first")?;
+    let first = grids
+        .first()
+        .context("the device store holds no grid: enrol first")?;
     let here = match &a.at {
         Some(s) => {
             let (lon, lat) = s.split_once(',').context("--at takes lon,lat")?;
@@ -132,11 +140,19 @@ fn day(a: DayArgs) -> Result<()> {
         t("网格员", "Grid worker"),
         store.worker(),
         first.town_name,
-        grids.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join("、")
+        grids
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect::<Vec<_>>()
+            .join("、")
     );
 
     let due = store.due_visits(today)?;
-    println!("\n{} ({})", t("今日待走访（含逾期）", "Due a visit today or overdue"), due.len());
+    println!(
+        "\n{} ({})",
+        t("今日待走访（含逾期）", "Due a visit today or overdue"),
+        due.len()
+    );
     for (i, c) in due.iter().take(10).enumerate() {
         let tags: Vec<&str> = c.care_tags.iter().map(|t| t.label(lang)).collect();
         let late = c.due.overdue_days(today);
@@ -162,7 +178,12 @@ fn day(a: DayArgs) -> Result<()> {
         println!("  … {} {}", due.len() - 10, t("户未列出", "more"));
     }
 
-    println!("\n{} ({:.5}, {:.5})", t("附近住户", "Nearest households to"), here.lon, here.lat);
+    println!(
+        "\n{} ({:.5}, {:.5})",
+        t("附近住户", "Nearest households to"),
+        here.lon,
+        here.lat
+    );
     for c in store.nearest_households(&here, 5, today)? {
         println!(
             "  {:>6.0} m · {} · {} {}",
@@ -180,7 +201,11 @@ fn day(a: DayArgs) -> Result<()> {
     println!("\n{} ({})", t("未办结记录", "Open records"), open.len());
     let mut by: std::collections::BTreeMap<(String, String), usize> = Default::default();
     for r in &open {
-        *by.entry((r.domain.label(lang).to_owned(), r.status.label(lang).to_owned())).or_default() += 1;
+        *by.entry((
+            r.domain.label(lang).to_owned(),
+            r.status.label(lang).to_owned(),
+        ))
+        .or_default() += 1;
     }
     for ((d, s), n) in by {
         println!("  {d} · {s}: {n}");
@@ -196,6 +221,10 @@ fn day(a: DayArgs) -> Result<()> {
             lc.name
         );
     }
-    println!("\n{}: {}", t("待上传", "Waiting to upload"), store.outbox_len()?);
+    println!(
+        "\n{}: {}",
+        t("待上传", "Waiting to upload"),
+        store.outbox_len()?
+    );
     Ok(())
 }

@@ -132,7 +132,8 @@ fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
 /// A deterministic UUIDv7 for something made at `at`.
 fn id_at(rng: &mut ChaCha8Rng, at: DateTime<Utc>) -> Uuid {
     let bytes: [u8; 10] = rng.random();
-    uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis().max(0) as u64, &bytes).into_uuid()
+    uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis().max(0) as u64, &bytes)
+        .into_uuid()
 }
 
 fn lerp(a: Coord<f64>, b: Coord<f64>, t: f64) -> Coord<f64> {
@@ -161,7 +162,10 @@ fn round6(c: Coord<f64>) -> Coord<f64> {
 impl County {
     /// Makes the county's geography: towns, villages tiling the county, grids tiling each village.
     pub fn generate(spec: &CountySpec) -> County {
-        assert!(spec.villages > 0 && spec.grids >= spec.villages, "need at least one grid per village");
+        assert!(
+            spec.villages > 0 && spec.grids >= spec.villages,
+            "need at least one grid per village"
+        );
         let mut rng = rng_for(spec.seed, u64::MAX);
         // Villages are the cells of a jittered lattice over the county's extent.
         let cols = (spec.villages as f64).sqrt().ceil() as usize;
@@ -197,7 +201,10 @@ impl County {
                 name: names::TOWNS[t].to_owned(),
             })
             .collect();
-        let mut village_names: Vec<String> = names::NAMED_VILLAGES.iter().map(|s| s.to_string()).collect();
+        let mut village_names: Vec<String> = names::NAMED_VILLAGES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         'outer: for p in names::VILLAGE_PREFIXES {
             for s in ["村", "新村"] {
                 if village_names.len() >= spec.villages {
@@ -227,7 +234,12 @@ impl County {
             // Snake order keeps a town's villages next to each other.
             let (r, c0) = (v / cols, v % cols);
             let c = if r % 2 == 0 { c0 } else { cols - 1 - c0 };
-            let q = [lattice[r][c], lattice[r][c + 1], lattice[r + 1][c + 1], lattice[r + 1][c]];
+            let q = [
+                lattice[r][c],
+                lattice[r][c + 1],
+                lattice[r + 1][c + 1],
+                lattice[r + 1][c],
+            ];
             let town = (v / per_town).min(n_towns - 1);
             let code = format!("{}{}", towns[town].code, 200 + v % per_town);
             let name = village_names[v].clone();
@@ -248,9 +260,17 @@ impl County {
             for g in 0..n_grids {
                 let (a, b) = (cuts[g], cuts[g + 1]);
                 // Not rounded: a rounded cut point would leave the village edge and open slivers.
-                let gq = [lerp(q[0], q[1], a), lerp(q[0], q[1], b), lerp(q[3], q[2], b), lerp(q[3], q[2], a)];
+                let gq = [
+                    lerp(q[0], q[1], a),
+                    lerp(q[0], q[1], b),
+                    lerp(q[3], q[2], b),
+                    lerp(q[3], q[2], a),
+                ];
                 let number = (g + 1) as u16;
-                let grid_id = id_at(&mut rng, spec.today.and_time(NaiveTime::MIN).and_utc() - Duration::days(400));
+                let grid_id = id_at(
+                    &mut rng,
+                    spec.today.and_time(NaiveTime::MIN).and_utc() - Duration::days(400),
+                );
                 let sex = rng_sex(&mut rng);
                 let worker_name = person_name(&mut rng, sex);
                 grids.push(DemoGrid {
@@ -307,7 +327,10 @@ impl County {
     pub fn scope(&self, grids: &[usize]) -> Scope {
         let mut s = Scope {
             grids: grids.iter().map(|g| self.grids[*g].grid.clone()).collect(),
-            cadence: Tag::ALL.iter().map(|t| (*t, t.default_cadence_days())).collect(),
+            cadence: Tag::ALL
+                .iter()
+                .map(|t| (*t, t.default_cadence_days()))
+                .collect(),
             ..Default::default()
         };
         for g in grids {
@@ -328,7 +351,11 @@ impl County {
 }
 
 fn rng_sex(rng: &mut ChaCha8Rng) -> Sex {
-    if rng.random_bool(0.5) { Sex::Male } else { Sex::Female }
+    if rng.random_bool(0.5) {
+        Sex::Male
+    } else {
+        Sex::Female
+    }
 }
 
 fn surname(rng: &mut ChaCha8Rng) -> &'static str {
@@ -338,7 +365,11 @@ fn surname(rng: &mut ChaCha8Rng) -> &'static str {
 }
 
 fn given(rng: &mut ChaCha8Rng, sex: Sex) -> String {
-    let pool = if sex == Sex::Male { names::GIVEN_MALE } else { names::GIVEN_FEMALE };
+    let pool = if sex == Sex::Male {
+        names::GIVEN_MALE
+    } else {
+        names::GIVEN_FEMALE
+    };
     let a = pool.choose(rng).expect("non-empty");
     if rng.random_bool(0.7) {
         format!("{a}{}", pool.choose(rng).expect("non-empty"))
@@ -376,7 +407,9 @@ impl<'a> GridGen<'a> {
             g: &county.grids[grid],
             rng: rng_for(county.spec.seed, grid as u64),
             today,
-            now: today.and_time(NaiveTime::from_hms_opt(8, 0, 0).expect("valid")).and_utc(),
+            now: today
+                .and_time(NaiveTime::from_hms_opt(8, 0, 0).expect("valid"))
+                .and_utc(),
             out: Scope::default(),
         }
     }
@@ -414,7 +447,14 @@ impl<'a> GridGen<'a> {
         self.out
     }
 
-    fn person(&mut self, household: Uuid, relation: Relation, sex: Sex, age: u32, surname: Option<&str>) -> Person {
+    fn person(
+        &mut self,
+        household: Uuid,
+        relation: Relation,
+        sex: Sex,
+        age: u32,
+        surname: Option<&str>,
+    ) -> Person {
         let birth = self.today - Duration::days(age as i64 * 365 + self.rng.random_range(0..365));
         let name = match surname {
             Some(s) => format!("{s}{}", given(&mut self.rng, sex)),
@@ -422,7 +462,10 @@ impl<'a> GridGen<'a> {
         };
         let floating = self.rng.random_bool(0.04);
         let region = if floating {
-            names::OTHER_REGIONS.choose(&mut self.rng).expect("non-empty").to_string()
+            names::OTHER_REGIONS
+                .choose(&mut self.rng)
+                .expect("non-empty")
+                .to_string()
         } else {
             names::COUNTY_CODE.to_owned()
         };
@@ -430,7 +473,9 @@ impl<'a> GridGen<'a> {
         let phone = (age >= 16 && self.rng.random_bool(0.8)).then(|| {
             format!(
                 "{}{:08}",
-                names::MOBILE_PREFIXES.choose(&mut self.rng).expect("non-empty"),
+                names::MOBILE_PREFIXES
+                    .choose(&mut self.rng)
+                    .expect("non-empty"),
                 self.rng.random_range(0..100_000_000u32)
             )
         });
@@ -444,8 +489,16 @@ impl<'a> GridGen<'a> {
             id_type: IdType::ResidentCard,
             id_number: Some(id_number),
             phone,
-            person_type: if floating { PersonType::Floating } else { PersonType::Household },
-            residence: if floating { ResidenceStatus::PersonOnly } else { ResidenceStatus::Both },
+            person_type: if floating {
+                PersonType::Floating
+            } else {
+                PersonType::Household
+            },
+            residence: if floating {
+                ResidenceStatus::PersonOnly
+            } else {
+                ResidenceStatus::Both
+            },
             status: PersonStatus::Active,
             relation,
             tags: Vec::new(),
@@ -458,7 +511,8 @@ impl<'a> GridGen<'a> {
         let group = i % groups + 1;
         let village = &self.county.villages[self.g.village].name;
         let number = format!("{}", i + 1);
-        let group = (self.g.grid.code.as_str()[12..].parse::<u32>().unwrap_or(1) - 1) * groups + group;
+        let group =
+            (self.g.grid.code.as_str()[12..].parse::<u32>().unwrap_or(1) - 1) * groups + group;
         let address = format!("{village}{group}组{number}号");
         let house = House {
             id: id_at(&mut self.rng, created),
@@ -478,8 +532,18 @@ impl<'a> GridGen<'a> {
         let mut members = Vec::new();
         let kind = self.rng.random_range(0..100);
         let r = &mut self.rng;
-        let head_sex = if r.random_bool(0.8) { Sex::Male } else { Sex::Female };
-        let other = |s: Sex| if s == Sex::Male { Sex::Female } else { Sex::Male };
+        let head_sex = if r.random_bool(0.8) {
+            Sex::Male
+        } else {
+            Sex::Female
+        };
+        let other = |s: Sex| {
+            if s == Sex::Male {
+                Sex::Female
+            } else {
+                Sex::Male
+            }
+        };
         match kind {
             0..15 => {
                 // An elder living alone.
@@ -506,11 +570,21 @@ impl<'a> GridGen<'a> {
                 // A family: head, spouse, children, sometimes a grandparent.
                 let age = self.rng.random_range(28..58);
                 members.push(self.person(hid, Relation::Head, head_sex, age, Some(&family)));
-                members.push(self.person(hid, Relation::Spouse, other(head_sex), age.saturating_sub(2), None));
+                members.push(self.person(
+                    hid,
+                    Relation::Spouse,
+                    other(head_sex),
+                    age.saturating_sub(2),
+                    None,
+                ));
                 for _ in 0..self.rng.random_range(1..=3) {
                     let s = rng_sex(&mut self.rng);
                     let ca = self.rng.random_range(0..(age - 20).max(1));
-                    let rel = if s == Sex::Male { Relation::Son } else { Relation::Daughter };
+                    let rel = if s == Sex::Male {
+                        Relation::Son
+                    } else {
+                        Relation::Daughter
+                    };
                     members.push(self.person(hid, rel, s, ca, Some(&family)));
                 }
                 if self.rng.random_bool(0.3) {
@@ -523,9 +597,19 @@ impl<'a> GridGen<'a> {
                 // Grandparents with grandchildren; the parents work in the city.
                 let age = self.rng.random_range(55..80);
                 members.push(self.person(hid, Relation::Head, head_sex, age, Some(&family)));
-                members.push(self.person(hid, Relation::Spouse, other(head_sex), age.saturating_sub(3), None));
+                members.push(self.person(
+                    hid,
+                    Relation::Spouse,
+                    other(head_sex),
+                    age.saturating_sub(3),
+                    None,
+                ));
                 for rel in [Relation::Son, Relation::ChildInLaw] {
-                    let s = if rel == Relation::Son { Sex::Male } else { Sex::Female };
+                    let s = if rel == Relation::Son {
+                        Sex::Male
+                    } else {
+                        Sex::Female
+                    };
                     let mut p = self.person(hid, rel, s, age - 26, Some(&family));
                     p.residence = ResidenceStatus::HukouOnly;
                     members.push(p);
@@ -584,12 +668,23 @@ impl<'a> GridGen<'a> {
     fn visits(&mut self, budget: usize) {
         let mut by_household: std::collections::HashMap<Uuid, u32> = Default::default();
         for p in &self.out.people {
-            let d = p.tags.iter().map(|t| t.default_cadence_days()).min().unwrap_or(DEFAULT_HOUSEHOLD_CADENCE_DAYS);
-            let e = by_household.entry(p.household_id).or_insert(DEFAULT_HOUSEHOLD_CADENCE_DAYS);
+            let d = p
+                .tags
+                .iter()
+                .map(|t| t.default_cadence_days())
+                .min()
+                .unwrap_or(DEFAULT_HOUSEHOLD_CADENCE_DAYS);
+            let e = by_household
+                .entry(p.household_id)
+                .or_insert(DEFAULT_HOUSEHOLD_CADENCE_DAYS);
             *e = (*e).min(d);
         }
-        let households: Vec<(Uuid, Option<GeoPoint>)> =
-            self.out.households.iter().map(|h| (h.id, h.location)).collect();
+        let households: Vec<(Uuid, Option<GeoPoint>)> = self
+            .out
+            .households
+            .iter()
+            .map(|h| (h.id, h.location))
+            .collect();
         // Up to 180 days of history; a visit roughly every cadence, some late.
         let max_per = (budget / households.len().max(1)) as i64 + 1;
         for (hid, loc) in households {
@@ -598,11 +693,19 @@ impl<'a> GridGen<'a> {
             let mut made = 0;
             while back < 180 && made < max_per {
                 let on = self.today - Duration::days(back);
-                let created = on.and_time(NaiveTime::from_hms_opt(9, 0, 0).expect("valid")).and_utc()
+                let created = on
+                    .and_time(NaiveTime::from_hms_opt(9, 0, 0).expect("valid"))
+                    .and_utc()
                     + Duration::minutes(self.rng.random_range(0..480));
-                let purpose = *[VisitPurpose::Routine, VisitPurpose::Routine, VisitPurpose::Care, VisitPurpose::Verify, VisitPurpose::Publicity]
-                    .choose(&mut self.rng)
-                    .expect("non-empty");
+                let purpose = *[
+                    VisitPurpose::Routine,
+                    VisitPurpose::Routine,
+                    VisitPurpose::Care,
+                    VisitPurpose::Verify,
+                    VisitPurpose::Publicity,
+                ]
+                .choose(&mut self.rng)
+                .expect("non-empty");
                 self.out.visits.push(Visit {
                     id: id_at(&mut self.rng, created),
                     household_id: hid,
@@ -610,10 +713,15 @@ impl<'a> GridGen<'a> {
                     author: self.g.worker.username.clone(),
                     visited_on: on,
                     purpose,
-                    notes: ["家中一切正常", "了解老人身体状况，叮嘱注意保暖", "宣传防诈骗知识", "核实家庭成员信息"]
-                        .choose(&mut self.rng)
-                        .expect("non-empty")
-                        .to_string(),
+                    notes: [
+                        "家中一切正常",
+                        "了解老人身体状况，叮嘱注意保暖",
+                        "宣传防诈骗知识",
+                        "核实家庭成员信息",
+                    ]
+                    .choose(&mut self.rng)
+                    .expect("non-empty")
+                    .to_string(),
                     next_due: None,
                     location: loc,
                     created_at: created,
@@ -624,7 +732,9 @@ impl<'a> GridGen<'a> {
         }
         // Over budget: drop the oldest visits (the newest decide who is due).
         if self.out.visits.len() > budget {
-            self.out.visits.sort_by(|a, b| b.visited_on.cmp(&a.visited_on).then(a.id.cmp(&b.id)));
+            self.out
+                .visits
+                .sort_by(|a, b| b.visited_on.cmp(&a.visited_on).then(a.id.cmp(&b.id)));
             self.out.visits.truncate(budget);
         }
     }
@@ -639,9 +749,13 @@ impl<'a> GridGen<'a> {
             let options: Vec<_> = lc
                 .transitions
                 .iter()
-                .filter(|(a, b, _)| *a == s && !matches!(b, Status::Void | Status::Returned | Status::Draft))
+                .filter(|(a, b, _)| {
+                    *a == s && !matches!(b, Status::Void | Status::Returned | Status::Draft)
+                })
                 .collect();
-            let Some((_, to, who)) = options.choose(&mut self.rng).copied() else { break };
+            let Some((_, to, who)) = options.choose(&mut self.rng).copied() else {
+                break;
+            };
             t += Duration::minutes(self.rng.random_range(30..4320));
             if t >= self.now {
                 break;
@@ -659,18 +773,25 @@ impl<'a> GridGen<'a> {
                 note: None,
             });
             s = *to;
-            if matches!(s, Status::Accepted | Status::Confirmed | Status::Replied | Status::Assigned)
-                && self.rng.random_bool(0.5)
+            if matches!(
+                s,
+                Status::Accepted | Status::Confirmed | Status::Replied | Status::Assigned
+            ) && self.rng.random_bool(0.5)
             {
                 let reply_at = t + Duration::minutes(5);
                 self.out.replies.push(Reply {
                     id: id_at(&mut self.rng, reply_at),
                     record_id: id,
                     author: "县综治中心".into(),
-                    text: ["已受理，请网格员持续跟进", "已转交相关部门办理", "已安排人员现场核实", "问题已答复群众"]
-                        .choose(&mut self.rng)
-                        .expect("non-empty")
-                        .to_string(),
+                    text: [
+                        "已受理，请网格员持续跟进",
+                        "已转交相关部门办理",
+                        "已安排人员现场核实",
+                        "问题已答复群众",
+                    ]
+                    .choose(&mut self.rng)
+                    .expect("non-empty")
+                    .to_string(),
                     created_at: reply_at,
                 });
             }
@@ -704,15 +825,22 @@ impl<'a> GridGen<'a> {
             let roll = self.rng.random_range(0..100);
             let rec = match roll {
                 0..30 => {
-                    let (cat, text) = *names::HAZARD_TEXTS.choose(&mut self.rng).expect("non-empty");
+                    let (cat, text) = *names::HAZARD_TEXTS
+                        .choose(&mut self.rng)
+                        .expect("non-empty");
                     let mut c = self.common(Domain::Hazard, created);
                     c.status = self.walk(c.id, Domain::Hazard, created, steps);
                     AnyRecord::Hazard(Hazard {
                         common: c,
                         category: HazardCategory::from_code(cat).expect("demo codes are valid"),
-                        severity: *[Severity::Low, Severity::Low, Severity::Medium, Severity::High]
-                            .choose(&mut self.rng)
-                            .expect("non-empty"),
+                        severity: *[
+                            Severity::Low,
+                            Severity::Low,
+                            Severity::Medium,
+                            Severity::High,
+                        ]
+                        .choose(&mut self.rng)
+                        .expect("non-empty"),
                         description: text.to_owned(),
                         place: String::new(),
                         owner: None,
@@ -720,13 +848,20 @@ impl<'a> GridGen<'a> {
                     })
                 }
                 30..55 => {
-                    let (cat, text) = *names::OPINION_TEXTS.choose(&mut self.rng).expect("non-empty");
+                    let (cat, text) = *names::OPINION_TEXTS
+                        .choose(&mut self.rng)
+                        .expect("non-empty");
                     let mut c = self.common(Domain::Opinion, created);
                     c.status = self.walk(c.id, Domain::Opinion, created, steps);
                     let deliberation = self.rng.random_bool(0.2).then(|| {
-                        *[DeliberationStage::Proposed, DeliberationStage::BranchReview, DeliberationStage::Deliberation, DeliberationStage::PublicEval]
-                            .choose(&mut self.rng)
-                            .expect("non-empty")
+                        *[
+                            DeliberationStage::Proposed,
+                            DeliberationStage::BranchReview,
+                            DeliberationStage::Deliberation,
+                            DeliberationStage::PublicEval,
+                        ]
+                        .choose(&mut self.rng)
+                        .expect("non-empty")
                     });
                     AnyRecord::Opinion(Opinion {
                         common: c,
@@ -740,14 +875,23 @@ impl<'a> GridGen<'a> {
                 55..70 => self.dispute(created, steps),
                 70..85 => self.patrol(created),
                 85..98 => {
-                    let domain = *[Domain::SpecialPop, Domain::Livelihood, Domain::Publicity, Domain::Other]
-                        .choose(&mut self.rng)
-                        .expect("non-empty");
+                    let domain = *[
+                        Domain::SpecialPop,
+                        Domain::Livelihood,
+                        Domain::Publicity,
+                        Domain::Other,
+                    ]
+                    .choose(&mut self.rng)
+                    .expect("non-empty");
                     let mut c = self.common(domain, created);
                     c.status = self.walk(c.id, domain, created, steps);
                     let (title, content) = match domain {
-                        Domain::SpecialPop => ("独居老人关爱", "上门查看老人生活情况，协助联系村医"),
-                        Domain::Livelihood => ("代办养老保险认证", "为行动不便老人代办养老金资格认证"),
+                        Domain::SpecialPop => {
+                            ("独居老人关爱", "上门查看老人生活情况，协助联系村医")
+                        }
+                        Domain::Livelihood => {
+                            ("代办养老保险认证", "为行动不便老人代办养老金资格认证")
+                        }
                         Domain::Publicity => ("防诈骗宣传", "在村民小组会上宣传防范电信诈骗"),
                         _ => ("其他事项", "协助村民办理事务"),
                     };
@@ -767,15 +911,25 @@ impl<'a> GridGen<'a> {
     }
 
     fn dispute(&mut self, created: DateTime<Utc>, steps: usize) -> AnyRecord {
-        let (cat, text) = *names::DISPUTE_TEXTS.choose(&mut self.rng).expect("non-empty");
+        let (cat, text) = *names::DISPUTE_TEXTS
+            .choose(&mut self.rng)
+            .expect("non-empty");
         let mut c = self.common(Domain::Dispute, created);
         c.status = self.walk(c.id, Domain::Dispute, created, steps);
         let parties = (0..2)
             .map(|i| {
-                let p = self.out.people.choose(&mut self.rng).expect("a grid has people");
+                let p = self
+                    .out
+                    .people
+                    .choose(&mut self.rng)
+                    .expect("a grid has people");
                 Party {
                     name: p.name.clone(),
-                    role: if i == 0 { PartyRole::Applicant } else { PartyRole::Respondent },
+                    role: if i == 0 {
+                        PartyRole::Applicant
+                    } else {
+                        PartyRole::Respondent
+                    },
                     phone: p.phone.clone(),
                     person_id: Some(p.id),
                 }
@@ -796,7 +950,9 @@ impl<'a> GridGen<'a> {
                     id: id_at(&mut self.rng, at),
                     dispute_id: c.id,
                     held_on: at.date_naive(),
-                    method: *MediationMethod::ALL.choose(&mut self.rng).expect("non-empty"),
+                    method: *MediationMethod::ALL
+                        .choose(&mut self.rng)
+                        .expect("non-empty"),
                     participants: vec![self.g.worker.name.clone(), "村调解委员会".into()],
                     notes: "释法明理，听取双方诉求".into(),
                     agreement: (k > 0).then(|| "双方达成口头协议".to_owned()),
@@ -807,9 +963,14 @@ impl<'a> GridGen<'a> {
         }
         let follow_up = matches!(c.status, Status::FollowUp | Status::Archived).then(|| FollowUp {
             on: (created + Duration::days(10)).date_naive().min(self.today),
-            satisfaction: *[Satisfaction::Satisfied, Satisfaction::Satisfied, Satisfaction::Basic, Satisfaction::Unsatisfied]
-                .choose(&mut self.rng)
-                .expect("non-empty"),
+            satisfaction: *[
+                Satisfaction::Satisfied,
+                Satisfaction::Satisfied,
+                Satisfaction::Basic,
+                Satisfaction::Unsatisfied,
+            ]
+            .choose(&mut self.rng)
+            .expect("non-empty"),
             notes: String::new(),
         });
         AnyRecord::Dispute(Dispute {
@@ -824,7 +985,10 @@ impl<'a> GridGen<'a> {
     fn patrol(&mut self, started: DateTime<Utc>) -> AnyRecord {
         let mut c = self.common(Domain::Patrol, started);
         let n = self.rng.random_range(20..60);
-        let (mut u, mut v) = (self.rng.random_range(0.1..0.9), self.rng.random_range(0.1..0.9));
+        let (mut u, mut v) = (
+            self.rng.random_range(0.1..0.9),
+            self.rng.random_range(0.1..0.9),
+        );
         let mut points = Vec::with_capacity(n);
         let mut t = started;
         for _ in 0..n {
@@ -868,7 +1032,10 @@ impl<'a> GridGen<'a> {
             common: c,
             started_at: started,
             ended_at: ended,
-            notes: names::PATROL_NOTES.choose(&mut self.rng).expect("non-empty").to_string(),
+            notes: names::PATROL_NOTES
+                .choose(&mut self.rng)
+                .expect("non-empty")
+                .to_string(),
             distance_m,
         })
     }
@@ -911,7 +1078,12 @@ impl<'a> GridGen<'a> {
 }
 
 /// Writes a worker's grids into a device store as remote state and signs the worker in.
-pub fn seed_device(store: &mut Store, county: &County, grids: &[usize], worker: &str) -> Result<Scope, StoreError> {
+pub fn seed_device(
+    store: &mut Store,
+    county: &County,
+    grids: &[usize],
+    worker: &str,
+) -> Result<Scope, StoreError> {
     let scope = county.scope(grids);
     store.import_scope(&scope, county.spec.today.and_time(NaiveTime::MIN).and_utc())?;
     store.set_worker(worker)?;
@@ -936,7 +1108,8 @@ pub fn write_ndjson(scope: &Scope, mut w: impl Write) -> std::io::Result<usize> 
         let mut v = serde_json::json!({
             "id": g.id, "code": g.code, "name": g.name, "village": g.village_name, "town": g.town_name,
         });
-        v["boundary"] = serde_json::from_str(&crate::domain::geo::polygon_to_geojson(&g.boundary)).expect("geojson");
+        v["boundary"] = serde_json::from_str(&crate::domain::geo::polygon_to_geojson(&g.boundary))
+            .expect("geojson");
         line("GRID", v)?;
     }
     for h in &scope.houses {

@@ -9,8 +9,19 @@ pub const EXTENT: ([f64; 2], [f64; 2]) = ([116.38, 28.02], [116.86, 28.42]);
 
 /// The towns; the village of the demo accounts (山下村) is in the first.
 pub const TOWNS: &[&str] = &[
-    "杨桥殿镇", "孝岗镇", "小璜镇", "圩上桥镇", "马圩镇", "詹圩镇", "岗上积镇", "黎圩镇", "王桥镇",
-    "邓家乡", "虎圩乡", "珀玕乡", "瑶圩乡",
+    "杨桥殿镇",
+    "孝岗镇",
+    "小璜镇",
+    "圩上桥镇",
+    "马圩镇",
+    "詹圩镇",
+    "岗上积镇",
+    "黎圩镇",
+    "王桥镇",
+    "邓家乡",
+    "虎圩乡",
+    "珀玕乡",
+    "瑶圩乡",
 ];
 
 /// Villages the article names come first; the rest are made from the parts below.
@@ -40,9 +51,14 @@ pub const GIVEN_FEMALE: &[&str] = &[
 ];
 
 /// Area codes of floating residents' home counties (other Jiangxi counties and neighbours).
-pub const OTHER_REGIONS: &[&str] = &["360102", "361002", "361025", "362502", "360681", "350102", "430102", "330106"];
+pub const OTHER_REGIONS: &[&str] = &[
+    "360102", "361002", "361025", "362502", "360681", "350102", "430102", "330106",
+];
 
-pub const MOBILE_PREFIXES: &[&str] = &["138", "139", "135", "136", "150", "151", "152", "158", "159", "182", "187", "188", "199", "177"];
+pub const MOBILE_PREFIXES: &[&str] = &[
+    "138", "139", "135", "136", "150", "151", "152", "158", "159", "182", "187", "188", "199",
+    "177",
+];
 
 pub const HAZARD_TEXTS: &[(&str, &str)] = &[
     ("FIRE", "村民屋后堆放大量柴草，靠近灶台，存在火灾隐患"),
@@ -63,7 +79,10 @@ pub const HAZARD_TEXTS: &[(&str, &str)] = &[
 pub const OPINION_TEXTS: &[(&str, &str)] = &[
     ("INFRASTRUCTURE", "村组希望建一个小广场，方便大家休闲娱乐"),
     ("INFRASTRUCTURE", "通组道路坑洼，雨天出行困难，希望修补"),
-    ("LIVING_ENVIRONMENT", "村头两片废弃池塘水体发黑发臭，希望清淤整治"),
+    (
+        "LIVING_ENVIRONMENT",
+        "村头两片废弃池塘水体发黑发臭，希望清淤整治",
+    ),
     ("LIVING_ENVIRONMENT", "希望在湖畔植树、安装路灯"),
     ("SOCIAL_SECURITY", "询问城乡居民养老保险缴费档次"),
     ("HEALTH", "希望村卫生室增加慢性病药品"),

@@ -41,11 +41,19 @@ pub trait Coded: Sized + Copy + 'static {
         }
     }
     fn from_code(code: &str) -> Result<Self, UnknownCode> {
-        Self::ALL.iter().copied().find(|v| v.code() == code).ok_or_else(|| UnknownCode {
-            kind: Self::KIND,
-            code: code.to_owned(),
-            known: Self::ALL.iter().map(|v| v.code()).collect::<Vec<_>>().join(", "),
-        })
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|v| v.code() == code)
+            .ok_or_else(|| UnknownCode {
+                kind: Self::KIND,
+                code: code.to_owned(),
+                known: Self::ALL
+                    .iter()
+                    .map(|v| v.code())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 }
 
@@ -426,7 +434,10 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), n, "duplicate code in {}", T::KIND);
         for v in T::ALL {
-            assert!(!v.zh().is_empty() && !v.en().is_empty(), "{v:?} lacks a label");
+            assert!(
+                !v.zh().is_empty() && !v.en().is_empty(),
+                "{v:?} lacks a label"
+            );
             assert_eq!(T::from_code(v.code()).map(|x| x.code()), Ok(v.code()));
         }
     }

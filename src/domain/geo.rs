@@ -37,7 +37,10 @@ impl GeoPoint {
         if let Some(a) = self.accuracy_m
             && (!a.is_finite() || a < 0.0)
         {
-            v.error("accuracy_m", format!("{a} is not a finite distance of 0 m or more"));
+            v.error(
+                "accuracy_m",
+                format!("{a} is not a finite distance of 0 m or more"),
+            );
         }
         v.finish()
     }
@@ -56,7 +59,10 @@ fn check_coord(v: &mut Validator, field: &str, value: f64, limit: f64) {
     if !value.is_finite() {
         v.error(field, format!("{value} is not a finite number"));
     } else if value.abs() > limit {
-        v.error(field, format!("{value} is outside the WGS84 range -{limit}..{limit}"));
+        v.error(
+            field,
+            format!("{value} is outside the WGS84 range -{limit}..{limit}"),
+        );
     }
 }
 
@@ -190,7 +196,9 @@ pub fn polygon_from_geojson(text: &str) -> Result<Polygon<f64>, GeoJsonError> {
 /// Converts one GeoJSON geometry to a checked polygon.
 pub fn polygon_from_geometry(geometry: &geojson::Geometry) -> Result<Polygon<f64>, GeoJsonError> {
     let geojson::GeometryValue::Polygon { coordinates: rings } = &geometry.value else {
-        return Err(GeoJsonError::NotPolygon(geometry.value.type_name().to_string()));
+        return Err(GeoJsonError::NotPolygon(
+            geometry.value.type_name().to_string(),
+        ));
     };
     for (r, ring) in rings.iter().enumerate() {
         if ring.len() < 4 {
@@ -243,7 +251,9 @@ pub fn grids_to_geojson(grids: &[Grid]) -> String {
             props.insert("town".into(), g.town_name.clone().into());
             geojson::Feature {
                 bbox: None,
-                geometry: Some(geojson::Geometry::new(geojson::GeometryValue::from(&g.boundary))),
+                geometry: Some(geojson::Geometry::new(geojson::GeometryValue::from(
+                    &g.boundary,
+                ))),
                 id: None,
                 properties: Some(props),
                 foreign_members: None,
@@ -275,7 +285,11 @@ pub struct TrackPoint {
 
 /// A GPS track as a line string, in time order.
 pub fn track_line(points: &[TrackPoint]) -> LineString<f64> {
-    points.iter().map(|p| (p.lon, p.lat)).collect::<Vec<_>>().into()
+    points
+        .iter()
+        .map(|p| (p.lon, p.lat))
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// Length of a track in metres (haversine, over the fixes in order).
@@ -326,17 +340,37 @@ mod tests {
         let msg = polygon_from_geojson(bad).unwrap_err().to_string();
         assert!(msg.contains("point 1") && msg.contains("lon"), "{msg}");
         let line = r#"{"type":"LineString","coordinates":[[116.0,28.0],[116.1,28.0]]}"#;
-        assert!(matches!(polygon_from_geojson(line), Err(GeoJsonError::NotPolygon(_))));
+        assert!(matches!(
+            polygon_from_geojson(line),
+            Err(GeoJsonError::NotPolygon(_))
+        ));
     }
 
     #[test]
     fn track_length_and_duration() {
-        let t0 = DateTime::parse_from_rfc3339("2026-11-01T08:00:00Z").unwrap().with_timezone(&Utc);
+        let t0 = DateTime::parse_from_rfc3339("2026-11-01T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         // 0.01 degree of latitude is about 1.11 km.
         let pts = [
-            TrackPoint { at: t0, lon: 116.6, lat: 28.20, accuracy_m: None },
-            TrackPoint { at: t0 + chrono::Duration::minutes(10), lon: 116.6, lat: 28.21, accuracy_m: None },
-            TrackPoint { at: t0 + chrono::Duration::minutes(25), lon: 116.6, lat: 28.22, accuracy_m: None },
+            TrackPoint {
+                at: t0,
+                lon: 116.6,
+                lat: 28.20,
+                accuracy_m: None,
+            },
+            TrackPoint {
+                at: t0 + chrono::Duration::minutes(10),
+                lon: 116.6,
+                lat: 28.21,
+                accuracy_m: None,
+            },
+            TrackPoint {
+                at: t0 + chrono::Duration::minutes(25),
+                lon: 116.6,
+                lat: 28.22,
+                accuracy_m: None,
+            },
         ];
         let len = track_length_m(&pts);
         assert!((len - 2224.0).abs() < 5.0, "{len}");

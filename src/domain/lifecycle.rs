@@ -194,7 +194,10 @@ pub static DISPUTE: Lifecycle = Lifecycle {
 pub static PATROL: Lifecycle = Lifecycle {
     name: "patrol",
     initial: S::Recording,
-    transitions: &[(S::Recording, S::Submitted, W), (S::Submitted, S::Reviewed, R)],
+    transitions: &[
+        (S::Recording, S::Submitted, W),
+        (S::Submitted, S::Reviewed, R),
+    ],
 };
 
 /// 突发事件.
@@ -215,7 +218,10 @@ pub static EMERGENCY: Lifecycle = Lifecycle {
 };
 
 /// The 社情民意 deliberation track (三议四步), beside the opinion's status.
-pub static DELIBERATION: &[(super::codes::DeliberationStage, super::codes::DeliberationStage)] = {
+pub static DELIBERATION: &[(
+    super::codes::DeliberationStage,
+    super::codes::DeliberationStage,
+)] = {
     use super::codes::DeliberationStage as D;
     &[
         (D::Proposed, D::BranchReview),
@@ -341,7 +347,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ALL_LIFECYCLES: [&Lifecycle; 6] = [&EVENT, &OPINION, &HAZARD, &DISPUTE, &PATROL, &EMERGENCY];
+    const ALL_LIFECYCLES: [&Lifecycle; 6] =
+        [&EVENT, &OPINION, &HAZARD, &DISPUTE, &PATROL, &EMERGENCY];
 
     fn domain_of(lc: &Lifecycle) -> Domain {
         match lc.name {
@@ -408,8 +415,14 @@ mod tests {
     #[test]
     fn the_error_names_the_record_and_both_states() {
         let id = Uuid::now_v7();
-        let err = check_transition(id, Domain::Hazard, Status::Closed, Status::Reported, Actor::Reviewer)
-            .unwrap_err();
+        let err = check_transition(
+            id,
+            Domain::Hazard,
+            Status::Closed,
+            Status::Reported,
+            Actor::Reviewer,
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(&id.to_string()), "{msg}");
         assert!(msg.contains("CLOSED") && msg.contains("REPORTED"), "{msg}");
@@ -419,8 +432,22 @@ mod tests {
     #[test]
     fn on_site_resolution_and_recheck_loop_exist() {
         let id = Uuid::nil();
-        check_transition(id, Domain::Livelihood, S::Submitted, S::Resolved, Actor::Worker).unwrap();
-        check_transition(id, Domain::Hazard, S::Recheck, S::Rectifying, Actor::Reviewer).unwrap();
+        check_transition(
+            id,
+            Domain::Livelihood,
+            S::Submitted,
+            S::Resolved,
+            Actor::Worker,
+        )
+        .unwrap();
+        check_transition(
+            id,
+            Domain::Hazard,
+            S::Recheck,
+            S::Rectifying,
+            Actor::Reviewer,
+        )
+        .unwrap();
         check_transition(id, Domain::Emergency, S::Update, S::Update, Actor::Worker).unwrap();
     }
 

@@ -167,7 +167,10 @@ impl Person {
                         {
                             v.error(
                                 "birth_date",
-                                format!("{b} differs from the ID number's birth date {}", id.birth_date()),
+                                format!(
+                                    "{b} differs from the ID number's birth date {}",
+                                    id.birth_date()
+                                ),
                             );
                         }
                     }
@@ -221,7 +224,10 @@ impl Visit {
         if let Some(n) = self.next_due
             && n < self.visited_on
         {
-            v.error("next_due", format!("{n} is before the visit ({})", self.visited_on));
+            v.error(
+                "next_due",
+                format!("{n} is before the visit ({})", self.visited_on),
+            );
         }
         if let Some(p) = &self.location {
             v.nested("location", p.validate());
@@ -271,7 +277,11 @@ impl Common {
         if !lifecycle(domain).statuses().contains(&self.status) {
             v.error(
                 "status",
-                format!("{} is not a status of the {} lifecycle", self.status, lifecycle(domain).name),
+                format!(
+                    "{} is not a status of the {} lifecycle",
+                    self.status,
+                    lifecycle(domain).name
+                ),
             );
         }
         if let Some(p) = &self.location {
@@ -279,14 +289,19 @@ impl Common {
         }
         for (i, h) in self.photos.iter().enumerate() {
             if !is_sha256_hex(h) {
-                v.error(format!("photos[{i}]"), "must be a SHA-256 digest in 64 lower-case hex digits");
+                v.error(
+                    format!("photos[{i}]"),
+                    "must be a SHA-256 digest in 64 lower-case hex digits",
+                );
             }
         }
     }
 }
 
 pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A record type of one of the event domains.
@@ -440,53 +455,94 @@ macro_rules! event_record {
     };
 }
 
-event_record!(Hazard, |_| Domain::Hazard, |s| s.category.code(), |s| &s.description, |s, v, _now| {
-    v.text("description", &s.description, TEXT_MAX);
-    v.optional_text("place", Some(&s.place), SHORT_MAX);
-    v.optional_text("owner", s.owner.as_deref(), NAME_MAX);
-});
-
-event_record!(Opinion, |_| Domain::Opinion, |s| s.category.code(), |s| &s.content, |s, v, _now| {
-    v.text("content", &s.content, TEXT_MAX);
-    v.optional_text("raised_by", s.raised_by.as_deref(), NAME_MAX);
-    v.optional_text("deliberation_notes", s.deliberation_notes.as_deref(), TEXT_MAX);
-});
-
-event_record!(Dispute, |_| Domain::Dispute, |s| s.category.code(), |s| &s.summary, |s, v, now| {
-    v.text("summary", &s.summary, TEXT_MAX);
-    if s.parties.is_empty() {
-        v.error("parties", "a dispute needs at least one party");
+event_record!(
+    Hazard,
+    |_| Domain::Hazard,
+    |s| s.category.code(),
+    |s| &s.description,
+    |s, v, _now| {
+        v.text("description", &s.description, TEXT_MAX);
+        v.optional_text("place", Some(&s.place), SHORT_MAX);
+        v.optional_text("owner", s.owner.as_deref(), NAME_MAX);
     }
-    for (i, p) in s.parties.iter().enumerate() {
-        v.text(&format!("parties[{i}].name"), &p.name, NAME_MAX);
-        if let Some(ph) = &p.phone
-            && let Err(e) = Phone::parse(ph)
-        {
-            v.error(format!("parties[{i}].phone"), e.to_string());
+);
+
+event_record!(
+    Opinion,
+    |_| Domain::Opinion,
+    |s| s.category.code(),
+    |s| &s.content,
+    |s, v, _now| {
+        v.text("content", &s.content, TEXT_MAX);
+        v.optional_text("raised_by", s.raised_by.as_deref(), NAME_MAX);
+        v.optional_text(
+            "deliberation_notes",
+            s.deliberation_notes.as_deref(),
+            TEXT_MAX,
+        );
+    }
+);
+
+event_record!(
+    Dispute,
+    |_| Domain::Dispute,
+    |s| s.category.code(),
+    |s| &s.summary,
+    |s, v, now| {
+        v.text("summary", &s.summary, TEXT_MAX);
+        if s.parties.is_empty() {
+            v.error("parties", "a dispute needs at least one party");
+        }
+        for (i, p) in s.parties.iter().enumerate() {
+            v.text(&format!("parties[{i}].name"), &p.name, NAME_MAX);
+            if let Some(ph) = &p.phone
+                && let Err(e) = Phone::parse(ph)
+            {
+                v.error(format!("parties[{i}].phone"), e.to_string());
+            }
+        }
+        if let Some(f) = &s.follow_up {
+            v.not_future_date("follow_up.on", f.on, now.date_naive());
         }
     }
-    if let Some(f) = &s.follow_up {
-        v.not_future_date("follow_up.on", f.on, now.date_naive());
-    }
-});
+);
 
-event_record!(Patrol, |_| Domain::Patrol, |_| "PATROL", |s| &s.notes, |s, v, now| {
-    v.not_future_time("started_at", s.started_at, now);
-    if let Some(e) = s.ended_at
-        && e < s.started_at
-    {
-        v.error("ended_at", format!("{} is before the start {}", e.to_rfc3339(), s.started_at.to_rfc3339()));
+event_record!(
+    Patrol,
+    |_| Domain::Patrol,
+    |_| "PATROL",
+    |s| &s.notes,
+    |s, v, now| {
+        v.not_future_time("started_at", s.started_at, now);
+        if let Some(e) = s.ended_at
+            && e < s.started_at
+        {
+            v.error(
+                "ended_at",
+                format!(
+                    "{} is before the start {}",
+                    e.to_rfc3339(),
+                    s.started_at.to_rfc3339()
+                ),
+            );
+        }
+        if !s.distance_m.is_finite() || s.distance_m < 0.0 {
+            v.error("distance_m", "must be a finite distance of 0 m or more");
+        }
+        v.optional_text("notes", Some(&s.notes), TEXT_MAX);
     }
-    if !s.distance_m.is_finite() || s.distance_m < 0.0 {
-        v.error("distance_m", "must be a finite distance of 0 m or more");
-    }
-    v.optional_text("notes", Some(&s.notes), TEXT_MAX);
-});
+);
 
-event_record!(Emergency, |_| Domain::Emergency, |s| s.category.code(), |s| &s.title, |s, v, now| {
-    v.text("title", &s.title, SHORT_MAX);
-    v.not_future_time("occurred_at", s.occurred_at, now);
-});
+event_record!(
+    Emergency,
+    |_| Domain::Emergency,
+    |s| s.category.code(),
+    |s| &s.title,
+    |s, v, now| {
+        v.text("title", &s.title, SHORT_MAX);
+        v.not_future_time("occurred_at", s.occurred_at, now);
+    }
+);
 
 event_record!(Event, |s| s.domain, |_| "", |s| &s.title, |s, v, _now| {
     if matches!(
@@ -525,7 +581,10 @@ macro_rules! any_dispatch {
 
 impl AnyRecord {
     /// Reads a record of `domain` from its flat JSON object.
-    pub fn from_json(domain: Domain, value: serde_json::Value) -> Result<AnyRecord, serde_json::Error> {
+    pub fn from_json(
+        domain: Domain,
+        value: serde_json::Value,
+    ) -> Result<AnyRecord, serde_json::Error> {
         Ok(match domain {
             Domain::Hazard => AnyRecord::Hazard(serde_json::from_value(value)?),
             Domain::Opinion => AnyRecord::Opinion(serde_json::from_value(value)?),
@@ -683,7 +742,9 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-29T08:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-29T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn person() -> Person {
@@ -728,7 +789,13 @@ mod tests {
         assert!(e.for_field("tags").is_some());
         let mut q = person();
         q.birth_date = Some(NaiveDate::from_ymd_opt(1950, 1, 1).unwrap());
-        assert!(q.validate(today).unwrap_err().for_field("birth_date").unwrap().contains("differs"));
+        assert!(
+            q.validate(today)
+                .unwrap_err()
+                .for_field("birth_date")
+                .unwrap()
+                .contains("differs")
+        );
     }
 
     #[test]
@@ -751,7 +818,11 @@ mod tests {
         assert_eq!(back, h);
         assert!(h.validate(now()).is_ok());
         h.description = " ".into();
-        h.common.location = Some(GeoPoint { lon: 200.0, lat: 28.0, accuracy_m: None });
+        h.common.location = Some(GeoPoint {
+            lon: 200.0,
+            lat: 28.0,
+            accuracy_m: None,
+        });
         h.common.status = Status::Mediating;
         h.common.created_at = now() + chrono::Duration::days(1);
         let e = h.validate(now()).unwrap_err();
@@ -790,7 +861,12 @@ mod tests {
             household_id: None,
             satisfaction: None,
         };
-        assert!(ev.validate(now()).unwrap_err().for_field("domain").is_some());
+        assert!(
+            ev.validate(now())
+                .unwrap_err()
+                .for_field("domain")
+                .is_some()
+        );
     }
 
     #[test]

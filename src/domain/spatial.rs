@@ -160,7 +160,12 @@ mod tests {
     #[test]
     fn inside_a_grid() {
         let loc = index().locate(&GeoPoint::new(116.005, 28.005, None).unwrap());
-        assert_eq!(loc, Location::Inside { grid: Uuid::from_u128(1) });
+        assert_eq!(
+            loc,
+            Location::Inside {
+                grid: Uuid::from_u128(1)
+            }
+        );
     }
 
     #[test]
@@ -180,7 +185,9 @@ mod tests {
         // 0.001 degree of latitude south of the grids: about 111 m.
         let loc = index().locate(&GeoPoint::new(116.015, 27.999, None).unwrap());
         match loc {
-            Location::Outside { nearest: Some((id, d)) } => {
+            Location::Outside {
+                nearest: Some((id, d)),
+            } => {
                 assert_eq!(id, Uuid::from_u128(2));
                 assert!((d - 111.2).abs() < 1.0, "{d}");
             }

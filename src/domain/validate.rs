@@ -95,7 +95,10 @@ impl Validator {
         } else if value.chars().count() > max {
             self.error(
                 field,
-                format!("is {} characters long; at most {max} allowed", value.chars().count()),
+                format!(
+                    "is {} characters long; at most {max} allowed",
+                    value.chars().count()
+                ),
             );
         }
     }
@@ -107,7 +110,10 @@ impl Validator {
         {
             self.error(
                 field,
-                format!("is {} characters long; at most {max} allowed", v.chars().count()),
+                format!(
+                    "is {} characters long; at most {max} allowed",
+                    v.chars().count()
+                ),
             );
         }
     }
@@ -115,7 +121,10 @@ impl Validator {
     /// A date that must not lie after `today`.
     pub fn not_future_date(&mut self, field: &str, value: NaiveDate, today: NaiveDate) {
         if value > today {
-            self.error(field, format!("{value} is in the future (today is {today})"));
+            self.error(
+                field,
+                format!("{value} is in the future (today is {today})"),
+            );
         }
     }
 
@@ -124,7 +133,11 @@ impl Validator {
         if value > now + chrono::Duration::minutes(5) {
             self.error(
                 field,
-                format!("{} is in the future (now is {})", value.to_rfc3339(), now.to_rfc3339()),
+                format!(
+                    "{} is in the future (now is {})",
+                    value.to_rfc3339(),
+                    now.to_rfc3339()
+                ),
             );
         }
     }
@@ -144,7 +157,9 @@ impl Validator {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ValidationErrors { errors: self.errors })
+            Err(ValidationErrors {
+                errors: self.errors,
+            })
         }
     }
 }
@@ -366,17 +381,26 @@ mod tests {
         let id = IdNumber::parse("11010519491231002x", today()).unwrap();
         assert_eq!(id.as_str(), "11010519491231002X");
         assert_eq!(id.masked(), "1101**********002X");
-        assert_eq!(id.birth_date(), NaiveDate::from_ymd_opt(1949, 12, 31).unwrap());
+        assert_eq!(
+            id.birth_date(),
+            NaiveDate::from_ymd_opt(1949, 12, 31).unwrap()
+        );
         assert_eq!(id.sex(), crate::domain::codes::Sex::Female);
     }
 
     #[test]
     fn id_number_errors_say_what_is_wrong() {
         let t = today();
-        assert_eq!(IdNumber::parse("1101051949", t), Err(IdNumberError::Length(10)));
+        assert_eq!(
+            IdNumber::parse("1101051949", t),
+            Err(IdNumberError::Length(10))
+        );
         assert!(matches!(
             IdNumber::parse("110105194912310021", t),
-            Err(IdNumberError::CheckDigit { found: '1', expected: 'X' })
+            Err(IdNumberError::CheckDigit {
+                found: '1',
+                expected: 'X'
+            })
         ));
         assert!(matches!(
             IdNumber::parse("11010519491331002X", t),
@@ -386,21 +410,38 @@ mod tests {
             IdNumber::parse("1101052030010100XX", t),
             Err(IdNumberError::NotDigit { position: 17, .. })
         ));
-        let future = format!("11010520300101001{}", IdNumber::check_char("11010520300101001"));
+        let future = format!(
+            "11010520300101001{}",
+            IdNumber::check_char("11010520300101001")
+        );
         assert!(matches!(
             IdNumber::parse(&future, t),
             Err(IdNumberError::FutureBirth { .. })
         ));
-        let msg = IdNumber::parse("110105194912310021", t).unwrap_err().to_string();
+        let msg = IdNumber::parse("110105194912310021", t)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("check digit"), "{msg}");
     }
 
     #[test]
     fn phones_parse_normalise_and_mask() {
-        assert_eq!(Phone::parse("138 1234 5678").unwrap().as_str(), "13812345678");
-        assert_eq!(Phone::parse("+8613812345678").unwrap().masked(), "138****5678");
-        assert_eq!(Phone::parse("0794-8123456").unwrap().as_str(), "0794-8123456");
-        assert_eq!(Phone::parse("01088886666").unwrap().as_str(), "010-88886666");
+        assert_eq!(
+            Phone::parse("138 1234 5678").unwrap().as_str(),
+            "13812345678"
+        );
+        assert_eq!(
+            Phone::parse("+8613812345678").unwrap().masked(),
+            "138****5678"
+        );
+        assert_eq!(
+            Phone::parse("0794-8123456").unwrap().as_str(),
+            "0794-8123456"
+        );
+        assert_eq!(
+            Phone::parse("01088886666").unwrap().as_str(),
+            "010-88886666"
+        );
         assert!(Phone::parse("12812345678").is_err());
         assert!(Phone::parse("1381234567").is_err());
         assert!(Phone::parse("phone").is_err());
@@ -411,7 +452,11 @@ mod tests {
         let mut v = Validator::new();
         v.text("description", "  ", 500);
         v.text("title", &"长".repeat(81), 80);
-        v.not_future_date("visited_on", NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(), today());
+        v.not_future_date(
+            "visited_on",
+            NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            today(),
+        );
         let err = v.finish().unwrap_err();
         assert_eq!(err.for_field("description"), Some("is required"));
         assert!(err.for_field("title").unwrap().contains("at most 80"));

@@ -28,6 +28,7 @@ pub mod scope;
 pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_spatial_photos_audit.sql"),
+    include_str!("migrations/0003_household_summary.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -105,7 +106,9 @@ impl Store {
         }
         migrations().to_latest(&mut conn)?;
         let device_id = match get_meta(&conn, "device_id")? {
-            Some(s) => Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("device_id: {e}")))?,
+            Some(s) => {
+                Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("device_id: {e}")))?
+            }
             None => {
                 let id = Uuid::now_v7();
                 set_meta(&conn, "device_id", &id.to_string())?;
@@ -113,6 +116,7 @@ impl Store {
             }
         };
         let worker = get_meta(&conn, "worker")?.unwrap_or_default();
+        people::backfill_summaries(&conn)?;
         Ok(Store {
             conn,
             device_id,
@@ -122,7 +126,9 @@ impl Store {
 
     /// The schema version the file is at.
     pub fn schema_version(&self) -> Result<usize> {
-        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize)
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize)
     }
 
     /// This device's id, made when the store was first created.
@@ -191,7 +197,8 @@ pub(crate) fn uuid(s: &str) -> Result<Uuid> {
 }
 
 pub(crate) fn date(s: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| StoreError::Corrupt(format!("bad date {s:?}: {e}")))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| StoreError::Corrupt(format!("bad date {s:?}: {e}")))
 }
 
 pub(crate) fn time(s: &str) -> Result<DateTime<Utc>> {
@@ -218,9 +225,15 @@ mod tests {
         drop(a);
         let b = Store::open(&path).unwrap();
         assert_eq!(b.device_id(), id);
-        let mode: String = b.conn().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let mode: String = b
+            .conn()
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
-        let fk: i64 = b.conn().pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        let fk: i64 = b
+            .conn()
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
         assert_eq!(fk, 1);
     }
 

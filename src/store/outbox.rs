@@ -25,33 +25,37 @@ pub(crate) fn append(
     edited_at: DateTime<Utc>,
 ) -> Result<u64> {
     let lane = Lane::for_kind(kind);
-    let seq: i64 = conn.query_row(
-        "UPDATE outbox_seq SET last_seq = last_seq + 1 WHERE lane = ?1 RETURNING last_seq",
-        [lane.code()],
-        |r| r.get(0),
-    )?;
-    conn.execute(
+    let seq: i64 = conn
+        .prepare_cached(
+            "UPDATE outbox_seq SET last_seq = last_seq + 1 WHERE lane = ?1 RETURNING last_seq",
+        )?
+        .query_row([lane.code()], |r| r.get(0))?;
+    conn.prepare_cached(
         "INSERT INTO outbox (lane, seq, kind, record_id, op, fields, base_version, edited_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            lane.code(),
-            seq,
-            kind.code(),
-            record_id.to_string(),
-            op.code(),
-            serde_json::Value::Object(fields).to_string(),
-            base_version,
-            ts(edited_at),
-        ],
-    )?;
+    )?
+    .execute(params![
+        lane.code(),
+        seq,
+        kind.code(),
+        record_id.to_string(),
+        op.code(),
+        serde_json::Value::Object(fields).to_string(),
+        base_version,
+        ts(edited_at),
+    ])?;
     Ok(seq as u64)
 }
 
 /// Every field of a value that serialises to a JSON object.
-pub(crate) fn all_fields<T: Serialize>(value: &T) -> Result<serde_json::Map<String, serde_json::Value>> {
+pub(crate) fn all_fields<T: Serialize>(
+    value: &T,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
     match serde_json::to_value(value)? {
         serde_json::Value::Object(m) => Ok(m),
-        other => Err(super::StoreError::Corrupt(format!("expected an object, got {other}"))),
+        other => Err(super::StoreError::Corrupt(format!(
+            "expected an object, got {other}"
+        ))),
     }
 }
 
@@ -102,7 +106,11 @@ impl Store {
                 op: code(&op)?,
                 fields: match fields {
                     serde_json::Value::Object(m) => m,
-                    _ => return Err(super::StoreError::Corrupt("outbox fields not an object".into())),
+                    _ => {
+                        return Err(super::StoreError::Corrupt(
+                            "outbox fields not an object".into(),
+                        ));
+                    }
                 },
                 base_version: base,
                 edited_at: time(&at)?,
@@ -113,7 +121,9 @@ impl Store {
 
     /// How many entries wait to be pushed, in all lanes.
     pub fn outbox_len(&self) -> Result<u64> {
-        let n: i64 = self.conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
         Ok(n as u64)
     }
 
@@ -146,7 +156,10 @@ mod tests {
         let old = json!({"a": 1, "b": "x", "c": true});
         let new = json!({"a": 1, "b": "y", "d": 2});
         let ch = changed_fields(old.as_object().unwrap(), new.as_object().unwrap());
-        assert_eq!(serde_json::Value::Object(ch), json!({"b": "y", "d": 2, "c": null}));
+        assert_eq!(
+            serde_json::Value::Object(ch),
+            json!({"b": "y", "d": 2, "c": null})
+        );
     }
 
     #[test]
@@ -154,18 +167,53 @@ mod tests {
         let mut s = Store::open_in_memory().unwrap();
         let now = Utc::now();
         for _ in 0..3 {
-            s.tx(|tx| append(tx, EntityKind::Hazard, Uuid::now_v7(), Op::Create, Default::default(), 0, now))
-                .unwrap();
+            s.tx(|tx| {
+                append(
+                    tx,
+                    EntityKind::Hazard,
+                    Uuid::now_v7(),
+                    Op::Create,
+                    Default::default(),
+                    0,
+                    now,
+                )
+            })
+            .unwrap();
         }
         s.ack_outbox(Lane::Normal, 2).unwrap();
         let seq = s
-            .tx(|tx| append(tx, EntityKind::Hazard, Uuid::now_v7(), Op::Create, Default::default(), 0, now))
+            .tx(|tx| {
+                append(
+                    tx,
+                    EntityKind::Hazard,
+                    Uuid::now_v7(),
+                    Op::Create,
+                    Default::default(),
+                    0,
+                    now,
+                )
+            })
             .unwrap();
         assert_eq!(seq, 4);
-        let pending: Vec<u64> = s.outbox(Lane::Normal, 10).unwrap().iter().map(|e| e.seq).collect();
+        let pending: Vec<u64> = s
+            .outbox(Lane::Normal, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
         assert_eq!(pending, vec![3, 4]);
         let urgent = s
-            .tx(|tx| append(tx, EntityKind::Emergency, Uuid::now_v7(), Op::Create, Default::default(), 0, now))
+            .tx(|tx| {
+                append(
+                    tx,
+                    EntityKind::Emergency,
+                    Uuid::now_v7(),
+                    Op::Create,
+                    Default::default(),
+                    0,
+                    now,
+                )
+            })
             .unwrap();
         assert_eq!(urgent, 1, "the urgent lane counts on its own");
     }

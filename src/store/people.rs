@@ -176,8 +176,12 @@ pub(crate) fn write_person(conn: &Connection, p: &Person, version: i64) -> Resul
             version
         ],
     )?;
-    conn.execute("DELETE FROM person_tags WHERE person_id = ?1", [p.id.to_string()])?;
-    let mut stmt = conn.prepare_cached("INSERT INTO person_tags (person_id, tag) VALUES (?1, ?2)")?;
+    conn.execute(
+        "DELETE FROM person_tags WHERE person_id = ?1",
+        [p.id.to_string()],
+    )?;
+    let mut stmt =
+        conn.prepare_cached("INSERT INTO person_tags (person_id, tag) VALUES (?1, ?2)")?;
     for t in &p.tags {
         stmt.execute(params![p.id.to_string(), t.code()])?;
     }
@@ -222,8 +226,14 @@ fn household_from_row(r: &Row<'_>) -> Result<Household> {
     Ok(Household {
         id: uuid(&r.get::<_, String>("id")?)?,
         grid_id: uuid(&r.get::<_, String>("grid_id")?)?,
-        house_id: r.get::<_, Option<String>>("house_id")?.map(|s| uuid(&s)).transpose()?,
-        head_id: r.get::<_, Option<String>>("head_id")?.map(|s| uuid(&s)).transpose()?,
+        house_id: r
+            .get::<_, Option<String>>("house_id")?
+            .map(|s| uuid(&s))
+            .transpose()?,
+        head_id: r
+            .get::<_, Option<String>>("head_id")?
+            .map(|s| uuid(&s))
+            .transpose()?,
         address: r.get("address")?,
         location: point(r.get("lon")?, r.get("lat")?),
     })
@@ -231,17 +241,21 @@ fn household_from_row(r: &Row<'_>) -> Result<Household> {
 
 fn person_from_row(conn: &Connection, r: &Row<'_>) -> Result<Person> {
     let id: String = r.get("id")?;
-    let mut stmt = conn.prepare_cached("SELECT tag FROM person_tags WHERE person_id = ?1 ORDER BY tag")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT tag FROM person_tags WHERE person_id = ?1 ORDER BY tag")?;
     let tags = stmt
         .query_map([&id], |r| r.get::<_, String>(0))?
-        .map(|t| Ok(code::<Tag>(&t?)?))
+        .map(|t| code::<Tag>(&t?))
         .collect::<Result<Vec<_>>>()?;
     Ok(Person {
         id: uuid(&id)?,
         household_id: uuid(&r.get::<_, String>("household_id")?)?,
         name: r.get("name")?,
         sex: code(&r.get::<_, String>("sex")?)?,
-        birth_date: r.get::<_, Option<String>>("birth_date")?.map(|s| date(&s)).transpose()?,
+        birth_date: r
+            .get::<_, Option<String>>("birth_date")?
+            .map(|s| date(&s))
+            .transpose()?,
         id_type: code(&r.get::<_, String>("id_type")?)?,
         id_number: r.get("id_number")?,
         phone: r.get("phone")?,
@@ -262,7 +276,10 @@ fn visit_from_row(r: &Row<'_>) -> Result<Visit> {
         visited_on: date(&r.get::<_, String>("visited_on")?)?,
         purpose: code(&r.get::<_, String>("purpose")?)?,
         notes: r.get("notes")?,
-        next_due: r.get::<_, Option<String>>("next_due")?.map(|s| date(&s)).transpose()?,
+        next_due: r
+            .get::<_, Option<String>>("next_due")?
+            .map(|s| date(&s))
+            .transpose()?,
         location: point(r.get("lon")?, r.get("lat")?),
         created_at: time(&r.get::<_, String>("created_at")?)?,
     })
@@ -278,86 +295,148 @@ fn version_of(conn: &Connection, table: &str, id: Uuid) -> Result<Option<i64>> {
         .optional()?)
 }
 
-/// The raw inputs of the due computation for every household.
-struct DueInputs {
-    cadence: HashMap<Tag, u32>,
+/// Visit cadence per tag: the defaults, overridden by what the county sent.
+pub(crate) struct Cadence {
+    days: HashMap<Tag, u32>,
     default_days: u32,
-    /// household → active members' tags
-    tags: HashMap<String, Vec<Tag>>,
 }
 
-impl DueInputs {
-    fn load(conn: &Connection) -> Result<DueInputs> {
-        let mut cadence: HashMap<Tag, u32> = Tag::ALL.iter().map(|t| (*t, t.default_cadence_days())).collect();
+impl Cadence {
+    pub(crate) fn load(conn: &Connection) -> Result<Cadence> {
+        let mut days: HashMap<Tag, u32> = Tag::ALL
+            .iter()
+            .map(|t| (*t, t.default_cadence_days()))
+            .collect();
         let mut stmt = conn.prepare_cached("SELECT tag, days FROM visit_cadence")?;
         for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
             let (t, d) = row?;
             if let Ok(tag) = Tag::from_code(&t) {
-                cadence.insert(tag, d as u32);
+                days.insert(tag, d as u32);
             }
         }
         let default_days = super::get_meta(conn, "default_cadence_days")?
             .and_then(|s| s.parse().ok())
             .unwrap_or(DEFAULT_HOUSEHOLD_CADENCE_DAYS);
-        let mut tags: HashMap<String, Vec<Tag>> = HashMap::new();
-        let mut stmt = conn.prepare_cached(
-            "SELECT p.household_id, t.tag FROM person_tags t JOIN people p ON p.id = t.person_id
-             WHERE p.status = 'ACTIVE'",
-        )?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (h, t) = row?;
-            tags.entry(h).or_default().push(code(&t)?);
-        }
-        Ok(DueInputs {
-            cadence,
-            default_days,
-            tags,
-        })
+        Ok(Cadence { days, default_days })
     }
 
-    fn due(
-        &self,
-        household: &str,
-        last_on: Option<NaiveDate>,
-        agreed: Option<NaiveDate>,
-        today: NaiveDate,
-    ) -> Due {
+    /// The cadence for a household whose active members carry `tags`, and the care tag that
+    /// sets it (`None` for the default or a managed tag).
+    fn of(&self, tags: &[Tag]) -> (u32, Option<Tag>) {
         let (mut days, mut reason) = (self.default_days, None);
-        for t in self.tags.get(household).into_iter().flatten() {
-            let d = self.cadence[t];
+        for t in tags {
+            let d = self.days[t];
             if d < days {
                 days = d;
                 reason = (!t.is_managed()).then_some(*t);
             }
         }
-        let by_cadence = last_on
-            .map(|l| l + chrono::Duration::days(days as i64))
-            .unwrap_or(today);
-        let due_on = match agreed {
+        (days, reason)
+    }
+}
+
+/// Recomputes one household's summary row (card fields and due date). Call in the same
+/// transaction as any write that changes its members, tags, head or visits.
+pub(crate) fn refresh_summary(conn: &Connection, cadence: &Cadence, household: &str) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.tag FROM people p JOIN person_tags t ON t.person_id = p.id
+         WHERE p.household_id = ?1 AND p.status = 'ACTIVE'",
+    )?;
+    let mut tags = stmt
+        .query_map([household], |r| r.get::<_, String>(0))?
+        .map(|t| code::<Tag>(&t?))
+        .collect::<Result<Vec<_>>>()?;
+    tags.sort();
+    tags.dedup();
+    let (days, reason) = cadence.of(&tags);
+    let care: Vec<&str> = tags
+        .iter()
+        .filter(|t| !t.is_managed())
+        .map(|t| t.code())
+        .collect();
+    let (head, members): (Option<String>, i64) = conn
+        .prepare_cached(
+            "SELECT (SELECT name FROM people WHERE id = h.head_id),
+                    (SELECT count(*) FROM people p WHERE p.household_id = h.id AND p.status = 'ACTIVE')
+             FROM households h WHERE h.id = ?1",
+        )?
+        .query_row([household], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let last: Option<(String, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT visited_on, next_due FROM visits WHERE household_id = ?1
+             ORDER BY visited_on DESC, created_at DESC LIMIT 1",
+        )?
+        .query_row([household], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (last_on, agreed) = match &last {
+        Some((on, next)) => (Some(date(on)?), next.as_deref().map(date).transpose()?),
+        None => (None, None),
+    };
+    let due_on = last_on.map(|l| {
+        let by_cadence = l + chrono::Duration::days(days as i64);
+        match agreed {
             Some(a) if a < by_cadence => a,
             _ => by_cadence,
-        };
-        Due {
-            due_on,
-            last_visited_on: last_on,
-            cadence_days: days,
-            reason,
+        }
+    });
+    conn.prepare_cached(
+        "INSERT INTO household_summary (household_id, head_name, members, care_tags, cadence_days,
+                                        reason_tag, last_visited_on, agreed_next_due, due_on)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (household_id) DO UPDATE SET head_name = excluded.head_name,
+           members = excluded.members, care_tags = excluded.care_tags,
+           cadence_days = excluded.cadence_days, reason_tag = excluded.reason_tag,
+           last_visited_on = excluded.last_visited_on, agreed_next_due = excluded.agreed_next_due,
+           due_on = excluded.due_on",
+    )?
+    .execute(params![
+        household,
+        head,
+        members,
+        care.join(" "),
+        days as i64,
+        reason.map(|t| t.code()),
+        last_on.map(|d| d.to_string()),
+        agreed.map(|d| d.to_string()),
+        due_on.map(|d| d.to_string()),
+    ])?;
+    Ok(())
+}
+
+/// Recomputes every household's summary (after a bulk import or a cadence change).
+pub(crate) fn refresh_all_summaries(conn: &Connection) -> Result<()> {
+    let cadence = Cadence::load(conn)?;
+    let ids: Vec<String> = conn
+        .prepare_cached("SELECT id FROM households")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in ids {
+        refresh_summary(conn, &cadence, &id)?;
+    }
+    Ok(())
+}
+
+/// Fills the summary of households that lack one (a database from before the summary).
+pub(crate) fn backfill_summaries(conn: &Connection) -> Result<()> {
+    let ids: Vec<String> = conn
+        .prepare(
+            "SELECT id FROM households WHERE id NOT IN (SELECT household_id FROM household_summary)",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let cadence = Cadence::load(conn)?;
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    for id in &ids {
+        if let Err(e) = refresh_summary(conn, &cadence, id) {
+            conn.execute_batch("ROLLBACK")?;
+            return Err(e);
         }
     }
-
-    fn care_tags(&self, household: &str) -> Vec<Tag> {
-        let mut v: Vec<Tag> = self
-            .tags
-            .get(household)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|t| !t.is_managed())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
+    conn.execute_batch("COMMIT")?;
+    Ok(())
 }
 
 impl Store {
@@ -366,7 +445,15 @@ impl Store {
         h.validate()?;
         self.tx(|tx| {
             write_house(tx, h, 0)?;
-            append(tx, EntityKind::House, h.id, Op::Create, all_fields(h)?, 0, now)?;
+            append(
+                tx,
+                EntityKind::House,
+                h.id,
+                Op::Create,
+                all_fields(h)?,
+                0,
+                now,
+            )?;
             Ok(())
         })
     }
@@ -376,7 +463,16 @@ impl Store {
         h.validate()?;
         self.tx(|tx| {
             write_household(tx, h, 0)?;
-            append(tx, EntityKind::Household, h.id, Op::Create, all_fields(h)?, 0, now)?;
+            refresh_summary(tx, &Cadence::load(tx)?, &h.id.to_string())?;
+            append(
+                tx,
+                EntityKind::Household,
+                h.id,
+                Op::Create,
+                all_fields(h)?,
+                0,
+                now,
+            )?;
             Ok(())
         })
     }
@@ -398,7 +494,16 @@ impl Store {
             let changes = changed_fields(&all_fields(&old)?, &all_fields(&new)?);
             if !changes.is_empty() {
                 write_household(tx, &new, version)?;
-                append(tx, EntityKind::Household, id, Op::Update, changes, version, now)?;
+                refresh_summary(tx, &Cadence::load(tx)?, &id.to_string())?;
+                append(
+                    tx,
+                    EntityKind::Household,
+                    id,
+                    Op::Update,
+                    changes,
+                    version,
+                    now,
+                )?;
             }
             Ok(new)
         })
@@ -409,7 +514,16 @@ impl Store {
         p.validate(now.date_naive())?;
         self.tx(|tx| {
             write_person(tx, p, 0)?;
-            append(tx, EntityKind::Person, p.id, Op::Create, all_fields(p)?, 0, now)?;
+            refresh_summary(tx, &Cadence::load(tx)?, &p.household_id.to_string())?;
+            append(
+                tx,
+                EntityKind::Person,
+                p.id,
+                Op::Create,
+                all_fields(p)?,
+                0,
+                now,
+            )?;
             Ok(())
         })
     }
@@ -431,7 +545,20 @@ impl Store {
             let changes = changed_fields(&all_fields(&old)?, &all_fields(&new)?);
             if !changes.is_empty() {
                 write_person(tx, &new, version)?;
-                append(tx, EntityKind::Person, id, Op::Update, changes, version, now)?;
+                let cadence = Cadence::load(tx)?;
+                refresh_summary(tx, &cadence, &new.household_id.to_string())?;
+                if old.household_id != new.household_id {
+                    refresh_summary(tx, &cadence, &old.household_id.to_string())?;
+                }
+                append(
+                    tx,
+                    EntityKind::Person,
+                    id,
+                    Op::Update,
+                    changes,
+                    version,
+                    now,
+                )?;
             }
             Ok(new)
         })
@@ -465,13 +592,27 @@ impl Store {
                 Some(_) => {}
             }
             write_visit(tx, v)?;
-            append(tx, EntityKind::Visit, v.id, Op::Append, all_fields(v)?, 0, now)?;
+            refresh_summary(tx, &Cadence::load(tx)?, &v.household_id.to_string())?;
+            append(
+                tx,
+                EntityKind::Visit,
+                v.id,
+                Op::Append,
+                all_fields(v)?,
+                0,
+                now,
+            )?;
             Ok(())
         })
     }
 
     /// Shows a masked value in full: the act is written to the audit log, which syncs.
-    pub fn reveal(&mut self, person_id: Uuid, field: RevealField, now: DateTime<Utc>) -> Result<Option<String>> {
+    pub fn reveal(
+        &mut self,
+        person_id: Uuid,
+        field: RevealField,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
         let worker = self.worker.clone();
         self.tx(|tx| {
             let p = person(tx, person_id)?;
@@ -483,13 +624,21 @@ impl Store {
             tx.execute(
                 "INSERT INTO audit_log (id, at, actor, action, target_kind, target_id, field)
                  VALUES (?1, ?2, ?3, 'REVEAL', 'PERSON', ?4, ?5)",
-                params![id.to_string(), ts(now), worker, person_id.to_string(), field.name()],
+                params![
+                    id.to_string(),
+                    ts(now),
+                    worker,
+                    person_id.to_string(),
+                    field.name()
+                ],
             )?;
             let fields = serde_json::json!({
                 "id": id, "at": ts(now), "actor": worker, "action": "REVEAL",
                 "target_kind": "PERSON", "target_id": person_id, "field": field.name(),
             });
-            let serde_json::Value::Object(fields) = fields else { unreachable!() };
+            let serde_json::Value::Object(fields) = fields else {
+                unreachable!()
+            };
             append(tx, EntityKind::Audit, id, Op::Append, fields, 0, now)?;
             Ok(value)
         })
@@ -509,9 +658,11 @@ impl Store {
         let h = household(conn, id)?;
         let house = match h.house_id {
             Some(hid) => conn
-                .query_row("SELECT * FROM houses WHERE id = ?1", [hid.to_string()], |r| {
-                    Ok(house_from_row(r))
-                })
+                .query_row(
+                    "SELECT * FROM houses WHERE id = ?1",
+                    [hid.to_string()],
+                    |r| Ok(house_from_row(r)),
+                )
                 .optional()?
                 .transpose()?,
             None => None,
@@ -531,14 +682,7 @@ impl Store {
             .query_map([id.to_string()], |r| Ok(visit_from_row(r)))?
             .map(|r| r?)
             .collect::<Result<Vec<_>>>()?;
-        let inputs = DueInputs::load(conn)?;
-        let last = visits.first();
-        let due = inputs.due(
-            &id.to_string(),
-            last.map(|v| v.visited_on),
-            last.and_then(|v| v.next_due),
-            today,
-        );
+        let due = self.due_of(id, today)?;
         Ok(HouseholdDetail {
             household: h,
             house,
@@ -569,12 +713,10 @@ impl Store {
             }
             None => None,
         };
-        let mut cards = self.cards(today, |hid| {
-            matching.as_ref().is_none_or(|m| m.contains(hid)) && tagged.as_ref().is_none_or(|t| t.contains(hid))
+        let mut cards = self.cards(today, q.due_only, |hid| {
+            matching.as_ref().is_none_or(|m| m.contains(hid))
+                && tagged.as_ref().is_none_or(|t| t.contains(hid))
         })?;
-        if q.due_only {
-            cards.retain(|c| c.due.is_due(today));
-        }
         if let Some(p) = &q.near {
             for c in &mut cards {
                 c.distance_m = c.location.map(|l| l.distance_m(p));
@@ -585,7 +727,12 @@ impl Store {
                     .total_cmp(&b.distance_m.unwrap_or(f64::INFINITY))
             });
         } else {
-            cards.sort_by(|a, b| a.due.due_on.cmp(&b.due.due_on).then_with(|| a.address.cmp(&b.address)));
+            cards.sort_by(|a, b| {
+                a.due
+                    .due_on
+                    .cmp(&b.due.due_on)
+                    .then_with(|| a.address.cmp(&b.address))
+            });
         }
         Ok(cards
             .into_iter()
@@ -607,9 +754,15 @@ impl Store {
 
     /// The `k` households nearest `p`, nearest first, found through the R*Tree by widening
     /// a box around `p` until it holds `k` households.
-    pub fn nearest_households(&self, p: &GeoPoint, k: usize, today: NaiveDate) -> Result<Vec<HouseholdCard>> {
+    pub fn nearest_households(
+        &self,
+        p: &GeoPoint,
+        k: usize,
+        today: NaiveDate,
+    ) -> Result<Vec<HouseholdCard>> {
         let conn = &self.conn;
-        let total: i64 = conn.query_row("SELECT count(*) FROM household_rtree", [], |r| r.get(0))?;
+        let total: i64 =
+            conn.query_row("SELECT count(*) FROM household_rtree", [], |r| r.get(0))?;
         let want = k.min(total as usize);
         if want == 0 {
             return Ok(Vec::new());
@@ -623,9 +776,10 @@ impl Store {
             )?;
             let hl = half * lon_scale;
             Ok(stmt
-                .query_map(params![p.lon - hl, p.lon + hl, p.lat - half, p.lat + half], |r| {
-                    r.get::<_, String>(0)
-                })?
+                .query_map(
+                    params![p.lon - hl, p.lon + hl, p.lat - half, p.lat + half],
+                    |r| r.get::<_, String>(0),
+                )?
                 .collect::<rusqlite::Result<_>>()?)
         };
         let mut half = 0.002_f64; // degrees of latitude: about 220 m
@@ -635,7 +789,7 @@ impl Store {
         // The k-th nearest in that box is at most a corner away (√2 × half): every household
         // within that distance lies in a box 1.5 times as wide.
         let ids = in_box(half * 1.5)?;
-        let mut cards = self.cards(today, |hid| ids.contains(hid))?;
+        let mut cards = self.cards(today, false, |hid| ids.contains(hid))?;
         for c in &mut cards {
             c.distance_m = c.location.map(|l| l.distance_m(p));
         }
@@ -648,31 +802,66 @@ impl Store {
         Ok(cards)
     }
 
-    /// Cards of every household that passes `keep`.
-    fn cards(&self, today: NaiveDate, keep: impl Fn(&str) -> bool) -> Result<Vec<HouseholdCard>> {
-        let conn = &self.conn;
-        let inputs = DueInputs::load(conn)?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT h.id, h.grid_id, h.address, h.lon, h.lat,
-                    (SELECT name FROM people WHERE id = h.head_id),
-                    (SELECT count(*) FROM people p WHERE p.household_id = h.id AND p.status = 'ACTIVE'),
-                    substr(lv.k, 1, 10), lv.next_due
-             FROM households h
-             -- The newest visit (by date, then entry time) decides; SQLite takes next_due
-             -- from the row that holds the maximum.
-             LEFT JOIN (SELECT household_id, MAX(visited_on || '|' || created_at) AS k, next_due
-                        FROM visits GROUP BY household_id) lv ON lv.household_id = h.id",
-        )?;
-        let mut rows = stmt.query([])?;
+    /// When one household is due, from its summary row.
+    fn due_of(&self, id: Uuid, today: NaiveDate) -> Result<Due> {
+        type Row = (i64, Option<String>, Option<String>, Option<String>);
+        let row: Option<Row> = self
+            .conn
+            .prepare_cached(
+                "SELECT cadence_days, reason_tag, last_visited_on, due_on FROM household_summary
+                 WHERE household_id = ?1",
+            )?
+            .query_row([id.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let (days, reason, last, due) = row.ok_or_else(|| StoreError::NotFound {
+            kind: "household",
+            id: id.to_string(),
+        })?;
+        Ok(Due {
+            due_on: due.map(|d| date(&d)).transpose()?.unwrap_or(today),
+            last_visited_on: last.map(|d| date(&d)).transpose()?,
+            cadence_days: days as u32,
+            reason: reason.map(|t| code::<Tag>(&t)).transpose()?,
+        })
+    }
+
+    /// Cards of every household that passes `keep`, from the summary table.
+    fn cards(
+        &self,
+        today: NaiveDate,
+        due_only: bool,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<HouseholdCard>> {
+        let sql = if due_only {
+            "SELECT h.id, h.grid_id, h.address, h.lon, h.lat, s.head_name, s.members, s.care_tags,
+                    s.cadence_days, s.reason_tag, s.last_visited_on, s.due_on
+             FROM household_summary s JOIN households h ON h.id = s.household_id
+             WHERE s.due_on IS NULL OR s.due_on <= ?1"
+        } else {
+            "SELECT h.id, h.grid_id, h.address, h.lon, h.lat, s.head_name, s.members, s.care_tags,
+                    s.cadence_days, s.reason_tag, s.last_visited_on, s.due_on
+             FROM household_summary s JOIN households h ON h.id = s.household_id
+             WHERE ?1 IS NOT NULL"
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = stmt.query([today.to_string()])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let hid: String = r.get(0)?;
             if !keep(&hid) {
                 continue;
             }
-            let last_on = r.get::<_, Option<String>>(7)?.map(|s| date(&s)).transpose()?;
-            let agreed = r.get::<_, Option<String>>(8)?.map(|s| date(&s)).transpose()?;
-            let due = inputs.due(&hid, last_on, agreed, today);
+            let care: String = r.get(7)?;
+            let last_on = r
+                .get::<_, Option<String>>(10)?
+                .map(|s| date(&s))
+                .transpose()?;
+            let due_on = r
+                .get::<_, Option<String>>(11)?
+                .map(|s| date(&s))
+                .transpose()?;
             out.push(HouseholdCard {
                 id: uuid(&hid)?,
                 grid_id: uuid(&r.get::<_, String>(1)?)?,
@@ -680,8 +869,19 @@ impl Store {
                 location: point(r.get(3)?, r.get(4)?),
                 head_name: r.get(5)?,
                 members: r.get::<_, i64>(6)? as u32,
-                care_tags: inputs.care_tags(&hid),
-                due,
+                care_tags: care
+                    .split_whitespace()
+                    .map(code::<Tag>)
+                    .collect::<Result<_>>()?,
+                due: Due {
+                    due_on: due_on.unwrap_or(today),
+                    last_visited_on: last_on,
+                    cadence_days: r.get::<_, i64>(8)? as u32,
+                    reason: r
+                        .get::<_, Option<String>>(9)?
+                        .map(|s| code::<Tag>(&s))
+                        .transpose()?,
+                },
                 distance_m: None,
             });
         }
@@ -704,7 +904,8 @@ fn search_households(conn: &Connection, text: &str) -> Result<HashSet<String>> {
     if upper.len() >= 3 && upper.bytes().all(|b| b.is_ascii_digit() || b == b'X') {
         let rev: String = upper.chars().rev().collect();
         // GLOB with a literal prefix uses the id_rev index.
-        let mut stmt = conn.prepare_cached("SELECT household_id FROM people WHERE id_rev GLOB ?1")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT household_id FROM people WHERE id_rev GLOB ?1")?;
         for id in stmt.query_map([format!("{rev}*")], |r| r.get::<_, String>(0))? {
             ids.insert(id?);
         }
@@ -713,9 +914,11 @@ fn search_households(conn: &Connection, text: &str) -> Result<HashSet<String>> {
 }
 
 fn household(conn: &Connection, id: Uuid) -> Result<Household> {
-    conn.query_row("SELECT * FROM households WHERE id = ?1", [id.to_string()], |r| {
-        Ok(household_from_row(r))
-    })
+    conn.query_row(
+        "SELECT * FROM households WHERE id = ?1",
+        [id.to_string()],
+        |r| Ok(household_from_row(r)),
+    )
     .optional()?
     .transpose()?
     .ok_or_else(|| StoreError::NotFound {
@@ -725,9 +928,11 @@ fn household(conn: &Connection, id: Uuid) -> Result<Household> {
 }
 
 fn person(conn: &Connection, id: Uuid) -> Result<Person> {
-    conn.query_row("SELECT * FROM people WHERE id = ?1", [id.to_string()], |r| {
-        Ok(person_from_row(conn, r))
-    })
+    conn.query_row(
+        "SELECT * FROM people WHERE id = ?1",
+        [id.to_string()],
+        |r| Ok(person_from_row(conn, r)),
+    )
     .optional()?
     .transpose()?
     .ok_or_else(|| StoreError::NotFound {

@@ -14,8 +14,8 @@ use crate::domain::codes::{Coded, Domain, Urgency};
 use crate::domain::geo::{GeoPoint, TrackPoint, track_length_m};
 use crate::domain::lifecycle::{Actor, Status, check_transition, lifecycle};
 use crate::domain::model::{
-    AnyRecord, EmergencyReport, EntityKind, EventRecord, MediationSession, Patrol, PatrolPoints, Reply,
-    StatusChange,
+    AnyRecord, EmergencyReport, EntityKind, EventRecord, MediationSession, Patrol, PatrolPoints,
+    Reply, StatusChange,
 };
 use crate::domain::validate::ValidationErrors;
 use crate::wire::Op;
@@ -51,37 +51,87 @@ pub struct RecordQuery {
     pub limit: Option<usize>,
 }
 
+const RECORD_COLUMNS: &str =
+    "INSERT INTO records (id, kind, grid_id, author, status, urgency, category,
+        summary, lon, lat, patrol_id, created_at, updated_at, data, version)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
+/// Writes a record's row: its indexed columns from the header and the whole record as JSON.
+/// `insert_only` refuses an existing id instead of replacing it.
+#[allow(clippy::too_many_arguments)]
+fn write_row(
+    conn: &Connection,
+    domain: Domain,
+    c: &crate::domain::model::Common,
+    category: &str,
+    summary: &str,
+    data: &str,
+    version: i64,
+    updated_at: DateTime<Utc>,
+    insert_only: bool,
+) -> Result<()> {
+    let sql = if insert_only {
+        RECORD_COLUMNS.to_owned()
+    } else {
+        format!(
+            "{RECORD_COLUMNS} ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, grid_id = excluded.grid_id,
+               author = excluded.author, status = excluded.status, urgency = excluded.urgency,
+               category = excluded.category, summary = excluded.summary, lon = excluded.lon,
+               lat = excluded.lat, patrol_id = excluded.patrol_id, updated_at = excluded.updated_at,
+               data = excluded.data, version = excluded.version"
+        )
+    };
+    let res = conn.prepare_cached(&sql)?.execute(params![
+        c.id.to_string(),
+        domain.code(),
+        c.grid_id.to_string(),
+        c.author,
+        c.status.code(),
+        c.urgency.code(),
+        category,
+        summary.chars().take(120).collect::<String>(),
+        c.location.map(|p| p.lon),
+        c.location.map(|p| p.lat),
+        c.patrol_id.map(|p| p.to_string()),
+        ts(c.created_at),
+        ts(updated_at),
+        data,
+        version,
+    ]);
+    match res {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if insert_only && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            Err(StoreError::Conflict(format!(
+                "record {} already exists",
+                c.id
+            )))
+        }
+        other => {
+            other?;
+            Ok(())
+        }
+    }
+}
+
 /// Writes (inserts or replaces) a record's row from its typed value.
-pub(crate) fn write_record(conn: &Connection, r: &AnyRecord, version: i64, updated_at: DateTime<Utc>) -> Result<()> {
-    let c = r.common();
-    conn.execute(
-        "INSERT INTO records (id, kind, grid_id, author, status, urgency, category, summary, lon, lat,
-                              patrol_id, created_at, updated_at, data, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, grid_id = excluded.grid_id,
-           author = excluded.author, status = excluded.status, urgency = excluded.urgency,
-           category = excluded.category, summary = excluded.summary, lon = excluded.lon,
-           lat = excluded.lat, patrol_id = excluded.patrol_id, updated_at = excluded.updated_at,
-           data = excluded.data, version = excluded.version",
-        params![
-            c.id.to_string(),
-            r.domain().code(),
-            c.grid_id.to_string(),
-            c.author,
-            c.status.code(),
-            c.urgency.code(),
-            r.category_code(),
-            r.summary().chars().take(120).collect::<String>(),
-            c.location.map(|p| p.lon),
-            c.location.map(|p| p.lat),
-            c.patrol_id.map(|p| p.to_string()),
-            ts(c.created_at),
-            ts(updated_at),
-            r.to_json().to_string(),
-            version,
-        ],
-    )?;
-    Ok(())
+pub(crate) fn write_record(
+    conn: &Connection,
+    r: &AnyRecord,
+    version: i64,
+    updated_at: DateTime<Utc>,
+) -> Result<()> {
+    write_row(
+        conn,
+        r.domain(),
+        r.common(),
+        r.category_code(),
+        r.summary(),
+        &r.to_json().to_string(),
+        version,
+        updated_at,
+        false,
+    )
 }
 
 /// Reads a record of any domain, with its version.
@@ -98,7 +148,10 @@ pub(crate) fn read_any(conn: &Connection, id: Uuid) -> Result<(AnyRecord, i64)> 
         id: id.to_string(),
     })?;
     let domain: Domain = code(&kind)?;
-    Ok((AnyRecord::from_json(domain, serde_json::from_str(&data)?)?, version))
+    Ok((
+        AnyRecord::from_json(domain, serde_json::from_str(&data)?)?,
+        version,
+    ))
 }
 
 pub(crate) fn write_entry(
@@ -207,27 +260,36 @@ impl Store {
         if r.common().status != initial {
             return Err(ValidationErrors::single(
                 "status",
-                format!("a new {} record starts as {initial}, not {}", r.domain(), r.common().status),
+                format!(
+                    "a new {} record starts as {initial}, not {}",
+                    r.domain(),
+                    r.common().status
+                ),
             )
             .into());
         }
-        let any = to_any(r)?;
+        // Serialised once: the row's JSON and the outbox entry's fields are the same object.
+        let fields = all_fields(r)?;
+        let data = serde_json::to_string(&fields)?;
         self.tx(|tx| {
-            let exists: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM records WHERE id = ?1)",
-                [r.common().id.to_string()],
-                |row| row.get(0),
+            let c = r.common();
+            write_row(
+                tx,
+                r.domain(),
+                c,
+                r.category_code(),
+                r.summary(),
+                &data,
+                0,
+                now,
+                true,
             )?;
-            if exists {
-                return Err(StoreError::Conflict(format!("record {} already exists", r.common().id)));
-            }
-            write_record(tx, &any, 0, now)?;
             append(
                 tx,
                 EntityKind::of_domain(r.domain()),
-                r.common().id,
+                c.id,
                 Op::Create,
-                all_fields(r)?,
+                fields,
                 0,
                 now,
             )?;
@@ -239,7 +301,11 @@ impl Store {
     pub fn record<T: EventRecord>(&self, id: Uuid) -> Result<T> {
         let data: String = self
             .conn
-            .query_row("SELECT data FROM records WHERE id = ?1", [id.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT data FROM records WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
             .optional()?
             .ok_or_else(|| StoreError::NotFound {
                 kind: "record",
@@ -267,40 +333,86 @@ impl Store {
             let mut new = old.clone();
             edit(&mut new);
             if new.common().id != id || new.common().created_at != old.common().created_at {
-                return Err(ValidationErrors::single("id", "a record's id and creation time never change").into());
+                return Err(ValidationErrors::single(
+                    "id",
+                    "a record's id and creation time never change",
+                )
+                .into());
             }
             if new.common().status != old.common().status {
-                return Err(ValidationErrors::single("status", "change the status through a transition").into());
+                return Err(ValidationErrors::single(
+                    "status",
+                    "change the status through a transition",
+                )
+                .into());
             }
             new.validate(now)?;
             let changes = changed_fields(&all_fields(&old)?, &all_fields(&new)?);
             if !changes.is_empty() {
                 write_record(tx, &to_any(&new)?, version, now)?;
-                append(tx, EntityKind::of_domain(new.domain()), id, Op::Update, changes, version, now)?;
+                append(
+                    tx,
+                    EntityKind::of_domain(new.domain()),
+                    id,
+                    Op::Update,
+                    changes,
+                    version,
+                    now,
+                )?;
             }
             Ok(new)
         })
     }
 
     /// Moves a record to `to`, as the worker; an illegal move names both states.
-    pub fn transition(&mut self, id: Uuid, to: Status, note: Option<&str>, now: DateTime<Utc>) -> Result<()> {
+    pub fn transition(
+        &mut self,
+        id: Uuid,
+        to: Status,
+        note: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let actor = self.worker.clone();
         self.tx(|tx| transition_in(tx, id, to, note, &actor, now))
     }
 
     /// Appends a mediation session to a dispute; a registered or accepted dispute moves to
     /// MEDIATING.
-    pub fn add_mediation_session(&mut self, s: &MediationSession, now: DateTime<Utc>) -> Result<()> {
+    pub fn add_mediation_session(
+        &mut self,
+        s: &MediationSession,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         s.validate(now)?;
         let actor = self.worker.clone();
         self.tx(|tx| {
             let (d, _) = read_any(tx, s.dispute_id)?;
             if d.domain() != Domain::Dispute {
-                return Err(ValidationErrors::single("dispute_id", format!("{} is not a dispute", s.dispute_id)).into());
+                return Err(ValidationErrors::single(
+                    "dispute_id",
+                    format!("{} is not a dispute", s.dispute_id),
+                )
+                .into());
             }
             let data = serde_json::to_value(s)?;
-            write_entry(tx, s.id, s.dispute_id, EntityKind::MediationSession, &data, &s.author, s.created_at)?;
-            append(tx, EntityKind::MediationSession, s.id, Op::Append, all_fields(s)?, 0, now)?;
+            write_entry(
+                tx,
+                s.id,
+                s.dispute_id,
+                EntityKind::MediationSession,
+                &data,
+                &s.author,
+                s.created_at,
+            )?;
+            append(
+                tx,
+                EntityKind::MediationSession,
+                s.id,
+                Op::Append,
+                all_fields(s)?,
+                0,
+                now,
+            )?;
             if matches!(d.common().status, Status::Registered | Status::Accepted) {
                 transition_in(tx, s.dispute_id, Status::Mediating, None, &actor, now)?;
             }
@@ -309,19 +421,41 @@ impl Store {
     }
 
     /// Appends a report (续报, 终报) to an emergency and moves it to the report's stage.
-    pub fn add_emergency_report(&mut self, rep: &EmergencyReport, now: DateTime<Utc>) -> Result<()> {
+    pub fn add_emergency_report(
+        &mut self,
+        rep: &EmergencyReport,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         rep.validate(now)?;
         let actor = self.worker.clone();
         self.tx(|tx| {
             let (e, _) = read_any(tx, rep.emergency_id)?;
             if e.domain() != Domain::Emergency {
-                return Err(
-                    ValidationErrors::single("emergency_id", format!("{} is not an emergency", rep.emergency_id)).into(),
-                );
+                return Err(ValidationErrors::single(
+                    "emergency_id",
+                    format!("{} is not an emergency", rep.emergency_id),
+                )
+                .into());
             }
             let data = serde_json::to_value(rep)?;
-            write_entry(tx, rep.id, rep.emergency_id, EntityKind::EmergencyReport, &data, &rep.author, rep.created_at)?;
-            append(tx, EntityKind::EmergencyReport, rep.id, Op::Append, all_fields(rep)?, 0, now)?;
+            write_entry(
+                tx,
+                rep.id,
+                rep.emergency_id,
+                EntityKind::EmergencyReport,
+                &data,
+                &rep.author,
+                rep.created_at,
+            )?;
+            append(
+                tx,
+                EntityKind::EmergencyReport,
+                rep.id,
+                Op::Append,
+                all_fields(rep)?,
+                0,
+                now,
+            )?;
             let to = rep.status_after();
             if to != e.common().status || to == Status::Update {
                 transition_in(tx, rep.emergency_id, to, None, &actor, now)?;
@@ -336,17 +470,32 @@ impl Store {
         self.tx(|tx| {
             let (any, version) = read_any(tx, pp.patrol_id)?;
             let AnyRecord::Patrol(mut patrol) = any else {
-                return Err(ValidationErrors::single("patrol_id", format!("{} is not a patrol", pp.patrol_id)).into());
+                return Err(ValidationErrors::single(
+                    "patrol_id",
+                    format!("{} is not a patrol", pp.patrol_id),
+                )
+                .into());
             };
             if patrol.common.status != Status::Recording {
                 return Err(ValidationErrors::single(
                     "patrol_id",
-                    format!("patrol {} is {}, not recording; corrections are amendments", pp.patrol_id, patrol.common.status),
+                    format!(
+                        "patrol {} is {}, not recording; corrections are amendments",
+                        pp.patrol_id, patrol.common.status
+                    ),
                 )
                 .into());
             }
             write_points(tx, pp)?;
-            append(tx, EntityKind::PatrolPoints, pp.id, Op::Append, all_fields(pp)?, 0, now)?;
+            append(
+                tx,
+                EntityKind::PatrolPoints,
+                pp.id,
+                Op::Append,
+                all_fields(pp)?,
+                0,
+                now,
+            )?;
             patrol.distance_m = track_length_m(&track(tx, pp.patrol_id)?);
             write_record(tx, &AnyRecord::Patrol(patrol.clone()), version, now)?;
             Ok(patrol.distance_m)
@@ -354,7 +503,13 @@ impl Store {
     }
 
     /// Ends a running patrol: sets its end time and submits it (the track is then locked).
-    pub fn finish_patrol(&mut self, id: Uuid, ended_at: DateTime<Utc>, notes: &str, now: DateTime<Utc>) -> Result<Patrol> {
+    pub fn finish_patrol(
+        &mut self,
+        id: Uuid,
+        ended_at: DateTime<Utc>,
+        notes: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Patrol> {
         let p = self.update_record::<Patrol>(
             id,
             |p| {
@@ -374,9 +529,17 @@ impl Store {
     }
 
     /// Stores a photo once (content-addressed) and links it to a record; returns its SHA-256.
-    pub fn attach_photo(&mut self, record_id: Uuid, bytes: &[u8], mime: &str, now: DateTime<Utc>) -> Result<String> {
+    pub fn attach_photo(
+        &mut self,
+        record_id: Uuid,
+        bytes: &[u8],
+        mime: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
         if !mime.starts_with("image/") {
-            return Err(ValidationErrors::single("mime", format!("{mime} is not an image type")).into());
+            return Err(
+                ValidationErrors::single("mime", format!("{mime} is not an image type")).into(),
+            );
         }
         let sha = hex::encode(Sha256::digest(bytes));
         self.tx(|tx| {
@@ -400,9 +563,11 @@ impl Store {
     /// A photo's bytes and type.
     pub fn photo(&self, sha256: &str) -> Result<(Vec<u8>, String)> {
         self.conn
-            .query_row("SELECT bytes, mime FROM photos WHERE sha256 = ?1", [sha256], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT bytes, mime FROM photos WHERE sha256 = ?1",
+                [sha256],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?
             .ok_or_else(|| StoreError::NotFound {
                 kind: "photo",
@@ -453,7 +618,9 @@ impl Store {
             sql.push_str(&format!(" LIMIT {l}"));
         }
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| Ok(summary_from_row(r)))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok(summary_from_row(r))
+        })?;
         let mut out: Vec<RecordSummary> = rows.map(|r| r?).collect::<Result<_>>()?;
         if q.open_only {
             // A status code can be open in one lifecycle and terminal in another.
@@ -491,13 +658,19 @@ impl Store {
         .collect()
     }
 
-    fn entries_of<T: serde::de::DeserializeOwned>(&self, id: Uuid, kind: EntityKind) -> Result<Vec<T>> {
+    fn entries_of<T: serde::de::DeserializeOwned>(
+        &self,
+        id: Uuid,
+        kind: EntityKind,
+    ) -> Result<Vec<T>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT data FROM entries WHERE record_id = ?1 AND kind = ?2 ORDER BY created_at, id",
         )?;
-        stmt.query_map(params![id.to_string(), kind.code()], |r| r.get::<_, String>(0))?
-            .map(|d| Ok(serde_json::from_str(&d?)?))
-            .collect()
+        stmt.query_map(params![id.to_string(), kind.code()], |r| {
+            r.get::<_, String>(0)
+        })?
+        .map(|d| Ok(serde_json::from_str(&d?)?))
+        .collect()
     }
 
     pub fn mediation_sessions(&self, dispute_id: Uuid) -> Result<Vec<MediationSession>> {
@@ -549,7 +722,14 @@ fn transition_in(
     if let Some(n) = note {
         fields.insert("note".into(), n.into());
     }
-    append(tx, EntityKind::of_domain(any.domain()), id, Op::Transition, fields, version, now)?;
+    append(
+        tx,
+        EntityKind::of_domain(any.domain()),
+        id,
+        Op::Transition,
+        fields,
+        version,
+        now,
+    )?;
     Ok(())
 }
-

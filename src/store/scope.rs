@@ -13,8 +13,8 @@ use super::{Result, Store, StoreError, uuid};
 use crate::domain::codes::{Coded, Tag};
 use crate::domain::geo::{GeoPoint, Grid, GridCode, polygon_from_geojson, polygon_to_geojson};
 use crate::domain::model::{
-    AnyRecord, EmergencyReport, EntityKind, House, Household, MediationSession, PatrolPoints, Person, Reply,
-    StatusChange, Visit,
+    AnyRecord, EmergencyReport, EntityKind, House, Household, MediationSession, PatrolPoints,
+    Person, Reply, StatusChange, Visit,
 };
 use crate::domain::spatial::{GridIndex, Location};
 
@@ -107,13 +107,37 @@ impl Store {
                 write_record(tx, r, 1, now)?;
             }
             for m in &s.sessions {
-                write_entry(tx, m.id, m.dispute_id, EntityKind::MediationSession, &serde_json::to_value(m)?, &m.author, m.created_at)?;
+                write_entry(
+                    tx,
+                    m.id,
+                    m.dispute_id,
+                    EntityKind::MediationSession,
+                    &serde_json::to_value(m)?,
+                    &m.author,
+                    m.created_at,
+                )?;
             }
             for r in &s.reports {
-                write_entry(tx, r.id, r.emergency_id, EntityKind::EmergencyReport, &serde_json::to_value(r)?, &r.author, r.created_at)?;
+                write_entry(
+                    tx,
+                    r.id,
+                    r.emergency_id,
+                    EntityKind::EmergencyReport,
+                    &serde_json::to_value(r)?,
+                    &r.author,
+                    r.created_at,
+                )?;
             }
             for r in &s.replies {
-                write_entry(tx, r.id, r.record_id, EntityKind::Reply, &serde_json::to_value(r)?, &r.author, r.created_at)?;
+                write_entry(
+                    tx,
+                    r.id,
+                    r.record_id,
+                    EntityKind::Reply,
+                    &serde_json::to_value(r)?,
+                    &r.author,
+                    r.created_at,
+                )?;
             }
             for t in &s.tracks {
                 write_points(tx, t)?;
@@ -121,6 +145,7 @@ impl Store {
             for c in &s.history {
                 write_status_change(tx, c)?;
             }
+            super::people::refresh_all_summaries(tx)?;
             Ok(())
         })
     }
@@ -150,7 +175,8 @@ impl Store {
                 village_name,
                 town_name,
                 county_name,
-                boundary: polygon_from_geojson(&boundary).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                boundary: polygon_from_geojson(&boundary)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             })
         })
         .collect()
@@ -168,7 +194,9 @@ impl Store {
 
     /// Counts of what the store holds, for status lines and tests.
     pub fn counts(&self) -> Result<StoreCounts> {
-        let n = |sql: &str| -> Result<u64> { Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
+        let n = |sql: &str| -> Result<u64> {
+            Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+        };
         Ok(StoreCounts {
             grids: n("SELECT count(*) FROM grids")?,
             households: n("SELECT count(*) FROM households")?,

@@ -45,19 +45,35 @@ fn full_county_has_the_articles_shape_and_grids_tile_villages() {
         assert!(!grids.is_empty());
         let sum: f64 = grids.iter().map(|g| g.grid.boundary.unsigned_area()).sum();
         let area = v.boundary.unsigned_area();
-        assert!((sum - area).abs() < area * 1e-9, "{}: grids cover {sum}, village {area}", v.name);
+        assert!(
+            (sum - area).abs() < area * 1e-9,
+            "{}: grids cover {sum}, village {area}",
+            v.name
+        );
         for (i, a) in grids.iter().enumerate() {
             assert!(a.grid.code.as_str().starts_with(&v.code));
             for b in &grids[i + 1..] {
-                let overlap = a.grid.boundary.intersection(&b.grid.boundary).unsigned_area();
-                assert!(overlap < area * 1e-9, "{} and {} overlap by {overlap}", a.grid.name, b.grid.name);
+                let overlap = a
+                    .grid
+                    .boundary
+                    .intersection(&b.grid.boundary)
+                    .unsigned_area();
+                assert!(
+                    overlap < area * 1e-9,
+                    "{} and {} overlap by {overlap}",
+                    a.grid.name,
+                    b.grid.name
+                );
             }
         }
         total += area;
     }
     let ([x0, y0], [x1, y1]) = gridwalk::demo::names::EXTENT;
     let extent = (x1 - x0) * (y1 - y0);
-    assert!((total - extent).abs() < extent * 1e-9, "villages tile the county");
+    assert!(
+        (total - extent).abs() < extent * 1e-9,
+        "villages tile the county"
+    );
 }
 
 #[test]
@@ -67,10 +83,15 @@ fn generated_people_places_and_records_are_valid() {
     for h in &scope.households {
         let g = scope.grids.iter().find(|g| g.id == h.grid_id).unwrap();
         let p = h.location.unwrap().point();
-        assert!(g.boundary.contains(&p), "household {} lies in its grid", h.address);
+        assert!(
+            g.boundary.contains(&p),
+            "household {} lies in its grid",
+            h.address
+        );
     }
     for p in &scope.people {
-        p.validate(today()).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        p.validate(today())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.name));
         let id = IdNumber::parse(p.id_number.as_ref().unwrap(), today()).unwrap();
         assert_eq!(id.sex(), p.sex);
         assert_eq!(Some(id.birth_date()), p.birth_date);
@@ -82,11 +103,16 @@ fn generated_people_places_and_records_are_valid() {
         v.validate(now()).unwrap();
     }
     for r in &scope.records {
-        r.validate(now()).unwrap_or_else(|e| panic!("{:?}: {e}", r.domain()));
+        r.validate(now())
+            .unwrap_or_else(|e| panic!("{:?}: {e}", r.domain()));
         // The status history is a legal walk from the initial status to the current one.
         let lc = lifecycle(r.domain());
         let mut s = lc.initial;
-        let mut steps: Vec<_> = scope.history.iter().filter(|h| h.record_id == r.common().id).collect();
+        let mut steps: Vec<_> = scope
+            .history
+            .iter()
+            .filter(|h| h.record_id == r.common().id)
+            .collect();
         steps.sort_by_key(|h| h.at);
         for h in steps {
             assert_eq!(h.from, s);
@@ -100,8 +126,21 @@ fn generated_people_places_and_records_are_valid() {
     }
     for t in &scope.tracks {
         t.validate(now()).unwrap();
-        let g = &scope.grids.iter().find(|g| scope.records.iter().any(|r| r.common().id == t.patrol_id && r.common().grid_id == g.id)).unwrap();
-        assert!(t.points.iter().all(|p| g.boundary.intersects(&geo::Point::new(p.lon, p.lat))));
+        let g = &scope
+            .grids
+            .iter()
+            .find(|g| {
+                scope
+                    .records
+                    .iter()
+                    .any(|r| r.common().id == t.patrol_id && r.common().grid_id == g.id)
+            })
+            .unwrap();
+        assert!(
+            t.points
+                .iter()
+                .all(|p| g.boundary.intersects(&geo::Point::new(p.lon, p.lat)))
+        );
     }
 }
 
@@ -113,9 +152,18 @@ fn tags_come_in_plausible_proportions() {
     let n = scope.people.len() as f64;
     let share = |t: Tag| scope.people.iter().filter(|p| p.tags.contains(&t)).count() as f64 / n;
     assert!(n > 1000.0, "{n} people");
-    assert!((0.02..0.12).contains(&share(Tag::ElderlyAlone)), "{}", share(Tag::ElderlyAlone));
+    assert!(
+        (0.02..0.12).contains(&share(Tag::ElderlyAlone)),
+        "{}",
+        share(Tag::ElderlyAlone)
+    );
     assert!((0.01..0.15).contains(&share(Tag::LeftBehindChild)));
-    let managed = scope.people.iter().filter(|p| p.tags.iter().any(|t| t.is_managed())).count() as f64 / n;
+    let managed = scope
+        .people
+        .iter()
+        .filter(|p| p.tags.iter().any(|t| t.is_managed()))
+        .count() as f64
+        / n;
     assert!(managed > 0.0 && managed < 0.02, "managed share {managed}");
     for t in Tag::ALL {
         assert!(share(*t) < 0.25, "{t}: {}", share(*t));
@@ -127,8 +175,17 @@ fn the_bench_grid_has_the_sync_benchmarks_size() {
     let county = County::generate(&CountySpec::bench(1, today()));
     let s = county.scope(&[0]);
     assert_eq!(s.households.len(), 500);
-    assert!((1500..2500).contains(&s.people.len()), "{} people", s.people.len());
-    let history = s.visits.len() + s.records.len() + s.sessions.len() + s.reports.len() + s.replies.len() + s.tracks.len();
+    assert!(
+        (1500..2500).contains(&s.people.len()),
+        "{} people",
+        s.people.len()
+    );
+    let history = s.visits.len()
+        + s.records.len()
+        + s.sessions.len()
+        + s.reports.len()
+        + s.replies.len()
+        + s.tracks.len();
     assert!((4500..6000).contains(&history), "{history} history records");
     let mut out = Vec::new();
     let lines = write_ndjson(&s, &mut out).unwrap();

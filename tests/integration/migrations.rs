@@ -12,7 +12,11 @@ use rusqlite::Connection;
 use crate::util::today;
 
 /// Fixture data valid at each schema version (index = version). Version 0 is an empty file.
-const FIXTURES: &[&str] = &["", include_str!("../fixtures/store/v1.sql")];
+const FIXTURES: &[&str] = &[
+    "",
+    include_str!("../fixtures/store/v1.sql"),
+    include_str!("../fixtures/store/v2.sql"),
+];
 
 #[test]
 fn every_earlier_schema_version_upgrades_with_its_data() {
@@ -29,7 +33,8 @@ fn every_earlier_schema_version_upgrades_with_its_data() {
             for sql in &MIGRATIONS[..version] {
                 c.execute_batch(sql).unwrap();
             }
-            c.pragma_update(None, "user_version", version as i64).unwrap();
+            c.pragma_update(None, "user_version", version as i64)
+                .unwrap();
             c.execute_batch(FIXTURES[version]).unwrap();
         }
         let s = Store::open(&path).unwrap_or_else(|e| panic!("opening a v{version} database: {e}"));
@@ -37,13 +42,37 @@ fn every_earlier_schema_version_upgrades_with_its_data() {
         if version == 0 {
             continue;
         }
-        // The v1 fixture: one grid, two households, three people, a visit, a hazard, an
+        // Every fixture: one grid, two households, three people, a visit, a hazard, an
         // outbox entry not yet pushed.
         let counts = s.counts().unwrap();
-        assert_eq!((counts.grids, counts.households, counts.people, counts.visits, counts.records, counts.outbox), (1, 2, 3, 1, 1, 1), "v{version}");
-        let found = s.households(&HouseholdQuery { text: Some("张振行".into()), ..Default::default() }, today()).unwrap();
+        assert_eq!(
+            (
+                counts.grids,
+                counts.households,
+                counts.people,
+                counts.visits,
+                counts.records,
+                counts.outbox
+            ),
+            (1, 2, 3, 1, 1, 1),
+            "v{version}"
+        );
+        let found = s
+            .households(
+                &HouseholdQuery {
+                    text: Some("张振行".into()),
+                    ..Default::default()
+                },
+                today(),
+            )
+            .unwrap();
         assert_eq!(found.len(), 1);
-        let open = s.records(&RecordQuery { open_only: true, ..Default::default() }).unwrap();
+        let open = s
+            .records(&RecordQuery {
+                open_only: true,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(open[0].summary, "村头池塘无护栏");
         let pending = s.outbox(gridwalk::wire::Lane::Normal, 10).unwrap();
         assert_eq!(pending[0].seq, 1);
@@ -52,5 +81,18 @@ fn every_earlier_schema_version_upgrades_with_its_data() {
         let near = s.nearest_households(&here, 1, today()).unwrap();
         assert_eq!(near[0].address, "山下村1组1号");
         assert_eq!(s.grids().unwrap()[0].name, "山下村第1网格");
+        // Who is due works on old data (the summary is filled on open).
+        let due = s.due_visits(today()).unwrap();
+        assert_eq!(
+            due.len(),
+            2,
+            "one never visited, one elder living alone last seen 9 days ago"
+        );
+        if version >= 2 {
+            let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+            assert_eq!(s.photo(sha).unwrap().0, b"test");
+            let h: gridwalk::domain::model::Hazard = s.record(open[0].id).unwrap();
+            assert_eq!(h.common.photos, vec![sha.to_owned()]);
+        }
     }
 }

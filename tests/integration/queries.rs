@@ -14,22 +14,71 @@ use crate::util::{demo_store, now, today};
 #[test]
 fn search_by_name_address_and_last_digits_of_an_id_number() {
     let (_d, s, _c, scope) = demo_store();
-    let p = scope.people.iter().find(|p| p.relation != Relation::Head).unwrap();
-    let by_name = s.households(&HouseholdQuery { text: Some(p.name.clone()), ..Default::default() }, today()).unwrap();
-    assert!(by_name.iter().any(|c| c.id == p.household_id), "member name finds the household");
+    let p = scope
+        .people
+        .iter()
+        .find(|p| p.relation != Relation::Head)
+        .unwrap();
+    let by_name = s
+        .households(
+            &HouseholdQuery {
+                text: Some(p.name.clone()),
+                ..Default::default()
+            },
+            today(),
+        )
+        .unwrap();
+    assert!(
+        by_name.iter().any(|c| c.id == p.household_id),
+        "member name finds the household"
+    );
 
     let id = p.id_number.as_ref().unwrap();
     let tail = &id[id.len() - 6..];
-    let by_id = s.households(&HouseholdQuery { text: Some(tail.to_lowercase()), ..Default::default() }, today()).unwrap();
+    let by_id = s
+        .households(
+            &HouseholdQuery {
+                text: Some(tail.to_lowercase()),
+                ..Default::default()
+            },
+            today(),
+        )
+        .unwrap();
     assert!(by_id.iter().any(|c| c.id == p.household_id));
-    let expected = scope.people.iter().filter(|q| q.id_number.as_ref().unwrap().ends_with(tail)).count();
-    assert!(by_id.len() <= expected, "only households with a matching ID number");
+    let expected = scope
+        .people
+        .iter()
+        .filter(|q| q.id_number.as_ref().unwrap().ends_with(tail))
+        .count();
+    assert!(
+        by_id.len() <= expected,
+        "only households with a matching ID number"
+    );
 
     let hh = &scope.households[3];
-    let by_addr = s.households(&HouseholdQuery { text: Some(hh.address.clone()), ..Default::default() }, today()).unwrap();
-    assert_eq!(by_addr.iter().map(|c| c.id).collect::<Vec<_>>(), vec![hh.id]);
+    let by_addr = s
+        .households(
+            &HouseholdQuery {
+                text: Some(hh.address.clone()),
+                ..Default::default()
+            },
+            today(),
+        )
+        .unwrap();
+    assert_eq!(
+        by_addr.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![hh.id]
+    );
 
-    let none = s.households(&HouseholdQuery { text: Some("不存在的名字".into()), ..Default::default() }, today()).unwrap();
+    let none = s
+        .households(
+            &HouseholdQuery {
+                text: Some("不存在的名字".into()),
+                ..Default::default()
+            },
+            today(),
+        )
+        .unwrap();
     assert!(none.is_empty());
 }
 
@@ -37,16 +86,34 @@ fn search_by_name_address_and_last_digits_of_an_id_number() {
 fn tag_filter_finds_managed_tags_but_cards_never_show_them() {
     let (_d, s, _c, scope) = demo_store();
     for tag in Tag::ALL {
-        let expected: std::collections::HashSet<_> =
-            scope.people.iter().filter(|p| p.tags.contains(tag)).map(|p| p.household_id).collect();
-        let cards = s.households(&HouseholdQuery { tag: Some(*tag), ..Default::default() }, today()).unwrap();
+        let expected: std::collections::HashSet<_> = scope
+            .people
+            .iter()
+            .filter(|p| p.tags.contains(tag))
+            .map(|p| p.household_id)
+            .collect();
+        let cards = s
+            .households(
+                &HouseholdQuery {
+                    tag: Some(*tag),
+                    ..Default::default()
+                },
+                today(),
+            )
+            .unwrap();
         let got: std::collections::HashSet<_> = cards.iter().map(|c| c.id).collect();
         assert_eq!(got, expected, "{tag}");
     }
     let all = s.households(&HouseholdQuery::default(), today()).unwrap();
     assert_eq!(all.len(), scope.households.len());
-    assert!(all.iter().all(|c| c.care_tags.iter().all(|t| !t.is_managed())));
-    assert!(all.iter().any(|c| !c.care_tags.is_empty()), "demo has care tags");
+    assert!(
+        all.iter()
+            .all(|c| c.care_tags.iter().all(|t| !t.is_managed()))
+    );
+    assert!(
+        all.iter().any(|c| !c.care_tags.is_empty()),
+        "demo has care tags"
+    );
 }
 
 #[test]
@@ -54,15 +121,28 @@ fn who_is_due_follows_cadence_and_last_visit() {
     let (_d, mut s, county, scope) = demo_store();
     let due = s.due_visits(today()).unwrap();
     assert!(!due.is_empty());
-    assert!(due.windows(2).all(|w| w[0].due.due_on <= w[1].due.due_on), "most overdue first");
+    assert!(
+        due.windows(2).all(|w| w[0].due.due_on <= w[1].due.due_on),
+        "most overdue first"
+    );
     for c in &due {
         assert!(c.due.due_on <= today());
         if let Some(last) = c.due.last_visited_on {
-            assert_eq!(c.due.due_on, last + Duration::days(c.due.cadence_days as i64));
+            assert_eq!(
+                c.due.due_on,
+                last + Duration::days(c.due.cadence_days as i64)
+            );
         }
     }
     // An elder living alone, visited today, is not due; a week later they are.
-    let elder = scope.people.iter().find(|p| p.tags.contains(&Tag::ElderlyAlone) && !p.tags.iter().any(|t| t.default_cadence_days() < 7)).expect("demo has an elder living alone");
+    let elder = scope
+        .people
+        .iter()
+        .find(|p| {
+            p.tags.contains(&Tag::ElderlyAlone)
+                && !p.tags.iter().any(|t| t.default_cadence_days() < 7)
+        })
+        .expect("demo has an elder living alone");
     let grid = county.grids[0].grid.id;
     let visit = Visit {
         id: new_id(),
@@ -80,16 +160,31 @@ fn who_is_due_follows_cadence_and_last_visit() {
     let due_now = s.due_visits(today()).unwrap();
     assert!(due_now.iter().all(|c| c.id != elder.household_id));
     let in_a_week = s.due_visits(today() + Duration::days(7)).unwrap();
-    let card = in_a_week.iter().find(|c| c.id == elder.household_id).expect("due again after a week");
+    let card = in_a_week
+        .iter()
+        .find(|c| c.id == elder.household_id)
+        .expect("due again after a week");
     assert_eq!(card.due.cadence_days, 7);
     assert_eq!(card.due.reason, Some(Tag::ElderlyAlone));
     let detail = s.household_detail(elder.household_id, today()).unwrap();
     assert_eq!(detail.visits[0].id, visit.id, "newest visit first");
     assert_eq!(detail.due.due_on, today() + Duration::days(7));
     // A date agreed at the visit, sooner than the cadence, wins.
-    let agreed = Visit { id: new_id(), next_due: Some(today() + Duration::days(3)), created_at: now() + Duration::minutes(1), ..visit };
-    s.record_visit(&agreed, now() + Duration::minutes(1)).unwrap();
-    assert_eq!(s.household_detail(elder.household_id, today()).unwrap().due.due_on, today() + Duration::days(3));
+    let agreed = Visit {
+        id: new_id(),
+        next_due: Some(today() + Duration::days(3)),
+        created_at: now() + Duration::minutes(1),
+        ..visit
+    };
+    s.record_visit(&agreed, now() + Duration::minutes(1))
+        .unwrap();
+    assert_eq!(
+        s.household_detail(elder.household_id, today())
+            .unwrap()
+            .due
+            .due_on,
+        today() + Duration::days(3)
+    );
 }
 
 #[test]
@@ -106,10 +201,25 @@ fn nearest_households_come_nearest_first_and_match_a_full_scan() {
         .map(|h| (h.location.unwrap().distance_m(&here), h.id))
         .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
-    assert_eq!(near.iter().map(|c| c.id).collect::<Vec<_>>(), all[..5].iter().map(|x| x.1).collect::<Vec<_>>());
+    assert_eq!(
+        near.iter().map(|c| c.id).collect::<Vec<_>>(),
+        all[..5].iter().map(|x| x.1).collect::<Vec<_>>()
+    );
     // Sorting the list by distance gives the same order.
-    let list = s.households(&HouseholdQuery { near: Some(here), limit: Some(5), ..Default::default() }, today()).unwrap();
-    assert_eq!(list.iter().map(|c| c.id).collect::<Vec<_>>(), near.iter().map(|c| c.id).collect::<Vec<_>>());
+    let list = s
+        .households(
+            &HouseholdQuery {
+                near: Some(here),
+                limit: Some(5),
+                ..Default::default()
+            },
+            today(),
+        )
+        .unwrap();
+    assert_eq!(
+        list.iter().map(|c| c.id).collect::<Vec<_>>(),
+        near.iter().map(|c| c.id).collect::<Vec<_>>()
+    );
     // Far away, it still finds the k nearest.
     let far = GeoPoint::new(c.x() + 0.5, c.y() + 0.5, None).unwrap();
     assert_eq!(s.nearest_households(&far, 3, today()).unwrap().len(), 3);
@@ -118,29 +228,85 @@ fn nearest_households_come_nearest_first_and_match_a_full_scan() {
 #[test]
 fn open_records_by_status_and_records_of_a_grid() {
     let (_d, s, county, scope) = demo_store();
-    let open = s.records(&RecordQuery { open_only: true, ..Default::default() }).unwrap();
-    let expected = scope.records.iter().filter(|r| lifecycle(r.domain()).is_open(r.common().status)).count();
+    let open = s
+        .records(&RecordQuery {
+            open_only: true,
+            ..Default::default()
+        })
+        .unwrap();
+    let expected = scope
+        .records
+        .iter()
+        .filter(|r| lifecycle(r.domain()).is_open(r.common().status))
+        .count();
     assert_eq!(open.len(), expected);
     assert!(open.iter().all(|r| lifecycle(r.domain).is_open(r.status)));
-    let reported = s.records(&RecordQuery { domain: Some(Domain::Hazard), statuses: vec![Status::Reported], ..Default::default() }).unwrap();
+    let reported = s
+        .records(&RecordQuery {
+            domain: Some(Domain::Hazard),
+            statuses: vec![Status::Reported],
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(
         reported.len(),
-        scope.records.iter().filter(|r| r.domain() == Domain::Hazard && r.common().status == Status::Reported).count()
+        scope
+            .records
+            .iter()
+            .filter(|r| r.domain() == Domain::Hazard && r.common().status == Status::Reported)
+            .count()
     );
-    let of_grid = s.records(&RecordQuery { grid_id: Some(county.grids[0].grid.id), ..Default::default() }).unwrap();
+    let of_grid = s
+        .records(&RecordQuery {
+            grid_id: Some(county.grids[0].grid.id),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(of_grid.len(), scope.records.len());
-    assert!(of_grid.windows(2).all(|w| w[0].created_at >= w[1].created_at), "newest first");
-    let other = s.records(&RecordQuery { grid_id: Some(county.grids[1].grid.id), ..Default::default() }).unwrap();
+    assert!(
+        of_grid
+            .windows(2)
+            .all(|w| w[0].created_at >= w[1].created_at),
+        "newest first"
+    );
+    let other = s
+        .records(&RecordQuery {
+            grid_id: Some(county.grids[1].grid.id),
+            ..Default::default()
+        })
+        .unwrap();
     assert!(other.is_empty());
 }
 
 #[test]
 fn household_detail_has_members_head_first_and_visits() {
     let (_d, s, _c, scope) = demo_store();
-    let hh = scope.households.iter().find(|h| scope.people.iter().filter(|p| p.household_id == h.id).count() > 2).unwrap();
+    let hh = scope
+        .households
+        .iter()
+        .find(|h| {
+            scope
+                .people
+                .iter()
+                .filter(|p| p.household_id == h.id)
+                .count()
+                > 2
+        })
+        .unwrap();
     let d = s.household_detail(hh.id, today()).unwrap();
     assert_eq!(d.members[0].relation, Relation::Head);
-    assert_eq!(d.members.len(), scope.people.iter().filter(|p| p.household_id == hh.id).count());
+    assert_eq!(
+        d.members.len(),
+        scope
+            .people
+            .iter()
+            .filter(|p| p.household_id == hh.id)
+            .count()
+    );
     assert_eq!(d.house.as_ref().map(|h| h.id), hh.house_id);
-    assert!(d.visits.windows(2).all(|w| w[0].visited_on >= w[1].visited_on));
+    assert!(
+        d.visits
+            .windows(2)
+            .all(|w| w[0].visited_on >= w[1].visited_on)
+    );
 }

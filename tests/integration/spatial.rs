@@ -43,13 +43,23 @@ fn outside_my_grids_is_its_own_answer_with_the_nearest_grid() {
     let (_d, store, county, _) = demo_store();
     // worker-a holds only grid 0: the middle of grid 1 is outside their grids.
     let c = county.grids[1].grid.boundary.centroid().unwrap();
-    match store.locate(&GeoPoint::new(c.x(), c.y(), None).unwrap()).unwrap() {
-        Location::Outside { nearest: Some((id, d)) } => {
+    match store
+        .locate(&GeoPoint::new(c.x(), c.y(), None).unwrap())
+        .unwrap()
+    {
+        Location::Outside {
+            nearest: Some((id, d)),
+        } => {
             assert_eq!(id, county.grids[0].grid.id);
             assert!(d > 10.0, "{d}");
         }
         other => panic!("{other:?}"),
     }
     let empty = Store::open_in_memory().unwrap();
-    assert_eq!(empty.locate(&GeoPoint::new(116.5, 28.2, None).unwrap()).unwrap(), Location::Outside { nearest: None });
+    assert_eq!(
+        empty
+            .locate(&GeoPoint::new(116.5, 28.2, None).unwrap())
+            .unwrap(),
+        Location::Outside { nearest: None }
+    );
 }

@@ -14,7 +14,11 @@ use uuid::Uuid;
 use crate::util::{demo_store, now, today};
 
 fn last(store: &Store, lane: Lane) -> OutboxEntry {
-    store.outbox(lane, 100_000).unwrap().pop().expect("an outbox entry")
+    store
+        .outbox(lane, 100_000)
+        .unwrap()
+        .pop()
+        .expect("an outbox entry")
 }
 
 fn hazard(grid: Uuid) -> Hazard {
@@ -35,11 +39,18 @@ fn hazard(grid: Uuid) -> Hazard {
 fn a_new_record_is_one_create_entry_with_every_field() {
     let (_d, mut s, county, _) = demo_store();
     let grid = county.grids[0].grid.id;
-    assert_eq!(s.outbox_len().unwrap(), 0, "seeded remote state is not in the outbox");
+    assert_eq!(
+        s.outbox_len().unwrap(),
+        0,
+        "seeded remote state is not in the outbox"
+    );
     let h = hazard(grid);
     s.create_record(&h, now()).unwrap();
     let e = last(&s, Lane::Normal);
-    assert_eq!((e.kind, e.op, e.record_id, e.base_version, e.seq), (EntityKind::Hazard, Op::Create, h.common.id, 0, 1));
+    assert_eq!(
+        (e.kind, e.op, e.record_id, e.base_version, e.seq),
+        (EntityKind::Hazard, Op::Create, h.common.id, 0, 1)
+    );
     assert_eq!(e.fields["category"], "CORRIDOR_EBIKE");
     assert_eq!(e.fields["description"], "楼道内电动车飞线充电");
     assert_eq!(e.fields["status"], "REPORTED");
@@ -52,9 +63,14 @@ fn a_new_record_is_one_create_entry_with_every_field() {
 fn an_edit_sends_only_changed_fields_on_the_server_version() {
     let (_d, mut s, _county, scope) = demo_store();
     // A record that came from the server has version 1.
-    let rec = scope.records.iter().find(|r| r.domain() == Domain::Hazard).expect("a demo hazard");
+    let rec = scope
+        .records
+        .iter()
+        .find(|r| r.domain() == Domain::Hazard)
+        .expect("a demo hazard");
     let id = rec.common().id;
-    s.update_record::<Hazard>(id, |h| h.place = "村口桥头".into(), now()).unwrap();
+    s.update_record::<Hazard>(id, |h| h.place = "村口桥头".into(), now())
+        .unwrap();
     let e = last(&s, Lane::Normal);
     assert_eq!((e.op, e.base_version), (Op::Update, 1));
     assert_eq!(e.fields.len(), 1, "{:?}", e.fields);
@@ -64,7 +80,9 @@ fn an_edit_sends_only_changed_fields_on_the_server_version() {
     s.update_record::<Hazard>(id, |_| {}, now()).unwrap();
     assert_eq!(s.outbox_len().unwrap(), before);
     // Status changes go through transitions only.
-    let err = s.update_record::<Hazard>(id, |h| h.common.status = Status::Closed, now()).unwrap_err();
+    let err = s
+        .update_record::<Hazard>(id, |h| h.common.status = Status::Closed, now())
+        .unwrap_err();
     assert!(err.to_string().contains("status"), "{err}");
 }
 
@@ -77,7 +95,8 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
     let h = hazard(grid);
     s.create_record(&h, now()).unwrap();
     expected.push((EntityKind::Hazard, Op::Create));
-    s.transition(h.common.id, Status::Rectified, Some("当场整改"), now()).unwrap();
+    s.transition(h.common.id, Status::Rectified, Some("当场整改"), now())
+        .unwrap();
     expected.push((EntityKind::Hazard, Op::Transition));
 
     let o = Opinion {
@@ -96,7 +115,12 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
         common: Common::new(Domain::Dispute, grid, "worker-a", now()),
         category: DisputeCategory::Neighbor,
         summary: "屋檐滴水纠纷".into(),
-        parties: vec![Party { name: person.name.clone(), role: PartyRole::Applicant, phone: None, person_id: Some(person.id) }],
+        parties: vec![Party {
+            name: person.name.clone(),
+            role: PartyRole::Applicant,
+            phone: None,
+            person_id: Some(person.id),
+        }],
         follow_up: None,
     };
     s.create_record(&d, now()).unwrap();
@@ -115,7 +139,10 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
     s.add_mediation_session(&session, now()).unwrap();
     expected.push((EntityKind::MediationSession, Op::Append));
     expected.push((EntityKind::Dispute, Op::Transition)); // REGISTERED → MEDIATING
-    assert_eq!(s.record::<Dispute>(d.common.id).unwrap().common.status, Status::Mediating);
+    assert_eq!(
+        s.record::<Dispute>(d.common.id).unwrap().common.status,
+        Status::Mediating
+    );
     assert_eq!(s.mediation_sessions(d.common.id).unwrap(), vec![session]);
 
     let p = Patrol {
@@ -131,13 +158,19 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
         id: new_id(),
         patrol_id: p.common.id,
         points: (0..3)
-            .map(|i| TrackPoint { at: now() - Duration::minutes(30 - i * 10), lon: 116.4, lat: 28.10 + i as f64 * 0.001, accuracy_m: Some(5.0) })
+            .map(|i| TrackPoint {
+                at: now() - Duration::minutes(30 - i * 10),
+                lon: 116.4,
+                lat: 28.10 + i as f64 * 0.001,
+                accuracy_m: Some(5.0),
+            })
             .collect(),
     };
     let dist = s.append_patrol_points(&pts, now()).unwrap();
     assert!((dist - 222.4).abs() < 1.0, "{dist}");
     expected.push((EntityKind::PatrolPoints, Op::Append));
-    s.finish_patrol(p.common.id, now(), "未发现异常", now()).unwrap();
+    s.finish_patrol(p.common.id, now(), "未发现异常", now())
+        .unwrap();
     expected.push((EntityKind::Patrol, Op::Update));
     expected.push((EntityKind::Patrol, Op::Transition));
     let late = s.append_patrol_points(&pts, now()).unwrap_err();
@@ -154,17 +187,42 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
     s.create_record(&ev, now()).unwrap();
     expected.push((EntityKind::Livelihood, Op::Create));
 
-    let sha = s.attach_photo(h.common.id, b"\xff\xd8\xff\xe0 not really a jpeg", "image/jpeg", now()).unwrap();
+    let sha = s
+        .attach_photo(
+            h.common.id,
+            b"\xff\xd8\xff\xe0 not really a jpeg",
+            "image/jpeg",
+            now(),
+        )
+        .unwrap();
     expected.push((EntityKind::Photo, Op::Append));
     // The same photo again is stored once and not sent again.
-    assert_eq!(s.attach_photo(h.common.id, b"\xff\xd8\xff\xe0 not really a jpeg", "image/jpeg", now()).unwrap(), sha);
-    assert_eq!(s.record::<Hazard>(h.common.id).unwrap().common.photos, vec![sha.clone()]);
+    assert_eq!(
+        s.attach_photo(
+            h.common.id,
+            b"\xff\xd8\xff\xe0 not really a jpeg",
+            "image/jpeg",
+            now()
+        )
+        .unwrap(),
+        sha
+    );
+    assert_eq!(
+        s.record::<Hazard>(h.common.id).unwrap().common.photos,
+        vec![sha.clone()]
+    );
     assert_eq!(s.photo(&sha).unwrap().1, "image/jpeg");
 
     let hh = &scope.households[0];
-    s.update_household(hh.id, |h| h.address = format!("{}（新门牌）", h.address), now()).unwrap();
+    s.update_household(
+        hh.id,
+        |h| h.address = format!("{}（新门牌）", h.address),
+        now(),
+    )
+    .unwrap();
     expected.push((EntityKind::Household, Op::Update));
-    s.update_person(person.id, |p| p.phone = Some("13907941234".into()), now()).unwrap();
+    s.update_person(person.id, |p| p.phone = Some("13907941234".into()), now())
+        .unwrap();
     expected.push((EntityKind::Person, Op::Update));
     let newborn = Person {
         id: new_id(),
@@ -183,10 +241,24 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
     };
     s.add_person(&newborn, now()).unwrap();
     expected.push((EntityKind::Person, Op::Create));
-    let house = House { id: new_id(), grid_id: grid, number: "88".into(), address: "山下村1组88号".into(), use_: HouseUse::Rental, location: None };
+    let house = House {
+        id: new_id(),
+        grid_id: grid,
+        number: "88".into(),
+        address: "山下村1组88号".into(),
+        use_: HouseUse::Rental,
+        location: None,
+    };
     s.add_house(&house, now()).unwrap();
     expected.push((EntityKind::House, Op::Create));
-    let household = Household { id: new_id(), grid_id: grid, house_id: Some(house.id), head_id: None, address: "山下村1组88号".into(), location: None };
+    let household = Household {
+        id: new_id(),
+        grid_id: grid,
+        house_id: Some(house.id),
+        head_id: None,
+        address: "山下村1组88号".into(),
+        location: None,
+    };
     s.add_household(&household, now()).unwrap();
     expected.push((EntityKind::Household, Op::Create));
     let v = Visit {
@@ -207,10 +279,24 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
     assert_eq!(shown, person.id_number);
     expected.push((EntityKind::Audit, Op::Append));
 
-    let got: Vec<(EntityKind, Op)> = s.outbox(Lane::Normal, 1000).unwrap().iter().map(|e| (e.kind, e.op)).collect();
+    let got: Vec<(EntityKind, Op)> = s
+        .outbox(Lane::Normal, 1000)
+        .unwrap()
+        .iter()
+        .map(|e| (e.kind, e.op))
+        .collect();
     assert_eq!(got, expected);
-    let seqs: Vec<u64> = s.outbox(Lane::Normal, 1000).unwrap().iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (1..=expected.len() as u64).collect::<Vec<_>>(), "dense sequence");
+    let seqs: Vec<u64> = s
+        .outbox(Lane::Normal, 1000)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=expected.len() as u64).collect::<Vec<_>>(),
+        "dense sequence"
+    );
 }
 
 #[test]
@@ -220,12 +306,38 @@ fn emergencies_go_into_the_urgent_lane_with_their_reports() {
     s.create_record(&hazard(grid), now()).unwrap();
     let mut c = Common::new(Domain::Emergency, grid, "worker-a", now());
     c.urgency = Urgency::Urgent;
-    let e = Emergency { common: c, category: EmergencyCategory::Natural, level: EmergencyLevel::Iv, title: "山洪冲毁便桥".into(), occurred_at: now() - Duration::minutes(20) };
+    let e = Emergency {
+        common: c,
+        category: EmergencyCategory::Natural,
+        level: EmergencyLevel::Iv,
+        title: "山洪冲毁便桥".into(),
+        occurred_at: now() - Duration::minutes(20),
+    };
     s.create_record(&e, now()).unwrap();
-    let rep = EmergencyReport { id: new_id(), emergency_id: e.common.id, stage: ReportStage::Update, text: "已转移群众2户".into(), casualties: Some(0), author: "worker-a".into(), created_at: now() };
+    let rep = EmergencyReport {
+        id: new_id(),
+        emergency_id: e.common.id,
+        stage: ReportStage::Update,
+        text: "已转移群众2户".into(),
+        casualties: Some(0),
+        author: "worker-a".into(),
+        created_at: now(),
+    };
     s.add_emergency_report(&rep, now()).unwrap();
-    s.add_emergency_report(&EmergencyReport { id: new_id(), ..rep.clone() }, now()).unwrap();
-    let urgent: Vec<(EntityKind, Op, u64)> = s.outbox(Lane::Urgent, 100).unwrap().iter().map(|e| (e.kind, e.op, e.seq)).collect();
+    s.add_emergency_report(
+        &EmergencyReport {
+            id: new_id(),
+            ..rep.clone()
+        },
+        now(),
+    )
+    .unwrap();
+    let urgent: Vec<(EntityKind, Op, u64)> = s
+        .outbox(Lane::Urgent, 100)
+        .unwrap()
+        .iter()
+        .map(|e| (e.kind, e.op, e.seq))
+        .collect();
     assert_eq!(
         urgent,
         vec![
@@ -246,7 +358,11 @@ fn a_refused_write_stores_nothing_and_says_which_field() {
     let grid = county.grids[0].grid.id;
     let mut h = hazard(grid);
     h.description = "   ".into();
-    h.common.location = Some(GeoPoint { lon: f64::INFINITY, lat: 28.0, accuracy_m: None });
+    h.common.location = Some(GeoPoint {
+        lon: f64::INFINITY,
+        lat: 28.0,
+        accuracy_m: None,
+    });
     match s.create_record(&h, now()) {
         Err(StoreError::Invalid(e)) => {
             assert_eq!(e.for_field("description"), Some("is required"));
@@ -260,14 +376,28 @@ fn a_refused_write_stores_nothing_and_says_which_field() {
     // An illegal transition names the record and both states, and changes nothing.
     let ok = hazard(grid);
     s.create_record(&ok, now()).unwrap();
-    let err = s.transition(ok.common.id, Status::Closed, None, now()).unwrap_err().to_string();
-    assert!(err.contains(&ok.common.id.to_string()) && err.contains("REPORTED") && err.contains("CLOSED"), "{err}");
-    assert_eq!(s.record::<Hazard>(ok.common.id).unwrap().common.status, Status::Reported);
+    let err = s
+        .transition(ok.common.id, Status::Closed, None, now())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&ok.common.id.to_string())
+            && err.contains("REPORTED")
+            && err.contains("CLOSED"),
+        "{err}"
+    );
+    assert_eq!(
+        s.record::<Hazard>(ok.common.id).unwrap().common.status,
+        Status::Reported
+    );
     assert_eq!(s.outbox_len().unwrap(), 1);
     assert!(s.status_history(ok.common.id).unwrap().is_empty());
 
     // A transition only a reviewer may make is refused on the device.
-    let err = s.transition(ok.common.id, Status::Confirmed, None, now()).unwrap_err().to_string();
+    let err = s
+        .transition(ok.common.id, Status::Confirmed, None, now())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("Worker"), "{err}");
 
     // A visit for a household of another grid is refused.
@@ -283,7 +413,13 @@ fn a_refused_write_stores_nothing_and_says_which_field() {
         location: None,
         created_at: now(),
     };
-    assert!(matches!(s.record_visit(&stranger, now()), Err(StoreError::NotFound { kind: "household", .. })));
+    assert!(matches!(
+        s.record_visit(&stranger, now()),
+        Err(StoreError::NotFound {
+            kind: "household",
+            ..
+        })
+    ));
     assert_eq!(s.outbox_len().unwrap(), 1);
 }
 
@@ -295,7 +431,12 @@ fn acknowledged_entries_leave_and_the_rest_stay_in_order() {
         s.create_record(&hazard(grid), now()).unwrap();
     }
     assert_eq!(s.ack_outbox(Lane::Normal, 3).unwrap(), 3);
-    let left: Vec<u64> = s.outbox(Lane::Normal, 10).unwrap().iter().map(|e| e.seq).collect();
+    let left: Vec<u64> = s
+        .outbox(Lane::Normal, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
     assert_eq!(left, vec![4, 5]);
     assert_eq!(s.outbox_last_seq(Lane::Normal).unwrap(), 5);
 }

@@ -10,7 +10,9 @@ pub fn today() -> NaiveDate {
 }
 
 pub fn now() -> DateTime<Utc> {
-    today().and_time(NaiveTime::from_hms_opt(9, 30, 0).unwrap()).and_utc()
+    today()
+        .and_time(NaiveTime::from_hms_opt(9, 30, 0).unwrap())
+        .and_utc()
 }
 
 pub fn small_county() -> County {
