@@ -31,6 +31,10 @@ enum Command {
     Day(DayArgs),
     /// Write a demo scope as NDJSON (one record per line with a string `id`).
     Export(ExportArgs),
+    /// Open the field app: a phone-sized window where there is a display, else the browser
+    /// harness on a printed loopback URL.
+    #[cfg(feature = "app")]
+    App(app_cmd::AppArgs),
 }
 
 #[derive(clap::Args)]
@@ -79,6 +83,8 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Day(cli.day)) {
         Command::Day(a) => day(a),
+        #[cfg(feature = "app")]
+        Command::App(a) => app_cmd::run(a),
         Command::Export(a) => {
             let county = County::generate(&spec(&a.size, a.seed, Utc::now().date_naive())?);
             for g in &a.grids {
@@ -227,4 +233,159 @@ fn day(a: DayArgs) -> Result<()> {
         store.outbox_len()?
     );
     Ok(())
+}
+
+#[cfg(feature = "app")]
+mod app_cmd {
+    //! `gridwalk app`: builds the app's services from the command line and opens it.
+
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    use anyhow::{Context, Result};
+    use chrono::Utc;
+    use geo::Centroid;
+    use gridwalk::app::platform::{FileCamera, FixedLocation, Location, PlatformError};
+    use gridwalk::app::sync_port::{NoSyncClient, SyncPort};
+    use gridwalk::app::{MakeServices, Services};
+    use gridwalk::demo::{County, CountySpec, seed_device};
+    use gridwalk::domain::codes::Lang;
+    use gridwalk::domain::geo::GeoPoint;
+    use gridwalk::store::Store;
+
+    #[derive(clap::Args)]
+    pub struct AppArgs {
+        /// The encrypted device store (made at enrolment, or by --demo).
+        #[arg(long, env = "GRIDWALK_APP_DB", default_value = "gridwalk-app.db")]
+        db: PathBuf,
+        /// If the store does not exist, make a demo one (worker-a's grid, no server needed),
+        /// encrypted with --pin.
+        #[arg(long)]
+        demo: bool,
+        /// The PIN of a store made by --demo.
+        #[arg(long, default_value = "123456")]
+        pin: String,
+        /// Seed of the demo county.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where the device is, as lon,lat (desktop has no GPS). Default with --demo: the middle
+        /// of worker-a's grid.
+        #[arg(long)]
+        at: Option<String>,
+        /// Simulated walk: metres moved east per fix (0 = stand still).
+        #[arg(long, default_value_t = 0.0)]
+        walk_m: f64,
+        /// Milliseconds between fixes while a patrol runs.
+        #[arg(long, default_value_t = 5000)]
+        fix_interval_ms: u64,
+        /// Serve the browser harness even if a display exists.
+        #[arg(long)]
+        browser: bool,
+        /// Address of the browser harness (port 0 = any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Start in English.
+        #[arg(long)]
+        en: bool,
+    }
+
+    /// Location when none was configured: the worker types it in the form.
+    struct ManualOnly;
+    impl Location for ManualOnly {
+        fn fix(&self) -> Result<GeoPoint, PlatformError> {
+            Err(PlatformError::NoFix(
+                "没有定位来源，请手动输入经纬度 (no location source: type lon,lat)".into(),
+            ))
+        }
+        fn source(&self) -> &'static str {
+            "手动 manual"
+        }
+    }
+
+    pub fn run(a: AppArgs) -> Result<()> {
+        let today = Utc::now().date_naive();
+        let mut at = match &a.at {
+            Some(s) => {
+                let (lon, lat) = s.split_once(',').context("--at takes lon,lat")?;
+                Some(GeoPoint::new(
+                    lon.trim().parse()?,
+                    lat.trim().parse()?,
+                    Some(8.0),
+                )?)
+            }
+            None => None,
+        };
+        if a.demo {
+            let county = County::generate(&CountySpec::small(a.seed, today));
+            if at.is_none() {
+                let c = county.grids[0]
+                    .grid
+                    .boundary
+                    .centroid()
+                    .context("grid has no area")?;
+                at = Some(GeoPoint::new(c.x(), c.y(), Some(8.0))?);
+            }
+            if !a.db.exists() {
+                let mut store = Store::open_encrypted(&a.db, &a.pin)
+                    .with_context(|| format!("creating {}", a.db.display()))?;
+                seed_device(&mut store, &county, &[0], "worker-a")?;
+                println!(
+                    "made a demo device store at {} (PIN {})",
+                    a.db.display(),
+                    a.pin
+                );
+            }
+        }
+        let db = a.db.clone();
+        let (walk, interval, lang) = (
+            a.walk_m,
+            a.fix_interval_ms,
+            if a.en { Lang::En } else { Lang::Zh },
+        );
+        let make: MakeServices = Arc::new(move || {
+            let location: Arc<dyn Location> = match at {
+                Some(p) => Arc::new(FixedLocation::new(p, walk)),
+                None => Arc::new(ManualOnly),
+            };
+            let sync: Arc<dyn SyncPort> = Arc::new(NoSyncClient);
+            Services {
+                db_path: Some(db.clone()),
+                store: None::<Arc<Mutex<Store>>>,
+                location,
+                camera: Arc::new(FileCamera),
+                sync,
+                clock: Arc::new(Utc::now),
+                fix_interval_ms: interval,
+                start: None,
+                lang,
+            }
+        });
+        let has_display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
+            || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
+        #[cfg(feature = "desktop")]
+        if has_display && !a.browser {
+            gridwalk::app::launch_desktop(make);
+            return Ok(());
+        }
+        #[cfg(feature = "browser")]
+        {
+            let rt = tokio::runtime::Runtime::new()?;
+            return rt.block_on(async move {
+                let (addr, server) = gridwalk::app::harness::bind(a.listen, make).await?;
+                if !has_display {
+                    println!("no display found; serving the app to a browser instead");
+                }
+                println!("gridwalk app: http://{addr}/");
+                server.await?;
+                Ok(())
+            });
+        }
+        #[allow(unreachable_code)]
+        {
+            let _ = (has_display, make);
+            anyhow::bail!(
+                "this build has neither the desktop window nor the browser harness: build with --features desktop or browser"
+            )
+        }
+    }
 }

@@ -56,6 +56,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    #[error("the PIN or key does not open this database (file is not a database)")]
+    WrongKey,
+    #[error("this build has no database encryption (SQLCipher); build the app features")]
+    NoEncryption,
 }
 
 impl From<UnknownCode> for StoreError {
@@ -84,6 +88,33 @@ impl Store {
     /// Opens (or creates) the store at `path` and migrates it to the current schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// Opens (or creates) an encrypted store at `path` with SQLCipher. `key` is applied with
+    /// `PRAGMA key` before anything else touches the file; a wrong key gives
+    /// [`StoreError::WrongKey`]. Builds without SQLCipher refuse with
+    /// [`StoreError::NoEncryption`] rather than write a plain file.
+    pub fn open_encrypted(path: impl AsRef<Path>, key: &str) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "key", key)?;
+        let cipher: Option<String> = conn
+            .query_row("PRAGMA cipher_version", [], |r| r.get(0))
+            .optional()?;
+        if cipher.is_none() {
+            return Err(StoreError::NoEncryption);
+        }
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::NotADatabase =>
+            {
+                return Err(StoreError::WrongKey);
+            }
+            Err(e) => return Err(e.into()),
+        }
         Self::init(conn)
     }
 

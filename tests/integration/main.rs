@@ -1,5 +1,9 @@
 //! The one integration-test binary (one link on two cores): a module per area.
 
+#[cfg(feature = "browser")]
+mod app_browser;
+#[cfg(feature = "app")]
+mod app_views;
 mod demo;
 mod migrations;
 mod queries;

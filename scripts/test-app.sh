@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Field app tests: installs what they need (webkit2gtk and friends for the desktop build,
+# Debian chromium, playwright-core from npm; no browser download), then runs
+#   1. clippy on the app features,
+#   2. the view tests (dioxus-ssr) and the browser flows (Playwright + headless Chromium
+#      against the liveview harness on 127.0.0.1:0).
+# Idempotent; CI=true runs it with no stdin. The lead's scripts/test.sh calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+
+need_apt=()
+for pkg in libwebkit2gtk-4.1-dev libgtk-3-dev libxdo-dev libsoup-3.0-dev chromium fonts-noto-cjk xvfb xdotool imagemagick; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${need_apt[@]}"
+fi
+command -v node >/dev/null || { echo "node is needed (apt-get install nodejs npm)"; exit 1; }
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund
+fi
+
+cargo clippy --all-targets --features desktop -- -D warnings
+# View tests, encryption and the browser flows (ignored by default: they need chromium).
+cargo test --features desktop --test integration app_ -- --include-ignored

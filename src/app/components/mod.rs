@@ -1,0 +1,182 @@
+//! Shared pieces of the screens: the layout with the bottom tab bar, labelled form fields
+//! with their validation message beside them, code pickers and small display helpers.
+
+use dioxus::prelude::*;
+
+use super::i18n::{t, use_lang};
+use super::{Route, use_session};
+use crate::domain::codes::{Coded, Lang};
+use crate::domain::validate::ValidationErrors;
+
+/// The layout of every unlocked screen: a header (with the language switch), the screen, and
+/// the bottom tab bar.
+#[component]
+pub fn Shell() -> Element {
+    let mut lang = use_lang();
+    let l = *lang.read();
+    let session = use_session();
+    let patrol_running = session.patrol.read().is_some();
+    rsx! {
+        header { class: "top",
+            span { class: "brand", {t(l, "网格通", "gridwalk")} }
+            if patrol_running {
+                Link { class: "rec-dot", to: Route::PatrolPage {}, {t(l, "● 巡防记录中", "● Patrol recording")} }
+            }
+            button {
+                class: "lang",
+                id: "lang-switch",
+                onclick: move |_| {
+                    let next = if *lang.peek() == Lang::Zh { Lang::En } else { Lang::Zh };
+                    lang.set(next);
+                },
+                {t(l, "EN", "中文")}
+            }
+        }
+        crate::app::views::patrol::PatrolRecorder {}
+        main { class: "screen", Outlet::<Route> {} }
+        TabBar {}
+    }
+}
+
+/// The bottom tab bar: big targets, the five places a worker goes.
+#[component]
+fn TabBar() -> Element {
+    let l = *use_lang().read();
+    let current: Route = use_route();
+    let tab =
+        |to: Route, icon: &'static str, zh: &'static str, en: &'static str, id: &'static str| {
+            let active = same_tab(&current, &to);
+            rsx! {
+                Link { class: if active { "tab active" } else { "tab" }, id: id, to: to,
+                    span { class: "icon", {icon} }
+                    span { class: "label", {t(l, zh, en)} }
+                }
+            }
+        };
+    rsx! {
+        nav { class: "tabbar",
+            {tab(Route::Today {}, "◎", "今日", "Today", "tab-today")}
+            {tab(Route::Households {}, "⌂", "住户", "Homes", "tab-households")}
+            {tab(Route::Report { kind: "hazard".into() }, "＋", "上报", "Report", "tab-report")}
+            {tab(Route::PatrolPage {}, "⇢", "巡防", "Patrol", "tab-patrol")}
+            {tab(Route::MapPage {}, "▦", "地图", "Map", "tab-map")}
+            {tab(Route::Records {}, "≡", "记录", "Records", "tab-records")}
+            {tab(Route::SyncPage {}, "⇅", "同步", "Sync", "tab-sync")}
+        }
+    }
+}
+
+fn same_tab(a: &Route, b: &Route) -> bool {
+    use Route::*;
+    matches!(
+        (a, b),
+        (Today {}, Today {})
+            | (Households {} | HouseholdPage { .. }, Households {})
+            | (Report { .. }, Report { .. })
+            | (PatrolPage {}, PatrolPage {})
+            | (MapPage {}, MapPage {})
+            | (Records {} | RecordPage { .. }, Records {})
+            | (SyncPage {}, SyncPage {})
+    )
+}
+
+/// A labelled field with its validation message (if any) right beside it.
+#[component]
+pub fn Field(label: String, error: Option<String>, children: Element) -> Element {
+    rsx! {
+        label { class: if error.is_some() { "field invalid" } else { "field" },
+            span { class: "field-label", "{label}" }
+            {children}
+            if let Some(e) = error.as_ref() {
+                span { class: "field-error", role: "alert", "{e}" }
+            }
+        }
+    }
+}
+
+/// The message for `field` in `errors`, if any.
+pub fn err(errors: &Option<ValidationErrors>, field: &str) -> Option<String> {
+    errors
+        .as_ref()
+        .and_then(|e| e.for_field(field))
+        .map(str::to_owned)
+}
+
+/// Every message whose field starts with `prefix` (e.g. `parties`), joined.
+pub fn err_prefix(errors: &Option<ValidationErrors>, prefix: &str) -> Option<String> {
+    let e = errors.as_ref()?;
+    let msgs: Vec<String> = e
+        .errors
+        .iter()
+        .filter(|f| f.field.starts_with(prefix))
+        .map(|f| format!("{}: {}", f.field, f.reason))
+        .collect();
+    if msgs.is_empty() {
+        None
+    } else {
+        Some(msgs.join("; "))
+    }
+}
+
+/// Options of a coded enum for a `select`, with the current one selected.
+pub fn code_options<T: Coded + PartialEq>(lang: Lang, current: T) -> Element {
+    rsx! {
+        for v in T::ALL.iter().copied() {
+            option { value: v.code(), selected: v == current, {v.label(lang)} }
+        }
+    }
+}
+
+/// Parses a `select`'s value back into its code, keeping `fallback` on a bad value.
+pub fn parse_code<T: Coded>(value: &str, fallback: T) -> T {
+    T::from_code(value).unwrap_or(fallback)
+}
+
+/// A pill for a tag or status.
+#[component]
+pub fn Pill(text: String, kind: &'static str) -> Element {
+    rsx! { span { class: "pill {kind}", "{text}" } }
+}
+
+/// A banner for an error the worker should read.
+#[component]
+pub fn ErrorNote(text: String) -> Element {
+    rsx! { p { class: "note error", role: "alert", "{text}" } }
+}
+
+/// Metres in words: "850 m" or "1.2 km".
+pub fn metres(m: f64) -> String {
+    if m < 1000.0 {
+        format!("{m:.0} m")
+    } else {
+        format!("{:.2} km", m / 1000.0)
+    }
+}
+
+/// A duration in seconds as h:mm:ss.
+pub fn hms(secs: i64) -> String {
+    let s = secs.max(0);
+    format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// Standard base64 (for photo thumbnails as data URLs).
+pub fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,241 @@
+//! The field app UI (Dioxus 0.7): the [`App`] component, the one [`Route`] enum, and the
+//! services every screen reaches through context (the device store, location, camera, sync).
+//!
+//! The same `App` runs in the desktop window, on phones, in the liveview browser harness and
+//! in view tests; only the [`Services`] handed to it differ.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use std::rc::Rc;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use dioxus::history::MemoryHistory;
+use dioxus::prelude::*;
+use dioxus::router::components::HistoryProvider;
+use uuid::Uuid;
+
+use crate::domain::codes::Lang;
+use crate::store::{Store, StoreError};
+
+pub mod components;
+pub mod drafts;
+#[cfg(feature = "browser")]
+pub mod harness;
+pub mod i18n;
+pub mod platform;
+pub mod sync_port;
+pub mod views;
+
+use components::Shell;
+use platform::{Camera, Location};
+use sync_port::SyncPort;
+use views::*;
+
+/// The app's stylesheet. Inlined rather than served through `asset!`, because `asset!` needs
+/// the Dioxus CLI as the linker and this project builds with plain `cargo`.
+pub const CSS: &str = include_str!("../../assets/app.css");
+
+/// Every screen behind the PIN, under one layout with the bottom tab bar.
+#[derive(Clone, Routable, Debug, PartialEq)]
+#[rustfmt::skip]
+pub enum Route {
+    #[layout(Shell)]
+        #[route("/")]
+        Today {},
+        #[route("/households")]
+        Households {},
+        #[route("/households/:id")]
+        HouseholdPage { id: Uuid },
+        #[route("/report/:kind")]
+        Report { kind: String },
+        #[route("/patrol")]
+        PatrolPage {},
+        #[route("/map")]
+        MapPage {},
+        #[route("/records")]
+        Records {},
+        #[route("/records/:id")]
+        RecordPage { id: Uuid },
+        #[route("/sync")]
+        SyncPage {},
+}
+
+/// Everything platform-specific the app is given when it starts.
+#[derive(Clone)]
+pub struct Services {
+    /// Where the encrypted device store lives (unlocked with the PIN). `None` when the app is
+    /// handed an already-open store (tests, previews).
+    pub db_path: Option<PathBuf>,
+    /// An already-open store: the app starts unlocked.
+    pub store: Option<Arc<Mutex<Store>>>,
+    pub location: Arc<dyn Location>,
+    pub camera: Arc<dyn Camera>,
+    pub sync: Arc<dyn SyncPort>,
+    /// The clock (fixed in tests).
+    pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    /// How often a running patrol takes a fix, in milliseconds.
+    pub fix_interval_ms: u64,
+    /// The first screen after unlocking (tests start on any screen).
+    pub start: Option<Route>,
+    pub lang: Lang,
+}
+
+impl PartialEq for Services {
+    fn eq(&self, other: &Self) -> bool {
+        self.db_path == other.db_path
+            && match (&self.store, &other.store) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && self.start == other.start
+    }
+}
+
+impl Services {
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+    /// Today in China Standard Time (UTC+8), where the work happens.
+    pub fn today(&self) -> NaiveDate {
+        match FixedOffset::east_opt(8 * 3600) {
+            Some(cst) => self.now().with_timezone(&cst).date_naive(),
+            None => self.now().date_naive(),
+        }
+    }
+}
+
+/// The unlocked store and a revision counter that screens read, so a write anywhere re-runs
+/// every query that depends on it.
+#[derive(Clone, Copy)]
+pub struct Session {
+    pub store: Signal<Option<Arc<Mutex<Store>>>>,
+    pub rev: Signal<u64>,
+    /// A running patrol (id), shared by the Patrol screen and the report forms.
+    pub patrol: Signal<Option<Uuid>>,
+    /// Bumped on every recorded fix (the Patrol and Map screens follow it).
+    pub track: Signal<u64>,
+}
+
+/// What a screen reaches the store through.
+#[derive(Clone)]
+pub struct StoreHandle(pub Arc<Mutex<Store>>);
+
+impl StoreHandle {
+    pub fn lock(&self) -> Result<MutexGuard<'_, Store>, StoreError> {
+        self.0
+            .lock()
+            .map_err(|_| StoreError::Corrupt("the store lock was poisoned by a crash".into()))
+    }
+    /// Runs a read against the store; the error comes back as words for the screen.
+    pub fn read<T>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, String> {
+        let s = self.lock().map_err(|e| e.to_string())?;
+        f(&s).map_err(|e| e.to_string())
+    }
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut s = self.lock()?;
+        f(&mut s)
+    }
+}
+
+pub fn use_services() -> Services {
+    use_context::<Services>()
+}
+
+pub fn use_session() -> Session {
+    use_context::<Session>()
+}
+
+/// The unlocked store. Only screens behind the lock call this, so it is always there.
+pub fn use_store() -> StoreHandle {
+    let session = use_session();
+    let s = session.store.read().clone();
+    match s {
+        Some(s) => StoreHandle(s),
+        // Unreachable in practice: `App` renders the router only once a store is unlocked.
+        None => StoreHandle(Arc::new(Mutex::new(
+            Store::open_in_memory().unwrap_or_else(|e| panic!("in-memory store: {e}")),
+        ))),
+    }
+}
+
+/// Tells every screen that the store changed.
+pub fn bump(mut session: Session) {
+    let next = *session.rev.peek() + 1;
+    session.rev.set(next);
+}
+
+/// The app: the lock/enrol gate, then the router.
+#[component]
+pub fn App(services: Services) -> Element {
+    let initial_store = services.store.clone();
+    let lang0 = services.lang;
+    let start = services.start.clone();
+    use_context_provider(|| services.clone());
+    let lang = use_context_provider(|| Signal::new(lang0));
+    let store = use_signal(|| initial_store);
+    let rev = use_signal(|| 0u64);
+    let patrol = use_signal(|| None);
+    let track = use_signal(|| 0u64);
+    use_context_provider(|| Session {
+        store,
+        rev,
+        patrol,
+        track,
+    });
+    let unlocked = store.read().is_some();
+    let zh = *lang.read() == Lang::Zh;
+    rsx! {
+        document::Title { "网格通 gridwalk" }
+        document::Meta { name: "viewport", content: "width=device-width, initial-scale=1" }
+        style { {CSS} }
+        div { class: "app", lang: if zh { "zh-CN" } else { "en" },
+            if unlocked {
+                if let Some(start) = start {
+                    HistoryProvider {
+                        history: move |_| Rc::new(MemoryHistory::with_initial_path(start.clone())) as Rc<dyn History>,
+                        Router::<Route> {}
+                    }
+                } else {
+                    Router::<Route> {}
+                }
+            } else {
+                views::unlock::Gate {}
+            }
+        }
+    }
+}
+
+/// Makes the services of one app instance (a window, or one browser tab of the harness).
+pub type MakeServices = Arc<dyn Fn() -> Services + Send + Sync>;
+
+#[cfg(feature = "desktop")]
+static DESKTOP_SERVICES: std::sync::OnceLock<MakeServices> = std::sync::OnceLock::new();
+
+#[cfg(feature = "desktop")]
+#[component]
+fn DesktopRoot() -> Element {
+    let services = use_hook(|| DESKTOP_SERVICES.get().map(|make| make()));
+    match services {
+        Some(services) => rsx! { App { services } },
+        None => rsx! { "no services" },
+    }
+}
+
+/// Opens the phone-sized desktop window (blocks until it is closed).
+#[cfg(feature = "desktop")]
+pub fn launch_desktop(make: MakeServices) {
+    use dioxus::desktop::{Config, LogicalSize, WindowBuilder};
+    let _ = DESKTOP_SERVICES.set(make);
+    let window = WindowBuilder::new()
+        .with_title("网格通 gridwalk")
+        .with_inner_size(LogicalSize::new(400.0, 820.0));
+    let cfg = Config::new().with_window(window).with_menu(None);
+    dioxus::LaunchBuilder::desktop()
+        .with_cfg(cfg)
+        .launch(DesktopRoot);
+}

@@ -1,0 +1,18 @@
+//! One file per screen; each is the component its [`Route`](super::Route) variant names.
+
+pub mod households;
+pub mod map;
+pub mod patrol;
+pub mod records;
+pub mod report;
+pub mod sync;
+pub mod today;
+pub mod unlock;
+
+pub use households::{HouseholdPage, Households};
+pub use map::MapPage;
+pub use patrol::PatrolPage;
+pub use records::{RecordPage, Records};
+pub use report::Report;
+pub use sync::SyncPage;
+pub use today::Today;

@@ -1,0 +1,245 @@
+//! Patrol: start and stop. While a patrol runs, the worker's track is recorded (and the screen
+//! says so, every time); live distance and duration; events reported on the way link to it.
+//! The recorder itself lives in [`PatrolRecorder`], mounted in the layout, so the track keeps
+//! growing while the worker is on another screen reporting what they found.
+
+use std::time::Duration;
+
+use dioxus::prelude::*;
+use uuid::Uuid;
+
+use crate::app::components::{ErrorNote, hms, metres};
+use crate::app::i18n::{t, use_lang};
+use crate::app::{Route, Services, StoreHandle, bump, use_services, use_session, use_store};
+use crate::domain::codes::{Coded, Domain};
+use crate::domain::geo::TrackPoint;
+use crate::domain::lifecycle::Status;
+use crate::domain::model::{Common, Patrol, PatrolPoints, new_id};
+use crate::store::StoreError;
+use crate::store::records::RecordQuery;
+
+/// Appends one fix to the running patrol; returns the patrol's distance so far.
+pub fn record_fix(
+    store: &StoreHandle,
+    services: &Services,
+    patrol: Uuid,
+) -> Result<f64, StoreError> {
+    let fix = services
+        .location
+        .fix()
+        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+    let now = services.now();
+    store.write(|s| {
+        s.append_patrol_points(
+            &PatrolPoints {
+                id: new_id(),
+                patrol_id: patrol,
+                points: vec![TrackPoint {
+                    at: now,
+                    lon: fix.lon,
+                    lat: fix.lat,
+                    accuracy_m: fix.accuracy_m,
+                }],
+            },
+            now,
+        )
+    })
+}
+
+/// Finds a patrol left running (app closed mid-patrol) and keeps recording it.
+pub fn running_patrol(store: &StoreHandle) -> Option<Uuid> {
+    store
+        .read(|s| {
+            let me = s.worker().to_owned();
+            Ok(s.records(&RecordQuery {
+                domain: Some(Domain::Patrol),
+                statuses: vec![Status::Recording],
+                ..Default::default()
+            })?
+            .into_iter()
+            .find(|r| r.author == me)
+            .map(|r| r.id))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Takes a fix every `fix_interval_ms` while a patrol runs. Mounted once, in the layout.
+#[component]
+pub fn PatrolRecorder() -> Element {
+    let services = use_services();
+    let mut session = use_session();
+    let store = use_store();
+    let s0 = store.clone();
+    use_hook(move || {
+        if session.patrol.peek().is_none()
+            && let Some(id) = running_patrol(&s0)
+        {
+            session.patrol.set(Some(id));
+        }
+    });
+    use_future(move || {
+        let services = services.clone();
+        let store = store.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(services.fix_interval_ms.max(50))).await;
+                let running = *session.patrol.peek();
+                if let Some(id) = running {
+                    // A failed fix is skipped: the next one may succeed.
+                    if record_fix(&store, &services, id).is_ok() {
+                        let next = *session.track.peek() + 1;
+                        session.track.set(next);
+                    }
+                }
+            }
+        }
+    });
+    rsx! {}
+}
+
+#[component]
+pub fn PatrolPage() -> Element {
+    let services = use_services();
+    let mut session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let mut notes = use_signal(String::new);
+    let mut error = use_signal(|| None::<String>);
+    let mut now = use_signal(|| services.now());
+    let sv = services.clone();
+    use_future(move || {
+        let sv = sv.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                now.set(sv.now());
+            }
+        }
+    });
+    let _track = session.track.read();
+    let _rev = session.rev.read();
+    let running = *session.patrol.read();
+    let current = running.map(|id| store.read(|s| s.record::<Patrol>(id)));
+    let (st, sv2) = (store.clone(), services.clone());
+    let start = move |_| {
+        let t0 = sv2.now();
+        let fix = sv2.location.fix().ok();
+        let res = st.write(|s| {
+            let grid = match &fix {
+                Some(p) => s.locate(p)?.grid(),
+                None => None,
+            };
+            let grid = match grid {
+                Some(g) => g,
+                None => s
+                    .grids()?
+                    .first()
+                    .map(|g| g.id)
+                    .ok_or_else(|| StoreError::Conflict("no grid on this device".into()))?,
+            };
+            let mut p = Patrol {
+                common: Common::new(Domain::Patrol, grid, s.worker(), t0),
+                started_at: t0,
+                ended_at: None,
+                notes: String::new(),
+                distance_m: 0.0,
+            };
+            p.common.location = fix;
+            s.create_record(&p, t0)?;
+            Ok(p.common.id)
+        });
+        match res {
+            Ok(id) => {
+                let _ = record_fix(&st, &sv2, id);
+                session.patrol.set(Some(id));
+                error.set(None);
+                bump(session);
+            }
+            Err(e) => error.set(Some(e.to_string())),
+        }
+    };
+    let (st2, sv3) = (store.clone(), services.clone());
+    let stop = move |_| {
+        let Some(id) = *session.patrol.peek() else {
+            return;
+        };
+        let _ = record_fix(&st2, &sv3, id);
+        let t1 = sv3.now();
+        match st2.write(|s| s.finish_patrol(id, t1, notes.peek().trim(), t1)) {
+            Ok(_) => {
+                session.patrol.set(None);
+                notes.set(String::new());
+                error.set(None);
+                bump(session);
+            }
+            Err(e) => error.set(Some(e.to_string())),
+        }
+    };
+    let linked = running
+        .map(|id| {
+            store.read(|s| {
+                s.records(&RecordQuery {
+                    patrol_id: Some(id),
+                    ..Default::default()
+                })
+            })
+        })
+        .transpose();
+    let past = store.read(|s| {
+        s.records(&RecordQuery {
+            domain: Some(Domain::Patrol),
+            limit: Some(10),
+            ..Default::default()
+        })
+    });
+    rsx! {
+        section { class: "patrol",
+            h1 { {t(l, "治安巡防", "Patrol")} }
+            if let Some(e) = error() { ErrorNote { text: e } }
+            match current {
+                Some(Ok(p)) => rsx! {
+                    div { class: "note rec", id: "recording-notice", role: "status",
+                        {t(l, "● 正在记录您的行走轨迹（仅在巡防期间记录，结束后停止）", "● Recording your track (only while this patrol runs; it stops when you end it)")} }
+                    div { class: "stats",
+                        div { class: "stat", span { class: "k", {t(l, "距离", "Distance")} } span { class: "v", id: "patrol-distance", {metres(p.distance_m)} } }
+                        div { class: "stat", span { class: "k", {t(l, "时长", "Duration")} } span { class: "v", id: "patrol-duration", {hms((now() - p.started_at).num_seconds())} } }
+                    }
+                    label { class: "field", span { class: "field-label", {t(l, "巡防记录", "Notes")} }
+                        textarea { id: "patrol-notes", rows: 3, value: "{notes}", oninput: move |e| notes.set(e.value()) } }
+                    div { class: "row",
+                        Link { class: "big", id: "patrol-report", to: Route::Report { kind: "hazard".into() }, {t(l, "发现隐患", "Found a hazard")} }
+                        button { class: "big danger", id: "patrol-stop", onclick: stop, {t(l, "结束巡防", "End patrol")} }
+                    }
+                    h2 { {t(l, "本次发现", "Found on this patrol")} }
+                    match linked {
+                        Ok(Some(list)) => rsx! {
+                            ul { class: "cards", id: "patrol-linked",
+                                for r in list { li { key: "{r.id}", Link { class: "card", to: Route::RecordPage { id: r.id }, {r.domain.label(l)} " · {r.summary}" } } }
+                            }
+                        },
+                        Ok(None) => rsx! {},
+                        Err(e) => rsx! { ErrorNote { text: e } },
+                    }
+                },
+                Some(Err(e)) => rsx! { ErrorNote { text: e } },
+                None => rsx! {
+                    p { class: "hint", {t(l, "开始巡防后，将记录您的行走轨迹，直到您结束巡防。", "When you start, your track is recorded until you end the patrol.")} }
+                    button { class: "big primary", id: "patrol-start", onclick: start, {t(l, "开始巡防", "Start patrol")} }
+                },
+            }
+            h2 { {t(l, "巡防日志", "Patrol log")} }
+            match past {
+                Ok(list) => rsx! {
+                    ul { class: "cards", id: "patrol-past",
+                        for r in list {
+                            li { key: "{r.id}", Link { class: "card", to: Route::RecordPage { id: r.id },
+                                {r.created_at.format("%m-%d %H:%M").to_string()} " · " {r.status.label(l)} " · {r.summary}" } }
+                        }
+                    }
+                },
+                Err(e) => rsx! { ErrorNote { text: e } },
+            }
+        }
+    }
+}

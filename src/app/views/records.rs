@@ -1,0 +1,301 @@
+//! Records: mine, by type and status, each with the county's replies and its status history;
+//! disputes take mediation sessions and the follow-up (satisfaction) here, emergencies take
+//! their 续报 and 终报.
+
+use dioxus::prelude::*;
+use uuid::Uuid;
+
+use crate::app::components::{
+    ErrorNote, Field, Pill, base64, code_options, err, metres, parse_code,
+};
+use crate::app::i18n::{t, use_lang};
+use crate::app::{Route, bump, use_services, use_session, use_store};
+use crate::domain::codes::{Coded, Domain, MediationMethod, ReportStage, Satisfaction};
+use crate::domain::lifecycle::Status;
+use crate::domain::model::{
+    AnyRecord, Dispute, EmergencyReport, FollowUp, MediationSession, new_id,
+};
+use crate::domain::validate::ValidationErrors;
+use crate::store::StoreError;
+use crate::store::records::RecordQuery;
+
+#[component]
+pub fn Records() -> Element {
+    let session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let mut domain = use_signal(|| None::<Domain>);
+    let mut status = use_signal(|| None::<Status>);
+    let _rev = session.rev.read();
+    let q = RecordQuery {
+        domain: domain(),
+        statuses: status().into_iter().collect(),
+        limit: Some(200),
+        ..Default::default()
+    };
+    let list = store.read(|s| {
+        let me = s.worker().to_owned();
+        Ok(s.records(&q)?
+            .into_iter()
+            .filter(|r| r.author == me)
+            .collect::<Vec<_>>())
+    });
+    rsx! {
+        section { class: "records",
+            h1 { {t(l, "我的记录", "My records")} }
+            div { class: "filters",
+                select { id: "rec-domain", onchange: move |e| domain.set(Domain::from_code(&e.value()).ok()),
+                    option { value: "", {t(l, "全部类型", "All types")} }
+                    for v in Domain::ALL.iter().copied() { option { value: v.code(), selected: domain() == Some(v), {v.label(l)} } }
+                }
+                select { id: "rec-status", onchange: move |e| status.set(Status::from_code(&e.value()).ok()),
+                    option { value: "", {t(l, "全部状态", "All statuses")} }
+                    for v in Status::ALL.iter().copied() { option { value: v.code(), selected: status() == Some(v), {v.label(l)} } }
+                }
+            }
+            match list {
+                Ok(list) => rsx! {
+                    if list.is_empty() { p { class: "hint", {t(l, "没有记录。", "No records.")} } }
+                    ul { class: "cards rec-list",
+                        for r in list {
+                            li { key: "{r.id}",
+                                Link { class: "card", to: Route::RecordPage { id: r.id },
+                                    div { class: "card-title", {r.domain.label(l)} " · {r.summary}" }
+                                    div { class: "card-tags",
+                                        Pill { text: r.status.label(l).to_string(), kind: "status" }
+                                        span { class: "muted", " " {r.created_at.format("%Y-%m-%d %H:%M").to_string()} }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+                Err(e) => rsx! { ErrorNote { text: e } },
+            }
+        }
+    }
+}
+
+#[component]
+pub fn RecordPage(id: Uuid) -> Element {
+    let session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let _rev = session.rev.read();
+    let data = store.read(|s| {
+        let r = s.any_record(id)?;
+        let photos: Vec<(String, String)> = r
+            .common()
+            .photos
+            .iter()
+            .filter_map(|h| {
+                s.photo(h)
+                    .ok()
+                    .map(|(b, m)| (h.clone(), format!("data:{m};base64,{}", base64(&b))))
+            })
+            .collect();
+        Ok((r, s.status_history(id)?, s.replies(id)?, photos))
+    });
+    let (rec, history, replies, photos) = match data {
+        Ok(d) => d,
+        Err(e) => return rsx! { ErrorNote { text: e } },
+    };
+    let c = rec.common().clone();
+    rsx! {
+        section { class: "record",
+            Link { class: "back", to: Route::Records {}, {t(l, "‹ 我的记录", "‹ My records")} }
+            h1 { {rec.domain().label(l)} }
+            div { class: "card-tags", id: "record-status",
+                Pill { text: c.status.label(l).to_string(), kind: "status" }
+                Pill { text: c.urgency.label(l).to_string(), kind: "" }
+            }
+            p { class: "summary", id: "record-summary", {rec.summary().to_string()} }
+            p { class: "muted",
+                {c.created_at.format("%Y-%m-%d %H:%M").to_string()} " · {c.author}"
+                if let Some(p) = c.location { " · {p.lon:.5}, {p.lat:.5}" if let Some(a) = p.accuracy_m { " ± {a:.0} m" } }
+            }
+            match &rec {
+                AnyRecord::Hazard(h) => rsx! { p { {h.category.label(l)} " · " {h.severity.label(l)} if !h.place.is_empty() { " · {h.place}" } } },
+                AnyRecord::Opinion(o) => rsx! { p { {o.category.label(l)} if let Some(d) = o.deliberation { " · " {t(l, "议事：", "Deliberation: ")} {d.label(l)} } } },
+                AnyRecord::Patrol(p) => rsx! { p { id: "patrol-summary", {t(l, "距离 ", "Distance ")} {metres(p.distance_m)} " · " {p.started_at.format("%H:%M").to_string()}
+                    if let Some(e) = p.ended_at { "–" {e.format("%H:%M").to_string()} } if !p.notes.is_empty() { " · {p.notes}" } } },
+                AnyRecord::Dispute(d) => rsx! { DisputeExtras { dispute: d.clone() } },
+                AnyRecord::Emergency(e) => rsx! { p { {e.category.label(l)} " · " {e.level.label(l)} } EmergencyExtras { id: e.common.id } },
+                AnyRecord::Event(e) => rsx! { p { "{e.content}" } },
+            }
+            if !photos.is_empty() {
+                div { class: "thumbs",
+                    for (h, src) in photos { img { key: "{h}", class: "thumb", src: "{src}", alt: "{&h[..8]}" } }
+                }
+            }
+            h2 { {t(l, "县里反馈", "County replies")} " ({replies.len()})" }
+            ul { class: "replies",
+                for r in replies { li { key: "{r.id}", class: "reply", span { class: "muted", {r.created_at.format("%m-%d %H:%M").to_string()} " {r.author}: " } "{r.text}" } }
+            }
+            h2 { {t(l, "办理进程", "Status history")} }
+            ol { class: "history",
+                for h in history {
+                    li { {h.at.format("%m-%d %H:%M").to_string()} " " {h.from.label(l)} " → " {h.to.label(l)} " · {h.actor}"
+                        if let Some(n) = h.note { " · {n}" } }
+                }
+            }
+        }
+    }
+}
+
+#[component]
+fn DisputeExtras(dispute: Dispute) -> Element {
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let id = dispute.common.id;
+    let sessions = store.read(|s| s.mediation_sessions(id));
+    let mut method = use_signal(|| "ON_SITE".to_string());
+    let mut participants = use_signal(String::new);
+    let mut notes = use_signal(String::new);
+    let mut agreement = use_signal(String::new);
+    let mut sat = use_signal(|| "SATISFIED".to_string());
+    let mut fu_notes = use_signal(String::new);
+    let mut errors = use_signal(|| None::<ValidationErrors>);
+    let mut general = use_signal(|| None::<String>);
+    let (st, sv) = (store.clone(), services.clone());
+    let add_session = move |_| {
+        let now = sv.now();
+        let res = st.write(|s| {
+            let m = MediationSession {
+                id: new_id(),
+                dispute_id: id,
+                held_on: sv.today(),
+                method: parse_code(&method.peek(), MediationMethod::OnSite),
+                participants: participants
+                    .peek()
+                    .split([',', '，', '、'])
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+                notes: notes.peek().trim().to_owned(),
+                agreement: Some(agreement.peek().trim().to_owned()).filter(|a| !a.is_empty()),
+                author: s.worker().to_owned(),
+                created_at: now,
+            };
+            s.add_mediation_session(&m, now)
+        });
+        match res {
+            Ok(()) => {
+                errors.set(None);
+                general.set(None);
+                notes.set(String::new());
+                agreement.set(String::new());
+                participants.set(String::new());
+                bump(session);
+            }
+            Err(StoreError::Invalid(e)) => errors.set(Some(e)),
+            Err(e) => general.set(Some(e.to_string())),
+        }
+    };
+    let (st2, sv2) = (store.clone(), services.clone());
+    let follow_up = move |_| {
+        let now = sv2.now();
+        let fu = FollowUp {
+            on: sv2.today(),
+            satisfaction: parse_code(&sat.peek(), Satisfaction::Satisfied),
+            notes: fu_notes.peek().trim().to_owned(),
+        };
+        match st2.write(|s| s.update_record::<Dispute>(id, |d| d.follow_up = Some(fu), now)) {
+            Ok(_) => {
+                general.set(None);
+                bump(session);
+            }
+            Err(StoreError::Invalid(e)) => errors.set(Some(e)),
+            Err(e) => general.set(Some(e.to_string())),
+        }
+    };
+    let errs = errors();
+    rsx! {
+        p { {dispute.category.label(l)} }
+        h2 { {t(l, "当事人", "Parties")} }
+        ul { for (i, p) in dispute.parties.iter().enumerate() { li { key: "{i}", {p.role.label(l)} " · {p.name}" if let Some(ph) = &p.phone { " · " {crate::domain::validate::mask_phone(ph)} } } } }
+        h2 { {t(l, "调解记录", "Mediation sessions")} }
+        match sessions {
+            Ok(list) => rsx! { ul { id: "sessions", for m in list { li { key: "{m.id}", "{m.held_on} · " {m.method.label(l)} " · {m.notes}" if let Some(a) = m.agreement { " · " {t(l, "协议：", "Agreement: ")} "{a}" } } } } },
+            Err(e) => rsx! { ErrorNote { text: e } },
+        }
+        details { class: "form", open: true,
+            summary { {t(l, "添加调解记录", "Add a mediation session")} }
+            Field { label: t(l, "方式", "Method").to_string(), error: err(&errs, "method"),
+                select { id: "ms-method", onchange: move |e| method.set(e.value()), {code_options(l, parse_code(&method(), MediationMethod::OnSite))} } }
+            Field { label: t(l, "参加人（逗号分隔）", "Participants (comma-separated)").to_string(), error: err(&errs, "participants"),
+                input { id: "ms-participants", value: "{participants}", oninput: move |e| participants.set(e.value()) } }
+            Field { label: t(l, "调解经过", "Notes").to_string(), error: err(&errs, "notes"),
+                textarea { id: "ms-notes", rows: 3, value: "{notes}", oninput: move |e| notes.set(e.value()) } }
+            Field { label: t(l, "达成协议（可空）", "Agreement (optional)").to_string(), error: err(&errs, "agreement"),
+                input { id: "ms-agreement", value: "{agreement}", oninput: move |e| agreement.set(e.value()) } }
+            button { id: "ms-add", class: "big", onclick: add_session, {t(l, "保存调解记录", "Save session")} }
+        }
+        h2 { {t(l, "回访", "Follow-up")} }
+        if let Some(f) = &dispute.follow_up { p { id: "follow-up", "{f.on} · " {f.satisfaction.label(l)} " · {f.notes}" } }
+        details { class: "form",
+            summary { {t(l, "记录回访与满意度", "Record follow-up and satisfaction")} }
+            Field { label: t(l, "满意度", "Satisfaction").to_string(), error: err(&errs, "follow_up.satisfaction"),
+                select { id: "fu-sat", onchange: move |e| sat.set(e.value()), {code_options(l, parse_code(&sat(), Satisfaction::Satisfied))} } }
+            Field { label: t(l, "回访情况", "Notes").to_string(), error: err(&errs, "follow_up.notes"),
+                textarea { id: "fu-notes", rows: 2, value: "{fu_notes}", oninput: move |e| fu_notes.set(e.value()) } }
+            button { id: "fu-save", class: "big", onclick: follow_up, {t(l, "保存回访", "Save follow-up")} }
+        }
+        if let Some(g) = general() { ErrorNote { text: g } }
+    }
+}
+
+#[component]
+fn EmergencyExtras(id: Uuid) -> Element {
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let reports = store.read(|s| s.emergency_reports(id));
+    let mut stage = use_signal(|| "UPDATE".to_string());
+    let mut text = use_signal(String::new);
+    let mut errors = use_signal(|| None::<ValidationErrors>);
+    let mut general = use_signal(|| None::<String>);
+    let add = move |_| {
+        let now = services.now();
+        let res = store.write(|s| {
+            let rep = EmergencyReport {
+                id: new_id(),
+                emergency_id: id,
+                stage: parse_code(&stage.peek(), ReportStage::Update),
+                text: text.peek().trim().to_owned(),
+                casualties: None,
+                author: s.worker().to_owned(),
+                created_at: now,
+            };
+            s.add_emergency_report(&rep, now)
+        });
+        match res {
+            Ok(()) => {
+                text.set(String::new());
+                errors.set(None);
+                general.set(None);
+                bump(session);
+            }
+            Err(StoreError::Invalid(e)) => errors.set(Some(e)),
+            Err(e) => general.set(Some(e.to_string())),
+        }
+    };
+    let errs = errors();
+    rsx! {
+        h2 { {t(l, "报告", "Reports")} }
+        match reports {
+            Ok(list) => rsx! { ol { id: "em-reports", for r in list { li { key: "{r.id}", {r.stage.label(l)} " · " {r.created_at.format("%m-%d %H:%M").to_string()} " · {r.text}" } } } },
+            Err(e) => rsx! { ErrorNote { text: e } },
+        }
+        Field { label: t(l, "续报 / 终报", "Update / final").to_string(), error: err(&errs, "stage"),
+            select { id: "em-stage", onchange: move |e| stage.set(e.value()),
+                for v in [ReportStage::Update, ReportStage::Final] { option { value: v.code(), selected: stage() == v.code(), {v.label(l)} } } } }
+        Field { label: t(l, "内容", "Text").to_string(), error: err(&errs, "text"),
+            textarea { id: "em-more", rows: 3, value: "{text}", oninput: move |e| text.set(e.value()) } }
+        button { id: "em-add", class: "big", onclick: add, {t(l, "提交", "Send")} }
+        if let Some(g) = general() { ErrorNote { text: g } }
+    }
+}

@@ -1,0 +1,587 @@
+//! Report: hazard (category, severity, description, photos, location with its accuracy and
+//! the grid found by point-in-polygon, a warning outside my grids), 社情民意 (with the optional
+//! deliberation track), dispute (category, parties) and emergency (category, level, initial
+//! report). Every form saves its draft as the worker types; validation messages appear beside
+//! their fields. Follow-ups (mediation sessions, satisfaction, 续报/终报) live on the record.
+
+use dioxus::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::app::components::{ErrorNote, Field, code_options, err, err_prefix, parse_code};
+use crate::app::i18n::{t, use_lang};
+use crate::app::platform::{Photo, sniff_mime};
+use crate::app::{Route, StoreHandle, bump, drafts, use_services, use_session, use_store};
+use crate::domain::codes::{
+    Coded, DeliberationStage, DisputeCategory, Domain, EmergencyCategory, EmergencyLevel,
+    HazardCategory, OpinionCategory, PartyRole, ReportStage, Severity,
+};
+use crate::domain::geo::GeoPoint;
+use crate::domain::model::{
+    Common, Dispute, Emergency, EmergencyReport, Hazard, Opinion, Party, new_id,
+};
+use crate::domain::spatial::Location;
+use crate::domain::validate::ValidationErrors;
+use crate::store::{Store, StoreError};
+
+const KINDS: &[(&str, &str, &str)] = &[
+    ("hazard", "安全隐患", "Hazard"),
+    ("opinion", "社情民意", "Opinion"),
+    ("dispute", "矛盾纠纷", "Dispute"),
+    ("emergency", "突发事件", "Emergency"),
+];
+
+#[component]
+pub fn Report(kind: String) -> Element {
+    let l = *use_lang().read();
+    rsx! {
+        section { class: "report",
+            h1 { {t(l, "上报", "Report")} }
+            nav { class: "segmented",
+                for (k, zh, en) in KINDS.iter().copied() {
+                    Link { class: if kind == k { "seg active" } else { "seg" }, id: "kind-{k}", to: Route::Report { kind: k.to_string() }, {t(l, zh, en)} }
+                }
+            }
+            match kind.as_str() {
+                "hazard" => rsx! { HazardForm {} },
+                "opinion" => rsx! { OpinionForm {} },
+                "dispute" => rsx! { DisputeForm {} },
+                "emergency" => rsx! { EmergencyForm {} },
+                _ => rsx! { ErrorNote { text: format!("unknown report type {kind}") } },
+            }
+        }
+    }
+}
+
+/// Loads a form's draft once, and returns a saver to call on every keystroke.
+fn use_draft<T>(form: &'static str) -> (Signal<T>, impl FnMut() + Clone)
+where
+    T: Serialize + for<'de> Deserialize<'de> + Default + 'static,
+{
+    let store = use_store();
+    let s0 = store.clone();
+    let draft = use_signal(move || {
+        s0.read(|s| drafts::load::<T>(s, form))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    });
+    let save = move || {
+        let _ = store.read(|s| drafts::save(s, form, &*draft.peek()));
+    };
+    (draft, save)
+}
+
+/// Where a record made here belongs, and what to warn about.
+fn place_grid(s: &Store, p: Option<&GeoPoint>) -> Result<(Uuid, Option<String>), StoreError> {
+    let grids = s.grids()?;
+    let first = grids.first().map(|g| g.id).ok_or_else(|| {
+        StoreError::Conflict("this device holds no grid yet: enrol and sync first".into())
+    })?;
+    let Some(p) = p else { return Ok((first, None)) };
+    Ok(match s.locate(p)? {
+        Location::Inside { grid } | Location::OnBoundary { grid, .. } => (grid, None),
+        Location::Outside { nearest } => (
+            nearest.map(|(g, _)| g).unwrap_or(first),
+            Some("此位置不在我的网格内，将记入最近的网格 (outside my grids: filed under the nearest)".into()),
+        ),
+    })
+}
+
+/// The captured location with its accuracy and grid; re-capture and manual entry.
+#[component]
+fn LocationBlock(point: Signal<Option<GeoPoint>>) -> Element {
+    let services = use_services();
+    let store = use_store();
+    let l = *use_lang().read();
+    let mut point = point;
+    let mut manual = use_signal(String::new);
+    let mut error = use_signal(|| None::<String>);
+    let loc = services.location.clone();
+    let p = point();
+    let info = store.read(|s| {
+        let grids = s.grids()?;
+        let name = |id: Uuid| {
+            grids
+                .iter()
+                .find(|g| g.id == id)
+                .map(|g| g.name.clone())
+                .unwrap_or_default()
+        };
+        Ok(match &p {
+            None => None,
+            Some(p) => Some(match s.locate(p)? {
+                Location::Inside { grid } | Location::OnBoundary { grid, .. } => {
+                    (name(grid), false)
+                }
+                Location::Outside { nearest } => {
+                    (nearest.map(|(g, _)| name(g)).unwrap_or_default(), true)
+                }
+            }),
+        })
+    });
+    rsx! {
+        div { class: "location",
+            span { class: "field-label", {t(l, "位置（自动获取）", "Location (captured automatically)")} }
+            match &p {
+                Some(p) => rsx! {
+                    div { id: "loc-coords", class: "coords",
+                        "{p.lon:.5}, {p.lat:.5}"
+                        if let Some(a) = p.accuracy_m { " ± {a:.0} m" }
+                        span { class: "muted", " · " {services.location.source()} }
+                    }
+                },
+                None => rsx! { div { class: "coords muted", {t(l, "未定位", "No fix")} } },
+            }
+            match info {
+                Ok(Some((name, false))) => rsx! { div { id: "loc-grid", class: "grid-ok", {t(l, "所在网格：", "Grid: ")} "{name}" } },
+                Ok(Some((name, true))) => rsx! { div { id: "loc-grid", class: "note warn", role: "alert",
+                    {t(l, "⚠ 不在我的网格内，最近网格：", "⚠ Outside my grids; nearest: ")} "{name}" } },
+                Ok(None) => rsx! {},
+                Err(e) => rsx! { ErrorNote { text: e } },
+            }
+            div { class: "row",
+                button { id: "loc-refresh", class: "small", onclick: move |_| match loc.fix() {
+                    Ok(f) => { point.set(Some(f)); error.set(None); }
+                    Err(e) => error.set(Some(e.to_string())),
+                }, {t(l, "重新定位", "Locate again")} }
+                input { id: "loc-manual", class: "grow", placeholder: t(l, "手动输入 经度,纬度", "Manual lon,lat"), value: "{manual}",
+                    oninput: move |e| manual.set(e.value()) }
+                button { id: "loc-set", class: "small", onclick: move |_| {
+                    let parsed = manual.peek().split_once(',').and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)));
+                    match parsed.map(|(lon, lat)| GeoPoint::new(lon, lat, None)) {
+                        Some(Ok(g)) => { point.set(Some(g)); error.set(None); }
+                        Some(Err(e)) => error.set(Some(e.to_string())),
+                        None => error.set(Some("格式：经度,纬度 (lon,lat)".into())),
+                    }
+                }, {t(l, "使用", "Use")} }
+            }
+            if let Some(e) = error() { ErrorNote { text: e } }
+        }
+    }
+}
+
+/// Photos staged for a record: from the webview's picker or from a typed path.
+#[component]
+fn PhotoPicker(photos: Signal<Vec<Photo>>) -> Element {
+    let services = use_services();
+    let l = *use_lang().read();
+    let mut photos = photos;
+    let mut path = use_signal(String::new);
+    let mut error = use_signal(|| None::<String>);
+    rsx! {
+        div { class: "photos",
+            span { class: "field-label", {t(l, "照片", "Photos")} " ({photos.read().len()})" }
+            ul { class: "photo-list",
+                for (i, p) in photos.read().iter().enumerate() {
+                    li { key: "{i}", "📷 {p.name} ({p.bytes.len() / 1024} KB)"
+                        button { class: "small", onclick: move |_| { photos.write().remove(i); }, "✕" } }
+                }
+            }
+            input { id: "photo-file", r#type: "file", accept: "image/*", multiple: true,
+                onchange: move |e| {
+                    for f in e.files() {
+                        spawn(async move {
+                            match f.read_bytes().await {
+                                Ok(b) => match sniff_mime(&b) {
+                                    Some(m) => photos.write().push(Photo { bytes: b.to_vec(), mime: m.into(), name: f.name() }),
+                                    None => error.set(Some(format!("{} 不是照片 (not a photo)", f.name()))),
+                                },
+                                Err(e) => error.set(Some(e.to_string())),
+                            }
+                        });
+                    }
+                }
+            }
+            div { class: "row",
+                input { id: "photo-path", class: "grow", placeholder: t(l, "或输入照片文件路径", "or a photo file path"), value: "{path}",
+                    oninput: move |e| path.set(e.value()) }
+                button { id: "photo-add", class: "small", onclick: move |_| {
+                    let typed = path.peek().clone();
+                    match services.camera.read_path(&typed) {
+                        Ok(p) => { photos.write().push(p); path.set(String::new()); error.set(None); }
+                        Err(e) => error.set(Some(e.to_string())),
+                    }
+                }, {t(l, "添加", "Add")} }
+            }
+            if let Some(e) = error() { ErrorNote { text: e } }
+        }
+    }
+}
+
+/// Shows a store error from submitting: field messages go beside fields, others on top.
+fn submit_error(
+    e: StoreError,
+    mut errors: Signal<Option<ValidationErrors>>,
+    mut general: Signal<Option<String>>,
+) {
+    match e {
+        StoreError::Invalid(v) => {
+            errors.set(Some(v));
+            general.set(Some("请修改标红的项目 (fix the marked fields)".into()));
+        }
+        other => general.set(Some(other.to_string())),
+    }
+}
+
+fn done(store: &StoreHandle, form: &str, id: Uuid) {
+    let _ = store.read(|s| drafts::clear(s, form));
+    navigator().push(Route::RecordPage { id });
+}
+
+#[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
+struct HazardDraft {
+    category: String,
+    severity: String,
+    description: String,
+    place: String,
+}
+
+#[component]
+fn HazardForm() -> Element {
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let (mut d, save) = use_draft::<HazardDraft>("hazard");
+    let loc = services.location.clone();
+    let point = use_signal(move || loc.fix().ok());
+    let photos = use_signal(Vec::<Photo>::new);
+    let errors = use_signal(|| None::<ValidationErrors>);
+    let general = use_signal(|| None::<String>);
+    let (mut s1, mut s2, mut s3, mut s4) = (save.clone(), save.clone(), save.clone(), save);
+    let submit = move |_| {
+        let now = services.now();
+        let dr = d.peek().clone();
+        let p = *point.peek();
+        let patrol = *session.patrol.peek();
+        let res = store.write(|s| {
+            let (grid, _) = place_grid(s, p.as_ref())?;
+            let mut h = Hazard {
+                common: Common::new(Domain::Hazard, grid, s.worker(), now),
+                category: parse_code(&dr.category, HazardCategory::Other),
+                severity: parse_code(&dr.severity, Severity::Low),
+                description: dr.description.trim().to_owned(),
+                place: dr.place.trim().to_owned(),
+                owner: None,
+                due_date: None,
+            };
+            h.common.location = p;
+            h.common.patrol_id = patrol;
+            if h.severity == Severity::High {
+                h.common.urgency = crate::domain::codes::Urgency::Urgent;
+            }
+            s.create_record(&h, now)?;
+            for ph in photos.peek().iter() {
+                s.attach_photo(h.common.id, &ph.bytes, &ph.mime, now)?;
+            }
+            Ok(h.common.id)
+        });
+        match res {
+            Ok(id) => {
+                bump(session);
+                done(&store, "hazard", id);
+            }
+            Err(e) => submit_error(e, errors, general),
+        }
+    };
+    let dr = d();
+    let errs = errors();
+    rsx! {
+        div { class: "form hazard-form",
+            Field { label: t(l, "类别", "Category").to_string(), error: err(&errs, "category"),
+                select { id: "hz-category", onchange: move |e| { d.write().category = e.value(); s1(); },
+                    {code_options(l, parse_code(&dr.category, HazardCategory::Other))} } }
+            Field { label: t(l, "等级", "Severity").to_string(), error: err(&errs, "severity"),
+                select { id: "hz-severity", onchange: move |e| { d.write().severity = e.value(); s2(); },
+                    {code_options(l, parse_code(&dr.severity, Severity::Low))} } }
+            Field { label: t(l, "隐患描述", "Description").to_string(), error: err(&errs, "description"),
+                textarea { id: "hz-description", rows: 4, value: "{dr.description}",
+                    placeholder: t(l, "看到了什么、在哪里、有多危险", "What, where, how dangerous"),
+                    oninput: move |e| { d.write().description = e.value(); s3(); } } }
+            Field { label: t(l, "具体地点", "Place").to_string(), error: err(&errs, "place"),
+                input { id: "hz-place", value: "{dr.place}", oninput: move |e| { d.write().place = e.value(); s4(); } } }
+            PhotoPicker { photos }
+            LocationBlock { point }
+            if let Some(g) = general() { ErrorNote { text: g } }
+            if session.patrol.read().is_some() { p { class: "hint", {t(l, "将关联到当前巡防", "Will be linked to the running patrol")} } }
+            button { id: "hz-submit", class: "big primary", onclick: submit, {t(l, "提交隐患", "Submit hazard")} }
+            p { class: "hint", {t(l, "草稿随输入自动保存", "Draft saved as you type")} }
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
+struct OpinionDraft {
+    category: String,
+    content: String,
+    raised_by: String,
+    deliberation: bool,
+}
+
+#[component]
+fn OpinionForm() -> Element {
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let (mut d, save) = use_draft::<OpinionDraft>("opinion");
+    let loc = services.location.clone();
+    let point = use_signal(move || loc.fix().ok());
+    let errors = use_signal(|| None::<ValidationErrors>);
+    let general = use_signal(|| None::<String>);
+    let (mut s1, mut s2, mut s3, mut s4) = (save.clone(), save.clone(), save.clone(), save);
+    let submit = move |_| {
+        let now = services.now();
+        let dr = d.peek().clone();
+        let p = *point.peek();
+        let res = store.write(|s| {
+            let (grid, _) = place_grid(s, p.as_ref())?;
+            let mut o = Opinion {
+                common: Common::new(Domain::Opinion, grid, s.worker(), now),
+                category: parse_code(&dr.category, OpinionCategory::ALL[0]),
+                content: dr.content.trim().to_owned(),
+                raised_by: Some(dr.raised_by.trim().to_owned()).filter(|s| !s.is_empty()),
+                deliberation: dr.deliberation.then_some(DeliberationStage::Proposed),
+                deliberation_notes: None,
+            };
+            o.common.location = p;
+            o.common.patrol_id = *session.patrol.peek();
+            s.create_record(&o, now)?;
+            Ok(o.common.id)
+        });
+        match res {
+            Ok(id) => {
+                bump(session);
+                done(&store, "opinion", id);
+            }
+            Err(e) => submit_error(e, errors, general),
+        }
+    };
+    let dr = d();
+    let errs = errors();
+    rsx! {
+        div { class: "form opinion-form",
+            Field { label: t(l, "类别", "Category").to_string(), error: err(&errs, "category"),
+                select { id: "op-category", onchange: move |e| { d.write().category = e.value(); s1(); },
+                    {code_options(l, parse_code(&dr.category, OpinionCategory::ALL[0]))} } }
+            Field { label: t(l, "内容", "Content").to_string(), error: err(&errs, "content"),
+                textarea { id: "op-content", rows: 4, value: "{dr.content}", oninput: move |e| { d.write().content = e.value(); s2(); } } }
+            Field { label: t(l, "反映人（可空）", "Raised by (optional)").to_string(), error: err(&errs, "raised_by"),
+                input { id: "op-raised-by", value: "{dr.raised_by}", oninput: move |e| { d.write().raised_by = e.value(); s3(); } } }
+            label { class: "check",
+                input { id: "op-deliberation", r#type: "checkbox", checked: dr.deliberation, onchange: move |e| { d.write().deliberation = e.checked(); s4(); } }
+                {t(l, "进入“三议四步”议事流程（群众提→支部审→贤良议→群众评）", "Start the deliberation track (propose → branch review → elders → residents)")}
+            }
+            LocationBlock { point }
+            if let Some(g) = general() { ErrorNote { text: g } }
+            button { id: "op-submit", class: "big primary", onclick: submit, {t(l, "提交社情民意", "Submit opinion")} }
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
+struct PartyDraft {
+    name: String,
+    role: String,
+    phone: String,
+}
+
+#[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
+struct DisputeDraft {
+    category: String,
+    summary: String,
+    parties: Vec<PartyDraft>,
+}
+
+#[component]
+fn DisputeForm() -> Element {
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let (mut d, save) = use_draft::<DisputeDraft>("dispute");
+    let loc = services.location.clone();
+    let point = use_signal(move || loc.fix().ok());
+    let errors = use_signal(|| None::<ValidationErrors>);
+    let general = use_signal(|| None::<String>);
+    if d.peek().parties.is_empty() {
+        d.write().parties = vec![
+            PartyDraft {
+                role: "APPLICANT".into(),
+                ..Default::default()
+            },
+            PartyDraft {
+                role: "RESPONDENT".into(),
+                ..Default::default()
+            },
+        ];
+    }
+    let (mut s1, mut s2) = (save.clone(), save);
+    let submit = move |_| {
+        let now = services.now();
+        let dr = d.peek().clone();
+        let p = *point.peek();
+        let res = store.write(|s| {
+            let (grid, _) = place_grid(s, p.as_ref())?;
+            let mut x = Dispute {
+                common: Common::new(Domain::Dispute, grid, s.worker(), now),
+                category: parse_code(&dr.category, DisputeCategory::ALL[0]),
+                summary: dr.summary.trim().to_owned(),
+                parties: dr
+                    .parties
+                    .iter()
+                    .filter(|p| !p.name.trim().is_empty())
+                    .map(|p| Party {
+                        name: p.name.trim().to_owned(),
+                        role: parse_code(&p.role, PartyRole::Applicant),
+                        phone: Some(p.phone.trim().to_owned()).filter(|s| !s.is_empty()),
+                        person_id: None,
+                    })
+                    .collect(),
+                follow_up: None,
+            };
+            x.common.location = p;
+            x.common.patrol_id = *session.patrol.peek();
+            s.create_record(&x, now)?;
+            Ok(x.common.id)
+        });
+        match res {
+            Ok(id) => {
+                bump(session);
+                done(&store, "dispute", id);
+            }
+            Err(e) => submit_error(e, errors, general),
+        }
+    };
+    let dr = d();
+    let errs = errors();
+    rsx! {
+        div { class: "form dispute-form",
+            Field { label: t(l, "类别", "Category").to_string(), error: err(&errs, "category"),
+                select { id: "dp-category", onchange: move |e| { d.write().category = e.value(); s1(); },
+                    {code_options(l, parse_code(&dr.category, DisputeCategory::ALL[0]))} } }
+            Field { label: t(l, "纠纷简述", "Summary").to_string(), error: err(&errs, "summary"),
+                textarea { id: "dp-summary", rows: 3, value: "{dr.summary}", oninput: move |e| { d.write().summary = e.value(); s2(); } } }
+            h3 { {t(l, "当事人", "Parties")} }
+            if let Some(e) = err_prefix(&errs, "parties") { span { class: "field-error", role: "alert", "{e}" } }
+            for (i, p) in dr.parties.iter().enumerate() {
+                PartyRow { key: "{i}", index: i, party: p.clone(), draft: d }
+            }
+            button { id: "dp-add-party", class: "small", onclick: move |_| d.write().parties.push(PartyDraft { role: "THIRD".into(), ..Default::default() }),
+                {t(l, "+ 添加当事人", "+ Add party")} }
+            LocationBlock { point }
+            if let Some(g) = general() { ErrorNote { text: g } }
+            button { id: "dp-submit", class: "big primary", onclick: submit, {t(l, "登记纠纷", "Register dispute")} }
+            p { class: "hint", {t(l, "登记后可在记录中添加调解、回访和满意度", "After registering, add mediation sessions and the follow-up on the record")} }
+        }
+    }
+}
+
+#[component]
+fn PartyRow(index: usize, party: PartyDraft, draft: Signal<DisputeDraft>) -> Element {
+    let l = *use_lang().read();
+    let store = use_store();
+    let mut draft = draft;
+    let mut set = move |f: &dyn Fn(&mut PartyDraft)| {
+        if let Some(p) = draft.write().parties.get_mut(index) {
+            f(p);
+        }
+        let _ = store.read(|s| drafts::save(s, "dispute", &*draft.peek()));
+    };
+    let mut set2 = set.clone();
+    let mut set3 = set.clone();
+    rsx! {
+        div { class: "party row",
+            select { class: "party-role", onchange: move |e| { let v = e.value(); set(&|p| p.role = v.clone()); },
+                {code_options(l, parse_code(&party.role, PartyRole::Applicant))} }
+            input { class: "party-name grow", placeholder: t(l, "姓名", "Name"), value: "{party.name}",
+                oninput: move |e| { let v = e.value(); set2(&|p| p.name = v.clone()); } }
+            input { class: "party-phone", placeholder: t(l, "电话", "Phone"), inputmode: "tel", value: "{party.phone}",
+                oninput: move |e| { let v = e.value(); set3(&|p| p.phone = v.clone()); } }
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
+struct EmergencyDraft {
+    category: String,
+    level: String,
+    title: String,
+    text: String,
+    casualties: String,
+}
+
+#[component]
+fn EmergencyForm() -> Element {
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let (mut d, save) = use_draft::<EmergencyDraft>("emergency");
+    let loc = services.location.clone();
+    let point = use_signal(move || loc.fix().ok());
+    let errors = use_signal(|| None::<ValidationErrors>);
+    let general = use_signal(|| None::<String>);
+    let (mut s1, mut s2, mut s3, mut s4, mut s5) =
+        (save.clone(), save.clone(), save.clone(), save.clone(), save);
+    let submit = move |_| {
+        let now = services.now();
+        let dr = d.peek().clone();
+        let p = *point.peek();
+        let res = store.write(|s| {
+            let (grid, _) = place_grid(s, p.as_ref())?;
+            let mut x = Emergency {
+                common: Common::new(Domain::Emergency, grid, s.worker(), now),
+                category: parse_code(&dr.category, EmergencyCategory::Natural),
+                level: parse_code(&dr.level, EmergencyLevel::Iv),
+                title: dr.title.trim().to_owned(),
+                occurred_at: now,
+            };
+            x.common.location = p;
+            x.common.urgency = crate::domain::codes::Urgency::Urgent;
+            x.common.patrol_id = *session.patrol.peek();
+            s.create_record(&x, now)?;
+            let rep = EmergencyReport {
+                id: new_id(),
+                emergency_id: x.common.id,
+                stage: ReportStage::Initial,
+                text: dr.text.trim().to_owned(),
+                casualties: dr.casualties.trim().parse().ok(),
+                author: s.worker().to_owned(),
+                created_at: now,
+            };
+            s.add_emergency_report(&rep, now)?;
+            Ok(x.common.id)
+        });
+        match res {
+            Ok(id) => {
+                bump(session);
+                done(&store, "emergency", id);
+            }
+            Err(e) => submit_error(e, errors, general),
+        }
+    };
+    let dr = d();
+    let errs = errors();
+    rsx! {
+        div { class: "form emergency-form",
+            p { class: "note warn", {t(l, "突发事件优先上传；先初报，后续报、终报。", "Emergencies upload first: initial report now, updates and final later.")} }
+            Field { label: t(l, "类别", "Category").to_string(), error: err(&errs, "category"),
+                select { id: "em-category", onchange: move |e| { d.write().category = e.value(); s1(); },
+                    {code_options(l, parse_code(&dr.category, EmergencyCategory::Natural))} } }
+            Field { label: t(l, "等级", "Level").to_string(), error: err(&errs, "level"),
+                select { id: "em-level", onchange: move |e| { d.write().level = e.value(); s2(); },
+                    {code_options(l, parse_code(&dr.level, EmergencyLevel::Iv))} } }
+            Field { label: t(l, "标题", "Title").to_string(), error: err(&errs, "title"),
+                input { id: "em-title", value: "{dr.title}", oninput: move |e| { d.write().title = e.value(); s3(); } } }
+            Field { label: t(l, "初报内容", "Initial report").to_string(), error: err(&errs, "text"),
+                textarea { id: "em-text", rows: 4, value: "{dr.text}", oninput: move |e| { d.write().text = e.value(); s4(); } } }
+            Field { label: t(l, "伤亡人数（可空）", "Casualties (optional)").to_string(), error: err(&errs, "casualties"),
+                input { id: "em-casualties", inputmode: "numeric", value: "{dr.casualties}", oninput: move |e| { d.write().casualties = e.value(); s5(); } } }
+            LocationBlock { point }
+            if let Some(g) = general() { ErrorNote { text: g } }
+            button { id: "em-submit", class: "big primary danger", onclick: submit, {t(l, "立即初报", "Send initial report")} }
+        }
+    }
+}

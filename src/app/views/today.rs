@@ -1,0 +1,186 @@
+//! Today: visits due today and overdue, my open records waiting for the county, new replies
+//! since the last sync, what waits to upload, the last sync, online state, and one large
+//! "上报隐患" button.
+
+use dioxus::prelude::*;
+
+use crate::app::components::{ErrorNote, Pill};
+use crate::app::i18n::{t, use_lang};
+use crate::app::{Route, use_services, use_session, use_store};
+use crate::domain::codes::{Coded, Lang};
+use crate::domain::lifecycle::Status;
+use crate::store::people::HouseholdCard;
+use crate::store::records::{RecordQuery, RecordSummary};
+
+/// The meta key of the last successful sync (RFC 3339), written by the Sync screen.
+pub const LAST_SYNC_KEY: &str = "app.last_sync_at";
+
+struct Day {
+    due: Vec<HouseholdCard>,
+    waiting: Vec<RecordSummary>,
+    new_replies: usize,
+    outbox: u64,
+    last_sync: Option<String>,
+    server: Option<String>,
+}
+
+/// Words for how late a visit is.
+pub fn due_words(l: Lang, c: &HouseholdCard, today: chrono::NaiveDate) -> String {
+    let late = c.due.overdue_days(today);
+    match (l, late) {
+        (Lang::Zh, 0) => "今日到期".into(),
+        (Lang::Zh, n) if n > 0 => format!("逾期 {n} 天"),
+        (Lang::Zh, n) => format!("{} 天后到期", -n),
+        (Lang::En, 0) => "due today".into(),
+        (Lang::En, n) if n > 0 => format!("{n} days overdue"),
+        (Lang::En, n) => format!("due in {} days", -n),
+    }
+}
+
+#[component]
+pub fn Today() -> Element {
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let _rev = session.rev.read();
+    let today = services.today();
+    let day = store.read(|s| {
+        let last_sync = s.meta(LAST_SYNC_KEY)?;
+        let open = s.records(&RecordQuery {
+            open_only: true,
+            ..Default::default()
+        })?;
+        let me = s.worker().to_owned();
+        let waiting: Vec<RecordSummary> = open
+            .into_iter()
+            .filter(|r| {
+                r.author == me && r.status != Status::Draft && r.status != Status::Recording
+            })
+            .collect();
+        let mut new_replies = 0;
+        for r in &waiting {
+            new_replies += s
+                .replies(r.id)?
+                .iter()
+                .filter(|rep| {
+                    last_sync
+                        .as_deref()
+                        .is_none_or(|ls| rep.created_at.to_rfc3339().as_str() > ls)
+                })
+                .count();
+        }
+        Ok(Day {
+            due: s.due_visits(today)?,
+            waiting,
+            new_replies,
+            outbox: s.outbox_len()?,
+            last_sync,
+            server: s.meta("server_url")?,
+        })
+    });
+    let day = match day {
+        Ok(d) => d,
+        Err(e) => return rsx! { ErrorNote { text: e } },
+    };
+    let online = use_online(day.server.clone());
+    rsx! {
+        section { class: "today",
+            h1 { {t(l, "今日工作", "Today")} " · {today}" }
+            div { class: "status-row",
+                span { class: if online() == Some(true) { "pill ok" } else { "pill warn" }, id: "online",
+                    match online() {
+                        Some(true) => t(l, "在线", "Online"),
+                        Some(false) => t(l, "离线（可照常工作）", "Offline (keep working)"),
+                        None => t(l, "离线可用", "Works offline"),
+                    }
+                }
+                span { class: "pill", id: "pending", {t(l, "待上传 ", "To upload ")} "{day.outbox}" }
+                span { class: "pill", id: "last-sync",
+                    {t(l, "上次同步 ", "Last sync ")}
+                    {day.last_sync.as_deref().map(|s| s.get(..16).unwrap_or(s).replace('T', " ")).unwrap_or_else(|| t(l, "从未", "never").into())}
+                }
+            }
+            Link { class: "big primary report-hazard", id: "report-hazard", to: Route::Report { kind: "hazard".into() }, {t(l, "上报隐患", "Report a hazard")} }
+            h2 { {t(l, "待走访（今日及逾期）", "Visits due (today and overdue)")} " ({day.due.len()})" }
+            if day.due.is_empty() { p { class: "hint", {t(l, "今天没有待走访的住户。", "No visits due today.")} } }
+            ul { class: "cards due-list",
+                for c in day.due.iter().take(30) {
+                    li { key: "{c.id}",
+                        Link { class: "card", to: Route::HouseholdPage { id: c.id },
+                            div { class: "card-title", "{c.address}" }
+                            div { class: "card-sub",
+                                {t(l, "户主 ", "Head ")} {c.head_name.clone().unwrap_or_else(|| "-".into())}
+                                " · {c.members}" {t(l, " 人", " people")}
+                            }
+                            div { class: "card-tags",
+                                span { class: if c.due.overdue_days(today) > 0 { "pill late" } else { "pill due" }, {due_words(l, c, today)} }
+                                for tag in c.care_tags.iter() { Pill { text: tag.label(l).to_string(), kind: "care" } }
+                            }
+                        }
+                    }
+                }
+            }
+            if day.due.len() > 30 {
+                Link { class: "more", to: Route::Households {}, {t(l, "查看全部", "See all")} " ({day.due.len()})" }
+            }
+            h2 { {t(l, "等待县里反馈", "Waiting for the county")} " ({day.waiting.len()})" }
+            if day.new_replies > 0 {
+                p { class: "note ok", id: "new-replies", {t(l, "新反馈 ", "New replies ")} "{day.new_replies}" }
+            }
+            ul { class: "cards",
+                for r in day.waiting.iter().take(20) {
+                    li { key: "{r.id}",
+                        Link { class: "card", to: Route::RecordPage { id: r.id },
+                            div { class: "card-title", {r.domain.label(l)} " · {r.summary}" }
+                            div { class: "card-tags", Pill { text: r.status.label(l).to_string(), kind: "status" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether the county server answers (a TCP connect to its host and port, every 30 s).
+/// `None` until enrolled or until the first check finishes.
+fn use_online(server: Option<String>) -> Signal<Option<bool>> {
+    let mut online = use_signal(|| None);
+    use_future(move || {
+        let server = server.clone();
+        async move {
+            let Some(addr) = server.as_deref().and_then(host_port) else {
+                return;
+            };
+            loop {
+                let ok = tokio::time::timeout(
+                    std::time::Duration::from_millis(1500),
+                    tokio::net::TcpStream::connect(addr.clone()),
+                )
+                .await
+                .map(|r| r.is_ok())
+                .unwrap_or(false);
+                online.set(Some(ok));
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            }
+        }
+    });
+    online
+}
+
+/// `host:port` of an http(s) URL.
+pub fn host_port(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next()?;
+    if host.is_empty() {
+        return None;
+    }
+    if host.contains(':') {
+        Some(host.to_owned())
+    } else {
+        Some(format!(
+            "{host}:{}",
+            if scheme == "https" { 443 } else { 80 }
+        ))
+    }
+}

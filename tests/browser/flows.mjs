@@ -1,0 +1,95 @@
+// Drives the gridwalk app in headless Chromium through the liveview harness:
+// unlock with the PIN, record a visit, log a hazard with a photo and location, run a patrol,
+// register a dispute with a mediation session. Usage: node flows.mjs <url> <photo.png>
+// Exits non-zero on the first failed step; the Rust test then checks the device store.
+import { chromium } from 'playwright-core';
+
+const [url, photo] = process.argv.slice(2);
+if (!url || !photo) { console.error('usage: node flows.mjs <url> <photo>'); process.exit(2); }
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+         '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+const page = await browser.newPage({ viewport: { width: 400, height: 820 } });
+page.setDefaultTimeout(15000);
+const step = (name) => console.log(`step: ${name}`);
+let failed = false;
+try {
+  step('unlock with the PIN');
+  await page.goto(url);
+  await page.fill('#pin', '000000');
+  await page.click('#unlock');
+  await page.waitForSelector('text=PIN 不正确');
+  await page.fill('#pin', '123456');
+  await page.click('#unlock');
+  await page.waitForSelector('text=今日工作');
+
+  step('record a visit');
+  await page.click('.due-list a.card >> nth=0');
+  await page.waitForSelector('#visit-notes');
+  const address = await page.textContent('h1');
+  await page.selectOption('#visit-purpose', 'CARE');
+  await page.fill('#visit-notes', '老人身体尚可，已送米面油');
+  await page.click('#visit-save');
+  await page.waitForSelector('#visit-saved');
+  await page.waitForSelector('li.visit >> text=老人身体尚可');
+  console.log(`visited ${address}`);
+
+  step('log a hazard with a photo and location');
+  await page.click('#tab-report');
+  await page.waitForSelector('#hz-description');
+  await page.selectOption('#hz-category', 'CORRIDOR_EBIKE');
+  await page.selectOption('#hz-severity', 'HIGH');
+  await page.fill('#hz-description', '三单元楼道内有电动车充电，飞线');
+  await page.fill('#hz-place', '3号楼3单元');
+  await page.fill('#photo-path', photo);
+  await page.click('#photo-add');
+  await page.waitForSelector('.photo-list li');
+  await page.waitForSelector('#loc-grid >> text=所在网格');
+  await page.click('#hz-submit');
+  await page.waitForSelector('#record-summary >> text=三单元楼道内有电动车充电');
+  await page.waitForSelector('img.thumb');
+
+  step('a hazard with no description shows the message beside the field');
+  await page.click('#tab-report');
+  await page.waitForSelector('#hz-description');
+  await page.fill('#hz-description', '');
+  await page.click('#hz-submit');
+  await page.waitForSelector('.field.invalid .field-error');
+
+  step('start and stop a patrol');
+  await page.click('#tab-patrol');
+  await page.click('#patrol-start');
+  await page.waitForSelector('#recording-notice');
+  await page.waitForFunction(() => {
+    const t = document.querySelector('#patrol-distance')?.textContent || '';
+    return parseFloat(t) >= 10;
+  });
+  await page.click('#patrol-stop');
+  await page.waitForSelector('#patrol-start');
+
+  step('register a dispute with a mediation session');
+  await page.click('#tab-report');
+  await page.click('#kind-dispute');
+  await page.waitForSelector('#dp-summary');
+  await page.fill('#dp-summary', '两户因宅基地边界发生争执');
+  await page.fill('.party-name >> nth=0', '张三');
+  await page.fill('.party-name >> nth=1', '李四');
+  await page.click('#dp-submit');
+  await page.waitForSelector('#ms-notes');
+  await page.fill('#ms-participants', '张三, 李四, 村调解员');
+  await page.fill('#ms-notes', '现场丈量后双方认可界址');
+  await page.fill('#ms-agreement', '以原界桩为准');
+  await page.click('#ms-add');
+  await page.waitForSelector('#sessions li >> text=现场丈量后双方认可界址');
+  console.log('flows: all steps passed');
+} catch (e) {
+  failed = true;
+  console.error(`flows failed: ${e.message}`);
+  try { await page.screenshot({ path: process.env.FAIL_SHOT || '/tmp/gridwalk-flow-failure.png' }); } catch {}
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,160 @@
+//! Flow tests in a real browser: the same `App`, served by the liveview harness on
+//! 127.0.0.1:0, driven by Playwright in Debian's headless Chromium (tests/browser/flows.mjs);
+//! then the encrypted device store is checked for what the worker did.
+//! Needs `chromium` and `npm install --prefix tests/browser`: scripts/test-app.sh does both.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use geo::Centroid;
+use gridwalk::app::platform::{FileCamera, FixedLocation};
+use gridwalk::app::sync_port::NoSyncClient;
+use gridwalk::app::{MakeServices, Services};
+use gridwalk::demo::seed_device;
+use gridwalk::domain::codes::{Domain, Lang};
+use gridwalk::domain::geo::GeoPoint;
+use gridwalk::domain::lifecycle::Status;
+use gridwalk::domain::model::{AnyRecord, Dispute, Hazard, Patrol};
+use gridwalk::store::Store;
+use gridwalk::store::records::RecordQuery;
+
+use crate::util::small_county;
+
+/// The smallest valid PNG (1×1).
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
+    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
+    0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+];
+
+#[test]
+#[ignore = "needs chromium and tests/browser/node_modules: run by scripts/test-app.sh"]
+fn worker_flows_in_a_real_browser() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("tests/browser/flows.mjs");
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .exists(),
+        "run `npm install --prefix tests/browser` (scripts/test-app.sh does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("device.db");
+    let county = small_county();
+    {
+        let mut s = Store::open_encrypted(&db, "123456").unwrap();
+        seed_device(&mut s, &county, &[0], "worker-a").unwrap();
+    }
+    let photo = dir.path().join("hazard.png");
+    std::fs::write(&photo, PNG).unwrap();
+    let c = county.grids[0].grid.boundary.centroid().unwrap();
+    let here = GeoPoint::new(c.x(), c.y(), Some(6.0)).unwrap();
+    let db2 = db.clone();
+    let make: MakeServices = Arc::new(move || Services {
+        db_path: Some(db2.clone()),
+        store: None::<Arc<Mutex<Store>>>,
+        // A slow walk: 4 m east per fix, a fix every 150 ms, so the live distance moves.
+        location: Arc::new(FixedLocation::new(here, 4.0)),
+        camera: Arc::new(FileCamera),
+        sync: Arc::new(NoSyncClient),
+        clock: Arc::new(chrono::Utc::now),
+        fix_interval_ms: 150,
+        start: None,
+        lang: Lang::Zh,
+    });
+    let started = chrono::Utc::now();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (addr, server) = rt
+        .block_on(gridwalk::app::harness::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            make,
+        ))
+        .unwrap();
+    rt.spawn(server);
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{addr}/"))
+        .arg(&photo)
+        .env("FAIL_SHOT", dir.path().join("failure.png"))
+        .output()
+        .expect("node runs");
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        let keep = std::env::temp_dir().join("gridwalk-flow-failure.png");
+        let _ = std::fs::copy(dir.path().join("failure.png"), &keep);
+        panic!(
+            "browser flows failed (screenshot {}):\n{log}",
+            keep.display()
+        );
+    }
+    assert!(log.contains("flows: all steps passed"), "{log}");
+
+    // What the worker did is in the encrypted device store.
+    let s = Store::open_encrypted(&db, "123456").unwrap();
+    let visits: i64 = s
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM visits WHERE author = 'worker-a' AND notes LIKE '%米面油%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(visits, 1, "the visit was recorded");
+
+    let all = s.records(&RecordQuery::default()).unwrap();
+    let hazard = all
+        .iter()
+        .find(|r| {
+            r.domain == Domain::Hazard && r.created_at >= started && r.summary.contains("电动车")
+        })
+        .expect("hazard");
+    let h: Hazard = s.record(hazard.id).unwrap();
+    assert_eq!(h.common.photos.len(), 1, "the photo is attached");
+    assert_eq!(s.photo(&h.common.photos[0]).unwrap().0, PNG);
+    let loc = h.common.location.expect("location captured");
+    assert_eq!(loc.accuracy_m, Some(6.0));
+    assert_eq!(
+        h.common.grid_id, county.grids[0].grid.id,
+        "grid found by point-in-polygon"
+    );
+
+    let patrols: Vec<_> = s
+        .records(&RecordQuery {
+            domain: Some(Domain::Patrol),
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.created_at >= started)
+        .collect();
+    assert_eq!(patrols.len(), 1, "one patrol run in the browser");
+    let p: Patrol = s.record(patrols[0].id).unwrap();
+    assert_eq!(p.common.status, Status::Submitted, "stopped and submitted");
+    assert!(p.ended_at.is_some());
+    assert!(p.distance_m >= 10.0, "distance {}", p.distance_m);
+    assert!(s.patrol_track(p.common.id).unwrap().len() >= 3);
+
+    let disputes = s
+        .records(&RecordQuery {
+            domain: Some(Domain::Dispute),
+            ..Default::default()
+        })
+        .unwrap();
+    let d = disputes
+        .iter()
+        .find(|r| r.created_at >= started && r.summary.contains("宅基地"))
+        .expect("dispute");
+    let dd: Dispute = s.record(d.id).unwrap();
+    assert_eq!(dd.parties.len(), 2);
+    let sessions = s.mediation_sessions(d.id).unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].participants.len(), 3);
+    assert!(matches!(s.any_record(d.id).unwrap(), AnyRecord::Dispute(_)));
+    assert!(s.outbox_len().unwrap() >= 6, "everything waits to upload");
+}
