@@ -5,5 +5,10 @@
 pub mod app;
 pub mod demo;
 pub mod domain;
+pub mod merge;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
+#[cfg(feature = "client")]
+pub mod sync;
 pub mod wire;

@@ -41,6 +41,8 @@ coded_enum!(
         Photo = "PHOTO", "照片", "Photo";
         Reply = "REPLY", "答复", "Reply";
         Audit = "AUDIT", "审计", "Audit entry";
+        Grid = "GRID", "网格", "Grid";
+        Conflict = "CONFLICT", "同步冲突", "Sync conflict";
     }
 );
 
@@ -77,6 +79,11 @@ impl EntityKind {
                 | EntityKind::Reply
                 | EntityKind::Audit
         )
+    }
+
+    /// Event records (the kinds that have a lifecycle).
+    pub fn is_record(self) -> bool {
+        self.domain().is_some()
     }
 }
 
@@ -723,6 +730,30 @@ pub struct Reply {
     pub author: String,
     pub text: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// Two concurrent edits of one field: the value kept and the value that lost, both visible
+/// to the secretary and the county until someone settles it. Travels down to the devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub id: Uuid,
+    pub entity_kind: EntityKind,
+    pub entity_id: Uuid,
+    pub grid_id: Uuid,
+    pub field: String,
+    pub kept: serde_json::Value,
+    pub lost: serde_json::Value,
+    /// Who made each edit (username, and device when it came from one).
+    pub kept_by: String,
+    pub lost_by: String,
+    /// When each edit was made, by the server's clock (device clocks corrected for skew).
+    pub kept_at: DateTime<Utc>,
+    pub lost_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub settled_by: Option<String>,
+    #[serde(default)]
+    pub settled_at: Option<DateTime<Utc>>,
 }
 
 /// One step of a record's status history.

@@ -23,12 +23,14 @@ pub mod outbox;
 pub mod people;
 pub mod records;
 pub mod scope;
+pub mod sync;
 
 /// Every migration of the device schema, in order. Append only.
 pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_spatial_photos_audit.sql"),
     include_str!("migrations/0003_household_summary.sql"),
+    include_str!("migrations/0004_sync.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

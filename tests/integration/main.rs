@@ -9,4 +9,6 @@ mod migrations;
 mod queries;
 mod spatial;
 mod store_writes;
+#[cfg(all(feature = "server", feature = "client"))]
+mod sync;
 mod util;

@@ -16,6 +16,7 @@ const FIXTURES: &[&str] = &[
     "",
     include_str!("../fixtures/store/v1.sql"),
     include_str!("../fixtures/store/v2.sql"),
+    include_str!("../fixtures/store/v3.sql"),
 ];
 
 #[test]

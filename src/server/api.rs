@@ -1,0 +1,477 @@
+//! HTTP routes under `/api/v1` (see ARCHITECTURE.md for the protocol) and `/healthz`.
+//! Handlers parse input at the edge, run the database work on the blocking pool in one
+//! transaction, and answer JSON; every failure is a [`Failure`] with a JSON body.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
+use uuid::Uuid;
+
+use super::auth::{self, Auth};
+use super::db::{DbError, Sql};
+use super::error::Failure;
+use super::{AppState, MAX_JSON_BYTES, MAX_PHOTO_BYTES, repo, sync};
+use crate::args;
+use crate::domain::codes::Coded;
+use crate::domain::lifecycle::Status;
+use crate::domain::model::{EntityKind, is_sha256_hex};
+use crate::wire::{
+    LoginRequest, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse, PushRequest, PushResponse,
+};
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/me", get(me))
+        .route("/sync/push", post(push))
+        .route("/sync/pull", get(pull))
+        .route(
+            "/photos/{sha}",
+            get(photo_get).head(photo_head).put(photo_put),
+        )
+        .route("/records", get(records))
+        .route("/records/{id}", get(record))
+        .route("/records/{id}/transition", post(transition))
+        .route("/records/{id}/replies", post(reply))
+        .route("/conflicts/{id}/settle", post(settle))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES.max(MAX_PHOTO_BYTES)))
+        .layer(RequestDecompressionLayer::new())
+        .layer(middleware::from_fn(protocol_check));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/api/v1", api)
+        .layer(CompressionLayer::new())
+        .with_state(state)
+}
+
+/// Refuses clients of another protocol version with 426 and a message to update.
+async fn protocol_check(req: Request, next: Next) -> Response {
+    if let Some(v) = req.headers().get(PROTOCOL_HEADER) {
+        let client = v.to_str().unwrap_or("?").to_owned();
+        if client != PROTOCOL_VERSION.to_string() {
+            return Failure::Upgrade {
+                server: PROTOCOL_VERSION,
+                client,
+            }
+            .into_response();
+        }
+    }
+    let mut res = next.run(req).await;
+    res.headers_mut()
+        .insert(PROTOCOL_HEADER, HeaderValue::from(PROTOCOL_VERSION));
+    res
+}
+
+/// A JSON body whose errors say which field is wrong.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Failure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Failure::invalid(
+                    format!("the body is larger than {MAX_JSON_BYTES} bytes"),
+                    None,
+                )
+            } else {
+                Failure::invalid(format!("could not read the body: {e}"), None)
+            }
+        })?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de)
+            .map(JsonBody)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                Failure::invalid(
+                    format!("malformed JSON: {inner}"),
+                    (path != ".").then_some(path.as_str()),
+                )
+            })
+    }
+}
+
+/// Runs database work on the blocking pool.
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, Failure> + Send + 'static,
+) -> Result<R, Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Failure::Internal(format!("task failed: {e}")))?
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    let db = s.db.clone();
+    match tokio::task::spawn_blocking(move || db.ping()).await {
+        Ok(Ok(())) => {
+            Json(serde_json::json!({"status": "ok", "backend": s.db.backend()})).into_response()
+        }
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable", "backend": s.db.backend()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn login(
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Response, Failure> {
+    let res = blocking(move || auth::login(&s, &req, Utc::now())).await?;
+    Ok(Json(res).into_response())
+}
+
+async fn logout(State(s): State<AppState>, a: Auth) -> Result<StatusCode, Failure> {
+    blocking(move || {
+        s.db.tx(|db| -> Result<(), Failure> {
+            repo::revoke_session(db, &a.token_hash)?;
+            repo::audit(
+                db,
+                Utc::now(),
+                &a.user.username,
+                Some(a.device),
+                "LOGOUT",
+                None,
+                None,
+                None,
+            )?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(s): State<AppState>, a: Auth) -> Result<Response, Failure> {
+    let ids: Vec<Uuid> = a.user.grids.iter().map(|g| g.0).collect();
+    let names = blocking(move || {
+        s.db.read(|db| repo::grid_names(db, &ids))
+            .map_err(Failure::from)
+    })
+    .await?;
+    Ok(Json(a.user.account(&names)).into_response())
+}
+
+async fn push(
+    State(s): State<AppState>,
+    a: Auth,
+    JsonBody(req): JsonBody<PushRequest>,
+) -> Result<Json<PushResponse>, Failure> {
+    let res = blocking(move || {
+        s.db.tx(|db| sync::push(db, &a.user, a.device, &req, Utc::now()))
+    })
+    .await?;
+    Ok(Json(res))
+}
+
+#[derive(Deserialize)]
+struct PullQuery {
+    #[serde(default)]
+    cursor: i64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    sync::MAX_PAGE
+}
+
+async fn pull(
+    State(s): State<AppState>,
+    a: Auth,
+    q: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PullResponse>, Failure> {
+    let Query(q) = q.map_err(|e| Failure::invalid(e.body_text(), Some("query")))?;
+    if q.cursor < 0 {
+        return Err(Failure::invalid("cursor must be 0 or more", Some("cursor")));
+    }
+    let res = blocking(move || s.db.read(|db| sync::pull(db, &a.user, q.cursor, q.limit))).await?;
+    Ok(Json(res))
+}
+
+fn check_sha(sha: &str) -> Result<(), Failure> {
+    if is_sha256_hex(sha) {
+        Ok(())
+    } else {
+        Err(Failure::invalid(
+            "a photo is named by its SHA-256: 64 lower-case hex digits",
+            Some("sha"),
+        ))
+    }
+}
+
+fn upload_headers(size: i64, received: i64, complete: bool) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("upload-offset", HeaderValue::from(received));
+    h.insert("upload-length", HeaderValue::from(size));
+    h.insert("upload-complete", HeaderValue::from(complete as i64));
+    h
+}
+
+/// How much of a photo the server has: `Upload-Offset` is where an upload continues.
+async fn photo_head(
+    State(s): State<AppState>,
+    _a: Auth,
+    Path(sha): Path<String>,
+) -> Result<Response, Failure> {
+    check_sha(&sha)?;
+    let state = blocking(move || {
+        s.db.read(|db| repo::photo_state(db, &sha))
+            .map_err(Failure::from)
+    })
+    .await?;
+    match state {
+        Some((size, received, complete)) => {
+            Ok((StatusCode::OK, upload_headers(size, received, complete)).into_response())
+        }
+        None => Err(Failure::NotFound("no record names this photo yet".into())),
+    }
+}
+
+#[derive(Deserialize)]
+struct Offset {
+    offset: i64,
+}
+
+/// Appends bytes at `?offset=N`; the last chunk completes the photo if its SHA-256 matches.
+async fn photo_put(
+    State(s): State<AppState>,
+    a: Auth,
+    Path(sha): Path<String>,
+    Query(Offset { offset }): Query<Offset>,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    check_sha(&sha)?;
+    let res = blocking(move || {
+        s.db.tx(|db| -> Result<(i64, i64, bool), Failure> {
+            let (size, received, complete) = repo::photo_state(db, &sha)?
+                .ok_or_else(|| Failure::NotFound("no record names this photo yet".into()))?;
+            if complete {
+                return Ok((size, received, true));
+            }
+            if offset != received {
+                return Err(Failure::Conflict(format!(
+                    "the upload continues at byte {received}, not {offset}"
+                )));
+            }
+            if received + body.len() as i64 > size {
+                return Err(Failure::invalid(
+                    format!("the photo is {size} bytes; this chunk would end past it"),
+                    Some("offset"),
+                ));
+            }
+            db.exec(
+                "INSERT INTO photo_chunks (sha256, pos, bytes) VALUES ($1, $2, $3)",
+                args![&sha, offset, body.to_vec()],
+            )?;
+            let now_received = received + body.len() as i64;
+            if now_received < size {
+                db.exec(
+                    "UPDATE photos SET received = $2 WHERE sha256 = $1",
+                    args![&sha, now_received],
+                )?;
+                return Ok((size, now_received, false));
+            }
+            let chunks = db.query(
+                "SELECT bytes FROM photo_chunks WHERE sha256 = $1 ORDER BY pos",
+                args![&sha],
+            )?;
+            let mut all = Vec::with_capacity(size as usize);
+            for c in chunks {
+                all.extend(c[0].bytes()?);
+            }
+            db.exec("DELETE FROM photo_chunks WHERE sha256 = $1", args![&sha])?;
+            if hex::encode(Sha256::digest(&all)) != sha {
+                db.exec(
+                    "UPDATE photos SET received = 0 WHERE sha256 = $1",
+                    args![&sha],
+                )?;
+                return Err(Failure::invalid(
+                    "the bytes do not match the photo's SHA-256; upload it again",
+                    Some("body"),
+                ));
+            }
+            db.exec(
+                "UPDATE photos SET received = $2, complete = 1, data = $3 WHERE sha256 = $1",
+                args![&sha, size, all],
+            )?;
+            repo::audit(
+                db,
+                Utc::now(),
+                &a.user.username,
+                Some(a.device),
+                "PHOTO_UPLOADED",
+                Some(EntityKind::Photo),
+                None,
+                Some(sha.clone()),
+            )?;
+            Ok((size, size, true))
+        })
+    })
+    .await;
+    match res {
+        Ok((size, received, complete)) => {
+            Ok((StatusCode::OK, upload_headers(size, received, complete)).into_response())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A photo's bytes, for an account whose scope holds a record that names it.
+async fn photo_get(
+    State(s): State<AppState>,
+    a: Auth,
+    Path(sha): Path<String>,
+) -> Result<Response, Failure> {
+    check_sha(&sha)?;
+    let found = blocking(move || {
+        s.db.read(
+            |db: &mut dyn Sql| -> Result<Option<(Vec<u8>, String)>, DbError> {
+                let (clause, mut args) = a.user.scope().clause(2);
+                let mut all = vec![format!("%{sha}%").into()];
+                all.append(&mut args);
+                let named = db.query_opt(
+                    &format!("SELECT 1 FROM entities WHERE data LIKE $1 AND {clause}"),
+                    &all,
+                )?;
+                if named.is_none() {
+                    return Ok(None);
+                }
+                db.query_opt(
+                    "SELECT data, mime FROM photos WHERE sha256 = $1 AND complete = 1",
+                    args![&sha],
+                )?
+                .map(|r| Ok((r[0].bytes()?, r[1].string()?)))
+                .transpose()
+            },
+        )
+        .map_err(Failure::from)
+    })
+    .await?;
+    let (bytes, mime) =
+        found.ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;
+    Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
+}
+
+#[derive(Deserialize)]
+struct RecordsQuery {
+    kind: Option<String>,
+    status: Option<String>,
+    #[serde(default = "default_list")]
+    limit: usize,
+}
+
+fn default_list() -> usize {
+    200
+}
+
+async fn records(
+    State(s): State<AppState>,
+    a: Auth,
+    Query(q): Query<RecordsQuery>,
+) -> Result<Response, Failure> {
+    let kind = q
+        .kind
+        .map(|k| {
+            EntityKind::from_code(&k).map_err(|e| Failure::invalid(e.to_string(), Some("kind")))
+        })
+        .transpose()?;
+    let status = q
+        .status
+        .map(|k| Status::from_code(&k).map_err(|e| Failure::invalid(e.to_string(), Some("status"))))
+        .transpose()?;
+    let list = blocking(move || {
+        s.db.read(|db| sync::list_records(db, &a.user, kind, status, q.limit))
+    })
+    .await?;
+    Ok(Json(list).into_response())
+}
+
+async fn record(
+    State(s): State<AppState>,
+    a: Auth,
+    Path(id): Path<Uuid>,
+) -> Result<Response, Failure> {
+    let v = blocking(move || s.db.read(|db| sync::record_detail(db, &a.user, id))).await?;
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+struct TransitionBody {
+    to: Status,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn transition(
+    State(s): State<AppState>,
+    a: Auth,
+    Path(id): Path<Uuid>,
+    JsonBody(b): JsonBody<TransitionBody>,
+) -> Result<Response, Failure> {
+    let v = blocking(move || {
+        s.db.tx(|db| sync::review_transition(db, &a.user, id, b.to, b.note, Utc::now()))
+    })
+    .await?;
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+struct ReplyBody {
+    text: String,
+}
+
+async fn reply(
+    State(s): State<AppState>,
+    a: Auth,
+    Path(id): Path<Uuid>,
+    JsonBody(b): JsonBody<ReplyBody>,
+) -> Result<Response, Failure> {
+    let r = blocking(move || {
+        s.db.tx(|db| sync::reply(db, &a.user, id, &b.text, Utc::now()))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(r)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Take {
+    Kept,
+    Lost,
+}
+
+#[derive(Deserialize)]
+struct SettleBody {
+    take: Take,
+}
+
+async fn settle(
+    State(s): State<AppState>,
+    a: Auth,
+    Path(id): Path<Uuid>,
+    JsonBody(b): JsonBody<SettleBody>,
+) -> Result<StatusCode, Failure> {
+    blocking(move || {
+        s.db.tx(|db| {
+            sync::settle_conflict(db, &a.user, id, matches!(b.take, Take::Lost), Utc::now())
+        })
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

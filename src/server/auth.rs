@@ -1,0 +1,159 @@
+//! Accounts: password hashing (argon2), session tokens (random, stored hashed, revocable,
+//! expiring), sign-in with rate limiting kept in the database (so replicas share it), and the
+//! extractor that authorizes every API request.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngExt;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::AppState;
+use super::db::DbError;
+use super::error::Failure;
+use super::repo::{self, User};
+use crate::wire::{LoginRequest, LoginResponse, PROTOCOL_VERSION};
+
+/// How long a session lasts: a worker may stay offline for weeks between syncs.
+pub const SESSION_DAYS: i64 = 30;
+/// Failed sign-ins allowed per account in the window before answering 429.
+pub const MAX_FAILURES: i64 = 5;
+pub const FAILURE_WINDOW_MINUTES: i64 = 15;
+
+/// An argon2id hash of a password, in PHC format.
+pub fn hash_password(password: &str) -> Result<String, Failure> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Failure::Internal(e.to_string()))?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| Failure::Internal(e.to_string()))?
+        .to_string())
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A stored token is only its SHA-256: a leaked database reveals no usable token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Signs in: checks the rate limit, the password and the account, then opens a session.
+pub fn login(
+    state: &AppState,
+    req: &LoginRequest,
+    now: DateTime<Utc>,
+) -> Result<LoginResponse, Failure> {
+    let since = now - Duration::minutes(FAILURE_WINDOW_MINUTES);
+    let failures = state
+        .db
+        .read(|db| repo::login_failures_since(db, &req.username, since))?;
+    if failures >= MAX_FAILURES {
+        return Err(Failure::RateLimited {
+            retry_after: (FAILURE_WINDOW_MINUTES * 60) as u64,
+        });
+    }
+    let found = state.db.read(|db| repo::user_by_name(db, &req.username))?;
+    // Hash even for an unknown name, so timing does not tell which names exist.
+    let dummy = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0mlI9e7tqT0c8Jk4wYmU0fb1Fg3ZbGg0j0bKXbJ5R9c";
+    let ok = match &found {
+        Some((u, hash)) => verify_password(&req.password, hash) && !u.disabled,
+        None => {
+            verify_password(&req.password, dummy);
+            false
+        }
+    };
+    let Some((user, _)) = found.filter(|_| ok) else {
+        state
+            .db
+            .tx(|db| repo::add_login_failure(db, &req.username, now))?;
+        return Err(Failure::Unauthorized);
+    };
+    let token = new_token();
+    let expires = now + Duration::days(SESSION_DAYS);
+    let grid_ids: Vec<Uuid> = user.grids.iter().map(|g| g.0).collect();
+    let names = state.db.tx(|db| -> Result<_, DbError> {
+        repo::clear_login_failures(db, &user.username)?;
+        repo::create_session(
+            db,
+            &token_hash(&token),
+            user.id,
+            req.device_id,
+            now,
+            expires,
+        )?;
+        repo::audit(
+            db,
+            now,
+            &user.username,
+            Some(req.device_id),
+            "LOGIN",
+            None,
+            None,
+            None,
+        )?;
+        repo::grid_names(db, &grid_ids)
+    })?;
+    Ok(LoginResponse {
+        token,
+        expires_at: expires,
+        account: user.account(&names),
+        protocol: PROTOCOL_VERSION,
+    })
+}
+
+/// The signed-in account of a request: `Authorization: Bearer <token>`.
+pub struct Auth {
+    pub user: User,
+    pub device: Uuid,
+    pub token_hash: String,
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = Failure;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(Failure::Unauthorized)?
+            .trim()
+            .to_owned();
+        let hash = token_hash(&token);
+        let db = state.db.clone();
+        let h = hash.clone();
+        let found =
+            tokio::task::spawn_blocking(move || db.read(|db| repo::session(db, &h, Utc::now())))
+                .await
+                .map_err(|e| Failure::Internal(e.to_string()))??;
+        let (user, device) = found.ok_or(Failure::Unauthorized)?;
+        Ok(Auth {
+            user,
+            device,
+            token_hash: hash,
+        })
+    }
+}

@@ -1,0 +1,224 @@
+//! The server's storage: one small trait ([`Sql`]: execute and query with positional `$n`
+//! parameters over plain values) and two implementations, SQLite (rusqlite, the embedded
+//! default) and PostgreSQL (pooled). The backend is chosen by the database URL.
+//!
+//! Everything the server stores is written once, in `server::repo`, against `&mut dyn Sql`,
+//! so both backends run the same statements and pass the same tests. Each backend has its own
+//! append-only migrations (`migrations/sqlite`, `migrations/postgres`).
+
+use std::fmt;
+
+pub mod postgres;
+pub mod sqlite;
+
+/// One SQL value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum V {
+    Null,
+    I(i64),
+    F(f64),
+    T(String),
+    B(Vec<u8>),
+}
+
+impl V {
+    pub fn i64(&self) -> Result<i64, DbError> {
+        match self {
+            V::I(i) => Ok(*i),
+            other => Err(DbError::Type(format!("expected an integer, got {other:?}"))),
+        }
+    }
+
+    pub fn str(&self) -> Result<&str, DbError> {
+        match self {
+            V::T(s) => Ok(s),
+            other => Err(DbError::Type(format!("expected text, got {other:?}"))),
+        }
+    }
+
+    pub fn string(&self) -> Result<String, DbError> {
+        self.str().map(str::to_owned)
+    }
+
+    pub fn opt_string(&self) -> Result<Option<String>, DbError> {
+        match self {
+            V::Null => Ok(None),
+            v => v.string().map(Some),
+        }
+    }
+
+    pub fn bytes(&self) -> Result<Vec<u8>, DbError> {
+        match self {
+            V::B(b) => Ok(b.clone()),
+            V::Null => Ok(Vec::new()),
+            other => Err(DbError::Type(format!("expected bytes, got {other:?}"))),
+        }
+    }
+}
+
+impl From<i64> for V {
+    fn from(v: i64) -> V {
+        V::I(v)
+    }
+}
+impl From<&str> for V {
+    fn from(v: &str) -> V {
+        V::T(v.to_owned())
+    }
+}
+impl From<String> for V {
+    fn from(v: String) -> V {
+        V::T(v)
+    }
+}
+impl From<&String> for V {
+    fn from(v: &String) -> V {
+        V::T(v.clone())
+    }
+}
+impl From<Vec<u8>> for V {
+    fn from(v: Vec<u8>) -> V {
+        V::B(v)
+    }
+}
+impl<T: Into<V>> From<Option<T>> for V {
+    fn from(v: Option<T>) -> V {
+        v.map(Into::into).unwrap_or(V::Null)
+    }
+}
+
+/// Builds a `&[V]` argument list.
+#[macro_export]
+macro_rules! args {
+    ($($v:expr),* $(,)?) => { &[$($crate::server::db::V::from($v)),*] };
+}
+
+/// What can go wrong below the repository.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("unexpected value: {0}")]
+    Type(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("unsupported database URL {0:?}: use a file path, sqlite://PATH or postgres://...")]
+    Url(String),
+    #[error("a unique key already exists: {0}")]
+    Duplicate(String),
+}
+
+impl DbError {
+    /// A unique-constraint violation (the caller may turn it into a domain answer).
+    pub fn is_duplicate(&self) -> bool {
+        match self {
+            DbError::Duplicate(_) => true,
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::ConstraintViolation
+            }
+            DbError::Postgres(e) => {
+                e.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The one storage trait: statements with `$1`, `$2`, ... parameters.
+pub trait Sql {
+    /// Runs a statement; returns the number of rows it changed.
+    fn exec(&mut self, sql: &str, args: &[V]) -> Result<u64, DbError>;
+    /// Runs a query; returns every row.
+    fn query(&mut self, sql: &str, args: &[V]) -> Result<Vec<Vec<V>>, DbError>;
+    /// Which backend this is (for logs and health answers).
+    fn backend(&self) -> &'static str;
+}
+
+impl dyn Sql + '_ {
+    /// The first row, if any.
+    pub fn query_opt(&mut self, sql: &str, args: &[V]) -> Result<Option<Vec<V>>, DbError> {
+        Ok(self.query(sql, args)?.into_iter().next())
+    }
+
+    /// Exactly one row.
+    pub fn query_one(&mut self, sql: &str, args: &[V]) -> Result<Vec<V>, DbError> {
+        self.query_opt(sql, args)?
+            .ok_or_else(|| DbError::Type(format!("no row for {sql}")))
+    }
+}
+
+/// A database: SQLite file or PostgreSQL server, with a pool of connections.
+#[derive(Clone)]
+pub enum Database {
+    Sqlite(sqlite::SqlitePool),
+    Postgres(postgres::PgPool),
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.backend())
+    }
+}
+
+impl Database {
+    /// Opens the database a URL names: `postgres://` or `postgresql://` for PostgreSQL;
+    /// `sqlite://PATH` or a plain path for SQLite (created if missing).
+    pub fn open(url: &str) -> Result<Database, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Database::Postgres(postgres::PgPool::open(url)?))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Ok(Database::Sqlite(sqlite::SqlitePool::open(path)?))
+        } else if url.contains("://") {
+            Err(DbError::Url(url.to_owned()))
+        } else {
+            Ok(Database::Sqlite(sqlite::SqlitePool::open(url)?))
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Brings the schema up to date (safe to run from several replicas at once).
+    pub fn migrate(&self) -> Result<usize, DbError> {
+        match self {
+            Database::Sqlite(p) => p.migrate(),
+            Database::Postgres(p) => p.migrate(),
+        }
+    }
+
+    /// Runs `f` in one transaction: committed if it returns Ok, rolled back otherwise
+    /// (and if it panics: the connection is dropped with the transaction open).
+    pub fn tx<R, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, E>,
+    ) -> Result<R, E> {
+        match self {
+            Database::Sqlite(p) => p.tx(f),
+            Database::Postgres(p) => p.tx(f),
+        }
+    }
+
+    /// Runs read-only work on one connection (a consistent snapshot for PostgreSQL too).
+    pub fn read<R, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, E>,
+    ) -> Result<R, E> {
+        match self {
+            Database::Sqlite(p) => p.read(f),
+            Database::Postgres(p) => p.tx(f),
+        }
+    }
+
+    /// Answers whether the database is reachable.
+    pub fn ping(&self) -> Result<(), DbError> {
+        self.read(|db| db.query("SELECT 1", &[]).map(|_| ()))
+    }
+}

@@ -1,0 +1,174 @@
+//! The PostgreSQL backend: an r2d2 pool of `postgres` clients; migrations under an advisory
+//! lock so that several replicas may start at once.
+
+use std::error::Error;
+
+use bytes::BytesMut;
+use postgres::NoTls;
+use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{DbError, Sql, V};
+
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init",
+    include_str!("migrations/postgres/0001_init.sql"),
+)];
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+#[derive(Clone)]
+pub struct PgPool {
+    pool: std::sync::Arc<PoolHandle>,
+}
+
+/// Owns the pool. The `postgres` client blocks on its own runtime when a connection closes,
+/// which panics on an async worker thread; so the last handle drops the pool on a plain
+/// thread, wherever it is dropped.
+struct PoolHandle(Option<Pool>);
+
+impl Drop for PoolHandle {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(p)).join();
+        }
+    }
+}
+
+impl std::ops::Deref for PoolHandle {
+    type Target = Pool;
+    fn deref(&self) -> &Pool {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl PgPool {
+    pub fn open(url: &str) -> Result<PgPool, DbError> {
+        let config: postgres::Config = url.parse()?;
+        let size = std::env::var("GRIDWALK_PG_POOL")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(16);
+        let pool = r2d2::Pool::builder()
+            .max_size(size)
+            .min_idle(Some(1))
+            .connection_timeout(std::time::Duration::from_secs(30))
+            .build(PostgresConnectionManager::new(config, NoTls))?;
+        Ok(PgPool {
+            pool: std::sync::Arc::new(PoolHandle(Some(pool))),
+        })
+    }
+
+    pub fn migrate(&self) -> Result<usize, DbError> {
+        let mut c = self.pool.get()?;
+        let mut tx = c.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock(4242)", &[])?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )?;
+        for (name, sql) in MIGRATIONS {
+            let done = tx.query_opt("SELECT 1 FROM schema_migrations WHERE name = $1", &[name])?;
+            if done.is_none() {
+                tx.batch_execute(sql)
+                    .map_err(|e| DbError::Migration(format!("{name}: {e}")))?;
+                tx.execute("INSERT INTO schema_migrations (name) VALUES ($1)", &[name])?;
+            }
+        }
+        tx.commit()?;
+        Ok(MIGRATIONS.len())
+    }
+
+    pub fn tx<R, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut c = self.pool.get().map_err(DbError::from)?;
+        let tx = c.transaction().map_err(DbError::from)?;
+        let mut s = PgSql { tx };
+        let r = f(&mut s)?;
+        s.tx.commit().map_err(DbError::from)?;
+        Ok(r)
+    }
+}
+
+struct PgSql<'a> {
+    tx: postgres::Transaction<'a>,
+}
+
+impl ToSql for V {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self {
+            V::Null => Ok(IsNull::Yes),
+            V::I(i) => match *ty {
+                Type::INT2 => (*i as i16).to_sql(ty, out),
+                Type::INT4 => (*i as i32).to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                _ => i.to_sql(ty, out),
+            },
+            V::F(f) => f.to_sql(ty, out),
+            V::T(s) => s.to_sql(ty, out),
+            V::B(b) => b.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for V {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<V, Box<dyn Error + Sync + Send>> {
+        Ok(match *ty {
+            Type::INT8 => V::I(i64::from_sql(ty, raw)?),
+            Type::INT4 => V::I(i32::from_sql(ty, raw)? as i64),
+            Type::INT2 => V::I(i16::from_sql(ty, raw)? as i64),
+            Type::BOOL => V::I(bool::from_sql(ty, raw)? as i64),
+            Type::FLOAT8 => V::F(f64::from_sql(ty, raw)?),
+            Type::FLOAT4 => V::F(f32::from_sql(ty, raw)? as f64),
+            Type::BYTEA => V::B(Vec::<u8>::from_sql(ty, raw)?),
+            _ => V::T(String::from_sql(ty, raw)?),
+        })
+    }
+
+    fn from_sql_null(_: &Type) -> Result<V, Box<dyn Error + Sync + Send>> {
+        Ok(V::Null)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+fn params(args: &[V]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
+impl Sql for PgSql<'_> {
+    fn exec(&mut self, sql: &str, args: &[V]) -> Result<u64, DbError> {
+        Ok(self.tx.execute(sql, &params(args))?)
+    }
+
+    fn query(&mut self, sql: &str, args: &[V]) -> Result<Vec<Vec<V>>, DbError> {
+        let rows = self.tx.query(sql, &params(args))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut row = Vec::with_capacity(r.len());
+            for i in 0..r.len() {
+                row.push(r.try_get::<_, V>(i)?);
+            }
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

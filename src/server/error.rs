@@ -1,0 +1,117 @@
+//! The one error type of the API: each case maps to a status code and a JSON body
+//! ([`ApiError`]) that says what was wrong and where, never internals.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::db::DbError;
+use crate::domain::validate::ValidationErrors;
+use crate::wire::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("sign in first: the token is missing, unknown, revoked or expired")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        field: Option<String>,
+    },
+    #[error("entries must continue from sequence number {expected}")]
+    Gap { expected: u64 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many failed sign-ins; try again in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("this server speaks protocol {server}; the app speaks {client}: update the app")]
+    Upgrade { server: u32, client: String },
+    #[error("the database is unavailable")]
+    Db(#[from] DbError),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Failure {
+    pub fn invalid(message: impl Into<String>, field: Option<&str>) -> Failure {
+        Failure::Invalid {
+            message: message.into(),
+            field: field.map(str::to_owned),
+        }
+    }
+
+    /// Prefixes the field path (e.g. with `entries[3]`), for errors deep in a batch.
+    pub fn at(self, prefix: &str) -> Failure {
+        match self {
+            Failure::Invalid { message, field } => Failure::Invalid {
+                message,
+                field: Some(match field {
+                    Some(f) => format!("{prefix}.{f}"),
+                    None => prefix.to_owned(),
+                }),
+            },
+            Failure::NotFound(m) => Failure::NotFound(format!("{prefix}: {m}")),
+            Failure::Forbidden(m) => Failure::Forbidden(format!("{prefix}: {m}")),
+            Failure::Conflict(m) => Failure::Conflict(format!("{prefix}: {m}")),
+            other => other,
+        }
+    }
+
+    fn code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Failure::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Failure::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Failure::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Failure::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Failure::Gap { .. } => (StatusCode::CONFLICT, "gap"),
+            Failure::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Failure::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Failure::Upgrade { .. } => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
+            Failure::Db(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Failure::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<ValidationErrors> for Failure {
+    fn from(e: ValidationErrors) -> Failure {
+        let field = e.errors.first().map(|f| f.field.clone());
+        Failure::Invalid {
+            message: e.to_string(),
+            field,
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let (status, code) = self.code();
+        match &self {
+            Failure::Db(e) => tracing::error!(error = %e, "database error"),
+            Failure::Internal(e) => tracing::error!(error = %e, "internal error"),
+            _ => {}
+        }
+        let body = ApiError {
+            error: code.to_owned(),
+            message: self.to_string(),
+            field: match &self {
+                Failure::Invalid { field, .. } => field.clone(),
+                _ => None,
+            },
+            expected: match &self {
+                Failure::Gap { expected } => Some(*expected),
+                _ => None,
+            },
+        };
+        let mut res = (status, axum::Json(body)).into_response();
+        if let Failure::RateLimited { retry_after } = self
+            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    }
+}

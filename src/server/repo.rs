@@ -1,0 +1,584 @@
+//! What the server stores, written once against [`Sql`]: accounts and sessions, scopes,
+//! entities with per-field versions, the change sequence, watermarks, status history,
+//! conflicts, audit and photos.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::db::{DbError, Sql, V};
+use crate::args;
+use crate::domain::codes::Coded;
+use crate::domain::model::{EntityKind, StatusChange};
+use crate::merge::FieldMeta;
+use crate::wire::{Account, GridRef, Role};
+
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn parse_ts(s: &str) -> Result<DateTime<Utc>, DbError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| DbError::Type(format!("bad time {s:?}: {e}")))
+}
+
+fn uuid(s: &str) -> Result<Uuid, DbError> {
+    Uuid::parse_str(s).map_err(|e| DbError::Type(format!("bad id {s:?}: {e}")))
+}
+
+/// A signed-in (or looked-up) account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub scope_code: String,
+    pub disabled: bool,
+    /// A worker's grids: id and code.
+    pub grids: Vec<(Uuid, String)>,
+}
+
+impl User {
+    /// What the account may read and write.
+    pub fn scope(&self) -> Scope {
+        match self.role {
+            Role::Worker => Scope::Grids(self.grids.clone()),
+            _ => Scope::Area(self.scope_code.clone()),
+        }
+    }
+
+    pub fn account(&self, grid_names: &BTreeMap<Uuid, String>) -> Account {
+        Account {
+            username: self.username.clone(),
+            display_name: self.display_name.clone(),
+            role: self.role,
+            scope_code: self.scope_code.clone(),
+            grids: self
+                .grids
+                .iter()
+                .map(|(id, code)| GridRef {
+                    id: *id,
+                    code: code.clone(),
+                    name: grid_names.get(id).cloned().unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A scope: a worker's own grids, or an area by its code prefix (village, town, county).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scope {
+    Grids(Vec<(Uuid, String)>),
+    Area(String),
+}
+
+impl Scope {
+    /// Whether a grid (by its code) is in scope.
+    pub fn covers(&self, grid_code: &str) -> bool {
+        match self {
+            Scope::Grids(g) => g.iter().any(|(_, c)| c == grid_code),
+            Scope::Area(prefix) => grid_code.starts_with(prefix.as_str()),
+        }
+    }
+
+    /// A `grid_code` condition with parameters numbered from `$first`.
+    pub fn clause(&self, first: usize) -> (String, Vec<V>) {
+        match self {
+            Scope::Grids(g) if g.is_empty() => ("1 = 0".into(), vec![]),
+            Scope::Grids(g) => {
+                let marks: Vec<String> = (0..g.len()).map(|i| format!("${}", first + i)).collect();
+                (
+                    format!("grid_code IN ({})", marks.join(", ")),
+                    g.iter().map(|(_, c)| V::T(c.clone())).collect(),
+                )
+            }
+            Scope::Area(prefix) => (
+                format!("grid_code >= ${} AND grid_code < ${}", first, first + 1),
+                vec![V::T(prefix.clone()), V::T(format!("{prefix}~"))],
+            ),
+        }
+    }
+}
+
+/// A new account.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub scope_code: String,
+    pub password_hash: String,
+    pub grids: Vec<Uuid>,
+}
+
+pub fn create_user(db: &mut dyn Sql, u: &NewUser, now: DateTime<Utc>) -> Result<Uuid, DbError> {
+    let id = Uuid::now_v7();
+    db.exec(
+        "INSERT INTO users (id, username, display_name, role, scope_code, password_hash, disabled, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+        args![id.to_string(), &u.username, &u.display_name, u.role.code(), &u.scope_code, &u.password_hash, ts(now)],
+    )?;
+    for g in &u.grids {
+        db.exec(
+            "INSERT INTO user_grids (user_id, grid_id) VALUES ($1, $2)",
+            args![id.to_string(), g.to_string()],
+        )?;
+    }
+    Ok(id)
+}
+
+fn user_from_row(db: &mut dyn Sql, r: &[V]) -> Result<User, DbError> {
+    let id = uuid(r[0].str()?)?;
+    let grids = db
+        .query(
+            "SELECT g.grid_id, e.grid_code FROM user_grids g JOIN entities e ON e.id = g.grid_id
+             WHERE g.user_id = $1 ORDER BY e.grid_code",
+            args![id.to_string()],
+        )?
+        .into_iter()
+        .map(|r| Ok((uuid(r[0].str()?)?, r[1].string()?)))
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok(User {
+        id,
+        username: r[1].string()?,
+        display_name: r[2].string()?,
+        role: Role::from_code(r[3].str()?).map_err(|e| DbError::Type(e.to_string()))?,
+        scope_code: r[4].string()?,
+        disabled: r[5].i64()? != 0,
+        grids,
+    })
+}
+
+const USER_COLUMNS: &str = "id, username, display_name, role, scope_code, disabled";
+
+/// An account and its password hash.
+pub fn user_by_name(db: &mut dyn Sql, username: &str) -> Result<Option<(User, String)>, DbError> {
+    let Some(r) = db.query_opt(
+        &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1"),
+        args![username],
+    )?
+    else {
+        return Ok(None);
+    };
+    let hash = r[6].string()?;
+    Ok(Some((user_from_row(db, &r)?, hash)))
+}
+
+pub fn set_password(db: &mut dyn Sql, username: &str, hash: &str) -> Result<bool, DbError> {
+    Ok(db.exec(
+        "UPDATE users SET password_hash = $2 WHERE username = $1",
+        args![username, hash],
+    )? == 1)
+}
+
+/// Disables (or enables) an account; disabling revokes every session.
+pub fn set_disabled(db: &mut dyn Sql, username: &str, disabled: bool) -> Result<bool, DbError> {
+    let n = db.exec(
+        "UPDATE users SET disabled = $2 WHERE username = $1",
+        args![username, disabled as i64],
+    )?;
+    if disabled {
+        db.exec(
+            "UPDATE sessions SET revoked = 1 WHERE user_id = (SELECT id FROM users WHERE username = $1)",
+            args![username],
+        )?;
+    }
+    Ok(n == 1)
+}
+
+pub fn create_session(
+    db: &mut dyn Sql,
+    token_hash: &str,
+    user: Uuid,
+    device: Uuid,
+    now: DateTime<Utc>,
+    expires: DateTime<Utc>,
+) -> Result<(), DbError> {
+    db.exec(
+        "INSERT INTO sessions (token_hash, user_id, device_id, created_at, expires_at, revoked)
+         VALUES ($1, $2, $3, $4, $5, 0)",
+        args![
+            token_hash,
+            user.to_string(),
+            device.to_string(),
+            ts(now),
+            ts(expires)
+        ],
+    )?;
+    Ok(())
+}
+
+/// The account and device of a live session (not revoked, not expired, account enabled).
+pub fn session(
+    db: &mut dyn Sql,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(User, Uuid)>, DbError> {
+    let Some(r) = db.query_opt(
+        "SELECT u.id, u.username, u.display_name, u.role, u.scope_code, u.disabled, s.device_id, s.expires_at
+         FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.token_hash = $1 AND s.revoked = 0",
+        args![token_hash],
+    )?
+    else {
+        return Ok(None);
+    };
+    if parse_ts(r[7].str()?)? <= now || r[5].i64()? != 0 {
+        return Ok(None);
+    }
+    let device = uuid(r[6].str()?)?;
+    Ok(Some((user_from_row(db, &r)?, device)))
+}
+
+pub fn revoke_session(db: &mut dyn Sql, token_hash: &str) -> Result<(), DbError> {
+    db.exec(
+        "UPDATE sessions SET revoked = 1 WHERE token_hash = $1",
+        args![token_hash],
+    )?;
+    Ok(())
+}
+
+pub fn add_login_failure(
+    db: &mut dyn Sql,
+    username: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    db.exec(
+        "INSERT INTO login_failures (username, at) VALUES ($1, $2)",
+        args![username, ts(now)],
+    )?;
+    Ok(())
+}
+
+pub fn login_failures_since(
+    db: &mut dyn Sql,
+    username: &str,
+    since: DateTime<Utc>,
+) -> Result<i64, DbError> {
+    db.query_one(
+        "SELECT count(*) FROM login_failures WHERE username = $1 AND at > $2",
+        args![username, ts(since)],
+    )?[0]
+        .i64()
+}
+
+pub fn clear_login_failures(db: &mut dyn Sql, username: &str) -> Result<(), DbError> {
+    db.exec(
+        "DELETE FROM login_failures WHERE username = $1",
+        args![username],
+    )?;
+    Ok(())
+}
+
+/// Reserves `n` sequence numbers at once (bulk imports); returns the first.
+pub fn reserve_seqs(db: &mut dyn Sql, n: i64) -> Result<i64, DbError> {
+    let last = db.query_one(
+        "UPDATE counters SET value = value + $1 WHERE name = 'change_seq' RETURNING value",
+        args![n],
+    )?[0]
+        .i64()?;
+    Ok(last - n + 1)
+}
+
+/// The next server sequence number. In PostgreSQL the counter row stays locked until the
+/// transaction ends, so numbers are handed out in commit order and a pull never skips one.
+pub fn next_seq(db: &mut dyn Sql) -> Result<i64, DbError> {
+    db.query_one(
+        "UPDATE counters SET value = value + 1 WHERE name = 'change_seq' RETURNING value",
+        &[],
+    )?[0]
+        .i64()
+}
+
+/// Per-field versions of an entity: the stamp of its creation, and of each field changed
+/// since (a field without its own stamp was last set when the entity was made).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EntityMeta {
+    pub created: FieldMeta,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, FieldMeta>,
+}
+
+impl EntityMeta {
+    pub fn get(&self, field: &str) -> &FieldMeta {
+        self.fields.get(field).unwrap_or(&self.created)
+    }
+
+    pub fn set(&mut self, field: &str, m: FieldMeta) {
+        self.fields.insert(field.to_owned(), m);
+    }
+}
+
+/// One stored entity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    pub id: Uuid,
+    pub kind: EntityKind,
+    pub grid_id: Uuid,
+    pub grid_code: String,
+    pub parent_id: Option<Uuid>,
+    pub data: Map<String, Value>,
+    pub meta: EntityMeta,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Entity {
+    pub fn status(&self) -> Option<&str> {
+        self.data.get("status").and_then(Value::as_str)
+    }
+}
+
+pub fn get_entity(db: &mut dyn Sql, id: Uuid) -> Result<Option<Entity>, DbError> {
+    let Some(r) = db.query_opt(
+        "SELECT kind, grid_id, grid_code, parent_id, data, meta, version, created_at FROM entities WHERE id = $1",
+        args![id.to_string()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let data: Value =
+        serde_json::from_str(r[4].str()?).map_err(|e| DbError::Type(e.to_string()))?;
+    let Value::Object(data) = data else {
+        return Err(DbError::Type(format!("entity {id} is not an object")));
+    };
+    Ok(Some(Entity {
+        id,
+        kind: EntityKind::from_code(r[0].str()?).map_err(|e| DbError::Type(e.to_string()))?,
+        grid_id: uuid(r[1].str()?)?,
+        grid_code: r[2].string()?,
+        parent_id: r[3].opt_string()?.map(|s| uuid(&s)).transpose()?,
+        data,
+        meta: serde_json::from_str(r[5].str()?).map_err(|e| DbError::Type(e.to_string()))?,
+        version: r[6].i64()?,
+        created_at: parse_ts(r[7].str()?)?,
+    }))
+}
+
+/// Inserts or replaces an entity (its indexed columns come from its data).
+pub fn put_entity(db: &mut dyn Sql, e: &Entity, now: DateTime<Utc>) -> Result<(), DbError> {
+    let s = |k: &str| e.data.get(k).and_then(Value::as_str).map(str::to_owned);
+    let category = s("category").or_else(|| s("domain"));
+    db.exec(
+        "INSERT INTO entities (id, kind, grid_id, grid_code, parent_id, status, urgency, category, author,
+                               created_at, updated_at, data, meta, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, grid_id = excluded.grid_id,
+           grid_code = excluded.grid_code, parent_id = excluded.parent_id, status = excluded.status,
+           urgency = excluded.urgency, category = excluded.category, author = excluded.author,
+           updated_at = excluded.updated_at, data = excluded.data, meta = excluded.meta,
+           version = excluded.version",
+        args![
+            e.id.to_string(),
+            e.kind.code(),
+            e.grid_id.to_string(),
+            &e.grid_code,
+            e.parent_id.map(|p| p.to_string()),
+            s("status"),
+            s("urgency"),
+            category,
+            s("author"),
+            ts(e.created_at),
+            ts(now),
+            Value::Object(e.data.clone()).to_string(),
+            serde_json::to_string(&e.meta).map_err(|e| DbError::Type(e.to_string()))?,
+            e.version,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn add_status_change(db: &mut dyn Sql, c: &StatusChange) -> Result<(), DbError> {
+    db.exec(
+        "INSERT INTO status_history (record_id, from_status, to_status, at, actor, note)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        args![
+            c.record_id.to_string(),
+            c.from.code(),
+            c.to.code(),
+            ts(c.at),
+            &c.actor,
+            c.note.clone()
+        ],
+    )?;
+    Ok(())
+}
+
+/// The status history of records, oldest first, by record.
+pub fn status_histories(
+    db: &mut dyn Sql,
+    ids: &[Uuid],
+) -> Result<BTreeMap<Uuid, Vec<StatusChange>>, DbError> {
+    let mut out: BTreeMap<Uuid, Vec<StatusChange>> = BTreeMap::new();
+    for chunk in ids.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let args: Vec<V> = chunk.iter().map(|i| V::T(i.to_string())).collect();
+        let rows = db.query(
+            &format!(
+                "SELECT record_id, from_status, to_status, at, actor, note FROM status_history
+                 WHERE record_id IN ({}) ORDER BY id",
+                marks.join(", ")
+            ),
+            &args,
+        )?;
+        for r in rows {
+            let id = uuid(r[0].str()?)?;
+            let code = |v: &V| -> Result<crate::domain::Status, DbError> {
+                crate::domain::Status::from_code(v.str()?).map_err(|e| DbError::Type(e.to_string()))
+            };
+            out.entry(id).or_default().push(StatusChange {
+                record_id: id,
+                from: code(&r[1])?,
+                to: code(&r[2])?,
+                at: parse_ts(r[3].str()?)?,
+                actor: r[4].string()?,
+                note: r[5].opt_string()?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One line of the audit log: who, what, when, which device.
+#[allow(clippy::too_many_arguments)] // each is one column of the line
+pub fn audit(
+    db: &mut dyn Sql,
+    now: DateTime<Utc>,
+    username: &str,
+    device: Option<Uuid>,
+    action: &str,
+    kind: Option<EntityKind>,
+    entity: Option<Uuid>,
+    detail: Option<String>,
+) -> Result<(), DbError> {
+    db.exec(
+        "INSERT INTO audit (at, username, device_id, action, entity_kind, entity_id, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        args![
+            ts(now),
+            username,
+            device.map(|d| d.to_string()),
+            action,
+            kind.map(|k| k.code()),
+            entity.map(|e| e.to_string()),
+            detail
+        ],
+    )?;
+    Ok(())
+}
+
+/// A device's watermark for a lane, locking its row for the rest of the transaction, with
+/// the account the device belongs to.
+pub fn lock_watermark(
+    db: &mut dyn Sql,
+    device: Uuid,
+    lane: &str,
+    username: &str,
+    now: DateTime<Utc>,
+) -> Result<(i64, String), DbError> {
+    db.exec(
+        "INSERT INTO watermarks (device_id, lane, seq, username, updated_at) VALUES ($1, $2, 0, $3, $4)
+         ON CONFLICT (device_id, lane) DO NOTHING",
+        args![device.to_string(), lane, username, ts(now)],
+    )?;
+    let r = db.query_one(
+        "UPDATE watermarks SET updated_at = $3 WHERE device_id = $1 AND lane = $2 RETURNING seq, username",
+        args![device.to_string(), lane, ts(now)],
+    )?;
+    Ok((r[0].i64()?, r[1].string()?))
+}
+
+pub fn set_watermark(db: &mut dyn Sql, device: Uuid, lane: &str, seq: i64) -> Result<(), DbError> {
+    db.exec(
+        "UPDATE watermarks SET seq = $3 WHERE device_id = $1 AND lane = $2",
+        args![device.to_string(), lane, seq],
+    )?;
+    Ok(())
+}
+
+/// Entities in scope changed after `cursor`, in version order, at most `limit` (+1 to tell
+/// whether more wait).
+pub fn changed_since(
+    db: &mut dyn Sql,
+    scope: &Scope,
+    cursor: i64,
+    limit: usize,
+) -> Result<Vec<(EntityKind, Uuid, String, i64)>, DbError> {
+    let (clause, mut args) = scope.clause(3);
+    let mut all = vec![V::I(cursor), V::I(limit as i64 + 1)];
+    all.append(&mut args);
+    db.query(
+        &format!(
+            "SELECT kind, id, data, version FROM entities WHERE {clause} AND version > $1
+             ORDER BY version LIMIT $2"
+        ),
+        &all,
+    )?
+    .into_iter()
+    .map(|r| {
+        Ok((
+            EntityKind::from_code(r[0].str()?).map_err(|e| DbError::Type(e.to_string()))?,
+            uuid(r[1].str()?)?,
+            r[2].string()?,
+            r[3].i64()?,
+        ))
+    })
+    .collect()
+}
+
+pub fn get_setting(db: &mut dyn Sql, key: &str) -> Result<Option<String>, DbError> {
+    db.query_opt("SELECT value FROM settings WHERE key = $1", args![key])?
+        .map(|r| r[0].string())
+        .transpose()
+}
+
+pub fn set_setting(db: &mut dyn Sql, key: &str, value: &str) -> Result<(), DbError> {
+    db.exec(
+        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        args![key, value],
+    )?;
+    Ok(())
+}
+
+/// Grid names by id (for account answers).
+pub fn grid_names(db: &mut dyn Sql, ids: &[Uuid]) -> Result<BTreeMap<Uuid, String>, DbError> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        if let Some(e) = get_entity(db, *id)? {
+            out.insert(
+                *id,
+                e.data
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A grid by code, for operators (`user add --grid CODE`).
+pub fn grid_id_by_code(db: &mut dyn Sql, code: &str) -> Result<Option<Uuid>, DbError> {
+    db.query_opt(
+        "SELECT id FROM entities WHERE kind = 'GRID' AND grid_code = $1",
+        args![code],
+    )?
+    .map(|r| uuid(r[0].str()?))
+    .transpose()
+}
+
+/// What an upload has received so far: `(size, received, complete)`.
+pub fn photo_state(db: &mut dyn Sql, sha: &str) -> Result<Option<(i64, i64, bool)>, DbError> {
+    db.query_opt(
+        "SELECT size, received, complete FROM photos WHERE sha256 = $1",
+        args![sha],
+    )?
+    .map(|r| Ok((r[0].i64()?, r[1].i64()?, r[2].i64()? != 0)))
+    .transpose()
+}

@@ -1,0 +1,1116 @@
+//! The sync protocol on the server: applying a pushed batch (in one transaction, with the
+//! device's watermark, scope checks, validation, lifecycle checks and the field-level merge of
+//! [`crate::merge`]), answering pulls, and the county's own changes (transitions, replies,
+//! settling conflicts), which flow down to devices the same way.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::db::Sql;
+use super::error::Failure;
+use super::repo::{self, Entity, EntityMeta, Scope, User};
+use crate::domain::codes::{Coded, Domain, Tag};
+use crate::domain::geo::track_length_m;
+use crate::domain::lifecycle::{Actor, Status, check_transition, lifecycle};
+use crate::domain::model::{
+    AnyRecord, Conflict, EmergencyReport, EntityKind, House, Household, MediationSession,
+    PatrolPoints, Person, Reply, StatusChange, Visit, new_id,
+};
+use crate::merge::{Decision, FieldEdit, FieldMeta, corrected_time, decide};
+use crate::wire::{Change, Lane, Op, OutboxEntry, PullResponse, PushRequest, PushResponse};
+
+/// Largest pull page.
+pub const MAX_PAGE: usize = 20_000;
+
+/// Reads JSON into a type, saying which field is wrong.
+pub fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, Failure> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        Failure::invalid(
+            e.inner().to_string(),
+            (path != ".").then_some(path.as_str()),
+        )
+    })
+}
+
+/// Who is making a change, and with what clock.
+struct Ctx<'a> {
+    user: &'a User,
+    scope: Scope,
+    device: Option<Uuid>,
+    server_now: DateTime<Utc>,
+    device_now: DateTime<Utc>,
+    conflicts: u32,
+}
+
+impl Ctx<'_> {
+    /// The latest of the two clocks: records are validated as of the moment they were made.
+    fn validation_now(&self) -> DateTime<Utc> {
+        self.server_now.max(self.device_now)
+    }
+}
+
+fn not_in_scope(what: &str, id: Uuid) -> Failure {
+    // Same answer whether it exists elsewhere or not at all.
+    Failure::NotFound(format!("no {what} {id} in your scope"))
+}
+
+/// An entity in scope, or the not-found answer.
+fn scoped(db: &mut dyn Sql, ctx: &Ctx<'_>, id: Uuid, what: &str) -> Result<Entity, Failure> {
+    match repo::get_entity(db, id)? {
+        Some(e) if ctx.scope.covers(&e.grid_code) => Ok(e),
+        _ => Err(not_in_scope(what, id)),
+    }
+}
+
+fn grid_code_in_scope(db: &mut dyn Sql, ctx: &Ctx<'_>, grid: Uuid) -> Result<String, Failure> {
+    let g = scoped(db, ctx, grid, "grid")?;
+    if g.kind != EntityKind::Grid {
+        return Err(not_in_scope("grid", grid));
+    }
+    Ok(g.grid_code)
+}
+
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// A new entity with every field stamped with its first version.
+#[allow(clippy::too_many_arguments)] // each is one column of the entity
+fn new_entity(
+    kind: EntityKind,
+    id: Uuid,
+    grid_id: Uuid,
+    grid_code: String,
+    parent_id: Option<Uuid>,
+    data: Map<String, Value>,
+    seq: i64,
+    at: DateTime<Utc>,
+    by: &str,
+    created_at: DateTime<Utc>,
+) -> Entity {
+    let meta = EntityMeta {
+        created: FieldMeta {
+            version: seq,
+            at,
+            by: by.to_owned(),
+        },
+        fields: Default::default(),
+    };
+    Entity {
+        id,
+        kind,
+        grid_id,
+        grid_code,
+        parent_id,
+        data,
+        meta,
+        version: seq,
+        created_at,
+    }
+}
+
+/// Checks a whole entity's data by its type; returns (grid, parent) it belongs to.
+fn check_typed(
+    db: &mut dyn Sql,
+    ctx: &Ctx<'_>,
+    kind: EntityKind,
+    data: &Map<String, Value>,
+) -> Result<(Uuid, Option<Uuid>), Failure> {
+    let v = Value::Object(data.clone());
+    let now = ctx.validation_now();
+    if let Some(domain) = kind.domain() {
+        let r = AnyRecord::from_json(domain, v.clone())
+            .map_err(|_| ())
+            .or_else(|_| {
+                // Re-parse through the typed path for an error that names the field.
+                match domain {
+                    Domain::Hazard => {
+                        parse::<crate::domain::model::Hazard>(&v).map(AnyRecord::Hazard)
+                    }
+                    Domain::Opinion => {
+                        parse::<crate::domain::model::Opinion>(&v).map(AnyRecord::Opinion)
+                    }
+                    Domain::Dispute => {
+                        parse::<crate::domain::model::Dispute>(&v).map(AnyRecord::Dispute)
+                    }
+                    Domain::Patrol => {
+                        parse::<crate::domain::model::Patrol>(&v).map(AnyRecord::Patrol)
+                    }
+                    Domain::Emergency => {
+                        parse::<crate::domain::model::Emergency>(&v).map(AnyRecord::Emergency)
+                    }
+                    _ => parse::<crate::domain::model::Event>(&v).and_then(|e| {
+                        if e.domain == domain {
+                            Ok(AnyRecord::Event(e))
+                        } else {
+                            Err(Failure::invalid(
+                                format!("domain {} does not match kind {domain}", e.domain),
+                                Some("domain"),
+                            ))
+                        }
+                    }),
+                }
+            })?;
+        r.validate(now)?;
+        return Ok((r.common().grid_id, None));
+    }
+    match kind {
+        EntityKind::House => {
+            let h: House = parse(&v)?;
+            h.validate()?;
+            Ok((h.grid_id, None))
+        }
+        EntityKind::Household => {
+            let h: Household = parse(&v)?;
+            h.validate()?;
+            Ok((h.grid_id, None))
+        }
+        EntityKind::Person => {
+            let p: Person = parse(&v)?;
+            p.validate(now.date_naive())?;
+            let h =
+                scoped(db, ctx, p.household_id, "household").map_err(|e| e.at("household_id"))?;
+            Ok((h.grid_id, Some(p.household_id)))
+        }
+        EntityKind::Visit => {
+            let vi: Visit = parse(&v)?;
+            vi.validate(now)?;
+            let h =
+                scoped(db, ctx, vi.household_id, "household").map_err(|e| e.at("household_id"))?;
+            if h.grid_id != vi.grid_id {
+                return Err(Failure::invalid(
+                    format!("the household is in grid {}, not {}", h.grid_id, vi.grid_id),
+                    Some("grid_id"),
+                ));
+            }
+            Ok((vi.grid_id, Some(vi.household_id)))
+        }
+        EntityKind::MediationSession => {
+            let s: MediationSession = parse(&v)?;
+            s.validate(now)?;
+            let d = parent_of_kind(db, ctx, s.dispute_id, EntityKind::Dispute, "dispute_id")?;
+            Ok((d.grid_id, Some(d.id)))
+        }
+        EntityKind::EmergencyReport => {
+            let r: EmergencyReport = parse(&v)?;
+            r.validate(now)?;
+            let e = parent_of_kind(
+                db,
+                ctx,
+                r.emergency_id,
+                EntityKind::Emergency,
+                "emergency_id",
+            )?;
+            Ok((e.grid_id, Some(e.id)))
+        }
+        EntityKind::PatrolPoints => {
+            let p: PatrolPoints = parse(&v)?;
+            p.validate(now)?;
+            let patrol = parent_of_kind(db, ctx, p.patrol_id, EntityKind::Patrol, "patrol_id")?;
+            Ok((patrol.grid_id, Some(patrol.id)))
+        }
+        other => Err(Failure::invalid(
+            format!("a device cannot send {other} entities"),
+            Some("kind"),
+        )),
+    }
+}
+
+fn parent_of_kind(
+    db: &mut dyn Sql,
+    ctx: &Ctx<'_>,
+    id: Uuid,
+    kind: EntityKind,
+    field: &str,
+) -> Result<Entity, Failure> {
+    let e = scoped(db, ctx, id, &kind.code().to_lowercase()).map_err(|e| e.at(field))?;
+    if e.kind != kind {
+        return Err(not_in_scope(&kind.code().to_lowercase(), id).at(field));
+    }
+    Ok(e)
+}
+
+/// Applies a pushed batch of one lane in the caller's transaction.
+pub fn push(
+    db: &mut dyn Sql,
+    user: &User,
+    device: Uuid,
+    req: &PushRequest,
+    server_now: DateTime<Utc>,
+) -> Result<PushResponse, Failure> {
+    if req.device_id != device {
+        return Err(Failure::Forbidden(format!(
+            "this session belongs to device {device}, not {}",
+            req.device_id
+        )));
+    }
+    let lane = req.lane;
+    for (i, e) in req.entries.iter().enumerate() {
+        if e.lane != lane || Lane::for_kind(e.kind) != lane {
+            return Err(Failure::invalid(
+                format!(
+                    "a {} entry belongs in the {} lane",
+                    e.kind,
+                    Lane::for_kind(e.kind)
+                ),
+                Some(&format!("entries[{i}].lane")),
+            ));
+        }
+        if i > 0 && e.seq != req.entries[i - 1].seq + 1 {
+            return Err(Failure::invalid(
+                "entries must be in sequence order without gaps",
+                Some(&format!("entries[{i}].seq")),
+            ));
+        }
+    }
+    let (watermark, owner) =
+        repo::lock_watermark(db, device, lane.code(), &user.username, server_now)?;
+    if owner != user.username {
+        return Err(Failure::Forbidden(format!(
+            "device {device} is enrolled to another account"
+        )));
+    }
+    let watermark = watermark as u64;
+    let fresh: Vec<(usize, &OutboxEntry)> = req
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.seq > watermark)
+        .collect();
+    let replayed = (req.entries.len() - fresh.len()) as u32;
+    if let Some((_, first)) = fresh.first()
+        && first.seq != watermark + 1
+    {
+        return Err(Failure::Gap {
+            expected: watermark + 1,
+        });
+    }
+    let mut ctx = Ctx {
+        user,
+        scope: user.scope(),
+        device: Some(device),
+        server_now,
+        device_now: req.device_now,
+        conflicts: 0,
+    };
+    for (i, e) in &fresh {
+        apply_entry(db, &mut ctx, e).map_err(|f| f.at(&format!("entries[{i}]")))?;
+    }
+    let acked = fresh
+        .last()
+        .map(|(_, e)| e.seq)
+        .unwrap_or(watermark)
+        .max(watermark);
+    if !fresh.is_empty() {
+        repo::set_watermark(db, device, lane.code(), acked as i64)?;
+    }
+    Ok(PushResponse {
+        lane,
+        acked_through: acked,
+        applied: fresh.len() as u32,
+        replayed,
+        conflicts: ctx.conflicts,
+    })
+}
+
+fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(), Failure> {
+    let at = corrected_time(e.edited_at, ctx.device_now, ctx.server_now);
+    let by = ctx.user.username.clone();
+    let (server_now, device) = (ctx.server_now, ctx.device);
+    let audit = |db: &mut dyn Sql, action: &str| {
+        repo::audit(
+            db,
+            server_now,
+            &by,
+            device,
+            action,
+            Some(e.kind),
+            Some(e.record_id),
+            None,
+        )
+    };
+    match (e.op, e.kind) {
+        (Op::Create, k) if !k.is_append_only() => {
+            let mut data = e.fields.clone();
+            if data.get("id").and_then(Value::as_str) != Some(e.record_id.to_string().as_str()) {
+                return Err(Failure::invalid(
+                    "the id must be the entry's record id",
+                    Some("fields.id"),
+                ));
+            }
+            if let Some(domain) = k.domain() {
+                data.insert("author".into(), Value::String(by.clone()));
+                let initial = lifecycle(domain).initial;
+                if data.get("status").and_then(Value::as_str) != Some(initial.code()) {
+                    return Err(Failure::invalid(
+                        format!("a new {domain} record starts as {initial}"),
+                        Some("fields.status"),
+                    ));
+                }
+            }
+            let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
+            let grid_code =
+                grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
+            if repo::get_entity(db, e.record_id)?.is_some() {
+                return Err(Failure::Conflict(format!(
+                    "{} {} already exists",
+                    k, e.record_id
+                )));
+            }
+            let seq = repo::next_seq(db)?;
+            let created = data
+                .get("created_at")
+                .and_then(Value::as_str)
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or(at);
+            let ent = new_entity(
+                k,
+                e.record_id,
+                grid,
+                grid_code,
+                parent,
+                data,
+                seq,
+                at,
+                &by,
+                created,
+            );
+            repo::put_entity(db, &ent, ctx.server_now)?;
+            audit(db, "CREATE")?;
+            Ok(())
+        }
+        (Op::Update, k) if !k.is_append_only() => {
+            let what = k.code().to_lowercase();
+            let mut ent = scoped(db, ctx, e.record_id, &what)?;
+            if ent.kind != k {
+                return Err(not_in_scope(&what, e.record_id));
+            }
+            for f in ["id", "created_at", "author", "status"] {
+                if e.fields.contains_key(f) {
+                    return Err(Failure::invalid(
+                        format!("{f} cannot be edited"),
+                        Some(&format!("fields.{f}")),
+                    ));
+                }
+            }
+            let mut changed = Vec::new();
+            let mut lost = Vec::new();
+            for (field, value) in &e.fields {
+                let meta = ent.meta.get(field).clone();
+                let current = ent.data.get(field).cloned().unwrap_or(Value::Null);
+                let edit = FieldEdit {
+                    value,
+                    base_version: e.base_version,
+                    at,
+                    by: &by,
+                };
+                match decide(Some((&current, &meta)), &edit) {
+                    Decision::Apply => changed.push((field.clone(), value.clone())),
+                    Decision::Same => {}
+                    Decision::WinsConflict => {
+                        lost.push((
+                            field.clone(),
+                            current.clone(),
+                            meta.clone(),
+                            value.clone(),
+                            false,
+                        ));
+                        changed.push((field.clone(), value.clone()));
+                    }
+                    Decision::LosesConflict => {
+                        lost.push((field.clone(), current, meta, value.clone(), true))
+                    }
+                }
+            }
+            if changed.is_empty() && lost.is_empty() {
+                audit(db, "UPDATE_NOOP")?;
+                return Ok(());
+            }
+            if !changed.is_empty() {
+                let seq = repo::next_seq(db)?;
+                for (f, v) in &changed {
+                    ent.data.insert(f.clone(), v.clone());
+                    ent.meta.set(
+                        f,
+                        FieldMeta {
+                            version: seq,
+                            at,
+                            by: by.clone(),
+                        },
+                    );
+                }
+                let (grid, parent) =
+                    check_typed(db, ctx, k, &ent.data).map_err(|f| f.at("fields"))?;
+                if grid != ent.grid_id {
+                    ent.grid_code =
+                        grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
+                    ent.grid_id = grid;
+                }
+                ent.parent_id = parent.or(ent.parent_id);
+                ent.version = seq;
+                repo::put_entity(db, &ent, ctx.server_now)?;
+            }
+            for (field, current, meta, edit_value, edit_lost) in lost {
+                let (kept, lost_v, kept_by, lost_by, kept_at, lost_at) = if edit_lost {
+                    (current, edit_value, meta.by, by.clone(), meta.at, at)
+                } else {
+                    (edit_value, current, by.clone(), meta.by, at, meta.at)
+                };
+                record_conflict(
+                    db, ctx, &ent, &field, kept, lost_v, kept_by, lost_by, kept_at, lost_at,
+                )?;
+            }
+            audit(db, "UPDATE")?;
+            Ok(())
+        }
+        (Op::Transition, k) if k.is_record() => {
+            let what = k.code().to_lowercase();
+            let mut ent = scoped(db, ctx, e.record_id, &what)?;
+            let domain = k.domain().expect("records have domains");
+            let code = |f: &str| -> Result<Status, Failure> {
+                let s = e.fields.get(f).and_then(Value::as_str).ok_or_else(|| {
+                    Failure::invalid(format!("{f} is required"), Some(&format!("fields.{f}")))
+                })?;
+                Status::from_code(s)
+                    .map_err(|err| Failure::invalid(err.to_string(), Some(&format!("fields.{f}"))))
+            };
+            let (to, from) = (code("status")?, code("from")?);
+            let note = e
+                .fields
+                .get("note")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let current = ent
+                .status()
+                .and_then(|s| Status::from_code(s).ok())
+                .ok_or_else(|| Failure::Internal(format!("record {} has no status", ent.id)))?;
+            if current == from {
+                check_transition(ent.id, domain, from, to, Actor::Worker)
+                    .map_err(|err| Failure::invalid(err.to_string(), Some("fields.status")))?;
+            } else if check_transition(ent.id, domain, current, to, Actor::Worker).is_err() {
+                // The county moved it meanwhile and the worker's move no longer fits: keep the
+                // county's status, and show the worker's as a conflict.
+                let meta = ent.meta.get("status").clone();
+                record_conflict(
+                    db,
+                    ctx,
+                    &ent,
+                    "status",
+                    Value::String(current.code().into()),
+                    Value::String(to.code().into()),
+                    meta.by,
+                    by.clone(),
+                    meta.at,
+                    at,
+                )?;
+                audit(db, "TRANSITION_CONFLICT")?;
+                return Ok(());
+            }
+            set_status(db, ctx, &mut ent, current, to, note, &by, at)?;
+            audit(db, &format!("TRANSITION {} -> {}", current, to))?;
+            Ok(())
+        }
+        (Op::Append, EntityKind::Photo) => {
+            let record_id = e
+                .fields
+                .get("record_id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .ok_or_else(|| {
+                    Failure::invalid("record_id is required", Some("fields.record_id"))
+                })?;
+            let sha = e
+                .fields
+                .get("sha256")
+                .and_then(Value::as_str)
+                .filter(|s| crate::domain::model::is_sha256_hex(s))
+                .ok_or_else(|| {
+                    Failure::invalid(
+                        "sha256 must be 64 lower-case hex digits",
+                        Some("fields.sha256"),
+                    )
+                })?
+                .to_owned();
+            let size = e.fields.get("size").and_then(Value::as_i64).unwrap_or(0);
+            let mime = e
+                .fields
+                .get("mime")
+                .and_then(Value::as_str)
+                .unwrap_or("image/jpeg")
+                .to_owned();
+            if !(1..=super::MAX_PHOTO_BYTES as i64).contains(&size) || !mime.starts_with("image/") {
+                return Err(Failure::invalid(
+                    format!(
+                        "a photo is an image of 1 to {} bytes",
+                        super::MAX_PHOTO_BYTES
+                    ),
+                    Some("fields.size"),
+                ));
+            }
+            let mut rec = scoped(db, ctx, record_id, "record")?;
+            let photos = rec
+                .data
+                .entry("photos")
+                .or_insert_with(|| Value::Array(vec![]));
+            if let Value::Array(list) = photos
+                && !list.iter().any(|v| v.as_str() == Some(&sha))
+            {
+                list.push(Value::String(sha.clone()));
+                let seq = repo::next_seq(db)?;
+                rec.meta.set(
+                    "photos",
+                    FieldMeta {
+                        version: seq,
+                        at,
+                        by: by.clone(),
+                    },
+                );
+                rec.version = seq;
+                repo::put_entity(db, &rec, ctx.server_now)?;
+            }
+            db.exec(
+                "INSERT INTO photos (sha256, size, mime, received, complete, data, uploaded_by, created_at)
+                 VALUES ($1, $2, $3, 0, 0, NULL, $4, $5) ON CONFLICT (sha256) DO NOTHING",
+                crate::args![&sha, size, &mime, &by, repo::ts(ctx.server_now)],
+            )?;
+            audit(db, "PHOTO")?;
+            Ok(())
+        }
+        (Op::Append, EntityKind::Audit) => {
+            let action = e
+                .fields
+                .get("action")
+                .and_then(Value::as_str)
+                .unwrap_or("DEVICE")
+                .to_owned();
+            let detail = Value::Object(e.fields.clone()).to_string();
+            repo::audit(
+                db,
+                at,
+                &by,
+                ctx.device,
+                &format!("DEVICE {action}"),
+                Some(EntityKind::Person),
+                e.fields
+                    .get("target_id")
+                    .and_then(Value::as_str)
+                    .and_then(|s| Uuid::parse_str(s).ok()),
+                Some(detail),
+            )?;
+            Ok(())
+        }
+        (Op::Append, k) if k.is_append_only() && k != EntityKind::Reply => {
+            if repo::get_entity(db, e.record_id)?.is_some() {
+                return Ok(()); // append-only: already here, nothing to do
+            }
+            let data = e.fields.clone();
+            if data.get("id").and_then(Value::as_str) != Some(e.record_id.to_string().as_str()) {
+                return Err(Failure::invalid(
+                    "the id must be the entry's record id",
+                    Some("fields.id"),
+                ));
+            }
+            let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
+            let grid_code = grid_code_in_scope(db, ctx, grid)?;
+            let seq = repo::next_seq(db)?;
+            let ent = new_entity(
+                k,
+                e.record_id,
+                grid,
+                grid_code,
+                parent,
+                data,
+                seq,
+                at,
+                &by,
+                at,
+            );
+            repo::put_entity(db, &ent, ctx.server_now)?;
+            if k == EntityKind::PatrolPoints
+                && let Some(p) = parent
+            {
+                update_patrol_distance(db, ctx, p, at)?;
+            }
+            audit(db, "APPEND")?;
+            Ok(())
+        }
+        (op, k) => Err(Failure::invalid(
+            format!("{op} is not an operation on {k}"),
+            Some("op"),
+        )),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn set_status(
+    db: &mut dyn Sql,
+    ctx: &Ctx<'_>,
+    ent: &mut Entity,
+    from: Status,
+    to: Status,
+    note: Option<String>,
+    by: &str,
+    at: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let seq = repo::next_seq(db)?;
+    ent.data
+        .insert("status".into(), Value::String(to.code().into()));
+    ent.meta.set(
+        "status",
+        FieldMeta {
+            version: seq,
+            at,
+            by: by.to_owned(),
+        },
+    );
+    ent.version = seq;
+    repo::put_entity(db, ent, ctx.server_now)?;
+    repo::add_status_change(
+        db,
+        &StatusChange {
+            record_id: ent.id,
+            from,
+            to,
+            at,
+            actor: by.to_owned(),
+            note,
+        },
+    )?;
+    Ok(())
+}
+
+fn update_patrol_distance(
+    db: &mut dyn Sql,
+    ctx: &Ctx<'_>,
+    patrol: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let rows = db.query(
+        "SELECT data FROM entities WHERE parent_id = $1 AND kind = 'PATROL_POINTS'",
+        crate::args![patrol.to_string()],
+    )?;
+    let mut points = Vec::new();
+    for r in rows {
+        let b: PatrolPoints = parse(
+            &serde_json::from_str::<Value>(r[0].str()?)
+                .map_err(|e| Failure::Internal(e.to_string()))?,
+        )?;
+        points.extend(b.points);
+    }
+    points.sort_by_key(|p| p.at);
+    let Some(mut ent) = repo::get_entity(db, patrol)? else {
+        return Ok(());
+    };
+    let d = track_length_m(&points);
+    ent.data.insert("distance_m".into(), serde_json::json!(d));
+    let seq = repo::next_seq(db)?;
+    ent.meta.set(
+        "distance_m",
+        FieldMeta {
+            version: seq,
+            at,
+            by: "server".into(),
+        },
+    );
+    ent.version = seq;
+    repo::put_entity(db, &ent, ctx.server_now)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_conflict(
+    db: &mut dyn Sql,
+    ctx: &mut Ctx<'_>,
+    ent: &Entity,
+    field: &str,
+    kept: Value,
+    lost: Value,
+    kept_by: String,
+    lost_by: String,
+    kept_at: DateTime<Utc>,
+    lost_at: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let c = Conflict {
+        id: new_id(),
+        entity_kind: ent.kind,
+        entity_id: ent.id,
+        grid_id: ent.grid_id,
+        field: field.to_owned(),
+        kept,
+        lost,
+        kept_by,
+        lost_by,
+        kept_at,
+        lost_at,
+        created_at: ctx.server_now,
+        settled_by: None,
+        settled_at: None,
+    };
+    let seq = repo::next_seq(db)?;
+    let data = object(serde_json::to_value(&c).map_err(|e| Failure::Internal(e.to_string()))?);
+    let ce = new_entity(
+        EntityKind::Conflict,
+        c.id,
+        ent.grid_id,
+        ent.grid_code.clone(),
+        Some(ent.id),
+        data,
+        seq,
+        ctx.server_now,
+        "server",
+        ctx.server_now,
+    );
+    repo::put_entity(db, &ce, ctx.server_now)?;
+    repo::audit(
+        db,
+        ctx.server_now,
+        &ctx.user.username,
+        ctx.device,
+        "CONFLICT",
+        Some(ent.kind),
+        Some(ent.id),
+        Some(format!("field {field}")),
+    )?;
+    ctx.conflicts += 1;
+    Ok(())
+}
+
+/// The default visit cadence, or what the county set.
+pub fn cadence(db: &mut dyn Sql) -> Result<Vec<(Tag, u32)>, Failure> {
+    if let Some(s) = repo::get_setting(db, "cadence")? {
+        return serde_json::from_str(&s)
+            .map_err(|e| Failure::Internal(format!("cadence setting: {e}")));
+    }
+    Ok(Tag::ALL
+        .iter()
+        .map(|t| (*t, t.default_cadence_days()))
+        .collect())
+}
+
+/// One page of changes in the user's scope after `cursor`.
+pub fn pull(
+    db: &mut dyn Sql,
+    user: &User,
+    cursor: i64,
+    limit: usize,
+) -> Result<PullResponse, Failure> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let mut rows = repo::changed_since(db, &user.scope(), cursor, limit)?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let record_ids: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.0.is_record())
+        .map(|r| r.1)
+        .collect();
+    let mut histories = repo::status_histories(db, &record_ids)?;
+    let next = rows.last().map(|r| r.3).unwrap_or(cursor);
+    let mut changes = Vec::with_capacity(rows.len());
+    for (kind, id, data, seq) in rows {
+        changes.push(Change {
+            seq,
+            kind,
+            id,
+            data: serde_json::from_str(&data).map_err(|e| Failure::Internal(e.to_string()))?,
+            history: kind
+                .is_record()
+                .then(|| histories.remove(&id).unwrap_or_default()),
+        });
+    }
+    Ok(PullResponse {
+        changes,
+        cursor: next,
+        more,
+        cadence: if cursor == 0 {
+            Some(cadence(db)?)
+        } else {
+            None
+        },
+    })
+}
+
+fn reviewer_ctx(user: &User, now: DateTime<Utc>) -> Result<Ctx<'_>, Failure> {
+    if !user.role.reviews() {
+        return Err(Failure::Forbidden(
+            "only village, town and county staff may do this".into(),
+        ));
+    }
+    Ok(Ctx {
+        user,
+        scope: user.scope(),
+        device: None,
+        server_now: now,
+        device_now: now,
+        conflicts: 0,
+    })
+}
+
+/// A reviewer moves a record (accept, assign, reply, resolve, verify, return, escalate...),
+/// optionally with a reply to the worker.
+pub fn review_transition(
+    db: &mut dyn Sql,
+    user: &User,
+    record: Uuid,
+    to: Status,
+    note: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Value, Failure> {
+    let ctx = reviewer_ctx(user, now)?;
+    let mut ent = scoped(db, &ctx, record, "record")?;
+    let domain = ent
+        .kind
+        .domain()
+        .ok_or_else(|| not_in_scope("record", record))?;
+    let from = ent
+        .status()
+        .and_then(|s| Status::from_code(s).ok())
+        .ok_or_else(|| Failure::Internal(format!("record {record} has no status")))?;
+    check_transition(record, domain, from, to, Actor::Reviewer)
+        .map_err(|e| Failure::invalid(e.to_string(), Some("to")))?;
+    set_status(
+        db,
+        &ctx,
+        &mut ent,
+        from,
+        to,
+        note.clone(),
+        &user.username,
+        now,
+    )?;
+    repo::audit(
+        db,
+        now,
+        &user.username,
+        None,
+        &format!("TRANSITION {from} -> {to}"),
+        Some(ent.kind),
+        Some(record),
+        note.clone(),
+    )?;
+    if let Some(text) = note.filter(|t| !t.trim().is_empty()) {
+        reply(db, user, record, &text, now)?;
+    }
+    Ok(Value::Object(ent.data))
+}
+
+/// A reviewer's reply on a record; it reaches the worker's phone with the next pull.
+pub fn reply(
+    db: &mut dyn Sql,
+    user: &User,
+    record: Uuid,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<Reply, Failure> {
+    let ctx = reviewer_ctx(user, now)?;
+    if text.trim().is_empty() || text.chars().count() > 2000 {
+        return Err(Failure::invalid(
+            "a reply is 1 to 2000 characters",
+            Some("text"),
+        ));
+    }
+    let rec = scoped(db, &ctx, record, "record")?;
+    if !rec.kind.is_record() {
+        return Err(not_in_scope("record", record));
+    }
+    let r = Reply {
+        id: new_id(),
+        record_id: record,
+        author: user.display_name.clone(),
+        text: text.to_owned(),
+        created_at: now,
+    };
+    let seq = repo::next_seq(db)?;
+    let data = object(serde_json::to_value(&r).map_err(|e| Failure::Internal(e.to_string()))?);
+    let ent = new_entity(
+        EntityKind::Reply,
+        r.id,
+        rec.grid_id,
+        rec.grid_code,
+        Some(record),
+        data,
+        seq,
+        now,
+        &user.username,
+        now,
+    );
+    repo::put_entity(db, &ent, now)?;
+    repo::audit(
+        db,
+        now,
+        &user.username,
+        None,
+        "REPLY",
+        Some(rec.kind),
+        Some(record),
+        None,
+    )?;
+    Ok(r)
+}
+
+/// Settles a conflict: keep the value that won, or put the losing one in its place.
+pub fn settle_conflict(
+    db: &mut dyn Sql,
+    user: &User,
+    conflict: Uuid,
+    take_lost: bool,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let ctx = reviewer_ctx(user, now)?;
+    let mut ce = scoped(db, &ctx, conflict, "conflict")?;
+    if ce.kind != EntityKind::Conflict {
+        return Err(not_in_scope("conflict", conflict));
+    }
+    let mut c: Conflict = parse(&Value::Object(ce.data.clone()))?;
+    if c.settled_at.is_some() {
+        return Err(Failure::Conflict(format!(
+            "conflict {conflict} is already settled"
+        )));
+    }
+    if take_lost {
+        let mut ent = scoped(db, &ctx, c.entity_id, "record")?;
+        if c.field == "status" {
+            return Err(Failure::invalid(
+                "a status conflict is settled by a transition",
+                Some("take"),
+            ));
+        }
+        let seq = repo::next_seq(db)?;
+        ent.data.insert(c.field.clone(), c.lost.clone());
+        ent.meta.set(
+            &c.field,
+            FieldMeta {
+                version: seq,
+                at: now,
+                by: user.username.clone(),
+            },
+        );
+        ent.version = seq;
+        repo::put_entity(db, &ent, now)?;
+    }
+    c.settled_by = Some(user.username.clone());
+    c.settled_at = Some(now);
+    let seq = repo::next_seq(db)?;
+    ce.data = object(serde_json::to_value(&c).map_err(|e| Failure::Internal(e.to_string()))?);
+    ce.version = seq;
+    repo::put_entity(db, &ce, now)?;
+    repo::audit(
+        db,
+        now,
+        &user.username,
+        None,
+        if take_lost {
+            "SETTLE_TAKE_LOST"
+        } else {
+            "SETTLE_KEEP"
+        },
+        Some(c.entity_kind),
+        Some(c.entity_id),
+        Some(c.field),
+    )?;
+    Ok(())
+}
+
+/// Records in scope for the county's lists: newest first, with optional filters.
+pub fn list_records(
+    db: &mut dyn Sql,
+    user: &User,
+    kind: Option<EntityKind>,
+    status: Option<Status>,
+    limit: usize,
+) -> Result<Vec<Value>, Failure> {
+    let (clause, mut args) = user.scope().clause(1);
+    let mut sql = format!(
+        "SELECT data FROM entities WHERE {clause} AND kind IN ('OPINION','DISPUTE','PATROL','HAZARD','SPECIAL_POP','EMERGENCY','PUBLICITY','LIVELIHOOD','OTHER')"
+    );
+    if let Some(k) = kind {
+        args.push(k.code().into());
+        sql.push_str(&format!(" AND kind = ${}", args.len()));
+    }
+    if let Some(s) = status {
+        args.push(s.code().into());
+        sql.push_str(&format!(" AND status = ${}", args.len()));
+    }
+    args.push(crate::server::db::V::I(limit.min(10_000) as i64));
+    sql.push_str(&format!(" ORDER BY created_at DESC LIMIT ${}", args.len()));
+    db.query(&sql, &args)?
+        .into_iter()
+        .map(|r| serde_json::from_str(r[0].str()?).map_err(|e| Failure::Internal(e.to_string())))
+        .collect()
+}
+
+/// One record in scope with its history and replies.
+pub fn record_detail(db: &mut dyn Sql, user: &User, id: Uuid) -> Result<Value, Failure> {
+    let ctx = Ctx {
+        user,
+        scope: user.scope(),
+        device: None,
+        server_now: Utc::now(),
+        device_now: Utc::now(),
+        conflicts: 0,
+    };
+    let ent = scoped(db, &ctx, id, "record")?;
+    if !ent.kind.is_record() {
+        return Err(not_in_scope("record", id));
+    }
+    let history = repo::status_histories(db, &[id])?
+        .remove(&id)
+        .unwrap_or_default();
+    let children = db.query(
+        "SELECT kind, data FROM entities WHERE parent_id = $1 ORDER BY version",
+        crate::args![id.to_string()],
+    )?;
+    let mut by_kind: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in children {
+        by_kind
+            .entry(r[0].string()?)
+            .or_default()
+            .push(serde_json::from_str(r[1].str()?).map_err(|e| Failure::Internal(e.to_string()))?);
+    }
+    Ok(serde_json::json!({
+        "kind": ent.kind,
+        "version": ent.version,
+        "record": Value::Object(ent.data),
+        "history": history,
+        "children": by_kind,
+    }))
+}
+
+/// Writes remote-origin state (imports, the demo seeder) as an entity with version `seq`
+/// (reserve numbers with [`repo::reserve_seqs`]).
+#[allow(clippy::too_many_arguments)] // each is one column of the entity
+pub fn import_entity(
+    db: &mut dyn Sql,
+    seq: i64,
+    kind: EntityKind,
+    id: Uuid,
+    grid_id: Uuid,
+    grid_code: &str,
+    parent_id: Option<Uuid>,
+    data: Value,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let ent = new_entity(
+        kind,
+        id,
+        grid_id,
+        grid_code.to_owned(),
+        parent_id,
+        object(data),
+        seq,
+        created_at,
+        "import",
+        created_at,
+    );
+    repo::put_entity(db, &ent, now)?;
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! The device side of sync that touches the store: applying a pulled page together with its
+//! cursor in one transaction (rebasing edits still waiting in the outbox on top), the
+//! enrolment settings, photos waiting for upload, and conflicts.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::people::{
+    Cadence, refresh_all_summaries, refresh_summary, write_house, write_household, write_person,
+    write_visit,
+};
+use super::records::{write_entry, write_points, write_record, write_status_change};
+use super::scope::write_grid;
+use super::{Result, Store, StoreError, code, ts, uuid};
+use crate::domain::codes::Coded;
+use crate::domain::geo::Grid;
+use crate::domain::model::{
+    AnyRecord, Conflict, EmergencyReport, EntityKind, House, Household, MediationSession,
+    PatrolPoints, Person, Reply, Visit,
+};
+use crate::wire::{Change, Op, PullResponse};
+
+/// Meta keys of the sync state.
+pub const SERVER_URL: &str = "server_url";
+pub const TOKEN: &str = "token";
+pub const PULL_CURSOR: &str = "pull_cursor";
+pub const LAST_SYNC: &str = "last_sync_at";
+
+/// What applying a page did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Applied {
+    pub changes: usize,
+    /// Replies and status changes from the county on this worker's records.
+    pub feedback: usize,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A photo waiting to be uploaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingPhoto {
+    pub sha256: String,
+    pub mime: String,
+    pub size: usize,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(kind: EntityKind, id: Uuid, v: &Value) -> Result<T> {
+    serde_json::from_value(v.clone()).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "the server sent a {kind} {id} this app cannot read: {e}"
+        ))
+    })
+}
+
+impl Store {
+    /// The cursor after the last pulled page (0 before the first sync).
+    pub fn pull_cursor(&self) -> Result<i64> {
+        Ok(self
+            .meta(PULL_CURSOR)?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Applies one pulled page and stores its cursor, in one transaction.
+    pub fn apply_pull(&mut self, page: &PullResponse, now: DateTime<Utc>) -> Result<Applied> {
+        let me = self.worker.clone();
+        self.tx(|tx| {
+            // A page is in version order, not dependency order: check references at commit.
+            tx.pragma_update(None, "defer_foreign_keys", "ON")?;
+            let mut households: HashSet<String> = HashSet::new();
+            let mut out = Applied::default();
+            for c in &page.changes {
+                apply_change(tx, c, &me, &mut households, &mut out)?;
+                out.changes += 1;
+            }
+            let all = if let Some(cadence) = &page.cadence {
+                tx.execute("DELETE FROM visit_cadence", [])?;
+                for (tag, days) in cadence {
+                    tx.execute(
+                        "INSERT INTO visit_cadence (tag, days) VALUES (?1, ?2)",
+                        params![tag.code(), *days as i64],
+                    )?;
+                }
+                true
+            } else {
+                false
+            };
+            if all {
+                refresh_all_summaries(tx)?;
+            } else if !households.is_empty() {
+                let cadence = Cadence::load(tx)?;
+                for h in &households {
+                    let exists: bool = tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM households WHERE id = ?1)",
+                        [h],
+                        |r| r.get(0),
+                    )?;
+                    if exists {
+                        refresh_summary(tx, &cadence, h)?;
+                    }
+                }
+            }
+            super::set_meta(tx, PULL_CURSOR, &page.cursor.to_string())?;
+            super::set_meta(tx, LAST_SYNC, &ts(now))?;
+            Ok(out)
+        })
+    }
+
+    /// Photos not yet uploaded, oldest first.
+    pub fn pending_photos(&self) -> Result<Vec<PendingPhoto>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT sha256, mime, length(bytes) FROM photos WHERE uploaded = 0 ORDER BY created_at",
+        )?;
+        stmt.query_map([], |r| {
+            Ok(PendingPhoto {
+                sha256: r.get(0)?,
+                mime: r.get(1)?,
+                size: r.get::<_, i64>(2)? as usize,
+            })
+        })?
+        .map(|r| Ok(r?))
+        .collect()
+    }
+
+    pub fn mark_photo_uploaded(&mut self, sha256: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE photos SET uploaded = 1 WHERE sha256 = ?1", [sha256])?;
+        Ok(())
+    }
+
+    /// Conflicts on this device's data, newest first; `open_only` leaves out settled ones.
+    pub fn conflicts(&self, open_only: bool) -> Result<Vec<Conflict>> {
+        let sql = if open_only {
+            "SELECT * FROM conflicts WHERE settled_at IS NULL ORDER BY created_at DESC"
+        } else {
+            "SELECT * FROM conflicts ORDER BY created_at DESC"
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>("id")?,
+                r.get::<_, String>("entity_kind")?,
+                r.get::<_, String>("entity_id")?,
+                r.get::<_, String>("field")?,
+                r.get::<_, String>("kept")?,
+                r.get::<_, String>("lost")?,
+                r.get::<_, String>("kept_by")?,
+                r.get::<_, String>("lost_by")?,
+                r.get::<_, String>("kept_at")?,
+                r.get::<_, String>("lost_at")?,
+                r.get::<_, String>("created_at")?,
+                r.get::<_, Option<String>>("settled_by")?,
+                r.get::<_, Option<String>>("settled_at")?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                id,
+                kind,
+                entity,
+                field,
+                kept,
+                lost,
+                kept_by,
+                lost_by,
+                kept_at,
+                lost_at,
+                created,
+                settled_by,
+                settled_at,
+            ) = row?;
+            out.push(Conflict {
+                id: uuid(&id)?,
+                entity_kind: code(&kind)?,
+                entity_id: uuid(&entity)?,
+                grid_id: Uuid::nil(),
+                field,
+                kept: serde_json::from_str(&kept)?,
+                lost: serde_json::from_str(&lost)?,
+                kept_by,
+                lost_by,
+                kept_at: super::time(&kept_at)?,
+                lost_at: super::time(&lost_at)?,
+                created_at: super::time(&created)?,
+                settled_by,
+                settled_at: settled_at.map(|s| super::time(&s)).transpose()?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Edits still waiting in the outbox for an entity, applied over what the server sent, so a
+/// pull never hides an edit the worker made after the last push.
+fn rebase(tx: &rusqlite::Connection, id: Uuid, data: &mut Map<String, Value>) -> Result<()> {
+    let mut stmt =
+        tx.prepare_cached("SELECT op, fields FROM outbox WHERE record_id = ?1 ORDER BY lane, seq")?;
+    let rows = stmt.query_map([id.to_string()], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (op, fields) = row?;
+        let fields: Map<String, Value> = serde_json::from_str(&fields)?;
+        match Op::from_code(&op)? {
+            Op::Update => data.extend(fields),
+            Op::Transition => {
+                if let Some(s) = fields.get("status") {
+                    data.insert("status".into(), s.clone());
+                }
+            }
+            Op::Create | Op::Append => {}
+        }
+    }
+    Ok(())
+}
+
+fn apply_change(
+    tx: &rusqlite::Connection,
+    c: &Change,
+    me: &str,
+    households: &mut HashSet<String>,
+    out: &mut Applied,
+) -> Result<()> {
+    let (kind, id, v) = (c.kind, c.id, &c.data);
+    let mut data = match v {
+        Value::Object(m) => m.clone(),
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "the server sent {kind} {id} without data"
+            )));
+        }
+    };
+    match kind {
+        EntityKind::Grid => write_grid(tx, &parse::<Grid>(kind, id, v)?, c.seq)?,
+        EntityKind::House => {
+            rebase(tx, id, &mut data)?;
+            write_house(tx, &parse::<House>(kind, id, &Value::Object(data))?, c.seq)?
+        }
+        EntityKind::Household => {
+            rebase(tx, id, &mut data)?;
+            write_household(
+                tx,
+                &parse::<Household>(kind, id, &Value::Object(data))?,
+                c.seq,
+            )?;
+            households.insert(id.to_string());
+        }
+        EntityKind::Person => {
+            rebase(tx, id, &mut data)?;
+            let p: Person = parse(kind, id, &Value::Object(data))?;
+            let old: Option<String> = tx
+                .query_row(
+                    "SELECT household_id FROM people WHERE id = ?1",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            write_person(tx, &p, c.seq)?;
+            households.insert(p.household_id.to_string());
+            households.extend(old);
+        }
+        EntityKind::Visit => {
+            let vi: Visit = parse(kind, id, v)?;
+            write_visit(tx, &vi)?;
+            households.insert(vi.household_id.to_string());
+        }
+        EntityKind::MediationSession => {
+            let m: MediationSession = parse(kind, id, v)?;
+            write_entry(tx, m.id, m.dispute_id, kind, v, &m.author, m.created_at)?;
+        }
+        EntityKind::EmergencyReport => {
+            let r: EmergencyReport = parse(kind, id, v)?;
+            write_entry(tx, r.id, r.emergency_id, kind, v, &r.author, r.created_at)?;
+        }
+        EntityKind::Reply => {
+            let r: Reply = parse(kind, id, v)?;
+            let new: bool = !tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM entries WHERE id = ?1)",
+                [id.to_string()],
+                |r| r.get(0),
+            )?;
+            write_entry(tx, r.id, r.record_id, kind, v, &r.author, r.created_at)?;
+            if new {
+                out.feedback += 1;
+            }
+        }
+        EntityKind::PatrolPoints => {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM patrol_points WHERE batch_id = ?1)",
+                [id.to_string()],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                write_points(tx, &parse::<PatrolPoints>(kind, id, v)?)?;
+            }
+        }
+        EntityKind::Conflict => {
+            let cf: Conflict = parse(kind, id, v)?;
+            let new: bool = !tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM conflicts WHERE id = ?1)",
+                [id.to_string()],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO conflicts (id, entity_kind, entity_id, field, kept, lost, kept_by, lost_by, kept_at,
+                                        lost_at, created_at, settled_by, settled_at, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (id) DO UPDATE SET settled_by = excluded.settled_by,
+                   settled_at = excluded.settled_at, version = excluded.version",
+                params![
+                    cf.id.to_string(),
+                    cf.entity_kind.code(),
+                    cf.entity_id.to_string(),
+                    cf.field,
+                    cf.kept.to_string(),
+                    cf.lost.to_string(),
+                    cf.kept_by,
+                    cf.lost_by,
+                    ts(cf.kept_at),
+                    ts(cf.lost_at),
+                    ts(cf.created_at),
+                    cf.settled_by,
+                    cf.settled_at.map(ts),
+                    c.seq
+                ],
+            )?;
+            if new {
+                out.conflicts.push(cf);
+            }
+        }
+        k if k.is_record() => {
+            rebase(tx, id, &mut data)?;
+            let domain = k.domain().expect("records have a domain");
+            let rec = AnyRecord::from_json(domain, Value::Object(data)).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "the server sent a {k} {id} this app cannot read: {e}"
+                ))
+            })?;
+            let before: Option<String> = tx
+                .query_row(
+                    "SELECT status FROM records WHERE id = ?1",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            write_record(tx, &rec, c.seq, rec.common().created_at)?;
+            if let Some(history) = &c.history {
+                tx.execute(
+                    "DELETE FROM status_history WHERE record_id = ?1",
+                    [id.to_string()],
+                )?;
+                for h in history {
+                    write_status_change(tx, h)?;
+                }
+                let county_moved = history.last().is_some_and(|h| h.actor != me);
+                if county_moved && before.as_deref() != Some(rec.common().status.code()) {
+                    out.feedback += 1;
+                }
+            }
+        }
+        // Photos' bytes and audit entries do not come down.
+        _ => {}
+    }
+    Ok(())
+}

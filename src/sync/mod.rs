@@ -1,0 +1,513 @@
+//! The sync client: one call runs a whole sync against the county server.
+//!
+//! The protocol (see ARCHITECTURE.md):
+//! 1. **Push**, lane by lane (urgent first): the outbox entries in sequence order, in batches.
+//!    The server applies a batch in one transaction and answers the sequence number it now
+//!    holds; only then does the device delete those entries. A batch sent twice (a lost
+//!    answer, a retry) is answered as already applied.
+//! 2. **Photos**: each photo not yet uploaded is asked for its upload offset and sent from
+//!    there, so an upload cut at any byte continues where it stopped.
+//! 3. **Pull**: pages of changes after the device's cursor; each page is stored together with
+//!    its new cursor in one transaction, so a pull cut anywhere resumes without a gap or a
+//!    repeat.
+//!
+//! Network errors, 5xx and 429 are retried with exponential backoff; 401/403 and an
+//! incompatible server stop the sync with a message saying what to do. The store is held
+//! behind a `Mutex` and locked only around store work, never across a request, so the UI
+//! stays responsive and many devices can sync from one process (tests, the load generator).
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::domain::model::Conflict;
+use crate::store::sync::{SERVER_URL, TOKEN};
+use crate::store::{Store, StoreError};
+use crate::wire::{
+    Account, ApiError, Lane, LoginRequest, LoginResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
+    PullResponse, PushRequest, PushResponse,
+};
+
+/// Entries per push request.
+pub const PUSH_BATCH: usize = 500;
+/// Bytes per photo upload request.
+pub const PHOTO_CHUNK: usize = 256 * 1024;
+
+/// The phases a sync reports progress in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Upload,
+    Photos,
+    Download,
+}
+
+/// Progress within a phase (`total` may grow during a download).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub phase: Phase,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncSummary {
+    /// Outbox entries the server took.
+    pub pushed: u64,
+    /// Changes pulled down.
+    pub pulled: u64,
+    pub photos: u64,
+    /// New county feedback on this worker's records (replies, status changes).
+    pub feedback: u64,
+    /// Conflicts this sync brought down.
+    pub conflicts: Vec<Conflict>,
+    /// Requests made (for benchmarks).
+    pub requests: u64,
+}
+
+/// Why a sync stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("cannot reach the server ({0}); check the network and try again")]
+    Offline(String),
+    #[error("the server did not answer properly ({0}); try again later")]
+    Server(String),
+    #[error("your sign-in has expired or was revoked; sign in again")]
+    Unauthorized,
+    #[error("the server refused: {0}")]
+    Forbidden(String),
+    #[error("the server needs a newer app ({0}); update the app")]
+    Incompatible(String),
+    #[error("the server refused the data: {}{}", .0.message, .0.field.as_ref().map(|f| format!(" (at {f})")).unwrap_or_default())]
+    Rejected(ApiError),
+    #[error(
+        "the server expects upload entry {expected} next, which this device no longer has; contact the county"
+    )]
+    Gap { expected: u64 },
+    #[error("this device is not enrolled with a server yet")]
+    NotEnrolled,
+    #[error("local storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl SyncError {
+    /// Whether trying again later may help without anyone doing anything.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SyncError::Offline(_) | SyncError::Server(_))
+    }
+
+    /// The message in Chinese, for the UI.
+    pub fn zh(&self) -> String {
+        match self {
+            SyncError::Offline(_) => "无法连接服务器，请检查网络后重试。".into(),
+            SyncError::Server(_) => "服务器暂时无法处理，请稍后重试。".into(),
+            SyncError::Unauthorized => "登录已过期或被撤销，请重新登录。".into(),
+            SyncError::Forbidden(m) => format!("服务器拒绝了请求：{m}"),
+            SyncError::Incompatible(_) => "服务器需要更新版本的应用，请升级应用。".into(),
+            SyncError::Rejected(e) => format!("服务器拒收数据：{}", e.message),
+            SyncError::Gap { expected } => {
+                format!("服务器需要第 {expected} 条上传记录，本机已没有，请联系县综治中心。")
+            }
+            SyncError::NotEnrolled => "本机尚未登记到服务器。".into(),
+            SyncError::Store(e) => format!("本地存储出错：{e}"),
+        }
+    }
+}
+
+/// How often and how patiently to retry.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 6,
+            first_delay: Duration::from_millis(300),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A client of one server, signed in with one token.
+#[derive(Clone)]
+pub struct SyncClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    pub retry: Retry,
+    /// Largest pull page asked for.
+    pub page: usize,
+    /// How far this device's clock is off (zero on a real device, which uses its own clock;
+    /// simulations and tests set it to play a device whose clock runs fast or slow).
+    pub clock_offset: chrono::Duration,
+}
+
+fn http_client() -> Result<reqwest::Client, SyncError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .gzip(true)
+        .build()
+        .map_err(|e| SyncError::Offline(e.to_string()))
+}
+
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Signs in once (online): returns the session and the account.
+pub async fn login(
+    server: &str,
+    username: &str,
+    password: &str,
+    device_id: Uuid,
+) -> Result<LoginResponse, SyncError> {
+    let http = http_client()?;
+    let base = server.trim_end_matches('/').to_owned();
+    let res = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+        .json(&LoginRequest {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            device_id,
+        })
+        .send()
+        .await
+        .map_err(|e| SyncError::Offline(e.to_string()))?;
+    decode(res).await
+}
+
+/// What enrolment set up.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub account: Account,
+    pub expires_at: DateTime<Utc>,
+    pub first_sync: SyncSummary,
+}
+
+/// Enrols this device: signs in, keeps the server address, token and worker in the store,
+/// and runs a first sync to bring the worker's grids down.
+pub async fn enrol(
+    server: &str,
+    username: &str,
+    password: &str,
+    store: &Mutex<Store>,
+) -> Result<Enrolment, SyncError> {
+    let device = lock(store).device_id();
+    let res = login(server, username, password, device).await?;
+    {
+        let mut s = lock(store);
+        s.set_meta(SERVER_URL, server.trim_end_matches('/'))?;
+        s.set_meta(TOKEN, &res.token)?;
+        s.set_worker(&res.account.username)?;
+    }
+    let client = SyncClient::new(server, &res.token)?;
+    let first_sync = client.sync(store, |_| {}).await?;
+    Ok(Enrolment {
+        account: res.account,
+        expires_at: res.expires_at,
+        first_sync,
+    })
+}
+
+async fn decode<T: DeserializeOwned>(res: Response) -> Result<T, SyncError> {
+    let status = res.status();
+    if status.is_success() {
+        return res
+            .json()
+            .await
+            .map_err(|e| SyncError::Server(format!("unreadable answer: {e}")));
+    }
+    Err(error_of(status, res).await)
+}
+
+async fn error_of(status: StatusCode, res: Response) -> SyncError {
+    let body: Option<ApiError> = res.json().await.ok();
+    let message = body
+        .as_ref()
+        .map(|b| b.message.clone())
+        .unwrap_or_else(|| status.to_string());
+    match status {
+        StatusCode::UNAUTHORIZED => SyncError::Unauthorized,
+        StatusCode::FORBIDDEN => SyncError::Forbidden(message),
+        StatusCode::UPGRADE_REQUIRED => SyncError::Incompatible(message),
+        StatusCode::TOO_MANY_REQUESTS => SyncError::Server(message),
+        s if s.is_server_error() => SyncError::Server(message),
+        _ => match body {
+            Some(b) if b.error == "gap" => SyncError::Gap {
+                expected: b.expected.unwrap_or(0),
+            },
+            Some(b) => SyncError::Rejected(b),
+            None => SyncError::Rejected(ApiError {
+                error: status.as_str().into(),
+                message,
+                field: None,
+                expected: None,
+            }),
+        },
+    }
+}
+
+impl SyncClient {
+    pub fn new(server: &str, token: &str) -> Result<SyncClient, SyncError> {
+        Ok(SyncClient {
+            http: http_client()?,
+            base: server.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            retry: Retry::default(),
+            page: 20_000,
+            clock_offset: chrono::Duration::zero(),
+        })
+    }
+
+    /// Uses a given HTTP client (e.g. one without keep-alive, for fault-injection tests).
+    pub fn with_http(mut self, http: reqwest::Client) -> SyncClient {
+        self.http = http;
+        self
+    }
+
+    /// The client for the server and session saved at enrolment.
+    pub fn from_store(store: &Store) -> Result<SyncClient, SyncError> {
+        match (store.meta(SERVER_URL)?, store.meta(TOKEN)?) {
+            (Some(url), Some(token)) => SyncClient::new(&url, &token),
+            _ => Err(SyncError::NotEnrolled),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request, retrying network errors, 5xx and 429 with exponential backoff.
+    async fn send(
+        &self,
+        make: impl Fn() -> RequestBuilder,
+        requests: &mut u64,
+    ) -> Result<Response, SyncError> {
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            *requests += 1;
+            let res = make()
+                .bearer_auth(&self.token)
+                .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+                .send()
+                .await;
+            let retry_err = match res {
+                Ok(r)
+                    if r.status().is_server_error()
+                        || r.status() == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    let status = r.status();
+                    error_of(status, r).await
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => SyncError::Offline(e.to_string()),
+            };
+            if attempt >= self.retry.attempts {
+                return Err(retry_err);
+            }
+            tracing::debug!(attempt, error = %retry_err, "retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.retry.max_delay);
+        }
+    }
+
+    /// Runs a whole sync: push (urgent lane first), photos, pull.
+    pub async fn sync(
+        &self,
+        store: &Mutex<Store>,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<SyncSummary, SyncError> {
+        let mut sum = SyncSummary::default();
+        self.push(store, &mut progress, &mut sum).await?;
+        self.photos(store, &mut progress, &mut sum).await?;
+        self.pull(store, &mut progress, &mut sum).await?;
+        Ok(sum)
+    }
+
+    async fn push(
+        &self,
+        store: &Mutex<Store>,
+        progress: &mut impl FnMut(Progress),
+        sum: &mut SyncSummary,
+    ) -> Result<(), SyncError> {
+        let (device, total) = {
+            let s = lock(store);
+            (s.device_id(), s.outbox_len()?)
+        };
+        progress(Progress {
+            phase: Phase::Upload,
+            done: 0,
+            total,
+        });
+        for lane in [Lane::Urgent, Lane::Normal] {
+            loop {
+                let entries = lock(store).outbox(lane, PUSH_BATCH)?;
+                if entries.is_empty() {
+                    break;
+                }
+                let n = entries.len() as u64;
+                let req = PushRequest {
+                    device_id: device,
+                    lane,
+                    device_now: Utc::now() + self.clock_offset,
+                    entries,
+                };
+                let body =
+                    gzip(&serde_json::to_vec(&req).map_err(|e| SyncError::Server(e.to_string()))?);
+                let url = format!("{}/api/v1/sync/push", self.base);
+                let res = self
+                    .send(
+                        || {
+                            self.http
+                                .post(&url)
+                                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                                .header(reqwest::header::CONTENT_ENCODING, "gzip")
+                                .body(body.clone())
+                        },
+                        &mut sum.requests,
+                    )
+                    .await?;
+                let ack: PushResponse = decode(res).await?;
+                lock(store).ack_outbox(lane, ack.acked_through)?;
+                sum.pushed += n;
+                progress(Progress {
+                    phase: Phase::Upload,
+                    done: sum.pushed,
+                    total,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn photos(
+        &self,
+        store: &Mutex<Store>,
+        progress: &mut impl FnMut(Progress),
+        sum: &mut SyncSummary,
+    ) -> Result<(), SyncError> {
+        let pending = lock(store).pending_photos()?;
+        let total = pending.len() as u64;
+        for (i, p) in pending.into_iter().enumerate() {
+            progress(Progress {
+                phase: Phase::Photos,
+                done: i as u64,
+                total,
+            });
+            let url = format!("{}/api/v1/photos/{}", self.base, p.sha256);
+            let head = self
+                .send(|| self.http.head(&url), &mut sum.requests)
+                .await?;
+            if head.status() == StatusCode::NOT_FOUND {
+                // The record naming it has not reached the server yet: next sync.
+                continue;
+            }
+            if !head.status().is_success() {
+                return Err(error_of(head.status(), head).await);
+            }
+            let header = |name: &str| -> u64 {
+                head.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            let (mut offset, complete) = (
+                header("upload-offset") as usize,
+                header("upload-complete") == 1,
+            );
+            if !complete {
+                let (bytes, _) = lock(store).photo(&p.sha256)?;
+                while offset < bytes.len() {
+                    let end = (offset + PHOTO_CHUNK).min(bytes.len());
+                    let chunk = bytes[offset..end].to_vec();
+                    let res = self
+                        .send(
+                            || {
+                                self.http
+                                    .put(format!("{url}?offset={offset}"))
+                                    .header(reqwest::header::CONTENT_TYPE, p.mime.clone())
+                                    .body(chunk.clone())
+                            },
+                            &mut sum.requests,
+                        )
+                        .await?;
+                    match res.status() {
+                        s if s.is_success() => offset = end,
+                        StatusCode::CONFLICT => {
+                            // Our view of the offset was stale (a lost answer): ask again.
+                            let again = self
+                                .send(|| self.http.head(&url), &mut sum.requests)
+                                .await?;
+                            offset = again
+                                .headers()
+                                .get("upload-offset")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0);
+                        }
+                        s => return Err(error_of(s, res).await),
+                    }
+                }
+            }
+            lock(store).mark_photo_uploaded(&p.sha256)?;
+            sum.photos += 1;
+        }
+        progress(Progress {
+            phase: Phase::Photos,
+            done: total,
+            total,
+        });
+        Ok(())
+    }
+
+    async fn pull(
+        &self,
+        store: &Mutex<Store>,
+        progress: &mut impl FnMut(Progress),
+        sum: &mut SyncSummary,
+    ) -> Result<(), SyncError> {
+        loop {
+            let cursor = lock(store).pull_cursor()?;
+            let url = format!(
+                "{}/api/v1/sync/pull?cursor={cursor}&limit={}",
+                self.base, self.page
+            );
+            let res = self.send(|| self.http.get(&url), &mut sum.requests).await?;
+            let page: PullResponse = decode(res).await?;
+            let applied = lock(store).apply_pull(&page, Utc::now())?;
+            sum.pulled += applied.changes as u64;
+            sum.feedback += applied.feedback as u64;
+            sum.conflicts.extend(applied.conflicts);
+            progress(Progress {
+                phase: Phase::Download,
+                done: sum.pulled,
+                total: sum.pulled + if page.more { self.page as u64 } else { 0 },
+            });
+            if !page.more {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::with_capacity(bytes.len() / 4), Compression::fast());
+    e.write_all(bytes).expect("writing to memory");
+    e.finish().expect("writing to memory")
+}

@@ -1,0 +1,408 @@
+//! Accounts, scope and bad input at the API: 401s, rate limiting, scope refusals that reveal
+//! nothing, replays and gaps, 4xx answers that say what and where, and rejected batches that
+//! store nothing.
+
+use chrono::{Duration, Utc};
+use gridwalk::domain::codes::*;
+use gridwalk::domain::model::*;
+use gridwalk::wire::{ApiError, Lane, Op, OutboxEntry, PushRequest, PushResponse};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::util::{Backend, Device, TestServer};
+use crate::both_backends;
+
+fn hazard_entry(
+    seq: u64,
+    grid: Uuid,
+    tweak: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> OutboxEntry {
+    let h = Hazard {
+        common: Common::new(Domain::Hazard, grid, "worker-a", Utc::now()),
+        category: HazardCategory::Fire,
+        severity: Severity::Low,
+        description: "柴草堆靠近灶台".into(),
+        place: String::new(),
+        owner: None,
+        due_date: None,
+    };
+    let serde_json::Value::Object(mut fields) = serde_json::to_value(&h).unwrap() else {
+        unreachable!()
+    };
+    tweak(&mut fields);
+    OutboxEntry {
+        lane: Lane::Normal,
+        seq,
+        kind: EntityKind::Hazard,
+        record_id: h.common.id,
+        op: Op::Create,
+        fields,
+        base_version: 0,
+        edited_at: Utc::now(),
+    }
+}
+
+async fn push(
+    server: &TestServer,
+    token: &str,
+    device: Uuid,
+    entries: Vec<OutboxEntry>,
+) -> (u16, serde_json::Value) {
+    let req = PushRequest {
+        device_id: device,
+        lane: Lane::Normal,
+        device_now: Utc::now(),
+        entries,
+    };
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/v1/sync/push", server.url))
+        .bearer_auth(token)
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
+    let st = res.status().as_u16();
+    (st, res.json().await.unwrap_or_default())
+}
+
+async fn count_hazards(server: &TestServer) -> i64 {
+    server.read(|db| db.query_one("SELECT count(*) FROM entities WHERE kind = 'HAZARD' AND author = 'worker-a' AND category = 'FIRE'", &[])?[0].i64()).await
+}
+
+async fn auth_and_rate_limit(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let c = reqwest::Client::new();
+    let pull = format!("{}/api/v1/sync/pull", server.url);
+    assert_eq!(
+        c.get(&pull).send().await.unwrap().status(),
+        401,
+        "missing token"
+    );
+    assert_eq!(
+        c.get(&pull)
+            .bearer_auth("forged")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "forged token"
+    );
+    let ok = server.login("worker-a").await;
+    assert_eq!(
+        c.get(&pull)
+            .bearer_auth(&ok.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Expired: move the session's expiry into the past.
+    let hash = gridwalk::server::auth::token_hash(&ok.token);
+    let db = server.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            tx.exec(
+                "UPDATE sessions SET expires_at = $2 WHERE token_hash = $1",
+                &[
+                    hash.into(),
+                    (Utc::now() - Duration::hours(1)).to_rfc3339().into(),
+                ],
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        c.get(&pull)
+            .bearer_auth(&ok.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "expired token"
+    );
+    // Revoked by logout.
+    let t2 = server.login("worker-a").await.token;
+    assert_eq!(
+        c.post(format!("{}/api/v1/auth/logout", server.url))
+            .bearer_auth(&t2)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        c.get(&pull).bearer_auth(&t2).send().await.unwrap().status(),
+        401,
+        "revoked token"
+    );
+    // Wrong passwords: 401, then 429 with Retry-After, even for the right password.
+    let login = |pw: &'static str| {
+        let c = c.clone();
+        let url = format!("{}/api/v1/auth/login", server.url);
+        async move {
+            c.post(url)
+                .json(&json!({"username": "worker-b", "password": pw, "device_id": Uuid::now_v7()}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(login("wrong-password").await.status(), 401);
+    }
+    let limited = login("gridwalk-demo").await;
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    let unknown = c
+        .post(format!("{}/api/v1/auth/login", server.url))
+        .json(&json!({"username": "nobody", "password": "x", "device_id": Uuid::now_v7()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 401);
+    // An app of another protocol version is told to update.
+    let old = c
+        .get(&pull)
+        .bearer_auth(&ok.token)
+        .header("x-gridwalk-protocol", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 426);
+}
+both_backends!(auth_and_rate_limit);
+
+async fn scope_is_enforced_without_revealing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = Device::enrol(&server, "worker-a").await;
+    let grid_a = server.county.grids[0].grid.id;
+    let grid_b = server.county.grids[1].grid.id;
+    let h = super::e2e_hazard(grid_a);
+    a.with(|s| s.create_record(&h, Utc::now())).unwrap();
+    a.sync().await;
+    let b = server.login("worker-b").await;
+    let c = reqwest::Client::new();
+    // worker-b cannot read or move worker-a's record, and cannot tell it from a missing one.
+    let real = c
+        .get(format!("{}/api/v1/records/{}", server.url, h.common.id))
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .unwrap();
+    let fake = c
+        .get(format!("{}/api/v1/records/{}", server.url, Uuid::now_v7()))
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (real.status(), fake.status()),
+        (
+            reqwest::StatusCode::NOT_FOUND,
+            reqwest::StatusCode::NOT_FOUND
+        )
+    );
+    let (rm, fm): (ApiError, ApiError) = (real.json().await.unwrap(), fake.json().await.unwrap());
+    assert_eq!(rm.error, fm.error);
+    // A worker may not review.
+    let a_login = server.login("worker-a").await;
+    let tr = c
+        .post(format!(
+            "{}/api/v1/records/{}/transition",
+            server.url, h.common.id
+        ))
+        .bearer_auth(&a_login.token)
+        .json(&json!({"to": "CONFIRMED"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tr.status(), 403);
+    // worker-b pushing an edit of worker-a's record: refused, nothing stored.
+    let dev_b = Uuid::now_v7();
+    let b2 = gridwalk::sync::login(&server.url, "worker-b", "gridwalk-demo", dev_b)
+        .await
+        .unwrap();
+    let mut fields = serde_json::Map::new();
+    fields.insert("description".into(), json!("改掉"));
+    let e = OutboxEntry {
+        lane: Lane::Normal,
+        seq: 1,
+        kind: EntityKind::Hazard,
+        record_id: h.common.id,
+        op: Op::Update,
+        fields,
+        base_version: 1,
+        edited_at: Utc::now(),
+    };
+    let (st, body) = push(&server, &b2.token, dev_b, vec![e]).await;
+    assert_eq!(st, 404, "{body}");
+    assert_eq!(
+        server.entity(h.common.id).await.unwrap()["description"],
+        "村头池塘无护栏，暑期有儿童玩水"
+    );
+    // Creating in a grid not one's own is refused.
+    let (st, body) = push(
+        &server,
+        &b2.token,
+        dev_b,
+        vec![hazard_entry(1, grid_a, |_| {})],
+    )
+    .await;
+    assert_eq!(st, 404, "{body}");
+    let (st, _) = push(
+        &server,
+        &b2.token,
+        dev_b,
+        vec![hazard_entry(1, grid_b, |f| {
+            f.insert("author".into(), json!("worker-b"));
+        })],
+    )
+    .await;
+    assert_eq!(st, 200);
+    // The secretary sees the village (both grids); worker-b's list holds only grid b.
+    let sec = server.login("secretary").await;
+    let all: Vec<serde_json::Value> = c
+        .get(format!("{}/api/v1/records?limit=1000", server.url))
+        .bearer_auth(&sec.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        all.iter().any(|r| r["grid_id"] == grid_a.to_string())
+            && all.iter().any(|r| r["grid_id"] == grid_b.to_string())
+    );
+    let mine: Vec<serde_json::Value> = c
+        .get(format!("{}/api/v1/records?limit=1000", server.url))
+        .bearer_auth(&b2.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(mine.iter().all(|r| r["grid_id"] == grid_b.to_string()));
+}
+both_backends!(scope_is_enforced_without_revealing);
+
+async fn bad_input_is_refused_whole_and_explained(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let dev = Uuid::now_v7();
+    let a = gridwalk::sync::login(&server.url, "worker-a", "gridwalk-demo", dev)
+        .await
+        .unwrap();
+    let grid = server.county.grids[0].grid.id;
+    let c = reqwest::Client::new();
+    let url = format!("{}/api/v1/sync/push", server.url);
+    // Malformed JSON.
+    let res = c
+        .post(&url)
+        .bearer_auth(&a.token)
+        .header("content-type", "application/json")
+        .body("{\"device_id\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let e: ApiError = res.json().await.unwrap();
+    assert!(e.message.contains("malformed JSON"), "{e:?}");
+    // Wrong type deep inside: says where.
+    let res = c.post(&url).bearer_auth(&a.token).json(&json!({"device_id": dev, "lane": "NORMAL", "device_now": Utc::now(), "entries": [{"lane": "NORMAL", "seq": "one"}]})).send().await.unwrap();
+    let e: ApiError = res.json().await.unwrap();
+    assert_eq!(e.field.as_deref(), Some("entries[0].seq"), "{e:?}");
+    // Two good entries and one with an unknown code: nothing stored, the field named.
+    let batch = vec![
+        hazard_entry(1, grid, |_| {}),
+        hazard_entry(2, grid, |_| {}),
+        hazard_entry(3, grid, |f| {
+            f.insert("category".into(), json!("FIREWORKS"));
+        }),
+    ];
+    let (st, body) = push(&server, &a.token, dev, batch).await;
+    assert_eq!(st, 422, "{body}");
+    assert_eq!(body["field"], "entries[2].fields.category", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("FIREWORKS"));
+    assert_eq!(
+        count_hazards(&server).await,
+        0,
+        "nothing of a rejected batch is stored"
+    );
+    // Out-of-range coordinates.
+    let (st, body) = push(
+        &server,
+        &a.token,
+        dev,
+        vec![hazard_entry(1, grid, |f| {
+            f.insert("location".into(), json!({"lon": 116.4, "lat": 95.0}));
+        })],
+    )
+    .await;
+    assert_eq!(st, 422);
+    assert!(body["message"].as_str().unwrap().contains("lat"), "{body}");
+    // A gap: the server expects 1.
+    let (st, body) = push(&server, &a.token, dev, vec![hazard_entry(2, grid, |_| {})]).await;
+    assert_eq!(
+        (st, body["error"].clone(), body["expected"].clone()),
+        (409, json!("gap"), json!(1))
+    );
+    // Applied once, then the same batch again: answered as already applied, no duplicate.
+    let good = vec![hazard_entry(1, grid, |_| {}), hazard_entry(2, grid, |_| {})];
+    let (st, body) = push(&server, &a.token, dev, good.clone()).await;
+    assert_eq!(st, 200, "{body}");
+    let again: PushResponse =
+        serde_json::from_value(push(&server, &a.token, dev, good.clone()).await.1).unwrap();
+    assert_eq!(
+        (again.acked_through, again.applied, again.replayed),
+        (2, 0, 2)
+    );
+    assert_eq!(count_hazards(&server).await, 2);
+    // An illegal transition is refused with both states named.
+    let mut fields = serde_json::Map::new();
+    fields.insert("status".into(), json!("CLOSED"));
+    fields.insert("from".into(), json!("REPORTED"));
+    let tr = OutboxEntry {
+        lane: Lane::Normal,
+        seq: 3,
+        kind: EntityKind::Hazard,
+        record_id: good[0].record_id,
+        op: Op::Transition,
+        fields,
+        base_version: 1,
+        edited_at: Utc::now(),
+    };
+    let (st, body) = push(&server, &a.token, dev, vec![tr]).await;
+    assert_eq!(st, 422);
+    let m = body["message"].as_str().unwrap();
+    assert!(m.contains("REPORTED") && m.contains("CLOSED"), "{m}");
+    // A body over the limit.
+    let big = vec![b' '; gridwalk::server::MAX_JSON_BYTES + 10];
+    let res = c
+        .post(&url)
+        .bearer_auth(&a.token)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+}
+both_backends!(bad_input_is_refused_whole_and_explained);
+
+async fn health_answers_when_the_database_is_reachable(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let res = reqwest::get(format!("{}/healthz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+}
+both_backends!(health_answers_when_the_database_is_reachable);
