@@ -25,5 +25,8 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
 fi
 
 cargo clippy --all-targets --features desktop -- -D warnings
-# View tests, encryption and the browser flows (ignored by default: they need chromium).
-cargo test --features desktop --test integration app_ -- --include-ignored
+cargo clippy --all-targets --features desktop,server -- -D warnings
+# View tests, encryption, the browser flows and the sync flow against a real in-process
+# gridwalk-server (ignored by default: they need chromium). `server` is on only in this test
+# build, never in the app.
+cargo test --features desktop,server --test integration app_ -- --include-ignored

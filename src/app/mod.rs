@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::domain::codes::Lang;
 use crate::store::{Store, StoreError};
 
+pub mod client_sync;
 pub mod components;
 pub mod drafts;
 #[cfg(feature = "browser")]

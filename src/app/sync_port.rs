@@ -38,6 +38,8 @@ pub struct SyncReport {
     pub pushed: u64,
     pub pulled: u64,
     pub photos: u64,
+    /// New county feedback on this worker's records (replies, status changes).
+    pub feedback: u64,
     pub conflicts: Vec<ConflictView>,
 }
 

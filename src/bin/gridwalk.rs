@@ -245,8 +245,9 @@ mod app_cmd {
     use anyhow::{Context, Result};
     use chrono::Utc;
     use geo::Centroid;
+    use gridwalk::app::client_sync::ClientSync;
     use gridwalk::app::platform::{FileCamera, FixedLocation, Location, PlatformError};
-    use gridwalk::app::sync_port::{NoSyncClient, SyncPort};
+    use gridwalk::app::sync_port::SyncPort;
     use gridwalk::app::{MakeServices, Services};
     use gridwalk::demo::{County, CountySpec, seed_device};
     use gridwalk::domain::codes::Lang;
@@ -347,7 +348,7 @@ mod app_cmd {
                 Some(p) => Arc::new(FixedLocation::new(p, walk)),
                 None => Arc::new(ManualOnly),
             };
-            let sync: Arc<dyn SyncPort> = Arc::new(NoSyncClient);
+            let sync: Arc<dyn SyncPort> = Arc::new(ClientSync);
             Services {
                 db_path: Some(db.clone()),
                 store: None::<Arc<Mutex<Store>>>,

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "browser")]
 mod app_browser;
+#[cfg(all(feature = "browser", feature = "server"))]
+mod app_sync_browser;
 #[cfg(feature = "app")]
 mod app_views;
 mod demo;

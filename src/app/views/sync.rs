@@ -39,7 +39,7 @@ pub fn SyncPage() -> Element {
         Ok((
             s.outbox_len()?,
             s.meta(LAST_SYNC_KEY)?,
-            s.meta("server_url")?,
+            s.meta(crate::store::sync::SERVER_URL)?,
         ))
     });
     let (pending, last, server) = match info {
@@ -54,7 +54,6 @@ pub fn SyncPage() -> Element {
         progress.set([None; 3]);
         let sync = services.sync.clone();
         let store = store.clone();
-        let now = services.now();
         spawn(async move {
             let on_progress = Box::new(move |p: SyncProgress| {
                 let i = match p.phase {
@@ -66,10 +65,7 @@ pub fn SyncPage() -> Element {
             });
             let res = sync.sync(store.0.clone(), on_progress).await;
             match res {
-                Ok(r) => {
-                    let _ = store.read(|s| s.set_meta(LAST_SYNC_KEY, &now.to_rfc3339()));
-                    state.set(State::Done(r));
-                }
+                Ok(r) => state.set(State::Done(r)),
                 Err(e) => state.set(State::Failed(e)),
             }
             bump(session);
@@ -109,6 +105,7 @@ pub fn SyncPage() -> Element {
                     div { class: "note ok", id: "sync-summary",
                         {t(l, "同步完成：上传 ", "Done: sent ")} "{r.pushed}" {t(l, " 项，下载 ", ", received ")} "{r.pulled}"
                         {t(l, " 项，照片 ", ", photos ")} "{r.photos}"
+                        {t(l, "，县里新反馈 ", ", new county feedback ")} "{r.feedback}"
                     }
                     if !r.conflicts.is_empty() {
                         h2 { {t(l, "冲突（双方都改了同一项）", "Conflicts (both sides changed the same field)")} }

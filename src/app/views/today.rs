@@ -12,8 +12,8 @@ use crate::domain::lifecycle::Status;
 use crate::store::people::HouseholdCard;
 use crate::store::records::{RecordQuery, RecordSummary};
 
-/// The meta key of the last successful sync (RFC 3339), written by the Sync screen.
-pub const LAST_SYNC_KEY: &str = "app.last_sync_at";
+/// The meta key of the last successful sync (RFC 3339), written by the sync client.
+pub const LAST_SYNC_KEY: &str = crate::store::sync::LAST_SYNC;
 
 struct Day {
     due: Vec<HouseholdCard>,
@@ -76,7 +76,7 @@ pub fn Today() -> Element {
             new_replies,
             outbox: s.outbox_len()?,
             last_sync,
-            server: s.meta("server_url")?,
+            server: s.meta(crate::store::sync::SERVER_URL)?,
         })
     });
     let day = match day {

@@ -1,0 +1,129 @@
+//! The app against a real county server, in a real browser: enrol (online once), report a
+//! hazard, sync; the county answers through its API; the next sync brings the answer to the
+//! app. Reuses the sync tests' in-process server (SQLite backend).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use gridwalk::app::client_sync::ClientSync;
+use gridwalk::app::platform::{FileCamera, FixedLocation};
+use gridwalk::app::{MakeServices, Services};
+use gridwalk::domain::codes::{Domain, Lang};
+use gridwalk::domain::geo::GeoPoint;
+use gridwalk::store::Store;
+use gridwalk::store::records::RecordQuery;
+use serde_json::json;
+
+use crate::sync::util::{Backend, TestServer};
+
+fn node(args: &[&str], shot: &std::path::Path) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg(root.join("tests/browser/sync_flow.mjs"))
+        .args(args)
+        .env("FAIL_SHOT", shot)
+        .output()
+        .expect("node runs");
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && log.contains("flows: all steps passed"),
+        "{args:?} failed (screenshot {}):\n{log}",
+        shot.display()
+    );
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and tests/browser/node_modules: run by scripts/test-app.sh"]
+async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("device.db");
+    let grid = &server.county.grids[0].grid;
+    let c = geo::Centroid::centroid(&grid.boundary).unwrap();
+    let here = GeoPoint::new(c.x(), c.y(), Some(5.0)).unwrap();
+    let db2 = db.clone();
+    let make: MakeServices = Arc::new(move || Services {
+        db_path: Some(db2.clone()),
+        store: None::<Arc<Mutex<Store>>>,
+        location: Arc::new(FixedLocation::new(here, 0.0)),
+        camera: Arc::new(FileCamera),
+        sync: Arc::new(ClientSync),
+        clock: Arc::new(chrono::Utc::now),
+        fix_interval_ms: 1000,
+        start: None,
+        lang: Lang::Zh,
+    });
+    let (addr, app) = gridwalk::app::harness::bind("127.0.0.1:0".parse().unwrap(), make)
+        .await
+        .unwrap();
+    tokio::spawn(app);
+    let app_url = format!("http://{addr}/");
+    let shot = dir.path().join("failure.png");
+
+    let (u, s) = (app_url.clone(), server.url.clone());
+    let sh = shot.clone();
+    tokio::task::spawn_blocking(move || node(&["enrol", &u, &s], &sh))
+        .await
+        .unwrap();
+
+    // The hazard reached the county; a county clerk confirms it and replies.
+    let hazard_id = {
+        let s = Store::open_encrypted(&db, "123456").unwrap();
+        assert_eq!(s.worker(), "worker-a");
+        assert_eq!(s.outbox_len().unwrap(), 0, "everything went up");
+        s.records(&RecordQuery {
+            domain: Some(Domain::Hazard),
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .find(|r| r.summary.contains("村头池塘"))
+        .expect("hazard in the device store")
+        .id
+    };
+    assert!(
+        server.entity(hazard_id).await.is_some(),
+        "hazard on the server"
+    );
+    let admin = server.login("admin").await;
+    let http = reqwest::Client::new();
+    let base = format!("{}/api/v1/records/{hazard_id}", server.url);
+    let res = http
+        .post(format!("{base}/transition"))
+        .bearer_auth(&admin.token)
+        .json(&json!({"to": "CONFIRMED", "note": "已受理"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{:?}", res.text().await);
+    let answer = "已安排村里设置护栏和警示牌";
+    let res = http
+        .post(format!("{base}/replies"))
+        .bearer_auth(&admin.token)
+        .json(&json!({"text": answer}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+
+    let (u, sh) = (app_url.clone(), shot.clone());
+    let log = tokio::task::spawn_blocking(move || node(&["answer", &u, answer], &sh))
+        .await
+        .unwrap();
+    assert!(
+        log.contains("已确认") || log.contains("CONFIRMED") || log.contains("确认"),
+        "{log}"
+    );
+    let s = Store::open_encrypted(&db, "123456").unwrap();
+    let replies = s.replies(hazard_id).unwrap();
+    assert!(
+        replies.iter().any(|r| r.text == answer),
+        "the county's reply reached the device: {replies:?}"
+    );
+}
