@@ -36,13 +36,25 @@ pub fn seed(
     county: &County,
     now: DateTime<Utc>,
 ) -> Result<Option<Seeded>, Failure> {
+    let all: Vec<usize> = (0..county.grids.len()).collect();
+    seed_grids(db, county, &all, now)
+}
+
+/// As [`seed`], but only the given grids (by index) of the county, with the same demo
+/// accounts: what the sync benchmarks use to serve one grid of a big county.
+pub fn seed_grids(
+    db: &mut dyn Sql,
+    county: &County,
+    grids: &[usize],
+    now: DateTime<Utc>,
+) -> Result<Option<Seeded>, Failure> {
     let users = db.query_one("SELECT count(*) FROM users", &[])?[0].i64()?;
     if users > 0 {
         return Ok(None);
     }
     let mut entities = 0;
-    let first = repo::reserve_seqs(db, county.grids.len() as i64)?;
-    for (seq, g) in (first..).zip(county.grids.iter()) {
+    let first = repo::reserve_seqs(db, grids.len() as i64)?;
+    for (seq, g) in (first..).zip(grids.iter().map(|i| &county.grids[*i])) {
         let code = g.grid.code.as_str().to_owned();
         import_entity(
             db,
@@ -58,7 +70,8 @@ pub fn seed(
         )?;
         entities += 1;
     }
-    for (i, g) in county.grids.iter().enumerate() {
+    for &i in grids {
+        let g = &county.grids[i];
         let code = g.grid.code.as_str();
         let gid = g.grid.id;
         let s = county.population(i);
@@ -262,10 +275,10 @@ pub fn seed(
         "SEED_DEMO",
         None,
         None,
-        Some(format!("{} grids, {entities} entities", county.grids.len())),
+        Some(format!("{} grids, {entities} entities", grids.len())),
     )?;
     Ok(Some(Seeded {
-        grids: county.grids.len(),
+        grids: grids.len(),
         entities,
         accounts: accounts.len(),
     }))

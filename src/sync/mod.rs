@@ -70,6 +70,9 @@ pub struct SyncSummary {
     pub conflicts: Vec<Conflict>,
     /// Requests made (for benchmarks).
     pub requests: u64,
+    /// How long each push and pull request took, answer body included (for the load
+    /// generator): `Upload` for a push, `Download` for a pull page.
+    pub latencies: Vec<(Phase, Duration)>,
 }
 
 /// Why a sync stopped.
@@ -370,6 +373,7 @@ impl SyncClient {
                 let body =
                     gzip(&serde_json::to_vec(&req).map_err(|e| SyncError::Server(e.to_string()))?);
                 let url = format!("{}/api/v1/sync/push", self.base);
+                let started = std::time::Instant::now();
                 let res = self
                     .send(
                         || {
@@ -383,6 +387,7 @@ impl SyncClient {
                     )
                     .await?;
                 let ack: PushResponse = decode(res).await?;
+                sum.latencies.push((Phase::Upload, started.elapsed()));
                 lock(store).ack_outbox(lane, ack.acked_through)?;
                 sum.pushed += n;
                 progress(Progress {
@@ -488,8 +493,10 @@ impl SyncClient {
                 "{}/api/v1/sync/pull?cursor={cursor}&limit={}",
                 self.base, self.page
             );
+            let started = std::time::Instant::now();
             let res = self.send(|| self.http.get(&url), &mut sum.requests).await?;
             let page: PullResponse = decode(res).await?;
+            sum.latencies.push((Phase::Download, started.elapsed()));
             let applied = lock(store).apply_pull(&page, Utc::now())?;
             sum.pulled += applied.changes as u64;
             sum.feedback += applied.feedback as u64;
