@@ -74,7 +74,7 @@ impl Store {
             let mut households: HashSet<String> = HashSet::new();
             let mut out = Applied::default();
             for c in &page.changes {
-                apply_change(tx, c, &me, &mut households, &mut out)?;
+                apply_change(tx, c, &me, now, &mut households, &mut out)?;
                 out.changes += 1;
             }
             let all = if let Some(cadence) = &page.cadence {
@@ -223,6 +223,7 @@ fn apply_change(
     tx: &rusqlite::Connection,
     c: &Change,
     me: &str,
+    now: DateTime<Utc>,
     households: &mut HashSet<String>,
     out: &mut Applied,
 ) -> Result<()> {
@@ -348,7 +349,7 @@ fn apply_change(
                     |r| r.get(0),
                 )
                 .optional()?;
-            write_record(tx, &rec, c.seq, rec.common().created_at)?;
+            write_record(tx, &rec, c.seq, now)?;
             if let Some(history) = &c.history {
                 tx.execute(
                     "DELETE FROM status_history WHERE record_id = ?1",
