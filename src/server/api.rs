@@ -259,6 +259,14 @@ async fn photo_put(
     check_sha(&sha)?;
     let res = blocking(move || {
         s.db.tx(|db| -> Result<(i64, i64, bool), Failure> {
+            // Lock the photo's row first (PostgreSQL runs READ COMMITTED): two requests with
+            // the same chunk (a retry while the first is still being applied) must not both
+            // read the same offset, or the later one sees only its own chunk after the earlier
+            // completed the photo, and refuses a complete photo as a SHA-256 mismatch.
+            db.exec(
+                "UPDATE photos SET received = received WHERE sha256 = $1",
+                args![&sha],
+            )?;
             let (size, received, complete) = repo::photo_state(db, &sha)?
                 .ok_or_else(|| Failure::NotFound("no record names this photo yet".into()))?;
             if complete {

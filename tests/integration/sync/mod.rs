@@ -4,6 +4,7 @@
 
 mod api;
 mod e2e;
+mod faults;
 pub mod util;
 
 pub use e2e::hazard as e2e_hazard;

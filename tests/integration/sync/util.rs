@@ -50,6 +50,8 @@ pub fn tiny_spec() -> CountySpec {
 pub struct TestServer {
     pub url: String,
     pub db: Database,
+    /// The database's path or URL (for a second server process on the same database).
+    pub db_url: String,
     pub county: County,
     pg_name: Option<String>,
     _dir: tempfile::TempDir,
@@ -79,6 +81,7 @@ impl TestServer {
         };
         let county = County::generate(&tiny_spec());
         let c2 = county.clone();
+        let db_url = url.clone();
         let db = tokio::task::spawn_blocking(move || {
             let db = Database::open(&url).unwrap();
             db.migrate().unwrap();
@@ -104,6 +107,7 @@ impl TestServer {
         TestServer {
             url: format!("http://{addr}"),
             db,
+            db_url,
             county,
             pg_name,
             _dir: dir,
