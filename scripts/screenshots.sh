@@ -41,8 +41,8 @@ click() { xdotool mousemove "$1" "$2" click 1; }
 # Bottom tab bar: 7 tabs across the window.
 tab() { local i=$1; click $(( (W / 7) * i + W / 14 )) $(( H - 30 )); }
 
-shot 01-unlock 1
-xdotool key Tab; sleep 0.3; xdotool type --delay 80 123456; xdotool key Return
+shot 01-unlock 4
+xdotool key Tab; sleep 0.5; xdotool type --delay 80 123456; sleep 0.5; xdotool key Return
 shot 02-today 3
 tab 1; shot 03-households
 click 200 300; shot 04-household-detail   # the first household card

@@ -97,6 +97,8 @@ pub fn MapPage() -> Element {
         return rsx! { p { class: "hint", {t(l, "本机还没有网格数据，请先同步。", "No grid on this device yet: sync first.")} } };
     };
     let here = services.location.fix().ok();
+    // Marks keep the same size on screen whatever the grid's shape.
+    let mark = (proj.height.max(W) / 90.0).max(3.0);
     let nav = navigator();
     let track_pts: String = track
         .iter()
@@ -126,7 +128,7 @@ pub fn MapPage() -> Element {
                         let (x, y) = proj.xy(p.lon, p.lat);
                         let id = h.id;
                         rsx! {
-                            circle { key: "{h.id}", class: if h.due.is_due(today) { "home due" } else { "home" }, cx: "{x:.1}", cy: "{y:.1}", r: "4",
+                            circle { key: "{h.id}", class: if h.due.is_due(today) { "home due" } else { "home" }, cx: "{x:.1}", cy: "{y:.1}", r: "{mark:.1}",
                                 onclick: move |_| { nav.push(Route::HouseholdPage { id }); },
                                 title { "{h.address}" } }
                         }
@@ -138,19 +140,19 @@ pub fn MapPage() -> Element {
                         let (x, y) = proj.xy(p.lon, p.lat);
                         let id = r.id;
                         rsx! {
-                            rect { key: "{r.id}", class: "hazard", x: "{x - 5.0:.1}", y: "{y - 5.0:.1}", width: "10", height: "10",
+                            rect { key: "{r.id}", class: "hazard", x: "{x - mark:.1}", y: "{y - mark:.1}", width: "{2.0 * mark:.1}", height: "{2.0 * mark:.1}",
                                 onclick: move |_| { nav.push(Route::RecordPage { id }); },
                                 title { "{r.summary}" } }
                         }
                     }
                 }
                 if !track_pts.is_empty() {
-                    polyline { id: "track", class: "track", points: "{track_pts}" }
+                    polyline { id: "track", class: "track", points: "{track_pts}", stroke_width: "{mark * 0.7:.1}" }
                 }
                 if let Some(p) = here {
                     {
                         let (x, y) = proj.xy(p.lon, p.lat);
-                        rsx! { circle { class: "me", cx: "{x:.1}", cy: "{y:.1}", r: "6" } }
+                        rsx! { circle { class: "me", cx: "{x:.1}", cy: "{y:.1}", r: "{mark * 1.4:.1}" } }
                     }
                 }
             }

@@ -54,6 +54,10 @@ fn Unlock() -> Element {
     let path = services.db_path.clone();
     let mut submit = move || {
         let Some(path) = path.clone() else { return };
+        if pin.peek().is_empty() {
+            error.set(Some("请输入 PIN (enter your PIN)".into()));
+            return;
+        }
         busy.set(true);
         match Store::open_encrypted(&path, &pin.peek()) {
             Ok(store) => {
