@@ -5,7 +5,8 @@
 //! change (`version`), when that change was made (`at`, server clock) and by whom (`by`).
 //! An edit from a device names the version it was based on. Then, per field:
 //!
-//! 1. The server has not changed the field since the edit's base version → the edit applies.
+//! 1. The server has not changed the field since the edit's base version, or only this same
+//!    device changed it since (its own earlier edit) → the edit applies.
 //! 2. Same value either way → nothing to do, no conflict.
 //! 3. Otherwise the edits are concurrent: the one made **later** wins, where a device's edit
 //!    time is corrected for that device's clock skew as measured at push time
@@ -29,6 +30,9 @@ pub struct FieldMeta {
     pub at: DateTime<Utc>,
     /// Who made it.
     pub by: String,
+    /// The device it came from, if a device made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<uuid::Uuid>,
 }
 
 /// One incoming edit of one field.
@@ -39,6 +43,7 @@ pub struct FieldEdit<'a> {
     /// Corrected edit time (see [`corrected_time`]).
     pub at: DateTime<Utc>,
     pub by: &'a str,
+    pub device: Option<uuid::Uuid>,
 }
 
 /// What to do with an edit.
@@ -73,7 +78,10 @@ pub fn decide(current: Option<(&serde_json::Value, &FieldMeta)>, edit: &FieldEdi
     if value == edit.value {
         return Decision::Same;
     }
-    if meta.version <= edit.base_version {
+    // Not concurrent: the server has not changed it since the edit's base, or the change
+    // since was this same device's own earlier edit (a device edits in order; its outbox
+    // entries all carry the version it last pulled).
+    if meta.version <= edit.base_version || (edit.device.is_some() && meta.device == edit.device) {
         return Decision::Apply;
     }
     if (edit.at, edit.by) > (meta.at, meta.by.as_str()) {
@@ -110,6 +118,7 @@ mod tests {
                     version: 1,
                     at: t(0),
                     by: "import".into(),
+                    device: None,
                 },
                 seq: 1,
                 conflicts: vec![],
@@ -134,6 +143,7 @@ mod tests {
                         version: self.seq,
                         at,
                         by: by.to_owned(),
+                        device: None,
                     };
                 }
                 Decision::LosesConflict => self.conflicts.push(value.clone()),

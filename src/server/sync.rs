@@ -68,11 +68,11 @@ fn scoped(db: &mut dyn Sql, ctx: &Ctx<'_>, id: Uuid, what: &str) -> Result<Entit
 }
 
 fn grid_code_in_scope(db: &mut dyn Sql, ctx: &Ctx<'_>, grid: Uuid) -> Result<String, Failure> {
-    let g = scoped(db, ctx, grid, "grid")?;
-    if g.kind != EntityKind::Grid {
-        return Err(not_in_scope("grid", grid));
+    // Kind and code only: a grid's JSON (its boundary) is large and not needed here.
+    match repo::entity_head(db, grid)? {
+        Some((EntityKind::Grid, code)) if ctx.scope.covers(&code) => Ok(code),
+        _ => Err(not_in_scope("grid", grid)),
     }
-    Ok(g.grid_code)
 }
 
 fn object(v: Value) -> Map<String, Value> {
@@ -101,6 +101,7 @@ fn new_entity(
             version: seq,
             at,
             by: by.to_owned(),
+            device: None,
         },
         fields: Default::default(),
     };
@@ -359,7 +360,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
             let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
             let grid_code =
                 grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
-            if repo::get_entity(db, e.record_id)?.is_some() {
+            if repo::entity_head(db, e.record_id)?.is_some() {
                 return Err(Failure::Conflict(format!(
                     "{} {} already exists",
                     k, e.record_id
@@ -372,7 +373,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or(at);
-            let ent = new_entity(
+            let mut ent = new_entity(
                 k,
                 e.record_id,
                 grid,
@@ -384,6 +385,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                 &by,
                 created,
             );
+            ent.meta.created.device = device;
             repo::put_entity(db, &ent, ctx.server_now)?;
             audit(db, "CREATE")?;
             Ok(())
@@ -412,6 +414,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                     base_version: e.base_version,
                     at,
                     by: &by,
+                    device,
                 };
                 match decide(Some((&current, &meta)), &edit) {
                     Decision::Apply => changed.push((field.clone(), value.clone())),
@@ -445,6 +448,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                             version: seq,
                             at,
                             by: by.clone(),
+                            device,
                         },
                     );
                 }
@@ -572,6 +576,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                         version: seq,
                         at,
                         by: by.clone(),
+                        device,
                     },
                 );
                 rec.version = seq;
@@ -609,7 +614,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
             Ok(())
         }
         (Op::Append, k) if k.is_append_only() && k != EntityKind::Reply => {
-            if repo::get_entity(db, e.record_id)?.is_some() {
+            if repo::entity_head(db, e.record_id)?.is_some() {
                 return Ok(()); // append-only: already here, nothing to do
             }
             let data = e.fields.clone();
@@ -670,6 +675,7 @@ fn set_status(
             version: seq,
             at,
             by: by.to_owned(),
+            device: ctx.device,
         },
     );
     ent.version = seq;
@@ -719,6 +725,7 @@ fn update_patrol_distance(
             version: seq,
             at,
             by: "server".into(),
+            device: None,
         },
     );
     ent.version = seq;
@@ -991,6 +998,7 @@ pub fn settle_conflict(
                 version: seq,
                 at: now,
                 by: user.username.clone(),
+                device: None,
             },
         );
         ent.version = seq;

@@ -975,16 +975,12 @@ async fn killed_mid_batch(backend: Backend) {
 }
 both_backends!(killed_mid_batch);
 
-/// Found by the randomized runs (kept out of them until fixed): a device that edits one field
-/// of a household twice before it syncs gets a conflict between its own two edits. Both
-/// updates carry the version the device last pulled, so the server sees the second as made on
-/// an old base (`merge::decide`: `meta.version > base_version`) and, the field's last writer
-/// being worker-a again, records a CONFLICT; with equal edit times the *first* edit even wins
-/// and the device's newer value is lost on the next pull. FieldMeta knows the user, not the
-/// device, so the server cannot tell this from the same worker's phone and tablet
-/// (e2e::clock_skew). Un-ignore once fixed.
+/// Regression (found by the fault runs): a device that edits one field twice before
+/// syncing sends both edits on the version it last pulled; the second was taken as
+/// concurrent with the first and became a conflict (and, on equal times, lost). The server
+/// now records which device made each field's change, and a device's own earlier change is
+/// not concurrent with its later one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: a device's two offline edits of one field conflict with each other"]
 async fn two_offline_edits_of_one_field_do_not_conflict() {
     let server = TestServer::start(Backend::Sqlite).await;
     let device = Device::enrol(&server, "worker-a").await;
