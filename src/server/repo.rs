@@ -360,6 +360,21 @@ pub fn get_entity(db: &mut dyn Sql, id: Uuid) -> Result<Option<Entity>, DbError>
     }))
 }
 
+/// An entity's kind and grid code without reading its JSON (scope checks on the hot path).
+pub fn entity_head(db: &mut dyn Sql, id: Uuid) -> Result<Option<(EntityKind, String)>, DbError> {
+    db.query_opt(
+        "SELECT kind, grid_code FROM entities WHERE id = $1",
+        args![id.to_string()],
+    )?
+    .map(|r| {
+        Ok((
+            EntityKind::from_code(r[0].str()?).map_err(|e| DbError::Type(e.to_string()))?,
+            r[1].string()?,
+        ))
+    })
+    .transpose()
+}
+
 /// Inserts or replaces an entity (its indexed columns come from its data).
 pub fn put_entity(db: &mut dyn Sql, e: &Entity, now: DateTime<Utc>) -> Result<(), DbError> {
     let s = |k: &str| e.data.get(k).and_then(Value::as_str).map(str::to_owned);
