@@ -31,7 +31,7 @@ use gridwalk::store::Store;
 use gridwalk::store::scope::Scope;
 use gridwalk::store::sync::PULL_CURSOR;
 use gridwalk::sync::{Phase, Retry, SyncClient};
-use gridwalk::wire::Role;
+use gridwalk::wire::{Lane, Role};
 
 const PG_ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
 
@@ -64,6 +64,9 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
     v[i].as_secs_f64() * 1e3
 }
 
+/// A device made: its store, account, grid index and the records waiting in its outbox.
+type Made = (Store, String, usize, Vec<uuid::Uuid>);
+
 /// Makes the device stores (their grid, steady-state cursor, `records` new records each) on
 /// two threads; returns the devices' ids and the records' ids.
 fn make_devices(
@@ -72,7 +75,7 @@ fn make_devices(
     n: usize,
     records: usize,
     cursor: i64,
-) -> Result<Vec<(Store, String, usize, Vec<uuid::Uuid>)>> {
+) -> Result<Vec<Made>> {
     let today = county.spec.today.and_hms_opt(0, 0, 0).unwrap().and_utc();
     let work = |range: std::ops::Range<usize>| -> Result<Vec<_>> {
         let mut out = Vec::new();
@@ -259,7 +262,15 @@ fn run(
                 };
                 let t = Instant::now();
                 let sum = client.sync(&d.store, |_| {}).await;
-                let left = d.store.lock().unwrap().outbox_len()?;
+                // What the server did not acknowledge stays in the outbox.
+                let left: Vec<uuid::Uuid> = d
+                    .store
+                    .lock()
+                    .unwrap()
+                    .outbox(Lane::Normal, 1_000_000)?
+                    .into_iter()
+                    .map(|e| e.record_id)
+                    .collect();
                 anyhow::Ok((d.username, sum, t.elapsed(), left))
             });
         }
@@ -277,10 +288,11 @@ fn run(
     let mut pull = Vec::new();
     let mut syncs = Vec::new();
     let mut errors = Vec::new();
-    let (mut pushed, mut pulled, mut requests, mut left_total) = (0u64, 0u64, 0u64, 0u64);
+    let (mut pushed, mut pulled, mut requests) = (0u64, 0u64, 0u64);
+    let mut unacked: HashSet<uuid::Uuid> = HashSet::new();
     for o in outcomes {
         let (user, sum, took, left) = o?;
-        left_total += left;
+        unacked.extend(left);
         match sum {
             Ok(s) => {
                 pushed += s.pushed;
@@ -340,17 +352,17 @@ fn run(
         .iter()
         .map(|s| uuid::Uuid::parse_str(s))
         .collect::<Result<_, _>>()?;
-    let exact = held.len() == sent.len() && held_set == sent;
+    // Exactly what was acknowledged: every record made, less what is still in an outbox.
+    let acked: HashSet<uuid::Uuid> = sent.difference(&unacked).copied().collect();
+    let exact = held.len() == acked.len() && held_set == acked;
     println!(
-        "verify: sent {}, server holds {} ({} distinct), outboxes left {left_total}: {}",
+        "verify: made {}, acknowledged {}, still in outboxes {}, server holds {} ({} distinct): {}",
         sent.len(),
+        acked.len(),
+        unacked.len(),
         held.len(),
         held_set.len(),
-        if exact && left_total == 0 {
-            "exact"
-        } else {
-            "MISMATCH"
-        }
+        if exact { "exact" } else { "MISMATCH" }
     );
     let p99 = pct(&mut push, 0.99);
     println!(
