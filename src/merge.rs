@@ -11,7 +11,8 @@
 //! 3. Otherwise the edits are concurrent: the one made **later** wins, where a device's edit
 //!    time is corrected for that device's clock skew as measured at push time
 //!    (`edited_at + (server_now − device_now)`, never later than `server_now`). Equal times
-//!    go to the smaller author name, so the winner is the same whatever order edits arrive in.
+//!    go to the greater author name, then the greater value, so the winner is the same
+//!    whatever order edits arrive in.
 //!    The losing value is kept in a conflict record.
 //!
 //! Why corrected time and not the device's clock: a phone whose clock runs a day fast would
@@ -84,7 +85,11 @@ pub fn decide(current: Option<(&serde_json::Value, &FieldMeta)>, edit: &FieldEdi
     if meta.version <= edit.base_version || (edit.device.is_some() && meta.device == edit.device) {
         return Decision::Apply;
     }
-    if (edit.at, edit.by) > (meta.at, meta.by.as_str()) {
+    // Later wins; equal times go to the greater author name, then to the greater value (as
+    // JSON text), so the outcome never depends on which edit arrived first.
+    let edit_key = (edit.at, edit.by, edit.value.to_string());
+    let current_key = (meta.at, meta.by.as_str(), value.to_string());
+    if edit_key > current_key {
         Decision::WinsConflict
     } else {
         Decision::LosesConflict
@@ -131,6 +136,7 @@ mod tests {
                 base_version: base,
                 at,
                 by,
+                device: None,
             };
             match decide(Some((&self.value, &self.meta)), &e) {
                 Decision::Apply | Decision::WinsConflict => {
@@ -158,6 +164,7 @@ mod tests {
             version: 5,
             at: t(100),
             by: "a".into(),
+            device: None,
         };
         let v = json!("x");
         let e = FieldEdit {
@@ -165,6 +172,7 @@ mod tests {
             base_version: 5,
             at: t(50),
             by: "b",
+            device: None,
         };
         assert_eq!(
             decide(Some((&v, &meta)), &e),
@@ -176,6 +184,7 @@ mod tests {
             base_version: 1,
             at: t(50),
             by: "b",
+            device: None,
         };
         assert_eq!(decide(Some((&v, &meta)), &e), Decision::Same);
         assert_eq!(decide(None, &e), Decision::Apply);
@@ -201,16 +210,44 @@ mod tests {
             version: 7,
             at: b_at,
             by: "worker-b".into(),
+            device: None,
         };
         let e = FieldEdit {
             value: &json!("A's value"),
             base_version: 3,
             at: a_at,
             by: "worker-a",
+            device: None,
         };
         assert_eq!(decide(Some((&current, &meta)), &e), Decision::LosesConflict);
         // By its own clock A's edit would have looked a day newer than B's.
         assert!(a_edited_real + skew > b_at);
+    }
+
+    #[test]
+    fn a_devices_own_earlier_edit_is_not_concurrent_but_another_devices_is() {
+        let (phone, tablet) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        // The phone pushed an edit (now version 7); its next edit still names base 3.
+        let meta = FieldMeta {
+            version: 7,
+            at: t(100),
+            by: "worker-a".into(),
+            device: Some(phone),
+        };
+        let v = json!("first");
+        let later = FieldEdit {
+            value: &json!("second"),
+            base_version: 3,
+            at: t(50),
+            by: "worker-a",
+            device: Some(phone),
+        };
+        assert_eq!(decide(Some((&v, &meta)), &later), Decision::Apply);
+        let other = FieldEdit {
+            device: Some(tablet),
+            ..later.clone()
+        };
+        assert_eq!(decide(Some((&v, &meta)), &other), Decision::LosesConflict);
     }
 
     #[test]
@@ -240,7 +277,7 @@ mod tests {
                 prop_assert_eq!(x.conflicts.len(), 1);
                 prop_assert_eq!(y.conflicts.len(), 1);
                 prop_assert_eq!(&x.conflicts[0], &y.conflicts[0]);
-                let winner = if (t(a_at), "w") > (t(b_at), by_b) { &va } else { &vb };
+                let winner = if (t(a_at), "w", va.to_string()) > (t(b_at), by_b, vb.to_string()) { &va } else { &vb };
                 prop_assert_eq!(&x.value, winner);
             } else {
                 prop_assert!(x.conflicts.is_empty() && y.conflicts.is_empty());

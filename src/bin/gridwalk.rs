@@ -288,6 +288,14 @@ mod app_cmd {
         /// Start in English.
         #[arg(long)]
         en: bool,
+        /// If the store does not exist, enrol it with this server first (as the enrol screen
+        /// would), encrypted with --pin; needs --user and --password.
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, env = "GRIDWALK_PASSWORD")]
+        password: Option<String>,
     }
 
     /// Location when none was configured: the worker types it in the form.
@@ -335,6 +343,37 @@ mod app_cmd {
                     a.db.display(),
                     a.pin
                 );
+            }
+        }
+        if let Some(server) = &a.server
+            && !a.db.exists()
+        {
+            let (Some(user), Some(password)) = (&a.user, &a.password) else {
+                anyhow::bail!("--server needs --user and --password (or GRIDWALK_PASSWORD)");
+            };
+            let store = Store::open_encrypted(&a.db, &a.pin)
+                .with_context(|| format!("creating {}", a.db.display()))?;
+            let store = Mutex::new(store);
+            let rt = tokio::runtime::Runtime::new()?;
+            let enrolled = rt
+                .block_on(gridwalk::sync::enrol(server, user, password, &store))
+                .with_context(|| format!("enrolling with {server}"))?;
+            println!(
+                "enrolled {} ({}) with {server}: {} records down; device store {} (PIN {})",
+                enrolled.account.username,
+                enrolled.account.display_name,
+                enrolled.first_sync.pulled,
+                a.db.display(),
+                a.pin
+            );
+        }
+        if at.is_none() && a.server.is_some() {
+            // Desktop has no GPS: stand in the middle of the worker's first grid.
+            let store = Store::open_encrypted(&a.db, &a.pin)?;
+            if let Some(g) = store.grids()?.first()
+                && let Some(c) = g.boundary.centroid()
+            {
+                at = Some(GeoPoint::new(c.x(), c.y(), Some(8.0))?);
             }
         }
         let db = a.db.clone();
