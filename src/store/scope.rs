@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::people::{write_house, write_household, write_person, write_visit};
 use super::records::{write_entry, write_points, write_record, write_status_change};
@@ -205,11 +204,6 @@ impl Store {
             records: n("SELECT count(*) FROM records")?,
             outbox: n("SELECT count(*) FROM outbox")?,
         })
-    }
-
-    /// The grid a household belongs to.
-    pub fn household_grid(&self, household: Uuid) -> Result<Uuid> {
-        Ok(self.household(household)?.grid_id)
     }
 }
 
