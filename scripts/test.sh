@@ -44,3 +44,7 @@ cargo test --features server,client
 
 echo "== field app: view tests and browser flows"
 bash scripts/test-app.sh
+
+# Needs chromium and playwright-core, which scripts/test-app.sh installed; reuses the build above.
+echo "== county dashboard in a real browser"
+cargo test --features server,client --test integration dashboard_in_a_real_browser -- --ignored

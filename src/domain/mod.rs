@@ -4,9 +4,11 @@
 //! `now` and `today` in, so every rule is testable and the same on device and server.
 
 pub mod codes;
+pub mod deadline;
 pub mod geo;
 pub mod lifecycle;
 pub mod model;
+pub mod points;
 pub mod spatial;
 pub mod validate;
 

@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", api)
+        .merge(super::dashboard::routes())
         .layer(CompressionLayer::new())
         .with_state(state)
 }

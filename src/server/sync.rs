@@ -1027,6 +1027,73 @@ pub fn settle_conflict(
     Ok(())
 }
 
+/// A reviewer sets fields of a record that are the county's to fill (a hazard's owner and
+/// rectification due date when it is dispatched). Each field gets a new version, so it flows
+/// down to the worker's device with the next pull; the change is audited.
+pub fn review_edit(
+    db: &mut dyn Sql,
+    user: &User,
+    record: Uuid,
+    fields: Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    const COUNTY_FIELDS: &[(EntityKind, &str)] = &[
+        (EntityKind::Hazard, "owner"),
+        (EntityKind::Hazard, "due_date"),
+    ];
+    let ctx = reviewer_ctx(user, now)?;
+    let mut ent = scoped(db, &ctx, record, "record")?;
+    for k in fields.keys() {
+        if !COUNTY_FIELDS.contains(&(ent.kind, k.as_str())) {
+            return Err(Failure::invalid(
+                format!(
+                    "{} is not a field the county sets on a {} record",
+                    k,
+                    ent.kind.code()
+                ),
+                Some(k),
+            ));
+        }
+    }
+    let mut data = ent.data.clone();
+    for (k, v) in &fields {
+        data.insert(k.clone(), v.clone());
+    }
+    let domain = ent
+        .kind
+        .domain()
+        .ok_or_else(|| not_in_scope("record", record))?;
+    // The edited record must still be a valid record.
+    AnyRecord::from_json(domain, Value::Object(data.clone()))
+        .map_err(|e| Failure::invalid(e.to_string(), None))?;
+    let seq = repo::next_seq(db)?;
+    for k in fields.keys() {
+        ent.meta.set(
+            k,
+            FieldMeta {
+                version: seq,
+                at: now,
+                by: user.username.clone(),
+                device: None,
+            },
+        );
+    }
+    ent.data = data;
+    ent.version = seq;
+    repo::put_entity(db, &ent, now)?;
+    repo::audit(
+        db,
+        now,
+        &user.username,
+        None,
+        "EDIT",
+        Some(ent.kind),
+        Some(record),
+        Some(fields.keys().cloned().collect::<Vec<_>>().join(", ")),
+    )?;
+    Ok(())
+}
+
 /// Records in scope for the county's lists: newest first, with optional filters.
 pub fn list_records(
     db: &mut dyn Sql,

@@ -6,6 +6,8 @@ mod app_browser;
 mod app_sync_browser;
 #[cfg(feature = "app")]
 mod app_views;
+#[cfg(all(feature = "server", feature = "client"))]
+mod dashboard;
 mod demo;
 mod migrations;
 mod queries;

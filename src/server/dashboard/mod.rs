@@ -1,0 +1,456 @@
+//! The county dashboard (综治中心 and village secretaries): server-rendered HTML pages at the
+//! server's root URL over the same accounts, scopes and repository as the sync API.
+//!
+//! Pages are plain HTML from [`maud`] templates with one stylesheet and no JavaScript build
+//! step: forms post, the server redirects (post/redirect/get) with a flash message. Sign-in
+//! sets an `HttpOnly`, `SameSite=Strict` session cookie holding the same kind of session token
+//! the app gets, so sessions, expiry, revocation and rate limiting are shared with the API.
+//! Every read goes through the account's scope; anything outside it answers "not found".
+
+pub mod charts;
+pub mod load;
+mod map;
+pub mod queue;
+mod record;
+pub mod stats;
+
+use axum::Router;
+use axum::extract::{Form, FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use chrono::{DateTime, FixedOffset, Utc};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth;
+use super::error::Failure;
+use super::repo::{self, User};
+use crate::domain::codes::Coded;
+use crate::wire::{LoginRequest, Role};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "gw_session";
+
+/// The dashboard's routes (merged into the server's router at `/`).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/queue") }))
+        .route("/login", get(login_page).post(login_submit))
+        .route("/logout", axum::routing::post(logout))
+        .route("/assets/dashboard.css", get(css))
+        .merge(queue::routes())
+        .merge(record::routes())
+        .merge(stats::routes())
+        .merge(map::routes())
+}
+
+async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("../../../assets/dashboard.css"),
+    )
+        .into_response()
+}
+
+/// Runs database work on the blocking pool.
+pub(crate) async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, Failure> + Send + 'static,
+) -> Result<R, Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Failure::Internal(format!("task failed: {e}")))?
+}
+
+/// The signed-in person of a dashboard request (from the session cookie).
+#[derive(Clone)]
+pub struct Clerk {
+    pub user: User,
+    pub token_hash: String,
+}
+
+impl Clerk {
+    /// Whether this account may act on records (accept, assign, reply, settle).
+    pub fn reviews(&self) -> bool {
+        self.user.role.reviews()
+    }
+}
+
+fn cookie_token(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+impl FromRequestParts<AppState> for Clerk {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let next = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/queue".into());
+        let Some(token) = cookie_token(parts) else {
+            return Err(PageError::SignIn { next });
+        };
+        // State-changing requests must come from our own pages (the cookie is SameSite=Strict
+        // too; this covers browsers that ignore it).
+        if parts.method != axum::http::Method::GET
+            && let (Some(origin), Some(host)) = (
+                parts.headers.get(header::ORIGIN),
+                parts.headers.get(header::HOST),
+            )
+        {
+            let origin = origin.to_str().unwrap_or("");
+            let host = host.to_str().unwrap_or("");
+            let same = origin
+                .split_once("://")
+                .map(|(_, h)| h == host)
+                .unwrap_or(false);
+            if !same {
+                return Err(PageError::Failure(Failure::Forbidden(
+                    "this form was sent from another site".into(),
+                )));
+            }
+        }
+        let hash = auth::token_hash(&token);
+        let db = state.db.clone();
+        let h = hash.clone();
+        let found = blocking(move || Ok(db.read(|db| repo::session(db, &h, Utc::now()))?)).await?;
+        match found {
+            Some((user, _)) => Ok(Clerk {
+                user,
+                token_hash: hash,
+            }),
+            None => Err(PageError::SignIn { next }),
+        }
+    }
+}
+
+/// A dashboard failure, shown as an HTML page (or a redirect to sign in).
+#[derive(Debug)]
+pub enum PageError {
+    SignIn { next: String },
+    Failure(Failure),
+}
+
+impl From<Failure> for PageError {
+    fn from(f: Failure) -> Self {
+        PageError::Failure(f)
+    }
+}
+
+impl From<super::db::DbError> for PageError {
+    fn from(e: super::db::DbError) -> Self {
+        PageError::Failure(Failure::Db(e))
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self {
+            PageError::SignIn { next } => {
+                Redirect::to(&format!("/login?next={}", enc(&next))).into_response()
+            }
+            PageError::Failure(f) => {
+                let status = match &f {
+                    Failure::Unauthorized => StatusCode::UNAUTHORIZED,
+                    Failure::Forbidden(_) => StatusCode::FORBIDDEN,
+                    Failure::NotFound(_) => StatusCode::NOT_FOUND,
+                    Failure::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                    Failure::Conflict(_) | Failure::Gap { .. } => StatusCode::CONFLICT,
+                    Failure::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                    Failure::Upgrade { .. } => StatusCode::UPGRADE_REQUIRED,
+                    Failure::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
+                    Failure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                match &f {
+                    Failure::Db(e) => tracing::error!(error = %e, "dashboard: database error"),
+                    Failure::Internal(e) => tracing::error!(error = %e, "dashboard: internal"),
+                    _ => {}
+                }
+                let title = match status {
+                    StatusCode::NOT_FOUND => "未找到 Not found",
+                    StatusCode::FORBIDDEN => "无权访问 Forbidden",
+                    StatusCode::UNPROCESSABLE_ENTITY => "输入有误 Invalid input",
+                    _ => "出错了 Error",
+                };
+                let body = bare(
+                    title,
+                    html! {
+                        main.narrow {
+                            h1 { (title) }
+                            p.flash.err { (explain(&f)) }
+                            p { a href="/queue" { "返回待办队列 Back to the queue" } }
+                        }
+                    },
+                );
+                (status, body).into_response()
+            }
+        }
+    }
+}
+
+/// A failure in words a clerk can act on.
+pub fn explain(f: &Failure) -> String {
+    match f {
+        Failure::Invalid {
+            message,
+            field: Some(field),
+        } => format!("{field}: {message}"),
+        other => other.to_string(),
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Redirects to `to` with a flash message (`ok` or `err`).
+pub fn flash(to: &str, ok: bool, msg: &str) -> Response {
+    let sep = if to.contains('?') { '&' } else { '?' };
+    let key = if ok { "ok" } else { "err" };
+    Redirect::to(&format!("{to}{sep}{key}={}", enc(msg))).into_response()
+}
+
+/// The flash message of a redirect, if any.
+#[derive(Debug, Default, Deserialize)]
+pub struct Flash {
+    #[serde(default)]
+    pub ok: Option<String>,
+    #[serde(default)]
+    pub err: Option<String>,
+}
+
+impl Flash {
+    pub fn render(&self) -> Markup {
+        html! {
+            @if let Some(m) = &self.ok { p.flash.ok role="status" { (m) } }
+            @if let Some(m) = &self.err { p.flash.err role="alert" { (m) } }
+        }
+    }
+}
+
+/// China Standard Time, how every time on the dashboard is shown.
+pub fn local(t: DateTime<Utc>) -> String {
+    let tz = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+}
+
+/// Today in China Standard Time.
+pub fn today() -> chrono::NaiveDate {
+    let tz = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
+    Utc::now().with_timezone(&tz).date_naive()
+}
+
+/// The page frame: navigation, who is signed in, and the content.
+pub fn page(title: &str, clerk: &Clerk, active: &str, content: Markup) -> Response {
+    let u = &clerk.user;
+    let nav = [
+        ("queue", "/queue", "待办队列", "Queue"),
+        ("stats", "/stats", "统计分析", "Statistics"),
+        ("map", "/map", "网格地图", "Map"),
+        ("data", "/data", "数据导入导出", "Data"),
+    ];
+    let scope = match u.role {
+        Role::Worker => u
+            .grids
+            .iter()
+            .map(|(_, c)| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => u.scope_code.clone(),
+    };
+    let markup = html! {
+        (DOCTYPE)
+        html lang="zh-CN" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · 网格通 gridwalk" }
+                link rel="stylesheet" href="/assets/dashboard.css";
+            }
+            body {
+                header.top {
+                    a.brand href="/queue" { "网格通" span.en { " gridwalk · 综治中心" } }
+                    nav {
+                        @for (key, href, zh, en) in nav {
+                            a href=(href) class=@if key == active { "active" } {
+                                (zh) span.en { " " (en) }
+                            }
+                        }
+                    }
+                    div.who {
+                        span #who { (u.display_name) }
+                        span.role { (u.role.zh()) " · " (scope) }
+                        form method="post" action="/logout" {
+                            button.link type="submit" { "退出 Sign out" }
+                        }
+                    }
+                }
+                main { (content) }
+            }
+        }
+    };
+    Html(markup).into_response()
+}
+
+/// A page without the navigation (sign-in, errors).
+pub fn bare(title: &str, content: Markup) -> Html {
+    Html(html! {
+        (DOCTYPE)
+        html lang="zh-CN" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · 网格通 gridwalk" }
+                link rel="stylesheet" href="/assets/dashboard.css";
+            }
+            body { (content) }
+        }
+    })
+}
+
+/// An HTML response.
+pub struct Html(pub Markup);
+
+impl IntoResponse for Html {
+    fn into_response(self) -> Response {
+        (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            self.0.into_string(),
+        )
+            .into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    err: Option<String>,
+}
+
+fn safe_next(next: Option<&str>) -> String {
+    // Only our own paths: never an open redirect.
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/login") => {
+            n.to_owned()
+        }
+        _ => "/queue".to_owned(),
+    }
+}
+
+async fn login_page(Query(q): Query<LoginQuery>) -> Html {
+    let next = safe_next(q.next.as_deref());
+    bare(
+        "登录 Sign in",
+        html! {
+            main.login {
+                h1 { "网格通 综治中心" }
+                p.sub { "gridwalk county dashboard" }
+                @if let Some(e) = &q.err { p.flash.err role="alert" { (e) } }
+                form method="post" action="/login" {
+                    input type="hidden" name="next" value=(next);
+                    label for="username" { "用户名 Username" }
+                    input #username name="username" autocomplete="username" required autofocus;
+                    label for="password" { "密码 Password" }
+                    input #password name="password" type="password" autocomplete="current-password" required;
+                    button #signin type="submit" { "登录 Sign in" }
+                }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn login_submit(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+    let next = safe_next(f.next.as_deref());
+    let req = LoginRequest {
+        username: f.username.trim().to_owned(),
+        password: f.password,
+        // The browser is the "device" of a dashboard session.
+        device_id: Uuid::now_v7(),
+    };
+    let res = blocking(move || auth::login(&s, &req, Utc::now())).await;
+    match res {
+        Ok(r) => {
+            let cookie = format!(
+                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                r.token,
+                auth::SESSION_DAYS * 86400
+            );
+            let mut resp = Redirect::to(&next).into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(e) => {
+            let msg = match e {
+                Failure::Unauthorized => "用户名或密码错误，或账号已停用 (wrong username or password, or the account is disabled)".to_owned(),
+                other => other.to_string(),
+            };
+            Redirect::to(&format!("/login?next={}&err={}", enc(&next), enc(&msg))).into_response()
+        }
+    }
+}
+
+async fn logout(State(s): State<AppState>, clerk: Clerk) -> Result<Response, PageError> {
+    let h = clerk.token_hash.clone();
+    blocking(move || Ok(s.db.tx(|db| repo::revoke_session(db, &h))?)).await?;
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("gw_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    Ok(resp)
+}
+
+/// Inline SVG markup (already escaped by the chart builders).
+pub fn svg(s: String) -> PreEscaped<String> {
+    PreEscaped(s)
+}
+
+/// A query value: empty form fields mean "any".
+pub fn nonempty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A code's Chinese label, or the code itself when unknown.
+pub fn label<T: Coded>(code: &str) -> String {
+    T::from_code(code)
+        .map(|c| c.zh().to_owned())
+        .unwrap_or_else(|_| code.to_owned())
+}

@@ -1,0 +1,721 @@
+//! One record: details, photos, where it is, status history, replies, sync conflicts with
+//! both values, and the actions a reviewer may take (lifecycle transitions, replies, settling
+//! conflicts). Every action is audited and flows down to the worker's device with its next
+//! sync.
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{NaiveDate, Utc};
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::charts::Projection;
+use super::load::{self, category_label};
+use super::queue::deadline_cell;
+use super::{Clerk, Flash, PageError, blocking, explain, flash, local, nonempty, page};
+use crate::args;
+use crate::domain::codes::{
+    Coded, Domain, EmergencyLevel, MediationMethod, PartyRole, ReportStage, Satisfaction, Severity,
+    Urgency,
+};
+use crate::domain::deadline::{DeadlinePolicy, deadline};
+use crate::domain::geo::GeoPoint;
+use crate::domain::lifecycle::{Actor, Status, lifecycle};
+use crate::domain::model::{Conflict, EntityKind, StatusChange, is_sha256_hex};
+use crate::domain::validate::{mask_id, mask_phone};
+use crate::server::error::Failure;
+use crate::server::repo::parse_ts;
+use crate::server::{AppState, sync};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/records/{id}", get(record))
+        .route("/records/{id}/transition", post(transition))
+        .route("/records/{id}/reply", post(reply))
+        .route("/conflicts/{id}/settle", post(settle))
+        .route("/photos/{sha}", get(photo))
+}
+
+/// The verb on a reviewer's button for a move to `to`.
+pub fn verb(to: Status) -> &'static str {
+    use Status::*;
+    match to {
+        Accepted | Confirmed => "受理",
+        Assigned | Rectifying => "分派",
+        InProgress => "办理",
+        Replied => "答复",
+        Resolved => "办结",
+        Verified => "核查通过",
+        Returned => "退回",
+        Escalated => "上报上级",
+        Suspended => "挂起",
+        Transferred => "移交部门",
+        Closed => "闭环",
+        Archived => "归档",
+        Reviewed => "审阅",
+        Void => "作废",
+        Recheck => "复查",
+        Rectified => "确认已整改",
+        Mediating => "开始调解",
+        Success => "调解成功",
+        Failed => "调解失败",
+        Referred => "分流",
+        FollowUp => "回访",
+        Evaluated => "评价",
+        _ => "转为",
+    }
+}
+
+/// Moves that hand the matter to someone: they ask who.
+fn asks_assignee(to: Status) -> bool {
+    matches!(
+        to,
+        Status::Assigned | Status::Rectifying | Status::Transferred | Status::Escalated
+    )
+}
+
+/// The reviewer's legal moves from `status`.
+pub fn reviewer_moves(domain: Domain, status: Status) -> Vec<Status> {
+    lifecycle(domain)
+        .transitions
+        .iter()
+        .filter(|(from, _, who)| *from == status && who.admits(Actor::Reviewer))
+        .map(|(_, to, _)| *to)
+        .collect()
+}
+
+/// The fields shown under "details", in this order.
+const FIELD_ORDER: &[&str] = &[
+    "category",
+    "domain",
+    "title",
+    "severity",
+    "level",
+    "description",
+    "content",
+    "summary",
+    "place",
+    "raised_by",
+    "parties",
+    "occurred_at",
+    "started_at",
+    "ended_at",
+    "distance_m",
+    "notes",
+    "deliberation",
+    "deliberation_notes",
+    "owner",
+    "due_date",
+    "follow_up",
+    "satisfaction",
+    "household_id",
+];
+
+fn field_label(k: &str) -> &'static str {
+    match k {
+        "category" => "类别",
+        "severity" => "严重程度",
+        "description" => "描述",
+        "place" => "地点",
+        "owner" => "整改责任人/部门",
+        "due_date" => "整改期限",
+        "content" => "内容",
+        "raised_by" => "反映人",
+        "deliberation" => "三议四步",
+        "deliberation_notes" => "议事记录",
+        "summary" => "概要",
+        "parties" => "当事人",
+        "follow_up" => "回访",
+        "started_at" => "开始时间",
+        "ended_at" => "结束时间",
+        "notes" => "备注",
+        "distance_m" => "巡防里程",
+        "level" => "级别",
+        "title" => "标题",
+        "occurred_at" => "发生时间",
+        "satisfaction" => "满意度",
+        "domain" => "类型",
+        "household_id" => "关联户",
+        "status" => "状态",
+        "urgency" => "紧急程度",
+        "location" => "位置",
+        _ => "",
+    }
+}
+
+/// A field's value in words: codes as Chinese labels, phones masked, times local.
+fn show_value(domain: Domain, k: &str, v: &Value) -> String {
+    let s = v.as_str().unwrap_or("");
+    match (k, v) {
+        (_, Value::Null) => "—".into(),
+        (_, Value::String(s)) if s.trim().is_empty() => "—".into(),
+        ("category", _) => category_label(domain, s),
+        ("severity", _) => super::label::<Severity>(s),
+        ("level", _) => super::label::<EmergencyLevel>(s),
+        ("satisfaction", _) => super::label::<Satisfaction>(s),
+        ("status", _) => super::label::<Status>(s),
+        ("urgency", _) => super::label::<Urgency>(s),
+        ("domain", _) => super::label::<Domain>(s),
+        ("distance_m", Value::Number(n)) => {
+            format!("{:.2} 公里", n.as_f64().unwrap_or(0.0) / 1000.0)
+        }
+        ("started_at" | "ended_at" | "occurred_at", _) => {
+            parse_ts(s).map(local).unwrap_or_else(|_| s.to_owned())
+        }
+        ("parties", Value::Array(ps)) => ps
+            .iter()
+            .map(|p| {
+                let name = p.get("name").and_then(Value::as_str).unwrap_or("?");
+                let role = p
+                    .get("role")
+                    .and_then(Value::as_str)
+                    .map(super::label::<PartyRole>)
+                    .unwrap_or_default();
+                let phone = p
+                    .get("phone")
+                    .and_then(Value::as_str)
+                    .map(|ph| format!(" {}", mask_phone(ph)))
+                    .unwrap_or_default();
+                format!("{name}（{role}）{phone}")
+            })
+            .collect::<Vec<_>>()
+            .join("；"),
+        ("follow_up", Value::Object(f)) => {
+            let on = f.get("on").and_then(Value::as_str).unwrap_or("");
+            let sat = f
+                .get("satisfaction")
+                .and_then(Value::as_str)
+                .map(super::label::<Satisfaction>)
+                .unwrap_or_default();
+            let notes = f.get("notes").and_then(Value::as_str).unwrap_or("");
+            format!("{on} {sat} {notes}")
+        }
+        ("location", _) => serde_json::from_value::<GeoPoint>(v.clone())
+            .map(|p| {
+                format!(
+                    "{:.5}, {:.5}{}",
+                    p.lon,
+                    p.lat,
+                    p.accuracy_m
+                        .map(|a| format!(" (±{a:.0} 米)"))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_default(),
+        (_, Value::String(s)) => s.clone(),
+        (_, Value::Bool(b)) => if *b { "是" } else { "否" }.into(),
+        (_, other) => other.to_string(),
+    }
+}
+
+/// A conflict's value, in words (IDs and phones masked).
+fn show_conflict_value(field: &str, v: &Value) -> String {
+    match (field, v) {
+        ("id_number", Value::String(s)) => mask_id(s),
+        ("phone", Value::String(s)) => mask_phone(s),
+        ("status", Value::String(s)) => super::label::<Status>(s),
+        (_, Value::String(s)) => s.clone(),
+        (_, Value::Null) => "（空）".into(),
+        (_, other) => other.to_string(),
+    }
+}
+
+struct Detail {
+    domain: Domain,
+    record: Map<String, Value>,
+    history: Vec<StatusChange>,
+    replies: Vec<Value>,
+    conflicts: Vec<Conflict>,
+    sessions: Vec<Value>,
+    reports: Vec<Value>,
+    grid: Option<load::GridInfo>,
+}
+
+fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Result<Detail, Failure> {
+    let v = sync::record_detail(db, &clerk.user, id)?;
+    let kind = v
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(|k| EntityKind::from_code(k).ok())
+        .ok_or_else(|| Failure::Internal("record without kind".into()))?;
+    let domain = kind
+        .domain()
+        .ok_or_else(|| Failure::NotFound(format!("no record {id} in your scope")))?;
+    let record = v
+        .get("record")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let history: Vec<StatusChange> =
+        serde_json::from_value(v.get("history").cloned().unwrap_or(Value::Null))
+            .unwrap_or_default();
+    let children = v.get("children").cloned().unwrap_or(Value::Null);
+    let list = |k: &str| -> Vec<Value> {
+        children
+            .get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let conflicts = list("CONFLICT")
+        .into_iter()
+        .filter_map(|c| serde_json::from_value(c).ok())
+        .collect();
+    let grid_id = record.get("grid_id").and_then(Value::as_str).unwrap_or("");
+    let grid = load::grids(db, &clerk.user)?
+        .into_values()
+        .find(|g| g.id.to_string() == grid_id);
+    Ok(Detail {
+        domain,
+        history,
+        replies: list("REPLY"),
+        conflicts,
+        sessions: list("MEDIATION_SESSION"),
+        reports: list("EMERGENCY_REPORT"),
+        grid,
+        record,
+    })
+}
+
+/// A small map: the record's grid, and the record's point.
+fn location_map(grid: Option<&load::GridInfo>, at: Option<&GeoPoint>) -> Markup {
+    let Some(g) = grid else { return html! {} };
+    let Some(pr) = Projection::fit_all_in([&g.boundary], 420.0, 300.0, 12.0) else {
+        return html! {};
+    };
+    html! {
+        svg.minimap xmlns="http://www.w3.org/2000/svg" viewBox={"0 0 " (pr.width()) " " (pr.height())} width=(pr.width()) height=(pr.height()) role="img" {
+            title { "网格 " (g.name) " 与上报位置" }
+            path d=(pr.path(&g.boundary)) fill="#e8f0f8" stroke="#2f6fb3" stroke-width="1.5" {}
+            @if let Some(p) = at {
+                @let (x, y) = pr.xy(p.lon, p.lat);
+                circle cx=(x) cy=(y) r="7" fill="#c2412d" stroke="#fff" stroke-width="2" {}
+            }
+        }
+    }
+}
+
+async fn record(
+    State(s): State<AppState>,
+    clerk: Clerk,
+    Path(id): Path<Uuid>,
+    Query(fl): Query<Flash>,
+) -> Result<Response, PageError> {
+    let c2 = clerk.clone();
+    let d = blocking(move || s.db.read(|db| detail(db, &c2, id))).await?;
+    let str_of = |k: &str| d.record.get(k).and_then(Value::as_str).unwrap_or("");
+    let status =
+        Status::from_code(str_of("status")).map_err(|e| Failure::Internal(e.to_string()))?;
+    let urgency = Urgency::from_code(str_of("urgency")).unwrap_or(Urgency::Normal);
+    let created = parse_ts(str_of("created_at")).map_err(Failure::from)?;
+    let location: Option<GeoPoint> = d
+        .record
+        .get("location")
+        .and_then(|l| serde_json::from_value(l.clone()).ok());
+    let photos: Vec<String> = d
+        .record
+        .get("photos")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let policy = DeadlinePolicy::default();
+    let row = load::RecordRow {
+        id,
+        domain: d.domain,
+        status,
+        urgency,
+        category: str_of("category").to_owned(),
+        author: str_of("author").to_owned(),
+        grid_code: d.grid.as_ref().map(|g| g.code.clone()).unwrap_or_default(),
+        created_at: created,
+        updated_at: created,
+        summary: String::new(),
+        location,
+        satisfaction: None,
+        deadline: deadline(d.domain, urgency, status, created, &policy),
+    };
+    let moves = if clerk.reviews() {
+        reviewer_moves(d.domain, status)
+    } else {
+        vec![]
+    };
+    let shown_fields: Vec<(&str, &Value)> = FIELD_ORDER
+        .iter()
+        .filter_map(|k| d.record.get(*k).map(|v| (*k, v)))
+        .collect();
+    let today = super::today();
+    let content = html! {
+        p.crumbs { a href="/queue" { "← 待办队列" } }
+        h1 {
+            (d.domain.zh()) " · " (category_label(d.domain, str_of("category")))
+            " " span.status #status { (status.zh()) }
+            @if urgency != Urgency::Normal { " " span class={"urg " (urgency.code().to_lowercase())} { (urgency.zh()) } }
+        }
+        (fl.render())
+        div.cols {
+            section.card {
+                h2 { "详情 Details" }
+                dl.fields {
+                    dt { "编号" } dd { code { (id) } }
+                    dt { "网格" } dd { @if let Some(g) = &d.grid { (g.town_name) " " (g.village_name) " " (g.name) " (" (g.code) ")" } }
+                    dt { "上报人" } dd { (str_of("author")) }
+                    dt { "上报时间" } dd { (local(created)) }
+                    dt { "时限" } dd { (deadline_cell(&row, Utc::now(), &policy)) }
+                    @for (k, v) in &shown_fields {
+                        dt { (field_label(k)) } dd { (show_value(d.domain, k, v)) }
+                    }
+                }
+                @if !photos.is_empty() {
+                    h3 { "照片 Photos" }
+                    div.photos {
+                        @for p in &photos {
+                            a href={"/photos/" (p)} { img src={"/photos/" (p)} alt="现场照片" loading="lazy"; }
+                        }
+                    }
+                }
+                @if !d.sessions.is_empty() {
+                    h3 { "调解记录 Mediation sessions" }
+                    ol.sessions {
+                        @for m in &d.sessions {
+                            li {
+                                strong { (m.get("held_on").and_then(Value::as_str).unwrap_or("")) " "
+                                    (m.get("method").and_then(Value::as_str).map(super::label::<MediationMethod>).unwrap_or_default()) }
+                                " " (m.get("notes").and_then(Value::as_str).unwrap_or(""))
+                                @if let Some(a) = m.get("agreement").and_then(Value::as_str) { br; "协议：" (a) }
+                            }
+                        }
+                    }
+                }
+                @if !d.reports.is_empty() {
+                    h3 { "事件报告 Reports" }
+                    ol.sessions {
+                        @for r in &d.reports {
+                            li {
+                                strong { (r.get("stage").and_then(Value::as_str).map(super::label::<ReportStage>).unwrap_or_default()) }
+                                " " (r.get("text").and_then(Value::as_str).unwrap_or(""))
+                            }
+                        }
+                    }
+                }
+            }
+            section.card {
+                h2 { "位置 Location" }
+                @if let Some(p) = &location {
+                    (location_map(d.grid.as_ref(), Some(p)))
+                    p.muted { (format!("{:.5}, {:.5}", p.lon, p.lat)) @if let Some(a) = p.accuracy_m { " ±" (format!("{a:.0}")) " 米" } }
+                } @else {
+                    (location_map(d.grid.as_ref(), None))
+                    p.muted { "未记录位置" }
+                }
+            }
+        }
+        @if !d.conflicts.is_empty() {
+            section.card.conflicts {
+                h2 { "同步冲突 Sync conflicts" }
+                p.muted { "同一字段在两处被同时修改：保留了较晚的修改，另一方的值也在这里，请核对后处理。" }
+                table {
+                    thead { tr { th { "字段" } th { "保留的值" } th { "被覆盖的值" } th { "处理" } } }
+                    tbody {
+                        @for c in &d.conflicts {
+                            tr.conflict data-field=(c.field) {
+                                td { (if field_label(&c.field).is_empty() { c.field.as_str() } else { field_label(&c.field) }) }
+                                td.kept { strong { (show_conflict_value(&c.field, &c.kept)) } br; small.muted { (c.kept_by) " · " (local(c.kept_at)) } }
+                                td.lost { strong { (show_conflict_value(&c.field, &c.lost)) } br; small.muted { (c.lost_by) " · " (local(c.lost_at)) } }
+                                td {
+                                    @if let (Some(by), Some(at)) = (&c.settled_by, c.settled_at) {
+                                        "已处理：" (by) " · " (local(at))
+                                    } @else if clerk.reviews() {
+                                        form method="post" action={"/conflicts/" (c.id) "/settle"} {
+                                            input type="hidden" name="record" value=(id);
+                                            button name="take" value="kept" { "保留现值" }
+                                            @if c.field != "status" { " " button.secondary name="take" value="lost" { "改用被覆盖的值" } }
+                                        }
+                                    } @else { span.muted { "待处理" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        div.cols {
+            section.card {
+                h2 { "办理 Actions" }
+                @if !clerk.reviews() {
+                    p.muted { "网格员账号只能查看；受理、分派、答复由村、乡镇和县级人员办理。" }
+                } @else if moves.is_empty() {
+                    p.muted { "当前状态「" (status.zh()) "」没有可由审核人员办理的操作。" }
+                } @else {
+                    form.action #actions method="post" action={"/records/" (id) "/transition"} {
+                        @if moves.iter().any(|m| asks_assignee(*m)) {
+                            label { @if d.domain == Domain::Hazard { "整改责任人/部门（分派、移交时填写）" } @else { "分派给 部门或人员（分派、移交、上报时填写）" }
+                                input #assignee name="assignee" placeholder="如：镇安监办 王主任"; }
+                            @if d.domain == Domain::Hazard && moves.contains(&Status::Rectifying) {
+                                label { "整改期限" input #due_date type="date" name="due_date" min=(today.to_string()); }
+                            }
+                        }
+                        label.wide { "意见（随状态发送给网格员，可选）" textarea #note name="note" rows="2" {} }
+                        div.buttons {
+                            @for to in &moves {
+                                button type="submit" name="to" value=(to.code()) id={"move-" (to.code())}
+                                    class=@if matches!(to, Status::Returned | Status::Void | Status::Suspended) { "secondary" } {
+                                    (verb(*to)) " → " (to.zh())
+                                }
+                            }
+                        }
+                    }
+                }
+                @if clerk.reviews() {
+                    form.action method="post" action={"/records/" (id) "/reply"} id="reply" {
+                        label { "答复网格员 Reply" textarea name="text" rows="2" required {} }
+                        button.secondary type="submit" { "发送答复" }
+                    }
+                }
+            }
+            section.card {
+                h2 { "办理记录 History" }
+                ol.history {
+                    li { strong { "上报" } " · " (str_of("author")) " · " (local(created)) }
+                    @for h in &d.history {
+                        li { strong { (h.from.zh()) " → " (h.to.zh()) } " · " (h.actor) " · " (local(h.at))
+                            @if let Some(n) = &h.note { br; span.note { (n) } } }
+                    }
+                }
+                h3 { "答复 Replies" }
+                @if d.replies.is_empty() { p.muted { "暂无答复" } }
+                ul.replies {
+                    @for r in &d.replies {
+                        li { (r.get("text").and_then(Value::as_str).unwrap_or("")) br;
+                            small.muted { (r.get("author").and_then(Value::as_str).unwrap_or("")) " · "
+                                (r.get("created_at").and_then(Value::as_str).and_then(|t| parse_ts(t).ok()).map(local).unwrap_or_default()) } }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(
+        &format!("{} {}", d.domain.zh(), status.zh()),
+        &clerk,
+        "queue",
+        content,
+    ))
+}
+
+#[derive(Deserialize)]
+struct TransitionForm {
+    to: String,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    assignee: Option<String>,
+    #[serde(default)]
+    due_date: Option<String>,
+}
+
+async fn transition(
+    State(s): State<AppState>,
+    clerk: Clerk,
+    Path(id): Path<Uuid>,
+    Form(f): Form<TransitionForm>,
+) -> Response {
+    let back = format!("/records/{id}");
+    let result = blocking(move || {
+        let to = Status::from_code(f.to.trim())
+            .map_err(|e| Failure::invalid(e.to_string(), Some("to")))?;
+        let assignee = nonempty(&f.assignee).map(str::to_owned);
+        if asks_assignee(to) && assignee.is_none() {
+            return Err(Failure::invalid(
+                format!("「{}」需要填写分派给谁 (who it goes to)", to.zh()),
+                Some("assignee"),
+            ));
+        }
+        let due = nonempty(&f.due_date)
+            .map(|d| {
+                NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                    Failure::invalid(
+                        format!("{d:?} is not a date like 2026-12-31"),
+                        Some("due_date"),
+                    )
+                })
+            })
+            .transpose()?;
+        let note = nonempty(&f.note).map(str::to_owned);
+        let full_note = match (&assignee, &note) {
+            (Some(a), Some(n)) => Some(format!("分派给：{a}。{n}")),
+            (Some(a), None) => Some(format!("分派给：{a}")),
+            (None, n) => n.clone(),
+        };
+        s.db.tx(|db| {
+            let now = Utc::now();
+            let kind = crate::server::repo::entity_head(db, id)?.map(|(k, _)| k);
+            if kind == Some(EntityKind::Hazard) && to == Status::Rectifying {
+                let mut fields = Map::new();
+                fields.insert(
+                    "owner".into(),
+                    Value::String(assignee.clone().unwrap_or_default()),
+                );
+                if let Some(d) = due {
+                    fields.insert("due_date".into(), Value::String(d.to_string()));
+                }
+                sync::review_edit(db, &clerk.user, id, fields, now)?;
+            }
+            sync::review_transition(db, &clerk.user, id, to, full_note, now)?;
+            Ok::<_, Failure>(to)
+        })
+    })
+    .await;
+    match result {
+        Ok(to) => flash(
+            &back,
+            true,
+            &format!(
+                "已{}：状态现为「{}」，网格员下次同步时可见",
+                verb(to),
+                to.zh()
+            ),
+        ),
+        Err(e @ Failure::NotFound(_)) => PageError::Failure(e).into_response(),
+        Err(e) => flash(&back, false, &explain(&e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReplyForm {
+    text: String,
+}
+
+async fn reply(
+    State(s): State<AppState>,
+    clerk: Clerk,
+    Path(id): Path<Uuid>,
+    Form(f): Form<ReplyForm>,
+) -> Response {
+    let back = format!("/records/{id}");
+    match blocking(move || {
+        s.db.tx(|db| sync::reply(db, &clerk.user, id, &f.text, Utc::now()))
+    })
+    .await
+    {
+        Ok(_) => flash(&back, true, "答复已发送，网格员下次同步时可见"),
+        Err(e @ Failure::NotFound(_)) => PageError::Failure(e).into_response(),
+        Err(e) => flash(&back, false, &explain(&e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct SettleForm {
+    take: String,
+    record: Uuid,
+}
+
+async fn settle(
+    State(s): State<AppState>,
+    clerk: Clerk,
+    Path(id): Path<Uuid>,
+    Form(f): Form<SettleForm>,
+) -> Response {
+    let back = format!("/records/{}", f.record);
+    let take_lost = f.take == "lost";
+    match blocking(move || {
+        s.db.tx(|db| sync::settle_conflict(db, &clerk.user, id, take_lost, Utc::now()))
+    })
+    .await
+    {
+        Ok(()) => flash(
+            &back,
+            true,
+            if take_lost {
+                "已改用被覆盖的值"
+            } else {
+                "已确认保留现值"
+            },
+        ),
+        Err(e @ Failure::NotFound(_)) => PageError::Failure(e).into_response(),
+        Err(e) => flash(&back, false, &explain(&e)),
+    }
+}
+
+/// A photo of a record in scope (same rule as the API: some entity in scope names it).
+async fn photo(
+    State(s): State<AppState>,
+    clerk: Clerk,
+    Path(sha): Path<String>,
+) -> Result<Response, PageError> {
+    if !is_sha256_hex(&sha) {
+        return Err(Failure::NotFound("no such photo".into()).into());
+    }
+    let found = blocking(move || {
+        s.db.read(|db| -> Result<Option<(Vec<u8>, String)>, Failure> {
+            let (clause, mut args) = clerk.user.scope().clause(2);
+            let mut all = vec![format!("%{sha}%").into()];
+            all.append(&mut args);
+            let named = db.query_opt(
+                &format!("SELECT 1 FROM entities WHERE data LIKE $1 AND {clause}"),
+                &all,
+            )?;
+            if named.is_none() {
+                return Ok(None);
+            }
+            db.query_opt(
+                "SELECT data, mime FROM photos WHERE sha256 = $1 AND complete = 1",
+                args![&sha],
+            )?
+            .map(|r| Ok::<_, Failure>((r[0].bytes()?, r[1].string()?)))
+            .transpose()
+        })
+    })
+    .await?;
+    let (bytes, mime) =
+        found.ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "private, max-age=86400".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reviewer_may_accept_or_transfer_a_reported_hazard() {
+        let m = reviewer_moves(Domain::Hazard, Status::Reported);
+        assert!(m.contains(&Status::Confirmed) && m.contains(&Status::Transferred));
+        // Rectified on the spot is the worker's or the reviewer's; void too; nothing else.
+        assert!(!m.contains(&Status::Closed));
+        assert_eq!(reviewer_moves(Domain::Hazard, Status::Closed), vec![]);
+    }
+
+    #[test]
+    fn values_are_shown_in_words() {
+        assert_eq!(
+            show_value(Domain::Hazard, "category", &Value::String("WATER".into())),
+            "溺水"
+        );
+        assert_eq!(
+            show_value(Domain::Hazard, "severity", &Value::String("HIGH".into())),
+            "重大"
+        );
+        assert_eq!(
+            show_conflict_value("phone", &Value::String("13812345678".into())),
+            "138****5678"
+        );
+        let parties =
+            serde_json::json!([{"name": "张三", "role": "APPLICANT", "phone": "13812345678"}]);
+        let s = show_value(Domain::Dispute, "parties", &parties);
+        assert!(s.contains("张三") && s.contains("138****5678") && !s.contains("13812345678"));
+    }
+}

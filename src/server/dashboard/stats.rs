@@ -1,0 +1,522 @@
+//! Statistics (统计分析): counts by domain, category and status over time, resolution rate,
+//! overdue, satisfaction, visit coverage per grid and village, and each worker's activity and
+//! points ledger. Computed on read from the records, visits and status history in scope.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use maud::html;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::charts::{self, AMBER, BLUE, GREEN, RED};
+use super::load::{self, GridInfo, RecordRow, RecordSql, VisitRow};
+use super::{Clerk, PageError, blocking, local, nonempty, page};
+use crate::domain::codes::{Coded, DeadlineState, Domain, Satisfaction};
+use crate::domain::deadline::DeadlinePolicy;
+use crate::domain::lifecycle::Status;
+use crate::domain::model::StatusChange;
+use crate::domain::points::{self, Entry, RecordFacts, VisitFacts};
+use crate::server::AppState;
+use crate::server::db::Sql;
+use crate::server::error::Failure;
+use crate::server::repo::{User, ts};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/stats", get(stats_page))
+        .route("/stats/points/{worker}", get(points_page))
+}
+
+/// The period and area of the statistics.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct StatsQuery {
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub village: Option<String>,
+}
+
+/// Coverage of one grid: households, and how many were visited in the last 30 days.
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    pub grid: GridInfo,
+    pub households: i64,
+    pub visited: i64,
+}
+
+impl Coverage {
+    pub fn share(&self) -> f64 {
+        if self.households == 0 {
+            0.0
+        } else {
+            self.visited as f64 / self.households as f64
+        }
+    }
+}
+
+/// One worker's activity in the period.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerRow {
+    pub worker: String,
+    pub filed: usize,
+    pub handled: usize,
+    pub visits: usize,
+    pub patrol_km: f64,
+    pub points: i64,
+}
+
+/// Everything the statistics page and its export show.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub records: Vec<RecordRow>,
+    pub total: usize,
+    pub handled: usize,
+    pub void: usize,
+    pub overdue: usize,
+    pub rated: usize,
+    pub satisfied: usize,
+    pub by_domain: Vec<(Domain, usize, usize, usize)>,
+    pub by_category: Vec<(String, usize)>,
+    pub by_status: Vec<(Status, usize)>,
+    pub by_week: Vec<(String, usize)>,
+    pub coverage: Vec<Coverage>,
+    pub villages: Vec<(String, String, i64, i64)>,
+    pub workers: Vec<WorkerRow>,
+    pub ledger: Vec<Entry>,
+}
+
+impl Stats {
+    pub fn resolution_rate(&self) -> f64 {
+        let base = self.total - self.void;
+        if base == 0 {
+            0.0
+        } else {
+            self.handled as f64 / base as f64
+        }
+    }
+
+    pub fn satisfaction_rate(&self) -> Option<f64> {
+        (self.rated > 0).then(|| self.satisfied as f64 / self.rated as f64)
+    }
+}
+
+fn parse_date(s: Option<&str>, field: &str) -> Result<Option<NaiveDate>, Failure> {
+    s.map(|s| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+            Failure::invalid(format!("{s:?} is not a date like 2026-11-29"), Some(field))
+        })
+    })
+    .transpose()
+}
+
+/// The statistics of `user`'s scope for the query's period (default: the last 12 weeks).
+pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, Failure> {
+    let today = super::today();
+    let to = parse_date(nonempty(&q.to), "to")?.unwrap_or(today);
+    let from = parse_date(nonempty(&q.from), "from")?
+        .unwrap_or(to - Duration::weeks(12) + Duration::days(1));
+    if from > to {
+        return Err(Failure::invalid(
+            "the period starts after it ends",
+            Some("from"),
+        ));
+    }
+    let village = nonempty(&q.village).map(str::to_owned);
+    let start = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc() - Duration::hours(8);
+    let end = (to + Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+        - Duration::hours(8);
+    let records = load::records(
+        db,
+        user,
+        |first| {
+            let mut s = RecordSql::default();
+            s.add("created_at", ">=", ts(start), first);
+            s.add("created_at", "<", ts(end), first);
+            if let Some(v) = &village {
+                s.add("grid_code", ">=", v.as_str(), first);
+                s.add("grid_code", "<", format!("{v}~"), first);
+            }
+            s
+        },
+        200_000,
+    )?;
+    let in_village = |code: &str| village.as_deref().is_none_or(|v| code.starts_with(v));
+    let grids: BTreeMap<String, GridInfo> = load::grids(db, user)?
+        .into_iter()
+        .filter(|(c, _)| in_village(c))
+        .collect();
+    let households = load::households_per_grid(db, user)?;
+    let visits: Vec<VisitRow> = load::visits_since(db, user, from.min(today - Duration::days(30)))?
+        .into_iter()
+        .filter(|v| in_village(&v.grid_code))
+        .collect();
+    let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+    let histories = load::status_changes(db, &ids)?;
+    let patrol_km = patrol_km(db, user, start, end)?;
+    Ok(assemble(
+        from, to, today, records, grids, households, visits, histories, patrol_km,
+    ))
+}
+
+fn patrol_km(
+    db: &mut dyn Sql,
+    user: &User,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<BTreeMap<String, f64>, Failure> {
+    let (clause, mut args) = user.scope().clause(1);
+    let n = args.len();
+    args.push(ts(start).into());
+    args.push(ts(end).into());
+    let rows = db.query(
+        &format!(
+            "SELECT author, data FROM entities WHERE kind = 'PATROL' AND {clause} AND created_at >= ${} AND created_at < ${}",
+            n + 1,
+            n + 2
+        ),
+        &args,
+    )?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let v: serde_json::Value =
+            serde_json::from_str(r[1].str()?).map_err(|e| Failure::Internal(e.to_string()))?;
+        let m = v
+            .get("distance_m")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0);
+        *out.entry(r[0].opt_string()?.unwrap_or_default())
+            .or_insert(0.0) += m / 1000.0;
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)] // each is one input read above
+fn assemble(
+    from: NaiveDate,
+    to: NaiveDate,
+    today: NaiveDate,
+    records: Vec<RecordRow>,
+    grids: BTreeMap<String, GridInfo>,
+    households: BTreeMap<String, i64>,
+    visits: Vec<VisitRow>,
+    histories: BTreeMap<Uuid, Vec<StatusChange>>,
+    patrol_km: BTreeMap<String, f64>,
+) -> Stats {
+    let now = Utc::now();
+    let policy = DeadlinePolicy::default();
+    let total = records.len();
+    let handled = records.iter().filter(|r| r.handled()).count();
+    let void = records.iter().filter(|r| r.status == Status::Void).count();
+    let overdue = records
+        .iter()
+        .filter(|r| r.deadline_state(now, &policy) == Some(DeadlineState::Overdue))
+        .count();
+    let rated: Vec<Satisfaction> = records.iter().filter_map(|r| r.satisfaction).collect();
+    let satisfied = rated
+        .iter()
+        .filter(|s| matches!(s, Satisfaction::Satisfied | Satisfaction::Basic))
+        .count();
+
+    let mut by_domain = Vec::new();
+    for d in Domain::ALL {
+        let rs: Vec<&RecordRow> = records.iter().filter(|r| r.domain == *d).collect();
+        if rs.is_empty() {
+            continue;
+        }
+        let h = rs.iter().filter(|r| r.handled()).count();
+        let o = rs
+            .iter()
+            .filter(|r| r.deadline_state(now, &policy) == Some(DeadlineState::Overdue))
+            .count();
+        by_domain.push((*d, h, rs.len() - h - o, o));
+    }
+    let mut cats: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &records {
+        *cats
+            .entry(format!("{}·{}", r.domain.zh(), r.category_label()))
+            .or_default() += 1;
+    }
+    let mut by_category: Vec<(String, usize)> = cats.into_iter().collect();
+    by_category.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut sts: BTreeMap<Status, usize> = BTreeMap::new();
+    for r in &records {
+        *sts.entry(r.status).or_default() += 1;
+    }
+    let by_status: Vec<(Status, usize)> = sts.into_iter().collect();
+
+    // Per week (Monday-based), every week of the period, empty ones too.
+    let week_of = |d: NaiveDate| d - Duration::days(d.weekday().num_days_from_monday() as i64);
+    let mut weeks: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+    let mut w = week_of(from);
+    while w <= to {
+        weeks.insert(w, 0);
+        w += Duration::weeks(1);
+    }
+    for r in &records {
+        let d = (r.created_at + Duration::hours(8)).date_naive();
+        *weeks.entry(week_of(d)).or_default() += 1;
+    }
+    let by_week = weeks
+        .into_iter()
+        .map(|(w, n)| (w.format("%m-%d").to_string(), n))
+        .collect();
+
+    // Coverage: distinct households visited in the last 30 days, per grid.
+    let since = today - Duration::days(30);
+    let mut seen: BTreeMap<&str, BTreeSet<Uuid>> = BTreeMap::new();
+    for v in visits.iter().filter(|v| v.on > since) {
+        seen.entry(v.grid_code.as_str())
+            .or_default()
+            .insert(v.household);
+    }
+    let coverage: Vec<Coverage> = grids
+        .values()
+        .map(|g| Coverage {
+            grid: g.clone(),
+            households: households.get(&g.code).copied().unwrap_or(0),
+            visited: seen
+                .get(g.code.as_str())
+                .map(|s| s.len() as i64)
+                .unwrap_or(0),
+        })
+        .collect();
+    let mut vs: BTreeMap<String, (String, i64, i64)> = BTreeMap::new();
+    for c in &coverage {
+        let e =
+            vs.entry(c.grid.village_code.clone())
+                .or_insert((c.grid.village_name.clone(), 0, 0));
+        e.1 += c.households;
+        e.2 += c.visited;
+    }
+    let villages = vs.into_iter().map(|(k, (n, h, v))| (k, n, h, v)).collect();
+
+    // The ledger: records filed in the period, visits in the period.
+    let facts: Vec<RecordFacts<'_>> = records
+        .iter()
+        .map(|r| RecordFacts {
+            id: r.id,
+            author: &r.author,
+            created_at: r.created_at,
+            status: r.status,
+            history: histories.get(&r.id).map(Vec::as_slice).unwrap_or(&[]),
+            satisfaction: r.satisfaction,
+        })
+        .collect();
+    let vfacts: Vec<VisitFacts<'_>> = visits
+        .iter()
+        .filter(|v| v.on >= from && v.on <= to)
+        .map(|v| VisitFacts {
+            author: &v.author,
+            household: v.household,
+            on: v.on,
+        })
+        .collect();
+    let ledger = points::ledger(&facts, &vfacts);
+    let mut workers: BTreeMap<String, WorkerRow> = BTreeMap::new();
+    fn row<'m>(m: &'m mut BTreeMap<String, WorkerRow>, w: &str) -> &'m mut WorkerRow {
+        m.entry(w.to_owned()).or_insert_with(|| WorkerRow {
+            worker: w.to_owned(),
+            ..Default::default()
+        })
+    }
+    for r in &records {
+        let e = row(&mut workers, &r.author);
+        e.filed += 1;
+        e.handled += usize::from(r.handled());
+    }
+    for v in &vfacts {
+        row(&mut workers, v.author).visits += 1;
+    }
+    for (w, km) in &patrol_km {
+        row(&mut workers, w).patrol_km = *km;
+    }
+    for e in &ledger {
+        row(&mut workers, &e.worker).points += e.points;
+    }
+    let mut workers: Vec<WorkerRow> = workers.into_values().collect();
+    workers.sort_by(|a, b| b.points.cmp(&a.points).then(a.worker.cmp(&b.worker)));
+
+    Stats {
+        from,
+        to,
+        total,
+        handled,
+        void,
+        overdue,
+        rated: rated.len(),
+        satisfied,
+        by_domain,
+        by_category,
+        by_status,
+        by_week,
+        coverage,
+        villages,
+        workers,
+        ledger,
+        records,
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+async fn stats_page(
+    State(s): State<AppState>,
+    clerk: Clerk,
+    Query(q): Query<StatsQuery>,
+) -> Result<Response, PageError> {
+    let (c2, q2) = (clerk.clone(), q.clone());
+    let (st, grids) = blocking(move || {
+        s.db.read(|db| {
+            let st = compute(db, &c2.user, &q2)?;
+            let grids = load::grids(db, &c2.user)?;
+            Ok::<_, Failure>((st, grids))
+        })
+    })
+    .await?;
+    let villages = load::villages(&grids);
+    let qs = format!(
+        "from={}&to={}{}",
+        st.from,
+        st.to,
+        nonempty(&q.village)
+            .map(|v| format!("&village={v}"))
+            .unwrap_or_default()
+    );
+    let domain_rows: Vec<(String, Vec<f64>)> = st
+        .by_domain
+        .iter()
+        .map(|(d, h, open, o)| (d.zh().to_owned(), vec![*h as f64, *open as f64, *o as f64]))
+        .collect();
+    let cat_rows: Vec<(String, Vec<f64>)> = st
+        .by_category
+        .iter()
+        .take(12)
+        .map(|(c, n)| (c.clone(), vec![*n as f64]))
+        .collect();
+    let week_points: Vec<(String, f64)> = st
+        .by_week
+        .iter()
+        .map(|(w, n)| (w.clone(), *n as f64))
+        .collect();
+    let village_rows: Vec<(String, f64, String)> = st
+        .villages
+        .iter()
+        .map(|(_, name, h, v)| {
+            let p = if *h == 0 {
+                0.0
+            } else {
+                *v as f64 / *h as f64 * 100.0
+            };
+            (name.clone(), p, format!("{v}/{h} 户"))
+        })
+        .collect();
+    let content = html! {
+        h1 { "统计分析" span.en { " Statistics" } }
+        form.filters method="get" action="/stats" {
+            label { "自" input type="date" name="from" value=(st.from); }
+            label { "至" input type="date" name="to" value=(st.to); }
+            label { "村/社区" select name="village" {
+                option value="" { "全部" }
+                @for (code, name) in &villages { option value=(code) selected[nonempty(&q.village) == Some(code.as_str())] { (name) } }
+            } }
+            button type="submit" { "统计" }
+            " 导出 " a href={"/export/stats.xlsx?" (qs)} { "Excel" } " / " a href={"/export/stats.csv?" (qs)} { "CSV" }
+        }
+        div.tiles {
+            div.tile { span.big #total { (st.total) } span { "上报事项" } }
+            div.tile { span.big #resolution { (pct(st.resolution_rate())) } span { "办结率 (" (st.handled) "/" (st.total - st.void) ")" } }
+            div.tile.bad[st.overdue > 0] { span.big #overdue { (st.overdue) } span { "已超期" } }
+            div.tile { span.big #satisfaction { (st.satisfaction_rate().map(pct).unwrap_or_else(|| "—".into())) } span { "满意率 (" (st.satisfied) "/" (st.rated) " 已评价)" } }
+            @let (h, v) = st.villages.iter().fold((0, 0), |a, x| (a.0 + x.2, a.1 + x.3));
+            div.tile { span.big #coverage { (if h == 0 { "—".to_owned() } else { pct(v as f64 / h as f64) }) } span { "近30天走访覆盖 (" (v) "/" (h) " 户)" } }
+        }
+        div.cols {
+            section.card {
+                h2 { "按类型 By domain" }
+                (charts::stacked_bars(&domain_rows, &[("已办结", GREEN), ("办理中", BLUE), ("已超期", RED)]))
+            }
+            section.card {
+                h2 { "每周上报 Records per week" }
+                (charts::columns(&week_points, BLUE))
+            }
+        }
+        div.cols {
+            section.card {
+                h2 { "按类别（前12） By category" }
+                (charts::stacked_bars(&cat_rows, &[("事项数", AMBER)]))
+            }
+            section.card {
+                h2 { "按状态 By status" }
+                table { tbody {
+                    @for (s, n) in &st.by_status { tr { td { (s.zh()) } td.num { (n) } } }
+                } }
+            }
+        }
+        section.card {
+            h2 { "走访覆盖（近30天）Visit coverage" }
+            h3 { "按村/社区" }
+            (charts::percent_bars(&village_rows))
+            details {
+                summary { "按网格 (" (st.coverage.len()) ")" }
+                table.coverage {
+                    thead { tr { th { "村/社区" } th { "网格" } th { "户数" } th { "已走访" } th { "覆盖率" } } }
+                    tbody { @for c in &st.coverage {
+                        tr { td { (c.grid.village_name) } td { (c.grid.name) " " small.muted { (c.grid.code) } } td.num { (c.households) } td.num { (c.visited) } td.num { (pct(c.share())) } }
+                    } }
+                }
+            }
+        }
+        section.card {
+            h2 { "网格员工作量与积分 Workers and points (时间银行)" }
+            p.muted { "积分规则：入户走访 +1；上报 +1；办结且未被退回 +2；被退回 −1；居民满意 +2、基本满意 +1。积分为逐条记账，可点开查看明细。" }
+            table.workers {
+                thead { tr { th { "网格员" } th { "上报" } th { "已办结" } th { "走访" } th { "巡防里程" } th { "积分" } } }
+                tbody { @for w in &st.workers {
+                    tr { td { (w.worker) } td.num { (w.filed) } td.num { (w.handled) } td.num { (w.visits) }
+                        td.num { (format!("{:.1} 公里", w.patrol_km)) }
+                        td.num { a href={"/stats/points/" (super::enc(&w.worker)) "?" (qs)} { (w.points) } } }
+                } }
+            }
+        }
+    };
+    Ok(page("统计分析", &clerk, "stats", content))
+}
+
+async fn points_page(
+    State(s): State<AppState>,
+    clerk: Clerk,
+    Path(worker): Path<String>,
+    Query(q): Query<StatsQuery>,
+) -> Result<Response, PageError> {
+    let (c2, q2) = (clerk.clone(), q.clone());
+    let st = blocking(move || s.db.read(|db| compute(db, &c2.user, &q2))).await?;
+    let entries: Vec<&Entry> = st.ledger.iter().filter(|e| e.worker == worker).collect();
+    let total: i64 = entries.iter().map(|e| e.points).sum();
+    let content = html! {
+        p.crumbs { a href="/stats" { "← 统计分析" } }
+        h1 { (worker) " 的积分明细" span.en { " Points ledger" } }
+        p { (st.from) " 至 " (st.to) "：共 " strong #points-total { (total) } " 分，" (entries.len()) " 条" }
+        table.ledger {
+            thead { tr { th { "时间" } th { "事由" } th { "积分" } th { "关联" } } }
+            tbody { @for e in &entries {
+                tr { td { (local(e.at)) } td { (e.reason) } td.num { (format!("{:+}", e.points)) }
+                    td { @if let Some(id) = e.subject { @if e.reason == "入户走访" { "户 " code { (id.to_string()[..8]) } } @else { a href={"/records/" (id)} { "事项 " (id.to_string()[..8]) } } } } }
+            } }
+        }
+    };
+    Ok(page("积分明细", &clerk, "stats", content))
+}
