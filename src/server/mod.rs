@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod data;
 pub mod db;
 pub mod demo;
 pub mod error;
