@@ -6,6 +6,8 @@ mod app_browser;
 mod app_sync_browser;
 #[cfg(feature = "app")]
 mod app_views;
+#[cfg(feature = "server")]
+mod data;
 mod demo;
 mod migrations;
 mod queries;
