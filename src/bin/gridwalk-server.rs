@@ -1,7 +1,10 @@
 //! `gridwalk-server`: the county server. `serve` (optionally seeding the demo county),
-//! `migrate`, and `user add | passwd | disable` for operators.
+//! `migrate`, `user add | passwd | disable` for operators, `import` and `export` of the
+//! county's data, and `demo-files` (the demo county as import files).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
@@ -9,7 +12,7 @@ use clap::{Parser, Subcommand};
 use gridwalk::demo::{County, CountySpec};
 use gridwalk::server::db::Database;
 use gridwalk::server::repo::{self, NewUser};
-use gridwalk::server::{AppState, auth, demo, router};
+use gridwalk::server::{AppState, auth, data, demo, router};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +54,56 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Import households and people (CSV, XLSX), grid boundaries (GeoJSON) or accounts (CSV,
+    /// XLSX). A file with errors imports nothing (unless --valid-only); the row report is
+    /// printed, and the exit status is 1 when there were errors.
+    Import {
+        /// households, grids or accounts.
+        kind: data::ImportKind,
+        file: PathBuf,
+        /// Import the good rows and report the bad ones, instead of nothing at all.
+        #[arg(long)]
+        valid_only: bool,
+        /// The account the import is made as (its scope applies; audited under its name).
+        /// Default: the only county administrator account.
+        #[arg(long = "as", env = "GRIDWALK_AS")]
+        as_user: Option<String>,
+        /// Also write the row report to this file (.csv or .xlsx).
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Export records or people of an account's scope (ID numbers and phones masked).
+    Export {
+        /// records or people.
+        what: String,
+        /// xlsx or csv (default: from --out's extension).
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long = "as", env = "GRIDWALK_AS")]
+        as_user: Option<String>,
+        /// People with full ID numbers and phones (county administrators only; audited).
+        #[arg(long)]
+        unmasked: bool,
+        /// Records of one type only (HAZARD, DISPUTE, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Records in one status only (SUBMITTED, RESOLVED, ...).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Write the demo county as import files: grids.geojson, accounts.csv, households.csv.
+    DemoFiles {
+        /// small or full (the article's 693 grids).
+        #[arg(long, default_value = "small")]
+        size: String,
+        /// Only the first N grids.
+        #[arg(long)]
+        grids: Option<usize>,
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,6 +161,23 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::User(u) => user(&db, u),
+        Command::Import {
+            kind,
+            file,
+            valid_only,
+            as_user,
+            report,
+        } => import(&db, kind, &file, valid_only, as_user, report),
+        Command::Export {
+            what,
+            format,
+            out,
+            as_user,
+            unmasked,
+            kind,
+            status,
+        } => export(&db, &what, format, &out, as_user, unmasked, kind, status),
+        Command::DemoFiles { size, grids, dir } => demo_files(&size, grids, &dir),
         Command::Serve {
             listen,
             demo,
@@ -265,5 +335,251 @@ fn user(db: &Database, cmd: UserCommand) -> Result<()> {
             println!("disabled {username} and revoked its sessions");
         }
     }
+    Ok(())
+}
+
+/// The account an import or export is made as: named, or the only county administrator.
+fn actor(db: &Database, name: Option<String>) -> Result<repo::User> {
+    let name = match name {
+        Some(n) => n,
+        None => {
+            let admins = db.read(|tx| {
+                tx.query(
+                    "SELECT username FROM users WHERE role = 'ADMIN' AND disabled = 0 ORDER BY username",
+                    &[],
+                )
+            })?;
+            match admins.as_slice() {
+                [one] => one[0].string()?,
+                [] => bail!(
+                    "no county administrator account: add one with `user add`, or name the account with --as"
+                ),
+                _ => bail!("there are several administrator accounts: name one with --as"),
+            }
+        }
+    };
+    let (user, _) = db
+        .read(|tx| repo::user_by_name(tx, &name))?
+        .with_context(|| format!("no account named {name}"))?;
+    Ok(user)
+}
+
+/// Progress on stderr: a bar on a terminal, a line every tenth otherwise (logs, CI).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last_tenth: usize,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            bar: None,
+            last_tenth: usize::MAX,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn update(&mut self, done: usize, total: usize) {
+        if std::io::stderr().is_terminal() {
+            let bar = self.bar.get_or_insert_with(|| {
+                let b = indicatif::ProgressBar::new(total as u64);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows ({per_sec}, {eta} left)",
+                    )
+                    .expect("a valid template"),
+                );
+                b
+            });
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        } else {
+            let tenth = (done * 10).checked_div(total).unwrap_or(10);
+            if tenth != self.last_tenth {
+                self.last_tenth = tenth;
+                eprintln!(
+                    "progress: {done}/{total} rows ({}%) after {:.1} s",
+                    tenth * 10,
+                    self.started.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+    }
+}
+
+fn write_sheet(path: &Path, sheet: &data::Sheet, format: Option<&str>) -> Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let bytes = match format.or(ext.as_deref()) {
+        Some("xlsx") => data::to_xlsx(std::slice::from_ref(sheet))?,
+        Some("csv") => data::to_csv(sheet)?,
+        other => bail!("unknown format {other:?}: xlsx or csv"),
+    };
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+fn import(
+    db: &Database,
+    kind: data::ImportKind,
+    file: &Path,
+    valid_only: bool,
+    as_user: Option<String>,
+    report_file: Option<PathBuf>,
+) -> Result<()> {
+    let user = actor(db, as_user)?;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let mode = if valid_only {
+        data::Mode::ValidRowsOnly
+    } else {
+        data::Mode::AllOrNothing
+    };
+    eprintln!(
+        "reading and checking {} as {}...",
+        file.display(),
+        user.username
+    );
+    let started = std::time::Instant::now();
+    let mut progress = Progress::new();
+    let report = db.tx(|tx| -> Result<data::ImportReport> {
+        Ok(data::import(
+            tx,
+            &user,
+            kind,
+            &name,
+            &bytes,
+            mode,
+            &mut |d, t| progress.update(d, t),
+            Utc::now(),
+        )?)
+    })?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{name}: {} rows, {} imported, {} skipped, {} errors; {} created, {} changed ({seconds:.1} s)",
+        report.rows,
+        report.imported,
+        report.skipped,
+        report.errors.len(),
+        report.created,
+        report.updated
+    );
+    if !report.passwords.is_empty() {
+        println!("\nGenerated passwords (shown only this once; hand each to its owner):");
+        for p in &report.passwords {
+            println!("  {:<32} {}", p.username, p.password);
+        }
+    }
+    if !report.errors.is_empty() {
+        const SHOWN: usize = 50;
+        println!("\n{:>6}  {:<16}  reason", "row", "field");
+        for e in report.errors.iter().take(SHOWN) {
+            println!("{:>6}  {:<16}  {}", e.row, e.field, e.reason);
+        }
+        if report.errors.len() > SHOWN {
+            println!(
+                "... and {} more{}",
+                report.errors.len() - SHOWN,
+                if report_file.is_none() {
+                    " (write them all with --report FILE)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if let Some(path) = &report_file {
+        write_sheet(path, &report.errors_sheet(), None)?;
+        println!("row report written to {}", path.display());
+    }
+    if !report.errors.is_empty() {
+        if report.imported == 0 {
+            bail!(
+                "nothing was imported: fix the rows above and import the file again, or import only the valid rows with --valid-only"
+            );
+        }
+        bail!(
+            "{} rows were not imported: fix them and import the file again",
+            report.skipped
+        );
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // one per command-line option
+fn export(
+    db: &Database,
+    what: &str,
+    format: Option<String>,
+    out: &Path,
+    as_user: Option<String>,
+    unmasked: bool,
+    kind: Option<String>,
+    status: Option<String>,
+) -> Result<()> {
+    use gridwalk::domain::codes::Coded;
+    let user = actor(db, as_user)?;
+    let now = Utc::now();
+    let sheet = match what {
+        "records" => {
+            let filter = data::RecordFilter {
+                kind: kind
+                    .map(|k| gridwalk::domain::model::EntityKind::from_code(&k.to_uppercase()))
+                    .transpose()?,
+                status: status
+                    .map(|s| gridwalk::domain::lifecycle::Status::from_code(&s.to_uppercase()))
+                    .transpose()?,
+                ..Default::default()
+            };
+            db.tx(|tx| data::export_records(tx, &user, &filter, now))?
+        }
+        "people" => db.tx(|tx| data::export_people(tx, &user, unmasked, now))?,
+        other => bail!("unknown export {other:?}: records or people"),
+    };
+    write_sheet(out, &sheet, format.as_deref())?;
+    println!("{} rows written to {}", sheet.rows.len(), out.display());
+    Ok(())
+}
+
+fn demo_files(size: &str, grids: Option<usize>, dir: &Path) -> Result<()> {
+    let today = Utc::now().date_naive();
+    let spec = match size {
+        "small" => CountySpec::small(1, today),
+        "full" => CountySpec::full(1, today),
+        other => bail!("unknown demo size {other:?}: small or full"),
+    };
+    let county = County::generate(&spec);
+    let n = grids.unwrap_or(county.grids.len()).min(county.grids.len());
+    let which: Vec<usize> = (0..n).collect();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        dir.join("grids.geojson"),
+        data::demo_grids_geojson(&county, &which),
+    )?;
+    write_sheet(
+        &dir.join("accounts.csv"),
+        &data::demo_accounts(&county, &which),
+        None,
+    )?;
+    let households = data::demo_households(&county, &which);
+    write_sheet(&dir.join("households.csv"), &households, None)?;
+    println!(
+        "wrote {n} grids, their accounts and {} people to {}",
+        households.rows.len(),
+        dir.display()
+    );
     Ok(())
 }

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod dashboard;
+pub mod data;
 pub mod db;
 pub mod demo;
 pub mod error;

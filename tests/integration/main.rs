@@ -8,6 +8,8 @@ mod app_sync_browser;
 mod app_views;
 #[cfg(all(feature = "server", feature = "client"))]
 mod dashboard;
+#[cfg(feature = "server")]
+mod data;
 mod demo;
 mod migrations;
 mod queries;

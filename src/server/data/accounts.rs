@@ -1,0 +1,333 @@
+//! Importing accounts (county administrators only): username, display name, role, scope
+//! code, grids (for grid workers) and an optional initial password. A new account without a
+//! password gets a generated one, returned once in the report and stored only as its hash.
+//! An existing username is updated (name, role, scope, grids; the password only when the
+//! row gives one). Account rows are written here, beside `repo`'s, since only imports change
+//! an account's role or scope.
+
+use std::collections::HashMap;
+
+use rand::RngExt;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::table::{Col, Columns, RowErrors, Table, coded, split_list};
+use super::{Ctx, DataError, ImportReport, Mode};
+use crate::args;
+use crate::domain::codes::Coded;
+use crate::server::auth::hash_password;
+use crate::server::db::Sql;
+use crate::server::repo::{self, NewUser};
+use crate::wire::Role;
+
+pub const COLUMNS: &[Col] = &[
+    Col {
+        key: "username",
+        names: &["用户名", "账号", "username"],
+        required: true,
+    },
+    Col {
+        key: "display_name",
+        names: &["姓名", "显示名", "display_name", "name"],
+        required: true,
+    },
+    Col {
+        key: "role",
+        names: &["角色", "role"],
+        required: true,
+    },
+    Col {
+        key: "scope_code",
+        names: &["范围编码", "区划代码", "scope_code", "scope"],
+        required: true,
+    },
+    Col {
+        key: "grids",
+        names: &["网格", "网格编码", "grids"],
+        required: false,
+    },
+    Col {
+        key: "password",
+        names: &["初始密码", "密码", "password"],
+        required: false,
+    },
+];
+
+/// A generated password, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewPassword {
+    pub username: String,
+    pub password: String,
+}
+
+/// Letters and digits that cannot be mistaken for each other when read aloud or copied.
+const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+fn generate_password() -> String {
+    let mut rng = rand::rng();
+    (0..12)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+struct Planned {
+    row: usize,
+    username: String,
+    display_name: String,
+    role: Role,
+    scope_code: String,
+    grids: Vec<Uuid>,
+    password: Option<String>,
+    existing: Option<Uuid>,
+}
+
+pub(super) fn import(
+    db: &mut dyn Sql,
+    ctx: &Ctx<'_>,
+    t: Table,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ImportReport, DataError> {
+    let cols = Columns::find(ctx.file, &t.header, COLUMNS)?;
+    let total = t.rows.len();
+    let mut errs = RowErrors::default();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut planned = Vec::new();
+    for (row, cells) in &t.rows {
+        let row = *row;
+        let before = errs.errors.len();
+        let g = |k: &str| cols.get(cells, k);
+        let mut err = |k: &'static str, reason: String| errs.push(row, cols.name(k), reason);
+        let username = g("username").to_owned();
+        if !(3..=32).contains(&username.len())
+            || !username
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        {
+            err(
+                "username",
+                format!("{username:?} must be 3 to 32 of a-z, 0-9, '.', '_' or '-'"),
+            );
+        } else if let Some(r) = seen.insert(username.clone(), row) {
+            err("username", format!("{username} is also on row {r}"));
+        }
+        let display_name = g("display_name").to_owned();
+        if display_name.is_empty() || display_name.chars().count() > 40 {
+            err("display_name", "is required, at most 40 characters".into());
+        }
+        let role = coded::<Role>(
+            g("role"),
+            &[
+                ("管理员", Role::Admin),
+                ("网格长", Role::Secretary),
+                ("村书记", Role::Secretary),
+                ("乡镇", Role::Town),
+            ],
+        )
+        .map_err(|e| err("role", e))
+        .ok();
+        let scope_code = g("scope_code").to_owned();
+        let digits = match role {
+            Some(Role::Admin) => 6,
+            Some(Role::Town) => 9,
+            _ => 12,
+        };
+        if scope_code.len() != digits || !scope_code.bytes().all(|b| b.is_ascii_digit()) {
+            err(
+                "scope_code",
+                format!(
+                    "{scope_code:?} must be the {digits}-digit code of the account's {}",
+                    match digits {
+                        6 => "county",
+                        9 => "town",
+                        _ => "village",
+                    }
+                ),
+            );
+        } else if !scope_code.starts_with(&ctx.actor.scope_code) {
+            err(
+                "scope_code",
+                format!(
+                    "{scope_code} is outside your scope ({})",
+                    ctx.actor.scope_code
+                ),
+            );
+        }
+        let mut grids = Vec::new();
+        for code in split_list(g("grids")) {
+            if !code.starts_with(&scope_code) {
+                err(
+                    "grids",
+                    format!("grid {code} is not in the account's area {scope_code}"),
+                );
+                continue;
+            }
+            match repo::grid_id_by_code(db, code)? {
+                Some(id) => grids.push(id),
+                None => err("grids", format!("there is no grid {code}")),
+            }
+        }
+        if role == Some(Role::Worker) && split_list(g("grids")).is_empty() {
+            err("grids", "a grid worker needs at least one grid".into());
+        } else if role.is_some_and(|r| r != Role::Worker) && !grids.is_empty() {
+            err("grids", "only grid workers have grids".into());
+        }
+        let password = match g("password") {
+            "" => None,
+            p if p.chars().count() < 8 => {
+                err("password", "needs at least 8 characters".into());
+                None
+            }
+            p => Some(p.to_owned()),
+        };
+        let existing = match repo::user_by_name(db, &username)? {
+            Some((u, _)) if !u.scope_code.starts_with(&ctx.actor.scope_code) => {
+                err("username", format!("{username} exists outside your scope"));
+                None
+            }
+            found => found.map(|(u, _)| u.id),
+        };
+        if errs.errors.len() > before {
+            continue;
+        }
+        planned.push(Planned {
+            row,
+            username,
+            display_name,
+            role: role.expect("checked"),
+            scope_code,
+            grids,
+            password,
+            existing,
+        });
+    }
+    let mut report = ImportReport {
+        rows: total,
+        errors: errs.errors,
+        ..Default::default()
+    };
+    if !report.errors.is_empty() && ctx.mode == Mode::AllOrNothing {
+        report.skipped = total;
+        progress(total, total);
+        return Ok(report);
+    }
+    progress(0, total);
+    for (n, p) in planned.into_iter().enumerate() {
+        match p.existing {
+            None => {
+                let password = match p.password {
+                    Some(pw) => pw,
+                    None => {
+                        let pw = generate_password();
+                        report.passwords.push(NewPassword {
+                            username: p.username.clone(),
+                            password: pw.clone(),
+                        });
+                        pw
+                    }
+                };
+                let hash = hash_password(&password).map_err(|e| DataError::Write {
+                    what: "password hash",
+                    reason: e.to_string(),
+                })?;
+                repo::create_user(
+                    db,
+                    &NewUser {
+                        username: p.username.clone(),
+                        display_name: p.display_name,
+                        role: p.role,
+                        scope_code: p.scope_code,
+                        password_hash: hash,
+                        grids: p.grids,
+                    },
+                    ctx.now,
+                )?;
+                report.created += 1;
+                repo::audit(
+                    db,
+                    ctx.now,
+                    &ctx.actor.username,
+                    None,
+                    "IMPORT_USER_ADD",
+                    None,
+                    None,
+                    Some(format!("{} ({} row {})", p.username, ctx.file, p.row)),
+                )?;
+            }
+            Some(id) => {
+                let changed = update_user(db, id, &p)?;
+                if let Some(pw) = &p.password {
+                    let hash = hash_password(pw).map_err(|e| DataError::Write {
+                        what: "password hash",
+                        reason: e.to_string(),
+                    })?;
+                    repo::set_password(db, &p.username, &hash)?;
+                }
+                if changed || p.password.is_some() {
+                    report.updated += 1;
+                    repo::audit(
+                        db,
+                        ctx.now,
+                        &ctx.actor.username,
+                        None,
+                        "IMPORT_USER_UPDATE",
+                        None,
+                        None,
+                        Some(format!(
+                            "{}{}",
+                            p.username,
+                            if p.password.is_some() {
+                                " (password set)"
+                            } else {
+                                ""
+                            }
+                        )),
+                    )?;
+                }
+            }
+        }
+        report.imported += 1;
+        progress(n + 1, total);
+    }
+    report.skipped = total - report.imported;
+    Ok(report)
+}
+
+/// Sets an account's name, role, scope and grids; answers whether anything changed.
+fn update_user(db: &mut dyn Sql, id: Uuid, p: &Planned) -> Result<bool, DataError> {
+    let n = db.exec(
+        "UPDATE users SET display_name = $2, role = $3, scope_code = $4
+         WHERE id = $1 AND (display_name <> $2 OR role <> $3 OR scope_code <> $4)",
+        args![
+            id.to_string(),
+            &p.display_name,
+            p.role.code(),
+            &p.scope_code
+        ],
+    )?;
+    let mut had: Vec<String> = db
+        .query(
+            "SELECT grid_id FROM user_grids WHERE user_id = $1",
+            args![id.to_string()],
+        )?
+        .into_iter()
+        .map(|r| r[0].string())
+        .collect::<Result<_, _>>()?;
+    let mut want: Vec<String> = p.grids.iter().map(Uuid::to_string).collect();
+    had.sort();
+    want.sort();
+    want.dedup();
+    if had == want {
+        return Ok(n > 0);
+    }
+    db.exec(
+        "DELETE FROM user_grids WHERE user_id = $1",
+        args![id.to_string()],
+    )?;
+    for g in &want {
+        db.exec(
+            "INSERT INTO user_grids (user_id, grid_id) VALUES ($1, $2)",
+            args![id.to_string(), g],
+        )?;
+    }
+    Ok(true)
+}

@@ -1,0 +1,354 @@
+//! The county's data in and out: imports of households and people (CSV, XLSX), grid
+//! boundaries (GeoJSON) and accounts (CSV) with a row-by-row error report, and exports of
+//! records and people (XLSX, CSV) that honour scope and mask personal data.
+//!
+//! Everything runs against `&mut dyn Sql` inside the caller's transaction (an axum handler in
+//! `spawn_blocking` inside `Database::tx`, or the command line). An import first reads and
+//! checks every row, then writes: in [`Mode::AllOrNothing`] a file with any error writes
+//! nothing (the report says what to fix); in [`Mode::ValidRowsOnly`] the good rows are written
+//! and the bad ones reported. Written entities get new server sequence numbers, so they reach
+//! the devices with their next pull, and every change is audited.
+
+mod accounts;
+mod export;
+mod grids;
+mod households;
+mod table;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::db::{DbError, Sql};
+use super::error::Failure;
+use super::repo::{self, Entity, EntityMeta, Scope, User};
+use crate::domain::model::EntityKind;
+use crate::merge::FieldMeta;
+use crate::wire::Role;
+
+pub use accounts::NewPassword;
+pub use export::{
+    Cell, PEOPLE_HEADER, RecordFilter, Sheet, demo_accounts, demo_grids_geojson, demo_households,
+    export_people, export_records, to_csv, to_xlsx,
+};
+
+/// What an import or export can fail with as a whole (row problems go in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(
+        "{0}: unsupported file type; use .csv or .xlsx for households and accounts, .geojson or .json for grids"
+    )]
+    Format(String),
+    #[error("cannot read {file}: {reason}")]
+    Read { file: String, reason: String },
+    #[error("{file}: {reason}")]
+    Header { file: String, reason: String },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the database failed: {0}")]
+    Db(#[from] DbError),
+    #[error("cannot write the {what}: {reason}")]
+    Write { what: &'static str, reason: String },
+}
+
+impl From<DataError> for Failure {
+    fn from(e: DataError) -> Failure {
+        match e {
+            DataError::Forbidden(m) => Failure::Forbidden(m),
+            DataError::Db(e) => Failure::Db(e),
+            DataError::Write { .. } => Failure::Internal(e.to_string()),
+            other => Failure::invalid(other.to_string(), Some("file")),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> DataError {
+    DataError::Db(DbError::Type(e.to_string()))
+}
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportKind {
+    /// Households with their people, one row per person (CSV or XLSX).
+    Households,
+    /// Grid boundaries: a GeoJSON FeatureCollection with a grid code per feature.
+    Grids,
+    /// Accounts (CSV or XLSX).
+    Accounts,
+}
+
+impl std::str::FromStr for ImportKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "households" | "people" => Ok(ImportKind::Households),
+            "grids" => Ok(ImportKind::Grids),
+            "accounts" | "users" => Ok(ImportKind::Accounts),
+            other => Err(format!(
+                "unknown import {other:?}: households, grids or accounts"
+            )),
+        }
+    }
+}
+
+/// What to do with a file that has bad rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Any error and nothing is written.
+    #[default]
+    AllOrNothing,
+    /// Write the good rows, report the bad ones.
+    ValidRowsOnly,
+}
+
+/// One problem with one row: the row number as the spreadsheet shows it (the header is
+/// row 1) or, for GeoJSON, the feature's number (from 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub row: usize,
+    /// The column as the file names it (or a GeoJSON path such as `properties.code`).
+    pub field: String,
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Data rows (or features) read.
+    pub rows: usize,
+    /// Rows written (created or changed or already up to date).
+    pub imported: usize,
+    /// Rows not written: bad ones, or every row when errors stopped an all-or-nothing import.
+    pub skipped: usize,
+    /// Entities created and entities changed.
+    pub created: usize,
+    pub updated: usize,
+    pub errors: Vec<RowError>,
+    /// Passwords generated for new accounts: shown once, stored only as hashes.
+    pub passwords: Vec<NewPassword>,
+}
+
+impl ImportReport {
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// The report as a CSV sheet (row, field, reason), to hand back to whoever fixes the file.
+    pub fn errors_sheet(&self) -> Sheet {
+        Sheet {
+            name: "错误报告".into(),
+            header: vec!["行号 row".into(), "字段 field".into(), "原因 reason".into()],
+            rows: self
+                .errors
+                .iter()
+                .map(|e| {
+                    vec![
+                        Cell::Int(e.row as i64),
+                        Cell::Text(e.field.clone()),
+                        Cell::Text(e.reason.clone()),
+                    ]
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Imports a file. The format comes from the file name's extension (`.csv`, `.xlsx`,
+/// `.geojson`, `.json`); `progress(done, total)` is called as rows are written.
+#[allow(clippy::too_many_arguments)] // what, who, which file, how, and the clock
+pub fn import(
+    db: &mut dyn Sql,
+    actor: &User,
+    kind: ImportKind,
+    file_name: &str,
+    bytes: &[u8],
+    mode: Mode,
+    progress: &mut dyn FnMut(usize, usize),
+    now: DateTime<Utc>,
+) -> Result<ImportReport, DataError> {
+    let ext = file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let scope = staff_scope(actor, "import")?;
+    let ctx = Ctx {
+        actor,
+        scope,
+        mode,
+        now,
+        file: file_name,
+    };
+    let report = match (kind, ext.as_str()) {
+        (ImportKind::Grids, "geojson" | "json") => grids::import(db, &ctx, bytes, progress)?,
+        (ImportKind::Households | ImportKind::Accounts, "csv" | "xlsx") => {
+            let t = if ext == "csv" {
+                table::read_csv(file_name, bytes)?
+            } else {
+                table::read_xlsx(file_name, bytes)?
+            };
+            if kind == ImportKind::Households {
+                households::import(db, &ctx, t, progress)?
+            } else {
+                if actor.role != Role::Admin {
+                    return Err(DataError::Forbidden(
+                        "only a county administrator may import accounts".into(),
+                    ));
+                }
+                accounts::import(db, &ctx, t, progress)?
+            }
+        }
+        _ => return Err(DataError::Format(file_name.to_owned())),
+    };
+    repo::audit(
+        db,
+        now,
+        &actor.username,
+        None,
+        match (kind, report.imported) {
+            (_, 0) if !report.errors.is_empty() => "IMPORT_REFUSED",
+            (ImportKind::Households, _) => "IMPORT_HOUSEHOLDS",
+            (ImportKind::Grids, _) => "IMPORT_GRIDS",
+            (ImportKind::Accounts, _) => "IMPORT_ACCOUNTS",
+        },
+        None,
+        None,
+        Some(format!(
+            "{file_name}: {} rows, {} imported, {} skipped, {} errors, {} created, {} updated",
+            report.rows,
+            report.imported,
+            report.skipped,
+            report.errors.len(),
+            report.created,
+            report.updated
+        )),
+    )?;
+    Ok(report)
+}
+
+/// One entity to write: new (no `old`) or a change of a stored one.
+struct Write {
+    /// The person's row (houses and households belong to every row of the household).
+    row: Option<usize>,
+    kind: EntityKind,
+    id: Uuid,
+    grid_id: Uuid,
+    grid_code: String,
+    parent_id: Option<Uuid>,
+    data: Map<String, Value>,
+}
+
+/// Writes entities: new ones as created, stored ones field by field (only what
+/// changed gets a new version, so an unchanged row writes nothing). Returns (created, changed).
+fn write_entities(
+    db: &mut dyn Sql,
+    ctx: &Ctx<'_>,
+    writes: &[(&Write, Option<&Entity>)],
+) -> Result<(usize, usize), DataError> {
+    let mut pending: Vec<Entity> = Vec::new();
+    let mut created = 0;
+    let mut changed_n = 0;
+    for (w, old) in writes {
+        match old {
+            None => {
+                created += 1;
+                pending.push(Entity {
+                    id: w.id,
+                    kind: w.kind,
+                    grid_id: w.grid_id,
+                    grid_code: w.grid_code.clone(),
+                    parent_id: w.parent_id,
+                    data: w.data.clone(),
+                    meta: EntityMeta {
+                        created: FieldMeta {
+                            version: 0,
+                            at: ctx.now,
+                            by: ctx.actor.username.clone(),
+                            device: None,
+                        },
+                        fields: BTreeMap::new(),
+                    },
+                    version: 0,
+                    created_at: ctx.now,
+                });
+            }
+            Some(old) => {
+                let changed: Vec<String> = w
+                    .data
+                    .iter()
+                    .filter(|(k, v)| old.data.get(*k) != Some(*v))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                if changed.is_empty()
+                    && old.parent_id == w.parent_id
+                    && old.grid_code == w.grid_code
+                {
+                    continue;
+                }
+                changed_n += 1;
+                let mut e: Entity = (*old).clone();
+                for k in changed {
+                    e.data.insert(k.clone(), w.data[&k].clone());
+                    e.meta.fields.insert(
+                        k,
+                        FieldMeta {
+                            version: 0,
+                            at: ctx.now,
+                            by: ctx.actor.username.clone(),
+                            device: None,
+                        },
+                    );
+                }
+                e.parent_id = w.parent_id;
+                e.grid_id = w.grid_id;
+                e.grid_code = w.grid_code.clone();
+                pending.push(e);
+            }
+        }
+    }
+    if pending.is_empty() {
+        return Ok((0, 0));
+    }
+    let first = repo::reserve_seqs(db, pending.len() as i64)?;
+    for (seq, mut e) in (first..).zip(pending) {
+        if e.version == 0 {
+            e.meta.created.version = seq;
+        }
+        for m in e.meta.fields.values_mut() {
+            if m.version == 0 {
+                m.version = seq;
+            }
+        }
+        e.version = seq;
+        repo::put_entity(db, &e, ctx.now)?;
+    }
+    Ok((created, changed_n))
+}
+
+/// Who imports, where, how: shared by the importers.
+struct Ctx<'a> {
+    actor: &'a User,
+    scope: Scope,
+    mode: Mode,
+    now: DateTime<Utc>,
+    file: &'a str,
+}
+
+/// The area a staff account covers; grid workers may neither import nor export.
+fn staff_scope(user: &User, what: &str) -> Result<Scope, DataError> {
+    if user.disabled {
+        return Err(DataError::Forbidden(format!(
+            "account {} is disabled",
+            user.username
+        )));
+    }
+    match user.role {
+        Role::Worker => Err(DataError::Forbidden(format!(
+            "only village, town and county staff may {what}; {} is a grid worker",
+            user.username
+        ))),
+        _ => Ok(Scope::Area(user.scope_code.clone())),
+    }
+}
