@@ -500,3 +500,177 @@ async fn dashboard_in_a_real_browser() {
         "{replies:?}"
     );
 }
+
+impl Session {
+    /// Uploads a file to the import form; returns the job page's path.
+    async fn upload(&self, kind: &str, name: &str, bytes: Vec<u8>, valid_only: bool) -> String {
+        let mut form = reqwest::multipart::Form::new()
+            .text("kind", kind.to_owned())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+            );
+        if valid_only {
+            form = form.text("valid_only", "1");
+        }
+        let res = self
+            .http
+            .post(format!("{}/data/import", self.base))
+            .header("cookie", &self.cookie)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let p = page_of(res).await;
+        assert_eq!(p.status, 303, "{}", p.body);
+        p.location.unwrap()
+    }
+
+    /// Follows an import's page until it stops refreshing.
+    async fn finished(&self, job: &str) -> String {
+        for _ in 0..600 {
+            let p = self.get(job).await;
+            assert_eq!(p.status, 200, "{}", p.body);
+            if !p.body.contains("http-equiv=\"refresh\"") {
+                return p.body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("import {job} did not finish");
+    }
+
+    async fn bytes(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let ct = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, ct, res.bytes().await.unwrap().to_vec())
+    }
+}
+
+fn read_xlsx(bytes: Vec<u8>) -> Vec<Vec<String>> {
+    use calamine::Reader;
+    let mut wb = calamine::Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
+    let first = wb.sheet_names()[0].clone();
+    let range = wb.worksheet_range(&first).unwrap();
+    range
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect()
+}
+
+/// The data page: an XLSX with bad rows gets a row-by-row report and imports nothing; with
+/// "valid rows only" the good rows go in; exports open and are masked and scoped.
+async fn data_page(backend: Backend) {
+    use gridwalk::server::data::{self, Cell};
+    let server = TestServer::start(backend).await;
+    let mut sheet = data::demo_households(&server.county, &[0]);
+    let col = |name: &str| sheet.header.iter().position(|h| h == name).unwrap();
+    let (id_col, grid_col) = (col("身份证号"), col("网格编码"));
+    let rows = sheet.rows.len();
+    assert!(rows > 5);
+    sheet.rows[1][grid_col] = Cell::Text("999999999999001".into());
+    sheet.rows[3][id_col] = Cell::Text("11010519491231002X".replace('X', "9"));
+    // A new person on a good row, to see the valid rows land.
+    let new_name = "导入测试新人";
+    let name_col = col("姓名");
+    sheet.rows[0][name_col] = Cell::Text(new_name.into());
+    let bytes = data::to_xlsx(&[sheet]).unwrap();
+    let count_named = |name: &'static str| {
+        server.read(move |db| {
+            db.query_one(
+                "SELECT count(*) FROM entities WHERE kind = 'PERSON' AND data LIKE $1",
+                &[format!("%\"name\":\"{name}\"%").into()],
+            )?[0]
+                .i64()
+        })
+    };
+    let before = count_named(new_name).await;
+
+    let sec = sign_in(&server, "secretary", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    let page = sec.get("/data").await;
+    assert!(page.body.contains("id=\"import\""));
+    let job = sec
+        .upload("households", "people.xlsx", bytes.clone(), false)
+        .await;
+    let report = sec.finished(&job).await;
+    assert!(report.contains("未导入任何数据"), "{report}");
+    assert!(
+        report.contains("<td class=\"num\">3</td><td class=\"field\">网格编码</td>"),
+        "{report}"
+    );
+    assert!(
+        report.contains("<td class=\"num\">5</td><td class=\"field\">身份证号</td>"),
+        "{report}"
+    );
+    assert_eq!(count_named(new_name).await, before, "nothing imported");
+    let (st, ct, csv) = sec.bytes(&format!("{job}/errors.csv")).await;
+    assert_eq!((st, ct.as_str()), (200, "text/csv; charset=utf-8"));
+    assert!(String::from_utf8(csv).unwrap().contains("网格编码"));
+    // Another account cannot read this import's report.
+    let admin = sign_in(&server, "admin", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    assert_eq!(admin.get(&job).await.status, 404);
+
+    let job = sec.upload("households", "people.xlsx", bytes, true).await;
+    let report = sec.finished(&job).await;
+    assert!(report.contains("已导入无误的"), "{report}");
+    assert_eq!(count_named(new_name).await, before + 1);
+
+    // A wrong file type is refused in words.
+    let job = sec
+        .upload("households", "people.pdf", b"%PDF".to_vec(), false)
+        .await;
+    let report = sec.finished(&job).await;
+    assert!(report.contains("unsupported file type"), "{report}");
+
+    // Exports: the queue's records as XLSX (read back), people masked, a worker refused.
+    let (st, ct, x) = sec
+        .bytes("/export/records.xlsx?state=all&domain=HAZARD")
+        .await;
+    assert_eq!(st, 200);
+    assert!(ct.starts_with("application/vnd.openxmlformats"), "{ct}");
+    let table = read_xlsx(x);
+    assert_eq!(
+        table[0][..4],
+        ["编号", "类型", "类别", "状态"].map(String::from)
+    );
+    assert!(table.len() > 1 && table[1..].iter().all(|r| r[1] == "安全隐患"));
+    let (_, _, x) = sec.bytes("/export/people.xlsx").await;
+    let people = read_xlsx(x);
+    let idc = people[0].iter().position(|h| h == "身份证号").unwrap();
+    let ids: Vec<&String> = people[1..]
+        .iter()
+        .map(|r| &r[idc])
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert!(
+        !ids.is_empty() && ids.iter().all(|s| s.contains("**********")),
+        "{ids:?}"
+    );
+    let (st, _, _) = sec.bytes("/export/people.xlsx?unmasked=1").await;
+    assert_eq!(st, 403, "only the county administrator may export unmasked");
+    let (st, _, x) = sec.bytes("/export/stats.xlsx").await;
+    assert_eq!(st, 200);
+    assert_eq!(read_xlsx(x)[0], ["指标", "数值"].map(String::from));
+    let w = sign_in(&server, "worker-a", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    assert_eq!(w.bytes("/export/records.xlsx").await.0, 403);
+}
+both_backends!(data_page);

@@ -8,6 +8,7 @@
 //! Every read goes through the account's scope; anything outside it answers "not found".
 
 pub mod charts;
+mod data_pages;
 pub mod load;
 mod map;
 pub mod queue;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .merge(record::routes())
         .merge(stats::routes())
         .merge(map::routes())
+        .merge(data_pages::routes())
 }
 
 async fn css() -> Response {

@@ -15,6 +15,7 @@ use crate::domain::codes::{Coded, DeadlineState, Domain, Urgency};
 use crate::domain::deadline::{DeadlinePolicy, Phase};
 use crate::domain::lifecycle::{Status, lifecycle};
 use crate::server::AppState;
+use crate::server::error::Failure;
 use crate::server::repo::ts;
 
 pub fn routes() -> Router<AppState> {
@@ -56,13 +57,10 @@ const PAGE: usize = 50;
 /// The most records one filtered query reads.
 pub const QUERY_LIMIT: usize = 5000;
 
-fn date(s: Option<&str>, what: &str) -> Result<Option<NaiveDate>, PageError> {
+fn date(s: Option<&str>, what: &str) -> Result<Option<NaiveDate>, Failure> {
     s.map(|s| {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-            PageError::Failure(crate::server::error::Failure::invalid(
-                format!("{s:?} is not a date like 2026-11-29"),
-                Some(what),
-            ))
+            Failure::invalid(format!("{s:?} is not a date like 2026-11-29"), Some(what))
         })
     })
     .transpose()
@@ -74,19 +72,19 @@ impl QueueFilter {
         &self,
         db: &mut dyn crate::server::db::Sql,
         clerk: &Clerk,
-    ) -> Result<Vec<RecordRow>, PageError> {
+    ) -> Result<Vec<RecordRow>, Failure> {
         let domain = nonempty(&self.domain)
             .map(Domain::from_code)
             .transpose()
-            .map_err(|e| crate::server::error::Failure::invalid(e.to_string(), Some("domain")))?;
+            .map_err(|e| Failure::invalid(e.to_string(), Some("domain")))?;
         let status = nonempty(&self.status)
             .map(Status::from_code)
             .transpose()
-            .map_err(|e| crate::server::error::Failure::invalid(e.to_string(), Some("status")))?;
+            .map_err(|e| Failure::invalid(e.to_string(), Some("status")))?;
         let urgency = nonempty(&self.urgency)
             .map(Urgency::from_code)
             .transpose()
-            .map_err(|e| crate::server::error::Failure::invalid(e.to_string(), Some("urgency")))?;
+            .map_err(|e| Failure::invalid(e.to_string(), Some("urgency")))?;
         let from = date(nonempty(&self.from), "from")?;
         let to = date(nonempty(&self.to), "to")?;
         let category = nonempty(&self.category).map(str::to_owned);
@@ -246,14 +244,10 @@ async fn queue(
     let c2 = clerk.clone();
     let f2 = f.clone();
     let (rows, grids) = blocking(move || {
-        s.db.read(|db| -> Result<_, PageError> {
+        s.db.read(|db| -> Result<_, Failure> {
             let rows = f2.run(db, &c2)?;
             let grids = load::grids(db, &c2.user)?;
             Ok((rows, grids))
-        })
-        .map_err(|e| match e {
-            PageError::Failure(f) => f,
-            PageError::SignIn { .. } => crate::server::error::Failure::Unauthorized,
         })
     })
     .await?;
