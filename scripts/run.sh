@@ -37,7 +37,7 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 addr=$(cat "$data/server.addr")
-echo "county server: http://$addr (accounts worker-a, worker-b, secretary, admin; password gridwalk-demo)"
+echo "county server and dashboard: http://$addr/ (accounts worker-a, worker-b, secretary, admin; password gridwalk-demo)"
 
 "$target/debug/gridwalk" app --db "$data/device.db" --pin 123456 --walk-m 5 \
   --server "http://$addr" --user worker-a --password gridwalk-demo "$@"

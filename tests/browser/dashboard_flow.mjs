@@ -69,6 +69,20 @@ try {
   await page.click('nav a[href="/data"]');
   await page.waitForSelector('h1');
   await shot('dash-06-data');
+  step('an import with bad rows reports each row and imports nothing');
+  const csv = [
+    '网格编码,门牌号,地址,姓名,与户主关系,性别,身份证号,联系电话,标签',
+    '999999999999001,1,外村1号,张三,户主,男,,13800138000,',
+    '361003100200001,2,山下村1组2号,李四,户主,男,110105194912310029,1380013800,低保',
+    '361003100200001,2,山下村1组2号,王五,配偶,火星,,,',
+  ].join('\n');
+  await page.setInputFiles('#file', { name: 'people.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+  await page.click('#import-submit');
+  await page.waitForSelector('#outcome');
+  await page.waitForSelector('#report');
+  const rows = await page.locator('#report tbody tr').count();
+  if (rows < 3) throw new Error(`expected a row per error, got ${rows}`);
+  await shot('dash-07-import-report');
   console.log('dashboard: all steps passed');
 } catch (e) {
   failed = true;
