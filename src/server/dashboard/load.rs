@@ -156,6 +156,21 @@ impl RecordSql {
     }
 }
 
+impl RecordSql {
+    /// Adds `column IN ($n, ...)` (or `NOT IN`) over `values`.
+    pub fn add_list(&mut self, column: &str, op: &str, values: &[&str], first: usize) {
+        let marks: Vec<String> = values
+            .iter()
+            .map(|v| {
+                self.args.push(V::T((*v).to_owned()));
+                format!("${}", first + self.args.len() - 1)
+            })
+            .collect();
+        self.conds
+            .push(format!("{column} {op} ({})", marks.join(", ")));
+    }
+}
+
 /// Event records in scope matching the extra conditions, newest first (at most `limit`).
 pub fn records(
     db: &mut dyn Sql,

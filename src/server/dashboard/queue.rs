@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::load::{self, RecordRow, RecordSql};
 use super::{Clerk, Flash, PageError, blocking, enc, local, nonempty, page};
 use crate::domain::codes::{Coded, DeadlineState, Domain, Urgency};
-use crate::domain::deadline::{DeadlinePolicy, Phase};
+use crate::domain::deadline::{DeadlinePolicy, Phase, is_handled};
 use crate::domain::lifecycle::{Status, lifecycle};
 use crate::server::AppState;
 use crate::server::error::Failure;
@@ -87,6 +87,26 @@ impl QueueFilter {
             .map_err(|e| Failure::invalid(e.to_string(), Some("urgency")))?;
         let from = date(nonempty(&self.from), "from")?;
         let to = date(nonempty(&self.to), "to")?;
+        let state = nonempty(&self.state).unwrap_or("open");
+        // Open and handled are decided in SQL, so the query's limit never hides old open
+        // records behind newer closed ones (deadlines are computed on the open ones below).
+        let handled: Vec<&str> = Status::ALL
+            .iter()
+            .filter(|s| is_handled(**s))
+            .map(|s| s.code())
+            .collect();
+        let state_sql = match state {
+            "handled" => Some(("IN", handled.clone())),
+            "all" => None,
+            _ => Some((
+                "NOT IN",
+                handled
+                    .iter()
+                    .copied()
+                    .chain([Status::Void.code(), Status::Draft.code()])
+                    .collect(),
+            )),
+        };
         let category = nonempty(&self.category).map(str::to_owned);
         let grid = nonempty(&self.grid).map(str::to_owned);
         let village = nonempty(&self.village).map(str::to_owned);
@@ -103,6 +123,9 @@ impl QueueFilter {
                 }
                 if let Some(st) = status {
                     s.add("status", "=", st.code(), first);
+                }
+                if let Some((op, codes)) = &state_sql {
+                    s.add_list("status", op, codes, first);
                 }
                 if let Some(u) = urgency {
                     s.add("urgency", "=", u.code(), first);
@@ -141,7 +164,6 @@ impl QueueFilter {
         let now = Utc::now();
         let policy = DeadlinePolicy::default();
         let q = nonempty(&self.q).map(str::to_lowercase);
-        let state = nonempty(&self.state).unwrap_or("open");
         let mut rows: Vec<RecordRow> = rows
             .into_iter()
             .filter(|r| match state {
