@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use geo::Polygon;
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::domain::codes::{
@@ -60,6 +59,21 @@ pub fn grids(db: &mut dyn Sql, user: &User) -> Result<BTreeMap<String, GridInfo>
         );
     }
     Ok(out)
+}
+
+/// The account with its area scope narrowed to `area` (a village or town code inside it), so
+/// every read filters in SQL; a worker's grid scope and an area outside the scope stay as
+/// they are (out-of-scope areas then simply read nothing).
+pub fn narrowed(user: &User, area: Option<&str>) -> User {
+    match area {
+        Some(a) if user.role != crate::wire::Role::Worker && a.starts_with(&user.scope_code) => {
+            User {
+                scope_code: a.to_owned(),
+                ..user.clone()
+            }
+        }
+        _ => user.clone(),
+    }
 }
 
 /// The villages of some grids: code → name.
@@ -129,15 +143,68 @@ pub fn categories(domain: Domain) -> Vec<(&'static str, &'static str)> {
     }
 }
 
-fn summary_of(data: &Value) -> String {
-    for k in ["description", "content", "summary", "title", "notes"] {
-        if let Some(s) = data.get(k).and_then(Value::as_str)
-            && !s.trim().is_empty()
-        {
-            return s.to_owned();
-        }
+/// The parts of a record's JSON the lists read (typed: much cheaper than a `Value`).
+#[derive(Debug, Default, serde::Deserialize)]
+struct RecordJson {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    summary: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    notes: Option<String>,
+    #[serde(default)]
+    location: Option<GeoPoint>,
+    #[serde(default)]
+    satisfaction: Option<String>,
+    #[serde(default)]
+    follow_up: Option<FollowUpJson>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct FollowUpJson {
+    #[serde(default)]
+    satisfaction: Option<String>,
+}
+
+impl RecordJson {
+    fn summary(&self) -> String {
+        [
+            &self.description,
+            &self.content,
+            &self.summary,
+            &self.title,
+            &self.notes,
+        ]
+        .into_iter()
+        .flatten()
+        .find(|s| !s.trim().is_empty())
+        .cloned()
+        .unwrap_or_default()
     }
-    String::new()
+
+    fn satisfaction(&self) -> Option<Satisfaction> {
+        self.satisfaction
+            .as_deref()
+            .or_else(|| {
+                self.follow_up
+                    .as_ref()
+                    .and_then(|f| f.satisfaction.as_deref())
+            })
+            .and_then(|s| Satisfaction::from_code(s).ok())
+    }
+}
+
+/// How much of each record to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Everything the lists show (summary, location).
+    Full,
+    /// Only what statistics count: the indexed columns and the satisfaction.
+    Counts,
 }
 
 /// Extra SQL conditions on the records query.
@@ -157,6 +224,16 @@ impl RecordSql {
 }
 
 impl RecordSql {
+    /// Adds "still open": not handled, not voided, not a draft.
+    pub fn add_open(&mut self, first: usize) {
+        let closed: Vec<&str> = Status::ALL
+            .iter()
+            .filter(|s| is_handled(**s) || matches!(s, Status::Void | Status::Draft))
+            .map(|s| s.code())
+            .collect();
+        self.add_list("status", "NOT IN", &closed, first);
+    }
+
     /// Adds `column IN ($n, ...)` (or `NOT IN`) over `values`.
     pub fn add_list(&mut self, column: &str, op: &str, values: &[&str], first: usize) {
         let marks: Vec<String> = values
@@ -177,12 +254,17 @@ pub fn records(
     user: &User,
     extra: impl FnOnce(usize) -> RecordSql,
     limit: usize,
+    want: Want,
 ) -> Result<Vec<RecordRow>, Failure> {
     let (clause, mut args) = user.scope().clause(1);
     let more = extra(args.len() + 1);
     args.extend(more.args);
+    let data = match want {
+        Want::Full => "data",
+        Want::Counts => "CASE WHEN data LIKE '%satisfaction\":\"%' THEN data END",
+    };
     let mut sql = format!(
-        "SELECT id, kind, status, urgency, category, author, grid_code, created_at, updated_at, data
+        "SELECT id, kind, status, urgency, category, author, grid_code, created_at, updated_at, {data}
          FROM entities WHERE {clause} AND kind IN ({RECORD_KINDS})"
     );
     for c in &more.conds {
@@ -202,15 +284,10 @@ pub fn records(
             .and_then(|u| Urgency::from_code(&u).ok())
             .unwrap_or(Urgency::Normal);
         let created_at = parse_ts(r[7].str()?)?;
-        let data: Value = serde_json::from_str(r[9].str()?).map_err(|e| bad(e.to_string()))?;
-        let location = data
-            .get("location")
-            .and_then(|l| serde_json::from_value::<GeoPoint>(l.clone()).ok());
-        let satisfaction = data
-            .get("satisfaction")
-            .or_else(|| data.get("follow_up").and_then(|f| f.get("satisfaction")))
-            .and_then(Value::as_str)
-            .and_then(|s| Satisfaction::from_code(s).ok());
+        let json: RecordJson = match r[9].opt_string()? {
+            Some(d) => serde_json::from_str(&d).map_err(|e| bad(e.to_string()))?,
+            None => RecordJson::default(),
+        };
         out.push(RecordRow {
             id: Uuid::parse_str(r[0].str()?).map_err(|e| bad(e.to_string()))?,
             domain,
@@ -221,9 +298,9 @@ pub fn records(
             grid_code: r[6].string()?,
             created_at,
             updated_at: parse_ts(r[8].str()?)?,
-            summary: summary_of(&data),
-            location,
-            satisfaction,
+            summary: json.summary(),
+            satisfaction: json.satisfaction(),
+            location: json.location,
             deadline: deadline(domain, urgency, status, created_at, &policy),
         });
     }
@@ -264,45 +341,81 @@ pub fn visits_since(
     user: &User,
     since: NaiveDate,
 ) -> Result<Vec<VisitRow>, Failure> {
-    let (clause, args) = user.scope().clause(1);
+    let (clause, mut args) = user.scope().clause(1);
+    // A visit is recorded on or after the day it was made (a visit date is never in the
+    // future), so its created_at bounds the scan; a day of margin covers the time zone.
+    let start = (since - chrono::Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    args.push(repo::ts(start).into());
     let rows = db.query(
-        &format!("SELECT grid_code, data FROM entities WHERE kind = 'VISIT' AND {clause}"),
+        &format!(
+            "SELECT grid_code, data FROM entities WHERE kind = 'VISIT' AND created_at >= ${} AND {clause}",
+            args.len()
+        ),
         &args,
     )?;
+    #[derive(serde::Deserialize)]
+    struct VisitJson {
+        household_id: Uuid,
+        visited_on: NaiveDate,
+        #[serde(default)]
+        author: String,
+    }
     let mut out = Vec::new();
     for r in rows {
-        let v: Value =
+        let v: VisitJson =
             serde_json::from_str(r[1].str()?).map_err(|e| Failure::Internal(e.to_string()))?;
-        let on = v
-            .get("visited_on")
-            .and_then(Value::as_str)
-            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok());
-        let hh = v
-            .get("household_id")
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok());
-        if let (Some(on), Some(household)) = (on, hh)
-            && on >= since
-        {
+        if v.visited_on >= since {
             out.push(VisitRow {
                 grid_code: r[0].string()?,
-                household,
-                author: v
-                    .get("author")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                on,
+                household: v.household_id,
+                author: v.author,
+                on: v.visited_on,
             });
         }
     }
     Ok(out)
 }
 
-/// Status changes of records in scope since `since`: (record, from, to, at, actor, note).
-pub fn status_changes(
+/// The status history of every event record in scope filed in `[start, end)`, by record,
+/// oldest change first: one query, however many records.
+pub fn histories_filed_between(
     db: &mut dyn Sql,
-    ids: &[Uuid],
+    user: &User,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
 ) -> Result<BTreeMap<Uuid, Vec<crate::domain::model::StatusChange>>, Failure> {
-    Ok(repo::status_histories(db, ids)?)
+    let (clause, mut args) = user.scope().clause(1);
+    args.push(repo::ts(start).into());
+    args.push(repo::ts(end).into());
+    let n = args.len();
+    let rows = db.query(
+        &format!(
+            "SELECT h.record_id, h.from_status, h.to_status, h.at, h.actor, h.note
+             FROM status_history h JOIN entities e ON e.id = h.record_id
+             WHERE {clause} AND e.kind IN ({RECORD_KINDS}) AND e.created_at >= ${} AND e.created_at < ${}
+             ORDER BY h.id",
+            n - 1,
+            n
+        ),
+        &args,
+    )?;
+    let mut out: BTreeMap<Uuid, Vec<crate::domain::model::StatusChange>> = BTreeMap::new();
+    let bad = |e: String| Failure::Internal(e);
+    for r in rows {
+        let id = Uuid::parse_str(r[0].str()?).map_err(|e| bad(e.to_string()))?;
+        out.entry(id)
+            .or_default()
+            .push(crate::domain::model::StatusChange {
+                record_id: id,
+                from: Status::from_code(r[1].str()?).map_err(|e| bad(e.to_string()))?,
+                to: Status::from_code(r[2].str()?).map_err(|e| bad(e.to_string()))?,
+                at: parse_ts(r[3].str()?)?,
+                actor: r[4].string()?,
+                note: r[5].opt_string()?,
+            });
+    }
+    Ok(out)
 }

@@ -21,6 +21,9 @@ use crate::domain::lifecycle::lifecycle;
 use crate::server::AppState;
 use crate::server::error::Failure;
 
+/// The most hazard points drawn on one map.
+const MAX_POINTS: usize = 2000;
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/map", get(map_page))
 }
@@ -45,22 +48,25 @@ async fn map_page(
     let (grids, households, visits, hazards, all_grids) = blocking(move || {
         s.db.read(|db| {
             let all = load::grids(db, &c2.user)?;
+            let user = load::narrowed(&c2.user, v2.as_deref());
             let grids: BTreeMap<_, _> = all
                 .iter()
                 .filter(|(c, _)| v2.as_deref().is_none_or(|v| c.starts_with(v)))
                 .map(|(c, g)| (c.clone(), g.clone()))
                 .collect();
-            let households = load::households_per_grid(db, &c2.user)?;
-            let visits = load::visits_since(db, &c2.user, super::today() - Duration::days(30))?;
+            let households = load::households_per_grid(db, &user)?;
+            let visits = load::visits_since(db, &user, super::today() - Duration::days(30))?;
             let hazards = load::records(
                 db,
-                &c2.user,
+                &user,
                 |first| {
                     let mut s = RecordSql::default();
                     s.add("kind", "=", Domain::Hazard.code(), first);
+                    s.add_open(first);
                     s
                 },
                 20_000,
+                load::Want::Full,
             )?;
             Ok::<_, Failure>((grids, households, visits, hazards, all))
         })
@@ -87,6 +93,13 @@ async fn map_page(
             .insert(v.household);
     }
     let max_open = open_per_grid.values().copied().max().unwrap_or(0).max(1);
+    // A county-wide map with thousands of points is unreadable and heavy: above the cap only
+    // urgent and major hazards are drawn (the grid colours still count every one).
+    let all_points = open.len() <= MAX_POINTS;
+    let points: Vec<&&load::RecordRow> = open
+        .iter()
+        .filter(|h| all_points || h.urgency != Urgency::Normal)
+        .collect();
     let pr = Projection::fit_all(grids.values().map(|g| &g.boundary), 900.0, 16.0);
     let now = Utc::now();
     let villages = load::villages(&all_grids);
@@ -113,7 +126,9 @@ async fn map_page(
                 span.sw style={"background:" (charts::ramp(0.5))} {} " 一半 "
                 span.sw style={"background:" (charts::ramp(0.0))} {} " 未走访 "
             }
-            " · " span.dot.urgent {} " 紧急/重大隐患 " span.dot {} " 一般隐患 · 共 " strong #open-hazards { (open.len()) } " 处未闭环"
+            " · " span.dot.urgent {} " 紧急/重大隐患 "
+            @if all_points { span.dot {} " 一般隐患" } @else { "（一般隐患超过 " (MAX_POINTS) " 处，只在网格颜色中计数；选择村/社区查看全部）" }
+            " · 共 " strong #open-hazards { (open.len()) } " 处未闭环"
         }
         @if let Some(pr) = pr {
             svg.map xmlns="http://www.w3.org/2000/svg" viewBox={"0 0 900 " (pr.height())} role="img" {
@@ -137,7 +152,7 @@ async fn map_page(
                 @for (name, x, y) in village_labels(&grids, &pr) {
                     text.villagelabel x=(x) y=(y) text-anchor="middle" font-size="15" { (name) }
                 }
-                @for h in &open {
+                @for h in &points {
                     @if let Some(p) = &h.location {
                         @let (x, y) = pr.xy(p.lon, p.lat);
                         @let urgent = h.urgency != Urgency::Normal;

@@ -95,18 +95,8 @@ impl QueueFilter {
             .filter(|s| is_handled(**s))
             .map(|s| s.code())
             .collect();
-        let state_sql = match state {
-            "handled" => Some(("IN", handled.clone())),
-            "all" => None,
-            _ => Some((
-                "NOT IN",
-                handled
-                    .iter()
-                    .copied()
-                    .chain([Status::Void.code(), Status::Draft.code()])
-                    .collect(),
-            )),
-        };
+        let handled_only = state == "handled";
+        let open_only = !matches!(state, "handled" | "all");
         let category = nonempty(&self.category).map(str::to_owned);
         let grid = nonempty(&self.grid).map(str::to_owned);
         let village = nonempty(&self.village).map(str::to_owned);
@@ -124,8 +114,11 @@ impl QueueFilter {
                 if let Some(st) = status {
                     s.add("status", "=", st.code(), first);
                 }
-                if let Some((op, codes)) = &state_sql {
-                    s.add_list("status", op, codes, first);
+                if open_only {
+                    s.add_open(first);
+                }
+                if handled_only {
+                    s.add_list("status", "IN", &handled, first);
                 }
                 if let Some(u) = urgency {
                     s.add("urgency", "=", u.code(), first);
@@ -160,6 +153,7 @@ impl QueueFilter {
                 s
             },
             QUERY_LIMIT,
+            load::Want::Full,
         )?;
         let now = Utc::now();
         let policy = DeadlinePolicy::default();

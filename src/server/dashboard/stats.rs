@@ -131,6 +131,9 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
         ));
     }
     let village = nonempty(&q.village).map(str::to_owned);
+    // A village inside an area scope narrows the scope itself, so every read filters in SQL.
+    let narrowed = load::narrowed(user, village.as_deref());
+    let user = &narrowed;
     let start = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc() - Duration::hours(8);
     let end = (to + Duration::days(1))
         .and_hms_opt(0, 0, 0)
@@ -150,7 +153,8 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
             }
             s
         },
-        200_000,
+        1_000_000,
+        load::Want::Counts,
     )?;
     let in_village = |code: &str| village.as_deref().is_none_or(|v| code.starts_with(v));
     let grids: BTreeMap<String, GridInfo> = load::grids(db, user)?
@@ -162,8 +166,7 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
         .into_iter()
         .filter(|v| in_village(&v.grid_code))
         .collect();
-    let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
-    let histories = load::status_changes(db, &ids)?;
+    let histories = load::histories_filed_between(db, user, start, end)?;
     let patrol_km = patrol_km(db, user, start, end)?;
     Ok(assemble(
         from, to, today, records, grids, households, visits, histories, patrol_km,

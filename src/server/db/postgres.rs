@@ -10,10 +10,16 @@ use r2d2_postgres::PostgresConnectionManager;
 
 use super::{DbError, Sql, V};
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "0003_dashboard_indexes",
+        include_str!("migrations/postgres/0003_dashboard_indexes.sql"),
+    ),
+];
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 

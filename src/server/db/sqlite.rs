@@ -10,7 +10,10 @@ use rusqlite_migration::{M, Migrations};
 
 use super::{DbError, Sql, V};
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_init.sql"),
+    include_str!("migrations/sqlite/0003_dashboard_indexes.sql"),
+];
 const MAX_READERS: usize = 8;
 
 #[derive(Clone)]
