@@ -632,6 +632,7 @@ async fn export_stats(
             .iter()
             .map(|w| {
                 vec![
+                    st.names.get(&w.worker).map(String::as_str).into(),
                     w.worker.as_str().into(),
                     int(w.filed),
                     int(w.handled),

@@ -419,3 +419,12 @@ pub fn histories_filed_between(
     }
     Ok(out)
 }
+
+/// Display names of accounts, by username.
+pub fn display_names(db: &mut dyn Sql) -> Result<BTreeMap<String, String>, Failure> {
+    let mut out = BTreeMap::new();
+    for r in db.query("SELECT username, display_name FROM users", &[])? {
+        out.insert(r[0].string()?, r[1].string()?);
+    }
+    Ok(out)
+}

@@ -92,6 +92,8 @@ pub struct Stats {
     pub villages: Vec<(String, String, i64, i64)>,
     pub workers: Vec<WorkerRow>,
     pub ledger: Vec<Entry>,
+    /// Display names of the accounts, by username.
+    pub names: BTreeMap<String, String>,
 }
 
 impl Stats {
@@ -168,9 +170,11 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
         .collect();
     let histories = load::histories_filed_between(db, user, start, end)?;
     let patrol_km = patrol_km(db, user, start, end)?;
-    Ok(assemble(
+    let mut st = assemble(
         from, to, today, records, grids, households, visits, histories, patrol_km,
-    ))
+    );
+    st.names = load::display_names(db)?;
+    Ok(st)
 }
 
 fn patrol_km(
@@ -369,6 +373,7 @@ fn assemble(
         workers,
         ledger,
         records,
+        names: BTreeMap::new(),
     }
 }
 
@@ -489,7 +494,7 @@ async fn stats_page(
             table.workers {
                 thead { tr { th { "网格员" } th { "上报" } th { "已办结" } th { "走访" } th { "巡防里程" } th { "积分" } } }
                 tbody { @for w in &st.workers {
-                    tr { td { (w.worker) } td.num { (w.filed) } td.num { (w.handled) } td.num { (w.visits) }
+                    tr { td { (st.names.get(&w.worker).map(String::as_str).unwrap_or("")) " " small.muted { (w.worker) } } td.num { (w.filed) } td.num { (w.handled) } td.num { (w.visits) }
                         td.num { (format!("{:.1} 公里", w.patrol_km)) }
                         td.num { a href={"/stats/points/" (super::enc(&w.worker)) "?" (qs)} { (w.points) } } }
                 } }
@@ -511,7 +516,7 @@ async fn points_page(
     let total: i64 = entries.iter().map(|e| e.points).sum();
     let content = html! {
         p.crumbs { a href="/stats" { "← 统计分析" } }
-        h1 { (worker) " 的积分明细" span.en { " Points ledger" } }
+        h1 { (st.names.get(&worker).cloned().unwrap_or_else(|| worker.clone())) " 的积分明细" span.en { " Points ledger" } }
         p { (st.from) " 至 " (st.to) "：共 " strong #points-total { (total) } " 分，" (entries.len()) " 条" }
         table.ledger {
             thead { tr { th { "时间" } th { "事由" } th { "积分" } th { "关联" } } }
