@@ -11,6 +11,12 @@ pub const AMBER: &str = "#d08a1e";
 pub const RED: &str = "#c2412d";
 pub const GREY: &str = "#b8c0c8";
 
+/// Colours for up to nine series (one per event domain).
+pub const PALETTE: &[&str] = &[
+    "#2f6fb3", "#8e5bb5", "#3a8f5c", "#c2412d", "#d08a1e", "#b83280", "#2b8a99", "#7a8b1e",
+    "#6b7785",
+];
+
 fn fmt_num(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
         format!("{}", v.round() as i64)
@@ -95,23 +101,40 @@ pub fn percent_bars(rows: &[(String, f64, String)]) -> Markup {
     }
 }
 
-/// Columns over time (e.g. records per week), with each column's value on top.
-pub fn columns(points: &[(String, f64)], colour: &str) -> Markup {
+/// Stacked columns over time (e.g. records per week by domain), with a legend and each
+/// column's total on top.
+pub fn stacked_columns(points: &[(String, Vec<f64>)], series: &[(&str, &str)]) -> Markup {
     let col_w = 34.0;
     let h = 140.0;
-    let top = 18.0;
+    let top = 18.0 + 16.0 * series.len().div_ceil(5) as f64;
     let bottom = 34.0;
-    let max = points.iter().map(|p| p.1).fold(0.0_f64, f64::max).max(1.0);
-    let width = 20.0 + col_w * points.len() as f64;
+    let max = points
+        .iter()
+        .map(|p| p.1.iter().sum::<f64>())
+        .fold(0.0_f64, f64::max)
+        .max(1.0);
+    let width = (20.0 + col_w * points.len() as f64).max(5.0 * 90.0);
     let height = top + h + bottom;
     html! {
         svg.chart xmlns="http://www.w3.org/2000/svg" viewBox={"0 0 " (width) " " (height)} width=(width) height=(height) role="img" {
+            @for (i, (name, colour)) in series.iter().enumerate() {
+                @let (lx, ly) = (10.0 + (i % 5) as f64 * 90.0, 4.0 + (i / 5) as f64 * 16.0);
+                rect x=(lx) y=(ly) width="10" height="10" fill=(colour) {}
+                text x=(lx + 14.0) y=(ly + 9.0) font-size="11" { (name) }
+            }
             line x1="10" x2=(width - 4.0) y1=(top + h) y2=(top + h) stroke="#999" {}
-            @for (i, (label, v)) in points.iter().enumerate() {
+            @for (i, (label, values)) in points.iter().enumerate() {
                 @let x = 14.0 + i as f64 * col_w;
-                @let ch = v / max * h;
-                rect x=(x) y=(top + h - ch) width=(col_w - 8.0) height=(ch) fill=(colour) { title { (label) ": " (fmt_num(*v)) } }
-                text x=(x + (col_w - 8.0) / 2.0) y=(top + h - ch - 4.0) font-size="10" text-anchor="middle" { (fmt_num(*v)) }
+                @let total: f64 = values.iter().sum();
+                @let segs = segments(values, max, h, 0.0);
+                @for (j, (y0, sh, v)) in segs.iter().enumerate() {
+                    @if *sh > 0.0 {
+                        rect x=(x) y=(top + h - y0 - sh) width=(col_w - 8.0) height=(sh) fill=(series.get(j).map(|s| s.1).unwrap_or(GREY)) {
+                            title { (label) " · " (series.get(j).map(|s| s.0).unwrap_or("")) ": " (fmt_num(*v)) }
+                        }
+                    }
+                }
+                text x=(x + (col_w - 8.0) / 2.0) y=(top + h - total / max * h - 4.0) font-size="10" text-anchor="middle" { (fmt_num(total)) }
                 text x=(x + (col_w - 8.0) / 2.0) y=(top + h + 14.0) font-size="9" text-anchor="middle" { (label) }
             }
         }
@@ -254,6 +277,25 @@ mod tests {
         assert_eq!(ramp(0.0), "#c2412d");
         assert_eq!(ramp(1.0), "#3a8f5c");
         assert_eq!(ramp(0.5), "#d08a1e");
+    }
+
+    #[test]
+    fn stacked_columns_show_totals_and_a_legend() {
+        let m = stacked_columns(
+            &[
+                ("11-23".into(), vec![2.0, 3.0]),
+                ("11-30".into(), vec![0.0, 1.0]),
+            ],
+            &[("安全隐患", BLUE), ("社情民意", GREEN)],
+        )
+        .into_string();
+        assert!(m.contains(">5</text>") && m.contains(">1</text>"), "{m}");
+        assert!(m.contains("安全隐患") && m.contains("11-30"));
+        assert_eq!(
+            m.matches("<rect").count(),
+            2 + 3,
+            "legend and non-empty segments"
+        );
     }
 
     #[test]

@@ -588,11 +588,23 @@ async fn export_stats(
     };
     let by_week = Sheet {
         name: "按周".into(),
-        header: vec!["周（起）".into(), "上报事项".into()],
+        header: std::iter::once("周（起）".to_owned())
+            .chain(
+                crate::domain::codes::Domain::ALL
+                    .iter()
+                    .map(|d| d.zh().to_owned()),
+            )
+            .chain(std::iter::once("合计".to_owned()))
+            .collect(),
         rows: st
             .by_week
             .iter()
-            .map(|(w, n)| vec![w.as_str().into(), int(*n)])
+            .map(|(w, v)| {
+                std::iter::once(w.as_str().into())
+                    .chain(v.iter().map(|n| int(*n)))
+                    .chain(std::iter::once(int(v.iter().sum())))
+                    .collect()
+            })
             .collect(),
     };
     let coverage = Sheet {

@@ -87,7 +87,8 @@ pub struct Stats {
     pub by_domain: Vec<(Domain, usize, usize, usize)>,
     pub by_category: Vec<(String, usize)>,
     pub by_status: Vec<(Status, usize)>,
-    pub by_week: Vec<(String, usize)>,
+    /// Records filed per week (Monday), per domain in [`Domain::ALL`] order.
+    pub by_week: Vec<(String, Vec<usize>)>,
     pub coverage: Vec<Coverage>,
     pub villages: Vec<(String, String, i64, i64)>,
     pub workers: Vec<WorkerRow>,
@@ -265,15 +266,18 @@ fn assemble(
 
     // Per week (Monday-based), every week of the period, empty ones too.
     let week_of = |d: NaiveDate| d - Duration::days(d.weekday().num_days_from_monday() as i64);
-    let mut weeks: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+    let mut weeks: BTreeMap<NaiveDate, Vec<usize>> = BTreeMap::new();
     let mut w = week_of(from);
     while w <= to {
-        weeks.insert(w, 0);
+        weeks.insert(w, vec![0; Domain::ALL.len()]);
         w += Duration::weeks(1);
     }
     for r in &records {
         let d = (r.created_at + Duration::hours(8)).date_naive();
-        *weeks.entry(week_of(d)).or_default() += 1;
+        let i = Domain::ALL.iter().position(|x| *x == r.domain).unwrap_or(0);
+        weeks
+            .entry(week_of(d))
+            .or_insert_with(|| vec![0; Domain::ALL.len()])[i] += 1;
     }
     let by_week = weeks
         .into_iter()
@@ -415,10 +419,23 @@ async fn stats_page(
         .take(12)
         .map(|(c, n)| (c.clone(), vec![*n as f64]))
         .collect();
-    let week_points: Vec<(String, f64)> = st
+    // Domains with records in the period, in their usual order.
+    let used: Vec<usize> = (0..Domain::ALL.len())
+        .filter(|i| st.by_week.iter().any(|(_, v)| v[*i] > 0))
+        .collect();
+    let week_points: Vec<(String, Vec<f64>)> = st
         .by_week
         .iter()
-        .map(|(w, n)| (w.clone(), *n as f64))
+        .map(|(w, v)| (w.clone(), used.iter().map(|i| v[*i] as f64).collect()))
+        .collect();
+    let week_series: Vec<(&str, &str)> = used
+        .iter()
+        .map(|i| {
+            (
+                Domain::ALL[*i].zh(),
+                charts::PALETTE[*i % charts::PALETTE.len()],
+            )
+        })
         .collect();
     let village_rows: Vec<(String, f64, String)> = st
         .villages
@@ -459,7 +476,7 @@ async fn stats_page(
             }
             section.card {
                 h2 { "每周上报 Records per week" }
-                (charts::columns(&week_points, BLUE))
+                (charts::stacked_columns(&week_points, &week_series))
             }
         }
         div.cols {
