@@ -49,6 +49,7 @@ pub struct RecordFacts<'a> {
     pub author: &'a str,
     pub created_at: DateTime<Utc>,
     pub status: Status,
+    /// Its status changes, oldest first (at least those into handled states and returns).
     pub history: &'a [StatusChange],
     pub satisfaction: Option<Satisfaction>,
 }

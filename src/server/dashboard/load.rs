@@ -272,7 +272,11 @@ pub fn records(
         sql.push_str(c);
     }
     args.push(V::I(limit as i64));
-    sql.push_str(&format!(" ORDER BY created_at DESC LIMIT ${}", args.len()));
+    // Lists show the newest first; counts need no order (sorting 100k+ rows costs seconds).
+    match want {
+        Want::Full => sql.push_str(&format!(" ORDER BY created_at DESC LIMIT ${}", args.len())),
+        Want::Counts => sql.push_str(&format!(" LIMIT ${}", args.len())),
+    }
     let policy = DeadlinePolicy::default();
     let mut out = Vec::new();
     for r in db.query(&sql, &args)? {
@@ -379,15 +383,27 @@ pub fn visits_since(
     Ok(out)
 }
 
-/// The status history of every event record in scope filed in `[start, end)`, by record,
-/// oldest change first: one query, however many records.
+/// The status changes into `to` (any status when empty) of every event record in scope filed
+/// in `[start, end)`, by record, oldest change first: one query, however many records.
 pub fn histories_filed_between(
     db: &mut dyn Sql,
     user: &User,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    to: &[Status],
 ) -> Result<BTreeMap<Uuid, Vec<crate::domain::model::StatusChange>>, Failure> {
     let (clause, mut args) = user.scope().clause(1);
+    let mut only = String::new();
+    if !to.is_empty() {
+        let marks: Vec<String> = to
+            .iter()
+            .map(|s| {
+                args.push(V::T(s.code().to_owned()));
+                format!("${}", args.len())
+            })
+            .collect();
+        only = format!(" AND h.to_status IN ({})", marks.join(", "));
+    }
     args.push(repo::ts(start).into());
     args.push(repo::ts(end).into());
     let n = args.len();
@@ -395,7 +411,7 @@ pub fn histories_filed_between(
         &format!(
             "SELECT h.record_id, h.from_status, h.to_status, h.at, h.actor, h.note
              FROM status_history h JOIN entities e ON e.id = h.record_id
-             WHERE {clause} AND e.kind IN ({RECORD_KINDS}) AND e.created_at >= ${} AND e.created_at < ${}
+             WHERE {clause} AND e.kind IN ({RECORD_KINDS}) AND e.created_at >= ${} AND e.created_at < ${}{only}
              ORDER BY h.id",
             n - 1,
             n

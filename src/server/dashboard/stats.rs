@@ -169,7 +169,13 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
         .into_iter()
         .filter(|v| in_village(&v.grid_code))
         .collect();
-    let histories = load::histories_filed_between(db, user, start, end)?;
+    // The ledger reads returns and the first move into a handled state, nothing else.
+    let counted: Vec<Status> = Status::ALL
+        .iter()
+        .copied()
+        .filter(|s| *s == Status::Returned || crate::domain::deadline::is_handled(*s))
+        .collect();
+    let histories = load::histories_filed_between(db, user, start, end, &counted)?;
     let patrol_km = patrol_km(db, user, start, end)?;
     let mut st = assemble(
         from, to, today, records, grids, households, visits, histories, patrol_km,
