@@ -116,9 +116,9 @@ async fn data_page(clerk: Clerk, Query(fl): Query<Flash>) -> Result<Response, Pa
                     details {
                         summary { "文件格式" }
                         ul {
-                            li { strong { "户籍与人员" } "：每人一行，第一行为表头。常用列：网格编码、户号、地址、门牌号、房屋用途、姓名、性别、出生日期、身份证号、手机、与户主关系、人员类型、居住状态、标签（用 ; 或 、 分隔）。中文列名或英文列名（grid_code, household_no, address, name, id_number, phone, relation, tags …）均可；代码值可填代码或中文。按身份证号（或 id 列）更新已有人员，不会重复。" }
-                            li { strong { "网格边界" } "：GeoJSON FeatureCollection，每个要素为 Polygon，属性 code 为 15 位网格编码。" }
-                            li { strong { "账号" } "（仅县级管理员）：username, name, role, scope, grids, password（留空则生成，导入后只显示一次）。" }
+                            li { strong { "户籍与人员" } "（.csv 或 .xlsx 第一个工作表）：每人一行，第一行为表头，户的列在每人行中重复。必填：网格编码、地址、姓名、与户主关系；可选：户ID、户编号、门牌号、房屋用途、经度、纬度、人员ID、性别、出生日期、证件类型、身份证号、联系电话、人员类型、人户状态、人员状态、标签（用 ; 、 或 , 分隔）。英文列名（grid_code, address, name, relation, id_number, phone, tags …）同样可用；代码值可填代码或中文（户主 或 HEAD）。已有人员按人员ID、身份证号或户内姓名找到并更新，不会重复；空白单元格保留原值，填「无」清除。导出的人口表可原样导回。" }
+                            li { strong { "网格边界" } "：GeoJSON FeatureCollection，每个要素为 Polygon，属性 code 为 15 位网格编码；新网格还需 name、village、town。" }
+                            li { strong { "账号" } "（仅县级管理员）：用户名/username、姓名/display_name、角色/role、范围编码/scope_code、网格/grids、初始密码/password（留空则生成，导入后只显示一次）。" }
                         }
                     }
                     @if !mine.is_empty() {
