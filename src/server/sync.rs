@@ -803,14 +803,19 @@ pub fn cadence(db: &mut dyn Sql) -> Result<Vec<(Tag, u32)>, Failure> {
         .collect())
 }
 
-/// One page of changes in the user's scope after `cursor`.
+/// One page of changes in the user's scope after `cursor`. An event record the device holds
+/// as of `base` (it was made at or before it) comes as a partial change: the fields whose
+/// own version is after `base`, and the status changes after it. Every write of a record
+/// stamps the fields it sets (see [`EntityMeta`]), which is what makes this exact.
 pub fn pull(
     db: &mut dyn Sql,
     user: &User,
     cursor: i64,
+    base: i64,
     limit: usize,
 ) -> Result<PullResponse, Failure> {
     let limit = limit.clamp(1, MAX_PAGE);
+    let base = base.clamp(0, cursor);
     let mut rows = repo::changed_since(db, &user.scope(), cursor, limit)?;
     let more = rows.len() > limit;
     rows.truncate(limit);
@@ -819,23 +824,57 @@ pub fn pull(
         .filter(|r| r.0.is_record())
         .map(|r| r.1)
         .collect();
-    let mut histories = repo::status_histories(db, &record_ids)?;
-    let next = rows.last().map(|r| r.3).unwrap_or(cursor);
+    let mut histories = repo::versioned_histories(db, &record_ids)?;
+    let next = rows.last().map(|r| r.4).unwrap_or(cursor);
+    let internal = |e: serde_json::Error| Failure::Internal(e.to_string());
     let mut changes = Vec::with_capacity(rows.len());
-    for (kind, id, data, seq) in rows {
+    for (kind, id, data, meta, seq) in rows {
+        let mut data: Value = serde_json::from_str(&data).map_err(internal)?;
+        if !kind.is_record() {
+            changes.push(Change {
+                seq,
+                kind,
+                id,
+                data,
+                partial: false,
+                history: None,
+                history_kept: 0,
+            });
+            continue;
+        }
+        let history = histories.remove(&id).unwrap_or_default();
+        let meta: EntityMeta = serde_json::from_str(&meta).map_err(internal)?;
+        if base == 0 || meta.created.version > base {
+            changes.push(Change {
+                seq,
+                kind,
+                id,
+                data,
+                partial: false,
+                history: Some(history.into_iter().map(|(_, h)| h).collect()),
+                history_kept: 0,
+            });
+            continue;
+        }
+        if let Value::Object(fields) = &mut data {
+            fields.retain(|f, _| meta.fields.get(f).is_some_and(|m| m.version > base));
+        }
+        let kept = history.iter().take_while(|(v, _)| *v <= base).count();
+        let newer: Vec<StatusChange> = history.into_iter().skip(kept).map(|(_, h)| h).collect();
         changes.push(Change {
             seq,
             kind,
             id,
-            data: serde_json::from_str(&data).map_err(|e| Failure::Internal(e.to_string()))?,
-            history: kind
-                .is_record()
-                .then(|| histories.remove(&id).unwrap_or_default()),
+            data,
+            partial: true,
+            history: (!newer.is_empty()).then_some(newer),
+            history_kept: kept as u32,
         });
     }
     Ok(PullResponse {
         changes,
         cursor: next,
+        base,
         more,
         cadence: if cursor == 0 {
             Some(cadence(db)?)

@@ -29,6 +29,9 @@ use crate::wire::{Change, Op, PullResponse};
 pub const SERVER_URL: &str = "server_url";
 pub const TOKEN: &str = "token";
 pub const PULL_CURSOR: &str = "pull_cursor";
+/// Where the last complete pull ended, kept while a pull of several pages is under way: the
+/// server sends event records the device holds as of it as partial changes.
+pub const PULL_BASE: &str = "pull_base";
 pub const LAST_SYNC: &str = "last_sync_at";
 
 /// What applying a page did.
@@ -63,6 +66,15 @@ impl Store {
             .meta(PULL_CURSOR)?
             .and_then(|s| s.parse().ok())
             .unwrap_or(0))
+    }
+
+    /// The base for the next pull page: where the last complete pull ended (the cursor,
+    /// unless a pull of several pages is under way).
+    pub fn pull_base(&self) -> Result<i64> {
+        match self.meta(PULL_BASE)?.and_then(|s| s.parse().ok()) {
+            Some(b) => Ok(b),
+            None => self.pull_cursor(),
+        }
     }
 
     /// Applies one pulled page and stores its cursor, in one transaction.
@@ -105,6 +117,12 @@ impl Store {
                 }
             }
             super::set_meta(tx, PULL_CURSOR, &page.cursor.to_string())?;
+            if page.more {
+                // Later pages of this pull are relative to the same base.
+                super::set_meta(tx, PULL_BASE, &page.base.to_string())?;
+            } else {
+                tx.execute("DELETE FROM meta WHERE key = ?1", [PULL_BASE])?;
+            }
             super::set_meta(tx, LAST_SYNC, &ts(now))?;
             Ok(out)
         })
@@ -335,6 +353,21 @@ fn apply_change(
             }
         }
         k if k.is_record() => {
+            if c.partial {
+                // Only the fields changed after the base: lay them over the stored record.
+                let stored: Option<String> = tx
+                    .prepare_cached("SELECT data FROM records WHERE id = ?1")?
+                    .query_row([id.to_string()], |r| r.get(0))
+                    .optional()?;
+                let stored = stored.ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "the server sent changes to {k} {id}, which this device does not hold; enrol the device again"
+                    ))
+                })?;
+                let mut whole: Map<String, Value> = serde_json::from_str(&stored)?;
+                whole.extend(data);
+                data = whole;
+            }
             rebase(tx, id, &mut data)?;
             let domain = k.domain().expect("records have a domain");
             let rec = AnyRecord::from_json(domain, Value::Object(data)).map_err(|e| {
@@ -351,10 +384,13 @@ fn apply_change(
                 .optional()?;
             write_record(tx, &rec, c.seq, now)?;
             if let Some(history) = &c.history {
-                tx.execute(
-                    "DELETE FROM status_history WHERE record_id = ?1",
-                    [id.to_string()],
-                )?;
+                // Keep the earliest `history_kept` (the device holds them as of the base);
+                // the rest, and any change made here since, become the server's.
+                tx.prepare_cached(
+                    "DELETE FROM status_history WHERE record_id = ?1 AND id NOT IN
+                       (SELECT id FROM status_history WHERE record_id = ?1 ORDER BY id LIMIT ?2)",
+                )?
+                .execute(params![id.to_string(), c.history_kept as i64])?;
                 for h in history {
                     write_status_change(tx, h)?;
                 }

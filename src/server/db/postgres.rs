@@ -8,18 +8,25 @@ use postgres::NoTls;
 use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::{DbError, Sql, V};
+use super::{DbError, Sql, Turns, V};
 
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "0002_history_versions",
+        include_str!("migrations/postgres/0002_history_versions.sql"),
+    ),
+];
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
 #[derive(Clone)]
 pub struct PgPool {
     pool: std::sync::Arc<PoolHandle>,
+    turns: std::sync::Arc<Turns>,
 }
 
 /// Owns the pool. The `postgres` client blocks on its own runtime when a connection closes,
@@ -54,9 +61,16 @@ impl PgPool {
             .min_idle(Some(1))
             .connection_timeout(std::time::Duration::from_secs(30))
             .build(PostgresConnectionManager::new(config, NoTls))?;
+        // A quarter of the connections for writes (they queue on the change counter, so more
+        // would only wait there), half for reads; the rest stay free for everything else.
         Ok(PgPool {
             pool: std::sync::Arc::new(PoolHandle(Some(pool))),
+            turns: std::sync::Arc::new(Turns::new(size as usize / 4, size as usize / 2)),
         })
+    }
+
+    pub fn turns(&self) -> &Turns {
+        &self.turns
     }
 
     pub fn migrate(&self) -> Result<usize, DbError> {
