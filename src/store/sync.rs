@@ -52,7 +52,7 @@ pub struct PendingPhoto {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(kind: EntityKind, id: Uuid, v: &Value) -> Result<T> {
-    serde_json::from_value(v.clone()).map_err(|e| {
+    T::deserialize(v).map_err(|e| {
         StoreError::Corrupt(format!(
             "the server sent a {kind} {id} this app cannot read: {e}"
         ))
@@ -90,12 +90,11 @@ impl Store {
                 out.changes += 1;
             }
             let all = if let Some(cadence) = &page.cadence {
-                tx.execute("DELETE FROM visit_cadence", [])?;
+                tx.prepare_cached("DELETE FROM visit_cadence")?
+                    .execute([])?;
                 for (tag, days) in cadence {
-                    tx.execute(
-                        "INSERT INTO visit_cadence (tag, days) VALUES (?1, ?2)",
-                        params![tag.code(), *days as i64],
-                    )?;
+                    tx.prepare_cached("INSERT INTO visit_cadence (tag, days) VALUES (?1, ?2)")?
+                        .execute(params![tag.code(), *days as i64])?;
                 }
                 true
             } else {
@@ -106,11 +105,9 @@ impl Store {
             } else if !households.is_empty() {
                 let cadence = Cadence::load(tx)?;
                 for h in &households {
-                    let exists: bool = tx.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM households WHERE id = ?1)",
-                        [h],
-                        |r| r.get(0),
-                    )?;
+                    let exists: bool = tx
+                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM households WHERE id = ?1)")?
+                        .query_row([h], |r| r.get(0))?;
                     if exists {
                         refresh_summary(tx, &cadence, h)?;
                     }
@@ -121,7 +118,8 @@ impl Store {
                 // Later pages of this pull are relative to the same base.
                 super::set_meta(tx, PULL_BASE, &page.base.to_string())?;
             } else {
-                tx.execute("DELETE FROM meta WHERE key = ?1", [PULL_BASE])?;
+                tx.prepare_cached("DELETE FROM meta WHERE key = ?1")?
+                    .execute([PULL_BASE])?;
             }
             super::set_meta(tx, LAST_SYNC, &ts(now))?;
             Ok(out)
@@ -246,13 +244,16 @@ fn apply_change(
     out: &mut Applied,
 ) -> Result<()> {
     let (kind, id, v) = (c.kind, c.id, &c.data);
-    let mut data = match v {
-        Value::Object(m) => m.clone(),
-        _ => {
-            return Err(StoreError::Corrupt(format!(
-                "the server sent {kind} {id} without data"
-            )));
-        }
+    let Value::Object(fields) = v else {
+        return Err(StoreError::Corrupt(format!(
+            "the server sent {kind} {id} without data"
+        )));
+    };
+    // A copy to rebase outbox edits onto, for the kinds a worker edits.
+    let mut data = match kind {
+        EntityKind::House | EntityKind::Household | EntityKind::Person => fields.clone(),
+        k if k.is_record() => fields.clone(),
+        _ => Map::new(),
     };
     match kind {
         EntityKind::Grid => write_grid(tx, &parse::<Grid>(kind, id, v)?, c.seq)?,
@@ -298,40 +299,32 @@ fn apply_change(
         }
         EntityKind::Reply => {
             let r: Reply = parse(kind, id, v)?;
-            let new: bool = !tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM entries WHERE id = ?1)",
-                [id.to_string()],
-                |r| r.get(0),
-            )?;
+            let new: bool = !tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM entries WHERE id = ?1)")?
+                .query_row([id.to_string()], |r| r.get(0))?;
             write_entry(tx, r.id, r.record_id, kind, v, &r.author, r.created_at)?;
             if new {
                 out.feedback += 1;
             }
         }
         EntityKind::PatrolPoints => {
-            let exists: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM patrol_points WHERE batch_id = ?1)",
-                [id.to_string()],
-                |r| r.get(0),
-            )?;
+            let exists: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM patrol_points WHERE batch_id = ?1)")?
+                .query_row([id.to_string()], |r| r.get(0))?;
             if !exists {
                 write_points(tx, &parse::<PatrolPoints>(kind, id, v)?)?;
             }
         }
         EntityKind::Conflict => {
             let cf: Conflict = parse(kind, id, v)?;
-            let new: bool = !tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM conflicts WHERE id = ?1)",
-                [id.to_string()],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO conflicts (id, entity_kind, entity_id, field, kept, lost, kept_by, lost_by, kept_at,
+            let new: bool = !tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM conflicts WHERE id = ?1)")?
+                .query_row([id.to_string()], |r| r.get(0))?;
+            tx.prepare_cached("INSERT INTO conflicts (id, entity_kind, entity_id, field, kept, lost, kept_by, lost_by, kept_at,
                                         lost_at, created_at, settled_by, settled_at, version)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT (id) DO UPDATE SET settled_by = excluded.settled_by,
-                   settled_at = excluded.settled_at, version = excluded.version",
-                params![
+                   settled_at = excluded.settled_at, version = excluded.version")?.execute(params![
                     cf.id.to_string(),
                     cf.entity_kind.code(),
                     cf.entity_id.to_string(),
