@@ -530,6 +530,47 @@ pub fn audit(
     Ok(())
 }
 
+/// One line of the audit log, to write later with others ([`audit_many`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditLine {
+    pub at: DateTime<Utc>,
+    pub username: String,
+    pub device: Option<Uuid>,
+    pub action: String,
+    pub kind: Option<EntityKind>,
+    pub entity: Option<Uuid>,
+    pub detail: Option<String>,
+}
+
+/// Writes audit lines in order, many to a statement (a pushed batch's in one or two).
+pub fn audit_many(db: &mut dyn Sql, lines: &[AuditLine]) -> Result<(), DbError> {
+    for chunk in lines.chunks(100) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut args = Vec::with_capacity(chunk.len() * 7);
+        for (i, l) in chunk.iter().enumerate() {
+            let marks: Vec<String> = (1..=7).map(|j| format!("${}", i * 7 + j)).collect();
+            rows.push(format!("({})", marks.join(", ")));
+            args.extend([
+                V::T(ts(l.at)),
+                V::T(l.username.clone()),
+                l.device.map(|d| d.to_string()).into(),
+                V::T(l.action.clone()),
+                l.kind.map(|k| k.code()).into(),
+                l.entity.map(|e| e.to_string()).into(),
+                l.detail.clone().into(),
+            ]);
+        }
+        db.exec(
+            &format!(
+                "INSERT INTO audit (at, username, device_id, action, entity_kind, entity_id, detail) VALUES {}",
+                rows.join(", ")
+            ),
+            &args,
+        )?;
+    }
+    Ok(())
+}
+
 /// A device's watermark for a lane, locking its row for the rest of the transaction, with
 /// the account the device belongs to.
 pub fn lock_watermark(
