@@ -59,7 +59,8 @@ pub struct OutboxEntry {
 }
 
 /// The protocol version this build speaks; the server refuses others with 426.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: pulls name their `base`, and event records changed since it come as partial changes.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The header that carries it on every request.
 pub const PROTOCOL_HEADER: &str = "x-gridwalk-protocol";
 
@@ -147,19 +148,39 @@ pub struct Change {
     pub seq: i64,
     pub kind: EntityKind,
     pub id: Uuid,
-    /// The whole entity as JSON.
+    /// The whole entity as JSON; when `partial`, only the fields changed after the pull's
+    /// `base` (an event record the device already holds as of that base).
     pub data: serde_json::Value,
-    /// For event records: the whole status history.
+    /// `data` holds only the changed fields: lay them over the device's copy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// For event records: the status changes after the first `history_kept` ones (the whole
+    /// history when that is 0); absent when a partial change brings no new status change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<crate::domain::model::StatusChange>>,
+    /// How many of the record's earliest status changes the device keeps (it holds them as
+    /// of the base) before the ones in `history`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_kept: u32,
 }
 
-/// `GET /api/v1/sync/pull?cursor=N&limit=M`.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// `GET /api/v1/sync/pull?cursor=N&base=B&limit=M`: the changes after `cursor`; entities
+/// the device holds as of `base` (the cursor at which its last complete pull ended) may come
+/// as partial changes relative to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PullResponse {
+    /// In version order. On the wire they travel column-wise by kind (see [`columns`]).
+    #[serde(with = "columns")]
     pub changes: Vec<Change>,
     /// Pass this as the next cursor.
     pub cursor: i64,
+    /// The base the partial changes are relative to (pass it again while `more`).
+    #[serde(default)]
+    pub base: i64,
     /// More changes wait after this page.
     pub more: bool,
     /// Visit cadence per tag, sent with the first page (cursor 0).
@@ -180,4 +201,419 @@ pub struct ApiError {
     /// For a gap: the sequence number the server expects next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<u64>,
+}
+
+/// The wire form of a pull page's changes: grouped by kind, and within a kind column by
+/// column, so that each field's name is written once per page instead of once per entity,
+/// and values of one field (ids, times, codes, coordinates) stand side by side for the
+/// compressor. Lossless: decoding gives back every change as it was, in version order.
+///
+/// `{"HOUSE": {"seq": [..], "id": [..], "data": TABLE, "partial": [row, ..]?,
+///   "history": [[[from, to, at, actor, note], ..] or null, ..]?, "history_kept": [..]?}, ..}`
+///
+/// A TABLE holds n JSON objects: `keys` every row has with their `cols` of n values, `nested`
+/// tables for keys whose value is an object in every row, and per row the `rest` (the keys
+/// not every row has), left out when every rest is empty.
+pub mod columns {
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Utc};
+    use serde::de::Error as _;
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{Map, Value};
+    use uuid::Uuid;
+
+    use super::Change;
+    use crate::domain::codes::Coded;
+    use crate::domain::lifecycle::Status;
+    use crate::domain::model::{EntityKind, StatusChange};
+
+    /// n objects, column-wise.
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    pub struct Table {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keys: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cols: Vec<Vec<Value>>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        nested: BTreeMap<String, Table>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rest: Vec<Map<String, Value>>,
+    }
+
+    impl Table {
+        /// Lays rows out column-wise.
+        pub fn encode(mut rows: Vec<Map<String, Value>>) -> Table {
+            let mut t = Table::default();
+            let Some(first) = rows.first() else {
+                return t;
+            };
+            let common: Vec<String> = first
+                .keys()
+                .filter(|k| rows.iter().all(|r| r.contains_key(*k)))
+                .cloned()
+                .collect();
+            for k in common {
+                let column: Vec<Value> = rows
+                    .iter_mut()
+                    .map(|r| r.remove(&k).expect("every row has it"))
+                    .collect();
+                if column.iter().all(Value::is_object) {
+                    let inner = column
+                        .into_iter()
+                        .map(|v| match v {
+                            Value::Object(m) => m,
+                            _ => unreachable!("checked: objects"),
+                        })
+                        .collect();
+                    t.nested.insert(k, Table::encode(inner));
+                } else {
+                    t.keys.push(k);
+                    t.cols.push(column);
+                }
+            }
+            if rows.iter().any(|r| !r.is_empty()) {
+                t.rest = rows;
+            }
+            t
+        }
+
+        /// The n rows back.
+        pub fn decode(self, n: usize) -> Result<Vec<Map<String, Value>>, String> {
+            if self.keys.len() != self.cols.len() {
+                return Err(format!(
+                    "{} keys but {} columns",
+                    self.keys.len(),
+                    self.cols.len()
+                ));
+            }
+            let mut rows = if self.rest.is_empty() {
+                vec![Map::new(); n]
+            } else if self.rest.len() == n {
+                self.rest
+            } else {
+                return Err(format!("{} rests for {n} rows", self.rest.len()));
+            };
+            for (k, col) in self.keys.into_iter().zip(self.cols) {
+                if col.len() != n {
+                    return Err(format!("column {k} has {} values for {n} rows", col.len()));
+                }
+                for (r, v) in rows.iter_mut().zip(col) {
+                    r.insert(k.clone(), v);
+                }
+            }
+            for (k, t) in self.nested {
+                for (r, m) in rows.iter_mut().zip(t.decode(n)?) {
+                    r.insert(k.clone(), Value::Object(m));
+                }
+            }
+            Ok(rows)
+        }
+    }
+
+    /// Where a GPS track (`points`: at, lon, lat, accuracy_m) travels in compact form: times in
+    /// milliseconds and coordinates in millionths of a degree, each as the difference from the
+    /// point before, `{"t": [..], "x": [..], "y": [..], "a": [accuracy, ..] or null}`. Only a
+    /// track that comes back exactly is compacted; any other goes as it is.
+    const TRACK: &str = "points~";
+
+    fn compact_track(points: &Value) -> Option<Value> {
+        let list = points.as_array().filter(|l| !l.is_empty())?;
+        let with_accuracy = list[0].as_object()?.contains_key("accuracy_m");
+        let millionths = |v: &Value| -> Option<i64> {
+            let f = v.as_f64().filter(|_| v.is_f64())?;
+            let i = (f * 1e6).round();
+            (i.abs() < 1e15 && i / 1e6 == f).then_some(i as i64)
+        };
+        let (mut t, mut x, mut y, mut a) = (vec![], vec![], vec![], vec![]);
+        let (mut last_t, mut last_x, mut last_y) = (0i64, 0i64, 0i64);
+        for p in list {
+            let m = p.as_object()?;
+            if m.len() != 3 + with_accuracy as usize {
+                return None;
+            }
+            let at_text = m.get("at")?;
+            let at: DateTime<Utc> = serde_json::from_value(at_text.clone()).ok()?;
+            let ms = at.timestamp_millis();
+            let back = DateTime::<Utc>::from_timestamp_millis(ms)?;
+            if back != at || serde_json::to_value(back).ok()? != *at_text {
+                return None;
+            }
+            let (lon, lat) = (millionths(m.get("lon")?)?, millionths(m.get("lat")?)?);
+            if with_accuracy {
+                let v = m.get("accuracy_m")?;
+                if !v.is_f64() {
+                    return None;
+                }
+                a.push(v.clone());
+            }
+            t.push(ms - last_t);
+            x.push(lon - last_x);
+            y.push(lat - last_y);
+            (last_t, last_x, last_y) = (ms, lon, lat);
+        }
+        Some(serde_json::json!({"t": t, "x": x, "y": y, "a": with_accuracy.then_some(a)}))
+    }
+
+    fn expand_track(v: Value) -> Result<Value, String> {
+        #[derive(Deserialize)]
+        struct Track {
+            t: Vec<i64>,
+            x: Vec<i64>,
+            y: Vec<i64>,
+            a: Option<Vec<Value>>,
+        }
+        let tr: Track = serde_json::from_value(v).map_err(|e| format!("track: {e}"))?;
+        let n = tr.t.len();
+        if tr.x.len() != n || tr.y.len() != n || tr.a.as_ref().is_some_and(|a| a.len() != n) {
+            return Err("track: columns of different lengths".into());
+        }
+        let mut accuracy = tr.a.map(|a| a.into_iter());
+        let (mut at, mut lon, mut lat) = (0i64, 0i64, 0i64);
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            at = at.checked_add(tr.t[i]).ok_or("track: time out of range")?;
+            lon = lon.checked_add(tr.x[i]).ok_or("track: lon out of range")?;
+            lat = lat.checked_add(tr.y[i]).ok_or("track: lat out of range")?;
+            let time = DateTime::<Utc>::from_timestamp_millis(at).ok_or("track: bad time")?;
+            let mut m = Map::new();
+            m.insert(
+                "at".into(),
+                serde_json::to_value(time).map_err(|e| e.to_string())?,
+            );
+            m.insert("lon".into(), Value::from(lon as f64 / 1e6));
+            m.insert("lat".into(), Value::from(lat as f64 / 1e6));
+            if let Some(a) = accuracy.as_mut() {
+                m.insert("accuracy_m".into(), a.next().unwrap_or(Value::Null));
+            }
+            out.push(Value::Object(m));
+        }
+        Ok(Value::Array(out))
+    }
+
+    /// One status change without its record (the change's id): from, to, at, actor, note.
+    type Step = (Status, Status, DateTime<Utc>, String, Option<String>);
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    struct Group {
+        seq: Vec<i64>,
+        id: Vec<Uuid>,
+        data: Table,
+        /// The rows that are partial changes.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        partial: Vec<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        history: Option<Vec<Option<Vec<Step>>>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        history_kept: Vec<u32>,
+    }
+
+    pub fn serialize<S: Serializer>(changes: &[Change], s: S) -> Result<S::Ok, S::Error> {
+        let mut kinds: BTreeMap<&'static str, Vec<&Change>> = BTreeMap::new();
+        for c in changes {
+            kinds.entry(c.kind.code()).or_default().push(c);
+        }
+        let mut groups: BTreeMap<&'static str, Group> = BTreeMap::new();
+        for (kind, list) in kinds {
+            let rows = list
+                .iter()
+                .map(|c| match &c.data {
+                    Value::Object(m) => {
+                        let mut m = m.clone();
+                        if let Some(track) = m.get("points").and_then(compact_track) {
+                            m.remove("points");
+                            m.insert(TRACK.into(), track);
+                        }
+                        Ok(m)
+                    }
+                    _ => Err(S::Error::custom(format!(
+                        "{kind} {} is not a JSON object",
+                        c.id
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let steps = |h: &Vec<StatusChange>| -> Vec<Step> {
+                h.iter()
+                    .map(|h| (h.from, h.to, h.at, h.actor.clone(), h.note.clone()))
+                    .collect()
+            };
+            groups.insert(
+                kind,
+                Group {
+                    seq: list.iter().map(|c| c.seq).collect(),
+                    id: list.iter().map(|c| c.id).collect(),
+                    data: Table::encode(rows),
+                    partial: (0..list.len()).filter(|i| list[*i].partial).collect(),
+                    history: list
+                        .iter()
+                        .any(|c| c.history.is_some())
+                        .then(|| list.iter().map(|c| c.history.as_ref().map(steps)).collect()),
+                    history_kept: if list.iter().any(|c| c.history_kept > 0) {
+                        list.iter().map(|c| c.history_kept).collect()
+                    } else {
+                        Vec::new()
+                    },
+                },
+            );
+        }
+        groups.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Change>, D::Error> {
+        let groups: BTreeMap<String, Group> = BTreeMap::deserialize(d)?;
+        let mut out = Vec::new();
+        for (kind, g) in groups {
+            let kind = EntityKind::from_code(&kind).map_err(D::Error::custom)?;
+            let n = g.seq.len();
+            let bad =
+                |what: &str| D::Error::custom(format!("{kind}: {what} does not fit {n} rows"));
+            if g.id.len() != n {
+                return Err(bad("id"));
+            }
+            if g.history.as_ref().is_some_and(|h| h.len() != n) {
+                return Err(bad("history"));
+            }
+            if !g.history_kept.is_empty() && g.history_kept.len() != n {
+                return Err(bad("history_kept"));
+            }
+            if g.partial.iter().any(|i| *i >= n) {
+                return Err(bad("partial"));
+            }
+            let rows = g
+                .data
+                .decode(n)
+                .map_err(|e| D::Error::custom(format!("{kind}: {e}")))?;
+            let partial: std::collections::HashSet<usize> = g.partial.into_iter().collect();
+            let mut history = g.history.map(|h| h.into_iter());
+            for (i, ((seq, id), mut data)) in g.seq.into_iter().zip(g.id).zip(rows).enumerate() {
+                if let Some(track) = data.remove(TRACK) {
+                    let points = expand_track(track)
+                        .map_err(|e| D::Error::custom(format!("{kind} {id}: {e}")))?;
+                    data.insert("points".into(), points);
+                }
+                let steps = history.as_mut().and_then(|h| h.next()).flatten();
+                out.push(Change {
+                    seq,
+                    kind,
+                    id,
+                    data: Value::Object(data),
+                    partial: partial.contains(&i),
+                    history: steps.map(|s| {
+                        s.into_iter()
+                            .map(|(from, to, at, actor, note)| StatusChange {
+                                record_id: id,
+                                from,
+                                to,
+                                at,
+                                actor,
+                                note,
+                            })
+                            .collect()
+                    }),
+                    history_kept: g.history_kept.get(i).copied().unwrap_or(0),
+                });
+            }
+        }
+        out.sort_by_key(|c| c.seq);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::lifecycle::Status;
+    use crate::domain::model::StatusChange;
+
+    fn change(seq: i64, kind: EntityKind, data: serde_json::Value) -> Change {
+        Change {
+            seq,
+            kind,
+            id: Uuid::now_v7(),
+            data,
+            partial: false,
+            history: None,
+            history_kept: 0,
+        }
+    }
+
+    #[test]
+    fn a_page_goes_column_wise_and_comes_back_as_it_was() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 29, 8, 0, 0).unwrap();
+        let mut hazard = change(
+            5,
+            EntityKind::Hazard,
+            json!({"status": "REPORTED", "location": {"lat": 28.05, "lon": 116.4, "accuracy_m": null},
+                   "photos": [], "owner": null}),
+        );
+        hazard.history = Some(vec![StatusChange {
+            record_id: hazard.id,
+            from: Status::Reported,
+            to: Status::Accepted,
+            at,
+            actor: "admin".into(),
+            note: Some("收到".into()),
+        }]);
+        let mut moved = change(9, EntityKind::Hazard, json!({"status": "ACCEPTED"}));
+        moved.partial = true;
+        moved.history = Some(vec![]);
+        moved.history_kept = 2;
+        let page = PullResponse {
+            changes: vec![
+                change(
+                    1,
+                    EntityKind::House,
+                    json!({"number": "1", "location": {"lat": 1.5}}),
+                ),
+                hazard,
+                change(
+                    7,
+                    EntityKind::House,
+                    json!({"number": "2", "location": null, "extra": [1, 2]}),
+                ),
+                moved,
+                change(11, EntityKind::Household, json!({})),
+                change(
+                    12,
+                    EntityKind::PatrolPoints,
+                    json!({"points": [
+                        {"at": "2026-07-17T14:58:46Z", "lon": 116.384441, "lat": 28.033409, "accuracy_m": 7.0},
+                        {"at": "2026-07-17T15:00:32.125Z", "lon": 116.384236, "lat": -28.032796, "accuracy_m": 5.5}]}),
+                ),
+                change(
+                    13,
+                    EntityKind::PatrolPoints,
+                    json!({"points": [{"at": "2026-07-17T14:58:46Z", "lon": 116.3844411234, "lat": 28.0}]}),
+                ),
+                change(
+                    14,
+                    EntityKind::PatrolPoints,
+                    json!({"points": [{"at": "2026-07-17T14:58:46Z", "lon": 116.5, "lat": 28.25}]}),
+                ),
+            ],
+            cursor: 14,
+            base: 3,
+            more: true,
+            cadence: None,
+        };
+        let text = serde_json::to_string(&page).unwrap();
+        assert!(text.contains(r#""keys":["location","number"]"#), "{text}");
+        // Tracks that come back exactly go compact; one with finer coordinates goes as it is.
+        assert!(text.contains(r#""x":[116384441,-205]"#), "{text}");
+        assert!(text.contains("116.3844411234"), "{text}");
+        let back: PullResponse = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, page);
+    }
+
+    #[test]
+    fn a_column_that_does_not_fit_its_rows_is_refused() {
+        let bad = r#"{"changes": {"HOUSE": {"seq": [1, 2], "id": ["019a18aa-3800-7c54-88fd-c3ece617cfbe", "019a18aa-3800-7c54-88fd-c3ece617cfbf"],
+                      "data": {"keys": ["number"], "cols": [["1"]]}}}, "cursor": 2, "more": false}"#;
+        let err = serde_json::from_str::<PullResponse>(bad).unwrap_err();
+        assert!(err.to_string().contains("column number"), "{err}");
+    }
 }

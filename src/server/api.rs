@@ -13,6 +13,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 use uuid::Uuid;
@@ -53,7 +54,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .nest("/api/v1", api)
         .merge(super::dashboard::routes())
-        .layer(CompressionLayer::new())
+        // zstd when the client takes it (the sync client does): a whole grid's first pull is
+        // about 40% smaller than with gzip, and quicker to make. Level 9 of 22.
+        .layer(CompressionLayer::new().quality(CompressionLevel::Precise(9)))
         .with_state(state)
 }
 
@@ -133,11 +136,13 @@ async fn login(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, Failure> {
+    let _turn = s.db.write_turn().await;
     let res = blocking(move || auth::login(&s, &req, Utc::now())).await?;
     Ok(Json(res).into_response())
 }
 
 async fn logout(State(s): State<AppState>, a: Auth) -> Result<StatusCode, Failure> {
+    let _turn = s.db.write_turn().await;
     blocking(move || {
         s.db.tx(|db| -> Result<(), Failure> {
             repo::revoke_session(db, &a.token_hash)?;
@@ -160,6 +165,7 @@ async fn logout(State(s): State<AppState>, a: Auth) -> Result<StatusCode, Failur
 
 async fn me(State(s): State<AppState>, a: Auth) -> Result<Response, Failure> {
     let ids: Vec<Uuid> = a.user.grids.iter().map(|g| g.0).collect();
+    let _turn = s.db.read_turn().await;
     let names = blocking(move || {
         s.db.read(|db| repo::grid_names(db, &ids))
             .map_err(Failure::from)
@@ -173,6 +179,7 @@ async fn push(
     a: Auth,
     JsonBody(req): JsonBody<PushRequest>,
 ) -> Result<Json<PushResponse>, Failure> {
+    let _turn = s.db.write_turn().await;
     let res = blocking(move || {
         s.db.tx(|db| sync::push(db, &a.user, a.device, &req, Utc::now()))
     })
@@ -184,6 +191,9 @@ async fn push(
 struct PullQuery {
     #[serde(default)]
     cursor: i64,
+    /// Where the device's last complete pull ended (0: send whole entities).
+    #[serde(default)]
+    base: i64,
     #[serde(default = "default_limit")]
     limit: usize,
 }
@@ -201,7 +211,17 @@ async fn pull(
     if q.cursor < 0 {
         return Err(Failure::invalid("cursor must be 0 or more", Some("cursor")));
     }
-    let res = blocking(move || s.db.read(|db| sync::pull(db, &a.user, q.cursor, q.limit))).await?;
+    if q.base < 0 || q.base > q.cursor {
+        return Err(Failure::invalid(
+            "base must be between 0 and the cursor",
+            Some("base"),
+        ));
+    }
+    let _turn = s.db.read_turn().await;
+    let res = blocking(move || {
+        s.db.read(|db| sync::pull(db, &a.user, q.cursor, q.base, q.limit))
+    })
+    .await?;
     Ok(Json(res))
 }
 
@@ -231,6 +251,7 @@ async fn photo_head(
     Path(sha): Path<String>,
 ) -> Result<Response, Failure> {
     check_sha(&sha)?;
+    let _turn = s.db.read_turn().await;
     let state = blocking(move || {
         s.db.read(|db| repo::photo_state(db, &sha))
             .map_err(Failure::from)
@@ -258,6 +279,7 @@ async fn photo_put(
     body: Bytes,
 ) -> Result<Response, Failure> {
     check_sha(&sha)?;
+    let _turn = s.db.write_turn().await;
     let res = blocking(move || {
         s.db.tx(|db| -> Result<(i64, i64, bool), Failure> {
             // Lock the photo's row first (PostgreSQL runs READ COMMITTED): two requests with
@@ -348,6 +370,7 @@ async fn photo_get(
     Path(sha): Path<String>,
 ) -> Result<Response, Failure> {
     check_sha(&sha)?;
+    let _turn = s.db.read_turn().await;
     let found = blocking(move || {
         s.db.read(
             |db: &mut dyn Sql| -> Result<Option<(Vec<u8>, String)>, DbError> {
@@ -404,6 +427,7 @@ async fn records(
         .status
         .map(|k| Status::from_code(&k).map_err(|e| Failure::invalid(e.to_string(), Some("status"))))
         .transpose()?;
+    let _turn = s.db.read_turn().await;
     let list = blocking(move || {
         s.db.read(|db| sync::list_records(db, &a.user, kind, status, q.limit))
     })
@@ -416,6 +440,7 @@ async fn record(
     a: Auth,
     Path(id): Path<Uuid>,
 ) -> Result<Response, Failure> {
+    let _turn = s.db.read_turn().await;
     let v = blocking(move || s.db.read(|db| sync::record_detail(db, &a.user, id))).await?;
     Ok(Json(v).into_response())
 }
@@ -433,6 +458,7 @@ async fn transition(
     Path(id): Path<Uuid>,
     JsonBody(b): JsonBody<TransitionBody>,
 ) -> Result<Response, Failure> {
+    let _turn = s.db.write_turn().await;
     let v = blocking(move || {
         s.db.tx(|db| sync::review_transition(db, &a.user, id, b.to, b.note, Utc::now()))
     })
@@ -451,6 +477,7 @@ async fn reply(
     Path(id): Path<Uuid>,
     JsonBody(b): JsonBody<ReplyBody>,
 ) -> Result<Response, Failure> {
+    let _turn = s.db.write_turn().await;
     let r = blocking(move || {
         s.db.tx(|db| sync::reply(db, &a.user, id, &b.text, Utc::now()))
     })
@@ -476,6 +503,7 @@ async fn settle(
     Path(id): Path<Uuid>,
     JsonBody(b): JsonBody<SettleBody>,
 ) -> Result<StatusCode, Failure> {
+    let _turn = s.db.write_turn().await;
     blocking(move || {
         s.db.tx(|db| {
             sync::settle_conflict(db, &a.user, id, matches!(b.take, Take::Lost), Utc::now())

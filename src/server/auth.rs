@@ -145,6 +145,7 @@ impl FromRequestParts<AppState> for Auth {
         let hash = token_hash(&token);
         let db = state.db.clone();
         let h = hash.clone();
+        let _turn = db.read_turn().await;
         let found =
             tokio::task::spawn_blocking(move || db.read(|db| repo::session(db, &h, Utc::now())))
                 .await

@@ -408,10 +408,12 @@ pub fn put_entity(db: &mut dyn Sql, e: &Entity, now: DateTime<Utc>) -> Result<()
     Ok(())
 }
 
+/// Adds a status change, stamped with the record's current version (write the record first):
+/// a pull sends a device only the changes after its base.
 pub fn add_status_change(db: &mut dyn Sql, c: &StatusChange) -> Result<(), DbError> {
     db.exec(
-        "INSERT INTO status_history (record_id, from_status, to_status, at, actor, note)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO status_history (record_id, from_status, to_status, at, actor, note, version)
+         VALUES ($1, $2, $3, $4, $5, $6, (SELECT version FROM entities WHERE id = $1))",
         args![
             c.record_id.to_string(),
             c.from.code(),
@@ -459,6 +461,47 @@ pub fn status_histories(
     Ok(out)
 }
 
+/// The status history of records, oldest first, by record, each change with the version
+/// it was made at (a change from before versions were kept counts as its record's version
+/// when that was recorded, never as older than it is).
+pub fn versioned_histories(
+    db: &mut dyn Sql,
+    ids: &[Uuid],
+) -> Result<BTreeMap<Uuid, Vec<(i64, StatusChange)>>, DbError> {
+    let mut out: BTreeMap<Uuid, Vec<(i64, StatusChange)>> = BTreeMap::new();
+    for chunk in ids.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let args: Vec<V> = chunk.iter().map(|i| V::T(i.to_string())).collect();
+        let rows = db.query(
+            &format!(
+                "SELECT record_id, from_status, to_status, at, actor, note,
+                        COALESCE(version, 9223372036854775807) FROM status_history
+                 WHERE record_id IN ({}) ORDER BY id",
+                marks.join(", ")
+            ),
+            &args,
+        )?;
+        for r in rows {
+            let id = uuid(r[0].str()?)?;
+            let code = |v: &V| -> Result<crate::domain::Status, DbError> {
+                crate::domain::Status::from_code(v.str()?).map_err(|e| DbError::Type(e.to_string()))
+            };
+            out.entry(id).or_default().push((
+                r[6].i64()?,
+                StatusChange {
+                    record_id: id,
+                    from: code(&r[1])?,
+                    to: code(&r[2])?,
+                    at: parse_ts(r[3].str()?)?,
+                    actor: r[4].string()?,
+                    note: r[5].opt_string()?,
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// One line of the audit log: who, what, when, which device.
 #[allow(clippy::too_many_arguments)] // each is one column of the line
 pub fn audit(
@@ -484,6 +527,47 @@ pub fn audit(
             detail
         ],
     )?;
+    Ok(())
+}
+
+/// One line of the audit log, to write later with others ([`audit_many`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditLine {
+    pub at: DateTime<Utc>,
+    pub username: String,
+    pub device: Option<Uuid>,
+    pub action: String,
+    pub kind: Option<EntityKind>,
+    pub entity: Option<Uuid>,
+    pub detail: Option<String>,
+}
+
+/// Writes audit lines in order, many to a statement (a pushed batch's in one or two).
+pub fn audit_many(db: &mut dyn Sql, lines: &[AuditLine]) -> Result<(), DbError> {
+    for chunk in lines.chunks(100) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut args = Vec::with_capacity(chunk.len() * 7);
+        for (i, l) in chunk.iter().enumerate() {
+            let marks: Vec<String> = (1..=7).map(|j| format!("${}", i * 7 + j)).collect();
+            rows.push(format!("({})", marks.join(", ")));
+            args.extend([
+                V::T(ts(l.at)),
+                V::T(l.username.clone()),
+                l.device.map(|d| d.to_string()).into(),
+                V::T(l.action.clone()),
+                l.kind.map(|k| k.code()).into(),
+                l.entity.map(|e| e.to_string()).into(),
+                l.detail.clone().into(),
+            ]);
+        }
+        db.exec(
+            &format!(
+                "INSERT INTO audit (at, username, device_id, action, entity_kind, entity_id, detail) VALUES {}",
+                rows.join(", ")
+            ),
+            &args,
+        )?;
+    }
     Ok(())
 }
 
@@ -516,6 +600,9 @@ pub fn set_watermark(db: &mut dyn Sql, device: Uuid, lane: &str, seq: i64) -> Re
     Ok(())
 }
 
+/// One entity in a pull page: kind, id, data and per-field versions (JSON), version.
+pub type ChangedRow = (EntityKind, Uuid, String, String, i64);
+
 /// Entities in scope changed after `cursor`, in version order, at most `limit` (+1 to tell
 /// whether more wait).
 pub fn changed_since(
@@ -523,27 +610,35 @@ pub fn changed_since(
     scope: &Scope,
     cursor: i64,
     limit: usize,
-) -> Result<Vec<(EntityKind, Uuid, String, i64)>, DbError> {
+) -> Result<Vec<ChangedRow>, DbError> {
     let (clause, mut args) = scope.clause(3);
     let mut all = vec![V::I(cursor), V::I(limit as i64 + 1)];
     all.append(&mut args);
     db.query(
         &format!(
-            "SELECT kind, id, data, version FROM entities WHERE {clause} AND version > $1
+            "SELECT kind, id, data, meta, version FROM entities WHERE {clause} AND version > $1
              ORDER BY version LIMIT $2"
         ),
         &all,
     )?
     .into_iter()
-    .map(|r| {
+    .map(|mut r| {
         Ok((
             EntityKind::from_code(r[0].str()?).map_err(|e| DbError::Type(e.to_string()))?,
             uuid(r[1].str()?)?,
-            r[2].string()?,
-            r[3].i64()?,
+            take_string(&mut r[2])?,
+            take_string(&mut r[3])?,
+            r[4].i64()?,
         ))
     })
     .collect()
+}
+
+fn take_string(v: &mut V) -> Result<String, DbError> {
+    match std::mem::replace(v, V::Null) {
+        V::T(s) => Ok(s),
+        other => Err(DbError::Type(format!("expected text, got {other:?}"))),
+    }
 }
 
 pub fn get_setting(db: &mut dyn Sql, key: &str) -> Result<Option<String>, DbError> {

@@ -45,9 +45,43 @@ struct Ctx<'a> {
     server_now: DateTime<Utc>,
     device_now: DateTime<Utc>,
     conflicts: u32,
+    /// Sequence numbers reserved for this batch, handed out in order before the counter is
+    /// asked again (one statement for a whole push instead of one per change).
+    seqs: std::ops::Range<i64>,
+    /// Grids already found in scope in this batch: their codes.
+    grids: BTreeMap<Uuid, String>,
+    /// Audit lines of this batch, written together at its end.
+    audits: Vec<repo::AuditLine>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(
+        user: &'a User,
+        device: Option<Uuid>,
+        server_now: DateTime<Utc>,
+        device_now: DateTime<Utc>,
+    ) -> Ctx<'a> {
+        Ctx {
+            user,
+            scope: user.scope(),
+            device,
+            server_now,
+            device_now,
+            conflicts: 0,
+            seqs: 0..0,
+            grids: BTreeMap::new(),
+            audits: Vec::new(),
+        }
+    }
+
+    /// The next sequence number: a reserved one, or the counter's next.
+    fn seq(&mut self, db: &mut dyn Sql) -> Result<i64, Failure> {
+        match self.seqs.next() {
+            Some(s) => Ok(s),
+            None => Ok(repo::next_seq(db)?),
+        }
+    }
+
     /// The latest of the two clocks: records are validated as of the moment they were made.
     fn validation_now(&self) -> DateTime<Utc> {
         self.server_now.max(self.device_now)
@@ -67,12 +101,31 @@ fn scoped(db: &mut dyn Sql, ctx: &Ctx<'_>, id: Uuid, what: &str) -> Result<Entit
     }
 }
 
-fn grid_code_in_scope(db: &mut dyn Sql, ctx: &Ctx<'_>, grid: Uuid) -> Result<String, Failure> {
+fn grid_code_in_scope(db: &mut dyn Sql, ctx: &mut Ctx<'_>, grid: Uuid) -> Result<String, Failure> {
+    if let Some(code) = ctx.grids.get(&grid) {
+        return Ok(code.clone());
+    }
     // Kind and code only: a grid's JSON (its boundary) is large and not needed here.
     match repo::entity_head(db, grid)? {
-        Some((EntityKind::Grid, code)) if ctx.scope.covers(&code) => Ok(code),
+        Some((EntityKind::Grid, code)) if ctx.scope.covers(&code) => {
+            ctx.grids.insert(grid, code.clone());
+            Ok(code)
+        }
         _ => Err(not_in_scope("grid", grid)),
     }
+}
+
+/// Notes an audit line for an entry (written with the rest of the batch's).
+fn audit_entry(ctx: &mut Ctx<'_>, e: &OutboxEntry, action: &str) {
+    ctx.audits.push(repo::AuditLine {
+        at: ctx.server_now,
+        username: ctx.user.username.clone(),
+        device: ctx.device,
+        action: action.to_owned(),
+        kind: Some(e.kind),
+        entity: Some(e.record_id),
+        detail: None,
+    });
 }
 
 fn object(v: Value) -> Map<String, Value> {
@@ -294,17 +347,17 @@ pub fn push(
             expected: watermark + 1,
         });
     }
-    let mut ctx = Ctx {
-        user,
-        scope: user.scope(),
-        device: Some(device),
-        server_now,
-        device_now: req.device_now,
-        conflicts: 0,
-    };
+    let mut ctx = Ctx::new(user, Some(device), server_now, req.device_now);
+    if !fresh.is_empty() {
+        // Most entries take one number; more are asked for if some take several.
+        let n = fresh.len() as i64;
+        let first = repo::reserve_seqs(db, n)?;
+        ctx.seqs = first..first + n;
+    }
     for (i, e) in &fresh {
         apply_entry(db, &mut ctx, e).map_err(|f| f.at(&format!("entries[{i}]")))?;
     }
+    repo::audit_many(db, &ctx.audits)?;
     let acked = fresh
         .last()
         .map(|(_, e)| e.seq)
@@ -325,19 +378,7 @@ pub fn push(
 fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(), Failure> {
     let at = corrected_time(e.edited_at, ctx.device_now, ctx.server_now);
     let by = ctx.user.username.clone();
-    let (server_now, device) = (ctx.server_now, ctx.device);
-    let audit = |db: &mut dyn Sql, action: &str| {
-        repo::audit(
-            db,
-            server_now,
-            &by,
-            device,
-            action,
-            Some(e.kind),
-            Some(e.record_id),
-            None,
-        )
-    };
+    let device = ctx.device;
     match (e.op, e.kind) {
         (Op::Create, k) if !k.is_append_only() => {
             let mut data = e.fields.clone();
@@ -366,7 +407,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                     k, e.record_id
                 )));
             }
-            let seq = repo::next_seq(db)?;
+            let seq = ctx.seq(db)?;
             let created = data
                 .get("created_at")
                 .and_then(Value::as_str)
@@ -387,7 +428,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
             );
             ent.meta.created.device = device;
             repo::put_entity(db, &ent, ctx.server_now)?;
-            audit(db, "CREATE")?;
+            audit_entry(ctx, e, "CREATE");
             Ok(())
         }
         (Op::Update, k) if !k.is_append_only() => {
@@ -435,11 +476,11 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                 }
             }
             if changed.is_empty() && lost.is_empty() {
-                audit(db, "UPDATE_NOOP")?;
+                audit_entry(ctx, e, "UPDATE_NOOP");
                 return Ok(());
             }
             if !changed.is_empty() {
-                let seq = repo::next_seq(db)?;
+                let seq = ctx.seq(db)?;
                 for (f, v) in &changed {
                     ent.data.insert(f.clone(), v.clone());
                     ent.meta.set(
@@ -473,7 +514,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                     db, ctx, &ent, &field, kept, lost_v, kept_by, lost_by, kept_at, lost_at,
                 )?;
             }
-            audit(db, "UPDATE")?;
+            audit_entry(ctx, e, "UPDATE");
             Ok(())
         }
         (Op::Transition, k) if k.is_record() => {
@@ -516,11 +557,11 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                     meta.at,
                     at,
                 )?;
-                audit(db, "TRANSITION_CONFLICT")?;
+                audit_entry(ctx, e, "TRANSITION_CONFLICT");
                 return Ok(());
             }
             set_status(db, ctx, &mut ent, current, to, note, &by, at)?;
-            audit(db, &format!("TRANSITION {} -> {}", current, to))?;
+            audit_entry(ctx, e, &format!("TRANSITION {} -> {}", current, to));
             Ok(())
         }
         (Op::Append, EntityKind::Photo) => {
@@ -569,7 +610,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                 && !list.iter().any(|v| v.as_str() == Some(&sha))
             {
                 list.push(Value::String(sha.clone()));
-                let seq = repo::next_seq(db)?;
+                let seq = ctx.seq(db)?;
                 rec.meta.set(
                     "photos",
                     FieldMeta {
@@ -587,7 +628,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                  VALUES ($1, $2, $3, 0, 0, NULL, $4, $5) ON CONFLICT (sha256) DO NOTHING",
                 crate::args![&sha, size, &mime, &by, repo::ts(ctx.server_now)],
             )?;
-            audit(db, "PHOTO")?;
+            audit_entry(ctx, e, "PHOTO");
             Ok(())
         }
         (Op::Append, EntityKind::Audit) => {
@@ -598,19 +639,19 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                 .unwrap_or("DEVICE")
                 .to_owned();
             let detail = Value::Object(e.fields.clone()).to_string();
-            repo::audit(
-                db,
+            ctx.audits.push(repo::AuditLine {
                 at,
-                &by,
-                ctx.device,
-                &format!("DEVICE {action}"),
-                Some(EntityKind::Person),
-                e.fields
+                username: by.clone(),
+                device: ctx.device,
+                action: format!("DEVICE {action}"),
+                kind: Some(EntityKind::Person),
+                entity: e
+                    .fields
                     .get("target_id")
                     .and_then(Value::as_str)
                     .and_then(|s| Uuid::parse_str(s).ok()),
-                Some(detail),
-            )?;
+                detail: Some(detail),
+            });
             Ok(())
         }
         (Op::Append, k) if k.is_append_only() && k != EntityKind::Reply => {
@@ -626,7 +667,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
             }
             let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
             let grid_code = grid_code_in_scope(db, ctx, grid)?;
-            let seq = repo::next_seq(db)?;
+            let seq = ctx.seq(db)?;
             let ent = new_entity(
                 k,
                 e.record_id,
@@ -645,7 +686,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
             {
                 update_patrol_distance(db, ctx, p, at)?;
             }
-            audit(db, "APPEND")?;
+            audit_entry(ctx, e, "APPEND");
             Ok(())
         }
         (op, k) => Err(Failure::invalid(
@@ -658,7 +699,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
 #[allow(clippy::too_many_arguments)]
 fn set_status(
     db: &mut dyn Sql,
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
     ent: &mut Entity,
     from: Status,
     to: Status,
@@ -666,7 +707,7 @@ fn set_status(
     by: &str,
     at: DateTime<Utc>,
 ) -> Result<(), Failure> {
-    let seq = repo::next_seq(db)?;
+    let seq = ctx.seq(db)?;
     ent.data
         .insert("status".into(), Value::String(to.code().into()));
     ent.meta.set(
@@ -696,7 +737,7 @@ fn set_status(
 
 fn update_patrol_distance(
     db: &mut dyn Sql,
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
     patrol: Uuid,
     at: DateTime<Utc>,
 ) -> Result<(), Failure> {
@@ -718,7 +759,7 @@ fn update_patrol_distance(
     };
     let d = track_length_m(&points);
     ent.data.insert("distance_m".into(), serde_json::json!(d));
-    let seq = repo::next_seq(db)?;
+    let seq = ctx.seq(db)?;
     ent.meta.set(
         "distance_m",
         FieldMeta {
@@ -762,7 +803,7 @@ fn record_conflict(
         settled_by: None,
         settled_at: None,
     };
-    let seq = repo::next_seq(db)?;
+    let seq = ctx.seq(db)?;
     let data = object(serde_json::to_value(&c).map_err(|e| Failure::Internal(e.to_string()))?);
     let ce = new_entity(
         EntityKind::Conflict,
@@ -777,16 +818,15 @@ fn record_conflict(
         ctx.server_now,
     );
     repo::put_entity(db, &ce, ctx.server_now)?;
-    repo::audit(
-        db,
-        ctx.server_now,
-        &ctx.user.username,
-        ctx.device,
-        "CONFLICT",
-        Some(ent.kind),
-        Some(ent.id),
-        Some(format!("field {field}")),
-    )?;
+    ctx.audits.push(repo::AuditLine {
+        at: ctx.server_now,
+        username: ctx.user.username.clone(),
+        device: ctx.device,
+        action: "CONFLICT".into(),
+        kind: Some(ent.kind),
+        entity: Some(ent.id),
+        detail: Some(format!("field {field}")),
+    });
     ctx.conflicts += 1;
     Ok(())
 }
@@ -803,14 +843,19 @@ pub fn cadence(db: &mut dyn Sql) -> Result<Vec<(Tag, u32)>, Failure> {
         .collect())
 }
 
-/// One page of changes in the user's scope after `cursor`.
+/// One page of changes in the user's scope after `cursor`. An event record the device holds
+/// as of `base` (it was made at or before it) comes as a partial change: the fields whose
+/// own version is after `base`, and the status changes after it. Every write of a record
+/// stamps the fields it sets (see [`EntityMeta`]), which is what makes this exact.
 pub fn pull(
     db: &mut dyn Sql,
     user: &User,
     cursor: i64,
+    base: i64,
     limit: usize,
 ) -> Result<PullResponse, Failure> {
     let limit = limit.clamp(1, MAX_PAGE);
+    let base = base.clamp(0, cursor);
     let mut rows = repo::changed_since(db, &user.scope(), cursor, limit)?;
     let more = rows.len() > limit;
     rows.truncate(limit);
@@ -819,23 +864,61 @@ pub fn pull(
         .filter(|r| r.0.is_record())
         .map(|r| r.1)
         .collect();
-    let mut histories = repo::status_histories(db, &record_ids)?;
-    let next = rows.last().map(|r| r.3).unwrap_or(cursor);
+    let mut histories = repo::versioned_histories(db, &record_ids)?;
+    let next = rows.last().map(|r| r.4).unwrap_or(cursor);
+    let internal = |e: serde_json::Error| Failure::Internal(e.to_string());
     let mut changes = Vec::with_capacity(rows.len());
-    for (kind, id, data, seq) in rows {
+    for (kind, id, data, meta, seq) in rows {
+        let mut data: Value = serde_json::from_str(&data).map_err(internal)?;
+        if !kind.is_record() {
+            changes.push(Change {
+                seq,
+                kind,
+                id,
+                data,
+                partial: false,
+                history: None,
+                history_kept: 0,
+            });
+            continue;
+        }
+        let history = histories.remove(&id).unwrap_or_default();
+        let meta: Option<EntityMeta> = if base == 0 {
+            None // everything comes whole: no need to read the stamps
+        } else {
+            Some(serde_json::from_str(&meta).map_err(internal)?)
+        };
+        let Some(meta) = meta.filter(|m| m.created.version <= base) else {
+            changes.push(Change {
+                seq,
+                kind,
+                id,
+                data,
+                partial: false,
+                history: Some(history.into_iter().map(|(_, h)| h).collect()),
+                history_kept: 0,
+            });
+            continue;
+        };
+        if let Value::Object(fields) = &mut data {
+            fields.retain(|f, _| meta.fields.get(f).is_some_and(|m| m.version > base));
+        }
+        let kept = history.iter().take_while(|(v, _)| *v <= base).count();
+        let newer: Vec<StatusChange> = history.into_iter().skip(kept).map(|(_, h)| h).collect();
         changes.push(Change {
             seq,
             kind,
             id,
-            data: serde_json::from_str(&data).map_err(|e| Failure::Internal(e.to_string()))?,
-            history: kind
-                .is_record()
-                .then(|| histories.remove(&id).unwrap_or_default()),
+            data,
+            partial: true,
+            history: (!newer.is_empty()).then_some(newer),
+            history_kept: kept as u32,
         });
     }
     Ok(PullResponse {
         changes,
         cursor: next,
+        base,
         more,
         cadence: if cursor == 0 {
             Some(cadence(db)?)
@@ -851,14 +934,7 @@ fn reviewer_ctx(user: &User, now: DateTime<Utc>) -> Result<Ctx<'_>, Failure> {
             "only village, town and county staff may do this".into(),
         ));
     }
-    Ok(Ctx {
-        user,
-        scope: user.scope(),
-        device: None,
-        server_now: now,
-        device_now: now,
-        conflicts: 0,
-    })
+    Ok(Ctx::new(user, None, now, now))
 }
 
 /// A reviewer moves a record (accept, assign, reply, resolve, verify, return, escalate...),
@@ -871,7 +947,7 @@ pub fn review_transition(
     note: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<Value, Failure> {
-    let ctx = reviewer_ctx(user, now)?;
+    let mut ctx = reviewer_ctx(user, now)?;
     let mut ent = scoped(db, &ctx, record, "record")?;
     let domain = ent
         .kind
@@ -885,7 +961,7 @@ pub fn review_transition(
         .map_err(|e| Failure::invalid(e.to_string(), Some("to")))?;
     set_status(
         db,
-        &ctx,
+        &mut ctx,
         &mut ent,
         from,
         to,
@@ -1124,14 +1200,8 @@ pub fn list_records(
 
 /// One record in scope with its history and replies.
 pub fn record_detail(db: &mut dyn Sql, user: &User, id: Uuid) -> Result<Value, Failure> {
-    let ctx = Ctx {
-        user,
-        scope: user.scope(),
-        device: None,
-        server_now: Utc::now(),
-        device_now: Utc::now(),
-        conflicts: 0,
-    };
+    let now = Utc::now();
+    let ctx = Ctx::new(user, None, now, now);
     let ent = scoped(db, &ctx, id, "record")?;
     if !ent.kind.is_record() {
         return Err(not_in_scope("record", id));

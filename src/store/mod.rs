@@ -130,6 +130,12 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Applying a pull uses a couple of dozen statements in turn: keep them all prepared.
+        conn.set_prepared_statement_cache_capacity(64);
+        // A whole grid's first pull is one transaction: a page cache that holds it (up to
+        // 32 MiB) spares writing pages out twice, and statement journals stay in memory.
+        conn.pragma_update(None, "cache_size", -32_768)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let found = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
         if found > MIGRATIONS.len() {
             return Err(StoreError::TooNew {

@@ -107,50 +107,50 @@ pub(crate) fn point(lon: Option<f64>, lat: Option<f64>) -> Option<GeoPoint> {
 }
 
 pub(crate) fn write_house(conn: &Connection, h: &House, version: i64) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO houses (id, grid_id, number, address, use_code, lon, lat, version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO UPDATE SET grid_id = excluded.grid_id, number = excluded.number,
            address = excluded.address, use_code = excluded.use_code, lon = excluded.lon,
            lat = excluded.lat, version = excluded.version",
-        params![
-            h.id.to_string(),
-            h.grid_id.to_string(),
-            h.number,
-            h.address,
-            h.use_.code(),
-            h.location.map(|p| p.lon),
-            h.location.map(|p| p.lat),
-            version
-        ],
-    )?;
+    )?
+    .execute(params![
+        h.id.to_string(),
+        h.grid_id.to_string(),
+        h.number,
+        h.address,
+        h.use_.code(),
+        h.location.map(|p| p.lon),
+        h.location.map(|p| p.lat),
+        version
+    ])?;
     Ok(())
 }
 
 pub(crate) fn write_household(conn: &Connection, h: &Household, version: i64) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO households (id, grid_id, house_id, head_id, address, lon, lat, version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO UPDATE SET grid_id = excluded.grid_id, house_id = excluded.house_id,
            head_id = excluded.head_id, address = excluded.address, lon = excluded.lon,
            lat = excluded.lat, version = excluded.version",
-        params![
-            h.id.to_string(),
-            h.grid_id.to_string(),
-            h.house_id.map(|x| x.to_string()),
-            h.head_id.map(|x| x.to_string()),
-            h.address,
-            h.location.map(|p| p.lon),
-            h.location.map(|p| p.lat),
-            version
-        ],
-    )?;
+    )?
+    .execute(params![
+        h.id.to_string(),
+        h.grid_id.to_string(),
+        h.house_id.map(|x| x.to_string()),
+        h.head_id.map(|x| x.to_string()),
+        h.address,
+        h.location.map(|p| p.lon),
+        h.location.map(|p| p.lat),
+        version
+    ])?;
     Ok(())
 }
 
 pub(crate) fn write_person(conn: &Connection, p: &Person, version: i64) -> Result<()> {
     let id_rev: Option<String> = p.id_number.as_ref().map(|n| n.chars().rev().collect());
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO people (id, household_id, name, sex, birth_date, id_type, id_number, id_rev,
                              phone, person_type, residence, status, relation, version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
@@ -159,27 +159,25 @@ pub(crate) fn write_person(conn: &Connection, p: &Person, version: i64) -> Resul
            id_number = excluded.id_number, id_rev = excluded.id_rev, phone = excluded.phone,
            person_type = excluded.person_type, residence = excluded.residence,
            status = excluded.status, relation = excluded.relation, version = excluded.version",
-        params![
-            p.id.to_string(),
-            p.household_id.to_string(),
-            p.name,
-            p.sex.code(),
-            p.birth_date.map(|d| d.to_string()),
-            p.id_type.code(),
-            p.id_number,
-            id_rev,
-            p.phone,
-            p.person_type.code(),
-            p.residence.code(),
-            p.status.code(),
-            p.relation.code(),
-            version
-        ],
-    )?;
-    conn.execute(
-        "DELETE FROM person_tags WHERE person_id = ?1",
-        [p.id.to_string()],
-    )?;
+    )?
+    .execute(params![
+        p.id.to_string(),
+        p.household_id.to_string(),
+        p.name,
+        p.sex.code(),
+        p.birth_date.map(|d| d.to_string()),
+        p.id_type.code(),
+        p.id_number,
+        id_rev,
+        p.phone,
+        p.person_type.code(),
+        p.residence.code(),
+        p.status.code(),
+        p.relation.code(),
+        version
+    ])?;
+    conn.prepare_cached("DELETE FROM person_tags WHERE person_id = ?1")?
+        .execute([p.id.to_string()])?;
     let mut stmt =
         conn.prepare_cached("INSERT INTO person_tags (person_id, tag) VALUES (?1, ?2)")?;
     for t in &p.tags {
@@ -189,12 +187,10 @@ pub(crate) fn write_person(conn: &Connection, p: &Person, version: i64) -> Resul
 }
 
 pub(crate) fn write_visit(conn: &Connection, v: &Visit) -> Result<()> {
-    conn.execute(
-        "INSERT INTO visits (id, household_id, grid_id, author, visited_on, purpose, notes, next_due,
+    conn.prepare_cached("INSERT INTO visits (id, household_id, grid_id, author, visited_on, purpose, notes, next_due,
                              lon, lat, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (id) DO NOTHING",
-        params![
+         ON CONFLICT (id) DO NOTHING")?.execute(params![
             v.id.to_string(),
             v.household_id.to_string(),
             v.grid_id.to_string(),
@@ -621,17 +617,17 @@ impl Store {
                 RevealField::Phone => p.phone,
             };
             let id = new_id();
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO audit_log (id, at, actor, action, target_kind, target_id, field)
                  VALUES (?1, ?2, ?3, 'REVEAL', 'PERSON', ?4, ?5)",
-                params![
-                    id.to_string(),
-                    ts(now),
-                    worker,
-                    person_id.to_string(),
-                    field.name()
-                ],
-            )?;
+            )?
+            .execute(params![
+                id.to_string(),
+                ts(now),
+                worker,
+                person_id.to_string(),
+                field.name()
+            ])?;
             let fields = serde_json::json!({
                 "id": id, "at": ts(now), "actor": worker, "action": "REVEAL",
                 "target_kind": "PERSON", "target_id": person_id, "field": field.name(),
@@ -761,8 +757,9 @@ impl Store {
         today: NaiveDate,
     ) -> Result<Vec<HouseholdCard>> {
         let conn = &self.conn;
-        let total: i64 =
-            conn.query_row("SELECT count(*) FROM household_rtree", [], |r| r.get(0))?;
+        let total: i64 = conn
+            .prepare_cached("SELECT count(*) FROM household_rtree")?
+            .query_row([], |r| r.get(0))?;
         let want = k.min(total as usize);
         if want == 0 {
             return Ok(Vec::new());
@@ -914,29 +911,23 @@ fn search_households(conn: &Connection, text: &str) -> Result<HashSet<String>> {
 }
 
 fn household(conn: &Connection, id: Uuid) -> Result<Household> {
-    conn.query_row(
-        "SELECT * FROM households WHERE id = ?1",
-        [id.to_string()],
-        |r| Ok(household_from_row(r)),
-    )
-    .optional()?
-    .transpose()?
-    .ok_or_else(|| StoreError::NotFound {
-        kind: "household",
-        id: id.to_string(),
-    })
+    conn.prepare_cached("SELECT * FROM households WHERE id = ?1")?
+        .query_row([id.to_string()], |r| Ok(household_from_row(r)))
+        .optional()?
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "household",
+            id: id.to_string(),
+        })
 }
 
 fn person(conn: &Connection, id: Uuid) -> Result<Person> {
-    conn.query_row(
-        "SELECT * FROM people WHERE id = ?1",
-        [id.to_string()],
-        |r| Ok(person_from_row(conn, r)),
-    )
-    .optional()?
-    .transpose()?
-    .ok_or_else(|| StoreError::NotFound {
-        kind: "person",
-        id: id.to_string(),
-    })
+    conn.prepare_cached("SELECT * FROM people WHERE id = ?1")?
+        .query_row([id.to_string()], |r| Ok(person_from_row(conn, r)))
+        .optional()?
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "person",
+            id: id.to_string(),
+        })
 }

@@ -163,34 +163,34 @@ pub(crate) fn write_entry(
     author: &str,
     created_at: DateTime<Utc>,
 ) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO entries (id, record_id, kind, data, author, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-        params![
-            id.to_string(),
-            record_id.to_string(),
-            kind.code(),
-            data.to_string(),
-            author,
-            ts(created_at)
-        ],
-    )?;
+    )?
+    .execute(params![
+        id.to_string(),
+        record_id.to_string(),
+        kind.code(),
+        data.to_string(),
+        author,
+        ts(created_at)
+    ])?;
     Ok(())
 }
 
 pub(crate) fn write_status_change(conn: &Connection, c: &StatusChange) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO status_history (record_id, from_status, to_status, at, actor, note)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            c.record_id.to_string(),
-            c.from.code(),
-            c.to.code(),
-            ts(c.at),
-            c.actor,
-            c.note
-        ],
-    )?;
+    )?
+    .execute(params![
+        c.record_id.to_string(),
+        c.from.code(),
+        c.to.code(),
+        ts(c.at),
+        c.actor,
+        c.note
+    ])?;
     Ok(())
 }
 
@@ -544,10 +544,8 @@ impl Store {
         let sha = hex::encode(Sha256::digest(bytes));
         self.tx(|tx| {
             let (mut any, version) = read_any(tx, record_id)?;
-            tx.execute(
-                "INSERT INTO photos (sha256, mime, bytes, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (sha256) DO NOTHING",
-                params![sha, mime, bytes, ts(now)],
+            tx.prepare_cached("INSERT INTO photos (sha256, mime, bytes, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (sha256) DO NOTHING")?.execute(params![sha, mime, bytes, ts(now)],
             )?;
             if !any.common().photos.contains(&sha) {
                 any.common_mut().photos.push(sha.clone());

@@ -56,13 +56,11 @@ impl Scope {
 }
 
 pub(crate) fn write_grid(conn: &Connection, g: &Grid, version: i64) -> Result<()> {
-    conn.execute(
-        "INSERT INTO grids (id, code, name, village_name, town_name, county_name, boundary, version)
+    conn.prepare_cached("INSERT INTO grids (id, code, name, village_name, town_name, county_name, boundary, version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO UPDATE SET code = excluded.code, name = excluded.name,
            village_name = excluded.village_name, town_name = excluded.town_name,
-           county_name = excluded.county_name, boundary = excluded.boundary, version = excluded.version",
-        params![
+           county_name = excluded.county_name, boundary = excluded.boundary, version = excluded.version")?.execute(params![
             g.id.to_string(),
             g.code.as_str(),
             g.name,
@@ -84,11 +82,11 @@ impl Store {
                 write_grid(tx, g, 1)?;
             }
             for (tag, days) in &s.cadence {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO visit_cadence (tag, days) VALUES (?1, ?2)
                      ON CONFLICT (tag) DO UPDATE SET days = excluded.days",
-                    params![tag.code(), *days as i64],
-                )?;
+                )?
+                .execute(params![tag.code(), *days as i64])?;
             }
             for h in &s.houses {
                 write_house(tx, h, 1)?;

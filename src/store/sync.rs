@@ -29,6 +29,9 @@ use crate::wire::{Change, Op, PullResponse};
 pub const SERVER_URL: &str = "server_url";
 pub const TOKEN: &str = "token";
 pub const PULL_CURSOR: &str = "pull_cursor";
+/// Where the last complete pull ended, kept while a pull of several pages is under way: the
+/// server sends event records the device holds as of it as partial changes.
+pub const PULL_BASE: &str = "pull_base";
 pub const LAST_SYNC: &str = "last_sync_at";
 
 /// What applying a page did.
@@ -49,7 +52,7 @@ pub struct PendingPhoto {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(kind: EntityKind, id: Uuid, v: &Value) -> Result<T> {
-    serde_json::from_value(v.clone()).map_err(|e| {
+    T::deserialize(v).map_err(|e| {
         StoreError::Corrupt(format!(
             "the server sent a {kind} {id} this app cannot read: {e}"
         ))
@@ -65,6 +68,15 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// The base for the next pull page: where the last complete pull ended (the cursor,
+    /// unless a pull of several pages is under way).
+    pub fn pull_base(&self) -> Result<i64> {
+        match self.meta(PULL_BASE)?.and_then(|s| s.parse().ok()) {
+            Some(b) => Ok(b),
+            None => self.pull_cursor(),
+        }
+    }
+
     /// Applies one pulled page and stores its cursor, in one transaction.
     pub fn apply_pull(&mut self, page: &PullResponse, now: DateTime<Utc>) -> Result<Applied> {
         let me = self.worker.clone();
@@ -78,12 +90,11 @@ impl Store {
                 out.changes += 1;
             }
             let all = if let Some(cadence) = &page.cadence {
-                tx.execute("DELETE FROM visit_cadence", [])?;
+                tx.prepare_cached("DELETE FROM visit_cadence")?
+                    .execute([])?;
                 for (tag, days) in cadence {
-                    tx.execute(
-                        "INSERT INTO visit_cadence (tag, days) VALUES (?1, ?2)",
-                        params![tag.code(), *days as i64],
-                    )?;
+                    tx.prepare_cached("INSERT INTO visit_cadence (tag, days) VALUES (?1, ?2)")?
+                        .execute(params![tag.code(), *days as i64])?;
                 }
                 true
             } else {
@@ -94,17 +105,22 @@ impl Store {
             } else if !households.is_empty() {
                 let cadence = Cadence::load(tx)?;
                 for h in &households {
-                    let exists: bool = tx.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM households WHERE id = ?1)",
-                        [h],
-                        |r| r.get(0),
-                    )?;
+                    let exists: bool = tx
+                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM households WHERE id = ?1)")?
+                        .query_row([h], |r| r.get(0))?;
                     if exists {
                         refresh_summary(tx, &cadence, h)?;
                     }
                 }
             }
             super::set_meta(tx, PULL_CURSOR, &page.cursor.to_string())?;
+            if page.more {
+                // Later pages of this pull are relative to the same base.
+                super::set_meta(tx, PULL_BASE, &page.base.to_string())?;
+            } else {
+                tx.prepare_cached("DELETE FROM meta WHERE key = ?1")?
+                    .execute([PULL_BASE])?;
+            }
             super::set_meta(tx, LAST_SYNC, &ts(now))?;
             Ok(out)
         })
@@ -228,13 +244,16 @@ fn apply_change(
     out: &mut Applied,
 ) -> Result<()> {
     let (kind, id, v) = (c.kind, c.id, &c.data);
-    let mut data = match v {
-        Value::Object(m) => m.clone(),
-        _ => {
-            return Err(StoreError::Corrupt(format!(
-                "the server sent {kind} {id} without data"
-            )));
-        }
+    let Value::Object(fields) = v else {
+        return Err(StoreError::Corrupt(format!(
+            "the server sent {kind} {id} without data"
+        )));
+    };
+    // A copy to rebase outbox edits onto, for the kinds a worker edits.
+    let mut data = match kind {
+        EntityKind::House | EntityKind::Household | EntityKind::Person => fields.clone(),
+        k if k.is_record() => fields.clone(),
+        _ => Map::new(),
     };
     match kind {
         EntityKind::Grid => write_grid(tx, &parse::<Grid>(kind, id, v)?, c.seq)?,
@@ -280,40 +299,32 @@ fn apply_change(
         }
         EntityKind::Reply => {
             let r: Reply = parse(kind, id, v)?;
-            let new: bool = !tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM entries WHERE id = ?1)",
-                [id.to_string()],
-                |r| r.get(0),
-            )?;
+            let new: bool = !tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM entries WHERE id = ?1)")?
+                .query_row([id.to_string()], |r| r.get(0))?;
             write_entry(tx, r.id, r.record_id, kind, v, &r.author, r.created_at)?;
             if new {
                 out.feedback += 1;
             }
         }
         EntityKind::PatrolPoints => {
-            let exists: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM patrol_points WHERE batch_id = ?1)",
-                [id.to_string()],
-                |r| r.get(0),
-            )?;
+            let exists: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM patrol_points WHERE batch_id = ?1)")?
+                .query_row([id.to_string()], |r| r.get(0))?;
             if !exists {
                 write_points(tx, &parse::<PatrolPoints>(kind, id, v)?)?;
             }
         }
         EntityKind::Conflict => {
             let cf: Conflict = parse(kind, id, v)?;
-            let new: bool = !tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM conflicts WHERE id = ?1)",
-                [id.to_string()],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO conflicts (id, entity_kind, entity_id, field, kept, lost, kept_by, lost_by, kept_at,
+            let new: bool = !tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM conflicts WHERE id = ?1)")?
+                .query_row([id.to_string()], |r| r.get(0))?;
+            tx.prepare_cached("INSERT INTO conflicts (id, entity_kind, entity_id, field, kept, lost, kept_by, lost_by, kept_at,
                                         lost_at, created_at, settled_by, settled_at, version)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT (id) DO UPDATE SET settled_by = excluded.settled_by,
-                   settled_at = excluded.settled_at, version = excluded.version",
-                params![
+                   settled_at = excluded.settled_at, version = excluded.version")?.execute(params![
                     cf.id.to_string(),
                     cf.entity_kind.code(),
                     cf.entity_id.to_string(),
@@ -335,6 +346,21 @@ fn apply_change(
             }
         }
         k if k.is_record() => {
+            if c.partial {
+                // Only the fields changed after the base: lay them over the stored record.
+                let stored: Option<String> = tx
+                    .prepare_cached("SELECT data FROM records WHERE id = ?1")?
+                    .query_row([id.to_string()], |r| r.get(0))
+                    .optional()?;
+                let stored = stored.ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "the server sent changes to {k} {id}, which this device does not hold; enrol the device again"
+                    ))
+                })?;
+                let mut whole: Map<String, Value> = serde_json::from_str(&stored)?;
+                whole.extend(data);
+                data = whole;
+            }
             rebase(tx, id, &mut data)?;
             let domain = k.domain().expect("records have a domain");
             let rec = AnyRecord::from_json(domain, Value::Object(data)).map_err(|e| {
@@ -351,10 +377,13 @@ fn apply_change(
                 .optional()?;
             write_record(tx, &rec, c.seq, now)?;
             if let Some(history) = &c.history {
-                tx.execute(
-                    "DELETE FROM status_history WHERE record_id = ?1",
-                    [id.to_string()],
-                )?;
+                // Keep the earliest `history_kept` (the device holds them as of the base);
+                // the rest, and any change made here since, become the server's.
+                tx.prepare_cached(
+                    "DELETE FROM status_history WHERE record_id = ?1 AND id NOT IN
+                       (SELECT id FROM status_history WHERE record_id = ?1 ORDER BY id LIMIT ?2)",
+                )?
+                .execute(params![id.to_string(), c.history_kept as i64])?;
                 for h in history {
                     write_status_change(tx, h)?;
                 }

@@ -488,9 +488,12 @@ impl SyncClient {
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
         loop {
-            let cursor = lock(store).pull_cursor()?;
+            let (cursor, base) = {
+                let s = lock(store);
+                (s.pull_cursor()?, s.pull_base()?)
+            };
             let url = format!(
-                "{}/api/v1/sync/pull?cursor={cursor}&limit={}",
+                "{}/api/v1/sync/pull?cursor={cursor}&base={base}&limit={}",
                 self.base, self.page
             );
             let started = std::time::Instant::now();

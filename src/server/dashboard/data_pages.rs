@@ -223,29 +223,43 @@ async fn import_submit(
         );
     }
     let user = clerk.user.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut progress = |done: usize, total: usize| {
+    tokio::spawn(async move {
+        // The import waits its turn to write like any other writer; the page shows 0 rows
+        // until it starts.
+        let turn = s.db.write_turn().await;
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let mut progress = |done: usize, total: usize| {
+                if let Some(job) = jobs().get_mut(&id) {
+                    job.done = done;
+                    job.total = total;
+                }
+            };
+            let res = s.db.tx(|db| {
+                data::import(
+                    db,
+                    &user,
+                    kind,
+                    &name,
+                    &bytes,
+                    mode,
+                    &mut progress,
+                    Utc::now(),
+                )
+                .map_err(Failure::from)
+            });
             if let Some(job) = jobs().get_mut(&id) {
-                job.done = done;
-                job.total = total;
+                job.outcome = Some(res.map_err(|e| super::explain(&e)));
             }
-        };
-        let res = s.db.tx(|db| {
-            data::import(
-                db,
-                &user,
-                kind,
-                &name,
-                &bytes,
-                mode,
-                &mut progress,
-                Utc::now(),
-            )
-            .map_err(Failure::from)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            // A panic rolled the transaction back: say so instead of refreshing forever.
+            tracing::error!(error = %e, "import task failed");
+            if let Some(job) = jobs().get_mut(&id) {
+                job.outcome = Some(Err("internal error: nothing was imported".into()));
+            }
         });
-        if let Some(job) = jobs().get_mut(&id) {
-            job.outcome = Some(res.map_err(|e| super::explain(&e)));
-        }
     });
     Ok(axum::response::Redirect::to(&format!("/data/jobs/{id}")).into_response())
 }
@@ -476,6 +490,7 @@ async fn export_records(
 ) -> Result<Response, PageError> {
     staff(&clerk)?;
     let c2 = clerk.clone();
+    let _turn = s.db.write_turn().await;
     let sheet = blocking(move || {
         s.db.tx(|db| {
             let rows = f.run(db, &c2)?;
@@ -512,6 +527,7 @@ async fn export_people(
     staff(&clerk)?;
     let unmasked = q.unmasked.as_deref() == Some("1");
     let user = clerk.user.clone();
+    let _turn = s.db.write_turn().await;
     let sheet = blocking(move || {
         s.db.tx(|db| data::export_people(db, &user, unmasked, Utc::now()).map_err(Failure::from))
     })
@@ -527,6 +543,7 @@ async fn export_stats(
 ) -> Result<Response, PageError> {
     staff(&clerk)?;
     let user = clerk.user.clone();
+    let _turn = s.db.write_turn().await;
     let st = blocking(move || {
         s.db.tx(|db| {
             let st = compute(db, &user, &q)?;

@@ -45,6 +45,7 @@ async fn map_page(
     let c2 = clerk.clone();
     let village = nonempty(&q.village).map(str::to_owned);
     let v2 = village.clone();
+    let _turn = s.db.read_turn().await;
     let (grids, households, visits, hazards, all_grids) = blocking(move || {
         s.db.read(|db| {
             let all = load::grids(db, &c2.user)?;

@@ -134,6 +134,7 @@ impl FromRequestParts<AppState> for Clerk {
         let hash = auth::token_hash(&token);
         let db = state.db.clone();
         let h = hash.clone();
+        let _turn = state.db.read_turn().await;
         let found = blocking(move || Ok(db.read(|db| repo::session(db, &h, Utc::now()))?)).await?;
         match found {
             Some((user, _)) => Ok(Clerk {
@@ -405,6 +406,7 @@ async fn login_submit(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Re
         // The browser is the "device" of a dashboard session.
         device_id: Uuid::now_v7(),
     };
+    let _turn = s.db.write_turn().await;
     let res = blocking(move || auth::login(&s, &req, Utc::now())).await;
     match res {
         Ok(r) => {
@@ -431,6 +433,7 @@ async fn login_submit(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Re
 
 async fn logout(State(s): State<AppState>, clerk: Clerk) -> Result<Response, PageError> {
     let h = clerk.token_hash.clone();
+    let _turn = s.db.write_turn().await;
     blocking(move || Ok(s.db.tx(|db| repo::revoke_session(db, &h))?)).await?;
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().insert(

@@ -259,6 +259,7 @@ async fn queue(
 ) -> Result<Response, PageError> {
     let c2 = clerk.clone();
     let f2 = f.clone();
+    let _turn = s.db.read_turn().await;
     let (rows, grids) = blocking(move || {
         s.db.read(|db| -> Result<_, Failure> {
             let rows = f2.run(db, &c2)?;

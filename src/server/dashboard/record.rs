@@ -307,6 +307,7 @@ async fn record(
     Query(fl): Query<Flash>,
 ) -> Result<Response, PageError> {
     let c2 = clerk.clone();
+    let _turn = s.db.read_turn().await;
     let d = blocking(move || s.db.read(|db| detail(db, &c2, id))).await?;
     let str_of = |k: &str| d.record.get(k).and_then(Value::as_str).unwrap_or("");
     let status =
@@ -528,6 +529,7 @@ async fn transition(
     Form(f): Form<TransitionForm>,
 ) -> Response {
     let back = format!("/records/{id}");
+    let _turn = s.db.write_turn().await;
     let result = blocking(move || {
         let to = Status::from_code(f.to.trim())
             .map_err(|e| Failure::invalid(e.to_string(), Some("to")))?;
@@ -600,6 +602,7 @@ async fn reply(
     Form(f): Form<ReplyForm>,
 ) -> Response {
     let back = format!("/records/{id}");
+    let _turn = s.db.write_turn().await;
     match blocking(move || {
         s.db.tx(|db| sync::reply(db, &clerk.user, id, &f.text, Utc::now()))
     })
@@ -625,6 +628,7 @@ async fn settle(
 ) -> Response {
     let back = format!("/records/{}", f.record);
     let take_lost = f.take == "lost";
+    let _turn = s.db.write_turn().await;
     match blocking(move || {
         s.db.tx(|db| sync::settle_conflict(db, &clerk.user, id, take_lost, Utc::now()))
     })
@@ -653,6 +657,7 @@ async fn photo(
     if !is_sha256_hex(&sha) {
         return Err(Failure::NotFound("no such photo".into()).into());
     }
+    let _turn = s.db.read_turn().await;
     let found = blocking(move || {
         s.db.read(|db| -> Result<Option<(Vec<u8>, String)>, Failure> {
             let (clause, mut args) = clerk.user.scope().clause(2);

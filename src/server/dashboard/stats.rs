@@ -397,6 +397,7 @@ async fn stats_page(
     Query(q): Query<StatsQuery>,
 ) -> Result<Response, PageError> {
     let (c2, q2) = (clerk.clone(), q.clone());
+    let _turn = s.db.read_turn().await;
     let (st, grids) = blocking(move || {
         s.db.read(|db| {
             let st = compute(db, &c2.user, &q2)?;
@@ -534,6 +535,7 @@ async fn points_page(
     Query(q): Query<StatsQuery>,
 ) -> Result<Response, PageError> {
     let (c2, q2) = (clerk.clone(), q.clone());
+    let _turn = s.db.read_turn().await;
     let st = blocking(move || s.db.read(|db| compute(db, &c2.user, &q2))).await?;
     let entries: Vec<&Entry> = st.ledger.iter().filter(|e| e.worker == worker).collect();
     let total: i64 = entries.iter().map(|e| e.points).sum();

@@ -151,6 +151,29 @@ impl dyn Sql + '_ {
     }
 }
 
+/// How many requests may work on the database at once. Requests beyond these wait their turn
+/// in memory (a fair queue), not on a pooled connection, a blocking thread or a lock inside
+/// the database: with a thousand devices syncing at once, pushes that would only queue on the
+/// one writer (SQLite) or the change counter (PostgreSQL) leave connections and threads to
+/// pulls and sign-ins.
+#[derive(Debug)]
+pub struct Turns {
+    writes: std::sync::Arc<tokio::sync::Semaphore>,
+    reads: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// A turn at the database: held until dropped.
+pub type Turn = tokio::sync::OwnedSemaphorePermit;
+
+impl Turns {
+    pub fn new(writes: usize, reads: usize) -> Turns {
+        Turns {
+            writes: std::sync::Arc::new(tokio::sync::Semaphore::new(writes.max(1))),
+            reads: std::sync::Arc::new(tokio::sync::Semaphore::new(reads.max(1))),
+        }
+    }
+}
+
 /// A database: SQLite file or PostgreSQL server, with a pool of connections.
 #[derive(Clone)]
 pub enum Database {
@@ -215,6 +238,33 @@ impl Database {
             Database::Sqlite(p) => p.read(f),
             Database::Postgres(p) => p.tx(f),
         }
+    }
+
+    fn turns(&self) -> &Turns {
+        match self {
+            Database::Sqlite(p) => p.turns(),
+            Database::Postgres(p) => p.turns(),
+        }
+    }
+
+    /// Waits for a turn to write (hold it while the write runs).
+    pub async fn write_turn(&self) -> Turn {
+        self.turns()
+            .writes
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Waits for a turn to read (hold it while the read runs).
+    pub async fn read_turn(&self) -> Turn {
+        self.turns()
+            .reads
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     /// Answers whether the database is reachable.

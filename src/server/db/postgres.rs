@@ -1,14 +1,14 @@
-//! The PostgreSQL backend: an r2d2 pool of `postgres` clients; migrations under an advisory
-//! lock so that several replicas may start at once.
+//! The PostgreSQL backend: an r2d2 pool of `postgres` clients, each keeping its statements
+//! prepared; migrations under an advisory lock so that several replicas may start at once.
 
+use std::collections::HashMap;
 use std::error::Error;
 
 use bytes::BytesMut;
-use postgres::NoTls;
 use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{Client, NoTls, Statement};
 
-use super::{DbError, Sql, V};
+use super::{DbError, Sql, Turns, V};
 
 const MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -16,16 +16,58 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/postgres/0001_init.sql"),
     ),
     (
+        "0002_history_versions",
+        include_str!("migrations/postgres/0002_history_versions.sql"),
+    ),
+    (
         "0003_dashboard_indexes",
         include_str!("migrations/postgres/0003_dashboard_indexes.sql"),
     ),
 ];
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+
+/// Statements kept prepared per connection, at most (dynamic `IN` lists make many).
+const PREPARED: usize = 128;
+
+/// A pooled client and the statements it has prepared: a statement run again skips the
+/// round trip and the planning of a fresh prepare (the server runs the same few statements
+/// thousands of times, most of them while holding the change counter).
+pub struct PgConn {
+    client: Client,
+    prepared: HashMap<String, Statement>,
+}
+
+/// Opens clients for the pool (as `r2d2_postgres` does, with a statement cache each).
+#[derive(Debug)]
+struct Manager {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn {
+            client: self.config.connect(NoTls)?,
+            prepared: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        conn.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
 
 #[derive(Clone)]
 pub struct PgPool {
     pool: std::sync::Arc<PoolHandle>,
+    turns: std::sync::Arc<Turns>,
 }
 
 /// Owns the pool. The `postgres` client blocks on its own runtime when a connection closes,
@@ -59,15 +101,22 @@ impl PgPool {
             .max_size(size)
             .min_idle(Some(1))
             .connection_timeout(std::time::Duration::from_secs(30))
-            .build(PostgresConnectionManager::new(config, NoTls))?;
+            .build(Manager { config })?;
+        // A quarter of the connections for writes (they queue on the change counter, so more
+        // would only wait there), half for reads; the rest stay free for everything else.
         Ok(PgPool {
             pool: std::sync::Arc::new(PoolHandle(Some(pool))),
+            turns: std::sync::Arc::new(Turns::new(size as usize / 4, size as usize / 2)),
         })
+    }
+
+    pub fn turns(&self) -> &Turns {
+        &self.turns
     }
 
     pub fn migrate(&self) -> Result<usize, DbError> {
         let mut c = self.pool.get()?;
-        let mut tx = c.transaction()?;
+        let mut tx = c.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock(4242)", &[])?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
@@ -89,8 +138,9 @@ impl PgPool {
         f: impl FnOnce(&mut dyn Sql) -> Result<R, E>,
     ) -> Result<R, E> {
         let mut c = self.pool.get().map_err(DbError::from)?;
-        let tx = c.transaction().map_err(DbError::from)?;
-        let mut s = PgSql { tx };
+        let PgConn { client, prepared } = &mut *c;
+        let tx = client.transaction().map_err(DbError::from)?;
+        let mut s = PgSql { tx, prepared };
         let r = f(&mut s)?;
         s.tx.commit().map_err(DbError::from)?;
         Ok(r)
@@ -99,6 +149,23 @@ impl PgPool {
 
 struct PgSql<'a> {
     tx: postgres::Transaction<'a>,
+    prepared: &'a mut HashMap<String, Statement>,
+}
+
+impl PgSql<'_> {
+    /// The statement for `sql`, prepared once per connection. (A prepared statement belongs
+    /// to the session, not the transaction: a rollback keeps it.)
+    fn statement(&mut self, sql: &str) -> Result<Statement, DbError> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql)?;
+        if self.prepared.len() >= PREPARED {
+            self.prepared.clear();
+        }
+        self.prepared.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
 }
 
 impl ToSql for V {
@@ -158,11 +225,13 @@ fn params(args: &[V]) -> Vec<&(dyn ToSql + Sync)> {
 
 impl Sql for PgSql<'_> {
     fn exec(&mut self, sql: &str, args: &[V]) -> Result<u64, DbError> {
-        Ok(self.tx.execute(sql, &params(args))?)
+        let st = self.statement(sql)?;
+        Ok(self.tx.execute(&st, &params(args))?)
     }
 
     fn query(&mut self, sql: &str, args: &[V]) -> Result<Vec<Vec<V>>, DbError> {
-        let rows = self.tx.query(sql, &params(args))?;
+        let st = self.statement(sql)?;
+        let rows = self.tx.query(&st, &params(args))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let mut row = Vec::with_capacity(r.len());

@@ -8,10 +8,11 @@ use rusqlite::Connection;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite_migration::{M, Migrations};
 
-use super::{DbError, Sql, V};
+use super::{DbError, Sql, Turns, V};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
+    include_str!("migrations/sqlite/0002_history_versions.sql"),
     include_str!("migrations/sqlite/0003_dashboard_indexes.sql"),
 ];
 const MAX_READERS: usize = 8;
@@ -25,6 +26,9 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// One writer at a time (there is one connection to write with), as many readers as the
+    /// pool keeps.
+    turns: Turns,
 }
 
 fn connect(path: &Path) -> Result<Connection, DbError> {
@@ -56,8 +60,13 @@ impl SqlitePool {
                 path,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                turns: Turns::new(1, MAX_READERS),
             }),
         })
+    }
+
+    pub fn turns(&self) -> &Turns {
+        &self.inner.turns
     }
 
     pub fn migrate(&self) -> Result<usize, DbError> {

@@ -5,6 +5,7 @@
 mod api;
 mod e2e;
 mod faults;
+mod partial;
 pub mod util;
 
 pub use e2e::hazard as e2e_hazard;
