@@ -28,7 +28,7 @@ fn fmt_num(v: f64) -> String {
 /// Horizontal bars: one row per item, stacked segments per series, total at the end.
 /// `rows` are (label, values per series); `series` are (name, colour).
 pub fn stacked_bars(rows: &[(String, Vec<f64>)], series: &[(&str, &str)]) -> Markup {
-    let label_w = 150.0;
+    let label_w = 190.0;
     let bar_w = 420.0;
     let row_h = 24.0;
     let top = 26.0;

@@ -258,9 +258,13 @@ fn assemble(
     }
     let mut cats: BTreeMap<String, usize> = BTreeMap::new();
     for r in &records {
-        *cats
-            .entry(format!("{}·{}", r.domain.zh(), r.category_label()))
-            .or_default() += 1;
+        let c = r.category_label();
+        let key = if c == r.domain.zh() {
+            c
+        } else {
+            format!("{}·{c}", r.domain.zh())
+        };
+        *cats.entry(key).or_default() += 1;
     }
     let mut by_category: Vec<(String, usize)> = cats.into_iter().collect();
     by_category.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
