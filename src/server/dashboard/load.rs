@@ -44,21 +44,40 @@ pub fn grids(db: &mut dyn Sql, user: &User) -> Result<BTreeMap<String, GridInfo>
     for r in rows {
         let g: Grid =
             serde_json::from_str(r[0].str()?).map_err(|e| Failure::Internal(e.to_string()))?;
-        let code = g.code.as_str().to_owned();
-        out.insert(
-            code.clone(),
-            GridInfo {
-                id: g.id,
-                village_code: code[..code.len().min(12)].to_owned(),
-                code,
-                name: g.name,
-                village_name: g.village_name,
-                town_name: g.town_name,
-                boundary: g.boundary,
-            },
-        );
+        let gi = info(g);
+        out.insert(gi.code.clone(), gi);
     }
     Ok(out)
+}
+
+/// One grid in scope, by id.
+pub fn grid(db: &mut dyn Sql, user: &User, id: Uuid) -> Result<Option<GridInfo>, Failure> {
+    let Some(r) = db.query_opt(
+        "SELECT data, grid_code FROM entities WHERE id = $1 AND kind = 'GRID'",
+        &[id.to_string().into()],
+    )?
+    else {
+        return Ok(None);
+    };
+    if !user.scope().covers(r[1].str()?) {
+        return Ok(None);
+    }
+    let g: Grid =
+        serde_json::from_str(r[0].str()?).map_err(|e| Failure::Internal(e.to_string()))?;
+    Ok(Some(info(g)))
+}
+
+fn info(g: Grid) -> GridInfo {
+    let code = g.code.as_str().to_owned();
+    GridInfo {
+        id: g.id,
+        village_code: code[..code.len().min(12)].to_owned(),
+        code,
+        name: g.name,
+        village_name: g.village_name,
+        town_name: g.town_name,
+        boundary: g.boundary,
+    }
 }
 
 /// The account with its area scope narrowed to `area` (a village or town code inside it), so

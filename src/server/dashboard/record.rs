@@ -266,10 +266,14 @@ fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Resul
         .into_iter()
         .filter_map(|c| serde_json::from_value(c).ok())
         .collect();
-    let grid_id = record.get("grid_id").and_then(Value::as_str).unwrap_or("");
-    let grid = load::grids(db, &clerk.user)?
-        .into_values()
-        .find(|g| g.id.to_string() == grid_id);
+    let grid = match record
+        .get("grid_id")
+        .and_then(Value::as_str)
+        .and_then(|g| Uuid::parse_str(g).ok())
+    {
+        Some(g) => load::grid(db, &clerk.user, g)?,
+        None => None,
+    };
     Ok(Detail {
         domain,
         history,
