@@ -231,6 +231,20 @@ async fn dispatch_flow(backend: Backend) {
         .await;
     assert!(audited >= 4, "transition ×2, edit, reply: {audited}");
 
+    // Behind a TLS proxy the cookie is Secure; on plain loopback it is not.
+    let res = client()
+        .post(format!("{}/login", server.url))
+        .header("x-forwarded-proto", "https")
+        .form(&[("username", "admin"), ("password", "gridwalk-demo")])
+        .send()
+        .await
+        .unwrap();
+    let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("; Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict")
+    );
+    assert!(!clerk.cookie.contains("Secure"));
+
     // Signing out ends the session.
     let out = clerk.post("/logout", &[]).await;
     assert_eq!(out.status, 303);

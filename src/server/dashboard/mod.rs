@@ -398,7 +398,16 @@ struct LoginForm {
     next: Option<String>,
 }
 
-async fn login_submit(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+async fn login_submit(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    // Behind a TLS-terminating proxy the cookie must never travel over plain HTTP.
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
     let next = safe_next(f.next.as_deref());
     let req = LoginRequest {
         username: f.username.trim().to_owned(),
@@ -411,9 +420,10 @@ async fn login_submit(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Re
     match res {
         Ok(r) => {
             let cookie = format!(
-                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
                 r.token,
-                auth::SESSION_DAYS * 86400
+                auth::SESSION_DAYS * 86400,
+                if secure { "; Secure" } else { "" }
             );
             let mut resp = Redirect::to(&next).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
