@@ -421,6 +421,34 @@ fn person_row(
     ]
 }
 
+/// A key that sorts text with numbers in it as people expect: 1组2号 before 1组10号.
+fn natural(s: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut digits = String::new();
+    let mut text = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !text.is_empty() {
+                out.push((u64::MAX, std::mem::take(&mut text)));
+            }
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                out.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+                digits.clear();
+            }
+            text.push(c);
+        }
+    }
+    if !digits.is_empty() {
+        out.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+    }
+    if !text.is_empty() {
+        out.push((u64::MAX, text));
+    }
+    out
+}
+
 fn relation_rank(r: Relation) -> usize {
     Relation::ALL.iter().position(|x| *x == r).unwrap_or(99)
 }
@@ -470,27 +498,18 @@ pub fn export_people(
         }
     }
     let grids = grid_names(db, user)?;
-    people.sort_by(|(ga, a), (gb, b)| {
-        let addr = |p: &Person| {
-            households
-                .get(&p.household_id)
-                .map(|h| h.address.clone())
-                .unwrap_or_default()
-        };
+    people.sort_by_cached_key(|(g, p)| {
+        let addr = households
+            .get(&p.household_id)
+            .map(|h| natural(&h.address))
+            .unwrap_or_default();
         (
-            ga,
-            addr(a),
-            a.household_id,
-            relation_rank(a.relation),
-            &a.name,
+            g.clone(),
+            addr,
+            p.household_id,
+            relation_rank(p.relation),
+            p.name.clone(),
         )
-            .cmp(&(
-                gb,
-                addr(b),
-                b.household_id,
-                relation_rank(b.relation),
-                &b.name,
-            ))
     });
     let out: Vec<Vec<Cell>> = people
         .iter()
@@ -626,5 +645,40 @@ pub fn demo_accounts(county: &County, grids: &[usize]) -> Sheet {
             .map(|s| s.to_string())
             .collect(),
         rows,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order_reads_numbers_as_numbers() {
+        let mut v = vec![
+            "山下村1组10号",
+            "山下村1组2号",
+            "山下村2组1号",
+            "山下村1组1号",
+        ];
+        v.sort_by_key(|s| natural(s));
+        assert_eq!(
+            v,
+            [
+                "山下村1组1号",
+                "山下村1组2号",
+                "山下村1组10号",
+                "山下村2组1号"
+            ]
+        );
+    }
+
+    #[test]
+    fn cells_as_text_and_widths() {
+        assert_eq!(
+            Cell::Date(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()).text(),
+            "2026-01-02"
+        );
+        assert_eq!(Cell::from(None::<String>), Cell::Empty);
+        assert_eq!(width("ab山"), 4.0);
     }
 }

@@ -157,7 +157,8 @@ impl ImportReport {
 }
 
 /// Imports a file. The format comes from the file name's extension (`.csv`, `.xlsx`,
-/// `.geojson`, `.json`); `progress(done, total)` is called as rows are written.
+/// `.geojson`, `.json`). `progress(done, total)` (in rows) moves through checking (the first
+/// 30%) and writing to `total`, at most about a thousand calls.
 #[allow(clippy::too_many_arguments)] // what, who, which file, how, and the clock
 pub fn import(
     db: &mut dyn Sql,
@@ -325,6 +326,51 @@ fn write_entities(
         repo::put_entity(db, &e, ctx.now)?;
     }
     Ok((created, changed_n))
+}
+
+/// One progress bar over both passes, in rows: checking every row is the first 30% of the
+/// work, writing the rest (as measured on the full demo county). Reports at most about a
+/// thousand times, and always the start and the end.
+struct Bar<'a> {
+    f: &'a mut dyn FnMut(usize, usize),
+    total: usize,
+    last: Option<usize>,
+}
+
+impl<'a> Bar<'a> {
+    fn new(f: &'a mut dyn FnMut(usize, usize), total: usize) -> Bar<'a> {
+        Bar {
+            f,
+            total,
+            last: None,
+        }
+    }
+
+    fn report(&mut self, done: usize) {
+        let done = done.min(self.total);
+        let step = (self.total / 1000).max(1);
+        if self
+            .last
+            .is_none_or(|l| done >= l + step || (done == self.total && l != done))
+        {
+            self.last = Some(done);
+            (self.f)(done, self.total);
+        }
+    }
+
+    /// `n` rows checked.
+    fn checked(&mut self, n: usize) {
+        self.report(n * 3 / 10);
+    }
+
+    /// `n` rows written (or skipped).
+    fn written(&mut self, n: usize) {
+        self.report(self.total * 3 / 10 + n * 7 / 10);
+    }
+
+    fn done(&mut self) {
+        self.report(self.total);
+    }
 }
 
 /// Who imports, where, how: shared by the importers.
