@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::households::entity_from_row;
 use super::table::RowErrors;
-use super::{Bar, Ctx, DataError, ImportReport, Mode, Write, write_entities};
+use super::{Bar, Ctx, DataError, ImportReport, Mode, Payload, Seqs, Write, write_entities};
 use crate::domain::geo::{Grid, GridCode, polygon_from_geometry};
 use crate::domain::model::{EntityKind, new_id};
 use crate::server::db::Sql;
@@ -198,7 +198,7 @@ pub(super) fn import(
                 grid_id: grid.id,
                 grid_code: code,
                 parent_id: None,
-                data,
+                data: Payload::Map(data),
             },
         ));
     }
@@ -214,12 +214,13 @@ pub(super) fn import(
         return Ok(report);
     }
     let bad: std::collections::BTreeSet<usize> = report.errors.iter().map(|e| e.row).collect();
+    let mut seqs = Seqs::new(planned.len());
     for (n, (row, w)) in planned.iter().enumerate() {
         if bad.contains(row) {
             continue;
         }
         let old = stored.get(&w.grid_code);
-        let (c, u) = write_entities(db, ctx, &[(w, old)])?;
+        let (c, u) = write_entities(db, ctx, &mut seqs, &[(w, old)])?;
         report.created += c;
         report.updated += u;
         report.imported += 1;

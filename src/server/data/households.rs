@@ -16,7 +16,9 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::table::{Col, Columns, RowErrors, Table, coded, date, lost_digits, split_list};
-use super::{Bar, Ctx, DataError, ImportReport, Mode, Write, internal, write_entities};
+use super::{
+    Bar, Ctx, DataError, ImportReport, Mode, Payload, Seqs, Write, internal, write_entities,
+};
 use crate::domain::codes::{
     Coded, HouseUse, IdType, PersonStatus, PersonType, Relation, ResidenceStatus, Sex, Tag,
 };
@@ -406,13 +408,6 @@ impl Existing {
 struct Plan {
     rows: Vec<usize>,
     writes: Vec<Write>,
-}
-
-fn to_map<T: serde::Serialize>(v: &T) -> Result<Map<String, Value>, DataError> {
-    match serde_json::to_value(v).map_err(internal)? {
-        Value::Object(m) => Ok(m),
-        _ => Err(internal("not an object")),
-    }
 }
 
 pub(super) fn import(
@@ -884,7 +879,7 @@ pub(super) fn import(
                 grid_id,
                 grid_code: grid_code.clone(),
                 parent_id: None,
-                data: to_map(&house)?,
+                data: Payload::House(house),
             });
         }
 
@@ -1047,7 +1042,7 @@ pub(super) fn import(
                 grid_id,
                 grid_code: grid_code.clone(),
                 parent_id: Some(hh_id),
-                data: to_map(&person)?,
+                data: Payload::Person(person),
             });
         }
 
@@ -1091,7 +1086,7 @@ pub(super) fn import(
             grid_id,
             grid_code: grid_code.clone(),
             parent_id: None,
-            data: to_map(&household)?,
+            data: Payload::Household(household),
         });
         writes.extend(person_writes);
         plans.push(Plan {
@@ -1116,6 +1111,7 @@ pub(super) fn import(
 
     // Write.
     let mut done = 0;
+    let mut seqs = Seqs::new(plans.iter().map(|p| p.writes.len()).sum());
     for plan in plans {
         let rows: Vec<usize> = plan
             .rows
@@ -1140,7 +1136,7 @@ pub(super) fn import(
             .zip(&olds)
             .map(|(w, o)| (*w, o.as_ref()))
             .collect();
-        let (c, u) = write_entities(db, ctx, &items)?;
+        let (c, u) = write_entities(db, ctx, &mut seqs, &items)?;
         report.created += c;
         report.updated += u;
         report.imported += rows.len();
