@@ -92,7 +92,8 @@ fn width(s: &str) -> f64 {
 }
 
 /// Writes sheets as one XLSX workbook: a bold frozen header with a filter, columns sized to
-/// their content, ID numbers and phones as text (never numbers that lose digits).
+/// their content, ID numbers and phones as text (never numbers that lose digits). Rows go
+/// through temporary files (constant-memory mode), so a county's people fit.
 pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, DataError> {
     let err = write_err("XLSX workbook");
     let mut wb = Workbook::new();
@@ -103,7 +104,7 @@ pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, DataError> {
     let datetime = Format::new().set_num_format("yyyy-mm-dd hh:mm");
     let mut names = HashSet::new();
     for (i, sheet) in sheets.iter().enumerate() {
-        let ws = wb.add_worksheet();
+        let ws = wb.add_worksheet_with_constant_memory().map_err(&err)?;
         // Excel: at most 31 characters, none of []:*?/\, unique.
         let mut name: String = sheet
             .name
@@ -117,6 +118,22 @@ pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, DataError> {
         }
         ws.set_name(&name).map_err(&err)?;
         let mut widths: Vec<f64> = sheet.header.iter().map(|h| width(h)).collect();
+        for row in &sheet.rows {
+            if row.len() > widths.len() {
+                widths.resize(row.len(), 0.0);
+            }
+            for (c, cell) in row.iter().enumerate() {
+                let w = match cell {
+                    Cell::DateTime(_) => 16.0,
+                    other => width(&other.text()),
+                };
+                widths[c] = widths[c].max(w);
+            }
+        }
+        for (c, w) in widths.iter().enumerate() {
+            ws.set_column_width(c as u16, (w + 2.0).min(60.0))
+                .map_err(&err)?;
+        }
         for (c, h) in sheet.header.iter().enumerate() {
             ws.write_string_with_format(0, c as u16, h, &head)
                 .map_err(&err)?;
@@ -151,19 +168,7 @@ pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, DataError> {
                             .map_err(&err)?;
                     }
                 }
-                if c >= widths.len() {
-                    widths.resize(c + 1, 0.0);
-                }
-                let w = match cell {
-                    Cell::DateTime(_) => 16.0,
-                    other => width(&other.text()),
-                };
-                widths[c] = widths[c].max(w);
             }
-        }
-        for (c, w) in widths.iter().enumerate() {
-            ws.set_column_width(c as u16, (w + 2.0).min(60.0))
-                .map_err(&err)?;
         }
         ws.set_freeze_panes(1, 0).map_err(&err)?;
         if !sheet.header.is_empty() {
