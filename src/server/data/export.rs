@@ -615,6 +615,9 @@ pub fn demo_grids_geojson(county: &County, grids: &[usize]) -> String {
     serde_json::json!({"type": "FeatureCollection", "features": features}).to_string()
 }
 
+/// The columns of an accounts file.
+pub const ACCOUNTS_HEADER: &[&str] = &["用户名", "姓名", "角色", "范围编码", "网格", "初始密码"];
+
 /// The accounts of some grids of the demo county as an account import file: each village's
 /// secretary and each grid's worker, passwords left to be generated.
 pub fn demo_accounts(county: &County, grids: &[usize]) -> Sheet {
@@ -645,10 +648,7 @@ pub fn demo_accounts(county: &County, grids: &[usize]) -> Sheet {
     }
     Sheet {
         name: "账号".into(),
-        header: ["用户名", "姓名", "角色", "范围编码", "网格", "初始密码"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        header: ACCOUNTS_HEADER.iter().map(|s| s.to_string()).collect(),
         rows,
     }
 }

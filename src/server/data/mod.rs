@@ -94,6 +94,32 @@ impl std::str::FromStr for ImportKind {
     }
 }
 
+impl ImportKind {
+    /// An empty sheet with the columns a file of this kind has (for a "download template"
+    /// link); grids are GeoJSON, which has no template.
+    pub fn template(self) -> Option<Sheet> {
+        let (name, header): (&str, Vec<String>) = match self {
+            ImportKind::Households => (
+                "实有人口",
+                PEOPLE_HEADER.iter().map(|s| s.to_string()).collect(),
+            ),
+            ImportKind::Accounts => (
+                "账号",
+                export::ACCOUNTS_HEADER
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+            ImportKind::Grids => return None,
+        };
+        Some(Sheet {
+            name: name.into(),
+            header,
+            rows: Vec::new(),
+        })
+    }
+}
+
 /// What to do with a file that has bad rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {

@@ -665,3 +665,20 @@ fn an_id_number_stored_as_a_number_is_explained() {
         r.errors[0].reason
     );
 }
+
+#[test]
+fn templates_are_files_the_importer_accepts() {
+    let t = TestDb::new(Backend::Sqlite, true);
+    for (kind, name) in [
+        (ImportKind::Households, "t.xlsx"),
+        (ImportKind::Accounts, "t.xlsx"),
+    ] {
+        let sheet = kind.template().unwrap();
+        let bytes = gridwalk::server::data::to_xlsx(&[sheet]).unwrap();
+        let r = t
+            .import("admin", kind, name, &bytes, Mode::AllOrNothing)
+            .unwrap();
+        assert_eq!((r.rows, r.errors.len()), (0, 0), "{kind:?}");
+    }
+    assert!(ImportKind::Grids.template().is_none());
+}
