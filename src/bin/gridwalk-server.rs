@@ -93,6 +93,13 @@ enum Command {
         #[arg(long)]
         status: Option<String>,
     },
+    /// Write an empty import file with the right columns (households or accounts).
+    Template {
+        kind: data::ImportKind,
+        /// .xlsx or .csv
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write the demo county as import files: grids.geojson, accounts.csv, households.csv.
     DemoFiles {
         /// small or full (the article's 693 grids).
@@ -178,6 +185,14 @@ fn main() -> Result<()> {
             status,
         } => export(&db, &what, format, &out, as_user, unmasked, kind, status),
         Command::DemoFiles { size, grids, dir } => demo_files(&size, grids, &dir),
+        Command::Template { kind, out } => {
+            let sheet = kind
+                .template()
+                .context("grids are imported from GeoJSON (a FeatureCollection with a `code` per feature); there is no template")?;
+            write_sheet(&out, &sheet, None)?;
+            println!("template written to {}", out.display());
+            Ok(())
+        }
         Command::Serve {
             listen,
             demo,

@@ -12,7 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::table::{Col, Columns, RowErrors, Table, coded, split_list};
-use super::{Ctx, DataError, ImportReport, Mode};
+use super::{Bar, Ctx, DataError, ImportReport, Mode};
 use crate::args;
 use crate::domain::codes::Coded;
 use crate::server::auth::hash_password;
@@ -89,10 +89,13 @@ pub(super) fn import(
 ) -> Result<ImportReport, DataError> {
     let cols = Columns::find(ctx.file, &t.header, COLUMNS)?;
     let total = t.rows.len();
+    let mut bar = Bar::new(progress, total);
+    bar.report(0);
     let mut errs = RowErrors::default();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut planned = Vec::new();
-    for (row, cells) in &t.rows {
+    for (i, (row, cells)) in t.rows.iter().enumerate() {
+        bar.checked(i);
         let row = *row;
         let before = errs.errors.len();
         let g = |k: &str| cols.get(cells, k);
@@ -207,10 +210,9 @@ pub(super) fn import(
     };
     if !report.errors.is_empty() && ctx.mode == Mode::AllOrNothing {
         report.skipped = total;
-        progress(total, total);
+        bar.done();
         return Ok(report);
     }
-    progress(0, total);
     for (n, p) in planned.into_iter().enumerate() {
         match p.existing {
             None => {
@@ -286,9 +288,10 @@ pub(super) fn import(
             }
         }
         report.imported += 1;
-        progress(n + 1, total);
+        bar.written(n + 1);
     }
     report.skipped = total - report.imported;
+    bar.done();
     Ok(report)
 }
 

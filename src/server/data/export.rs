@@ -92,7 +92,8 @@ fn width(s: &str) -> f64 {
 }
 
 /// Writes sheets as one XLSX workbook: a bold frozen header with a filter, columns sized to
-/// their content, ID numbers and phones as text (never numbers that lose digits).
+/// their content, ID numbers and phones as text (never numbers that lose digits). Rows go
+/// through temporary files (constant-memory mode), so a county's people fit.
 pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, DataError> {
     let err = write_err("XLSX workbook");
     let mut wb = Workbook::new();
@@ -103,7 +104,7 @@ pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, DataError> {
     let datetime = Format::new().set_num_format("yyyy-mm-dd hh:mm");
     let mut names = HashSet::new();
     for (i, sheet) in sheets.iter().enumerate() {
-        let ws = wb.add_worksheet();
+        let ws = wb.add_worksheet_with_constant_memory().map_err(&err)?;
         // Excel: at most 31 characters, none of []:*?/\, unique.
         let mut name: String = sheet
             .name
@@ -117,6 +118,22 @@ pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, DataError> {
         }
         ws.set_name(&name).map_err(&err)?;
         let mut widths: Vec<f64> = sheet.header.iter().map(|h| width(h)).collect();
+        for row in &sheet.rows {
+            if row.len() > widths.len() {
+                widths.resize(row.len(), 0.0);
+            }
+            for (c, cell) in row.iter().enumerate() {
+                let w = match cell {
+                    Cell::DateTime(_) => 16.0,
+                    other => width(&other.text()),
+                };
+                widths[c] = widths[c].max(w);
+            }
+        }
+        for (c, w) in widths.iter().enumerate() {
+            ws.set_column_width(c as u16, (w + 2.0).min(60.0))
+                .map_err(&err)?;
+        }
         for (c, h) in sheet.header.iter().enumerate() {
             ws.write_string_with_format(0, c as u16, h, &head)
                 .map_err(&err)?;
@@ -151,19 +168,7 @@ pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, DataError> {
                             .map_err(&err)?;
                     }
                 }
-                if c >= widths.len() {
-                    widths.resize(c + 1, 0.0);
-                }
-                let w = match cell {
-                    Cell::DateTime(_) => 16.0,
-                    other => width(&other.text()),
-                };
-                widths[c] = widths[c].max(w);
             }
-        }
-        for (c, w) in widths.iter().enumerate() {
-            ws.set_column_width(c as u16, (w + 2.0).min(60.0))
-                .map_err(&err)?;
         }
         ws.set_freeze_panes(1, 0).map_err(&err)?;
         if !sheet.header.is_empty() {
@@ -421,6 +426,34 @@ fn person_row(
     ]
 }
 
+/// A key that sorts text with numbers in it as people expect: 1组2号 before 1组10号.
+fn natural(s: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut digits = String::new();
+    let mut text = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !text.is_empty() {
+                out.push((u64::MAX, std::mem::take(&mut text)));
+            }
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                out.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+                digits.clear();
+            }
+            text.push(c);
+        }
+    }
+    if !digits.is_empty() {
+        out.push((digits.parse().unwrap_or(u64::MAX), String::new()));
+    }
+    if !text.is_empty() {
+        out.push((u64::MAX, text));
+    }
+    out
+}
+
 fn relation_rank(r: Relation) -> usize {
     Relation::ALL.iter().position(|x| *x == r).unwrap_or(99)
 }
@@ -470,27 +503,18 @@ pub fn export_people(
         }
     }
     let grids = grid_names(db, user)?;
-    people.sort_by(|(ga, a), (gb, b)| {
-        let addr = |p: &Person| {
-            households
-                .get(&p.household_id)
-                .map(|h| h.address.clone())
-                .unwrap_or_default()
-        };
+    people.sort_by_cached_key(|(g, p)| {
+        let addr = households
+            .get(&p.household_id)
+            .map(|h| natural(&h.address))
+            .unwrap_or_default();
         (
-            ga,
-            addr(a),
-            a.household_id,
-            relation_rank(a.relation),
-            &a.name,
+            g.clone(),
+            addr,
+            p.household_id,
+            relation_rank(p.relation),
+            p.name.clone(),
         )
-            .cmp(&(
-                gb,
-                addr(b),
-                b.household_id,
-                relation_rank(b.relation),
-                &b.name,
-            ))
     });
     let out: Vec<Vec<Cell>> = people
         .iter()
@@ -591,6 +615,9 @@ pub fn demo_grids_geojson(county: &County, grids: &[usize]) -> String {
     serde_json::json!({"type": "FeatureCollection", "features": features}).to_string()
 }
 
+/// The columns of an accounts file.
+pub const ACCOUNTS_HEADER: &[&str] = &["用户名", "姓名", "角色", "范围编码", "网格", "初始密码"];
+
 /// The accounts of some grids of the demo county as an account import file: each village's
 /// secretary and each grid's worker, passwords left to be generated.
 pub fn demo_accounts(county: &County, grids: &[usize]) -> Sheet {
@@ -621,10 +648,42 @@ pub fn demo_accounts(county: &County, grids: &[usize]) -> Sheet {
     }
     Sheet {
         name: "账号".into(),
-        header: ["用户名", "姓名", "角色", "范围编码", "网格", "初始密码"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        header: ACCOUNTS_HEADER.iter().map(|s| s.to_string()).collect(),
         rows,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order_reads_numbers_as_numbers() {
+        let mut v = vec![
+            "山下村1组10号",
+            "山下村1组2号",
+            "山下村2组1号",
+            "山下村1组1号",
+        ];
+        v.sort_by_key(|s| natural(s));
+        assert_eq!(
+            v,
+            [
+                "山下村1组1号",
+                "山下村1组2号",
+                "山下村1组10号",
+                "山下村2组1号"
+            ]
+        );
+    }
+
+    #[test]
+    fn cells_as_text_and_widths() {
+        assert_eq!(
+            Cell::Date(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()).text(),
+            "2026-01-02"
+        );
+        assert_eq!(Cell::from(None::<String>), Cell::Empty);
+        assert_eq!(width("ab山"), 4.0);
     }
 }

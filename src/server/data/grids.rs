@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::households::entity_from_row;
 use super::table::RowErrors;
-use super::{Ctx, DataError, ImportReport, Mode, Write, write_entities};
+use super::{Bar, Ctx, DataError, ImportReport, Mode, Payload, Seqs, Write, write_entities};
 use crate::domain::geo::{Grid, GridCode, polygon_from_geometry};
 use crate::domain::model::{EntityKind, new_id};
 use crate::server::db::Sql;
@@ -47,6 +47,8 @@ pub(super) fn import(
         ));
     };
     let total = fc.features.len();
+    let mut bar = Bar::new(progress, total);
+    bar.report(0);
 
     // The stored grids of the actor's scope, by code.
     let (clause, args) = ctx.scope.clause(1);
@@ -73,6 +75,7 @@ pub(super) fn import(
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut planned: Vec<(usize, Write)> = Vec::new();
     for (i, f) in fc.features.iter().enumerate() {
+        bar.checked(i);
         let row = i + 1;
         let before = errs.errors.len();
         let props = f.properties.clone().unwrap_or_default();
@@ -195,7 +198,7 @@ pub(super) fn import(
                 grid_id: grid.id,
                 grid_code: code,
                 parent_id: None,
-                data,
+                data: Payload::Map(data),
             },
         ));
     }
@@ -207,17 +210,17 @@ pub(super) fn import(
     };
     if !report.errors.is_empty() && ctx.mode == Mode::AllOrNothing {
         report.skipped = total;
-        progress(total, total);
+        bar.done();
         return Ok(report);
     }
     let bad: std::collections::BTreeSet<usize> = report.errors.iter().map(|e| e.row).collect();
-    progress(0, total);
+    let mut seqs = Seqs::new(planned.len());
     for (n, (row, w)) in planned.iter().enumerate() {
         if bad.contains(row) {
             continue;
         }
         let old = stored.get(&w.grid_code);
-        let (c, u) = write_entities(db, ctx, &[(w, old)])?;
+        let (c, u) = write_entities(db, ctx, &mut seqs, &[(w, old)])?;
         report.created += c;
         report.updated += u;
         report.imported += 1;
@@ -237,8 +240,9 @@ pub(super) fn import(
                 Some(format!("{} feature {row}: grid {}", ctx.file, w.grid_code)),
             )?;
         }
-        progress(n + 1, total);
+        bar.written(n + 1);
     }
     report.skipped = total - report.imported;
+    bar.done();
     Ok(report)
 }

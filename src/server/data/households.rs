@@ -15,8 +15,10 @@ use chrono::{FixedOffset, NaiveDate};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::table::{Col, Columns, RowErrors, Table, coded, date, split_list};
-use super::{Ctx, DataError, ImportReport, Mode, Write, internal, write_entities};
+use super::table::{Col, Columns, RowErrors, Table, coded, date, lost_digits, split_list};
+use super::{
+    Bar, Ctx, DataError, ImportReport, Mode, Payload, Seqs, Write, internal, write_entities,
+};
 use crate::domain::codes::{
     Coded, HouseUse, IdType, PersonStatus, PersonType, Relation, ResidenceStatus, Sex, Tag,
 };
@@ -236,13 +238,49 @@ enum HKey {
     Place(String, String, String),
 }
 
+/// A stored house, household or person: what matching needs, with its JSON kept as text and
+/// parsed only when the import uses it (a county's worth of parsed maps would not fit well).
+struct Stored {
+    kind: EntityKind,
+    grid_id: Uuid,
+    grid_code: String,
+    parent_id: Option<Uuid>,
+    /// A person's name (to match people without an ID number within their household).
+    name: Option<String>,
+    data: String,
+    meta: String,
+    version: i64,
+    created_at: String,
+}
+
+impl Stored {
+    fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, DataError> {
+        serde_json::from_str(&self.data).map_err(internal)
+    }
+
+    fn entity(&self, id: Uuid) -> Result<Entity, DataError> {
+        Ok(Entity {
+            id,
+            kind: self.kind,
+            grid_id: self.grid_id,
+            grid_code: self.grid_code.clone(),
+            parent_id: self.parent_id,
+            data: self.parse()?,
+            meta: serde_json::from_str(&self.meta).map_err(internal)?,
+            version: self.version,
+            created_at: repo::parse_ts(&self.created_at)?,
+        })
+    }
+}
+
 /// What is stored in the villages the file touches.
 #[derive(Default)]
 struct Existing {
-    entities: HashMap<Uuid, Entity>,
+    entities: HashMap<Uuid, Stored>,
     by_id_number: HashMap<String, Uuid>,
     members: HashMap<Uuid, Vec<Uuid>>,
     houses_by_place: HashMap<(String, String, String), Uuid>,
+    households_by_house: HashMap<Uuid, Vec<Uuid>>,
     loaded_prefixes: std::collections::HashSet<String>,
 }
 
@@ -270,33 +308,38 @@ pub(super) fn entity_from_row(r: &[V]) -> Result<Entity, DataError> {
 }
 
 impl Existing {
-    fn add(&mut self, e: Entity) {
+    fn add(&mut self, id: Uuid, mut e: Stored) -> Result<(), DataError> {
+        let data: Value = serde_json::from_str(&e.data).map_err(internal)?;
+        let s = |k: &str| data.get(k).and_then(Value::as_str);
         match e.kind {
             EntityKind::Person => {
-                if let Some(n) = e.data.get("id_number").and_then(Value::as_str)
-                    && e.data.get("id_type").and_then(Value::as_str)
-                        == Some(IdType::ResidentCard.code())
+                if let Some(n) = s("id_number")
+                    && s("id_type") == Some(IdType::ResidentCard.code())
                 {
-                    self.by_id_number.insert(n.to_owned(), e.id);
+                    self.by_id_number.insert(n.to_owned(), id);
                 }
                 if let Some(h) = e.parent_id {
-                    self.members.entry(h).or_default().push(e.id);
+                    self.members.entry(h).or_default().push(id);
                 }
+                e.name = s("name").map(str::to_owned);
             }
             EntityKind::House => {
-                let s = |k: &str| {
-                    e.data
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned()
-                };
-                self.houses_by_place
-                    .insert((e.grid_code.clone(), s("number"), s("address")), e.id);
+                let place = (
+                    e.grid_code.clone(),
+                    s("number").unwrap_or("").to_owned(),
+                    s("address").unwrap_or("").to_owned(),
+                );
+                self.houses_by_place.insert(place, id);
+            }
+            EntityKind::Household => {
+                if let Some(house) = s("house_id").and_then(|h| Uuid::parse_str(h).ok()) {
+                    self.households_by_house.entry(house).or_default().push(id);
+                }
             }
             _ => {}
         }
-        self.entities.insert(e.id, e);
+        self.entities.insert(id, e);
+        Ok(())
     }
 
     /// Loads the houses, households and people of a village (by its code prefix), once.
@@ -305,28 +348,57 @@ impl Existing {
             return Ok(());
         }
         let (clause, args) = Scope::Area(prefix.to_owned()).clause(1);
+        // `kind || ''` keeps the planner on the grid-code index (SQLite would otherwise walk
+        // every house and person of the county through the kind index, once per village).
         let rows = db.query(
             &format!(
                 "SELECT id, kind, grid_id, grid_code, parent_id, data, meta, version, created_at
-                 FROM entities WHERE {clause} AND kind IN ('HOUSE', 'HOUSEHOLD', 'PERSON')"
+                 FROM entities WHERE {clause} AND kind || '' IN ('HOUSE', 'HOUSEHOLD', 'PERSON')"
             ),
             &args,
         )?;
         for r in rows {
-            let e = entity_from_row(&r)?;
-            if !self.entities.contains_key(&e.id) {
-                self.add(e);
+            let id = Uuid::parse_str(r[0].str()?).map_err(internal)?;
+            if self.entities.contains_key(&id) {
+                continue;
             }
+            let stored = Stored {
+                kind: EntityKind::from_code(r[1].str()?).map_err(internal)?,
+                grid_id: Uuid::parse_str(r[2].str()?).map_err(internal)?,
+                grid_code: r[3].string()?,
+                parent_id: r[4]
+                    .opt_string()?
+                    .map(|s| Uuid::parse_str(&s))
+                    .transpose()
+                    .map_err(internal)?,
+                name: None,
+                data: r[5].string()?,
+                meta: r[6].string()?,
+                version: r[7].i64()?,
+                created_at: r[8].string()?,
+            };
+            self.add(id, stored)?;
         }
         Ok(())
     }
 
     /// An entity named by id in the file, wherever it is stored.
-    fn by_id(&mut self, db: &mut dyn Sql, id: Uuid) -> Result<Option<&Entity>, DataError> {
+    fn by_id(&mut self, db: &mut dyn Sql, id: Uuid) -> Result<Option<&Stored>, DataError> {
         if !self.entities.contains_key(&id)
             && let Some(e) = repo::get_entity(db, id)?
         {
-            self.add(e);
+            let stored = Stored {
+                kind: e.kind,
+                grid_id: e.grid_id,
+                grid_code: e.grid_code.clone(),
+                parent_id: e.parent_id,
+                name: None,
+                data: Value::Object(e.data).to_string(),
+                meta: serde_json::to_string(&e.meta).map_err(internal)?,
+                version: e.version,
+                created_at: repo::ts(e.created_at),
+            };
+            self.add(id, stored)?;
         }
         Ok(self.entities.get(&id))
     }
@@ -336,17 +408,6 @@ impl Existing {
 struct Plan {
     rows: Vec<usize>,
     writes: Vec<Write>,
-}
-
-fn to_map<T: serde::Serialize>(v: &T) -> Result<Map<String, Value>, DataError> {
-    match serde_json::to_value(v).map_err(internal)? {
-        Value::Object(m) => Ok(m),
-        _ => Err(internal("not an object")),
-    }
-}
-
-fn from_map<T: serde::de::DeserializeOwned>(m: &Map<String, Value>) -> Result<T, DataError> {
-    serde_json::from_value(Value::Object(m.clone())).map_err(internal)
 }
 
 pub(super) fn import(
@@ -361,6 +422,8 @@ pub(super) fn import(
         .with_timezone(&FixedOffset::east_opt(8 * 3600).expect("UTC+8"))
         .date_naive();
     let total = t.rows.len();
+    let mut bar = Bar::new(progress, total);
+    bar.report(0);
     let mut errs = RowErrors::default();
 
     // The grids of the actor's scope, by code.
@@ -381,7 +444,8 @@ pub(super) fn import(
 
     // Read every row.
     let mut read: Vec<(HKey, HouseholdCols, PersonRow)> = Vec::new();
-    for (row, cells) in &t.rows {
+    for (i, (row, cells)) in t.rows.iter().enumerate() {
+        bar.checked(i / 5); // reading is quick; planning below is most of the check
         let row = *row;
         let g = |k: &str| cols.get(cells, k);
         let mut err = |k: &'static str, reason: String| errs.push(row, cols.name(k), reason);
@@ -494,6 +558,15 @@ pub(super) fn import(
             "" => Given::Blank,
             s if is_clear(s) => Given::Clear,
             s if s.contains('*') => Given::Masked(s.to_owned()),
+            s if lost_digits(s) => {
+                err(
+                    "id_number",
+                    format!(
+                        "{s} was stored as a number, which keeps only 15 digits: format the column as text and type the numbers again"
+                    ),
+                );
+                Given::Blank
+            }
             s => Given::Value(s.trim().to_uppercase()),
         };
         let phone = match g("phone") {
@@ -563,6 +636,8 @@ pub(super) fn import(
         read.push((key, h, p));
     }
 
+    drop(t); // the rows are read: free the text before planning the writes
+
     // What is stored in the villages the file touches.
     let mut ex = Existing::default();
     for (_, h, _) in &read {
@@ -589,8 +664,11 @@ pub(super) fn import(
     let mut seen_id_number: HashMap<String, usize> = HashMap::new();
     let mut plans: Vec<Plan> = Vec::new();
     let name_of = |k: &'static str| cols.name(k);
+    let mut planned_rows = 0;
     for key in &order {
         let idx = &groups[key];
+        bar.checked(total / 5 + planned_rows * 4 / 5);
+        planned_rows += idx.len();
         let (_, first, _) = &read[idx[0]];
         let first_row = read[idx[0]].2.row;
         // Household columns must agree across the household's rows.
@@ -710,6 +788,18 @@ pub(super) fn import(
                     })
                 });
         }
+        if existing_hh.is_none()
+            && matches!(key, HKey::Place(..))
+            && let Some(house) = ex.houses_by_place.get(&(
+                grid_code.clone(),
+                first.house_number.clone(),
+                first.address.clone(),
+            ))
+            && let Some([one]) = ex.households_by_house.get(house).map(Vec::as_slice)
+        {
+            // The one household already living at this house number and address.
+            existing_hh = Some(*one);
+        }
         let hh_id = existing_hh.or(first.household_id).unwrap_or_else(new_id);
         // People without a key: by name among the stored household's members.
         if let Some(h) = existing_hh {
@@ -722,8 +812,7 @@ pub(super) fn import(
                 {
                     matched[k] = members.iter().copied().find(|m| {
                         !matched.contains(&Some(*m))
-                            && ex.entities[m].data.get("name").and_then(Value::as_str)
-                                == Some(p.name.as_str())
+                            && ex.entities[m].name.as_deref() == Some(p.name.as_str())
                     });
                 }
             }
@@ -731,7 +820,7 @@ pub(super) fn import(
 
         // The house.
         let old_hh: Option<Household> = match existing_hh {
-            Some(h) => Some(from_map(&ex.entities[&h].data)?),
+            Some(h) => Some(ex.entities[&h].parse()?),
             None => None,
         };
         let mut writes = Vec::new();
@@ -752,7 +841,7 @@ pub(super) fn import(
         let mut house_bad = false;
         if let Some(id) = house_id {
             let mut house = match ex.entities.get(&id) {
-                Some(e) => from_map::<House>(&e.data)?,
+                Some(e) => e.parse::<House>()?,
                 None => House {
                     id,
                     grid_id,
@@ -790,7 +879,7 @@ pub(super) fn import(
                 grid_id,
                 grid_code: grid_code.clone(),
                 parent_id: None,
-                data: to_map(&house)?,
+                data: Payload::House(house),
             });
         }
 
@@ -801,9 +890,14 @@ pub(super) fn import(
         for (k, &i) in idx.iter().enumerate() {
             let p = &read[i].2;
             let mut bad = errs.errors.iter().any(|e| e.row == p.row);
+            let id_col = name_of("id_number");
+            let id_bad = errs
+                .errors
+                .iter()
+                .any(|e| e.row == p.row && e.field == id_col);
             let pid = matched[k].or(p.person_id).unwrap_or_else(new_id);
             let old: Option<Person> = match matched[k] {
-                Some(m) => Some(from_map(&ex.entities[&m].data)?),
+                Some(m) => Some(ex.entities[&m].parse()?),
                 None => None,
             };
             let mut row_err = |k: &'static str, reason: String| {
@@ -854,7 +948,9 @@ pub(super) fn import(
                     _ => None,
                 });
             let Some(sex) = sex else {
-                row_err("sex", "is required when there is no ID number".into());
+                if !id_bad {
+                    row_err("sex", "is required when there is no ID number".into());
+                }
                 continue;
             };
             if let (Some(s), Some(n)) = (p.sex, &parsed)
@@ -946,7 +1042,7 @@ pub(super) fn import(
                 grid_id,
                 grid_code: grid_code.clone(),
                 parent_id: Some(hh_id),
-                data: to_map(&person)?,
+                data: Payload::Person(person),
             });
         }
 
@@ -990,7 +1086,7 @@ pub(super) fn import(
             grid_id,
             grid_code: grid_code.clone(),
             parent_id: None,
-            data: to_map(&household)?,
+            data: Payload::Household(household),
         });
         writes.extend(person_writes);
         plans.push(Plan {
@@ -1009,13 +1105,13 @@ pub(super) fn import(
     report.errors = errs.errors;
     if !report.errors.is_empty() && ctx.mode == Mode::AllOrNothing {
         report.skipped = total;
-        progress(total, total);
+        bar.done();
         return Ok(report);
     }
 
     // Write.
     let mut done = 0;
-    progress(0, total);
+    let mut seqs = Seqs::new(plans.iter().map(|p| p.writes.len()).sum());
     for plan in plans {
         let rows: Vec<usize> = plan
             .rows
@@ -1031,11 +1127,16 @@ pub(super) fn import(
             .iter()
             .filter(|w| w.row.is_none_or(|r| !bad_rows.contains(&r)))
             .collect();
+        let olds: Vec<Option<Entity>> = writes
+            .iter()
+            .map(|w| ex.entities.get(&w.id).map(|s| s.entity(w.id)).transpose())
+            .collect::<Result<_, _>>()?;
         let items: Vec<(&Write, Option<&Entity>)> = writes
             .iter()
-            .map(|w| (*w, ex.entities.get(&w.id)))
+            .zip(&olds)
+            .map(|(w, o)| (*w, o.as_ref()))
             .collect();
-        let (c, u) = write_entities(db, ctx, &items)?;
+        let (c, u) = write_entities(db, ctx, &mut seqs, &items)?;
         report.created += c;
         report.updated += u;
         report.imported += rows.len();
@@ -1061,10 +1162,10 @@ pub(super) fn import(
                 )),
             )?;
         }
-        progress(done, total);
+        bar.written(done);
     }
     report.skipped = total - report.imported;
-    progress(total, total);
+    bar.done();
     Ok(report)
 }
 

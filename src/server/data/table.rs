@@ -59,14 +59,17 @@ pub fn read_csv(file: &str, bytes: &[u8]) -> Result<Table, DataError> {
     Ok(Table { header, rows })
 }
 
-/// The text of a cell. Numbers keep their digits (`13812345678`, not `1.38e10`); a number of
-/// more than 15 digits has already lost digits in Excel, which the caller reports.
+/// The text of a cell. Numbers keep their digits (`13812345678`, not `1.38e10`). A number of
+/// 16 digits or more has already lost digits in Excel (it keeps 15), so it is given as Excel
+/// shows it (`1.1010519491231E17`), which [`lost_digits`] recognises.
 fn cell_text(d: &Data) -> String {
     match d {
         Data::Empty => String::new(),
         Data::String(s) => s.trim().to_owned(),
+        Data::Int(i) if i.unsigned_abs() >= 1_000_000_000_000_000 => format!("{:E}", *i as f64),
         Data::Int(i) => i.to_string(),
-        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e17 => format!("{f:.0}"),
+        Data::Float(f) if f.abs() >= 1e15 => format!("{f:E}"),
+        Data::Float(f) if f.fract() == 0.0 => format!("{f:.0}"),
         Data::Float(f) => f.to_string(),
         Data::Bool(b) => b.to_string(),
         Data::DateTime(dt) => match dt.as_datetime() {
@@ -104,6 +107,12 @@ pub fn read_xlsx(file: &str, bytes: &[u8]) -> Result<Table, DataError> {
     }
     let header = header.ok_or_else(|| read_err(file, "the first worksheet is empty"))?;
     Ok(Table { header, rows })
+}
+
+/// Whether a cell holds a long number that a spreadsheet stored as a number, losing digits
+/// (an ID number typed into a column not formatted as text).
+pub fn lost_digits(s: &str) -> bool {
+    s.contains(['E', 'e']) && s.parse::<f64>().is_ok_and(|f| f.abs() >= 1e15)
 }
 
 /// A column a sheet may have: its key and the names people give it.
@@ -250,6 +259,10 @@ impl RowErrors {
 /// that has a slash (独居/空巢老人 is also "空巢老人"), case and spaces ignored; `extra` adds
 /// common synonyms (本人 for 户主).
 pub fn coded<T: Coded>(s: &str, extra: &[(&str, T)]) -> Result<T, String> {
+    // Most cells hold a label or code exactly: no allocation for those.
+    if let Some(v) = T::ALL.iter().find(|v| v.zh() == s || v.code() == s) {
+        return Ok(*v);
+    }
     let n = norm(s);
     for v in T::ALL {
         if norm(v.code()) == n

@@ -620,3 +620,65 @@ fn accounts_import_creates_updates_and_generates_passwords(backend: Backend) {
     );
 }
 on_both!(accounts_import_creates_updates_and_generates_passwords);
+
+#[test]
+fn an_id_number_stored_as_a_number_is_explained() {
+    let t = TestDb::new(Backend::Sqlite, true);
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    for (c, h) in [
+        "网格编码",
+        "地址",
+        "姓名",
+        "与户主关系",
+        "身份证号",
+        "联系电话",
+    ]
+    .iter()
+    .enumerate()
+    {
+        ws.write_string(0, c as u16, *h).unwrap();
+    }
+    let id = id_number("19800102", 11);
+    ws.write_string(1, 0, t.grid(0)).unwrap();
+    ws.write_string(1, 1, "测试村1号").unwrap();
+    ws.write_string(1, 2, "张三").unwrap();
+    ws.write_string(1, 3, "户主").unwrap();
+    ws.write_number(1, 4, id[..17].parse::<f64>().unwrap() * 10.0)
+        .unwrap();
+    // A phone typed as a number keeps its 11 digits.
+    ws.write_number(1, 5, 13800138000.0).unwrap();
+    let r = t
+        .import(
+            "admin",
+            ImportKind::Households,
+            "p.xlsx",
+            &wb.save_to_buffer().unwrap(),
+            Mode::AllOrNothing,
+        )
+        .unwrap();
+    assert_eq!(r.errors.len(), 1, "{:#?}", r.errors);
+    assert_eq!(r.errors[0].field, "身份证号");
+    assert!(
+        r.errors[0].reason.contains("format the column as text"),
+        "{}",
+        r.errors[0].reason
+    );
+}
+
+#[test]
+fn templates_are_files_the_importer_accepts() {
+    let t = TestDb::new(Backend::Sqlite, true);
+    for (kind, name) in [
+        (ImportKind::Households, "t.xlsx"),
+        (ImportKind::Accounts, "t.xlsx"),
+    ] {
+        let sheet = kind.template().unwrap();
+        let bytes = gridwalk::server::data::to_xlsx(&[sheet]).unwrap();
+        let r = t
+            .import("admin", kind, name, &bytes, Mode::AllOrNothing)
+            .unwrap();
+        assert_eq!((r.rows, r.errors.len()), (0, 0), "{kind:?}");
+    }
+    assert!(ImportKind::Grids.template().is_none());
+}
