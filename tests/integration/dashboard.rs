@@ -681,6 +681,17 @@ async fn data_page(backend: Backend) {
     let (st, _, x) = sec.bytes("/export/stats.xlsx").await;
     assert_eq!(st, 200);
     assert_eq!(read_xlsx(x)[0], ["指标", "数值"].map(String::from));
+    // The template has the columns the importer reads.
+    let (st, _, x) = sec.bytes("/data/template/households.xlsx").await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        read_xlsx(x)[0],
+        data::PEOPLE_HEADER
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(sec.bytes("/data/template/grids.xlsx").await.0, 404);
     let w = sign_in(&server, "worker-a", "gridwalk-demo")
         .await
         .ok()

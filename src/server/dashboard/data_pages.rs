@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
             "/data/import",
             post(import_submit).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
         )
+        .route("/data/template/{file}", get(template))
         .route("/data/jobs/{id}", get(job_page))
         .route("/data/jobs/{id}/errors.csv", get(job_errors))
         .route("/export/{file}", get(export))
@@ -113,6 +114,9 @@ async fn data_page(clerk: Clerk, Query(fl): Query<Flash>) -> Result<Response, Pa
                         p { label { input #valid-only type="checkbox" name="valid_only" value="1"; " 只导入无误的行（默认：有任何错误则整个文件不导入）" } }
                         button #import-submit type="submit" { "上传并导入" }
                     }
+                    p { "模板：" a #template-households href="/data/template/households.xlsx" { "户籍与人员 Excel" } " / "
+                        a href="/data/template/households.csv" { "CSV" }
+                        @if admin { " · " a href="/data/template/accounts.xlsx" { "账号 Excel" } } }
                     details {
                         summary { "文件格式" }
                         ul {
@@ -355,6 +359,20 @@ async fn job_errors(clerk: Clerk, Path(id): Path<Uuid>) -> Result<Response, Page
         }
     };
     file_response("csv", "import-errors", &[sheet])
+}
+
+/// An empty import file with the right columns: `/data/template/{households|accounts}.{xlsx|csv}`.
+async fn template(clerk: Clerk, Path(file): Path<String>) -> Result<Response, PageError> {
+    staff(&clerk)?;
+    let bad = || Failure::NotFound(format!("no template {file:?}"));
+    let (kind, fmt) = file.split_once('.').ok_or_else(bad)?;
+    let kind: ImportKind = kind.parse().map_err(|_| bad())?;
+    let sheet = kind.template().ok_or_else(bad)?;
+    file_response(
+        fmt,
+        &format!("template-{}", file.split('.').next().unwrap_or("")),
+        &[sheet],
+    )
 }
 
 /// A download: XLSX (every sheet) or CSV (the first sheet).
