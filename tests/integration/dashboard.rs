@@ -645,6 +645,19 @@ async fn data_page(backend: Backend) {
     assert!(report.contains("已导入无误的"), "{report}");
     assert_eq!(count_named(new_name).await, before + 1);
 
+    // An unreadable sex is one error for its cell, not also "sex is required".
+    let g0 = server.county.grids[0].grid.code.as_str().to_owned();
+    let csv = format!("网格编码,地址,姓名,与户主关系,性别\n{g0},山下村1组99号,赵六,户主,火星\n");
+    let job = sec
+        .upload("households", "one.csv", csv.into_bytes(), false)
+        .await;
+    let report = sec.finished(&job).await;
+    assert_eq!(
+        report.matches("<td class=\"field\">性别</td>").count(),
+        1,
+        "{report}"
+    );
+
     // A wrong file type is refused in words.
     let job = sec
         .upload("households", "people.pdf", b"%PDF".to_vec(), false)

@@ -210,6 +210,8 @@ struct PersonRow {
     name: String,
     relation: Option<Relation>,
     sex: Option<Sex>,
+    /// The sex cell was filled in (even if it could not be read: that error is reported).
+    sex_given: bool,
     birth: Option<NaiveDate>,
     id_type: Option<IdType>,
     id_number: Given<String>,
@@ -624,6 +626,7 @@ pub(super) fn import(
             name,
             relation,
             sex,
+            sex_given: !g("sex").is_empty(),
             birth,
             id_type,
             id_number,
@@ -948,7 +951,7 @@ pub(super) fn import(
                     _ => None,
                 });
             let Some(sex) = sex else {
-                if !id_bad {
+                if !id_bad && !p.sex_given {
                     row_err("sex", "is required when there is no ID number".into());
                 }
                 continue;
