@@ -3,11 +3,13 @@
 # with xdotool, saved to docs/screenshots/.
 #
 #   bash scripts/screenshots.sh            # the main screens, on a throwaway demo store (01-10)
-#   bash scripts/screenshots.sh --server   # a day against the demo county server (11-17):
+#   bash scripts/screenshots.sh --server   # a day against the demo county server (11-18):
 #       enrolled as worker-a (as scripts/run.sh does), record a visit, log a hazard with a
 #       photo (leaving the form and coming back), sync; the county (the `secretary` account,
 #       through the server's API) confirms the hazard and replies; sync again; the Sync
-#       summary, the Records list and the record with the county's reply.
+#       summary, the Records list and the record with the county's reply; then two other
+#       devices push concurrent edits of one household's address and the app's next sync
+#       shows the conflict with both values.
 #
 # Needs: libwebkit2gtk-4.1-dev libgtk-3-dev libxdo-dev libsoup-3.0-dev xvfb xdotool imagemagick
 #        fonts-noto-cjk (scripts/test-app.sh installs them), and curl and jq for --server.
@@ -167,6 +169,44 @@ server_run() {
   click 200 244; shot 15-sync-feedback 5
   tab 5; shot 16-records 2
   click 200 213; shot 17-record-county-reply 2
+
+  # Two devices changed one household's address while offline (worker-a's second device, then
+  # the secretary at the village office), each pushed through the sync API: the later edit
+  # stands, the other is a conflict. The app's next sync shows it with both values.
+  conflict_on_an_address
+  tab 6; sleep 1.5; click 200 244; sleep 5; click 200 85; xdotool key End
+  shot 18-sync-conflict 1
+}
+
+login_as() { # user device-id -> token
+  curl -sfS -H 'x-gridwalk-protocol: 1' -H 'content-type: application/json' \
+    -d "$(jq -n --arg u "$1" --arg d "$2" '{username: $u, password: "gridwalk-demo", device_id: $d}')" \
+    "$URL/api/v1/auth/login" | jq -r .token
+}
+
+push_address() { # token device-id household-id base-version address edited-at
+  local body
+  body=$(jq -n --arg d "$2" --arg h "$3" --argjson v "$4" --arg a "$5" --arg t "$6" \
+    --arg now "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    '{device_id: $d, lane: "NORMAL", device_now: $now, entries: [{lane: "NORMAL", seq: 1,
+      kind: "HOUSEHOLD", record_id: $h, op: "UPDATE", fields: {address: $a},
+      base_version: $v, edited_at: $t}]}')
+  curl -sfS -H 'x-gridwalk-protocol: 1' -H 'content-type: application/json' \
+    -H "authorization: Bearer $1" -d "$body" "$URL/api/v1/sync/push" >/dev/null
+}
+
+conflict_on_an_address() {
+  local dev_a dev_s tok_a tok_s hh
+  dev_a=$(cat /proc/sys/kernel/random/uuid); dev_s=$(cat /proc/sys/kernel/random/uuid)
+  tok_a=$(login_as worker-a "$dev_a"); tok_s=$(login_as secretary "$dev_s")
+  hh=$(curl -sfS --compressed -H 'x-gridwalk-protocol: 1' -H "authorization: Bearer $tok_a" \
+    "$URL/api/v1/sync/pull?cursor=0&limit=10000" \
+    | jq -c '[.changes[] | select(.kind == "HOUSEHOLD")][0] | {id, seq, address: .data.address}')
+  local id seq addr
+  id=$(jq -r .id <<<"$hh"); seq=$(jq -r .seq <<<"$hh"); addr=$(jq -r .address <<<"$hh")
+  push_address "$tok_a" "$dev_a" "$id" "$seq" "${addr}（东侧新房）" "$(date -u -d '-20 min' +%Y-%m-%dT%H:%M:%SZ)"
+  push_address "$tok_s" "$dev_s" "$id" "$seq" "${addr}（老宅）" "$(date -u -d '-5 min' +%Y-%m-%dT%H:%M:%SZ)"
+  echo "conflict: household $id address edited by worker-a's second device and the secretary"
 }
 
 if [ "$MODE" = server ]; then server_run; else demo_run; fi
