@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Field app tests: installs what they need (webkit2gtk and friends for the desktop build,
-# Debian chromium, playwright-core from npm; no browser download), then runs
+# Debian chromium, Node.js and npm, playwright-core from npm; no browser download), then runs
 #   1. clippy on the app features,
 #   2. the view tests (dioxus-ssr) and the browser flows (Playwright + headless Chromium
 #      against the liveview harness on 127.0.0.1:0).
@@ -13,13 +13,23 @@ need_apt=()
 for pkg in libwebkit2gtk-4.1-dev libgtk-3-dev libxdo-dev libsoup-3.0-dev chromium fonts-noto-cjk xvfb xdotool imagemagick; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# Node.js runs the Playwright flows; a node already on PATH (nvm, a tarball) is used as is.
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${need_apt[@]}"
 fi
-command -v node >/dev/null || { echo "node is needed (apt-get install nodejs npm)"; exit 1; }
+command -v node >/dev/null || { echo "node is still missing after installing nodejs" >&2; exit 1; }
+# playwright-core declares Node >= 20; Debian 12's own nodejs is 18. Say so rather than fail
+# later with an obscure error.
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "warning: node $(node --version) is older than the 20 playwright-core asks for; if the" \
+       "browser flows fail to start, install Node.js 20 (Debian 13's nodejs, or NodeSource)" >&2
+fi
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   npm ci --prefix tests/browser --no-audit --no-fund
 fi

@@ -1,16 +1,13 @@
 //! The real sync client behind the Sync screen's [`SyncPort`]: enrolment and sync through
-//! `crate::sync`, with progress, the summary, conflicts and errors turned into the screen's
+//! `crate::sync`, with progress, the summary and errors turned into the screen's
 //! plain-words types (Chinese first, the English message after it).
 
 use std::sync::{Arc, Mutex};
 
-use crate::domain::model::Conflict;
 use crate::store::Store;
 use crate::sync::{Phase, SyncClient, SyncError, enrol};
 
-use super::sync_port::{
-    ConflictView, LocalFuture, SyncFailure, SyncPhase, SyncPort, SyncProgress, SyncReport,
-};
+use super::sync_port::{LocalFuture, SyncFailure, SyncPhase, SyncPort, SyncProgress, SyncReport};
 
 /// Talks to the county server saved in the store at enrolment.
 pub struct ClientSync;
@@ -19,31 +16,6 @@ fn failure(e: SyncError) -> SyncFailure {
     SyncFailure {
         message: format!("{} ({e})", e.zh()),
         retryable: e.is_retryable(),
-    }
-}
-
-fn show(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "（空）".into(),
-        other => other.to_string(),
-    }
-}
-
-/// Both values of a conflict, "mine" being the one this worker's device made.
-pub fn conflict_view(c: &Conflict, me: &str) -> ConflictView {
-    let mine_lost = c.lost_by.split('@').next() == Some(me) || c.lost_by.starts_with(me);
-    let (mine, theirs) = if mine_lost {
-        (&c.lost, &c.kept)
-    } else {
-        (&c.kept, &c.lost)
-    };
-    let id = c.entity_id.to_string();
-    ConflictView {
-        record: format!("{:?} {}", c.entity_kind, &id[id.len().saturating_sub(6)..]),
-        field: c.field.clone(),
-        mine: show(mine),
-        theirs: show(theirs),
     }
 }
 
@@ -69,15 +41,12 @@ impl SyncPort for ClientSync {
         mut progress: Box<dyn FnMut(SyncProgress) + 'a>,
     ) -> LocalFuture<'a, Result<SyncReport, SyncFailure>> {
         Box::pin(async move {
-            let (client, me) = {
+            let client = {
                 let s = store.lock().map_err(|_| SyncFailure {
                     message: "本地存储不可用 (the store lock was poisoned)".into(),
                     retryable: false,
                 })?;
-                (
-                    SyncClient::from_store(&s).map_err(failure)?,
-                    s.worker().to_owned(),
-                )
+                SyncClient::from_store(&s).map_err(failure)?
             };
             let summary = client
                 .sync(&store, |p| {
@@ -98,11 +67,7 @@ impl SyncPort for ClientSync {
                 pulled: summary.pulled,
                 photos: summary.photos,
                 feedback: summary.feedback,
-                conflicts: summary
-                    .conflicts
-                    .iter()
-                    .map(|c| conflict_view(c, &me))
-                    .collect(),
+                conflicts: summary.conflicts.len() as u64,
             })
         })
     }

@@ -1,6 +1,7 @@
 //! Drafts saved as the worker types: one JSON value per form in the store's `meta` table
 //! (key `draft:<form>`), so nothing typed is lost when the app is closed or the phone dies.
-//! The meta table is encrypted with the rest of the store; no schema change is needed.
+//! The meta table is encrypted with the rest of the store. Photos attached to a draft are kept
+//! apart, in the store's content-addressed photos (`Store::stage_photo`), and cleared with it.
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -22,7 +23,8 @@ pub fn load<T: DeserializeOwned>(store: &Store, form: &str) -> Result<Option<T>,
         .and_then(|s| serde_json::from_str(&s).ok()))
 }
 
-/// Forgets the draft of `form` (after it was submitted).
-pub fn clear(store: &Store, form: &str) -> Result<(), StoreError> {
-    store.set_meta(&key(form), "null")
+/// Forgets the draft of `form` and its photos (after it was submitted).
+pub fn clear(store: &mut Store, form: &str) -> Result<(), StoreError> {
+    store.set_meta(&key(form), "null")?;
+    store.clear_staged_photos(form)
 }

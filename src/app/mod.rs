@@ -20,6 +20,7 @@ use crate::store::{Store, StoreError};
 
 pub mod client_sync;
 pub mod components;
+pub mod conflicts;
 pub mod drafts;
 #[cfg(feature = "browser")]
 pub mod harness;

@@ -24,15 +24,6 @@ pub struct SyncProgress {
     pub total: u64,
 }
 
-/// One field both sides changed, with both values as the worker should read them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConflictView {
-    pub record: String,
-    pub field: String,
-    pub mine: String,
-    pub theirs: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SyncReport {
     pub pushed: u64,
@@ -40,7 +31,8 @@ pub struct SyncReport {
     pub photos: u64,
     /// New county feedback on this worker's records (replies, status changes).
     pub feedback: u64,
-    pub conflicts: Vec<ConflictView>,
+    /// Conflicts this sync brought down (the screen lists every unsettled one from the store).
+    pub conflicts: u64,
 }
 
 /// A failed enrolment or sync, in plain words, and whether trying again may help.

@@ -19,6 +19,7 @@ use crate::domain::codes::{Coded, UnknownCode};
 use crate::domain::lifecycle::TransitionError;
 use crate::domain::validate::ValidationErrors;
 
+pub mod drafts;
 pub mod outbox;
 pub mod people;
 pub mod records;
@@ -31,6 +32,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_spatial_photos_audit.sql"),
     include_str!("migrations/0003_household_summary.sql"),
     include_str!("migrations/0004_sync.sql"),
+    include_str!("migrations/0005_draft_photos.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

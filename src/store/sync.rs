@@ -126,10 +126,15 @@ impl Store {
         })
     }
 
-    /// Photos not yet uploaded, oldest first.
+    /// Photos not yet uploaded, oldest first. A photo only a report draft holds waits until a
+    /// record names it (the server takes no photo that no record names).
     pub fn pending_photos(&self) -> Result<Vec<PendingPhoto>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT sha256, mime, length(bytes) FROM photos WHERE uploaded = 0 ORDER BY created_at",
+            "SELECT sha256, mime, length(bytes) FROM photos WHERE uploaded = 0
+               AND (NOT EXISTS (SELECT 1 FROM draft_photos d WHERE d.sha256 = photos.sha256)
+                    OR EXISTS (SELECT 1 FROM records r, json_each(r.data, '$.photos') j
+                               WHERE j.value = photos.sha256))
+             ORDER BY created_at",
         )?;
         stmt.query_map([], |r| {
             Ok(PendingPhoto {

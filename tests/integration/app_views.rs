@@ -363,3 +363,302 @@ fn an_encrypted_store_opens_only_with_its_pin() {
     let s = Store::open_encrypted(&path, "123456").unwrap();
     assert_eq!(s.worker(), "worker-a");
 }
+
+/// A pulled page as the county server sends it after a push that collided: the records as the
+/// server now holds them and the CONFLICT entities naming the values that lost.
+fn pull_conflicts(
+    store: &mut Store,
+    changes: Vec<gridwalk::wire::Change>,
+) -> gridwalk::store::sync::Applied {
+    let page = gridwalk::wire::PullResponse {
+        cursor: changes.iter().map(|c| c.seq).max().unwrap_or(0),
+        changes,
+        more: false,
+        cadence: None,
+    };
+    store.apply_pull(&page, now()).unwrap()
+}
+
+#[test]
+fn the_sync_screen_shows_every_unsettled_conflict_with_both_values() {
+    use chrono::Duration;
+    use gridwalk::domain::codes::{Domain, HazardCategory, Severity};
+    use gridwalk::domain::lifecycle::Status;
+    use gridwalk::domain::model::{Common, Conflict, EntityKind, Hazard, StatusChange};
+    use gridwalk::wire::{Change, Lane};
+    use serde_json::json;
+
+    let (_dir, mut store, _county, _scope) = demo_store();
+    let grid = store.grids().unwrap()[0].id;
+    let hh = store.due_visits(today()).unwrap()[0].id;
+    let address = store.household(hh).unwrap().address;
+    // Offline, worker-a reports a hazard, then marks it rectified on the spot and corrects a
+    // household's address; the push reaches the server (the outbox is acknowledged).
+    let t0 = now() - Duration::hours(3);
+    let h = Hazard {
+        common: Common::new(Domain::Hazard, grid, "worker-a", t0),
+        category: HazardCategory::Fire,
+        severity: Severity::High,
+        description: "楼道堆放杂物堵塞消防通道".into(),
+        place: "3号楼一单元".into(),
+        owner: None,
+        due_date: None,
+    };
+    store.create_record(&h, t0).unwrap();
+    let t1 = now() - Duration::hours(1);
+    store
+        .transition(h.common.id, Status::Rectified, None, t1)
+        .unwrap();
+    let mine = format!("{address}（东侧）");
+    store
+        .update_household(hh, |x| x.address = mine.clone(), t1)
+        .unwrap();
+    let acked = store.outbox(Lane::Normal, 100).unwrap().last().unwrap().seq;
+    store.ack_outbox(Lane::Normal, acked).unwrap();
+    // Meanwhile the secretary confirmed the hazard and also changed that address, later.
+    let t_sec = now() - Duration::minutes(30);
+    let theirs = format!("{address}（西侧）");
+    let mut on_server = serde_json::to_value(&h).unwrap();
+    on_server["status"] = json!("CONFIRMED");
+    let mut household = serde_json::to_value(store.household(hh).unwrap()).unwrap();
+    household["address"] = json!(theirs);
+    let conflict = |field: &str, kept, kept_by: &str, kept_at, lost, lost_at| Conflict {
+        id: gridwalk::domain::model::new_id(),
+        entity_kind: EntityKind::Hazard,
+        entity_id: h.common.id,
+        grid_id: grid,
+        field: field.into(),
+        kept,
+        lost,
+        kept_by: kept_by.into(),
+        lost_by: "worker-a".into(),
+        kept_at,
+        lost_at,
+        created_at: now(),
+        settled_by: None,
+        settled_at: None,
+    };
+    let status = conflict(
+        "status",
+        json!("CONFIRMED"),
+        "secretary",
+        now() - Duration::hours(2),
+        json!("RECTIFIED"),
+        t1,
+    );
+    let addr = Conflict {
+        entity_kind: EntityKind::Household,
+        entity_id: hh,
+        ..conflict(
+            "address",
+            json!(theirs),
+            "secretary",
+            t_sec,
+            json!(mine),
+            t1,
+        )
+    };
+    // One settled long ago: it must not be listed.
+    let settled = Conflict {
+        settled_by: Some("admin".into()),
+        settled_at: Some(now() - Duration::days(1)),
+        ..conflict(
+            "place",
+            json!("旧地点甲"),
+            "worker-b",
+            t0,
+            json!("旧地点乙"),
+            t0,
+        )
+    };
+    let change = |seq, kind, id, data| Change {
+        seq,
+        kind,
+        id,
+        data,
+        history: None,
+    };
+    let applied = pull_conflicts(
+        &mut store,
+        vec![
+            Change {
+                history: Some(vec![StatusChange {
+                    record_id: h.common.id,
+                    from: Status::Reported,
+                    to: Status::Confirmed,
+                    at: now() - Duration::hours(2),
+                    actor: "secretary".into(),
+                    note: None,
+                }]),
+                ..change(101, EntityKind::Hazard, h.common.id, on_server)
+            },
+            change(102, EntityKind::Household, hh, household),
+            change(
+                103,
+                EntityKind::Conflict,
+                status.id,
+                serde_json::to_value(&status).unwrap(),
+            ),
+            change(
+                104,
+                EntityKind::Conflict,
+                addr.id,
+                serde_json::to_value(&addr).unwrap(),
+            ),
+            change(
+                105,
+                EntityKind::Conflict,
+                settled.id,
+                serde_json::to_value(&settled).unwrap(),
+            ),
+        ],
+    );
+    assert_eq!(applied.conflicts.len(), 3, "three new conflicts came down");
+    assert_eq!(store.conflicts(true).unwrap().len(), 2);
+    let store = shared(store);
+    let html = render(&store, Route::SyncPage {});
+    assert!(html.contains("待裁定的冲突"), "{html}");
+    assert_eq!(
+        html.matches("data-conflict=").count(),
+        2,
+        "one card per unsettled conflict"
+    );
+    // Which record, which field (Chinese label), the value that stands and the one that lost,
+    // who made each and when.
+    for want in [
+        "安全隐患 · 楼道堆放杂物堵塞消防通道",
+        "办理状态",
+        Status::Confirmed.zh(),
+        Status::Rectified.zh(),
+        "户 · ",
+        "地址",
+        theirs.as_str(),
+        mine.as_str(),
+        "现用值",
+        "未采用",
+        "secretary · ",
+        "worker-a（我）",
+        &t1.format("%m-%d %H:%M").to_string(),
+        &t_sec.format("%m-%d %H:%M").to_string(),
+    ] {
+        assert!(html.contains(want), "the Sync screen lacks {want}:\n{html}");
+    }
+    // The value that stands is listed before the one that lost, in each card.
+    let stands = html.find(theirs.as_str()).unwrap();
+    let lost = html.find(mine.as_str()).unwrap();
+    assert!(stands < lost, "kept before lost");
+    assert!(!html.contains("旧地点"), "a settled conflict is not listed");
+}
+
+/// A camera that hands out a new small JPEG on every shot.
+struct TestCamera(Mutex<u32>);
+
+impl gridwalk::app::platform::Camera for TestCamera {
+    fn read_path(
+        &self,
+        _path: &str,
+    ) -> Result<gridwalk::app::platform::Photo, gridwalk::app::platform::PlatformError> {
+        let mut n = self.0.lock().unwrap();
+        *n += 1;
+        let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+        bytes.extend_from_slice(format!("shot {n}").as_bytes());
+        Ok(gridwalk::app::platform::Photo {
+            bytes,
+            mime: "image/jpeg".into(),
+            name: format!("现场{n}.jpg"),
+        })
+    }
+}
+
+#[test]
+fn a_hazard_draft_keeps_its_photos_when_the_worker_leaves_and_comes_back() {
+    use gridwalk::domain::model::Hazard;
+    use gridwalk::store::records::RecordQuery;
+
+    dioxus::html::set_event_converter(Box::new(SerializedHtmlEventConverter));
+    let rt = runtime();
+    let _rt = rt.enter();
+    let (_dir, store, _county, _scope) = demo_store();
+    gridwalk::app::drafts::save(
+        &store,
+        "hazard",
+        &serde_json::json!({"category": "FIRE", "severity": "MEDIUM",
+            "description": "电动车楼道充电", "place": "2号楼"}),
+    )
+    .unwrap();
+    let store = shared(store);
+    let camera = Arc::new(TestCamera(Mutex::new(0)));
+    let open = || {
+        let mut s = services(
+            store.clone(),
+            Route::Report {
+                kind: "hazard".into(),
+            },
+        );
+        s.camera = camera.clone() as Arc<dyn gridwalk::app::platform::Camera>;
+        VirtualDom::new_with_props(App, AppProps { services: s })
+    };
+
+    // Two photos taken on the form, then the worker leaves the screen (the dom is dropped).
+    {
+        let mut d = open();
+        let edits = d.rebuild_to_vec().edits;
+        let add = element_with(&edits, "data-add-photo", "hazard").expect("the add button");
+        click(&mut d, add);
+        click(&mut d, add);
+        let html = dioxus_ssr::render(&d);
+        assert!(
+            html.contains("现场1.jpg") && html.contains("现场2.jpg"),
+            "{html}"
+        );
+    }
+    let staged = store.lock().unwrap().staged_photos("hazard").unwrap();
+    assert_eq!(
+        staged.len(),
+        2,
+        "kept in the store the moment they were added"
+    );
+
+    // Coming back: the text and both photos are there; one is taken out, the hazard sent.
+    let mut d = open();
+    let edits = d.rebuild_to_vec().edits;
+    let html = dioxus_ssr::render(&d);
+    assert!(html.contains("电动车楼道充电"), "the draft's text");
+    assert!(
+        html.contains("现场1.jpg") && html.contains("现场2.jpg"),
+        "the draft's photos after coming back:\n{html}"
+    );
+    let remove = element_with(&edits, "data-unstage", "现场2.jpg").expect("remove button");
+    let submit = element_with(&edits, "data-submit", "hazard").expect("submit button");
+    click(&mut d, remove);
+    click(&mut d, submit);
+
+    let s = store.lock().unwrap();
+    let rec = s
+        .records(&RecordQuery::default())
+        .unwrap()
+        .into_iter()
+        .find(|r| r.summary.contains("电动车楼道充电"))
+        .expect("the hazard was recorded");
+    let h: Hazard = s.record(rec.id).unwrap();
+    assert_eq!(
+        h.common.photos,
+        vec![staged[0].sha256.clone()],
+        "the record holds the photo that stayed"
+    );
+    assert!(
+        s.staged_photos("hazard").unwrap().is_empty(),
+        "draft emptied"
+    );
+    assert!(
+        s.photo(&staged[1].sha256).is_err(),
+        "the removed photo is gone"
+    );
+    let pending: Vec<String> = s
+        .pending_photos()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.sha256)
+        .collect();
+    assert!(pending.contains(&staged[0].sha256), "and waits for upload");
+}

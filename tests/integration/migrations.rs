@@ -17,6 +17,7 @@ const FIXTURES: &[&str] = &[
     include_str!("../fixtures/store/v1.sql"),
     include_str!("../fixtures/store/v2.sql"),
     include_str!("../fixtures/store/v3.sql"),
+    include_str!("../fixtures/store/v4.sql"),
 ];
 
 #[test]
@@ -94,6 +95,16 @@ fn every_earlier_schema_version_upgrades_with_its_data() {
             assert_eq!(s.photo(sha).unwrap().0, b"test");
             let h: gridwalk::domain::model::Hazard = s.record(open[0].id).unwrap();
             assert_eq!(h.common.photos, vec![sha.to_owned()]);
+        }
+        if version >= 4 {
+            assert_eq!(s.pull_cursor().unwrap(), 42);
+            let c = s.conflicts(true).unwrap();
+            assert_eq!(
+                (c.len(), c[0].field.as_str(), c[0].lost.clone()),
+                (1, "address", serde_json::json!("山下村1组1号（东）"))
+            );
+            // A photo a record names still goes up; no draft holds one yet.
+            assert_eq!(s.pending_photos().unwrap().len(), 1);
         }
     }
 }

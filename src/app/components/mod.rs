@@ -16,6 +16,12 @@ pub fn Shell() -> Element {
     let l = *lang.read();
     let session = use_session();
     let patrol_running = session.patrol.read().is_some();
+    // A screen opens at its top, not scrolled to where the previous one was left (the window
+    // keeps its scroll position across routes).
+    let route: Route = use_route();
+    use_effect(use_reactive((&route,), |(_route,)| {
+        let _ = document::eval("window.scrollTo(0, 0)");
+    }));
     rsx! {
         header { class: "top",
             span { class: "brand", {t(l, "网格通", "gridwalk")} }

@@ -215,7 +215,7 @@ pub fn PatrolPage() -> Element {
                     match linked {
                         Ok(Some(list)) => rsx! {
                             ul { class: "cards", id: "patrol-linked",
-                                for r in list { li { key: "{r.id}", Link { class: "card", to: Route::RecordPage { id: r.id }, {r.domain.label(l)} " · {r.summary}" } } }
+                                for r in list { li { key: "{r.id}", Link { class: "card", to: Route::RecordPage { id: r.id }, {r.domain.label(l)} if !r.summary.is_empty() { " · {r.summary}" } } } }
                             }
                         },
                         Ok(None) => rsx! {},
@@ -234,7 +234,7 @@ pub fn PatrolPage() -> Element {
                     ul { class: "cards", id: "patrol-past",
                         for r in list {
                             li { key: "{r.id}", Link { class: "card", to: Route::RecordPage { id: r.id },
-                                {r.created_at.format("%m-%d %H:%M").to_string()} " · " {r.status.label(l)} " · {r.summary}" } }
+                                {r.created_at.format("%m-%d %H:%M").to_string()} " · " {r.status.label(l)} if !r.summary.is_empty() { " · {r.summary}" } } }
                         }
                     }
                 },

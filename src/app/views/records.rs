@@ -60,7 +60,7 @@ pub fn Records() -> Element {
                         for r in list {
                             li { key: "{r.id}",
                                 Link { class: "card", to: Route::RecordPage { id: r.id },
-                                    div { class: "card-title", {r.domain.label(l)} " · {r.summary}" }
+                                    div { class: "card-title", {r.domain.label(l)} if !r.summary.is_empty() { " · {r.summary}" } }
                                     div { class: "card-tags",
                                         Pill { text: r.status.label(l).to_string(), kind: "status" }
                                         span { class: "muted", " " {r.created_at.format("%Y-%m-%d %H:%M").to_string()} }
@@ -133,6 +133,7 @@ pub fn RecordPage(id: Uuid) -> Element {
                 for r in replies { li { key: "{r.id}", class: "reply", span { class: "muted", {r.created_at.format("%m-%d %H:%M").to_string()} " {r.author}: " } "{r.text}" } }
             }
             h2 { {t(l, "办理进程", "Status history")} }
+            if history.is_empty() { p { class: "hint", {t(l, "尚无状态变更", "No status changes yet")} } }
             ol { class: "history",
                 for h in history {
                     li { {h.at.format("%m-%d %H:%M").to_string()} " " {h.from.label(l)} " → " {h.to.label(l)} " · {h.actor}"

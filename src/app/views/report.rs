@@ -8,7 +8,7 @@ use dioxus::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::app::components::{ErrorNote, Field, code_options, err, err_prefix, parse_code};
+use crate::app::components::{ErrorNote, Field, base64, code_options, err, err_prefix, parse_code};
 use crate::app::i18n::{t, use_lang};
 use crate::app::platform::{Photo, sniff_mime};
 use crate::app::{Route, StoreHandle, bump, drafts, use_services, use_session, use_store};
@@ -22,6 +22,7 @@ use crate::domain::model::{
 };
 use crate::domain::spatial::Location;
 use crate::domain::validate::ValidationErrors;
+use crate::store::drafts::StagedPhoto;
 use crate::store::{Store, StoreError};
 
 const KINDS: &[(&str, &str, &str)] = &[
@@ -161,30 +162,83 @@ fn LocationBlock(point: Signal<Option<GeoPoint>>) -> Element {
     }
 }
 
-/// Photos staged for a record: from the webview's picker or from a typed path.
+/// The photos a draft holds, as the picker lists them.
+fn staged(store: &StoreHandle, form: &str) -> Result<Vec<StagedPhoto>, String> {
+    store.read(|s| s.staged_photos(form))
+}
+
+/// Keeps a picked photo with the draft of `form` in the store and lists the draft's photos
+/// again, or says why it could not.
+fn stage(
+    store: &StoreHandle,
+    form: &str,
+    p: Photo,
+    now: chrono::DateTime<chrono::Utc>,
+    mut photos: Signal<Vec<StagedPhoto>>,
+    mut error: Signal<Option<String>>,
+) {
+    match store
+        .write(|s| s.stage_photo(form, &p.bytes, &p.mime, &p.name, now))
+        .map_err(|e| e.to_string())
+        .and_then(|_| staged(store, form))
+    {
+        Ok(list) => {
+            photos.set(list);
+            error.set(None);
+        }
+        Err(e) => error.set(Some(e)),
+    }
+}
+
+/// Photos attached to a report while it is a draft: from the webview's picker or from a typed
+/// path. Each is kept in the store with the draft of `form` the moment it is added, so leaving
+/// the screen or closing the app loses none of them.
 #[component]
-fn PhotoPicker(photos: Signal<Vec<Photo>>) -> Element {
+fn PhotoPicker(form: &'static str, photos: Signal<Vec<StagedPhoto>>) -> Element {
     let services = use_services();
+    let store = use_store();
     let l = *use_lang().read();
     let mut photos = photos;
     let mut path = use_signal(String::new);
     let mut error = use_signal(|| None::<String>);
+    let list = photos();
+    // Thumbnails from the store's copy, so the worker sees which photos the draft holds.
+    let thumbs: Vec<String> = list
+        .iter()
+        .map(|p| {
+            store
+                .read(|s| s.photo(&p.sha256))
+                .map(|(b, m)| format!("data:{m};base64,{}", base64(&b)))
+                .unwrap_or_default()
+        })
+        .collect();
+    let (st_pick, sv_pick) = (store.clone(), services.clone());
+    let (st_add, st_rm) = (store.clone(), store.clone());
     rsx! {
         div { class: "photos",
-            span { class: "field-label", {t(l, "照片", "Photos")} " ({photos.read().len()})" }
-            ul { class: "photo-list",
-                for (i, p) in photos.read().iter().enumerate() {
-                    li { key: "{i}", "📷 {p.name} ({p.bytes.len() / 1024} KB)"
-                        button { class: "small", onclick: move |_| { photos.write().remove(i); }, "✕" } }
+            span { class: "field-label", {t(l, "照片", "Photos")} " ({list.len()})" }
+            ul { class: "photo-list", id: "photo-list",
+                for (p, src) in list.into_iter().zip(thumbs) {
+                    li { key: "{p.sha256}",
+                        img { class: "thumb small", src: "{src}", alt: "{p.name}" }
+                        span { class: "grow", "{p.name} ({p.size.div_ceil(1024)} KB)" }
+                        button { class: "small", "data-unstage": "{p.name}", title: t(l, "移除", "Remove"), onclick: {
+                            let (st, sha) = (st_rm.clone(), p.sha256.clone());
+                            move |_| match st.write(|s| s.unstage_photo(form, &sha)).map_err(|e| e.to_string()).and_then(|_| staged(&st, form)) {
+                                Ok(list) => photos.set(list),
+                                Err(e) => error.set(Some(e)),
+                            }
+                        }, "✕" } }
                 }
             }
             input { id: "photo-file", r#type: "file", accept: "image/*", multiple: true,
                 onchange: move |e| {
                     for f in e.files() {
+                        let (st, sv) = (st_pick.clone(), sv_pick.clone());
                         spawn(async move {
                             match f.read_bytes().await {
                                 Ok(b) => match sniff_mime(&b) {
-                                    Some(m) => photos.write().push(Photo { bytes: b.to_vec(), mime: m.into(), name: f.name() }),
+                                    Some(m) => stage(&st, form, Photo { bytes: b.to_vec(), mime: m.into(), name: f.name() }, sv.now(), photos, error),
                                     None => error.set(Some(format!("{} 不是照片 (not a photo)", f.name()))),
                                 },
                                 Err(e) => error.set(Some(e.to_string())),
@@ -196,10 +250,10 @@ fn PhotoPicker(photos: Signal<Vec<Photo>>) -> Element {
             div { class: "row",
                 input { id: "photo-path", class: "grow", placeholder: t(l, "或输入照片文件路径", "or a photo file path"), value: "{path}",
                     oninput: move |e| path.set(e.value()) }
-                button { id: "photo-add", class: "small", onclick: move |_| {
+                button { id: "photo-add", class: "small", "data-add-photo": form, onclick: move |_| {
                     let typed = path.peek().clone();
                     match services.camera.read_path(&typed) {
-                        Ok(p) => { photos.write().push(p); path.set(String::new()); error.set(None); }
+                        Ok(p) => { stage(&st_add, form, p, services.now(), photos, error); path.set(String::new()); }
                         Err(e) => error.set(Some(e.to_string())),
                     }
                 }, {t(l, "添加", "Add")} }
@@ -225,7 +279,7 @@ fn submit_error(
 }
 
 fn done(store: &StoreHandle, form: &str, id: Uuid) {
-    let _ = store.read(|s| drafts::clear(s, form));
+    let _ = store.write(|s| drafts::clear(s, form));
     navigator().push(Route::RecordPage { id });
 }
 
@@ -243,10 +297,12 @@ fn HazardForm() -> Element {
     let session = use_session();
     let store = use_store();
     let l = *use_lang().read();
-    let (mut d, save) = use_draft::<HazardDraft>("hazard");
+    let form = "hazard";
+    let (mut d, save) = use_draft::<HazardDraft>(form);
     let loc = services.location.clone();
     let point = use_signal(move || loc.fix().ok());
-    let photos = use_signal(Vec::<Photo>::new);
+    let st0 = store.clone();
+    let photos = use_signal(move || staged(&st0, form).unwrap_or_default());
     let errors = use_signal(|| None::<ValidationErrors>);
     let general = use_signal(|| None::<String>);
     let (mut s1, mut s2, mut s3, mut s4) = (save.clone(), save.clone(), save.clone(), save);
@@ -273,14 +329,15 @@ fn HazardForm() -> Element {
             }
             s.create_record(&h, now)?;
             for ph in photos.peek().iter() {
-                s.attach_photo(h.common.id, &ph.bytes, &ph.mime, now)?;
+                let (bytes, mime) = s.photo(&ph.sha256)?;
+                s.attach_photo(h.common.id, &bytes, &mime, now)?;
             }
             Ok(h.common.id)
         });
         match res {
             Ok(id) => {
                 bump(session);
-                done(&store, "hazard", id);
+                done(&store, form, id);
             }
             Err(e) => submit_error(e, errors, general),
         }
@@ -301,11 +358,11 @@ fn HazardForm() -> Element {
                     oninput: move |e| { d.write().description = e.value(); s3(); } } }
             Field { label: t(l, "具体地点", "Place").to_string(), error: err(&errs, "place"),
                 input { id: "hz-place", value: "{dr.place}", oninput: move |e| { d.write().place = e.value(); s4(); } } }
-            PhotoPicker { photos }
+            PhotoPicker { form, photos }
             LocationBlock { point }
             if let Some(g) = general() { ErrorNote { text: g } }
             if session.patrol.read().is_some() { p { class: "hint", {t(l, "将关联到当前巡防", "Will be linked to the running patrol")} } }
-            button { id: "hz-submit", class: "big primary", onclick: submit, {t(l, "提交隐患", "Submit hazard")} }
+            button { id: "hz-submit", class: "big primary", "data-submit": form, onclick: submit, {t(l, "提交隐患", "Submit hazard")} }
             p { class: "hint", {t(l, "草稿随输入自动保存", "Draft saved as you type")} }
         }
     }

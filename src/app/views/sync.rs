@@ -1,9 +1,11 @@
 //! Sync: one button; a progress bar per phase (upload, download, photos); a summary of what
-//! went up and came down; errors in plain words with a retry; conflicts with both values.
+//! went up and came down; errors in plain words with a retry; every unsettled conflict with
+//! both values (the one that stands and the one that lost, who made each and when).
 
 use dioxus::prelude::*;
 
 use crate::app::components::ErrorNote;
+use crate::app::conflicts::{ConflictRow, Side, describe};
 use crate::app::i18n::{t, use_lang};
 use crate::app::sync_port::{SyncFailure, SyncPhase, SyncProgress, SyncReport};
 use crate::app::views::today::LAST_SYNC_KEY;
@@ -40,9 +42,13 @@ pub fn SyncPage() -> Element {
             s.outbox_len()?,
             s.meta(LAST_SYNC_KEY)?,
             s.meta(crate::store::sync::SERVER_URL)?,
+            s.conflicts(true)?
+                .iter()
+                .map(|c| describe(l, s, c))
+                .collect::<Vec<_>>(),
         ))
     });
-    let (pending, last, server) = match info {
+    let (pending, last, server, conflicts) = match info {
         Ok(i) => i,
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
@@ -107,12 +113,8 @@ pub fn SyncPage() -> Element {
                         {t(l, " 项，照片 ", ", photos ")} "{r.photos}"
                         {t(l, "，县里新反馈 ", ", new county feedback ")} "{r.feedback}"
                     }
-                    if !r.conflicts.is_empty() {
-                        h2 { {t(l, "冲突（双方都改了同一项）", "Conflicts (both sides changed the same field)")} }
-                        table { class: "conflicts", id: "sync-conflicts",
-                            tr { th { {t(l, "记录", "Record")} } th { {t(l, "字段", "Field")} } th { {t(l, "我的", "Mine")} } th { {t(l, "县里的", "County's")} } }
-                            for c in r.conflicts { tr { td { "{c.record}" } td { "{c.field}" } td { "{c.mine}" } td { "{c.theirs}" } } }
-                        }
+                    if r.conflicts > 0 {
+                        p { class: "note warn", {t(l, "本次同步带来新冲突 ", "New conflicts from this sync: ")} "{r.conflicts}" }
                     }
                 },
                 State::Failed(e) => rsx! {
@@ -121,7 +123,50 @@ pub fn SyncPage() -> Element {
                 },
                 _ => rsx! {},
             }
+            if !conflicts.is_empty() {
+                h2 { id: "conflicts-title", {t(l, "待裁定的冲突", "Conflicts waiting to be settled")} " ({conflicts.len()})" }
+                p { class: "hint", {t(l, "同一项被两处修改：先采用较晚的修改，另一值保留在此，由网格长或县里裁定。",
+                    "The same field was changed in two places: the later change stands, the other is kept here until the grid chief or the county settles it.")} }
+                ul { class: "cards conflicts", id: "sync-conflicts",
+                    for c in conflicts { ConflictCard { key: "{c.id}", c: c.clone() } }
+                }
+            }
             p { class: "hint", {t(l, "在村委会等有网络的地方同步；其余时间可离线工作。", "Sync where there is a network (e.g. the village office); work offline otherwise.")} }
+        }
+    }
+}
+
+fn side_line(l: Lang, s: &Side) -> String {
+    let who = if s.mine {
+        format!("{}{}", s.by, t(l, "（我）", " (me)"))
+    } else {
+        s.by.clone()
+    };
+    format!("{who} · {}", s.at.format("%m-%d %H:%M"))
+}
+
+/// One conflict: the record (opens it when this device holds it), the field, both values.
+#[component]
+fn ConflictCard(c: ConflictRow) -> Element {
+    let l = *use_lang().read();
+    let title = rsx! { div { class: "card-title", "{c.record}" } };
+    rsx! {
+        li { class: "card conflict", "data-conflict": "{c.id}",
+            match c.link.clone() {
+                Some(to) => rsx! { Link { class: "conflict-record", to, {title} } },
+                None => title,
+            }
+            div { class: "conflict-field", {t(l, "字段：", "Field: ")} strong { "{c.field}" } }
+            div { class: "conflict-side kept",
+                span { class: "k", {t(l, "现用值", "Stands")} }
+                span { class: "v", "{c.kept.value}" }
+                span { class: "muted by", {side_line(l, &c.kept)} }
+            }
+            div { class: "conflict-side lost",
+                span { class: "k", {t(l, "未采用", "Lost")} }
+                span { class: "v", "{c.lost.value}" }
+                span { class: "muted by", {side_line(l, &c.lost)} }
+            }
         }
     }
 }
