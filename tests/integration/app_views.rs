@@ -373,6 +373,7 @@ fn pull_conflicts(
     let page = gridwalk::wire::PullResponse {
         cursor: changes.iter().map(|c| c.seq).max().unwrap_or(0),
         changes,
+        base: 0,
         more: false,
         cadence: None,
     };
@@ -476,7 +477,9 @@ fn the_sync_screen_shows_every_unsettled_conflict_with_both_values() {
         kind,
         id,
         data,
+        partial: false,
         history: None,
+        history_kept: 0,
     };
     let applied = pull_conflicts(
         &mut store,
