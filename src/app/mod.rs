@@ -108,6 +108,25 @@ impl Services {
     }
 }
 
+/// A time as the worker reads it: China Standard Time (UTC+8), in a `chrono` format.
+pub fn local_time(t: DateTime<Utc>, fmt: &str) -> String {
+    match FixedOffset::east_opt(8 * 3600) {
+        Some(cst) => t.with_timezone(&cst).format(fmt).to_string(),
+        None => t.format(fmt).to_string(),
+    }
+}
+
+/// A stored RFC 3339 time (e.g. the last sync) as the worker reads it, or "never".
+pub fn local_stamp(stored: Option<&str>, never: &str) -> String {
+    match stored {
+        None => never.to_owned(),
+        Some(s) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => local_time(t.with_timezone(&Utc), "%Y-%m-%d %H:%M"),
+            Err(_) => s.to_owned(),
+        },
+    }
+}
+
 /// The unlocked store and a revision counter that screens read, so a write anywhere re-runs
 /// every query that depends on it.
 #[derive(Clone, Copy)]
@@ -240,4 +259,22 @@ pub fn launch_desktop(make: MakeServices) {
     dioxus::LaunchBuilder::desktop()
         .with_cfg(cfg)
         .launch(DesktopRoot);
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_china_standard_time() {
+        let t = DateTime::parse_from_rfc3339("2026-11-29T17:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(local_time(t, "%m-%d %H:%M"), "11-30 01:30");
+        assert_eq!(
+            local_stamp(Some("2026-11-29T02:05:09.123Z"), "never"),
+            "2026-11-29 10:05"
+        );
+        assert_eq!(local_stamp(None, "从未"), "从未");
+    }
 }

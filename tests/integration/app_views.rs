@@ -541,8 +541,9 @@ fn the_sync_screen_shows_every_unsettled_conflict_with_both_values() {
         "未采用",
         "secretary · ",
         "worker-a（我）",
-        &t1.format("%m-%d %H:%M").to_string(),
-        &t_sec.format("%m-%d %H:%M").to_string(),
+        // Times in China Standard Time, as the worker reads them.
+        &gridwalk::app::local_time(t1, "%m-%d %H:%M"),
+        &gridwalk::app::local_time(t_sec, "%m-%d %H:%M"),
     ] {
         assert!(html.contains(want), "the Sync screen lacks {want}:\n{html}");
     }

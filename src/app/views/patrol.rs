@@ -234,7 +234,7 @@ pub fn PatrolPage() -> Element {
                     ul { class: "cards", id: "patrol-past",
                         for r in list {
                             li { key: "{r.id}", Link { class: "card", to: Route::RecordPage { id: r.id },
-                                {r.created_at.format("%m-%d %H:%M").to_string()} " · " {r.status.label(l)} if !r.summary.is_empty() { " · {r.summary}" } } }
+                                {crate::app::local_time(r.created_at, "%m-%d %H:%M")} " · " {r.status.label(l)} if !r.summary.is_empty() { " · {r.summary}" } } }
                         }
                     }
                 },

@@ -86,7 +86,7 @@ pub fn SyncPage() -> Element {
             p { class: "muted",
                 {t(l, "服务器 ", "Server ")} {server.unwrap_or_else(|| t(l, "未登记", "not enrolled").into())}
                 " · " {t(l, "上次同步 ", "Last sync ")}
-                {last.map(|s| s.get(..16).unwrap_or(&s).replace('T', " ")).unwrap_or_else(|| t(l, "从未", "never").into())}
+                {crate::app::local_stamp(last.as_deref(), t(l, "从未", "never"))}
             }
             p { id: "sync-pending", class: "pending", {t(l, "待上传 ", "Waiting to upload ")} strong { "{pending}" } {t(l, " 项", " items")} }
             button { id: "sync-now", class: "big primary", disabled: running, onclick: run,
@@ -142,7 +142,7 @@ fn side_line(l: Lang, s: &Side) -> String {
     } else {
         s.by.clone()
     };
-    format!("{who} · {}", s.at.format("%m-%d %H:%M"))
+    format!("{who} · {}", crate::app::local_time(s.at, "%m-%d %H:%M"))
 }
 
 /// One conflict: the record (opens it when this device holds it), the field, both values.

@@ -98,7 +98,7 @@ pub fn Today() -> Element {
                 span { class: "pill", id: "pending", {t(l, "待上传 ", "To upload ")} "{day.outbox}" }
                 span { class: "pill", id: "last-sync",
                     {t(l, "上次同步 ", "Last sync ")}
-                    {day.last_sync.as_deref().map(|s| s.get(..16).unwrap_or(s).replace('T', " ")).unwrap_or_else(|| t(l, "从未", "never").into())}
+                    {crate::app::local_stamp(day.last_sync.as_deref(), t(l, "从未", "never"))}
                 }
             }
             Link { class: "big primary report-hazard", id: "report-hazard", to: Route::Report { kind: "hazard".into() }, {t(l, "上报隐患", "Report a hazard")} }
