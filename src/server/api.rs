@@ -19,7 +19,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 use uuid::Uuid;
 
 use super::auth::{self, Auth};
-use super::db::{DbError, Sql};
+use super::db::Sql;
 use super::error::Failure;
 use super::{AppState, MAX_JSON_BYTES, MAX_PHOTO_BYTES, repo, sync};
 use crate::args;
@@ -372,27 +372,8 @@ async fn photo_get(
     check_sha(&sha)?;
     let _turn = s.db.read_turn().await;
     let found = blocking(move || {
-        s.db.read(
-            |db: &mut dyn Sql| -> Result<Option<(Vec<u8>, String)>, DbError> {
-                let (clause, mut args) = a.user.scope().clause(2);
-                let mut all = vec![format!("%{sha}%").into()];
-                all.append(&mut args);
-                let named = db.query_opt(
-                    &format!("SELECT 1 FROM entities WHERE data LIKE $1 AND {clause}"),
-                    &all,
-                )?;
-                if named.is_none() {
-                    return Ok(None);
-                }
-                db.query_opt(
-                    "SELECT data, mime FROM photos WHERE sha256 = $1 AND complete = 1",
-                    args![&sha],
-                )?
-                .map(|r| Ok((r[0].bytes()?, r[1].string()?)))
-                .transpose()
-            },
-        )
-        .map_err(Failure::from)
+        s.db.read(|db: &mut dyn Sql| repo::photo_in_scope(db, &a.user.scope(), &sha))
+            .map_err(Failure::from)
     })
     .await?;
     let (bytes, mime) =

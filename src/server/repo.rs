@@ -692,3 +692,28 @@ pub fn photo_state(db: &mut dyn Sql, sha: &str) -> Result<Option<(i64, i64, bool
     .map(|r| Ok((r[0].i64()?, r[1].i64()?, r[2].i64()? != 0)))
     .transpose()
 }
+
+/// A complete photo's bytes and type, if some entity in `scope` names it (a photo is only as
+/// visible as the records that carry it).
+pub fn photo_in_scope(
+    db: &mut dyn Sql,
+    scope: &Scope,
+    sha: &str,
+) -> Result<Option<(Vec<u8>, String)>, DbError> {
+    let (clause, mut args) = scope.clause(2);
+    let mut all = vec![format!("%{sha}%").into()];
+    all.append(&mut args);
+    let named = db.query_opt(
+        &format!("SELECT 1 FROM entities WHERE data LIKE $1 AND {clause}"),
+        &all,
+    )?;
+    if named.is_none() {
+        return Ok(None);
+    }
+    db.query_opt(
+        "SELECT data, mime FROM photos WHERE sha256 = $1 AND complete = 1",
+        args![sha],
+    )?
+    .map(|r| Ok((r[0].bytes()?, r[1].string()?)))
+    .transpose()
+}

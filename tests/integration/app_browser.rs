@@ -3,8 +3,6 @@
 //! then the encrypted device store is checked for what the worker did.
 //! Needs `chromium` and `npm install --prefix tests/browser`: scripts/test-app.sh does both.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use geo::Centroid;
@@ -33,13 +31,6 @@ const PNG: &[u8] = &[
 #[test]
 #[ignore = "needs chromium and tests/browser/node_modules: run by scripts/test-app.sh"]
 fn worker_flows_in_a_real_browser() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let script = root.join("tests/browser/flows.mjs");
-    assert!(
-        root.join("tests/browser/node_modules/playwright-core")
-            .exists(),
-        "run `npm install --prefix tests/browser` (scripts/test-app.sh does)"
-    );
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("device.db");
     let county = small_county();
@@ -73,27 +64,11 @@ fn worker_flows_in_a_real_browser() {
         ))
         .unwrap();
     rt.spawn(server);
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(format!("http://{addr}/"))
-        .arg(&photo)
-        .env("FAIL_SHOT", dir.path().join("failure.png"))
-        .output()
-        .expect("node runs");
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    crate::util::run_node(
+        "flows.mjs",
+        &[&format!("http://{addr}/"), &photo.display().to_string()],
+        "flows: all steps passed",
     );
-    if !out.status.success() {
-        let keep = std::env::temp_dir().join("gridwalk-flow-failure.png");
-        let _ = std::fs::copy(dir.path().join("failure.png"), &keep);
-        panic!(
-            "browser flows failed (screenshot {}):\n{log}",
-            keep.display()
-        );
-    }
-    assert!(log.contains("flows: all steps passed"), "{log}");
 
     // What the worker did is in the encrypted device store.
     let s = Store::open_encrypted(&db, "123456").unwrap();

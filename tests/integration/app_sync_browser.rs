@@ -2,8 +2,6 @@
 //! hazard, sync; the county answers through its API; the next sync brings the answer to the
 //! app. Reuses the sync tests' in-process server (SQLite backend).
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use gridwalk::app::client_sync::ClientSync;
@@ -17,25 +15,8 @@ use serde_json::json;
 
 use crate::sync::util::{Backend, TestServer};
 
-fn node(args: &[&str], shot: &std::path::Path) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("node")
-        .arg(root.join("tests/browser/sync_flow.mjs"))
-        .args(args)
-        .env("FAIL_SHOT", shot)
-        .output()
-        .expect("node runs");
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && log.contains("flows: all steps passed"),
-        "{args:?} failed (screenshot {}):\n{log}",
-        shot.display()
-    );
-    log
+fn node(args: &[&str]) -> String {
+    crate::util::run_node("sync_flow.mjs", args, "flows: all steps passed")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,11 +45,9 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
         .unwrap();
     tokio::spawn(app);
     let app_url = format!("http://{addr}/");
-    let shot = dir.path().join("failure.png");
 
     let (u, s) = (app_url.clone(), server.url.clone());
-    let sh = shot.clone();
-    tokio::task::spawn_blocking(move || node(&["enrol", &u, &s], &sh))
+    tokio::task::spawn_blocking(move || node(&["enrol", &u, &s]))
         .await
         .unwrap();
 
@@ -112,8 +91,8 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 201);
 
-    let (u, sh) = (app_url.clone(), shot.clone());
-    let log = tokio::task::spawn_blocking(move || node(&["answer", &u, answer], &sh))
+    let u = app_url.clone();
+    let log = tokio::task::spawn_blocking(move || node(&["answer", &u, answer]))
         .await
         .unwrap();
     assert!(

@@ -4,9 +4,6 @@
 //! other villages); conflicts with both values; statistics and the map. The same flow in a
 //! real browser is `dashboard_in_a_real_browser` (needs chromium; run by scripts/test.sh).
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use chrono::{Duration, Utc};
 use gridwalk::domain::lifecycle::Status;
 use gridwalk::domain::model::{EventRecord, Hazard};
@@ -467,27 +464,6 @@ async fn statistics_follow_the_work() {
     assert!(map.body.contains(&format!("data-id=\"{}\"", h.common.id)));
 }
 
-fn node_flow(args: &[&str], shot: &std::path::Path) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("node")
-        .arg(root.join("tests/browser/dashboard_flow.mjs"))
-        .args(args)
-        .env("FAIL_SHOT", shot)
-        .output()
-        .expect("node runs");
-    let log = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && log.contains("dashboard: all steps passed"),
-        "{args:?} failed (screenshot {}):\n{log}",
-        shot.display()
-    );
-    log
-}
-
 /// The story in real headless Chromium: a clerk signs in, finds the hazard a device
 /// pushed, accepts and assigns it; the device's next sync shows the status and the reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,12 +474,16 @@ async fn dashboard_in_a_real_browser() {
     let h = hazard(server.county.grids[0].grid.id);
     a.with(|s| s.create_record(&h, Utc::now())).unwrap();
     a.sync().await;
-    let dir = tempfile::tempdir().unwrap();
-    let shot = dir.path().join("failure.png");
-    let (url, sh) = (server.url.clone(), shot.clone());
-    tokio::task::spawn_blocking(move || node_flow(&[&url, "村头池塘无护栏"], &sh))
-        .await
-        .unwrap();
+    let url = server.url.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::util::run_node(
+            "dashboard_flow.mjs",
+            &[&url, "村头池塘无护栏"],
+            "dashboard: all steps passed",
+        )
+    })
+    .await
+    .unwrap();
     a.sync().await;
     let local: Hazard = a.with(|s| s.record(h.common.id)).unwrap();
     assert_eq!(local.common.status, Status::Rectifying);

@@ -27,3 +27,38 @@ pub fn demo_store() -> (tempfile::TempDir, Store, County, Scope) {
     let scope = seed_device(&mut store, &county, &[0], "worker-a").unwrap();
     (dir, store, county, scope)
 }
+
+/// Runs a Playwright script of `tests/browser/` with `node`, and returns its log. It must exit 0
+/// and print `marker`; otherwise the test fails with the log and the failure screenshot the
+/// script took (kept outside the test's temporary directory, which the panic removes).
+#[cfg(any(feature = "browser", all(feature = "server", feature = "client")))]
+pub fn run_node(script: &str, args: &[&str], marker: &str) -> String {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .exists(),
+        "run `npm install --prefix tests/browser` (scripts/test-app.sh does)"
+    );
+    let shot = std::env::temp_dir().join(format!(
+        "gridwalk-{}-failure-{}.png",
+        script.trim_end_matches(".mjs"),
+        std::process::id()
+    ));
+    let out = std::process::Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .args(args)
+        .env("FAIL_SHOT", &shot)
+        .output()
+        .expect("node runs (scripts/test-app.sh installs it)");
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && log.contains(marker),
+        "{script} {args:?} failed (screenshot {}):\n{log}",
+        shot.display()
+    );
+    log
+}

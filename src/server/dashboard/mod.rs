@@ -284,12 +284,7 @@ pub fn page(title: &str, clerk: &Clerk, active: &str, content: Markup) -> Respon
     let markup = html! {
         (DOCTYPE)
         html lang="zh-CN" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · 网格通 gridwalk" }
-                link rel="stylesheet" href="/assets/dashboard.css";
-            }
+            (head(title))
             body {
                 header.top {
                     a.brand href="/queue" { "网格通" span.en { " gridwalk · 综治中心" } }
@@ -320,15 +315,21 @@ pub fn bare(title: &str, content: Markup) -> Html {
     Html(html! {
         (DOCTYPE)
         html lang="zh-CN" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · 网格通 gridwalk" }
-                link rel="stylesheet" href="/assets/dashboard.css";
-            }
+            (head(title))
             body { (content) }
         }
     })
+}
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · 网格通 gridwalk" }
+            link rel="stylesheet" href="/assets/dashboard.css";
+        }
+    }
 }
 
 /// An HTML response.

@@ -18,7 +18,6 @@ use super::charts::Projection;
 use super::load::{self, category_label};
 use super::queue::deadline_cell;
 use super::{Clerk, Flash, PageError, blocking, explain, flash, local, nonempty, page};
-use crate::args;
 use crate::domain::codes::{
     Coded, Domain, EmergencyLevel, MediationMethod, PartyRole, ReportStage, Satisfaction, Severity,
     Urgency,
@@ -663,24 +662,7 @@ async fn photo(
     }
     let _turn = s.db.read_turn().await;
     let found = blocking(move || {
-        s.db.read(|db| -> Result<Option<(Vec<u8>, String)>, Failure> {
-            let (clause, mut args) = clerk.user.scope().clause(2);
-            let mut all = vec![format!("%{sha}%").into()];
-            all.append(&mut args);
-            let named = db.query_opt(
-                &format!("SELECT 1 FROM entities WHERE data LIKE $1 AND {clause}"),
-                &all,
-            )?;
-            if named.is_none() {
-                return Ok(None);
-            }
-            db.query_opt(
-                "SELECT data, mime FROM photos WHERE sha256 = $1 AND complete = 1",
-                args![&sha],
-            )?
-            .map(|r| Ok::<_, Failure>((r[0].bytes()?, r[1].string()?)))
-            .transpose()
-        })
+        Ok(s.db.read(|db| crate::server::repo::photo_in_scope(db, &clerk.user.scope(), &sha))?)
     })
     .await?;
     let (bytes, mime) =
