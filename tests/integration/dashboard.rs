@@ -228,6 +228,18 @@ async fn dispatch_flow(backend: Backend) {
         .await;
     assert!(audited >= 4, "transition ×2, edit, reply: {audited}");
 
+    // A form posted from another site is refused, even with the session cookie.
+    let forged = clerk
+        .http
+        .post(format!("{}{path}", clerk.base))
+        .header("cookie", &clerk.cookie)
+        .header("origin", "http://evil.example")
+        .form(&[("to", "TRANSFERRED"), ("assignee", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+
     // Behind a TLS proxy the cookie is Secure; on plain loopback it is not.
     let res = client()
         .post(format!("{}/login", server.url))
