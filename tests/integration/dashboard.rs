@@ -111,6 +111,10 @@ async fn dispatch_flow(backend: Backend) {
     let a = Device::enrol(&server, "worker-a").await;
     let h = hazard(server.county.grids[0].grid.id);
     a.with(|s| s.create_record(&h, Utc::now())).unwrap();
+    let photo: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let sha = a
+        .with(|s| s.attach_photo(h.common.id, &photo, "image/jpeg", Utc::now()))
+        .unwrap();
     a.sync().await;
 
     // Not signed in: every page sends you to sign in, and comes back after.
@@ -144,6 +148,17 @@ async fn dispatch_flow(backend: Backend) {
     assert!(q.body.contains(&format!("data-id=\"{id}\"")));
     let rec = clerk.get(&format!("/records/{id}")).await;
     assert!(rec.body.contains("已上报") && rec.body.contains("溺水"));
+    // The worker's photo is on the page, served to whoever's scope holds the record.
+    assert!(rec.body.contains(&format!("src=\"/photos/{sha}\"")));
+    let res = clerk
+        .http
+        .get(format!("{}/photos/{sha}", clerk.base))
+        .header("cookie", &clerk.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "image/jpeg");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), photo);
     assert!(rec.body.contains("move-CONFIRMED"));
 
     // Accept, then dispatch to a department with a due date and a note for the worker.
