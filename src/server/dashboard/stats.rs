@@ -136,6 +136,9 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
     let village = nonempty(&q.village).map(str::to_owned);
     // A village inside an area scope narrows the scope itself, so every read filters in SQL.
     let narrowed = load::narrowed(user, village.as_deref());
+    let clock = std::time::Instant::now();
+    let lap =
+        |what: &str| tracing::debug!(what, ms = clock.elapsed().as_millis() as u64, "statistics");
     let user = &narrowed;
     let start = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc() - Duration::hours(8);
     let end = (to + Duration::days(1))
@@ -160,6 +163,7 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
         load::Want::Counts,
     )?;
     let in_village = |code: &str| village.as_deref().is_none_or(|v| code.starts_with(v));
+    lap("records");
     let grids: BTreeMap<String, GridInfo> = load::grids(db, user)?
         .into_iter()
         .filter(|(c, _)| in_village(c))
@@ -175,11 +179,15 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
         .copied()
         .filter(|s| *s == Status::Returned || crate::domain::deadline::is_handled(*s))
         .collect();
+    lap("grids, households, visits");
     let histories = load::histories_filed_between(db, user, start, end, &counted)?;
+    lap("histories");
     let patrol_km = patrol_km(db, user, start, end)?;
+    lap("patrols");
     let mut st = assemble(
         from, to, today, records, grids, households, visits, histories, patrol_km,
     );
+    lap("assembled");
     st.names = load::display_names(db)?;
     Ok(st)
 }
