@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::rc::Rc;
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use dioxus::history::MemoryHistory;
 use dioxus::prelude::*;
 use dioxus::router::components::HistoryProvider;
@@ -101,19 +101,13 @@ impl Services {
     }
     /// Today in China Standard Time (UTC+8), where the work happens.
     pub fn today(&self) -> NaiveDate {
-        match FixedOffset::east_opt(8 * 3600) {
-            Some(cst) => self.now().with_timezone(&cst).date_naive(),
-            None => self.now().date_naive(),
-        }
+        crate::domain::cst::today(self.now())
     }
 }
 
 /// A time as the worker reads it: China Standard Time (UTC+8), in a `chrono` format.
 pub fn local_time(t: DateTime<Utc>, fmt: &str) -> String {
-    match FixedOffset::east_opt(8 * 3600) {
-        Some(cst) => t.with_timezone(&cst).format(fmt).to_string(),
-        None => t.format(fmt).to_string(),
-    }
+    crate::domain::cst::local(t).format(fmt).to_string()
 }
 
 /// A stored RFC 3339 time (e.g. the last sync) as the worker reads it, or "never".

@@ -6,7 +6,7 @@
 //! close within 5; disputes close within 15 working days. Working days skip Saturday and
 //! Sunday in China Standard Time (UTC+8); public holidays are left to the county's policy.
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
 use super::codes::{DeadlineState, Domain, Urgency};
@@ -82,14 +82,10 @@ pub fn phase(domain: Domain, status: Status) -> Phase {
     }
 }
 
-fn cst() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("UTC+8")
-}
-
 /// `start` plus `n` working days (same wall-clock time, UTC+8; a weekend start counts from the
 /// following Monday at 09:00).
 pub fn add_working_days(start: DateTime<Utc>, n: i64) -> DateTime<Utc> {
-    let tz = cst();
+    let tz = super::cst::offset();
     let mut t = start.with_timezone(&tz);
     let weekend = |d: Weekday| matches!(d, Weekday::Sat | Weekday::Sun);
     if weekend(t.weekday()) {

@@ -4,6 +4,7 @@
 //! `now` and `today` in, so every rule is testable and the same on device and server.
 
 pub mod codes;
+pub mod cst;
 pub mod deadline;
 pub mod geo;
 pub mod lifecycle;

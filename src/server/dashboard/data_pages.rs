@@ -418,8 +418,7 @@ fn records_sheet(
 ) -> Sheet {
     let now = Utc::now();
     let policy = crate::domain::deadline::DeadlinePolicy::default();
-    let tz = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8");
-    let t = |d: DateTime<Utc>| Cell::DateTime(d.with_timezone(&tz).naive_local());
+    let t = |d: DateTime<Utc>| Cell::DateTime(crate::domain::cst::local(d).naive_local());
     Sheet {
         name: "事项".into(),
         header: [
@@ -690,7 +689,6 @@ async fn export_stats(
             })
             .collect(),
     };
-    let tz = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8");
     let ledger = Sheet {
         name: "积分明细".into(),
         header: ["时间", "网格员", "事由", "积分", "关联"]
@@ -701,7 +699,7 @@ async fn export_stats(
             .iter()
             .map(|e| {
                 vec![
-                    Cell::DateTime(e.at.with_timezone(&tz).naive_local()),
+                    Cell::DateTime(crate::domain::cst::local(e.at).naive_local()),
                     e.worker.as_str().into(),
                     e.reason.into(),
                     Cell::Int(e.points),

@@ -21,7 +21,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -31,6 +31,7 @@ use super::auth;
 use super::error::Failure;
 use super::repo::{self, User};
 use crate::domain::codes::Coded;
+use crate::domain::cst;
 use crate::wire::{LoginRequest, Role};
 
 /// The session cookie's name.
@@ -253,14 +254,12 @@ impl Flash {
 
 /// China Standard Time, how every time on the dashboard is shown.
 pub fn local(t: DateTime<Utc>) -> String {
-    let tz = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
-    t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+    cst::local(t).format("%Y-%m-%d %H:%M").to_string()
 }
 
 /// Today in China Standard Time.
 pub fn today() -> chrono::NaiveDate {
-    let tz = FixedOffset::east_opt(8 * 3600).expect("UTC+8");
-    Utc::now().with_timezone(&tz).date_naive()
+    cst::today(Utc::now())
 }
 
 /// The page frame: navigation, who is signed in, and the content.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::load::{self, RecordRow, RecordSql};
 use super::{Clerk, Flash, PageError, blocking, enc, local, nonempty, page};
 use crate::domain::codes::{Coded, DeadlineState, Domain, Urgency};
+use crate::domain::cst;
 use crate::domain::deadline::{DeadlinePolicy, Phase, is_handled};
 use crate::domain::lifecycle::{Status, lifecycle};
 use crate::server::AppState;
@@ -130,23 +131,14 @@ impl QueueFilter {
                     s.add("grid_code", ">=", v.as_str(), first);
                     s.add("grid_code", "<", format!("{v}~"), first);
                 }
-                let tz8 = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8");
-                let start_of = |d: NaiveDate| {
-                    d.and_hms_opt(0, 0, 0)
-                        .expect("midnight")
-                        .and_local_timezone(tz8)
-                        .single()
-                        .expect("UTC+8")
-                        .with_timezone(&Utc)
-                };
                 if let Some(f) = from {
-                    s.add("created_at", ">=", ts(start_of(f)), first);
+                    s.add("created_at", ">=", ts(cst::start_of_day(f)), first);
                 }
                 if let Some(t) = to {
                     s.add(
                         "created_at",
                         "<",
-                        ts(start_of(t + chrono::Duration::days(1))),
+                        ts(cst::start_of_day(t + chrono::Duration::days(1))),
                         first,
                     );
                 }

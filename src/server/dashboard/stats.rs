@@ -17,6 +17,7 @@ use super::charts::{self, AMBER, BLUE, GREEN, RED};
 use super::load::{self, GridInfo, RecordRow, RecordSql, VisitRow};
 use super::{Clerk, PageError, blocking, local, nonempty, page};
 use crate::domain::codes::{Coded, DeadlineState, Domain, Satisfaction};
+use crate::domain::cst;
 use crate::domain::deadline::DeadlinePolicy;
 use crate::domain::lifecycle::Status;
 use crate::domain::model::StatusChange;
@@ -140,12 +141,8 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
     let lap =
         |what: &str| tracing::debug!(what, ms = clock.elapsed().as_millis() as u64, "statistics");
     let user = &narrowed;
-    let start = from.and_hms_opt(0, 0, 0).expect("midnight").and_utc() - Duration::hours(8);
-    let end = (to + Duration::days(1))
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight")
-        .and_utc()
-        - Duration::hours(8);
+    let start = cst::start_of_day(from);
+    let end = cst::start_of_day(to + Duration::days(1));
     let records = load::records(
         db,
         user,
@@ -291,7 +288,7 @@ fn assemble(
         w += Duration::weeks(1);
     }
     for r in &records {
-        let d = (r.created_at + Duration::hours(8)).date_naive();
+        let d = cst::today(r.created_at);
         let i = Domain::ALL.iter().position(|x| *x == r.domain).unwrap_or(0);
         weeks
             .entry(week_of(d))

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 use serde_json::Value;
 use uuid::Uuid;
@@ -73,8 +73,7 @@ pub struct Sheet {
 
 /// China Standard Time, for the times people read.
 fn local(t: DateTime<Utc>) -> NaiveDateTime {
-    t.with_timezone(&FixedOffset::east_opt(8 * 3600).expect("UTC+8"))
-        .naive_local()
+    crate::domain::cst::local(t).naive_local()
 }
 
 fn write_err(what: &'static str) -> impl Fn(rust_xlsxwriter::XlsxError) -> DataError {

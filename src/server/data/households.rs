@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{FixedOffset, NaiveDate};
+use chrono::NaiveDate;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -419,10 +419,7 @@ pub(super) fn import(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ImportReport, DataError> {
     let cols = Columns::find(ctx.file, &t.header, COLUMNS)?;
-    let today = ctx
-        .now
-        .with_timezone(&FixedOffset::east_opt(8 * 3600).expect("UTC+8"))
-        .date_naive();
+    let today = crate::domain::cst::today(ctx.now);
     let total = t.rows.len();
     let mut bar = Bar::new(progress, total);
     bar.report(0);
