@@ -15,6 +15,9 @@ use crate::domain::model::{EntityKind, StatusChange};
 use crate::merge::FieldMeta;
 use crate::wire::{Account, GridRef, Role};
 
+/// The event-record kinds as an SQL list, for `kind IN (...)`.
+pub const RECORD_KINDS: &str = "'OPINION','DISPUTE','PATROL','HAZARD','SPECIAL_POP','EMERGENCY','PUBLICITY','LIVELIHOOD','OTHER'";
+
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -1180,7 +1180,8 @@ pub fn list_records(
 ) -> Result<Vec<Value>, Failure> {
     let (clause, mut args) = user.scope().clause(1);
     let mut sql = format!(
-        "SELECT data FROM entities WHERE {clause} AND kind IN ('OPINION','DISPUTE','PATROL','HAZARD','SPECIAL_POP','EMERGENCY','PUBLICITY','LIVELIHOOD','OTHER')"
+        "SELECT data FROM entities WHERE {clause} AND kind IN ({})",
+        repo::RECORD_KINDS
     );
     if let Some(k) = kind {
         args.push(k.code().into());

@@ -18,8 +18,7 @@ use crate::server::db::{Sql, V};
 use crate::server::error::Failure;
 use crate::server::repo::{self, User, parse_ts};
 
-/// The event-record kinds, as stored.
-pub const RECORD_KINDS: &str = "'OPINION','DISPUTE','PATROL','HAZARD','SPECIAL_POP','EMERGENCY','PUBLICITY','LIVELIHOOD','OTHER'";
+use crate::server::repo::RECORD_KINDS;
 
 /// A grid in scope.
 #[derive(Debug, Clone)]

@@ -152,11 +152,10 @@ impl QueueFilter {
         let q = nonempty(&self.q).map(str::to_lowercase);
         let mut rows: Vec<RecordRow> = rows
             .into_iter()
+            // Open and handled were decided in SQL; the deadline states are computed here.
             .filter(|r| match state {
                 "overdue" => r.deadline_state(now, &policy) == Some(DeadlineState::Overdue),
                 "due_soon" => r.deadline_state(now, &policy) == Some(DeadlineState::DueSoon),
-                "open" => lifecycle(r.domain).is_open(r.status) && !r.handled(),
-                "handled" => r.handled(),
                 _ => true,
             })
             .filter(|r| match &q {

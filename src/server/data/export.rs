@@ -206,7 +206,7 @@ pub struct RecordFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
-const RECORD_KINDS: &str = "'OPINION','DISPUTE','PATROL','HAZARD','SPECIAL_POP','EMERGENCY','PUBLICITY','LIVELIHOOD','OTHER'";
+use crate::server::repo::RECORD_KINDS;
 
 fn category_label(r: &AnyRecord) -> String {
     let code = r.category_code();
