@@ -401,6 +401,17 @@ pub fn visits_since(
     Ok(out)
 }
 
+/// How many distinct households of each grid were visited after `since` (coverage).
+pub fn visited_per_grid(visits: &[VisitRow], since: NaiveDate) -> BTreeMap<&str, usize> {
+    let mut seen: BTreeMap<&str, std::collections::BTreeSet<Uuid>> = BTreeMap::new();
+    for v in visits.iter().filter(|v| v.on > since) {
+        seen.entry(v.grid_code.as_str())
+            .or_default()
+            .insert(v.household);
+    }
+    seen.into_iter().map(|(g, s)| (g, s.len())).collect()
+}
+
 /// The status changes into `to` (any status when empty) of every event record in scope filed
 /// in `[start, end)`, by record, oldest change first: one query, however many records.
 pub fn histories_filed_between(

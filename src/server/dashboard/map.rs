@@ -83,16 +83,7 @@ async fn map_page(
     for h in &open {
         *open_per_grid.entry(h.grid_code.as_str()).or_default() += 1;
     }
-    let mut visited: BTreeMap<&str, std::collections::BTreeSet<uuid::Uuid>> = BTreeMap::new();
-    for v in visits
-        .iter()
-        .filter(|v| v.on > super::today() - Duration::days(30))
-    {
-        visited
-            .entry(v.grid_code.as_str())
-            .or_default()
-            .insert(v.household);
-    }
+    let visited = load::visited_per_grid(&visits, super::today() - Duration::days(30));
     let max_open = open_per_grid.values().copied().max().unwrap_or(0).max(1);
     // A county-wide map with thousands of points is unreadable and heavy: above the cap only
     // urgent and major hazards are drawn (the grid colours still count every one).
@@ -135,7 +126,7 @@ async fn map_page(
             svg.map xmlns="http://www.w3.org/2000/svg" viewBox={"0 0 900 " (pr.height())} role="img" {
                 @for g in grids.values() {
                     @let hh = households.get(&g.code).copied().unwrap_or(0);
-                    @let seen = visited.get(g.code.as_str()).map(|s| s.len()).unwrap_or(0);
+                    @let seen = visited.get(g.code.as_str()).copied().unwrap_or(0);
                     @let n = open_per_grid.get(g.code.as_str()).copied().unwrap_or(0);
                     @let good = if by_hazards { 1.0 - n as f64 / max_open as f64 } else if hh == 0 { 0.0 } else { seen as f64 / hh as f64 };
                     a href={"/queue?grid=" (g.code)} {

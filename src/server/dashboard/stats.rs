@@ -2,7 +2,7 @@
 //! overdue, satisfaction, visit coverage per grid and village, and each worker's activity and
 //! points ledger. Computed on read from the records, visits and status history in scope.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -300,22 +300,13 @@ fn assemble(
         .collect();
 
     // Coverage: distinct households visited in the last 30 days, per grid.
-    let since = today - Duration::days(30);
-    let mut seen: BTreeMap<&str, BTreeSet<Uuid>> = BTreeMap::new();
-    for v in visits.iter().filter(|v| v.on > since) {
-        seen.entry(v.grid_code.as_str())
-            .or_default()
-            .insert(v.household);
-    }
+    let seen = load::visited_per_grid(&visits, today - Duration::days(30));
     let coverage: Vec<Coverage> = grids
         .values()
         .map(|g| Coverage {
             grid: g.clone(),
             households: households.get(&g.code).copied().unwrap_or(0),
-            visited: seen
-                .get(g.code.as_str())
-                .map(|s| s.len() as i64)
-                .unwrap_or(0),
+            visited: seen.get(g.code.as_str()).map(|n| *n as i64).unwrap_or(0),
         })
         .collect();
     let mut vs: BTreeMap<String, (String, i64, i64)> = BTreeMap::new();
