@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -38,7 +38,7 @@ const PG_ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
 struct Device {
     username: String,
     token: String,
-    store: Mutex<Store>,
+    store: Arc<Mutex<Store>>,
 }
 
 fn hazard(grid: uuid::Uuid, worker: &str, i: usize) -> Hazard {
@@ -212,7 +212,7 @@ fn run(
             devices.push(Device {
                 username,
                 token,
-                store: Mutex::new(store),
+                store: Arc::new(Mutex::new(store)),
             });
         }
         Ok(())
@@ -243,8 +243,20 @@ fn run(
     });
 
     // The devices, all at once, in another runtime.
+    // The simulated devices' threads run at the lowest priority (nice 19): on the day, each
+    // device applies what it pulls on its own phone, not on the server's two cores, so here
+    // their work must not take the server's turn on the CPU. Their store work (the sync
+    // client runs it on blocking threads) gets two threads, as many as the cores, so the
+    // threads that send requests and read answers are not starved by hundreds of appliers.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .thread_name("devices")
+        .max_blocking_threads(2)
+        .on_thread_start(|| {
+            // SAFETY: setpriority on the calling thread (Linux: who = 0 is this thread).
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+            }
+        })
         .enable_all()
         .build()?;
     let base = format!("http://{addr}");

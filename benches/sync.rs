@@ -116,7 +116,7 @@ struct Run {
 
 async fn timed(
     client: &SyncClient,
-    store: &Mutex<Store>,
+    store: &Arc<Mutex<Store>>,
     proxy: &Proxy,
     expect_pulled: Option<u64>,
     expect_pushed: u64,
@@ -223,7 +223,7 @@ async fn gridwalk_run(
     let proxy = Proxy::start(server_addr).await?;
 
     // A fresh device, signed in directly (sign-in is not part of the figures: the peer has none).
-    let store = Mutex::new(Store::open(dir.join("device.db"))?);
+    let store = Arc::new(Mutex::new(Store::open(dir.join("device.db"))?));
     let device = store.lock().unwrap().device_id();
     let worker = "worker-a";
     let login = gridwalk::sync::login(

@@ -13,11 +13,13 @@
 //!
 //! Network errors, 5xx and 429 are retried with exponential backoff; 401/403 and an
 //! incompatible server stop the sync with a message saying what to do. The store is held
-//! behind a `Mutex` and locked only around store work, never across a request, so the UI
-//! stays responsive and many devices can sync from one process (tests, the load generator).
+//! behind a `Mutex` and locked only around store work, never across a request; the heavy
+//! store work (reading the outbox, applying a pulled page) runs on a blocking thread, not on
+//! the async executor, so the UI stays responsive while thousands of records are written and
+//! many devices can sync from one process (tests, the load generator).
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -169,6 +171,23 @@ fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
     store.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Runs store work on a blocking thread (inside a tokio runtime; in place otherwise), so a
+/// page of thousands of records is written without holding up the executor it was awaited
+/// on: the app's UI, or the other devices of a load test.
+async fn on_store<R: Send + 'static>(
+    store: &Arc<Mutex<Store>>,
+    f: impl FnOnce(&mut Store) -> R + Send + 'static,
+) -> R {
+    let store = store.clone();
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => match rt.spawn_blocking(move || f(&mut lock(&store))).await {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        },
+        Err(_) => f(&mut lock(&store)),
+    }
+}
+
 /// Signs in once (online): returns the session and the account.
 pub async fn login(
     server: &str,
@@ -206,7 +225,7 @@ pub async fn enrol(
     server: &str,
     username: &str,
     password: &str,
-    store: &Mutex<Store>,
+    store: &Arc<Mutex<Store>>,
 ) -> Result<Enrolment, SyncError> {
     let device = lock(store).device_id();
     let res = login(server, username, password, device).await?;
@@ -332,7 +351,7 @@ impl SyncClient {
     /// Runs a whole sync: push (urgent lane first), photos, pull.
     pub async fn sync(
         &self,
-        store: &Mutex<Store>,
+        store: &Arc<Mutex<Store>>,
         mut progress: impl FnMut(Progress),
     ) -> Result<SyncSummary, SyncError> {
         let mut sum = SyncSummary::default();
@@ -344,7 +363,7 @@ impl SyncClient {
 
     async fn push(
         &self,
-        store: &Mutex<Store>,
+        store: &Arc<Mutex<Store>>,
         progress: &mut impl FnMut(Progress),
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
@@ -359,7 +378,7 @@ impl SyncClient {
         });
         for lane in [Lane::Urgent, Lane::Normal] {
             loop {
-                let entries = lock(store).outbox(lane, PUSH_BATCH)?;
+                let entries = on_store(store, move |s| s.outbox(lane, PUSH_BATCH)).await?;
                 if entries.is_empty() {
                     break;
                 }
@@ -402,7 +421,7 @@ impl SyncClient {
 
     async fn photos(
         &self,
-        store: &Mutex<Store>,
+        store: &Arc<Mutex<Store>>,
         progress: &mut impl FnMut(Progress),
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
@@ -483,7 +502,7 @@ impl SyncClient {
 
     async fn pull(
         &self,
-        store: &Mutex<Store>,
+        store: &Arc<Mutex<Store>>,
         progress: &mut impl FnMut(Progress),
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
@@ -500,16 +519,17 @@ impl SyncClient {
             let res = self.send(|| self.http.get(&url), &mut sum.requests).await?;
             let page: PullResponse = decode(res).await?;
             sum.latencies.push((Phase::Download, started.elapsed()));
-            let applied = lock(store).apply_pull(&page, Utc::now())?;
+            let more = page.more;
+            let applied = on_store(store, move |s| s.apply_pull(&page, Utc::now())).await?;
             sum.pulled += applied.changes as u64;
             sum.feedback += applied.feedback as u64;
             sum.conflicts.extend(applied.conflicts);
             progress(Progress {
                 phase: Phase::Download,
                 done: sum.pulled,
-                total: sum.pulled + if page.more { self.page as u64 } else { 0 },
+                total: sum.pulled + if more { self.page as u64 } else { 0 },
             });
-            if !page.more {
+            if !more {
                 return Ok(());
             }
         }
