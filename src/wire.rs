@@ -186,6 +186,34 @@ pub struct PullResponse {
     /// Visit cadence per tag, sent with the first page (cursor 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cadence: Option<Vec<(crate::domain::codes::Tag, u32)>>,
+    /// This device's pushed entries the server took but could not apply (checked when it
+    /// applied them, after the push was acknowledged), after `cursor` and up to this page's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejection>,
+}
+
+/// A pushed entry the server received but refused when it applied it: what was wrong and
+/// where. The entry itself is kept on the server (county staff can see it); the device keeps
+/// its own copy of the record and shows the worker why it did not reach the county.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The server sequence number of the refusal (pulls deliver it once, in order).
+    pub seq: i64,
+    pub lane: Lane,
+    /// The entry's outbox sequence number on the device.
+    pub entry_seq: u64,
+    pub kind: EntityKind,
+    pub record_id: Uuid,
+    pub op: Op,
+    /// A stable machine code, as in [`ApiError::error`]: `invalid`, `not_found`, `conflict`...
+    pub error: String,
+    /// What was wrong, in words.
+    pub message: String,
+    /// Where, as a JSON path into the entry (`fields.location.lon`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// When the server refused it.
+    pub at: DateTime<Utc>,
 }
 
 /// Every error answer: what was wrong and, where it applies, where.
@@ -599,6 +627,7 @@ mod tests {
             base: 3,
             more: true,
             cadence: None,
+            rejected: Vec::new(),
         };
         let text = serde_json::to_string(&page).unwrap();
         assert!(text.contains(r#""keys":["location","number"]"#), "{text}");

@@ -925,6 +925,7 @@ pub fn pull(
         } else {
             None
         },
+        rejected: Vec::new(),
     })
 }
 

@@ -376,6 +376,7 @@ fn pull_conflicts(
         base: 0,
         more: false,
         cadence: None,
+        rejected: Vec::new(),
     };
     store.apply_pull(&page, now()).unwrap()
 }
