@@ -233,7 +233,7 @@ fn run(
     let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = router(AppState { db: db.clone() });
+    let app = router(AppState::new(db.clone()));
     let server = server_rt.spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -243,18 +243,24 @@ fn run(
     });
 
     // The devices, all at once, in another runtime.
-    // The simulated devices' threads run at the lowest priority (nice 19): on the day, each
-    // device applies what it pulls on its own phone, not on the server's two cores, so here
-    // their work must not take the server's turn on the CPU. Their store work (the sync
-    // client runs it on blocking threads) gets two threads, as many as the cores, so the
-    // threads that send requests and read answers are not starved by hundreds of appliers.
+    // The simulated devices' store work runs at the lowest priority (nice 19): on the day,
+    // each device applies what it pulls on its own phone, not on the server's two cores, so
+    // here it must not take the server's turn on the CPU. The sync client runs store work on
+    // blocking threads; they get two (as many as the cores) so hundreds of appliers do not
+    // crowd the rest. The runtime's two workers, which send the requests and read the
+    // answers (the latencies measured), are started first, when the runtime is built, and
+    // keep the normal priority.
+    let started_threads = std::sync::atomic::AtomicUsize::new(0);
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .thread_name("devices")
         .max_blocking_threads(2)
-        .on_thread_start(|| {
-            // SAFETY: setpriority on the calling thread (Linux: who = 0 is this thread).
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+        .on_thread_start(move || {
+            if started_threads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2 {
+                // SAFETY: setpriority on the calling thread (Linux: who = 0 is this thread).
+                unsafe {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+                }
             }
         })
         .enable_all()

@@ -60,7 +60,9 @@ pub struct OutboxEntry {
 
 /// The protocol version this build speaks; the server refuses others with 426.
 /// 2: pulls name their `base`, and event records changed since it come as partial changes.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: a push is acknowledged once received and applied just after; entries refused then
+///    come down with the pull (`rejected`).
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The header that carries it on every request.
 pub const PROTOCOL_HEADER: &str = "x-gridwalk-protocol";
 
@@ -133,12 +135,12 @@ pub struct PushResponse {
     pub lane: Lane,
     /// Every entry up to and including this sequence number is on the server: delete them.
     pub acked_through: u64,
-    /// Entries applied now.
-    pub applied: u32,
-    /// Entries at or below the watermark, answered as already applied.
+    /// Entries received now. The server applies them just after, in order; one it refuses
+    /// then comes down with the next pull (see [`PullResponse::rejected`]), as do the
+    /// conflicts they make.
+    pub queued: u32,
+    /// Entries at or below the watermark, answered as already received.
     pub replayed: u32,
-    /// Conflicts this batch made (their records come down with the next pull).
-    pub conflicts: u32,
 }
 
 /// One entity as it stands on the server, in a pull page.

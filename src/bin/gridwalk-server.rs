@@ -239,7 +239,10 @@ fn main() -> Result<()> {
                 }
                 tracing::info!(%addr, backend = db.backend(), "gridwalk-server listening");
                 println!("gridwalk-server listening on http://{addr}");
-                axum::serve(listener, router(AppState { db }))
+                let state = AppState::new(db);
+                // Pushes received before a restart and not yet applied: apply them now.
+                state.inbox.kick(&state.db);
+                axum::serve(listener, router(state))
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;
                     })

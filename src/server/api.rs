@@ -179,11 +179,8 @@ async fn push(
     a: Auth,
     JsonBody(req): JsonBody<PushRequest>,
 ) -> Result<Json<PushResponse>, Failure> {
-    let _turn = s.db.write_turn().await;
-    let res = blocking(move || {
-        s.db.tx(|db| sync::push(db, &a.user, a.device, &req, Utc::now()))
-    })
-    .await?;
+    // Received with the other pushes waiting, in one transaction; applied just after.
+    let res = s.inbox.receive(&s.db, a.user, a.device, req).await?;
     Ok(Json(res))
 }
 
@@ -217,9 +214,11 @@ async fn pull(
             Some("base"),
         ));
     }
+    // The device's own pushes first: its sync brings back what it sent, or why not.
+    s.inbox.settle(&s.db, a.device).await?;
     let _turn = s.db.read_turn().await;
     let res = blocking(move || {
-        s.db.read(|db| sync::pull(db, &a.user, q.cursor, q.base, q.limit))
+        s.db.read(|db| sync::pull(db, &a.user, Some(a.device), q.cursor, q.base, q.limit))
     })
     .await?;
     Ok(Json(res))
@@ -247,10 +246,12 @@ fn upload_headers(size: i64, received: i64, complete: bool) -> HeaderMap {
 /// How much of a photo the server has: `Upload-Offset` is where an upload continues.
 async fn photo_head(
     State(s): State<AppState>,
-    _a: Auth,
+    a: Auth,
     Path(sha): Path<String>,
 ) -> Result<Response, Failure> {
     check_sha(&sha)?;
+    // A photo is known once a record names it: the device's own pushes first.
+    s.inbox.settle(&s.db, a.device).await?;
     let _turn = s.db.read_turn().await;
     let state = blocking(move || {
         s.db.read(|db| repo::photo_state(db, &sha))
@@ -278,6 +279,7 @@ async fn photo_put(
     Query(Offset { offset }): Query<Offset>,
     body: Bytes,
 ) -> Result<Response, Failure> {
+    s.inbox.settle(&s.db, a.device).await?;
     check_sha(&sha)?;
     let _turn = s.db.write_turn().await;
     let res = blocking(move || {

@@ -60,6 +60,15 @@ impl Failure {
         }
     }
 
+    /// The machine code and, for invalid input, the field path (as an error answer has them).
+    pub fn code_and_field(&self) -> (&'static str, Option<String>) {
+        let field = match self {
+            Failure::Invalid { field, .. } => field.clone(),
+            _ => None,
+        };
+        (self.code().1, field)
+    }
+
     fn code(&self) -> (StatusCode, &'static str) {
         match self {
             Failure::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),

@@ -720,3 +720,142 @@ pub fn photo_in_scope(
     .map(|r| Ok((r[0].bytes()?, r[1].string()?)))
     .transpose()
 }
+
+/// A received push, to queue in the inbox.
+pub struct QueuedPush<'a> {
+    pub device: Uuid,
+    pub lane: &'a str,
+    pub username: &'a str,
+    pub device_now: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    /// The entries, JSON, in sequence order.
+    pub entries: &'a str,
+}
+
+pub fn queue_push(db: &mut dyn Sql, q: &QueuedPush<'_>) -> Result<(), DbError> {
+    db.exec(
+        "INSERT INTO push_inbox (device_id, lane, username, device_now, received_at, entries)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        args![
+            q.device.to_string(),
+            q.lane,
+            q.username,
+            ts(q.device_now),
+            ts(q.received_at),
+            q.entries
+        ],
+    )?;
+    Ok(())
+}
+
+/// A push waiting in the inbox.
+pub struct Queued {
+    pub id: i64,
+    pub device: Uuid,
+    pub username: String,
+    pub device_now: DateTime<Utc>,
+    pub entries: String,
+}
+
+/// The oldest queued pushes, in arrival order, at most `limit`.
+pub fn queued_pushes(db: &mut dyn Sql, limit: i64) -> Result<Vec<Queued>, DbError> {
+    db.query(
+        "SELECT id, device_id, username, device_now, entries FROM push_inbox ORDER BY id LIMIT $1",
+        args![limit],
+    )?
+    .into_iter()
+    .map(|r| {
+        Ok(Queued {
+            id: r[0].i64()?,
+            device: uuid(r[1].str()?)?,
+            username: r[2].string()?,
+            device_now: parse_ts(r[3].str()?)?,
+            entries: r[4].string()?,
+        })
+    })
+    .collect()
+}
+
+pub fn unqueue_push(db: &mut dyn Sql, id: i64) -> Result<(), DbError> {
+    db.exec("DELETE FROM push_inbox WHERE id = $1", args![id])?;
+    Ok(())
+}
+
+/// The last inbox row of this device's pushes still queued, if any.
+pub fn last_queued_for(db: &mut dyn Sql, device: Uuid) -> Result<Option<i64>, DbError> {
+    Ok(db
+        .query_opt(
+            "SELECT id FROM push_inbox WHERE device_id = $1 ORDER BY id DESC LIMIT 1",
+            args![device.to_string()],
+        )?
+        .map(|r| r[0].i64())
+        .transpose()?)
+}
+
+/// How many pushes wait in the inbox (health and load tests).
+pub fn queued_count(db: &mut dyn Sql) -> Result<i64, DbError> {
+    db.query_one("SELECT COUNT(*) FROM push_inbox", &[])?[0].i64()
+}
+
+/// Keeps a refused entry (the entry as pushed, JSON) for its device and county staff.
+pub fn add_rejection(
+    db: &mut dyn Sql,
+    device: Uuid,
+    username: &str,
+    r: &crate::wire::Rejection,
+    entry: &str,
+) -> Result<(), DbError> {
+    db.exec(
+        "INSERT INTO push_rejections (seq, device_id, username, lane, entry_seq, kind, record_id, op,
+                                      error, message, field, entry, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        args![
+            r.seq,
+            device.to_string(),
+            username,
+            r.lane.code(),
+            r.entry_seq as i64,
+            r.kind.code(),
+            r.record_id.to_string(),
+            r.op.code(),
+            &r.error,
+            &r.message,
+            r.field.clone(),
+            entry,
+            ts(r.at)
+        ],
+    )?;
+    Ok(())
+}
+
+/// A device's refused entries with `after < seq <= upto`, in order.
+pub fn rejections_for(
+    db: &mut dyn Sql,
+    device: Uuid,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<crate::wire::Rejection>, DbError> {
+    use crate::wire::{Lane, Op};
+    let bad = |what: &str, e: String| DbError::Type(format!("push_rejections.{what}: {e}"));
+    db.query(
+        "SELECT seq, lane, entry_seq, kind, record_id, op, error, message, field, at
+         FROM push_rejections WHERE device_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+        args![device.to_string(), after, upto],
+    )?
+    .into_iter()
+    .map(|r| {
+        Ok(crate::wire::Rejection {
+            seq: r[0].i64()?,
+            lane: Lane::from_code(r[1].str()?).map_err(|e| bad("lane", e.to_string()))?,
+            entry_seq: r[2].i64()? as u64,
+            kind: EntityKind::from_code(r[3].str()?).map_err(|e| bad("kind", e.to_string()))?,
+            record_id: uuid(r[4].str()?)?,
+            op: Op::from_code(r[5].str()?).map_err(|e| bad("op", e.to_string()))?,
+            error: r[6].string()?,
+            message: r[7].string()?,
+            field: r[8].opt_string()?,
+            at: parse_ts(r[9].str()?)?,
+        })
+    })
+    .collect()
+}

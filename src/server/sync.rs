@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::db::Sql;
+use super::db::{Sql, V};
 use super::error::Failure;
 use super::repo::{self, Entity, EntityMeta, Scope, User};
 use crate::domain::codes::{Coded, Domain, Tag};
@@ -21,7 +21,9 @@ use crate::domain::model::{
     PatrolPoints, Person, Reply, StatusChange, Visit, new_id,
 };
 use crate::merge::{Decision, FieldEdit, FieldMeta, corrected_time, decide};
-use crate::wire::{Change, Lane, Op, OutboxEntry, PullResponse, PushRequest, PushResponse};
+use crate::wire::{
+    Change, Lane, Op, OutboxEntry, PullResponse, PushRequest, PushResponse, Rejection,
+};
 
 /// Largest pull page.
 pub const MAX_PAGE: usize = 20_000;
@@ -292,8 +294,11 @@ fn parent_of_kind(
     Ok(e)
 }
 
-/// Applies a pushed batch of one lane in the caller's transaction.
-pub fn push(
+/// Receives a pushed batch of one lane in the caller's transaction: checks its shape, the
+/// device and the sequence, and queues the entries not seen before in the push inbox. The
+/// answer acknowledges them (the device may delete them); [`apply_inbox`] applies them just
+/// after, in arrival order, and an entry refused then goes down with the device's next pull.
+pub fn receive(
     db: &mut dyn Sql,
     user: &User,
     device: Uuid,
@@ -333,46 +338,178 @@ pub fn push(
         )));
     }
     let watermark = watermark as u64;
-    let fresh: Vec<(usize, &OutboxEntry)> = req
-        .entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.seq > watermark)
-        .collect();
+    let fresh: Vec<&OutboxEntry> = req.entries.iter().filter(|e| e.seq > watermark).collect();
     let replayed = (req.entries.len() - fresh.len()) as u32;
-    if let Some((_, first)) = fresh.first()
+    if let Some(first) = fresh.first()
         && first.seq != watermark + 1
     {
         return Err(Failure::Gap {
             expected: watermark + 1,
         });
     }
-    let mut ctx = Ctx::new(user, Some(device), server_now, req.device_now);
-    if !fresh.is_empty() {
-        // Most entries take one number; more are asked for if some take several.
-        let n = fresh.len() as i64;
-        let first = repo::reserve_seqs(db, n)?;
-        ctx.seqs = first..first + n;
-    }
-    for (i, e) in &fresh {
-        apply_entry(db, &mut ctx, e).map_err(|f| f.at(&format!("entries[{i}]")))?;
-    }
-    repo::audit_many(db, &ctx.audits)?;
     let acked = fresh
         .last()
-        .map(|(_, e)| e.seq)
+        .map(|e| e.seq)
         .unwrap_or(watermark)
         .max(watermark);
     if !fresh.is_empty() {
+        let entries =
+            serde_json::to_string(&fresh).map_err(|e| Failure::Internal(e.to_string()))?;
+        repo::queue_push(
+            db,
+            &repo::QueuedPush {
+                device,
+                lane: lane.code(),
+                username: &user.username,
+                device_now: req.device_now,
+                received_at: server_now,
+                entries: &entries,
+            },
+        )?;
         repo::set_watermark(db, device, lane.code(), acked as i64)?;
     }
     Ok(PushResponse {
         lane,
         acked_through: acked,
-        applied: fresh.len() as u32,
+        queued: fresh.len() as u32,
         replayed,
-        conflicts: ctx.conflicts,
     })
+}
+
+/// Applies queued pushes in arrival order, whole rows, until about `max_entries` entries are
+/// done; returns the last row it applied (none: the inbox is empty, or on PostgreSQL another
+/// replica is applying it). Each row is tried whole in a savepoint first; if an entry is
+/// refused, the row is applied entry by entry instead, and each refused entry is kept in
+/// `push_rejections` (with a sequence number, for its device's next pull) and audited.
+/// Only a database error fails the call: then nothing of it is kept and the rows stay queued.
+pub fn apply_inbox(
+    db: &mut dyn Sql,
+    max_entries: usize,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, Failure> {
+    if db.backend() == "postgres"
+        && db.query_one("SELECT pg_try_advisory_xact_lock($1)", &[V::I(INBOX_LOCK)])?[0].i64()? == 0
+    {
+        return Ok(None);
+    }
+    let rows = repo::queued_pushes(db, 64)?;
+    let mut users: BTreeMap<String, Option<User>> = BTreeMap::new();
+    let (mut done, mut entries_done) = (None, 0);
+    for q in rows {
+        if done.is_some() && entries_done >= max_entries {
+            break;
+        }
+        let entries: Vec<OutboxEntry> = serde_json::from_str(&q.entries)
+            .map_err(|e| Failure::Internal(format!("push inbox row {}: {e}", q.id)))?;
+        if !users.contains_key(&q.username) {
+            let u = repo::user_by_name(db, &q.username)?.map(|(u, _)| u);
+            users.insert(q.username.clone(), u);
+        }
+        let user = users[&q.username].as_ref();
+        apply_received(db, user, &q, &entries, now)?;
+        repo::unqueue_push(db, q.id)?;
+        done = Some(q.id);
+        entries_done += entries.len();
+    }
+    Ok(done)
+}
+
+/// The PostgreSQL advisory lock one replica holds while it applies the inbox (rows of one
+/// device lane must be applied in order, so only one applier runs at a time).
+const INBOX_LOCK: i64 = 0x6772_6964_7761;
+
+fn apply_received(
+    db: &mut dyn Sql,
+    user: Option<&User>,
+    q: &repo::Queued,
+    entries: &[OutboxEntry],
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let Some(user) = user else {
+        for e in entries {
+            let f = Failure::Forbidden(format!("the account {} no longer exists", q.username));
+            reject(db, q, e, &f, now)?;
+        }
+        return Ok(());
+    };
+    // Fast path: the whole row at once.
+    db.exec("SAVEPOINT inbox_row", &[])?;
+    let mut ctx = Ctx::new(user, Some(q.device), now, q.device_now);
+    let n = entries.len() as i64;
+    let first = repo::reserve_seqs(db, n)?;
+    ctx.seqs = first..first + n;
+    let whole = entries
+        .iter()
+        .try_for_each(|e| apply_entry(db, &mut ctx, e))
+        .and_then(|()| Ok(repo::audit_many(db, &ctx.audits)?));
+    if whole.is_ok() {
+        db.exec("RELEASE SAVEPOINT inbox_row", &[])?;
+        return Ok(());
+    }
+    db.exec("ROLLBACK TO SAVEPOINT inbox_row", &[])?;
+    db.exec("RELEASE SAVEPOINT inbox_row", &[])?;
+    // Entry by entry: the good ones are kept, each refused one is recorded.
+    for e in entries {
+        db.exec("SAVEPOINT inbox_entry", &[])?;
+        let mut ctx = Ctx::new(user, Some(q.device), now, q.device_now);
+        let one =
+            apply_entry(db, &mut ctx, e).and_then(|()| Ok(repo::audit_many(db, &ctx.audits)?));
+        match one {
+            Ok(()) => {
+                db.exec("RELEASE SAVEPOINT inbox_entry", &[])?;
+            }
+            Err(f) => {
+                // If the database itself failed, this fails too and the call with it.
+                db.exec("ROLLBACK TO SAVEPOINT inbox_entry", &[])?;
+                db.exec("RELEASE SAVEPOINT inbox_entry", &[])?;
+                reject(db, q, e, &f, now)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a refused entry, whole, with why, for its device's next pull and county staff.
+fn reject(
+    db: &mut dyn Sql,
+    q: &repo::Queued,
+    e: &OutboxEntry,
+    f: &Failure,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let (error, field) = f.code_and_field();
+    let seq = repo::next_seq(db)?;
+    let entry = serde_json::to_string(e).map_err(|e| Failure::Internal(e.to_string()))?;
+    let r = Rejection {
+        seq,
+        lane: e.lane,
+        entry_seq: e.seq,
+        kind: e.kind,
+        record_id: e.record_id,
+        op: e.op,
+        error: error.to_owned(),
+        message: f.to_string(),
+        field,
+        at: now,
+    };
+    repo::add_rejection(db, q.device, &q.username, &r, &entry)?;
+    tracing::info!(device = %q.device, record = %e.record_id, error, message = %r.message, "pushed entry refused");
+    repo::audit_many(
+        db,
+        &[repo::AuditLine {
+            at: now,
+            username: q.username.clone(),
+            device: Some(q.device),
+            action: "PUSH_REFUSED".into(),
+            kind: Some(e.kind),
+            entity: Some(e.record_id),
+            detail: Some(match &r.field {
+                Some(field) => format!("{}: {field}", r.message),
+                None => r.message.clone(),
+            }),
+        }],
+    )?;
+    Ok(())
 }
 
 fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(), Failure> {
@@ -850,6 +987,7 @@ pub fn cadence(db: &mut dyn Sql) -> Result<Vec<(Tag, u32)>, Failure> {
 pub fn pull(
     db: &mut dyn Sql,
     user: &User,
+    device: Option<Uuid>,
     cursor: i64,
     base: i64,
     limit: usize,
@@ -865,7 +1003,15 @@ pub fn pull(
         .map(|r| r.1)
         .collect();
     let mut histories = repo::versioned_histories(db, &record_ids)?;
-    let next = rows.last().map(|r| r.4).unwrap_or(cursor);
+    let mut next = rows.last().map(|r| r.4).unwrap_or(cursor);
+    // The device's refused entries up to this page's end (to the end when it is the last).
+    let rejected = match device {
+        Some(d) => repo::rejections_for(db, d, cursor, if more { next } else { i64::MAX })?,
+        None => Vec::new(),
+    };
+    if !more && let Some(r) = rejected.last() {
+        next = next.max(r.seq);
+    }
     let internal = |e: serde_json::Error| Failure::Internal(e.to_string());
     let mut changes = Vec::with_capacity(rows.len());
     for (kind, id, data, meta, seq) in rows {
@@ -925,7 +1071,7 @@ pub fn pull(
         } else {
             None
         },
-        rejected: Vec::new(),
+        rejected,
     })
 }
 

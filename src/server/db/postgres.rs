@@ -23,6 +23,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_dashboard_indexes",
         include_str!("migrations/postgres/0003_dashboard_indexes.sql"),
     ),
+    (
+        "0004_push_inbox",
+        include_str!("migrations/postgres/0004_push_inbox.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_history_versions.sql"),
     include_str!("migrations/sqlite/0003_dashboard_indexes.sql"),
+    include_str!("migrations/sqlite/0004_push_inbox.sql"),
 ];
 const MAX_READERS: usize = 8;
 

@@ -1,11 +1,13 @@
 //! Accounts, scope and bad input at the API: 401s, rate limiting, scope refusals that reveal
-//! nothing, replays and gaps, 4xx answers that say what and where, and rejected batches that
-//! store nothing.
+//! nothing, replays and gaps, 4xx answers that say what and where, and pushed entries refused
+//! when applied: nothing of them stored, and the pull says what and where.
 
 use chrono::{Duration, Utc};
 use gridwalk::domain::codes::*;
 use gridwalk::domain::model::*;
-use gridwalk::wire::{ApiError, Lane, Op, OutboxEntry, PushRequest, PushResponse};
+use gridwalk::wire::{
+    ApiError, Lane, Op, OutboxEntry, PullResponse, PushRequest, PushResponse, Rejection,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -63,6 +65,30 @@ async fn push(
         .unwrap();
     let st = res.status().as_u16();
     (st, res.json().await.unwrap_or_default())
+}
+
+/// What the server refused of this device's pushes: every page of a pull from 0 (the pull
+/// waits until the device's pushes are applied).
+async fn refused(server: &TestServer, token: &str) -> Vec<Rejection> {
+    let (mut cursor, mut out) = (0, Vec::new());
+    loop {
+        let res = reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/sync/pull?cursor={cursor}&base=0",
+                server.url
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let page: PullResponse = res.json().await.unwrap();
+        out.extend(page.rejected);
+        cursor = page.cursor;
+        if !page.more {
+            return out;
+        }
+    }
 }
 
 async fn count_hazards(server: &TestServer) -> i64 {
@@ -223,7 +249,8 @@ async fn scope_is_enforced_without_revealing(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(tr.status(), 403);
-    // worker-b pushing an edit of worker-a's record: refused, nothing stored.
+    // worker-b pushing an edit of worker-a's record: taken, then refused when applied, and
+    // nothing stored; the pull says so, in the same words as a missing record.
     let dev_b = Uuid::now_v7();
     let b2 = gridwalk::sync::login(&server.url, "worker-b", "gridwalk-demo", dev_b)
         .await
@@ -241,30 +268,55 @@ async fn scope_is_enforced_without_revealing(backend: Backend) {
         edited_at: Utc::now(),
     };
     let (st, body) = push(&server, &b2.token, dev_b, vec![e]).await;
-    assert_eq!(st, 404, "{body}");
+    assert_eq!(st, 200, "{body}");
+    let r = refused(&server, &b2.token).await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0].error.as_str(), r[0].record_id, r[0].entry_seq),
+        ("not_found", h.common.id, 1)
+    );
+    assert!(
+        r[0].message
+            .contains(&format!("no hazard {} in your scope", h.common.id)),
+        "{r:?}"
+    );
     assert_eq!(
         server.entity(h.common.id).await.unwrap()["description"],
         "村头池塘无护栏，暑期有儿童玩水"
     );
-    // Creating in a grid not one's own is refused.
+    // Creating in a grid not one's own is refused; in one's own, kept.
     let (st, body) = push(
         &server,
         &b2.token,
         dev_b,
-        vec![hazard_entry(1, grid_a, |_| {})],
+        vec![hazard_entry(2, grid_a, |_| {})],
     )
     .await;
-    assert_eq!(st, 404, "{body}");
+    assert_eq!(st, 200, "{body}");
     let (st, _) = push(
         &server,
         &b2.token,
         dev_b,
-        vec![hazard_entry(1, grid_b, |f| {
+        vec![hazard_entry(3, grid_b, |f| {
             f.insert("author".into(), json!("worker-b"));
         })],
     )
     .await;
     assert_eq!(st, 200);
+    let r = refused(&server, &b2.token).await;
+    assert_eq!(
+        r.iter()
+            .map(|r| (r.entry_seq, r.error.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(1, "not_found"), (2, "not_found")],
+        "{r:?}"
+    );
+    assert!(
+        r[1].message
+            .ends_with(&format!("no grid {grid_a} in your scope")),
+        "{r:?}"
+    );
+    assert_eq!(r[1].field.as_deref(), None);
     // The secretary sees the village (both grids); worker-b's list holds only grid b.
     let sec = server.login("secretary").await;
     let all: Vec<serde_json::Value> = c
@@ -293,7 +345,7 @@ async fn scope_is_enforced_without_revealing(backend: Backend) {
 }
 both_backends!(scope_is_enforced_without_revealing);
 
-async fn bad_input_is_refused_whole_and_explained(backend: Backend) {
+async fn bad_input_is_explained_and_nothing_of_it_is_kept(backend: Backend) {
     let server = TestServer::start(backend).await;
     let dev = Uuid::now_v7();
     let a = gridwalk::sync::login(&server.url, "worker-a", "gridwalk-demo", dev)
@@ -318,7 +370,8 @@ async fn bad_input_is_refused_whole_and_explained(backend: Backend) {
     let res = c.post(&url).bearer_auth(&a.token).json(&json!({"device_id": dev, "lane": "NORMAL", "device_now": Utc::now(), "entries": [{"lane": "NORMAL", "seq": "one"}]})).send().await.unwrap();
     let e: ApiError = res.json().await.unwrap();
     assert_eq!(e.field.as_deref(), Some("entries[0].seq"), "{e:?}");
-    // Two good entries and one with an unknown code: nothing stored, the field named.
+    // Two good entries and one with an unknown code: taken; when applied, the bad one is
+    // refused with the field named and nothing of it stored, the good ones kept.
     let batch = vec![
         hazard_entry(1, grid, |_| {}),
         hazard_entry(2, grid, |_| {}),
@@ -326,51 +379,77 @@ async fn bad_input_is_refused_whole_and_explained(backend: Backend) {
             f.insert("category".into(), json!("FIREWORKS"));
         }),
     ];
-    let (st, body) = push(&server, &a.token, dev, batch).await;
-    assert_eq!(st, 422, "{body}");
-    assert_eq!(body["field"], "entries[2].fields.category", "{body}");
-    assert!(body["message"].as_str().unwrap().contains("FIREWORKS"));
+    let (st, body) = push(&server, &a.token, dev, batch.clone()).await;
+    assert_eq!(st, 200, "{body}");
     assert_eq!(
-        count_hazards(&server).await,
-        0,
-        "nothing of a rejected batch is stored"
+        (body["acked_through"].clone(), body["queued"].clone()),
+        (json!(3), json!(3))
     );
+    let r = refused(&server, &a.token).await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (
+            r[0].entry_seq,
+            r[0].record_id,
+            r[0].error.as_str(),
+            r[0].field.as_deref()
+        ),
+        (3, batch[2].record_id, "invalid", Some("fields.category"))
+    );
+    assert!(r[0].message.contains("FIREWORKS"), "{r:?}");
+    assert_eq!(count_hazards(&server).await, 2, "the good entries are kept");
+    assert!(server.entity(batch[2].record_id).await.is_none());
+    // The server keeps the refused entry whole, for county staff.
+    let kept = server
+        .read(move |db| {
+            db.query_one(
+                "SELECT entry FROM push_rejections WHERE record_id = $1",
+                &[batch[2].record_id.to_string().into()],
+            )?[0]
+                .string()
+        })
+        .await;
+    assert!(kept.contains("FIREWORKS"), "{kept}");
     // Out-of-range coordinates.
     let (st, body) = push(
         &server,
         &a.token,
         dev,
-        vec![hazard_entry(1, grid, |f| {
+        vec![hazard_entry(4, grid, |f| {
             f.insert("location".into(), json!({"lon": 116.4, "lat": 95.0}));
         })],
     )
     .await;
-    assert_eq!(st, 422);
-    assert!(body["message"].as_str().unwrap().contains("lat"), "{body}");
-    // A gap: the server expects 1.
-    let (st, body) = push(&server, &a.token, dev, vec![hazard_entry(2, grid, |_| {})]).await;
+    assert_eq!(st, 200, "{body}");
+    let r = refused(&server, &a.token).await;
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert!(r[1].message.contains("lat"), "{r:?}");
+    assert_eq!(count_hazards(&server).await, 2);
+    // A gap: the server expects 5.
+    let (st, body) = push(&server, &a.token, dev, vec![hazard_entry(6, grid, |_| {})]).await;
     assert_eq!(
         (st, body["error"].clone(), body["expected"].clone()),
-        (409, json!("gap"), json!(1))
+        (409, json!("gap"), json!(5))
     );
-    // Applied once, then the same batch again: answered as already applied, no duplicate.
-    let good = vec![hazard_entry(1, grid, |_| {}), hazard_entry(2, grid, |_| {})];
+    // Taken once, then the same batch again: answered as already taken, no duplicate.
+    let good = vec![hazard_entry(5, grid, |_| {}), hazard_entry(6, grid, |_| {})];
     let (st, body) = push(&server, &a.token, dev, good.clone()).await;
     assert_eq!(st, 200, "{body}");
     let again: PushResponse =
         serde_json::from_value(push(&server, &a.token, dev, good.clone()).await.1).unwrap();
     assert_eq!(
-        (again.acked_through, again.applied, again.replayed),
-        (2, 0, 2)
+        (again.acked_through, again.queued, again.replayed),
+        (6, 0, 2)
     );
-    assert_eq!(count_hazards(&server).await, 2);
+    assert_eq!(refused(&server, &a.token).await.len(), 2);
+    assert_eq!(count_hazards(&server).await, 4);
     // An illegal transition is refused with both states named.
     let mut fields = serde_json::Map::new();
     fields.insert("status".into(), json!("CLOSED"));
     fields.insert("from".into(), json!("REPORTED"));
     let tr = OutboxEntry {
         lane: Lane::Normal,
-        seq: 3,
+        seq: 7,
         kind: EntityKind::Hazard,
         record_id: good[0].record_id,
         op: Op::Transition,
@@ -379,9 +458,14 @@ async fn bad_input_is_refused_whole_and_explained(backend: Backend) {
         edited_at: Utc::now(),
     };
     let (st, body) = push(&server, &a.token, dev, vec![tr]).await;
-    assert_eq!(st, 422);
-    let m = body["message"].as_str().unwrap();
+    assert_eq!(st, 200, "{body}");
+    let r = refused(&server, &a.token).await;
+    let m = &r.last().unwrap().message;
     assert!(m.contains("REPORTED") && m.contains("CLOSED"), "{m}");
+    assert_eq!(
+        server.entity(good[0].record_id).await.unwrap()["status"],
+        "REPORTED"
+    );
     // A body over the limit.
     let big = vec![b' '; gridwalk::server::MAX_JSON_BYTES + 10];
     let res = c
@@ -394,7 +478,7 @@ async fn bad_input_is_refused_whole_and_explained(backend: Backend) {
         .unwrap();
     assert!(res.status().is_client_error(), "{}", res.status());
 }
-both_backends!(bad_input_is_refused_whole_and_explained);
+both_backends!(bad_input_is_explained_and_nothing_of_it_is_kept);
 
 async fn health_answers_when_the_database_is_reachable(backend: Backend) {
     let server = TestServer::start(backend).await;

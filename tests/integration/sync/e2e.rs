@@ -276,6 +276,7 @@ async fn photos_resume_and_are_stored_once(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    server.applied().await;
     assert_eq!(
         server.entity(h2.common.id).await.unwrap()["photos"],
         json!([sha.clone()])

@@ -95,7 +95,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router(AppState { db: db.clone() });
+        let app = router(AppState::new(db.clone()));
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -125,6 +125,19 @@ impl TestServer {
         )
         .await
         .unwrap()
+    }
+
+    /// Waits until the server has applied every push it acknowledged (the push inbox is
+    /// empty): for tests that push over raw HTTP and then look at the database.
+    pub async fn applied(&self) {
+        for _ in 0..3000 {
+            let queued = self.read(gridwalk::server::repo::queued_count).await;
+            if queued == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the push inbox was not applied within 30 s");
     }
 
     /// Runs read-only SQL work on the server's database.

@@ -1,0 +1,274 @@
+//! The push inbox: received pushes are queued by [`sync::receive`] and applied in arrival
+//! order by one background task per server process, in short transactions, each taken as a
+//! write turn like any request's, so pushes arriving meanwhile wait for at most one of them.
+//!
+//! A push is acknowledged once its row is committed: with a thousand devices pushing at once
+//! each waits for a row insert, not for everyone else's records to be checked and written.
+//! Pushes that arrive together are received together (group commit): one task takes the
+//! write turn and receives every push waiting, each in its own savepoint, in one transaction.
+//! A device's pull waits until the device's own queued pushes are applied, so a sync (push,
+//! then pull) still brings back the device's records with their server versions, and
+//! whatever the server refused.
+//!
+//! The inbox itself lives in the database (nothing is lost if the process stops); what is in
+//! memory is only whether the task runs and a signal for pulls waiting on it. On PostgreSQL
+//! several replicas may run an applier; an advisory lock lets one work at a time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use super::db::{Database, Sql};
+use super::error::Failure;
+use super::repo::User;
+use super::{repo, sync};
+use crate::wire::{PushRequest, PushResponse};
+
+/// Entries applied per transaction, about (whole pushes): short enough that a push waiting
+/// behind one is not kept long, long enough that a commit is shared by many records.
+pub const APPLY_CHUNK: usize = 200;
+/// How long the applier lets pushes waiting to be received go first, at most, before each
+/// transaction: acknowledging a push is what a device waits for on the village Wi-Fi.
+pub const RECEIVE_FIRST: Duration = Duration::from_millis(250);
+/// How long a pull waits for its device's queued pushes before it answers anyway.
+pub const PULL_WAIT: Duration = Duration::from_secs(30);
+/// Pushes received in one transaction, at most.
+pub const RECEIVE_GROUP: usize = 256;
+
+/// A push waiting to be received, and where its answer goes.
+struct Received {
+    user: User,
+    device: Uuid,
+    req: PushRequest,
+    answer: oneshot::Sender<Result<PushResponse, Failure>>,
+}
+
+#[derive(Debug)]
+pub struct Inbox {
+    running: AtomicBool,
+    /// Set by every push after its commit; the applier clears it before it looks.
+    pending: AtomicBool,
+    /// The last inbox row this process's applier has applied (rows go in id order): pulls
+    /// wait on it.
+    applied: watch::Sender<i64>,
+    /// Pushes waiting for the receiving task, which is started with the first one.
+    to_receive: mpsc::UnboundedSender<Received>,
+    /// Pushes sent to the receiving task and not yet taken into a transaction.
+    waiting: std::sync::atomic::AtomicUsize,
+    receiving: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Received>>>,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        let (to_receive, receiving) = mpsc::unbounded_channel();
+        Inbox {
+            running: AtomicBool::new(false),
+            pending: AtomicBool::new(false),
+            applied: watch::channel(0).0,
+            to_receive,
+            waiting: Default::default(),
+            receiving: std::sync::Mutex::new(Some(receiving)),
+        }
+    }
+}
+
+impl Inbox {
+    /// Receives a push (see [`sync::receive`]) together with the others waiting, and starts
+    /// applying it. Needs a tokio runtime.
+    pub async fn receive(
+        self: &Arc<Self>,
+        db: &Database,
+        user: User,
+        device: Uuid,
+        req: PushRequest,
+    ) -> Result<PushResponse, Failure> {
+        let taken = self
+            .receiving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(rx) = taken {
+            tokio::spawn(receive_groups(self.clone(), db.clone(), rx));
+        }
+        let (answer, answered) = oneshot::channel();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.to_receive
+            .send(Received {
+                user,
+                device,
+                req,
+                answer,
+            })
+            .map_err(|_| Failure::Internal("the push receiver has stopped".into()))?;
+        answered
+            .await
+            .map_err(|_| Failure::Internal("the push receiver has stopped".into()))?
+    }
+
+    /// Makes sure the applier runs (call after a push commits, at start-up, or when a pull
+    /// finds its device's pushes still queued). Needs a tokio runtime.
+    pub fn kick(self: &Arc<Self>, db: &Database) {
+        self.pending.store(true, Ordering::SeqCst);
+        if !self.running.swap(true, Ordering::SeqCst) {
+            tokio::spawn(run(self.clone(), db.clone()));
+        }
+    }
+
+    /// Waits (up to [`PULL_WAIT`]) until none of this device's pushes are queued: one look
+    /// at the inbox for the device's last queued row, then in memory until the applier has
+    /// gone past it (looking again every second, in case another replica applies it).
+    pub async fn settle(self: &Arc<Self>, db: &Database, device: Uuid) -> Result<(), Failure> {
+        let deadline = tokio::time::Instant::now() + PULL_WAIT;
+        let mut applied = self.applied.subscribe();
+        loop {
+            let last = {
+                let _turn = db.read_turn().await;
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || db.read(|tx| repo::last_queued_for(tx, device)))
+                    .await
+                    .map_err(|e| Failure::Internal(format!("task failed: {e}")))??
+            };
+            let Some(last) = last else {
+                return Ok(());
+            };
+            self.kick(db);
+            let look_again = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
+            let passed = tokio::time::timeout_at(look_again, applied.wait_for(|a| *a >= last));
+            if let Ok(Ok(_)) = passed.await {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(%device, "pushes still queued after {PULL_WAIT:?}; pulling anyway");
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn receive_groups(
+    inbox: Arc<Inbox>,
+    db: Database,
+    mut rx: mpsc::UnboundedReceiver<Received>,
+) {
+    while let Some(first) = rx.recv().await {
+        let turn = db.write_turn().await;
+        // Everything that arrived meanwhile goes in the same transaction.
+        let mut group = vec![first];
+        while group.len() < RECEIVE_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        inbox.waiting.fetch_sub(group.len(), Ordering::SeqCst);
+        let db2 = db.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let now = Utc::now();
+            let answers = db2.tx(|tx| -> Result<Vec<_>, Failure> {
+                group
+                    .iter()
+                    .map(|r| receive_one(tx, r, now))
+                    .collect::<Result<Vec<_>, Failure>>()
+            });
+            (group, answers)
+        })
+        .await;
+        drop(turn);
+        let Ok((group, answers)) = done else {
+            tracing::error!("receiving a group of pushes panicked");
+            continue; // the answers' senders are dropped: those requests fail (500)
+        };
+        match answers {
+            Ok(answers) => {
+                let queued = answers.iter().any(|a| matches!(a, Ok(r) if r.queued > 0));
+                for (r, a) in group.into_iter().zip(answers) {
+                    let _ = r.answer.send(a);
+                }
+                if queued {
+                    inbox.kick(&db);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for r in group {
+                    let _ = r.answer.send(Err(Failure::Internal(format!(
+                        "receiving the push failed: {message}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// One push of a group, in its own savepoint: a refused push leaves the others whole.
+/// Only a database error fails the group.
+fn receive_one(
+    tx: &mut dyn Sql,
+    r: &Received,
+    now: chrono::DateTime<Utc>,
+) -> Result<Result<PushResponse, Failure>, Failure> {
+    tx.exec("SAVEPOINT received", &[])?;
+    match sync::receive(tx, &r.user, r.device, &r.req, now) {
+        Ok(a) => {
+            tx.exec("RELEASE SAVEPOINT received", &[])?;
+            Ok(Ok(a))
+        }
+        Err(Failure::Db(e)) => Err(Failure::Db(e)),
+        Err(f) => {
+            tx.exec("ROLLBACK TO SAVEPOINT received", &[])?;
+            tx.exec("RELEASE SAVEPOINT received", &[])?;
+            Ok(Err(f))
+        }
+    }
+}
+
+async fn run(inbox: Arc<Inbox>, db: Database) {
+    let mut failures = 0u32;
+    loop {
+        let until = tokio::time::Instant::now() + RECEIVE_FIRST;
+        while inbox.waiting.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        inbox.pending.store(false, Ordering::SeqCst);
+        let done = {
+            let _turn = db.write_turn().await;
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || {
+                db.tx(|tx| sync::apply_inbox(tx, APPLY_CHUNK, Utc::now()))
+            })
+            .await
+            .unwrap_or_else(|e| Err(Failure::Internal(format!("task failed: {e}"))))
+        };
+        match done {
+            Ok(None) => {
+                inbox.running.store(false, Ordering::SeqCst);
+                // A push that committed after the look above set `pending`: look again,
+                // unless a new task has already been started for it.
+                if inbox.pending.load(Ordering::SeqCst)
+                    && !inbox.running.swap(true, Ordering::SeqCst)
+                {
+                    continue;
+                }
+                return;
+            }
+            Ok(Some(last)) => {
+                failures = 0;
+                inbox.applied.send_if_modified(|a| {
+                    let newer = last > *a;
+                    *a = (*a).max(last);
+                    newer
+                });
+            }
+            Err(e) => {
+                // The rows stay queued; nothing of the failed transaction was kept.
+                failures += 1;
+                tracing::error!(error = %e, failures, "applying the push inbox failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
+            }
+        }
+    }
+}
