@@ -68,6 +68,7 @@ impl SyncPort for ClientSync {
                 photos: summary.photos,
                 feedback: summary.feedback,
                 conflicts: summary.conflicts.len() as u64,
+                rejected: summary.rejected,
             })
         })
     }

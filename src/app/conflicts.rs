@@ -1,6 +1,7 @@
 //! Sync conflicts as the worker reads them: which record, the field's label, the value that
 //! stands and the one that lost (codes as labels, ID numbers and phones masked), who made
-//! each and when. Built from the store's conflicts table, which pulls keep current.
+//! each and when. Built from the store's conflicts table, which pulls keep current. Also the
+//! entries the county refused after taking them (`rejections`), named the same way.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -17,6 +18,7 @@ use crate::domain::lifecycle::Status;
 use crate::domain::model::{Conflict, EntityKind};
 use crate::domain::validate::{mask_id, mask_phone};
 use crate::store::Store;
+use crate::store::sync::StoredRejection;
 
 /// One side of a conflict: the value as shown, who made it and when.
 #[derive(Debug, Clone, PartialEq)]
@@ -230,6 +232,57 @@ pub fn describe(l: Lang, s: &Store, c: &Conflict) -> ConflictRow {
     }
 }
 
+/// One refusal not yet dismissed, ready to show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectionRow {
+    /// The server's sequence number: what dismissing it names.
+    pub seq: i64,
+    /// What it is about, as for a conflict ("安全隐患 · 村头池塘无护栏").
+    pub record: String,
+    /// Where the record opens, when this device holds it.
+    pub link: Option<Route>,
+    /// What the refused entry did ("新建", "修改", ...).
+    pub op: String,
+    /// What was wrong, in the server's words.
+    pub message: String,
+    /// Where, as the server named it: the field's label and the path into the entry
+    /// ("位置（fields.location.lon）"), or the bare path when it names no known field.
+    pub field: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// The label of the field a refusal's path (`fields.location.lon`) names, with the path.
+fn path_text(l: Lang, kind: EntityKind, path: &str) -> String {
+    let mut parts = path.split(['.', '[']);
+    let first = parts.next().unwrap_or_default();
+    let name = if first == "fields" {
+        parts.next().unwrap_or_default()
+    } else {
+        first
+    };
+    let label = field_label(l, kind, name);
+    if name.is_empty() || label == name {
+        path.to_owned()
+    } else {
+        format!("{label}（{path}）")
+    }
+}
+
+/// A refusal as the worker reads it.
+pub fn describe_rejection(l: Lang, s: &Store, r: &StoredRejection) -> RejectionRow {
+    let r = &r.rejection;
+    let (record, link) = subject(l, s, r.kind, r.record_id);
+    RejectionRow {
+        seq: r.seq,
+        record,
+        link,
+        op: r.op.label(l).to_owned(),
+        message: r.message.clone(),
+        field: r.field.as_deref().map(|p| path_text(l, r.kind, p)),
+        at: r.at,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +330,17 @@ mod tests {
         assert!(is_me("worker-a", "worker-a"));
         assert!(is_me("worker-a@phone", "worker-a"));
         assert!(!is_me("worker-ab", "worker-a"));
+        assert_eq!(
+            path_text(zh, EntityKind::Hazard, "fields.location.lon"),
+            "位置（fields.location.lon）"
+        );
+        assert_eq!(
+            path_text(zh, EntityKind::Hazard, "grid_id"),
+            "所属网格（grid_id）"
+        );
+        assert_eq!(
+            path_text(zh, EntityKind::Hazard, "base_version"),
+            "base_version"
+        );
     }
 }

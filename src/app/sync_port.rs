@@ -33,6 +33,9 @@ pub struct SyncReport {
     pub feedback: u64,
     /// Conflicts this sync brought down (the screen lists every unsettled one from the store).
     pub conflicts: u64,
+    /// Pushed entries the county refused after taking them, brought down by this sync (the
+    /// screen lists every one not yet dismissed from the store).
+    pub rejected: u64,
 }
 
 /// A failed enrolment or sync, in plain words, and whether trying again may help.

@@ -353,7 +353,7 @@ mod app_cmd {
             };
             let store = Store::open_encrypted(&a.db, &a.pin)
                 .with_context(|| format!("creating {}", a.db.display()))?;
-            let store = Mutex::new(store);
+            let store = Arc::new(Mutex::new(store));
             let rt = tokio::runtime::Runtime::new()?;
             let enrolled = rt
                 .block_on(gridwalk::sync::enrol(server, user, password, &store))

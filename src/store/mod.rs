@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_household_summary.sql"),
     include_str!("migrations/0004_sync.sql"),
     include_str!("migrations/0005_draft_photos.sql"),
+    include_str!("migrations/0006_rejections.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

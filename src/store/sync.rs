@@ -1,6 +1,7 @@
 //! The device side of sync that touches the store: applying a pulled page together with its
 //! cursor in one transaction (rebasing edits still waiting in the outbox on top), the
-//! enrolment settings, photos waiting for upload, and conflicts.
+//! enrolment settings, photos waiting for upload, conflicts, and the pushed entries the server
+//! refused after acknowledging them (rejections, until the worker dismisses them).
 
 use std::collections::HashSet;
 
@@ -23,7 +24,7 @@ use crate::domain::model::{
     AnyRecord, Conflict, EmergencyReport, EntityKind, House, Household, MediationSession,
     PatrolPoints, Person, Reply, Visit,
 };
-use crate::wire::{Change, Op, PullResponse};
+use crate::wire::{Change, Lane, Op, PullResponse, Rejection};
 
 /// Meta keys of the sync state.
 pub const SERVER_URL: &str = "server_url";
@@ -41,6 +42,17 @@ pub struct Applied {
     /// Replies and status changes from the county on this worker's records.
     pub feedback: usize,
     pub conflicts: Vec<Conflict>,
+    /// Refusals of this device's pushed entries that this page brought and the store did not
+    /// hold yet (a page applied twice counts them once).
+    pub rejected: usize,
+}
+
+/// A refusal the server sent down, as the device keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredRejection {
+    pub rejection: Rejection,
+    /// When the worker dismissed it (`None` while it is still shown).
+    pub seen_at: Option<DateTime<Utc>>,
 }
 
 /// A photo waiting to be uploaded.
@@ -88,6 +100,9 @@ impl Store {
             for c in &page.changes {
                 apply_change(tx, c, &me, now, &mut households, &mut out)?;
                 out.changes += 1;
+            }
+            for r in &page.rejected {
+                out.rejected += insert_rejection(tx, r)?;
             }
             let all = if let Some(cadence) = &page.cadence {
                 tx.prepare_cached("DELETE FROM visit_cadence")?
@@ -214,6 +229,90 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Refusals of this device's pushed entries, newest first; `open_only` leaves out the
+    /// ones the worker dismissed.
+    pub fn rejections(&self, open_only: bool) -> Result<Vec<StoredRejection>> {
+        let sql = if open_only {
+            "SELECT * FROM rejections WHERE seen_at IS NULL ORDER BY seq DESC"
+        } else {
+            "SELECT * FROM rejections ORDER BY seq DESC"
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>("seq")?,
+                r.get::<_, String>("lane")?,
+                r.get::<_, i64>("entry_seq")?,
+                r.get::<_, String>("kind")?,
+                r.get::<_, String>("record_id")?,
+                r.get::<_, String>("op")?,
+                r.get::<_, String>("error")?,
+                r.get::<_, String>("message")?,
+                r.get::<_, Option<String>>("field")?,
+                r.get::<_, String>("at")?,
+                r.get::<_, Option<String>>("seen_at")?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, lane, entry_seq, kind, record, op, error, message, field, at, seen_at) = row?;
+            out.push(StoredRejection {
+                rejection: Rejection {
+                    seq,
+                    lane: code::<Lane>(&lane)?,
+                    entry_seq: entry_seq as u64,
+                    kind: code(&kind)?,
+                    record_id: uuid(&record)?,
+                    op: code::<Op>(&op)?,
+                    error,
+                    message,
+                    field,
+                    at: super::time(&at)?,
+                },
+                seen_at: seen_at.map(|s| super::time(&s)).transpose()?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The worker has read the refusal `seq`: it leaves the open list. Dismissing it again
+    /// keeps the first time. Device state only: nothing goes to the server.
+    pub fn dismiss_rejection(&mut self, seq: i64, now: DateTime<Utc>) -> Result<()> {
+        let found = self.conn.execute(
+            "UPDATE rejections SET seen_at = coalesce(seen_at, ?2) WHERE seq = ?1",
+            params![seq, ts(now)],
+        )?;
+        if found == 0 {
+            return Err(StoreError::NotFound {
+                kind: "rejection",
+                id: seq.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Stores a refusal once (keyed by the server's sequence number); 1 if it was new.
+fn insert_rejection(tx: &rusqlite::Connection, r: &Rejection) -> Result<usize> {
+    Ok(tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO rejections (seq, lane, entry_seq, kind, record_id, op, error,
+                                               message, field, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            r.seq,
+            r.lane.code(),
+            r.entry_seq as i64,
+            r.kind.code(),
+            r.record_id.to_string(),
+            r.op.code(),
+            r.error,
+            r.message,
+            r.field,
+            ts(r.at),
+        ])?)
 }
 
 /// Edits still waiting in the outbox for an entity, applied over what the server sent, so a
@@ -402,4 +501,93 @@ fn apply_change(
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, h, 0, 0).unwrap()
+    }
+
+    fn refusal(seq: i64, entry_seq: u64, message: &str, field: Option<&str>) -> Rejection {
+        Rejection {
+            seq,
+            lane: Lane::Normal,
+            entry_seq,
+            kind: EntityKind::Hazard,
+            record_id: crate::domain::model::new_id(),
+            op: Op::Create,
+            error: "invalid".into(),
+            message: message.into(),
+            field: field.map(str::to_owned),
+            at: at(2),
+        }
+    }
+
+    fn page(cursor: i64, changes: Vec<Change>, rejected: Vec<Rejection>) -> PullResponse {
+        PullResponse {
+            changes,
+            cursor,
+            base: 0,
+            more: false,
+            cadence: None,
+            rejected,
+        }
+    }
+
+    #[test]
+    fn refusals_are_stored_once_listed_and_dismissed() {
+        let mut s = Store::open_in_memory().unwrap();
+        let scope = refusal(7, 3, "该网格不在你的范围内", Some("grid_id"));
+        let bad = refusal(9, 4, "经度超出范围", Some("fields.location.lon"));
+        let p = page(10, Vec::new(), vec![scope.clone(), bad.clone()]);
+        assert_eq!(s.apply_pull(&p, at(3)).unwrap().rejected, 2);
+        // The same page again (an answer lost, the pull repeated): nothing doubles.
+        assert_eq!(s.apply_pull(&p, at(4)).unwrap().rejected, 0);
+        let all = s.rejections(false).unwrap();
+        assert_eq!(
+            all.iter().map(|r| &r.rejection).collect::<Vec<_>>(),
+            vec![&bad, &scope],
+            "each once, newest first, as the server sent it"
+        );
+        assert!(all.iter().all(|r| r.seen_at.is_none()));
+
+        s.dismiss_rejection(9, at(5)).unwrap();
+        let open = s.rejections(true).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].rejection, scope);
+        // Dismissing again keeps the first time; the full list still has both.
+        s.dismiss_rejection(9, at(6)).unwrap();
+        let all = s.rejections(false).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].seen_at, Some(at(5)));
+        assert!(matches!(
+            s.dismiss_rejection(8, at(6)),
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn refusals_are_stored_with_their_page_or_not_at_all() {
+        let mut s = Store::open_in_memory().unwrap();
+        // A partial change to a record this device does not hold fails the page.
+        let broken = Change {
+            seq: 5,
+            kind: EntityKind::Hazard,
+            id: crate::domain::model::new_id(),
+            data: json!({"place": "村口"}),
+            partial: true,
+            history: None,
+            history_kept: 0,
+        };
+        let p = page(5, vec![broken], vec![refusal(4, 1, "拒收", None)]);
+        assert!(s.apply_pull(&p, at(3)).is_err());
+        assert!(s.rejections(false).unwrap().is_empty());
+        assert_eq!(s.pull_cursor().unwrap(), 0);
+    }
 }

@@ -70,6 +70,8 @@ pub struct SyncSummary {
     pub feedback: u64,
     /// Conflicts this sync brought down.
     pub conflicts: Vec<Conflict>,
+    /// Pushed entries the server refused after acknowledging them, new with this sync's pulls.
+    pub rejected: u64,
     /// Requests made (for benchmarks).
     pub requests: u64,
     /// How long each push and pull request took, answer body included (for the load
@@ -524,6 +526,7 @@ impl SyncClient {
             sum.pulled += applied.changes as u64;
             sum.feedback += applied.feedback as u64;
             sum.conflicts.extend(applied.conflicts);
+            sum.rejected += applied.rejected as u64;
             progress(Progress {
                 phase: Phase::Download,
                 done: sum.pulled,

@@ -555,6 +555,126 @@ fn the_sync_screen_shows_every_unsettled_conflict_with_both_values() {
     assert!(!html.contains("旧地点"), "a settled conflict is not listed");
 }
 
+#[test]
+fn the_sync_screen_lists_what_the_county_refused_until_the_worker_dismisses_it() {
+    use chrono::Duration;
+    use gridwalk::domain::codes::{Domain, HazardCategory, Severity};
+    use gridwalk::domain::model::{Common, EntityKind, Hazard, new_id};
+    use gridwalk::wire::{Lane, Op, Rejection};
+
+    dioxus::html::set_event_converter(Box::new(SerializedHtmlEventConverter));
+    let rt = runtime();
+    let _rt = rt.enter();
+    let (_dir, mut store, _county, _scope) = demo_store();
+    let grid = store.grids().unwrap()[0].id;
+    // Offline, worker-a reports a hazard; the push is acknowledged (the outbox entry goes),
+    // but the county refuses the entry when it applies it: she was moved to another grid.
+    let t0 = now() - Duration::hours(3);
+    let h = Hazard {
+        common: Common::new(Domain::Hazard, grid, "worker-a", t0),
+        category: HazardCategory::Fire,
+        severity: Severity::High,
+        description: "村口变压器旁堆放柴草".into(),
+        place: "村口".into(),
+        owner: None,
+        due_date: None,
+    };
+    store.create_record(&h, t0).unwrap();
+    let entry = store.outbox(Lane::Normal, 100).unwrap().last().unwrap().seq;
+    store.ack_outbox(Lane::Normal, entry).unwrap();
+    let refused_at = now() - Duration::minutes(40);
+    let refusal = |seq, kind, record_id, message: &str, field: Option<&str>| Rejection {
+        seq,
+        lane: Lane::Normal,
+        entry_seq: entry,
+        kind,
+        record_id,
+        op: Op::Create,
+        error: "invalid".into(),
+        message: message.into(),
+        field: field.map(str::to_owned),
+        at: refused_at,
+    };
+    let scope = refusal(
+        201,
+        EntityKind::Hazard,
+        h.common.id,
+        "该网格已不在你的负责范围内",
+        Some("fields.grid_id"),
+    );
+    // About a visit this device no longer holds: listed without a link.
+    let gone = refusal(
+        202,
+        EntityKind::Visit,
+        new_id(),
+        "走访日期晚于今天",
+        Some("fields.visited_on"),
+    );
+    // Already dismissed: not listed.
+    let old = refusal(150, EntityKind::Hazard, h.common.id, "旧的退回说明", None);
+    let page = gridwalk::wire::PullResponse {
+        changes: Vec::new(),
+        cursor: 202,
+        base: 0,
+        more: false,
+        cadence: None,
+        rejected: vec![old, scope, gone],
+    };
+    assert_eq!(store.apply_pull(&page, now()).unwrap().rejected, 3);
+    assert_eq!(store.apply_pull(&page, now()).unwrap().rejected, 0);
+    store.dismiss_rejection(150, now()).unwrap();
+
+    let store = shared(store);
+    let html = render(&store, Route::SyncPage {});
+    assert!(html.contains("县里未接收的记录"), "{html}");
+    assert_eq!(
+        html.matches("data-rejection=").count(),
+        2,
+        "one card per refusal not yet dismissed:\n{html}"
+    );
+    for want in [
+        "安全隐患 · 村口变压器旁堆放柴草",
+        &format!("href=\"/records/{}\"", h.common.id),
+        "该网格已不在你的负责范围内",
+        "所属网格（fields.grid_id）",
+        "走访日期晚于今天",
+        "fields.visited_on",
+        "新建",
+        "知道了",
+        // When, in China Standard Time.
+        &gridwalk::app::local_time(refused_at, "%m-%d %H:%M"),
+    ] {
+        assert!(html.contains(want), "the Sync screen lacks {want}:\n{html}");
+    }
+    assert!(
+        !html.contains("旧的退回说明"),
+        "a dismissed refusal is not listed"
+    );
+    assert_eq!(
+        html.matches("href=\"/records/").count(),
+        1,
+        "only the record the device holds is a link"
+    );
+
+    // "知道了" puts the refusal away: in the store and on the screen.
+    let mut d = dom(&store, Route::SyncPage {});
+    let edits = d.rebuild_to_vec().edits;
+    let dismiss = element_with(&edits, "data-dismiss", "201").expect("the dismiss button");
+    click(&mut d, dismiss);
+    let open: Vec<i64> = store
+        .lock()
+        .unwrap()
+        .rejections(true)
+        .unwrap()
+        .iter()
+        .map(|r| r.rejection.seq)
+        .collect();
+    assert_eq!(open, vec![202]);
+    let html = dioxus_ssr::render(&d);
+    assert_eq!(html.matches("data-rejection=").count(), 1, "{html}");
+    assert!(!html.contains("该网格已不在你的负责范围内"), "{html}");
+}
+
 /// A camera that hands out a new small JPEG on every shot.
 struct TestCamera(Mutex<u32>);
 

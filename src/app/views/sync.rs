@@ -1,11 +1,12 @@
 //! Sync: one button; a progress bar per phase (upload, download, photos); a summary of what
 //! went up and came down; errors in plain words with a retry; every unsettled conflict with
-//! both values (the one that stands and the one that lost, who made each and when).
+//! both values (the one that stands and the one that lost, who made each and when); every
+//! pushed record the county refused after taking it, until the worker dismisses it.
 
 use dioxus::prelude::*;
 
 use crate::app::components::ErrorNote;
-use crate::app::conflicts::{ConflictRow, Side, describe};
+use crate::app::conflicts::{ConflictRow, RejectionRow, Side, describe, describe_rejection};
 use crate::app::i18n::{t, use_lang};
 use crate::app::sync_port::{SyncFailure, SyncPhase, SyncProgress, SyncReport};
 use crate::app::views::today::LAST_SYNC_KEY;
@@ -46,9 +47,13 @@ pub fn SyncPage() -> Element {
                 .iter()
                 .map(|c| describe(l, s, c))
                 .collect::<Vec<_>>(),
+            s.rejections(true)?
+                .iter()
+                .map(|r| describe_rejection(l, s, r))
+                .collect::<Vec<_>>(),
         ))
     });
-    let (pending, last, server, conflicts) = match info {
+    let (pending, last, server, conflicts, rejections) = match info {
         Ok(i) => i,
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
@@ -116,6 +121,12 @@ pub fn SyncPage() -> Element {
                     if r.conflicts > 0 {
                         p { class: "note warn", {t(l, "本次同步带来新冲突 ", "New conflicts from this sync: ")} "{r.conflicts}" }
                     }
+                    if r.rejected > 0 {
+                        p { class: "note warn", id: "sync-rejected",
+                            {t(l, "本次同步有 ", "Records the county refused in this sync: ")} "{r.rejected}"
+                            {t(l, " 条记录被县里退回", "")}
+                        }
+                    }
                 },
                 State::Failed(e) => rsx! {
                     div { class: "note error", id: "sync-error", role: "alert", "{e.message}" }
@@ -129,6 +140,14 @@ pub fn SyncPage() -> Element {
                     "The same field was changed in two places: the later change stands, the other is kept here until the grid chief or the county settles it.")} }
                 ul { class: "cards conflicts", id: "sync-conflicts",
                     for c in conflicts { ConflictCard { key: "{c.id}", c: c.clone() } }
+                }
+            }
+            if !rejections.is_empty() {
+                h2 { id: "rejections-title", {t(l, "县里未接收的记录", "Records the county server refused")} " ({rejections.len()})" }
+                p { class: "hint", {t(l, "这些记录已上传，但县里检查时未接收。手机上的记录仍保留：请按原因核对，必要时联系网格长或县里。",
+                    "These were uploaded, but the county refused them when it checked them. Your copy stays on this phone: check the reason, and ask the grid chief or the county if needed.")} }
+                ul { class: "cards rejections", id: "sync-rejections",
+                    for r in rejections { RejectionCard { key: "{r.seq}", r: r.clone() } }
                 }
             }
             p { class: "hint", {t(l, "在村委会等有网络的地方同步；其余时间可离线工作。", "Sync where there is a network (e.g. the village office); work offline otherwise.")} }
@@ -167,6 +186,44 @@ fn ConflictCard(c: ConflictRow) -> Element {
                 span { class: "v", "{c.lost.value}" }
                 span { class: "muted by", {side_line(l, &c.lost)} }
             }
+        }
+    }
+}
+
+/// One refusal: the record (opens it when this device holds it), why and where, when, and a
+/// button that puts it away.
+#[component]
+fn RejectionCard(r: RejectionRow) -> Element {
+    let l = *use_lang().read();
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let mut error = use_signal(|| None::<String>);
+    let seq = r.seq;
+    let dismiss = move |_| match store.write(|s| s.dismiss_rejection(seq, services.now())) {
+        Ok(()) => {
+            error.set(None);
+            bump(session);
+        }
+        Err(e) => error.set(Some(e.to_string())),
+    };
+    let title = rsx! { div { class: "card-title", "{r.record}" } };
+    rsx! {
+        li { class: "card rejection", "data-rejection": "{r.seq}",
+            match r.link.clone() {
+                Some(to) => rsx! { Link { class: "rejection-record", to, {title} } },
+                None => title,
+            }
+            div { class: "rejection-message", role: "note", "{r.message}" }
+            if let Some(f) = &r.field {
+                div { class: "rejection-field", {t(l, "字段：", "Field: ")} strong { "{f}" } }
+            }
+            div { class: "muted rejection-at",
+                "{r.op} · " {t(l, "县里退回于 ", "refused ")} {crate::app::local_time(r.at, "%m-%d %H:%M")}
+            }
+            if let Some(e) = error() { ErrorNote { text: e } }
+            button { class: "dismiss", "data-dismiss": "{r.seq}", onclick: dismiss,
+                {t(l, "知道了", "Dismiss")} }
         }
     }
 }
