@@ -30,7 +30,7 @@ use crate::wire::{PushRequest, PushResponse};
 
 /// Entries applied per transaction, about (whole pushes): short enough that a push waiting
 /// behind one is not kept long, long enough that a commit is shared by many records.
-pub const APPLY_CHUNK: usize = 200;
+pub const APPLY_CHUNK: usize = 50;
 /// How long the applier lets pushes waiting to be received go first, at most, before each
 /// transaction: acknowledging a push is what a device waits for on the village Wi-Fi.
 pub const RECEIVE_FIRST: Duration = Duration::from_millis(250);

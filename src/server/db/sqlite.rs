@@ -17,6 +17,10 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0004_push_inbox.sql"),
 ];
 const MAX_READERS: usize = 8;
+/// Reads at once: as many as this machine's cores. A pull page is CPU work (reading,
+/// serialising, compressing); more at once only share the same cores and slow the writer's
+/// turn, which pushes wait on (county crunch, BENCHMARKS.md: p99 push 1.3 s with 8, 0.9 s with 2).
+const READ_TURNS: usize = 2;
 
 #[derive(Clone)]
 pub struct SqlitePool {
@@ -61,7 +65,7 @@ impl SqlitePool {
                 path,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
-                turns: Turns::new(1, MAX_READERS),
+                turns: Turns::new(1, READ_TURNS),
             }),
         })
     }
