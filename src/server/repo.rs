@@ -783,13 +783,12 @@ pub fn unqueue_push(db: &mut dyn Sql, id: i64) -> Result<(), DbError> {
 
 /// The last inbox row of this device's pushes still queued, if any.
 pub fn last_queued_for(db: &mut dyn Sql, device: Uuid) -> Result<Option<i64>, DbError> {
-    Ok(db
-        .query_opt(
-            "SELECT id FROM push_inbox WHERE device_id = $1 ORDER BY id DESC LIMIT 1",
-            args![device.to_string()],
-        )?
-        .map(|r| r[0].i64())
-        .transpose()?)
+    db.query_opt(
+        "SELECT id FROM push_inbox WHERE device_id = $1 ORDER BY id DESC LIMIT 1",
+        args![device.to_string()],
+    )?
+    .map(|r| r[0].i64())
+    .transpose()
 }
 
 /// How many pushes wait in the inbox (health and load tests).
