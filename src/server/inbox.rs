@@ -22,7 +22,7 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use super::db::{Database, Sql};
+use super::db::Database;
 use super::error::Failure;
 use super::repo::User;
 use super::{repo, sync};
@@ -171,7 +171,13 @@ async fn receive_groups(
             let answers = db2.tx(|tx| -> Result<Vec<_>, Failure> {
                 group
                     .iter()
-                    .map(|r| receive_one(tx, r, now))
+                    // Each in its own savepoint: a refused push leaves the others whole;
+                    // only a database error fails the group.
+                    .map(|r| {
+                        sync::in_savepoint(tx, |tx| {
+                            sync::receive(tx, &r.user, r.device, &r.req, now)
+                        })
+                    })
                     .collect::<Result<Vec<_>, Failure>>()
             });
             (group, answers)
@@ -200,28 +206,6 @@ async fn receive_groups(
                     ))));
                 }
             }
-        }
-    }
-}
-
-/// One push of a group, in its own savepoint: a refused push leaves the others whole.
-/// Only a database error fails the group.
-fn receive_one(
-    tx: &mut dyn Sql,
-    r: &Received,
-    now: chrono::DateTime<Utc>,
-) -> Result<Result<PushResponse, Failure>, Failure> {
-    tx.exec("SAVEPOINT received", &[])?;
-    match sync::receive(tx, &r.user, r.device, &r.req, now) {
-        Ok(a) => {
-            tx.exec("RELEASE SAVEPOINT received", &[])?;
-            Ok(Ok(a))
-        }
-        Err(Failure::Db(e)) => Err(Failure::Db(e)),
-        Err(f) => {
-            tx.exec("ROLLBACK TO SAVEPOINT received", &[])?;
-            tx.exec("RELEASE SAVEPOINT received", &[])?;
-            Ok(Err(f))
         }
     }
 }

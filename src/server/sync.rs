@@ -433,40 +433,52 @@ fn apply_received(
         return Ok(());
     };
     // Fast path: the whole row at once.
-    db.exec("SAVEPOINT inbox_row", &[])?;
-    let mut ctx = Ctx::new(user, Some(q.device), now, q.device_now);
-    let n = entries.len() as i64;
-    let first = repo::reserve_seqs(db, n)?;
-    ctx.seqs = first..first + n;
-    let whole = entries
-        .iter()
-        .try_for_each(|e| apply_entry(db, &mut ctx, e))
-        .and_then(|()| Ok(repo::audit_many(db, &ctx.audits)?));
+    let whole = in_savepoint(db, |db| {
+        let mut ctx = Ctx::new(user, Some(q.device), now, q.device_now);
+        let n = entries.len() as i64;
+        let first = repo::reserve_seqs(db, n)?;
+        ctx.seqs = first..first + n;
+        for e in entries {
+            apply_entry(db, &mut ctx, e)?;
+        }
+        Ok(repo::audit_many(db, &ctx.audits)?)
+    })?;
     if whole.is_ok() {
-        db.exec("RELEASE SAVEPOINT inbox_row", &[])?;
         return Ok(());
     }
-    db.exec("ROLLBACK TO SAVEPOINT inbox_row", &[])?;
-    db.exec("RELEASE SAVEPOINT inbox_row", &[])?;
     // Entry by entry: the good ones are kept, each refused one is recorded.
     for e in entries {
-        db.exec("SAVEPOINT inbox_entry", &[])?;
-        let mut ctx = Ctx::new(user, Some(q.device), now, q.device_now);
-        let one =
-            apply_entry(db, &mut ctx, e).and_then(|()| Ok(repo::audit_many(db, &ctx.audits)?));
-        match one {
-            Ok(()) => {
-                db.exec("RELEASE SAVEPOINT inbox_entry", &[])?;
-            }
-            Err(f) => {
-                // If the database itself failed, this fails too and the call with it.
-                db.exec("ROLLBACK TO SAVEPOINT inbox_entry", &[])?;
-                db.exec("RELEASE SAVEPOINT inbox_entry", &[])?;
-                reject(db, q, e, &f, now)?;
-            }
+        let one = in_savepoint(db, |db| {
+            let mut ctx = Ctx::new(user, Some(q.device), now, q.device_now);
+            apply_entry(db, &mut ctx, e)?;
+            Ok(repo::audit_many(db, &ctx.audits)?)
+        })?;
+        if let Err(f) = one {
+            reject(db, q, e, &f, now)?;
         }
     }
     Ok(())
+}
+
+/// Runs `f` in a savepoint: kept if it succeeds, undone if it is refused (the inner error).
+/// A database error is the outer one: the whole transaction fails with it.
+pub fn in_savepoint<R>(
+    db: &mut dyn Sql,
+    f: impl FnOnce(&mut dyn Sql) -> Result<R, Failure>,
+) -> Result<Result<R, Failure>, Failure> {
+    db.exec("SAVEPOINT step", &[])?;
+    match f(db) {
+        Ok(r) => {
+            db.exec("RELEASE SAVEPOINT step", &[])?;
+            Ok(Ok(r))
+        }
+        Err(Failure::Db(e)) => Err(Failure::Db(e)),
+        Err(refused) => {
+            db.exec("ROLLBACK TO SAVEPOINT step", &[])?;
+            db.exec("RELEASE SAVEPOINT step", &[])?;
+            Ok(Err(refused))
+        }
+    }
 }
 
 /// Keeps a refused entry, whole, with why, for its device's next pull and county staff.
@@ -494,20 +506,18 @@ fn reject(
     };
     repo::add_rejection(db, q.device, &q.username, &r, &entry)?;
     tracing::info!(device = %q.device, record = %e.record_id, error, message = %r.message, "pushed entry refused");
-    repo::audit_many(
+    repo::audit(
         db,
-        &[repo::AuditLine {
-            at: now,
-            username: q.username.clone(),
-            device: Some(q.device),
-            action: "PUSH_REFUSED".into(),
-            kind: Some(e.kind),
-            entity: Some(e.record_id),
-            detail: Some(match &r.field {
-                Some(field) => format!("{}: {field}", r.message),
-                None => r.message.clone(),
-            }),
-        }],
+        now,
+        &q.username,
+        Some(q.device),
+        "PUSH_REFUSED",
+        Some(e.kind),
+        Some(e.record_id),
+        Some(match &r.field {
+            Some(field) => format!("{}: {field}", r.message),
+            None => r.message.clone(),
+        }),
     )?;
     Ok(())
 }
