@@ -86,7 +86,11 @@ fn main() -> Result<()> {
         #[cfg(feature = "app")]
         Command::App(a) => app_cmd::run(a),
         Command::Export(a) => {
-            let county = County::generate(&spec(&a.size, a.seed, Utc::now().date_naive())?);
+            let county = County::generate(&spec(
+                &a.size,
+                a.seed,
+                gridwalk::domain::cst::today(Utc::now()),
+            )?);
             for g in &a.grids {
                 anyhow::ensure!(
                     *g < county.grids.len(),
@@ -112,7 +116,9 @@ fn day(a: DayArgs) -> Result<()> {
     };
     let zh = lang == Lang::Zh;
     let t = |z: &'static str, e: &'static str| if zh { z } else { e };
-    let today = a.today.unwrap_or_else(|| Utc::now().date_naive());
+    let today = a
+        .today
+        .unwrap_or_else(|| gridwalk::domain::cst::today(Utc::now()));
     let fresh = !a.db.exists();
     let mut store = Store::open(&a.db)
         .with_context(|| format!("opening the device store {}", a.db.display()))?;
@@ -312,7 +318,7 @@ mod app_cmd {
     }
 
     pub fn run(a: AppArgs) -> Result<()> {
-        let today = Utc::now().date_naive();
+        let today = gridwalk::domain::cst::today(Utc::now());
         let mut at = match &a.at {
             Some(s) => {
                 let (lon, lat) = s.split_once(',').context("--at takes lon,lat")?;

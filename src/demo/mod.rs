@@ -949,7 +949,7 @@ impl<'a> GridGen<'a> {
                 self.out.sessions.push(MediationSession {
                     id: id_at(&mut self.rng, at),
                     dispute_id: c.id,
-                    held_on: at.date_naive(),
+                    held_on: crate::domain::cst::today(at),
                     method: *MediationMethod::ALL
                         .choose(&mut self.rng)
                         .expect("non-empty"),

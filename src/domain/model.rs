@@ -226,7 +226,7 @@ pub struct Visit {
 impl Visit {
     pub fn validate(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
         let mut v = Validator::new();
-        v.not_future_date("visited_on", self.visited_on, now.date_naive());
+        v.not_future_date("visited_on", self.visited_on, super::cst::today(now));
         v.optional_text("notes", Some(&self.notes), TEXT_MAX);
         if let Some(n) = self.next_due
             && n < self.visited_on
@@ -509,7 +509,7 @@ event_record!(
             }
         }
         if let Some(f) = &s.follow_up {
-            v.not_future_date("follow_up.on", f.on, now.date_naive());
+            v.not_future_date("follow_up.on", f.on, super::cst::today(now));
         }
     }
 );
@@ -659,7 +659,7 @@ pub struct MediationSession {
 impl MediationSession {
     pub fn validate(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
         let mut v = Validator::new();
-        v.not_future_date("held_on", self.held_on, now.date_naive());
+        v.not_future_date("held_on", self.held_on, super::cst::today(now));
         if self.participants.iter().all(|p| p.trim().is_empty()) {
             v.error("participants", "name at least one participant");
         }
@@ -802,6 +802,33 @@ mod tests {
         let b = new_id();
         assert_eq!(a.get_version_num(), 7);
         assert!(a < b);
+    }
+
+    /// Workers date a visit by the day in China: at 00:30 there (16:30 UTC the day before)
+    /// today's visit is not in the future, tomorrow's is.
+    #[test]
+    fn a_visit_is_dated_by_the_day_in_china() {
+        let just_after_midnight = DateTime::parse_from_rfc3339("2026-11-29T16:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let china_today = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let visit = |on: NaiveDate| Visit {
+            id: new_id(),
+            household_id: new_id(),
+            grid_id: new_id(),
+            author: "w".into(),
+            visited_on: on,
+            purpose: crate::domain::codes::VisitPurpose::Routine,
+            notes: String::new(),
+            next_due: None,
+            location: None,
+            created_at: just_after_midnight,
+        };
+        assert!(visit(china_today).validate(just_after_midnight).is_ok());
+        let e = visit(china_today.succ_opt().unwrap())
+            .validate(just_after_midnight)
+            .unwrap_err();
+        assert!(e.for_field("visited_on").is_some(), "{e:?}");
     }
 
     #[test]

@@ -507,7 +507,7 @@ impl Store {
 
     /// Adds a person to a household.
     pub fn add_person(&mut self, p: &Person, now: DateTime<Utc>) -> Result<()> {
-        p.validate(now.date_naive())?;
+        p.validate(crate::domain::cst::today(now))?;
         self.tx(|tx| {
             write_person(tx, p, 0)?;
             refresh_summary(tx, &Cadence::load(tx)?, &p.household_id.to_string())?;
@@ -537,7 +537,7 @@ impl Store {
             let mut new = old.clone();
             edit(&mut new);
             new.id = old.id;
-            new.validate(now.date_naive())?;
+            new.validate(crate::domain::cst::today(now))?;
             let changes = changed_fields(&all_fields(&old)?, &all_fields(&new)?);
             if !changes.is_empty() {
                 write_person(tx, &new, version)?;
