@@ -230,7 +230,8 @@ fn run(
         .thread_name("server")
         .enable_all()
         .build()?;
-    let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let listener =
+        server_rt.block_on(async { gridwalk::server::listen(([127, 0, 0, 1], 0).into()) })?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = router(AppState::new(db.clone()));

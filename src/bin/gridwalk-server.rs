@@ -205,7 +205,7 @@ fn main() -> Result<()> {
                         "demo mode serves only on a loopback address (127.0.0.1 or ::1), not {listen}: its passwords are public"
                     );
                 }
-                let today = Utc::now().date_naive();
+                let today = gridwalk::domain::cst::today(Utc::now());
                 let spec = match demo_size.as_str() {
                     "small" => CountySpec::small(1, today),
                     "full" => CountySpec::full(1, today),
@@ -229,8 +229,7 @@ fn main() -> Result<()> {
             }
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
+                let listener = gridwalk::server::listen(listen)
                     .with_context(|| format!("listening on {listen}"))?;
                 let addr = listener.local_addr()?;
                 if let Some(f) = addr_file {
@@ -573,7 +572,7 @@ fn export(
 }
 
 fn demo_files(size: &str, grids: Option<usize>, dir: &Path) -> Result<()> {
-    let today = Utc::now().date_naive();
+    let today = gridwalk::domain::cst::today(Utc::now());
     let spec = match size {
         "small" => CountySpec::small(1, today),
         "full" => CountySpec::full(1, today),

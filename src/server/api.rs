@@ -217,6 +217,7 @@ async fn pull(
     }
     // The device's own pushes first: its sync brings back what it sent, or why not.
     s.inbox.settle(&s.db, a.device).await?;
+    s.inbox.pushes_first().await;
     let _turn = s.db.read_turn().await;
     let res = blocking(move || {
         s.db.read(|db| sync::pull(db, &a.user, Some(a.device), q.cursor, q.base, q.limit))

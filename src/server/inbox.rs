@@ -1,11 +1,13 @@
-//! The push inbox: received pushes are queued by [`sync::receive`] and applied in arrival
-//! order by one background task per server process, in short transactions, each taken as a
-//! write turn like any request's, so pushes arriving meanwhile wait for at most one of them.
+//! The push inbox: received pushes are queued by [`sync::receive_group`] and applied in
+//! arrival order by one background task per server process, in short transactions, each taken
+//! as a write turn like any request's, so pushes arriving meanwhile wait for at most one.
 //!
 //! A push is acknowledged once its row is committed: with a thousand devices pushing at once
 //! each waits for a row insert, not for everyone else's records to be checked and written.
 //! Pushes that arrive together are received together (group commit): one task takes the
-//! write turn and receives every push waiting, each in its own savepoint, in one transaction.
+//! write turn and receives every push waiting in one transaction of a few multi-row
+//! statements, each push still decided on its own. Pulls and the applier let waiting pushes
+//! go first (up to [`RECEIVE_FIRST`]).
 //! A device's pull waits until the device's own queued pushes are applied, so a sync (push,
 //! then pull) still brings back the device's records with their server versions, and
 //! whatever the server refused.
@@ -44,6 +46,8 @@ struct Received {
     user: User,
     device: Uuid,
     req: PushRequest,
+    /// The entries as they will be queued, made before the push waits for the writer.
+    entries_json: String,
     answer: oneshot::Sender<Result<PushResponse, Failure>>,
 }
 
@@ -77,8 +81,8 @@ impl Default for Inbox {
 }
 
 impl Inbox {
-    /// Receives a push (see [`sync::receive`]) together with the others waiting, and starts
-    /// applying it. Needs a tokio runtime.
+    /// Receives a push (see [`sync::receive_group`]) together with the others waiting, and
+    /// starts applying it. Needs a tokio runtime.
     pub async fn receive(
         self: &Arc<Self>,
         db: &Database,
@@ -94,6 +98,9 @@ impl Inbox {
         if let Some(rx) = taken {
             tokio::spawn(receive_groups(self.clone(), db.clone(), rx));
         }
+        // Serialised here, by the request's own task, so the one writer does not have to.
+        let entries_json =
+            serde_json::to_string(&req.entries).map_err(|e| Failure::Internal(e.to_string()))?;
         let (answer, answered) = oneshot::channel();
         self.waiting.fetch_add(1, Ordering::SeqCst);
         self.to_receive
@@ -101,6 +108,7 @@ impl Inbox {
                 user,
                 device,
                 req,
+                entries_json,
                 answer,
             })
             .map_err(|_| Failure::Internal("the push receiver has stopped".into()))?;
@@ -115,6 +123,16 @@ impl Inbox {
         self.pending.store(true, Ordering::SeqCst);
         if !self.running.swap(true, Ordering::SeqCst) {
             tokio::spawn(run(self.clone(), db.clone()));
+        }
+    }
+
+    /// Lets the pushes waiting to be received go first, for up to [`RECEIVE_FIRST`]: the
+    /// applier and pulls call it before they take their turn, because acknowledging a push is
+    /// what a device waits for on the village Wi-Fi, and pull pages are the heavy work.
+    pub async fn pushes_first(&self) {
+        let until = tokio::time::Instant::now() + RECEIVE_FIRST;
+        while self.waiting.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -168,17 +186,17 @@ async fn receive_groups(
         let db2 = db.clone();
         let done = tokio::task::spawn_blocking(move || {
             let now = Utc::now();
-            let answers = db2.tx(|tx| -> Result<Vec<_>, Failure> {
-                group
+            let answers = db2.tx(|tx| {
+                let incoming: Vec<sync::Incoming<'_>> = group
                     .iter()
-                    // Each in its own savepoint: a refused push leaves the others whole;
-                    // only a database error fails the group.
-                    .map(|r| {
-                        sync::in_savepoint(tx, |tx| {
-                            sync::receive(tx, &r.user, r.device, &r.req, now)
-                        })
+                    .map(|r| sync::Incoming {
+                        user: &r.user,
+                        device: r.device,
+                        req: &r.req,
+                        entries_json: Some(&r.entries_json),
                     })
-                    .collect::<Result<Vec<_>, Failure>>()
+                    .collect();
+                sync::receive_group(tx, &incoming, now)
             });
             (group, answers)
         })
@@ -213,10 +231,7 @@ async fn receive_groups(
 async fn run(inbox: Arc<Inbox>, db: Database) {
     let mut failures = 0u32;
     loop {
-        let until = tokio::time::Instant::now() + RECEIVE_FIRST;
-        while inbox.waiting.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        inbox.pushes_first().await;
         inbox.pending.store(false, Ordering::SeqCst);
         let done = {
             let _turn = db.write_turn().await;

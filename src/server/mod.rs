@@ -40,3 +40,21 @@ impl AppState {
 }
 
 pub use api::router;
+
+/// Connections waiting to be accepted, at most (the kernel caps it at `net.core.somaxconn`).
+/// The monthly discussion day brings a thousand phones at once; with tokio's default of 1,024
+/// the queue overflowed under load and a dropped handshake costs its device a one-second
+/// retransmit.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`]. Needs a tokio runtime.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}

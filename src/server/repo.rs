@@ -380,35 +380,82 @@ pub fn entity_head(db: &mut dyn Sql, id: Uuid) -> Result<Option<(EntityKind, Str
 
 /// Inserts or replaces an entity (its indexed columns come from its data).
 pub fn put_entity(db: &mut dyn Sql, e: &Entity, now: DateTime<Utc>) -> Result<(), DbError> {
-    let s = |k: &str| e.data.get(k).and_then(Value::as_str).map(str::to_owned);
-    let category = s("category").or_else(|| s("domain"));
-    db.exec(
-        "INSERT INTO entities (id, kind, grid_id, grid_code, parent_id, status, urgency, category, author,
-                               created_at, updated_at, data, meta, version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, grid_id = excluded.grid_id,
-           grid_code = excluded.grid_code, parent_id = excluded.parent_id, status = excluded.status,
-           urgency = excluded.urgency, category = excluded.category, author = excluded.author,
-           updated_at = excluded.updated_at, data = excluded.data, meta = excluded.meta,
-           version = excluded.version",
-        args![
-            e.id.to_string(),
-            e.kind.code(),
-            e.grid_id.to_string(),
-            &e.grid_code,
-            e.parent_id.map(|p| p.to_string()),
-            s("status"),
-            s("urgency"),
-            category,
-            s("author"),
-            ts(e.created_at),
-            ts(now),
-            Value::Object(e.data.clone()).to_string(),
-            serde_json::to_string(&e.meta).map_err(|e| DbError::Type(e.to_string()))?,
-            e.version,
-        ],
-    )?;
+    put_entities(db, std::slice::from_ref(e), now)
+}
+
+/// Inserts or replaces entities, 100 to a statement (one round trip each on PostgreSQL). No
+/// id may appear twice in `es`.
+pub fn put_entities(db: &mut dyn Sql, es: &[Entity], now: DateTime<Utc>) -> Result<(), DbError> {
+    const COLS: usize = 14;
+    for chunk in es.chunks(100) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut args: Vec<V> = Vec::with_capacity(chunk.len() * COLS);
+        for (i, e) in chunk.iter().enumerate() {
+            let s = |k: &str| e.data.get(k).and_then(Value::as_str).map(str::to_owned);
+            let category = s("category").or_else(|| s("domain"));
+            let marks: Vec<String> = (1..=COLS).map(|j| format!("${}", i * COLS + j)).collect();
+            rows.push(format!("({})", marks.join(", ")));
+            args.extend([
+                V::T(e.id.to_string()),
+                V::T(e.kind.code().to_owned()),
+                V::T(e.grid_id.to_string()),
+                V::T(e.grid_code.clone()),
+                e.parent_id.map(|p| p.to_string()).into(),
+                s("status").into(),
+                s("urgency").into(),
+                category.into(),
+                s("author").into(),
+                V::T(ts(e.created_at)),
+                V::T(ts(now)),
+                V::T(Value::Object(e.data.clone()).to_string()),
+                V::T(serde_json::to_string(&e.meta).map_err(|e| DbError::Type(e.to_string()))?),
+                V::I(e.version),
+            ]);
+        }
+        db.exec(
+            &format!(
+                "INSERT INTO entities (id, kind, grid_id, grid_code, parent_id, status, urgency, category, author,
+                                       created_at, updated_at, data, meta, version)
+                 VALUES {}
+                 ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, grid_id = excluded.grid_id,
+                   grid_code = excluded.grid_code, parent_id = excluded.parent_id, status = excluded.status,
+                   urgency = excluded.urgency, category = excluded.category, author = excluded.author,
+                   updated_at = excluded.updated_at, data = excluded.data, meta = excluded.meta,
+                   version = excluded.version",
+                rows.join(", ")
+            ),
+            &args,
+        )?;
+    }
     Ok(())
+}
+
+/// Kind and grid code of those of `ids` that exist (one query per 500 ids).
+pub fn entity_heads(
+    db: &mut dyn Sql,
+    ids: &[Uuid],
+) -> Result<BTreeMap<Uuid, (EntityKind, String)>, DbError> {
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let args: Vec<V> = chunk.iter().map(|i| V::T(i.to_string())).collect();
+        for r in db.query(
+            &format!(
+                "SELECT id, kind, grid_code FROM entities WHERE id IN ({})",
+                marks.join(", ")
+            ),
+            &args,
+        )? {
+            out.insert(
+                uuid(r[0].str()?)?,
+                (
+                    EntityKind::from_code(r[1].str()?).map_err(|e| DbError::Type(e.to_string()))?,
+                    r[2].string()?,
+                ),
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// Adds a status change, stamped with the record's current version (write the record first):
@@ -574,32 +621,88 @@ pub fn audit_many(db: &mut dyn Sql, lines: &[AuditLine]) -> Result<(), DbError> 
     Ok(())
 }
 
-/// A device's watermark for a lane, locking its row for the rest of the transaction, with
-/// the account the device belongs to.
-pub fn lock_watermark(
+/// A device lane's watermark: the last sequence number received, and the account it
+/// belongs to.
+pub type Watermark = (i64, String);
+
+/// Device lanes' watermarks, locking their rows for the rest of the transaction (a row is
+/// made at 0 for a new device lane, owned by the account given), with the account each
+/// belongs to: `(device, lane, account)` in, `(device, lane) -> (seq, owner)` out. One
+/// statement; rows are locked in key order so that two receivers cannot deadlock. Only its
+/// owner's push marks a row as seen.
+pub fn lock_watermarks(
     db: &mut dyn Sql,
-    device: Uuid,
-    lane: &str,
-    username: &str,
+    keys: &[(Uuid, &str, &str)],
     now: DateTime<Utc>,
-) -> Result<(i64, String), DbError> {
-    db.exec(
-        "INSERT INTO watermarks (device_id, lane, seq, username, updated_at) VALUES ($1, $2, 0, $3, $4)
-         ON CONFLICT (device_id, lane) DO NOTHING",
-        args![device.to_string(), lane, username, ts(now)],
-    )?;
-    let r = db.query_one(
-        "UPDATE watermarks SET updated_at = $3 WHERE device_id = $1 AND lane = $2 RETURNING seq, username",
-        args![device.to_string(), lane, ts(now)],
-    )?;
-    Ok((r[0].i64()?, r[1].string()?))
+) -> Result<BTreeMap<(Uuid, String), Watermark>, DbError> {
+    let mut keys: Vec<&(Uuid, &str, &str)> = keys.iter().collect();
+    keys.sort_by_key(|k| (k.0, k.1));
+    keys.dedup_by_key(|k| (k.0, k.1));
+    let mut out = BTreeMap::new();
+    for chunk in keys.chunks(500) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut args: Vec<V> = Vec::with_capacity(chunk.len() * 4);
+        for (i, (device, lane, username)) in chunk.iter().enumerate() {
+            let b = i * 4;
+            rows.push(format!(
+                "(${}, ${}, 0, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4
+            ));
+            args.extend([
+                V::T(device.to_string()),
+                V::T((*lane).to_owned()),
+                V::T((*username).to_owned()),
+                V::T(ts(now)),
+            ]);
+        }
+        for r in db.query(
+            &format!(
+                "INSERT INTO watermarks (device_id, lane, seq, username, updated_at) VALUES {}
+                 ON CONFLICT (device_id, lane) DO UPDATE SET updated_at = CASE
+                   WHEN watermarks.username = excluded.username THEN excluded.updated_at
+                   ELSE watermarks.updated_at END
+                 RETURNING device_id, lane, seq, username",
+                rows.join(", ")
+            ),
+            &args,
+        )? {
+            out.insert(
+                (uuid(r[0].str()?)?, r[1].string()?),
+                (r[2].i64()?, r[3].string()?),
+            );
+        }
+    }
+    Ok(out)
 }
 
-pub fn set_watermark(db: &mut dyn Sql, device: Uuid, lane: &str, seq: i64) -> Result<(), DbError> {
-    db.exec(
-        "UPDATE watermarks SET seq = $3 WHERE device_id = $1 AND lane = $2",
-        args![device.to_string(), lane, seq],
-    )?;
+/// Moves device lanes' watermarks (rows locked by [`lock_watermarks`]): `(device, lane, seq)`,
+/// each key once.
+pub fn set_watermarks(db: &mut dyn Sql, marks: &[(Uuid, &str, i64)]) -> Result<(), DbError> {
+    for chunk in marks.chunks(500) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut args: Vec<V> = Vec::with_capacity(chunk.len() * 3);
+        for (i, (device, lane, seq)) in chunk.iter().enumerate() {
+            let b = i * 3;
+            // The rows exist: this insert always takes its update branch.
+            rows.push(format!("(${}, ${}, ${}, '', '')", b + 1, b + 2, b + 3));
+            args.extend([
+                V::T(device.to_string()),
+                V::T((*lane).to_owned()),
+                V::I(*seq),
+            ]);
+        }
+        db.exec(
+            &format!(
+                "INSERT INTO watermarks (device_id, lane, seq, username, updated_at) VALUES {}
+                 ON CONFLICT (device_id, lane) DO UPDATE SET seq = excluded.seq",
+                rows.join(", ")
+            ),
+            &args,
+        )?;
+    }
     Ok(())
 }
 
@@ -729,22 +832,35 @@ pub struct QueuedPush<'a> {
     pub device_now: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
     /// The entries, JSON, in sequence order.
-    pub entries: &'a str,
+    pub entries: String,
 }
 
-pub fn queue_push(db: &mut dyn Sql, q: &QueuedPush<'_>) -> Result<(), DbError> {
-    db.exec(
-        "INSERT INTO push_inbox (device_id, lane, username, device_now, received_at, entries)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        args![
-            q.device.to_string(),
-            q.lane,
-            q.username,
-            ts(q.device_now),
-            ts(q.received_at),
-            q.entries
-        ],
-    )?;
+/// Queues pushes, in the order given (rows get increasing ids: the applier's order).
+pub fn queue_pushes(db: &mut dyn Sql, qs: Vec<QueuedPush<'_>>) -> Result<(), DbError> {
+    let mut qs = qs.into_iter().peekable();
+    while qs.peek().is_some() {
+        let (mut rows, mut args) = (Vec::new(), Vec::new());
+        for (i, q) in qs.by_ref().take(100).enumerate() {
+            let marks: Vec<String> = (1..=6).map(|j| format!("${}", i * 6 + j)).collect();
+            rows.push(format!("({})", marks.join(", ")));
+            args.extend([
+                V::T(q.device.to_string()),
+                V::T(q.lane.to_owned()),
+                V::T(q.username.to_owned()),
+                V::T(ts(q.device_now)),
+                V::T(ts(q.received_at)),
+                V::T(q.entries),
+            ]);
+        }
+        db.exec(
+            &format!(
+                "INSERT INTO push_inbox (device_id, lane, username, device_now, received_at, entries)
+                 VALUES {}",
+                rows.join(", ")
+            ),
+            &args,
+        )?;
+    }
     Ok(())
 }
 
@@ -776,8 +892,16 @@ pub fn queued_pushes(db: &mut dyn Sql, limit: i64) -> Result<Vec<Queued>, DbErro
     .collect()
 }
 
-pub fn unqueue_push(db: &mut dyn Sql, id: i64) -> Result<(), DbError> {
-    db.exec("DELETE FROM push_inbox WHERE id = $1", args![id])?;
+/// Removes applied rows from the inbox.
+pub fn unqueue_pushes(db: &mut dyn Sql, ids: &[i64]) -> Result<(), DbError> {
+    for chunk in ids.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let args: Vec<V> = chunk.iter().map(|&i| V::I(i)).collect();
+        db.exec(
+            &format!("DELETE FROM push_inbox WHERE id IN ({})", marks.join(", ")),
+            &args,
+        )?;
+    }
     Ok(())
 }
 

@@ -54,6 +54,12 @@ struct Ctx<'a> {
     grids: BTreeMap<Uuid, String>,
     /// Audit lines of this batch, written together at its end.
     audits: Vec<repo::AuditLine>,
+    /// Kind and grid code of entities looked up in this batch (`None`: not there), so a
+    /// pushed row's ids are looked up in one query, not one each.
+    heads: std::collections::HashMap<Uuid, Option<(EntityKind, String)>>,
+    /// New entities not yet written: they go in multi-row statements at [`Ctx::flush`],
+    /// which runs before anything reads entities back.
+    pending: Vec<Entity>,
 }
 
 impl<'a> Ctx<'a> {
@@ -73,7 +79,54 @@ impl<'a> Ctx<'a> {
             seqs: 0..0,
             grids: BTreeMap::new(),
             audits: Vec::new(),
+            heads: Default::default(),
+            pending: Vec::new(),
         }
+    }
+
+    /// Kind and grid code of an entity, if it exists (pending ones included).
+    fn head(
+        &mut self,
+        db: &mut dyn Sql,
+        id: Uuid,
+    ) -> Result<Option<(EntityKind, String)>, Failure> {
+        if let Some(h) = self.heads.get(&id) {
+            return Ok(h.clone());
+        }
+        let h = repo::entity_head(db, id)?;
+        self.heads.insert(id, h.clone());
+        Ok(h)
+    }
+
+    /// Looks up these entities' heads in one query (those not looked up yet).
+    fn prefetch_heads(&mut self, db: &mut dyn Sql, ids: &[Uuid]) -> Result<(), Failure> {
+        let want: Vec<Uuid> = ids
+            .iter()
+            .copied()
+            .filter(|i| !self.heads.contains_key(i))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let found = repo::entity_heads(db, &want)?;
+        for id in want {
+            self.heads.insert(id, found.get(&id).cloned());
+        }
+        Ok(())
+    }
+
+    /// Keeps a new entity to be written at the next [`Ctx::flush`].
+    fn add(&mut self, e: Entity) {
+        self.heads.insert(e.id, Some((e.kind, e.grid_code.clone())));
+        self.pending.push(e);
+    }
+
+    /// Writes the pending new entities.
+    fn flush(&mut self, db: &mut dyn Sql) -> Result<(), Failure> {
+        if !self.pending.is_empty() {
+            repo::put_entities(db, &self.pending, self.server_now)?;
+            self.pending.clear();
+        }
+        Ok(())
     }
 
     /// The next sequence number: a reserved one, or the counter's next.
@@ -97,7 +150,11 @@ fn not_in_scope(what: &str, id: Uuid) -> Failure {
 
 /// An entity in scope, or the not-found answer.
 fn scoped(db: &mut dyn Sql, ctx: &Ctx<'_>, id: Uuid, what: &str) -> Result<Entity, Failure> {
-    match repo::get_entity(db, id)? {
+    let found = match ctx.pending.iter().find(|e| e.id == id) {
+        Some(e) => Some(e.clone()),
+        None => repo::get_entity(db, id)?,
+    };
+    match found {
         Some(e) if ctx.scope.covers(&e.grid_code) => Ok(e),
         _ => Err(not_in_scope(what, id)),
     }
@@ -108,7 +165,7 @@ fn grid_code_in_scope(db: &mut dyn Sql, ctx: &mut Ctx<'_>, grid: Uuid) -> Result
         return Ok(code.clone());
     }
     // Kind and code only: a grid's JSON (its boundary) is large and not needed here.
-    match repo::entity_head(db, grid)? {
+    match ctx.head(db, grid)? {
         Some((EntityKind::Grid, code)) if ctx.scope.covers(&code) => {
             ctx.grids.insert(grid, code.clone());
             Ok(code)
@@ -231,7 +288,7 @@ fn check_typed(
         }
         EntityKind::Person => {
             let p: Person = parse(&v)?;
-            p.validate(now.date_naive())?;
+            p.validate(crate::domain::cst::today(now))?;
             let h =
                 scoped(db, ctx, p.household_id, "household").map_err(|e| e.at("household_id"))?;
             Ok((h.grid_id, Some(p.household_id)))
@@ -294,21 +351,101 @@ fn parent_of_kind(
     Ok(e)
 }
 
-/// Receives a pushed batch of one lane in the caller's transaction: checks its shape, the
-/// device and the sequence, and queues the entries not seen before in the push inbox. The
-/// answer acknowledges them (the device may delete them); [`apply_inbox`] applies them just
-/// after, in arrival order, and an entry refused then goes down with the device's next pull.
-pub fn receive(
+/// A push to receive: who sent it, from which device (the session's), and what.
+pub struct Incoming<'a> {
+    pub user: &'a User,
+    pub device: Uuid,
+    pub req: &'a PushRequest,
+    /// `req.entries` as JSON, if the caller made it already (outside the transaction):
+    /// queued as it is when every entry is new.
+    pub entries_json: Option<&'a str>,
+}
+
+/// Receives pushed batches in the caller's transaction, in order, in a handful of statements
+/// whatever their number: checks each one's shape, device and sequence, and queues the
+/// entries not seen before in the push inbox. Each answer acknowledges them (the device may
+/// delete them), or refuses the push whole; [`apply_inbox`] applies the entries just after,
+/// in arrival order, and an entry refused then goes down with the device's next pull.
+/// Nothing but the watermark rows' locks is written before every push is decided (a row is
+/// made for a new device lane, marked seen only by its owner), so a refused push needs no
+/// savepoint. Only a database error fails the call.
+pub fn receive_group(
     db: &mut dyn Sql,
-    user: &User,
-    device: Uuid,
-    req: &PushRequest,
+    pushes: &[Incoming<'_>],
     server_now: DateTime<Utc>,
-) -> Result<PushResponse, Failure> {
-    if req.device_id != device {
+) -> Result<Vec<Result<PushResponse, Failure>>, Failure> {
+    let shapes: Vec<Result<(), Failure>> = pushes.iter().map(check_push_shape).collect();
+    let keys: Vec<(Uuid, &str, &str)> = pushes
+        .iter()
+        .zip(&shapes)
+        .filter(|(_, ok)| ok.is_ok())
+        .map(|(p, _)| (p.device, p.req.lane.code(), p.user.username.as_str()))
+        .collect();
+    let mut marks = repo::lock_watermarks(db, &keys, server_now)?;
+    let mut queued = Vec::new();
+    let mut moved: BTreeMap<(Uuid, &str), i64> = BTreeMap::new();
+    let mut answers = Vec::with_capacity(pushes.len());
+    for (p, shape) in pushes.iter().zip(shapes) {
+        let answer = shape.and_then(|()| {
+            let lane = p.req.lane;
+            let (watermark, owner) = marks
+                .get_mut(&(p.device, lane.code().to_owned()))
+                .ok_or_else(|| Failure::Internal("watermark row not locked".into()))?;
+            if *owner != p.user.username {
+                return Err(Failure::Forbidden(format!(
+                    "device {} is enrolled to another account",
+                    p.device
+                )));
+            }
+            let wm = *watermark as u64;
+            let fresh: Vec<&OutboxEntry> = p.req.entries.iter().filter(|e| e.seq > wm).collect();
+            let replayed = (p.req.entries.len() - fresh.len()) as u32;
+            if let Some(first) = fresh.first()
+                && first.seq != wm + 1
+            {
+                return Err(Failure::Gap { expected: wm + 1 });
+            }
+            let acked = fresh.last().map(|e| e.seq).unwrap_or(wm).max(wm);
+            if !fresh.is_empty() {
+                let entries = match p.entries_json {
+                    Some(all) if replayed == 0 => all.to_owned(),
+                    _ => serde_json::to_string(&fresh)
+                        .map_err(|e| Failure::Internal(e.to_string()))?,
+                };
+                queued.push(repo::QueuedPush {
+                    device: p.device,
+                    lane: lane.code(),
+                    username: &p.user.username,
+                    device_now: p.req.device_now,
+                    received_at: server_now,
+                    entries,
+                });
+                *watermark = acked as i64;
+                moved.insert((p.device, lane.code()), acked as i64);
+            }
+            Ok(PushResponse {
+                lane,
+                acked_through: acked,
+                queued: fresh.len() as u32,
+                replayed,
+            })
+        });
+        answers.push(answer);
+    }
+    repo::queue_pushes(db, queued)?;
+    let moved: Vec<(Uuid, &str, i64)> = moved.into_iter().map(|((d, l), s)| (d, l, s)).collect();
+    repo::set_watermarks(db, &moved)?;
+    Ok(answers)
+}
+
+/// The checks of a push that need no database: its device is the session's, and its
+/// entries are of its lane, in sequence without gaps.
+fn check_push_shape(p: &Incoming<'_>) -> Result<(), Failure> {
+    let req = p.req;
+    if req.device_id != p.device {
         return Err(Failure::Forbidden(format!(
-            "this session belongs to device {device}, not {}",
-            req.device_id
+            "this session belongs to device {}, not {}",
+            p.device, req.device_id
         )));
     }
     let lane = req.lane;
@@ -330,50 +467,7 @@ pub fn receive(
             ));
         }
     }
-    let (watermark, owner) =
-        repo::lock_watermark(db, device, lane.code(), &user.username, server_now)?;
-    if owner != user.username {
-        return Err(Failure::Forbidden(format!(
-            "device {device} is enrolled to another account"
-        )));
-    }
-    let watermark = watermark as u64;
-    let fresh: Vec<&OutboxEntry> = req.entries.iter().filter(|e| e.seq > watermark).collect();
-    let replayed = (req.entries.len() - fresh.len()) as u32;
-    if let Some(first) = fresh.first()
-        && first.seq != watermark + 1
-    {
-        return Err(Failure::Gap {
-            expected: watermark + 1,
-        });
-    }
-    let acked = fresh
-        .last()
-        .map(|e| e.seq)
-        .unwrap_or(watermark)
-        .max(watermark);
-    if !fresh.is_empty() {
-        let entries =
-            serde_json::to_string(&fresh).map_err(|e| Failure::Internal(e.to_string()))?;
-        repo::queue_push(
-            db,
-            &repo::QueuedPush {
-                device,
-                lane: lane.code(),
-                username: &user.username,
-                device_now: req.device_now,
-                received_at: server_now,
-                entries: &entries,
-            },
-        )?;
-        repo::set_watermark(db, device, lane.code(), acked as i64)?;
-    }
-    Ok(PushResponse {
-        lane,
-        acked_through: acked,
-        queued: fresh.len() as u32,
-        replayed,
-    })
+    Ok(())
 }
 
 /// Applies queued pushes in arrival order, whole rows, until about `max_entries` entries are
@@ -395,6 +489,7 @@ pub fn apply_inbox(
     let rows = repo::queued_pushes(db, 64)?;
     let mut users: BTreeMap<String, Option<User>> = BTreeMap::new();
     let (mut done, mut entries_done) = (None, 0);
+    let mut applied = Vec::new();
     for q in rows {
         if done.is_some() && entries_done >= max_entries {
             break;
@@ -407,10 +502,11 @@ pub fn apply_inbox(
         }
         let user = users[&q.username].as_ref();
         apply_received(db, user, &q, &entries, now)?;
-        repo::unqueue_push(db, q.id)?;
+        applied.push(q.id);
         done = Some(q.id);
         entries_done += entries.len();
     }
+    repo::unqueue_pushes(db, &applied)?;
     Ok(done)
 }
 
@@ -438,9 +534,12 @@ fn apply_received(
         let n = entries.len() as i64;
         let first = repo::reserve_seqs(db, n)?;
         ctx.seqs = first..first + n;
+        let ids: Vec<Uuid> = entries.iter().map(|e| e.record_id).collect();
+        ctx.prefetch_heads(db, &ids)?;
         for e in entries {
             apply_entry(db, &mut ctx, e)?;
         }
+        ctx.flush(db)?;
         Ok(repo::audit_many(db, &ctx.audits)?)
     })?;
     if whole.is_ok() {
@@ -451,6 +550,7 @@ fn apply_received(
         let one = in_savepoint(db, |db| {
             let mut ctx = Ctx::new(user, Some(q.device), now, q.device_now);
             apply_entry(db, &mut ctx, e)?;
+            ctx.flush(db)?;
             Ok(repo::audit_many(db, &ctx.audits)?)
         })?;
         if let Err(f) = one {
@@ -523,6 +623,17 @@ fn reject(
 }
 
 fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(), Failure> {
+    let makes_new = match (e.op, e.kind) {
+        (Op::Create, k) => !k.is_append_only(),
+        (Op::Append, EntityKind::Photo | EntityKind::Audit | EntityKind::Reply) => false,
+        (Op::Append, k) => k.is_append_only(),
+        _ => false,
+    };
+    if !makes_new {
+        // Everything else reads entities back or writes them in place: the new ones first.
+        ctx.flush(db)?;
+        ctx.heads.remove(&e.record_id);
+    }
     let at = corrected_time(e.edited_at, ctx.device_now, ctx.server_now);
     let by = ctx.user.username.clone();
     let device = ctx.device;
@@ -548,7 +659,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
             let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
             let grid_code =
                 grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
-            if repo::entity_head(db, e.record_id)?.is_some() {
+            if ctx.head(db, e.record_id)?.is_some() {
                 return Err(Failure::Conflict(format!(
                     "{} {} already exists",
                     k, e.record_id
@@ -574,7 +685,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                 created,
             );
             ent.meta.created.device = device;
-            repo::put_entity(db, &ent, ctx.server_now)?;
+            ctx.add(ent);
             audit_entry(ctx, e, "CREATE");
             Ok(())
         }
@@ -802,7 +913,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
             Ok(())
         }
         (Op::Append, k) if k.is_append_only() && k != EntityKind::Reply => {
-            if repo::entity_head(db, e.record_id)?.is_some() {
+            if ctx.head(db, e.record_id)?.is_some() {
                 return Ok(()); // append-only: already here, nothing to do
             }
             let data = e.fields.clone();
@@ -827,7 +938,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                 &by,
                 at,
             );
-            repo::put_entity(db, &ent, ctx.server_now)?;
+            ctx.add(ent);
             if k == EntityKind::PatrolPoints
                 && let Some(p) = parent
             {
@@ -888,6 +999,7 @@ fn update_patrol_distance(
     patrol: Uuid,
     at: DateTime<Utc>,
 ) -> Result<(), Failure> {
+    ctx.flush(db)?;
     let rows = db.query(
         "SELECT data FROM entities WHERE parent_id = $1 AND kind = 'PATROL_POINTS'",
         crate::args![patrol.to_string()],

@@ -490,3 +490,117 @@ async fn health_answers_when_the_database_is_reachable(backend: Backend) {
     assert_eq!(body["status"], "ok");
 }
 both_backends!(health_answers_when_the_database_is_reachable);
+
+/// Pushes that arrive together are received in one transaction and a handful of statements,
+/// yet each is decided as if it came alone, in order: a second push of the same lane goes on
+/// from the first, another account's push for the device and a push with a gap are refused
+/// without touching the others, a replay is acknowledged without queuing anything again.
+async fn pushes_received_together_are_decided_one_by_one(backend: Backend) {
+    use gridwalk::server::{repo, sync};
+    let server = TestServer::start(backend).await;
+    let grid = server.county.grids[0].grid.id;
+    let (d1, d2) = (Uuid::now_v7(), Uuid::now_v7());
+    let entries: Vec<OutboxEntry> = (1..=3).map(|s| hazard_entry(s, grid, |_| {})).collect();
+    let req = |device: Uuid, range: std::ops::RangeInclusive<usize>| PushRequest {
+        device_id: device,
+        lane: Lane::Normal,
+        device_now: Utc::now(),
+        entries: entries[range.start() - 1..*range.end()].to_vec(),
+    };
+    let pushes = [
+        (d1, "worker-a", req(d1, 1..=2)),
+        (d1, "worker-a", req(d1, 3..=3)),
+        (d1, "worker-b", req(d1, 3..=3)),
+        (d2, "worker-a", req(d2, 2..=3)),
+        (d1, "worker-a", req(d1, 2..=3)),
+        (d2, "worker-a", req(d1, 1..=1)),
+    ];
+    let db = server.db.clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            let users: Vec<repo::User> = pushes
+                .iter()
+                .map(|(_, name, _)| repo::user_by_name(tx, name).map(|u| u.unwrap().0))
+                .collect::<Result<_, _>>()?;
+            let incoming: Vec<sync::Incoming<'_>> = pushes
+                .iter()
+                .zip(&users)
+                .map(|((device, _, req), user)| sync::Incoming {
+                    user,
+                    device: *device,
+                    req,
+                    entries_json: None,
+                })
+                .collect();
+            sync::receive_group(tx, &incoming, Utc::now())
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let acks: Vec<Option<(u64, u32, u32)>> = answers
+        .iter()
+        .map(|a| {
+            a.as_ref()
+                .ok()
+                .map(|r| (r.acked_through, r.queued, r.replayed))
+        })
+        .collect();
+    assert_eq!(
+        acks,
+        [
+            Some((2, 2, 0)),
+            Some((3, 1, 0)),
+            None,
+            None,
+            Some((3, 0, 2)),
+            None
+        ]
+    );
+    let err = |i: usize| answers[i].as_ref().unwrap_err().to_string();
+    assert!(err(2).contains("enrolled to another account"), "{}", err(2));
+    assert!(
+        matches!(
+            answers[3],
+            Err(gridwalk::server::error::Failure::Gap { expected: 1 })
+        ),
+        "{:?}",
+        answers[3]
+    );
+    assert!(err(5).contains("belongs to device"), "{}", err(5));
+    // Two rows queued for d1, in order; d1's watermark at 3; d2 has a row at 0 (made for its
+    // new lane by the lock), which its owner's next push starts from.
+    let rows = server
+        .read(|db| {
+            let q = repo::queued_pushes(db, 10)?;
+            let marks = db.query(
+                "SELECT device_id, seq, username FROM watermarks WHERE lane = 'NORMAL' ORDER BY seq DESC",
+                &[],
+            )?;
+            Ok((
+                q.iter().map(|q| (q.device, q.entries.matches("\"seq\"").count())).collect::<Vec<_>>(),
+                marks
+                    .iter()
+                    .map(|r| Ok((r[0].string()?, r[1].i64()?, r[2].string()?)))
+                    .collect::<Result<Vec<_>, gridwalk::server::db::DbError>>()?,
+            ))
+        })
+        .await;
+    assert_eq!(rows.0, [(d1, 2), (d1, 1)]);
+    assert_eq!(
+        rows.1,
+        [
+            (d1.to_string(), 3, "worker-a".to_owned()),
+            (d2.to_string(), 0, "worker-a".to_owned())
+        ]
+    );
+    // Applied, they are the three records, once each.
+    let db = server.db.clone();
+    tokio::task::spawn_blocking(move || db.tx(|tx| sync::apply_inbox(tx, 100, Utc::now())))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count_hazards(&server).await, 3);
+}
+
+both_backends!(pushes_received_together_are_decided_one_by_one);
