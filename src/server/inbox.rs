@@ -46,8 +46,8 @@ struct Received {
     user: User,
     device: Uuid,
     req: PushRequest,
-    /// The entries as they will be queued, made before the push waits for the writer.
-    entries_json: String,
+    /// The entries as they will be queued, packed before the push waits for the writer.
+    packed: Vec<u8>,
     answer: oneshot::Sender<Result<PushResponse, Failure>>,
 }
 
@@ -98,9 +98,11 @@ impl Inbox {
         if let Some(rx) = taken {
             tokio::spawn(receive_groups(self.clone(), db.clone(), rx));
         }
-        // Serialised here, by the request's own task, so the one writer does not have to.
-        let entries_json =
-            serde_json::to_string(&req.entries).map_err(|e| Failure::Internal(e.to_string()))?;
+        // Serialised and compressed here, by the request's own task, so the one writer does
+        // not have to.
+        let packed = repo::pack_entries(
+            &serde_json::to_string(&req.entries).map_err(|e| Failure::Internal(e.to_string()))?,
+        )?;
         let (answer, answered) = oneshot::channel();
         self.waiting.fetch_add(1, Ordering::SeqCst);
         self.to_receive
@@ -108,7 +110,7 @@ impl Inbox {
                 user,
                 device,
                 req,
-                entries_json,
+                packed,
                 answer,
             })
             .map_err(|_| Failure::Internal("the push receiver has stopped".into()))?;
@@ -193,7 +195,7 @@ async fn receive_groups(
                         user: &r.user,
                         device: r.device,
                         req: &r.req,
-                        entries_json: Some(&r.entries_json),
+                        packed: Some(&r.packed),
                     })
                     .collect();
                 sync::receive_group(tx, &incoming, now)

@@ -356,9 +356,9 @@ pub struct Incoming<'a> {
     pub user: &'a User,
     pub device: Uuid,
     pub req: &'a PushRequest,
-    /// `req.entries` as JSON, if the caller made it already (outside the transaction):
-    /// queued as it is when every entry is new.
-    pub entries_json: Option<&'a str>,
+    /// `req.entries` packed for the inbox ([`repo::pack_entries`]), if the caller did it
+    /// already (outside the transaction): queued as it is when every entry is new.
+    pub packed: Option<&'a [u8]>,
 }
 
 /// Receives pushed batches in the caller's transaction, in order, in a handful of statements
@@ -407,10 +407,12 @@ pub fn receive_group(
             }
             let acked = fresh.last().map(|e| e.seq).unwrap_or(wm).max(wm);
             if !fresh.is_empty() {
-                let entries = match p.entries_json {
+                let entries_zstd = match p.packed {
                     Some(all) if replayed == 0 => all.to_owned(),
-                    _ => serde_json::to_string(&fresh)
-                        .map_err(|e| Failure::Internal(e.to_string()))?,
+                    _ => repo::pack_entries(
+                        &serde_json::to_string(&fresh)
+                            .map_err(|e| Failure::Internal(e.to_string()))?,
+                    )?,
                 };
                 queued.push(repo::QueuedPush {
                     device: p.device,
@@ -418,7 +420,7 @@ pub fn receive_group(
                     username: &p.user.username,
                     device_now: p.req.device_now,
                     received_at: server_now,
-                    entries,
+                    entries_zstd,
                 });
                 *watermark = acked as i64;
                 moved.insert((p.device, lane.code()), acked as i64);

@@ -378,11 +378,8 @@ fn apply_change(
             rebase(tx, id, &mut data)?;
             let p: Person = parse(kind, id, &Value::Object(data))?;
             let old: Option<String> = tx
-                .query_row(
-                    "SELECT household_id FROM people WHERE id = ?1",
-                    [id.to_string()],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT household_id FROM people WHERE id = ?1")?
+                .query_row([id.to_string()], |r| r.get(0))
                 .optional()?;
             write_person(tx, &p, c.seq)?;
             households.insert(p.household_id.to_string());
@@ -473,11 +470,8 @@ fn apply_change(
                 ))
             })?;
             let before: Option<String> = tx
-                .query_row(
-                    "SELECT status FROM records WHERE id = ?1",
-                    [id.to_string()],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT status FROM records WHERE id = ?1")?
+                .query_row([id.to_string()], |r| r.get(0))
                 .optional()?;
             write_record(tx, &rec, c.seq, now)?;
             if let Some(history) = &c.history {

@@ -27,6 +27,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_push_inbox",
         include_str!("migrations/postgres/0004_push_inbox.sql"),
     ),
+    (
+        "0005_inbox_zstd",
+        include_str!("migrations/postgres/0005_inbox_zstd.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;

@@ -529,7 +529,7 @@ async fn pushes_received_together_are_decided_one_by_one(backend: Backend) {
                     user,
                     device: *device,
                     req,
-                    entries_json: None,
+                    packed: None,
                 })
                 .collect();
             sync::receive_group(tx, &incoming, Utc::now())
@@ -594,13 +594,29 @@ async fn pushes_received_together_are_decided_one_by_one(backend: Backend) {
             (d2.to_string(), 0, "worker-a".to_owned())
         ]
     );
-    // Applied, they are the three records, once each.
+    // A row queued before the inbox kept entries compressed (plain JSON, no entries_zstd)
+    // is still read and applied.
+    let legacy = serde_json::to_string(&[hazard_entry(4, grid, |_| {})]).unwrap();
+    let db = server.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            tx.exec(
+                "INSERT INTO push_inbox (device_id, lane, username, device_now, received_at, entries)
+                 VALUES ($1, 'NORMAL', 'worker-a', $2, $2, $3)",
+                gridwalk::args![d1.to_string(), Utc::now().to_rfc3339(), legacy],
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    // Applied, they are the four records, once each.
     let db = server.db.clone();
     tokio::task::spawn_blocking(move || db.tx(|tx| sync::apply_inbox(tx, 100, Utc::now())))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(count_hazards(&server).await, 3);
+    assert_eq!(count_hazards(&server).await, 4);
 }
 
 both_backends!(pushes_received_together_are_decided_one_by_one);
