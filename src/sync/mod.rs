@@ -176,6 +176,9 @@ fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
 /// Runs store work on a blocking thread (inside a tokio runtime; in place otherwise), so a
 /// page of thousands of records is written without holding up the executor it was awaited
 /// on: the app's UI, or the other devices of a load test.
+/// The first pull page's size, at most; each next one is twice the last (up to `page`).
+pub const FIRST_PAGE: usize = 4_000;
+
 async fn on_store<R: Send + 'static>(
     store: &Arc<Mutex<Store>>,
     f: impl FnOnce(&mut Store) -> R + Send + 'static,
@@ -508,21 +511,31 @@ impl SyncClient {
         progress: &mut impl FnMut(Progress),
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
+        let (cursor, base) = {
+            let s = lock(store);
+            (s.pull_cursor()?, s.pull_base()?)
+        };
+        // Pages grow from FIRST_PAGE to `self.page`, and the next page is fetched while this
+        // one is applied: the server builds and sends it while the phone writes its store,
+        // so a first sync of a whole grid costs little more than its store writes.
+        let mut limit = self.page.min(FIRST_PAGE);
+        let (mut page, took) = self
+            .fetch_page(cursor, base, limit, &mut sum.requests)
+            .await?;
+        sum.latencies.push((Phase::Download, took));
         loop {
-            let (cursor, base) = {
-                let s = lock(store);
-                (s.pull_cursor()?, s.pull_base()?)
+            let (more, next_cursor, next_base) = (page.more, page.cursor, page.base);
+            limit = (limit * 2).min(self.page);
+            let apply = on_store(store, move |s| s.apply_pull(&page, Utc::now()));
+            let (applied, next) = if more {
+                let mut requests = 0;
+                let fetch = self.fetch_page(next_cursor, next_base, limit, &mut requests);
+                let (applied, next) = tokio::join!(apply, fetch);
+                sum.requests += requests;
+                (applied?, Some(next))
+            } else {
+                (apply.await?, None)
             };
-            let url = format!(
-                "{}/api/v1/sync/pull?cursor={cursor}&base={base}&limit={}",
-                self.base, self.page
-            );
-            let started = std::time::Instant::now();
-            let res = self.send(|| self.http.get(&url), &mut sum.requests).await?;
-            let page: PullResponse = decode(res).await?;
-            sum.latencies.push((Phase::Download, started.elapsed()));
-            let more = page.more;
-            let applied = on_store(store, move |s| s.apply_pull(&page, Utc::now())).await?;
             sum.pulled += applied.changes as u64;
             sum.feedback += applied.feedback as u64;
             sum.conflicts.extend(applied.conflicts);
@@ -530,12 +543,35 @@ impl SyncClient {
             progress(Progress {
                 phase: Phase::Download,
                 done: sum.pulled,
-                total: sum.pulled + if more { self.page as u64 } else { 0 },
+                total: sum.pulled + if more { limit as u64 } else { 0 },
             });
-            if !more {
-                return Ok(());
+            match next {
+                None => return Ok(()),
+                Some(next) => {
+                    let (next, took) = next?;
+                    sum.latencies.push((Phase::Download, took));
+                    page = next;
+                }
             }
         }
+    }
+
+    /// One pull page after `cursor`, relative to `base`, and how long it took.
+    async fn fetch_page(
+        &self,
+        cursor: i64,
+        base: i64,
+        limit: usize,
+        requests: &mut u64,
+    ) -> Result<(PullResponse, std::time::Duration), SyncError> {
+        let url = format!(
+            "{}/api/v1/sync/pull?cursor={cursor}&base={base}&limit={limit}",
+            self.base
+        );
+        let started = std::time::Instant::now();
+        let res = self.send(|| self.http.get(&url), requests).await?;
+        let page: PullResponse = decode(res).await?;
+        Ok((page, started.elapsed()))
     }
 }
 
