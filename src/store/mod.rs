@@ -34,7 +34,6 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_sync.sql"),
     include_str!("migrations/0005_draft_photos.sql"),
     include_str!("migrations/0006_rejections.sql"),
-    include_str!("migrations/0007_patrol_points_batch.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -409,11 +409,17 @@ fn apply_change(
             }
         }
         EntityKind::PatrolPoints => {
+            // Stored once: looked up among its patrol's points (indexed by patrol).
+            let points = parse::<PatrolPoints>(kind, id, v)?;
             let exists: bool = tx
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM patrol_points WHERE batch_id = ?1)")?
-                .query_row([id.to_string()], |r| r.get(0))?;
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM patrol_points WHERE patrol_id = ?1 AND batch_id = ?2)",
+                )?
+                .query_row(params![points.patrol_id.to_string(), id.to_string()], |r| {
+                    r.get(0)
+                })?;
             if !exists {
-                write_points(tx, &parse::<PatrolPoints>(kind, id, v)?)?;
+                write_points(tx, &points)?;
             }
         }
         EntityKind::Conflict => {

@@ -175,6 +175,27 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
     expected.push((EntityKind::Patrol, Op::Transition));
     let late = s.append_patrol_points(&pts, now()).unwrap_err();
     assert!(late.to_string().contains("not recording"), "{late}");
+    // The server sends the batch back with the next pulls (twice here, a page repeated after
+    // a lost answer): its points are kept once.
+    let echo = gridwalk::wire::PullResponse {
+        changes: vec![gridwalk::wire::Change {
+            seq: 9_000,
+            kind: EntityKind::PatrolPoints,
+            id: pts.id,
+            data: serde_json::to_value(&pts).unwrap(),
+            partial: false,
+            history: None,
+            history_kept: 0,
+        }],
+        cursor: 9_000,
+        base: 0,
+        more: false,
+        cadence: None,
+        rejected: Vec::new(),
+    };
+    s.apply_pull(&echo, now()).unwrap();
+    s.apply_pull(&echo, now()).unwrap();
+    assert_eq!(s.patrol_track(p.common.id).unwrap(), pts.points);
 
     let ev = Event {
         common: Common::new(Domain::Livelihood, grid, "worker-a", now()),
