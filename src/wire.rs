@@ -259,16 +259,16 @@ pub mod columns {
     use crate::domain::lifecycle::Status;
     use crate::domain::model::{EntityKind, StatusChange};
 
-    /// n objects, column-wise, as a page is read (it is written by [`TableRef`]).
-    #[derive(Debug, Default, Serialize, Deserialize)]
+    /// n objects, column-wise, as a page is read (it is written by `TableRef`).
+    #[derive(Debug, Default, Deserialize)]
     pub struct Table {
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default)]
         keys: Vec<String>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default)]
         cols: Vec<Vec<Value>>,
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        #[serde(default)]
         nested: BTreeMap<String, Table>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default)]
         rest: Vec<Map<String, Value>>,
     }
 
@@ -460,17 +460,17 @@ pub mod columns {
 
     type StepRef<'a> = (Status, Status, DateTime<Utc>, &'a str, Option<&'a str>);
 
-    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[derive(Debug, Default, Deserialize)]
     struct Group {
         seq: Vec<i64>,
         id: Vec<Uuid>,
         data: Table,
         /// The rows that are partial changes.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default)]
         partial: Vec<usize>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default)]
         history: Option<Vec<Option<Vec<Step>>>>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default)]
         history_kept: Vec<u32>,
     }
 

@@ -94,9 +94,9 @@ impl Scope {
         match self {
             Scope::Grids(g) if g.is_empty() => ("1 = 0".into(), vec![]),
             Scope::Grids(g) => {
-                let marks: Vec<String> = (0..g.len()).map(|i| format!("${}", first + i)).collect();
+                let marks = params(first, g.len());
                 (
-                    format!("grid_code IN ({})", marks.join(", ")),
+                    format!("grid_code IN ({})", marks),
                     g.iter().map(|(_, c)| V::T(c.clone())).collect(),
                 )
             }
@@ -363,6 +363,15 @@ pub fn get_entity(db: &mut dyn Sql, id: Uuid) -> Result<Option<Entity>, DbError>
     }))
 }
 
+/// `$first, $first+1, ...`: `n` numbered parameters, for an `IN (...)` list or one row of a
+/// multi-row `VALUES`.
+fn params(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// An entity's kind and grid code without reading its JSON (scope checks on the hot path).
 pub fn entity_head(db: &mut dyn Sql, id: Uuid) -> Result<Option<(EntityKind, String)>, DbError> {
     db.query_opt(
@@ -393,8 +402,8 @@ pub fn put_entities(db: &mut dyn Sql, es: &[Entity], now: DateTime<Utc>) -> Resu
         for (i, e) in chunk.iter().enumerate() {
             let s = |k: &str| e.data.get(k).and_then(Value::as_str).map(str::to_owned);
             let category = s("category").or_else(|| s("domain"));
-            let marks: Vec<String> = (1..=COLS).map(|j| format!("${}", i * COLS + j)).collect();
-            rows.push(format!("({})", marks.join(", ")));
+            let marks = params(i * COLS + 1, COLS);
+            rows.push(format!("({})", marks));
             args.extend([
                 V::T(e.id.to_string()),
                 V::T(e.kind.code().to_owned()),
@@ -437,12 +446,12 @@ pub fn entity_heads(
 ) -> Result<BTreeMap<Uuid, (EntityKind, String)>, DbError> {
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(500) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let marks = params(1, chunk.len());
         let args: Vec<V> = chunk.iter().map(|i| V::T(i.to_string())).collect();
         for r in db.query(
             &format!(
                 "SELECT id, kind, grid_code FROM entities WHERE id IN ({})",
-                marks.join(", ")
+                marks
             ),
             &args,
         )? {
@@ -483,13 +492,13 @@ pub fn status_histories(
 ) -> Result<BTreeMap<Uuid, Vec<StatusChange>>, DbError> {
     let mut out: BTreeMap<Uuid, Vec<StatusChange>> = BTreeMap::new();
     for chunk in ids.chunks(500) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let marks = params(1, chunk.len());
         let args: Vec<V> = chunk.iter().map(|i| V::T(i.to_string())).collect();
         let rows = db.query(
             &format!(
                 "SELECT record_id, from_status, to_status, at, actor, note FROM status_history
                  WHERE record_id IN ({}) ORDER BY id",
-                marks.join(", ")
+                marks
             ),
             &args,
         )?;
@@ -520,14 +529,14 @@ pub fn versioned_histories(
 ) -> Result<BTreeMap<Uuid, Vec<(i64, StatusChange)>>, DbError> {
     let mut out: BTreeMap<Uuid, Vec<(i64, StatusChange)>> = BTreeMap::new();
     for chunk in ids.chunks(500) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let marks = params(1, chunk.len());
         let args: Vec<V> = chunk.iter().map(|i| V::T(i.to_string())).collect();
         let rows = db.query(
             &format!(
                 "SELECT record_id, from_status, to_status, at, actor, note,
                         COALESCE(version, 9223372036854775807) FROM status_history
                  WHERE record_id IN ({}) ORDER BY id",
-                marks.join(", ")
+                marks
             ),
             &args,
         )?;
@@ -598,8 +607,8 @@ pub fn audit_many(db: &mut dyn Sql, lines: &[AuditLine]) -> Result<(), DbError> 
         let mut rows = Vec::with_capacity(chunk.len());
         let mut args = Vec::with_capacity(chunk.len() * 7);
         for (i, l) in chunk.iter().enumerate() {
-            let marks: Vec<String> = (1..=7).map(|j| format!("${}", i * 7 + j)).collect();
-            rows.push(format!("({})", marks.join(", ")));
+            let marks = params(i * 7 + 1, 7);
+            rows.push(format!("({})", marks));
             args.extend([
                 V::T(ts(l.at)),
                 V::T(l.username.clone()),
@@ -641,19 +650,13 @@ pub fn lock_watermarks(
     let mut out = BTreeMap::new();
     for chunk in keys.chunks(500) {
         let mut rows = Vec::with_capacity(chunk.len());
-        let mut args: Vec<V> = Vec::with_capacity(chunk.len() * 4);
+        let mut args: Vec<V> = Vec::with_capacity(chunk.len() * 5);
         for (i, (device, lane, username)) in chunk.iter().enumerate() {
-            let b = i * 4;
-            rows.push(format!(
-                "(${}, ${}, 0, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4
-            ));
+            rows.push(format!("({})", params(i * 5 + 1, 5)));
             args.extend([
                 V::T(device.to_string()),
                 V::T((*lane).to_owned()),
+                V::I(0),
                 V::T((*username).to_owned()),
                 V::T(ts(now)),
             ]);
@@ -685,9 +688,8 @@ pub fn set_watermarks(db: &mut dyn Sql, marks: &[(Uuid, &str, i64)]) -> Result<(
         let mut rows = Vec::with_capacity(chunk.len());
         let mut args: Vec<V> = Vec::with_capacity(chunk.len() * 3);
         for (i, (device, lane, seq)) in chunk.iter().enumerate() {
-            let b = i * 3;
             // The rows exist: this insert always takes its update branch.
-            rows.push(format!("(${}, ${}, ${}, '', '')", b + 1, b + 2, b + 3));
+            rows.push(format!("({}, '', '')", params(i * 3 + 1, 3)));
             args.extend([
                 V::T(device.to_string()),
                 V::T((*lane).to_owned()),
@@ -848,8 +850,8 @@ pub fn queue_pushes(db: &mut dyn Sql, qs: Vec<QueuedPush<'_>>) -> Result<(), DbE
     while qs.peek().is_some() {
         let (mut rows, mut args) = (Vec::new(), Vec::new());
         for (i, q) in qs.by_ref().take(100).enumerate() {
-            let marks: Vec<String> = (1..=6).map(|j| format!("${}", i * 6 + j)).collect();
-            rows.push(format!("({}, '')", marks.join(", ")));
+            let marks = params(i * 6 + 1, 6);
+            rows.push(format!("({}, '')", marks));
             args.extend([
                 V::T(q.device.to_string()),
                 V::T(q.lane.to_owned()),
@@ -910,10 +912,10 @@ pub fn queued_pushes(db: &mut dyn Sql, limit: i64) -> Result<Vec<Queued>, DbErro
 /// Removes applied rows from the inbox.
 pub fn unqueue_pushes(db: &mut dyn Sql, ids: &[i64]) -> Result<(), DbError> {
     for chunk in ids.chunks(500) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let marks = params(1, chunk.len());
         let args: Vec<V> = chunk.iter().map(|&i| V::I(i)).collect();
         db.exec(
-            &format!("DELETE FROM push_inbox WHERE id IN ({})", marks.join(", ")),
+            &format!("DELETE FROM push_inbox WHERE id IN ({})", marks),
             &args,
         )?;
     }

@@ -564,7 +564,7 @@ fn apply_received(
 
 /// Runs `f` in a savepoint: kept if it succeeds, undone if it is refused (the inner error).
 /// A database error is the outer one: the whole transaction fails with it.
-pub fn in_savepoint<R>(
+fn in_savepoint<R>(
     db: &mut dyn Sql,
     f: impl FnOnce(&mut dyn Sql) -> Result<R, Failure>,
 ) -> Result<Result<R, Failure>, Failure> {
