@@ -588,18 +588,20 @@ macro_rules! any_dispatch {
 
 impl AnyRecord {
     /// Reads a record of `domain` from its flat JSON object.
-    pub fn from_json(
+    /// Reads a record of `domain` from JSON: an owned `serde_json::Value`, or a borrowed one
+    /// (`&Value`, nothing copied but the strings kept).
+    pub fn from_json<'de, D: serde::Deserializer<'de>>(
         domain: Domain,
-        value: serde_json::Value,
-    ) -> Result<AnyRecord, serde_json::Error> {
+        value: D,
+    ) -> Result<AnyRecord, D::Error> {
         Ok(match domain {
-            Domain::Hazard => AnyRecord::Hazard(serde_json::from_value(value)?),
-            Domain::Opinion => AnyRecord::Opinion(serde_json::from_value(value)?),
-            Domain::Dispute => AnyRecord::Dispute(serde_json::from_value(value)?),
-            Domain::Patrol => AnyRecord::Patrol(serde_json::from_value(value)?),
-            Domain::Emergency => AnyRecord::Emergency(serde_json::from_value(value)?),
+            Domain::Hazard => AnyRecord::Hazard(Hazard::deserialize(value)?),
+            Domain::Opinion => AnyRecord::Opinion(Opinion::deserialize(value)?),
+            Domain::Dispute => AnyRecord::Dispute(Dispute::deserialize(value)?),
+            Domain::Patrol => AnyRecord::Patrol(Patrol::deserialize(value)?),
+            Domain::Emergency => AnyRecord::Emergency(Emergency::deserialize(value)?),
             Domain::SpecialPop | Domain::Publicity | Domain::Livelihood | Domain::Other => {
-                let ev: Event = serde_json::from_value(value)?;
+                let ev = Event::deserialize(value)?;
                 if ev.domain != domain {
                     return Err(serde::de::Error::custom(format!(
                         "record says domain {}, expected {domain}",
@@ -613,6 +615,12 @@ impl AnyRecord {
 
     pub fn to_json(&self) -> serde_json::Value {
         any_dispatch!(self, r => serde_json::to_value(r).expect("records serialise"))
+    }
+
+    /// The record as JSON text, written straight from the record (the same fields as
+    /// [`AnyRecord::to_json`], in the record's own order rather than sorted).
+    pub fn to_json_string(&self) -> String {
+        any_dispatch!(self, r => serde_json::to_string(r).expect("records serialise"))
     }
 
     pub fn domain(&self) -> Domain {

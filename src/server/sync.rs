@@ -240,7 +240,7 @@ fn check_typed(
     let v = Value::Object(data.clone());
     let now = ctx.validation_now();
     if let Some(domain) = kind.domain() {
-        let r = AnyRecord::from_json(domain, v.clone())
+        let r = AnyRecord::from_json(domain, &v)
             .map_err(|_| ())
             .or_else(|_| {
                 // Re-parse through the typed path for an error that names the field.

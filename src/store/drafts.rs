@@ -117,34 +117,15 @@ impl Store {
 mod tests {
     use super::*;
     use crate::domain::codes::{Domain, HazardCategory, Severity};
-    use crate::domain::geo::{Grid, GridCode};
     use crate::domain::model::{Common, Hazard};
-    use geo::polygon;
 
     fn now() -> DateTime<Utc> {
         "2026-11-29T09:30:00Z".parse().unwrap()
     }
 
-    fn store_with_grid() -> (Store, uuid::Uuid) {
-        let mut s = Store::open_in_memory().unwrap();
-        s.set_worker("worker-a").unwrap();
-        let grid = Grid {
-            id: uuid::Uuid::now_v7(),
-            code: GridCode::parse("361003100200001").unwrap(),
-            name: "山下村第1网格".into(),
-            village_name: "山下村".into(),
-            town_name: "杨桥殿镇".into(),
-            county_name: "东乡区".into(),
-            boundary: polygon![(x: 116.39, y: 28.09), (x: 116.41, y: 28.09), (x: 116.41, y: 28.11), (x: 116.39, y: 28.11), (x: 116.39, y: 28.09)],
-        };
-        s.tx(|tx| crate::store::scope::write_grid(tx, &grid, 1))
-            .unwrap();
-        (s, grid.id)
-    }
-
     #[test]
     fn a_draft_keeps_its_photos_in_order_once_each_and_they_wait_for_a_record() {
-        let (mut s, grid) = store_with_grid();
+        let (mut s, grid) = crate::store::testing::store_with_grid();
         let a = s
             .stage_photo("hazard", b"\xFF\xD8\xFFa", "image/jpeg", "a.jpg", now())
             .unwrap();

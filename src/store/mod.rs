@@ -253,6 +253,32 @@ pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// What the store's unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use geo::polygon;
+
+    use super::Store;
+    use crate::domain::geo::{Grid, GridCode};
+
+    /// An in-memory store of worker-a holding one grid; its id.
+    pub(crate) fn store_with_grid() -> (Store, uuid::Uuid) {
+        let mut s = Store::open_in_memory().unwrap();
+        s.set_worker("worker-a").unwrap();
+        let grid = Grid {
+            id: uuid::Uuid::now_v7(),
+            code: GridCode::parse("361003100200001").unwrap(),
+            name: "山下村第1网格".into(),
+            village_name: "山下村".into(),
+            town_name: "杨桥殿镇".into(),
+            county_name: "东乡区".into(),
+            boundary: polygon![(x: 116.39, y: 28.09), (x: 116.41, y: 28.09), (x: 116.41, y: 28.11), (x: 116.39, y: 28.11), (x: 116.39, y: 28.09)],
+        };
+        s.tx(|tx| super::scope::write_grid(tx, &grid, 1)).unwrap();
+        (s, grid.id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,7 +127,7 @@ pub(crate) fn write_record(
         r.common(),
         r.category_code(),
         r.summary(),
-        &r.to_json().to_string(),
+        &r.to_json_string(),
         version,
         updated_at,
         false,
@@ -149,7 +149,7 @@ pub(crate) fn read_any(conn: &Connection, id: Uuid) -> Result<(AnyRecord, i64)> 
     })?;
     let domain: Domain = code(&kind)?;
     Ok((
-        AnyRecord::from_json(domain, serde_json::from_str(&data)?)?,
+        AnyRecord::from_json(domain, &mut serde_json::Deserializer::from_str(&data))?,
         version,
     ))
 }

@@ -3,6 +3,7 @@
 //! enrolment settings, photos waiting for upload, conflicts, and the pushed entries the server
 //! refused after acknowledging them (rejections, until the worker dismisses them).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
@@ -97,8 +98,15 @@ impl Store {
             tx.pragma_update(None, "defer_foreign_keys", "ON")?;
             let mut households: HashSet<String> = HashSet::new();
             let mut out = Applied::default();
+            // Entities with edits still in the outbox (few, usually none): only these are
+            // rebased.
+            let pending: HashSet<Uuid> = tx
+                .prepare_cached("SELECT DISTINCT record_id FROM outbox")?
+                .query_map([], |r| r.get::<_, String>(0))?
+                .map(|id| Ok(uuid(&id?)?))
+                .collect::<Result<_>>()?;
             for c in &page.changes {
-                apply_change(tx, c, &me, now, &mut households, &mut out)?;
+                apply_change(tx, c, &me, now, &mut households, &pending, &mut out)?;
                 out.changes += 1;
             }
             for r in &page.rejected {
@@ -315,6 +323,22 @@ fn insert_rejection(tx: &rusqlite::Connection, r: &Rejection) -> Result<usize> {
         ])?)
 }
 
+/// Deletes a record's status changes after its earliest `kept`. (Not one `DELETE ... NOT IN
+/// (... LIMIT ?)`: SQLite re-prepares a statement whose LIMIT is a parameter at every new
+/// binding, which was a fifth of applying a first pull.)
+fn trim_history(tx: &rusqlite::Connection, id: Uuid, kept: usize) -> Result<()> {
+    let ids: Vec<i64> = tx
+        .prepare_cached("SELECT id FROM status_history WHERE record_id = ?1 ORDER BY id")?
+        .query_map([id.to_string()], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if ids.len() > kept {
+        let first_gone = ids[kept];
+        tx.prepare_cached("DELETE FROM status_history WHERE record_id = ?1 AND id >= ?2")?
+            .execute(params![id.to_string(), first_gone])?;
+    }
+    Ok(())
+}
+
 /// Edits still waiting in the outbox for an entity, applied over what the server sent, so a
 /// pull never hides an edit the worker made after the last push.
 fn rebase(tx: &rusqlite::Connection, id: Uuid, data: &mut Map<String, Value>) -> Result<()> {
@@ -345,6 +369,7 @@ fn apply_change(
     me: &str,
     now: DateTime<Utc>,
     households: &mut HashSet<String>,
+    pending: &HashSet<Uuid>,
     out: &mut Applied,
 ) -> Result<()> {
     let (kind, id, v) = (c.kind, c.id, &c.data);
@@ -353,30 +378,31 @@ fn apply_change(
             "the server sent {kind} {id} without data"
         )));
     };
-    // A copy to rebase outbox edits onto, for the kinds a worker edits.
-    let mut data = match kind {
-        EntityKind::House | EntityKind::Household | EntityKind::Person => fields.clone(),
-        k if k.is_record() => fields.clone(),
-        _ => Map::new(),
+    // What the server sent, with the worker's edits still in the outbox laid over it (for
+    // the kinds a worker edits; a copy only when there are any).
+    let edited = || -> Result<Cow<'_, Value>> {
+        if !pending.contains(&id) {
+            return Ok(Cow::Borrowed(v));
+        }
+        let mut data = fields.clone();
+        rebase(tx, id, &mut data)?;
+        Ok(Cow::Owned(Value::Object(data)))
     };
     match kind {
         EntityKind::Grid => write_grid(tx, &parse::<Grid>(kind, id, v)?, c.seq)?,
         EntityKind::House => {
-            rebase(tx, id, &mut data)?;
-            write_house(tx, &parse::<House>(kind, id, &Value::Object(data))?, c.seq)?
+            write_house(tx, &parse::<House>(kind, id, edited()?.as_ref())?, c.seq)?
         }
         EntityKind::Household => {
-            rebase(tx, id, &mut data)?;
             write_household(
                 tx,
-                &parse::<Household>(kind, id, &Value::Object(data))?,
+                &parse::<Household>(kind, id, edited()?.as_ref())?,
                 c.seq,
             )?;
             households.insert(id.to_string());
         }
         EntityKind::Person => {
-            rebase(tx, id, &mut data)?;
-            let p: Person = parse(kind, id, &Value::Object(data))?;
+            let p: Person = parse(kind, id, edited()?.as_ref())?;
             let old: Option<String> = tx
                 .prepare_cached("SELECT household_id FROM people WHERE id = ?1")?
                 .query_row([id.to_string()], |r| r.get(0))
@@ -453,7 +479,7 @@ fn apply_change(
             }
         }
         k if k.is_record() => {
-            if c.partial {
+            let data = if c.partial {
                 // Only the fields changed after the base: lay them over the stored record.
                 let stored: Option<String> = tx
                     .prepare_cached("SELECT data FROM records WHERE id = ?1")?
@@ -465,12 +491,14 @@ fn apply_change(
                     ))
                 })?;
                 let mut whole: Map<String, Value> = serde_json::from_str(&stored)?;
-                whole.extend(data);
-                data = whole;
-            }
-            rebase(tx, id, &mut data)?;
+                whole.extend(fields.clone());
+                rebase(tx, id, &mut whole)?;
+                Cow::Owned(Value::Object(whole))
+            } else {
+                edited()?
+            };
             let domain = k.domain().expect("records have a domain");
-            let rec = AnyRecord::from_json(domain, Value::Object(data)).map_err(|e| {
+            let rec = AnyRecord::from_json(domain, data.as_ref()).map_err(|e| {
                 StoreError::Corrupt(format!(
                     "the server sent a {k} {id} this app cannot read: {e}"
                 ))
@@ -482,12 +510,11 @@ fn apply_change(
             write_record(tx, &rec, c.seq, now)?;
             if let Some(history) = &c.history {
                 // Keep the earliest `history_kept` (the device holds them as of the base);
-                // the rest, and any change made here since, become the server's.
-                tx.prepare_cached(
-                    "DELETE FROM status_history WHERE record_id = ?1 AND id NOT IN
-                       (SELECT id FROM status_history WHERE record_id = ?1 ORDER BY id LIMIT ?2)",
-                )?
-                .execute(params![id.to_string(), c.history_kept as i64])?;
+                // the rest, and any change made here since, become the server's. A record
+                // new to this device has none to keep.
+                if before.is_some() {
+                    trim_history(tx, id, c.history_kept as usize)?;
+                }
                 for h in history {
                     write_status_change(tx, h)?;
                 }
@@ -509,6 +536,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::domain::lifecycle::Status;
+    use crate::domain::model::StatusChange;
 
     fn at(h: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 29, h, 0, 0).unwrap()
@@ -570,6 +599,82 @@ mod tests {
             s.dismiss_rejection(8, at(6)),
             Err(StoreError::NotFound { .. })
         ));
+    }
+
+    fn step(record: Uuid, from: Status, to: Status, h: u32, actor: &str) -> StatusChange {
+        StatusChange {
+            record_id: record,
+            from,
+            to,
+            at: at(h),
+            actor: actor.into(),
+            note: None,
+        }
+    }
+
+    #[test]
+    fn a_pulled_history_replaces_what_came_after_the_kept_steps() {
+        use crate::domain::codes::{Domain, HazardCategory, Severity};
+        use crate::domain::model::{Common, Hazard};
+        let (mut s, grid) = crate::store::testing::store_with_grid();
+        let mut c = Common::new(Domain::Hazard, grid, "worker-a", at(1));
+        c.status = Status::Rectifying;
+        let h = Hazard {
+            common: c,
+            category: HazardCategory::CorridorEbike,
+            severity: Severity::Medium,
+            description: "楼道内电动车飞线充电".into(),
+            place: "3组12号".into(),
+            owner: None,
+            due_date: None,
+        };
+        let id = h.common.id;
+        let change = |seq, history: Vec<StatusChange>, kept| Change {
+            seq,
+            kind: EntityKind::Hazard,
+            id,
+            data: serde_json::to_value(&h).unwrap(),
+            partial: false,
+            history: Some(history),
+            history_kept: kept,
+        };
+        let three = vec![
+            step(id, Status::Draft, Status::Reported, 1, "worker-a"),
+            step(id, Status::Reported, Status::Confirmed, 2, "村书记"),
+            step(id, Status::Confirmed, Status::Rectifying, 3, "村书记"),
+        ];
+        s.apply_pull(&page(1, vec![change(1, three.clone(), 0)], vec![]), at(4))
+            .unwrap();
+        assert_eq!(
+            s.status_history(id).unwrap(),
+            three,
+            "a new record: all of it"
+        );
+        // The server kept the first two and replaced the third.
+        let moved = step(id, Status::Confirmed, Status::Transferred, 5, "镇干部");
+        s.apply_pull(
+            &page(2, vec![change(2, vec![moved.clone()], 2)], vec![]),
+            at(6),
+        )
+        .unwrap();
+        assert_eq!(
+            s.status_history(id).unwrap(),
+            vec![three[0].clone(), three[1].clone(), moved.clone()]
+        );
+        // Keeping everything only adds; keeping nothing replaces it all.
+        let back = step(id, Status::Transferred, Status::Closed, 7, "镇干部");
+        s.apply_pull(
+            &page(3, vec![change(3, vec![back.clone()], 3)], vec![]),
+            at(8),
+        )
+        .unwrap();
+        assert_eq!(s.status_history(id).unwrap().len(), 4);
+        s.apply_pull(
+            &page(4, vec![change(4, vec![back.clone()], 0)], vec![]),
+            at(9),
+        )
+        .unwrap();
+        assert_eq!(s.status_history(id).unwrap(), vec![back]);
     }
 
     #[test]
