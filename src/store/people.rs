@@ -148,40 +148,48 @@ pub(crate) fn write_household(conn: &Connection, h: &Household, version: i64) ->
     Ok(())
 }
 
-pub(crate) fn write_person(conn: &Connection, p: &Person, version: i64) -> Result<()> {
-    let id_rev: Option<String> = p.id_number.as_ref().map(|n| n.chars().rev().collect());
-    conn.prepare_cached(
-        "INSERT INTO people (id, household_id, name, sex, birth_date, id_type, id_number, id_rev,
-                             phone, person_type, residence, status, relation, version)
+/// Writes a person and their tags. `new`: the caller knows this device holds no person with
+/// this id (a first sync's thousands of people are then plain inserts: no upsert, nothing
+/// to delete first).
+pub(crate) fn write_person(conn: &Connection, p: &Person, version: i64, new: bool) -> Result<()> {
+    const INSERT: &str = "INSERT INTO people (id, household_id, name, sex, birth_date, id_type,
+           id_number, id_rev, phone, person_type, residence, status, relation, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+    const UPSERT: &str = "INSERT INTO people (id, household_id, name, sex, birth_date, id_type,
+           id_number, id_rev, phone, person_type, residence, status, relation, version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (id) DO UPDATE SET household_id = excluded.household_id, name = excluded.name,
            sex = excluded.sex, birth_date = excluded.birth_date, id_type = excluded.id_type,
            id_number = excluded.id_number, id_rev = excluded.id_rev, phone = excluded.phone,
            person_type = excluded.person_type, residence = excluded.residence,
-           status = excluded.status, relation = excluded.relation, version = excluded.version",
-    )?
-    .execute(params![
-        p.id.to_string(),
-        p.household_id.to_string(),
-        p.name,
-        p.sex.code(),
-        p.birth_date.map(|d| d.to_string()),
-        p.id_type.code(),
-        p.id_number,
-        id_rev,
-        p.phone,
-        p.person_type.code(),
-        p.residence.code(),
-        p.status.code(),
-        p.relation.code(),
-        version
-    ])?;
-    conn.prepare_cached("DELETE FROM person_tags WHERE person_id = ?1")?
-        .execute([p.id.to_string()])?;
+           status = excluded.status, relation = excluded.relation, version = excluded.version";
+    let id_rev: Option<String> = p.id_number.as_ref().map(|n| n.chars().rev().collect());
+    let id = p.id.to_string();
+    conn.prepare_cached(if new { INSERT } else { UPSERT })?
+        .execute(params![
+            id,
+            p.household_id.to_string(),
+            p.name,
+            p.sex.code(),
+            p.birth_date.map(|d| d.to_string()),
+            p.id_type.code(),
+            p.id_number,
+            id_rev,
+            p.phone,
+            p.person_type.code(),
+            p.residence.code(),
+            p.status.code(),
+            p.relation.code(),
+            version
+        ])?;
+    if !new {
+        conn.prepare_cached("DELETE FROM person_tags WHERE person_id = ?1")?
+            .execute([&id])?;
+    }
     let mut stmt =
         conn.prepare_cached("INSERT INTO person_tags (person_id, tag) VALUES (?1, ?2)")?;
     for t in &p.tags {
-        stmt.execute(params![p.id.to_string(), t.code()])?;
+        stmt.execute(params![id, t.code()])?;
     }
     Ok(())
 }
@@ -509,7 +517,7 @@ impl Store {
     pub fn add_person(&mut self, p: &Person, now: DateTime<Utc>) -> Result<()> {
         p.validate(crate::domain::cst::today(now))?;
         self.tx(|tx| {
-            write_person(tx, p, 0)?;
+            write_person(tx, p, 0, false)?;
             refresh_summary(tx, &Cadence::load(tx)?, &p.household_id.to_string())?;
             append(
                 tx,
@@ -540,7 +548,7 @@ impl Store {
             new.validate(crate::domain::cst::today(now))?;
             let changes = changed_fields(&all_fields(&old)?, &all_fields(&new)?);
             if !changes.is_empty() {
-                write_person(tx, &new, version)?;
+                write_person(tx, &new, version, false)?;
                 let cadence = Cadence::load(tx)?;
                 refresh_summary(tx, &cadence, &new.household_id.to_string())?;
                 if old.household_id != new.household_id {

@@ -114,12 +114,14 @@ fn write_row(
     }
 }
 
-/// Writes (inserts or replaces) a record's row from its typed value.
+/// Writes (inserts or replaces) a record's row from its typed value. `new`: the caller knows
+/// this device holds no record with this id (a plain insert, cheaper than the upsert).
 pub(crate) fn write_record(
     conn: &Connection,
     r: &AnyRecord,
     version: i64,
     updated_at: DateTime<Utc>,
+    new: bool,
 ) -> Result<()> {
     write_row(
         conn,
@@ -130,7 +132,7 @@ pub(crate) fn write_record(
         &r.to_json_string(),
         version,
         updated_at,
-        false,
+        new,
     )
 }
 
@@ -349,7 +351,7 @@ impl Store {
             new.validate(now)?;
             let changes = changed_fields(&all_fields(&old)?, &all_fields(&new)?);
             if !changes.is_empty() {
-                write_record(tx, &to_any(&new)?, version, now)?;
+                write_record(tx, &to_any(&new)?, version, now, false)?;
                 append(
                     tx,
                     EntityKind::of_domain(new.domain()),
@@ -497,7 +499,7 @@ impl Store {
                 now,
             )?;
             patrol.distance_m = track_length_m(&track(tx, pp.patrol_id)?);
-            write_record(tx, &AnyRecord::Patrol(patrol.clone()), version, now)?;
+            write_record(tx, &AnyRecord::Patrol(patrol.clone()), version, now, false)?;
             Ok(patrol.distance_m)
         })
     }
@@ -549,7 +551,7 @@ impl Store {
             )?;
             if !any.common().photos.contains(&sha) {
                 any.common_mut().photos.push(sha.clone());
-                write_record(tx, &any, version, now)?;
+                write_record(tx, &any, version, now, false)?;
                 let fields = serde_json::json!({"record_id": record_id, "sha256": sha, "mime": mime, "size": bytes.len()});
                 let serde_json::Value::Object(fields) = fields else { unreachable!() };
                 append(tx, EntityKind::Photo, record_id, Op::Append, fields, version, now)?;
@@ -702,7 +704,7 @@ fn transition_in(
     let from = any.common().status;
     check_transition(id, any.domain(), from, to, Actor::Worker)?;
     any.common_mut().status = to;
-    write_record(tx, &any, version, now)?;
+    write_record(tx, &any, version, now, false)?;
     write_status_change(
         tx,
         &StatusChange {

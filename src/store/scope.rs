@@ -95,13 +95,13 @@ impl Store {
                 write_household(tx, h, 1)?;
             }
             for p in &s.people {
-                write_person(tx, p, 1)?;
+                write_person(tx, p, 1, false)?;
             }
             for v in &s.visits {
                 write_visit(tx, v)?;
             }
             for r in &s.records {
-                write_record(tx, r, 1, now)?;
+                write_record(tx, r, 1, now, false)?;
             }
             for m in &s.sessions {
                 write_entry(

@@ -407,7 +407,7 @@ fn apply_change(
                 .prepare_cached("SELECT household_id FROM people WHERE id = ?1")?
                 .query_row([id.to_string()], |r| r.get(0))
                 .optional()?;
-            write_person(tx, &p, c.seq)?;
+            write_person(tx, &p, c.seq, old.is_none())?;
             households.insert(p.household_id.to_string());
             households.extend(old);
         }
@@ -507,7 +507,7 @@ fn apply_change(
                 .prepare_cached("SELECT status FROM records WHERE id = ?1")?
                 .query_row([id.to_string()], |r| r.get(0))
                 .optional()?;
-            write_record(tx, &rec, c.seq, now)?;
+            write_record(tx, &rec, c.seq, now, before.is_none())?;
             if let Some(history) = &c.history {
                 // Keep the earliest `history_kept` (the device holds them as of the base);
                 // the rest, and any change made here since, become the server's. A record
