@@ -91,11 +91,38 @@ impl Store {
     }
 
     /// Applies one pulled page and stores its cursor, in one transaction.
+    ///
+    /// A pull's pages are in version order, not dependency order: a person can come a page
+    /// before the household it belongs to, when the household changed after the person.
+    /// A pull of one page has its references checked when it commits; in a pull of several
+    /// they are not enforced while its pages are written, and are all checked after its
+    /// last page. Either way a dangling reference at the end is an error.
     pub fn apply_pull(&mut self, page: &PullResponse, now: DateTime<Utc>) -> Result<Applied> {
+        let whole = !page.more && self.meta(PULL_BASE)?.is_none();
+        if whole {
+            return self.apply_page(page, now, true);
+        }
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        let applied = self.apply_page(page, now, false);
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        let applied = applied?;
+        if !page.more {
+            dangling_reference(&self.conn)?;
+        }
+        Ok(applied)
+    }
+
+    fn apply_page(
+        &mut self,
+        page: &PullResponse,
+        now: DateTime<Utc>,
+        check: bool,
+    ) -> Result<Applied> {
         let me = self.worker.clone();
         self.tx(|tx| {
-            // A page is in version order, not dependency order: check references at commit.
-            tx.pragma_update(None, "defer_foreign_keys", "ON")?;
+            if check {
+                tx.pragma_update(None, "defer_foreign_keys", "ON")?;
+            }
             let mut households: HashSet<String> = HashSet::new();
             let mut out = Applied::default();
             // Entities with edits still in the outbox (few, usually none): only these are
@@ -103,7 +130,7 @@ impl Store {
             let pending: HashSet<Uuid> = tx
                 .prepare_cached("SELECT DISTINCT record_id FROM outbox")?
                 .query_map([], |r| r.get::<_, String>(0))?
-                .map(|id| Ok(uuid(&id?)?))
+                .map(|id| uuid(&id?))
                 .collect::<Result<_>>()?;
             for c in &page.changes {
                 apply_change(tx, c, &me, now, &mut households, &pending, &mut out)?;
@@ -321,6 +348,22 @@ fn insert_rejection(tx: &rusqlite::Connection, r: &Rejection) -> Result<usize> {
             r.field,
             ts(r.at),
         ])?)
+}
+
+/// Fails on the first row whose reference names a row this device does not hold.
+fn dangling_reference(conn: &rusqlite::Connection) -> Result<()> {
+    // (rowid is NULL for a table without one.)
+    let found: Option<(String, Option<i64>, String)> = conn
+        .prepare_cached("PRAGMA foreign_key_check")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    match found {
+        None => Ok(()),
+        Some((table, rowid, parent)) => Err(StoreError::Corrupt(format!(
+            "after the pull, a row of {table} (rowid {}) refers to a row of {parent} the server did not send; enrol the device again",
+            rowid.map_or("-".into(), |r| r.to_string())
+        ))),
+    }
 }
 
 /// Deletes a record's status changes after its earliest `kept`. (Not one `DELETE ... NOT IN
@@ -612,14 +655,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_pulled_history_replaces_what_came_after_the_kept_steps() {
+    fn hazard(grid: Uuid, status: Status) -> crate::domain::model::Hazard {
         use crate::domain::codes::{Domain, HazardCategory, Severity};
         use crate::domain::model::{Common, Hazard};
-        let (mut s, grid) = crate::store::testing::store_with_grid();
         let mut c = Common::new(Domain::Hazard, grid, "worker-a", at(1));
-        c.status = Status::Rectifying;
-        let h = Hazard {
+        c.status = status;
+        Hazard {
             common: c,
             category: HazardCategory::CorridorEbike,
             severity: Severity::Medium,
@@ -627,7 +668,85 @@ mod tests {
             place: "3组12号".into(),
             owner: None,
             due_date: None,
+        }
+    }
+
+    fn whole(seq: i64, kind: EntityKind, id: Uuid, data: Value) -> Change {
+        Change {
+            seq,
+            kind,
+            id,
+            data,
+            partial: false,
+            history: None,
+            history_kept: 0,
+        }
+    }
+
+    #[test]
+    fn a_reference_may_come_a_page_before_what_it_names_but_not_stay_dangling() {
+        let (mut s, _) = crate::store::testing::store_with_grid();
+        let g = s.grids().unwrap().remove(0);
+        // A second grid changed after a record filed in it: the record comes first, on a page
+        // of its own.
+        let other = crate::domain::geo::Grid {
+            id: Uuid::now_v7(),
+            code: crate::domain::geo::GridCode::parse("361003100200002").unwrap(),
+            name: "山下村第2网格".into(),
+            ..g.clone()
         };
+        let h = hazard(other.id, Status::Reported);
+        let mut first = page(
+            5,
+            vec![whole(5, EntityKind::Hazard, h.common.id, json!(h))],
+            vec![],
+        );
+        first.more = true;
+        s.apply_pull(&first, at(2)).unwrap();
+        let second = page(
+            6,
+            vec![whole(6, EntityKind::Grid, other.id, json!(other))],
+            vec![],
+        );
+        s.apply_pull(&second, at(2)).unwrap();
+        assert_eq!(s.grids().unwrap().len(), 2);
+        assert_eq!(
+            s.record::<crate::domain::model::Hazard>(h.common.id)
+                .unwrap(),
+            h
+        );
+
+        // A record in a grid the server never sent is an error, not silence: a pull of one
+        // page is not stored at all...
+        let lost = hazard(Uuid::now_v7(), Status::Reported);
+        let lost_page = |seq, more| {
+            let mut p = page(
+                seq,
+                vec![whole(seq, EntityKind::Hazard, lost.common.id, json!(lost))],
+                vec![],
+            );
+            p.more = more;
+            p
+        };
+        assert!(s.apply_pull(&lost_page(7, false), at(3)).is_err());
+        assert_eq!(s.pull_cursor().unwrap(), 6);
+        assert!(
+            s.record::<crate::domain::model::Hazard>(lost.common.id)
+                .is_err()
+        );
+        // ...and one of several fails at its end.
+        s.apply_pull(&lost_page(7, true), at(3)).unwrap();
+        let e = s.apply_pull(&page(8, vec![], vec![]), at(3)).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Corrupt(m) if m.contains("records") && m.contains("grids")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_pulled_history_replaces_what_came_after_the_kept_steps() {
+        let (mut s, grid) = crate::store::testing::store_with_grid();
+        let h = hazard(grid, Status::Rectifying);
         let id = h.common.id;
         let change = |seq, history: Vec<StatusChange>, kept| Change {
             seq,
