@@ -236,7 +236,7 @@ fn run(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = router(AppState::new(db.clone()));
     let server = server_rt.spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(gridwalk::server::no_delay(listener), app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })

@@ -214,7 +214,7 @@ async fn gridwalk_run(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = router(AppState::new(db.clone()));
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(gridwalk::server::no_delay(listener), app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })

@@ -172,7 +172,8 @@ fn is_zero(n: &u32) -> bool {
 
 /// `GET /api/v1/sync/pull?cursor=N&base=B&limit=M`: the changes after `cursor`; entities
 /// the device holds as of `base` (the cursor at which its last complete pull ended) may come
-/// as partial changes relative to it.
+/// as partial changes relative to it. `GET /api/v1/sync/pull/stream` sends several of these,
+/// one a line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PullResponse {
     /// In version order. On the wire they travel column-wise by kind (see [`columns`]).

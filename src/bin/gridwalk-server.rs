@@ -241,7 +241,7 @@ fn main() -> Result<()> {
                 let state = AppState::new(db);
                 // Pushes received before a restart and not yet applied: apply them now.
                 state.inbox.kick(&state.db);
-                axum::serve(listener, router(state))
+                axum::serve(gridwalk::server::no_delay(listener), router(state))
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;
                     })

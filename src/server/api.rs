@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(me))
         .route("/sync/push", post(push))
         .route("/sync/pull", get(pull))
+        .route("/sync/pull/stream", get(pull_stream))
         .route(
             "/photos/{sha}",
             get(photo_get).head(photo_head).put(photo_put),
@@ -57,7 +58,7 @@ pub fn router(state: AppState) -> Router {
         // zstd when the client takes it (the sync client does): a whole grid's first pull is
         // about 40% smaller than with gzip, and quicker to make. Level 6 of 22: level 9 made
         // the grid's page only 2.5% smaller (BENCHMARKS.md) for more CPU on every pull.
-        .layer(CompressionLayer::new().quality(CompressionLevel::Precise(6)))
+        .layer(CompressionLayer::new().quality(CompressionLevel::Precise(ZSTD_LEVEL)))
         .with_state(state)
 }
 
@@ -192,12 +193,35 @@ struct PullQuery {
     /// Where the device's last complete pull ended (0: send whole entities).
     #[serde(default)]
     base: i64,
+    /// Changes in the answer, at most (a page; in a stream, all its pages together).
     #[serde(default = "default_limit")]
     limit: usize,
+    /// In a stream: changes per page, at most (the first page is smaller, see
+    /// [`FIRST_FRAME`]).
+    #[serde(default)]
+    frame: Option<usize>,
 }
 
 fn default_limit() -> usize {
     sync::MAX_PAGE
+}
+
+impl PullQuery {
+    fn parse(
+        q: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
+    ) -> Result<PullQuery, Failure> {
+        let Query(q) = q.map_err(|e| Failure::invalid(e.body_text(), Some("query")))?;
+        if q.cursor < 0 {
+            return Err(Failure::invalid("cursor must be 0 or more", Some("cursor")));
+        }
+        if q.base < 0 || q.base > q.cursor {
+            return Err(Failure::invalid(
+                "base must be between 0 and the cursor",
+                Some("base"),
+            ));
+        }
+        Ok(q)
+    }
 }
 
 async fn pull(
@@ -205,16 +229,7 @@ async fn pull(
     a: Auth,
     q: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PullResponse>, Failure> {
-    let Query(q) = q.map_err(|e| Failure::invalid(e.body_text(), Some("query")))?;
-    if q.cursor < 0 {
-        return Err(Failure::invalid("cursor must be 0 or more", Some("cursor")));
-    }
-    if q.base < 0 || q.base > q.cursor {
-        return Err(Failure::invalid(
-            "base must be between 0 and the cursor",
-            Some("base"),
-        ));
-    }
+    let q = PullQuery::parse(q)?;
     // The device's own pushes first: its sync brings back what it sent, or why not.
     s.inbox.settle(&s.db, a.device).await?;
     s.inbox.pushes_first().await;
@@ -225,6 +240,125 @@ async fn pull(
     .await?;
     Ok(Json(res))
 }
+
+/// Changes in a stream's first page, at most: small, so the device starts storing early.
+pub const FIRST_FRAME: usize = 1_000;
+/// Changes in each later page of a stream unless the device asks for fewer.
+pub const DEFAULT_FRAME: usize = 2_000;
+/// Changes in one streamed answer, at most.
+pub const MAX_STREAM: usize = 100_000;
+
+/// The pages of `/sync/pull`, one after another in one answer: NDJSON, one page a line, in
+/// one zstd stream flushed after each page (tower-http's compression would hold them back
+/// until the end). The next page is built while the device stores the one before, so a
+/// first sync costs about the server's work or the phone's, not both one after the other.
+/// Each page is read in its own turn and transaction, exactly as if asked for by itself.
+async fn pull_stream(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    a: Auth,
+    q: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Failure> {
+    let q = PullQuery::parse(q)?;
+    s.inbox.settle(&s.db, a.device).await?;
+    s.inbox.pushes_first().await;
+    let zstd = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| e.split(';').next().unwrap_or("").trim() == "zstd");
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(stream_pages(s, a, q, zstd, tx));
+    let mut res = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    if zstd {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+    }
+    Ok(res)
+}
+
+type Encoder = zstd::stream::write::Encoder<'static, Vec<u8>>;
+
+/// Builds and sends a stream's pages until the last or the limit. A failure ends the
+/// answer unfinished (the device keeps the pages it stored and asks again).
+async fn stream_pages(
+    s: AppState,
+    a: Auth,
+    q: PullQuery,
+    zstd: bool,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let limit = q.limit.clamp(1, MAX_STREAM);
+    let frame = q.frame.unwrap_or(DEFAULT_FRAME).clamp(1, sync::MAX_PAGE);
+    let (mut cursor, base, mut sent) = (q.cursor, q.base, 0);
+    let mut size = frame.min(FIRST_FRAME);
+    let mut encoder = match zstd
+        .then(|| Encoder::new(Vec::new(), ZSTD_LEVEL))
+        .transpose()
+    {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+    };
+    let user = std::sync::Arc::new(a.user);
+    loop {
+        let n = size.min(limit - sent);
+        let turn = s.db.read_turn().await;
+        let (db, user) = (s.db.clone(), user.clone());
+        let built = blocking(move || {
+            let page = db.read(|db| sync::pull(db, &user, Some(a.device), cursor, base, n))?;
+            let mut line =
+                serde_json::to_vec(&page).map_err(|e| Failure::Internal(e.to_string()))?;
+            line.push(b'\n');
+            let io = |e: std::io::Error| Failure::Internal(e.to_string());
+            let last = !page.more || sent + page.changes.len() >= limit;
+            let (bytes, encoder) = match encoder {
+                // The last page goes with the end of the zstd stream, in one write.
+                Some(mut e) => {
+                    std::io::Write::write_all(&mut e, &line).map_err(io)?;
+                    if last {
+                        (e.finish().map_err(io)?, None)
+                    } else {
+                        std::io::Write::flush(&mut e).map_err(io)?;
+                        (std::mem::take(e.get_mut()), Some(e))
+                    }
+                }
+                None => (line, None),
+            };
+            Ok((page.cursor, page.more, page.changes.len(), bytes, encoder))
+        })
+        .await;
+        drop(turn);
+        let (next, more, k, bytes);
+        (next, more, k, bytes, encoder) = match built {
+            Ok(b) => b,
+            Err(f) => {
+                tracing::warn!(error = %f, "a streamed pull ended early");
+                let _ = tx.send(Err(std::io::Error::other(f.to_string()))).await;
+                return;
+            }
+        };
+        if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+            return; // the device went away
+        }
+        (cursor, sent) = (next, sent + k);
+        if !more || sent >= limit {
+            return;
+        }
+        size = frame;
+    }
+}
+
+/// zstd level of streamed pulls: the one the compression layer uses for every other answer.
+const ZSTD_LEVEL: i32 = 6;
 
 fn check_sha(sha: &str) -> Result<(), Failure> {
     if is_sha256_hex(sha) {

@@ -47,6 +47,22 @@ pub use api::router;
 /// retransmit.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
+/// What the server listens on: see [`no_delay`].
+pub type Listener = axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
+
+/// `listener`, with TCP_NODELAY on every connection it accepts. A streamed pull ends with
+/// small writes (the end of the chunked body) that Nagle's algorithm would hold back until
+/// the device's delayed ACK: 40 ms added to every pull.
+pub fn no_delay(listener: tokio::net::TcpListener) -> Listener {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
+
 /// A listener on `addr` with [`LISTEN_BACKLOG`]. Needs a tokio runtime.
 pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() {

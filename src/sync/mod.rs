@@ -153,8 +153,10 @@ pub struct SyncClient {
     base: String,
     token: String,
     pub retry: Retry,
-    /// Largest pull page asked for.
+    /// Most changes one pull request brings (a page; a stream of pages).
     pub page: usize,
+    /// Most changes in each page of a streamed pull.
+    pub frame: usize,
     /// How far this device's clock is off (zero on a real device, which uses its own clock;
     /// simulations and tests set it to play a device whose clock runs fast or slow).
     pub clock_offset: chrono::Duration,
@@ -176,9 +178,6 @@ fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
 /// Runs store work on a blocking thread (inside a tokio runtime; in place otherwise), so a
 /// page of thousands of records is written without holding up the executor it was awaited
 /// on: the app's UI, or the other devices of a load test.
-/// The first pull page's size, at most; each next one is twice the last (up to `page`).
-pub const FIRST_PAGE: usize = 4_000;
-
 async fn on_store<R: Send + 'static>(
     store: &Arc<Mutex<Store>>,
     f: impl FnOnce(&mut Store) -> R + Send + 'static,
@@ -295,6 +294,7 @@ impl SyncClient {
             token: token.to_owned(),
             retry: Retry::default(),
             page: 20_000,
+            frame: 2_000,
             clock_offset: chrono::Duration::zero(),
         })
     }
@@ -511,67 +511,91 @@ impl SyncClient {
         progress: &mut impl FnMut(Progress),
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
-        let (cursor, base) = {
-            let s = lock(store);
-            (s.pull_cursor()?, s.pull_base()?)
-        };
-        // Pages grow from FIRST_PAGE to `self.page`, and the next page is fetched while this
-        // one is applied: the server builds and sends it while the phone writes its store,
-        // so a first sync of a whole grid costs little more than its store writes.
-        let mut limit = self.page.min(FIRST_PAGE);
-        let (mut page, took) = self
-            .fetch_page(cursor, base, limit, &mut sum.requests)
-            .await?;
-        sum.latencies.push((Phase::Download, took));
         loop {
-            let (more, next_cursor, next_base) = (page.more, page.cursor, page.base);
-            limit = (limit * 2).min(self.page);
-            let apply = on_store(store, move |s| s.apply_pull(&page, Utc::now()));
-            let (applied, next) = if more {
-                let mut requests = 0;
-                let fetch = self.fetch_page(next_cursor, next_base, limit, &mut requests);
-                let (applied, next) = tokio::join!(apply, fetch);
-                sum.requests += requests;
-                (applied?, Some(next))
-            } else {
-                (apply.await?, None)
+            let (cursor, base) = {
+                let s = lock(store);
+                (s.pull_cursor()?, s.pull_base()?)
             };
-            sum.pulled += applied.changes as u64;
-            sum.feedback += applied.feedback as u64;
-            sum.conflicts.extend(applied.conflicts);
-            sum.rejected += applied.rejected as u64;
-            progress(Progress {
-                phase: Phase::Download,
-                done: sum.pulled,
-                total: sum.pulled + if more { limit as u64 } else { 0 },
-            });
-            match next {
-                None => return Ok(()),
-                Some(next) => {
-                    let (next, took) = next?;
-                    sum.latencies.push((Phase::Download, took));
-                    page = next;
-                }
+            if !self.pull_stream(store, cursor, base, progress, sum).await? {
+                return Ok(());
             }
+            // The answer stopped at its limit: ask for the rest.
         }
     }
 
-    /// One pull page after `cursor`, relative to `base`, and how long it took.
-    async fn fetch_page(
+    /// One streamed pull: the server's pages, one a line, each stored in its own transaction
+    /// as soon as it has arrived, while the next one is still on its way (so an answer cut
+    /// short keeps what came). Whether more is to come.
+    async fn pull_stream(
         &self,
+        store: &Arc<Mutex<Store>>,
         cursor: i64,
         base: i64,
-        limit: usize,
-        requests: &mut u64,
-    ) -> Result<(PullResponse, std::time::Duration), SyncError> {
+        progress: &mut impl FnMut(Progress),
+        sum: &mut SyncSummary,
+    ) -> Result<bool, SyncError> {
         let url = format!(
-            "{}/api/v1/sync/pull?cursor={cursor}&base={base}&limit={limit}",
-            self.base
+            "{}/api/v1/sync/pull/stream?cursor={cursor}&base={base}&limit={}&frame={}",
+            self.base, self.page, self.frame
         );
         let started = std::time::Instant::now();
-        let res = self.send(|| self.http.get(&url), requests).await?;
-        let page: PullResponse = decode(res).await?;
-        Ok((page, started.elapsed()))
+        let mut res = self.send(|| self.http.get(&url), &mut sum.requests).await?;
+        if !res.status().is_success() {
+            return Err(error_of(res.status(), res).await);
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<PullResponse>(2);
+        let read = async move {
+            let cut = |e: String| SyncError::Offline(format!("the pull was cut short: {e}"));
+            let mut buf: Vec<u8> = Vec::new();
+            let mut scanned = 0;
+            while let Some(chunk) = res.chunk().await.map_err(|e| cut(e.to_string()))? {
+                buf.extend_from_slice(&chunk);
+                let mut start = 0;
+                while let Some(i) = buf[scanned..].iter().position(|b| *b == b'\n') {
+                    let line = &buf[start..scanned + i];
+                    let page: PullResponse = serde_json::from_slice(line)
+                        .map_err(|e| SyncError::Server(format!("unreadable answer: {e}")))?;
+                    (start, scanned) = (scanned + i + 1, scanned + i + 1);
+                    if tx.send(page).await.is_err() {
+                        return Ok(()); // the store failed; that error is the one to give
+                    }
+                }
+                buf.drain(..start);
+                scanned = buf.len();
+            }
+            if buf.is_empty() {
+                Ok(())
+            } else {
+                Err(cut("in the middle of a page".into()))
+            }
+        };
+        let apply = async {
+            let mut more = None;
+            while let Some(page) = rx.recv().await {
+                more = Some(page.more);
+                let applied = on_store(store, move |s| s.apply_pull(&page, Utc::now())).await?;
+                sum.pulled += applied.changes as u64;
+                sum.feedback += applied.feedback as u64;
+                sum.conflicts.extend(applied.conflicts);
+                sum.rejected += applied.rejected as u64;
+                progress(Progress {
+                    phase: Phase::Download,
+                    done: sum.pulled,
+                    total: sum.pulled
+                        + if more == Some(true) {
+                            self.frame as u64
+                        } else {
+                            0
+                        },
+                });
+            }
+            Ok::<_, SyncError>(more)
+        };
+        let (read, more) = tokio::join!(read, apply);
+        sum.latencies.push((Phase::Download, started.elapsed()));
+        let more = more?;
+        read?;
+        more.ok_or_else(|| SyncError::Server("the server's answer held no page".into()))
     }
 }
 

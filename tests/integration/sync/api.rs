@@ -204,6 +204,69 @@ async fn auth_and_rate_limit(backend: Backend) {
 }
 both_backends!(auth_and_rate_limit);
 
+/// A streamed pull carries, one a line, exactly the pages `/sync/pull` gives for the same
+/// cursors: a small first page, then pages of `frame`, up to `limit`, the last saying whether
+/// more is to come. It refuses what the paged pull refuses.
+async fn a_stream_is_the_pages_one_after_another(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let token = server.login("worker-a").await.token;
+    let c = reqwest::Client::new();
+    let get = |path: String| {
+        c.get(format!("{}/api/v1/sync/{path}", server.url))
+            .bearer_auth(&token)
+            .send()
+    };
+    let res = get("pull/stream?cursor=0&base=0&limit=25&frame=10".into())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    let text = res.text().await.unwrap();
+    let lines: Vec<PullResponse> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sizes: Vec<usize> = lines.iter().map(|p| p.changes.len()).collect();
+    assert_eq!(sizes, vec![10, 10, 5], "pages of 10 up to the limit of 25");
+    assert!(lines[2].more, "the grid holds more than 25 changes");
+    assert!(lines[2].cadence.is_none() && lines[0].cadence.is_some());
+    let mut cursor = 0;
+    for (line, n) in lines.iter().zip(sizes) {
+        let page: PullResponse = get(format!("pull?cursor={cursor}&base=0&limit={n}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(line).unwrap(),
+            serde_json::to_value(&page).unwrap()
+        );
+        cursor = page.cursor;
+    }
+    // The rest in one more answer, ending with `more` false.
+    let rest = get(format!("pull/stream?cursor={cursor}&base=0"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let last: PullResponse = serde_json::from_str(rest.lines().last().unwrap()).unwrap();
+    assert!(!last.more);
+
+    let bad = get("pull/stream?cursor=3&base=4".into()).await.unwrap();
+    assert_eq!(bad.status(), 422);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["field"], "base");
+    let anonymous = c
+        .get(format!("{}/api/v1/sync/pull/stream", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+both_backends!(a_stream_is_the_pages_one_after_another);
+
 async fn scope_is_enforced_without_revealing(backend: Backend) {
     let server = TestServer::start(backend).await;
     let a = Device::enrol(&server, "worker-a").await;

@@ -323,8 +323,10 @@ fn client_via(device: &Device, url: &str) -> SyncClient {
         first_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(20),
     };
-    // Small pages, so a pull has several pages to be cut between.
+    // Small answers of small pages, so a pull has several answers, and each several pages,
+    // to be cut between.
     c.page = 40;
+    c.frame = 10;
     c
 }
 

@@ -97,7 +97,7 @@ impl TestServer {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(AppState::new(db.clone()));
         tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(gridwalk::server::no_delay(listener), app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;
                 })
