@@ -166,6 +166,21 @@ pub struct Change {
     pub history_kept: u32,
 }
 
+impl Change {
+    /// A change that brings its entity whole, with no status history.
+    pub fn whole(seq: i64, kind: EntityKind, id: Uuid, data: serde_json::Value) -> Change {
+        Change {
+            seq,
+            kind,
+            id,
+            data,
+            partial: false,
+            history: None,
+            history_kept: 0,
+        }
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -610,15 +625,7 @@ mod tests {
     use crate::domain::model::StatusChange;
 
     fn change(seq: i64, kind: EntityKind, data: serde_json::Value) -> Change {
-        Change {
-            seq,
-            kind,
-            id: Uuid::now_v7(),
-            data,
-            partial: false,
-            history: None,
-            history_kept: 0,
-        }
+        Change::whole(seq, kind, Uuid::now_v7(), data)
     }
 
     /// A page of every shape the column layout handles, with fixed ids.

@@ -1141,15 +1141,7 @@ pub fn pull(
     for (kind, id, data, meta, seq) in rows {
         let mut data: Value = serde_json::from_str(&data).map_err(internal)?;
         if !kind.is_record() {
-            changes.push(Change {
-                seq,
-                kind,
-                id,
-                data,
-                partial: false,
-                history: None,
-                history_kept: 0,
-            });
+            changes.push(Change::whole(seq, kind, id, data));
             continue;
         }
         let history = histories.remove(&id).unwrap_or_default();
@@ -1160,13 +1152,8 @@ pub fn pull(
         };
         let Some(meta) = meta.filter(|m| m.created.version <= base) else {
             changes.push(Change {
-                seq,
-                kind,
-                id,
-                data,
-                partial: false,
                 history: Some(history.into_iter().map(|(_, h)| h).collect()),
-                history_kept: 0,
+                ..Change::whole(seq, kind, id, data)
             });
             continue;
         };

@@ -671,18 +671,6 @@ mod tests {
         }
     }
 
-    fn whole(seq: i64, kind: EntityKind, id: Uuid, data: Value) -> Change {
-        Change {
-            seq,
-            kind,
-            id,
-            data,
-            partial: false,
-            history: None,
-            history_kept: 0,
-        }
-    }
-
     #[test]
     fn a_reference_may_come_a_page_before_what_it_names_but_not_stay_dangling() {
         let (mut s, _) = crate::store::testing::store_with_grid();
@@ -698,14 +686,14 @@ mod tests {
         let h = hazard(other.id, Status::Reported);
         let mut first = page(
             5,
-            vec![whole(5, EntityKind::Hazard, h.common.id, json!(h))],
+            vec![Change::whole(5, EntityKind::Hazard, h.common.id, json!(h))],
             vec![],
         );
         first.more = true;
         s.apply_pull(&first, at(2)).unwrap();
         let second = page(
             6,
-            vec![whole(6, EntityKind::Grid, other.id, json!(other))],
+            vec![Change::whole(6, EntityKind::Grid, other.id, json!(other))],
             vec![],
         );
         s.apply_pull(&second, at(2)).unwrap();
@@ -722,7 +710,12 @@ mod tests {
         let lost_page = |seq, more| {
             let mut p = page(
                 seq,
-                vec![whole(seq, EntityKind::Hazard, lost.common.id, json!(lost))],
+                vec![Change::whole(
+                    seq,
+                    EntityKind::Hazard,
+                    lost.common.id,
+                    json!(lost),
+                )],
                 vec![],
             );
             p.more = more;
@@ -749,13 +742,14 @@ mod tests {
         let h = hazard(grid, Status::Rectifying);
         let id = h.common.id;
         let change = |seq, history: Vec<StatusChange>, kept| Change {
-            seq,
-            kind: EntityKind::Hazard,
-            id,
-            data: serde_json::to_value(&h).unwrap(),
-            partial: false,
             history: Some(history),
             history_kept: kept,
+            ..Change::whole(
+                seq,
+                EntityKind::Hazard,
+                id,
+                serde_json::to_value(&h).unwrap(),
+            )
         };
         let three = vec![
             step(id, Status::Draft, Status::Reported, 1, "worker-a"),

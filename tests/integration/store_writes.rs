@@ -178,15 +178,12 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
     // The server sends the batch back with the next pulls (twice here, a page repeated after
     // a lost answer): its points are kept once.
     let echo = gridwalk::wire::PullResponse {
-        changes: vec![gridwalk::wire::Change {
-            seq: 9_000,
-            kind: EntityKind::PatrolPoints,
-            id: pts.id,
-            data: serde_json::to_value(&pts).unwrap(),
-            partial: false,
-            history: None,
-            history_kept: 0,
-        }],
+        changes: vec![gridwalk::wire::Change::whole(
+            9_000,
+            EntityKind::PatrolPoints,
+            pts.id,
+            serde_json::to_value(&pts).unwrap(),
+        )],
         cursor: 9_000,
         base: 0,
         more: false,
