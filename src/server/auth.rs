@@ -147,7 +147,7 @@ impl FromRequestParts<AppState> for Auth {
         let h = hash.clone();
         let _turn = db.read_turn().await;
         let found =
-            tokio::task::spawn_blocking(move || db.read(|db| repo::session(db, &h, Utc::now())))
+            tokio::task::spawn_blocking(move || db.lookup(|db| repo::session(db, &h, Utc::now())))
                 .await
                 .map_err(|e| Failure::Internal(e.to_string()))??;
         let (user, device) = found.ok_or(Failure::Unauthorized)?;

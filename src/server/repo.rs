@@ -146,8 +146,13 @@ fn user_from_row(db: &mut dyn Sql, r: &[V]) -> Result<User, DbError> {
         .into_iter()
         .map(|r| Ok((uuid(r[0].str()?)?, r[1].string()?)))
         .collect::<Result<Vec<_>, DbError>>()?;
+    user_columns(r, grids)
+}
+
+/// An account from a row that starts with [`USER_COLUMNS`], and its grids.
+fn user_columns(r: &[V], grids: Vec<(Uuid, String)>) -> Result<User, DbError> {
     Ok(User {
-        id,
+        id: uuid(r[0].str()?)?,
         username: r[1].string()?,
         display_name: r[2].string()?,
         role: Role::from_code(r[3].str()?).map_err(|e| DbError::Type(e.to_string()))?,
@@ -222,20 +227,30 @@ pub fn session(
     token_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<(User, Uuid)>, DbError> {
-    let Some(r) = db.query_opt(
-        "SELECT u.id, u.username, u.display_name, u.role, u.scope_code, u.disabled, s.device_id, s.expires_at
+    // One statement (every request starts with it): the account once per grid it works.
+    let rows = db.query(
+        "SELECT u.id, u.username, u.display_name, u.role, u.scope_code, u.disabled, s.device_id, s.expires_at,
+                g.grid_id, e.grid_code
          FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.token_hash = $1 AND s.revoked = 0",
+         LEFT JOIN user_grids g ON g.user_id = u.id LEFT JOIN entities e ON e.id = g.grid_id
+         WHERE s.token_hash = $1 AND s.revoked = 0
+         ORDER BY e.grid_code",
         args![token_hash],
-    )?
-    else {
+    )?;
+    let Some(r) = rows.first() else {
         return Ok(None);
     };
     if parse_ts(r[7].str()?)? <= now || r[5].i64()? != 0 {
         return Ok(None);
     }
-    let device = uuid(r[6].str()?)?;
-    Ok(Some((user_from_row(db, &r)?, device)))
+    // Flat left joins (SQLite materialises a parenthesised join for every lookup); a grid
+    // whose entity is missing is left out, as by the inner join of the other account reads.
+    let grids = rows
+        .iter()
+        .filter(|r| !matches!(r[9], V::Null))
+        .map(|r| Ok((uuid(r[8].str()?)?, r[9].string()?)))
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok(Some((user_columns(r, grids)?, uuid(r[6].str()?)?)))
 }
 
 pub fn revoke_session(db: &mut dyn Sql, token_hash: &str) -> Result<(), DbError> {

@@ -240,6 +240,18 @@ impl Database {
         }
     }
 
+    /// Runs a lookup that needs no snapshot (rows by their keys): on PostgreSQL its
+    /// statements run outside a transaction, saving the round trips of BEGIN and COMMIT.
+    pub fn lookup<R, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, E>,
+    ) -> Result<R, E> {
+        match self {
+            Database::Sqlite(p) => p.read(f),
+            Database::Postgres(p) => p.lookup(f),
+        }
+    }
+
     fn turns(&self) -> &Turns {
         match self {
             Database::Sqlite(p) => p.turns(),

@@ -6,7 +6,7 @@ use std::error::Error;
 
 use bytes::BytesMut;
 use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, GenericClient, NoTls, Statement};
 
 use super::{DbError, Sql, Turns, V};
 
@@ -147,27 +147,45 @@ impl PgPool {
     ) -> Result<R, E> {
         let mut c = self.pool.get().map_err(DbError::from)?;
         let PgConn { client, prepared } = &mut *c;
-        let tx = client.transaction().map_err(DbError::from)?;
-        let mut s = PgSql { tx, prepared };
-        let r = f(&mut s)?;
-        s.tx.commit().map_err(DbError::from)?;
+        let mut tx = client.transaction().map_err(DbError::from)?;
+        let r = f(&mut PgSql {
+            c: &mut tx,
+            prepared,
+        })?;
+        tx.commit().map_err(DbError::from)?;
         Ok(r)
+    }
+
+    /// Runs `f`'s statements each on its own, outside a transaction: for a lookup that
+    /// needs no snapshot, one round trip per statement instead of two more for BEGIN and
+    /// COMMIT.
+    pub fn lookup<R, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut c = self.pool.get().map_err(DbError::from)?;
+        let PgConn { client, prepared } = &mut *c;
+        f(&mut PgSql {
+            c: client,
+            prepared,
+        })
     }
 }
 
-struct PgSql<'a> {
-    tx: postgres::Transaction<'a>,
+/// Statements on a connection: in a transaction, or each on its own (a `Client`).
+struct PgSql<'a, C: GenericClient> {
+    c: &'a mut C,
     prepared: &'a mut HashMap<String, Statement>,
 }
 
-impl PgSql<'_> {
+impl<C: GenericClient> PgSql<'_, C> {
     /// The statement for `sql`, prepared once per connection. (A prepared statement belongs
     /// to the session, not the transaction: a rollback keeps it.)
     fn statement(&mut self, sql: &str) -> Result<Statement, DbError> {
         if let Some(s) = self.prepared.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.tx.prepare(sql)?;
+        let s = self.c.prepare(sql)?;
         if self.prepared.len() >= PREPARED {
             self.prepared.clear();
         }
@@ -231,15 +249,15 @@ fn params(args: &[V]) -> Vec<&(dyn ToSql + Sync)> {
     args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
 }
 
-impl Sql for PgSql<'_> {
+impl<C: GenericClient> Sql for PgSql<'_, C> {
     fn exec(&mut self, sql: &str, args: &[V]) -> Result<u64, DbError> {
         let st = self.statement(sql)?;
-        Ok(self.tx.execute(&st, &params(args))?)
+        Ok(self.c.execute(&st, &params(args))?)
     }
 
     fn query(&mut self, sql: &str, args: &[V]) -> Result<Vec<Vec<V>>, DbError> {
         let st = self.statement(sql)?;
-        let rows = self.tx.query(&st, &params(args))?;
+        let rows = self.c.query(&st, &params(args))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let mut row = Vec::with_capacity(r.len());

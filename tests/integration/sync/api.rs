@@ -204,6 +204,77 @@ async fn auth_and_rate_limit(backend: Backend) {
 }
 both_backends!(auth_and_rate_limit);
 
+/// A request's session is one statement now: it still brings every grid the worker works, in
+/// grid-code order, leaves out a grid whose entity is gone, and refuses a disabled account.
+async fn a_session_brings_every_grid_of_its_account(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let ok = server.login("worker-a").await;
+    let own: Vec<String> = ok.account.grids.iter().map(|g| g.code.clone()).collect();
+    assert_eq!(own.len(), 1, "worker-a starts with one grid");
+    let me = |token: String| {
+        let url = format!("{}/api/v1/me", server.url);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Two more grids for worker-a: one that exists, one whose entity does not.
+    let (db, user) = (server.db.clone(), ok.account.username.clone());
+    let other: String = tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            let uid = tx.query_one("SELECT id FROM users WHERE username = $1", &[user.into()])?[0]
+                .string()?;
+            let other = tx.query_one(
+                "SELECT id, grid_code FROM entities WHERE kind = 'GRID' AND grid_code <> $1
+                 ORDER BY grid_code DESC LIMIT 1",
+                &[own[0].clone().into()],
+            )?;
+            for grid in [other[0].string()?, Uuid::now_v7().to_string()] {
+                tx.exec(
+                    "INSERT INTO user_grids (user_id, grid_id) VALUES ($1, $2)",
+                    &[uid.clone().into(), grid.into()],
+                )?;
+            }
+            other[1].string()
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let account: serde_json::Value = me(ok.token.clone()).await.json().await.unwrap();
+    let codes: Vec<&str> = account["grids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["code"].as_str().unwrap())
+        .collect();
+    let mut expected = vec![ok.account.grids[0].code.as_str(), other.as_str()];
+    expected.sort();
+    assert_eq!(
+        codes, expected,
+        "both grids, in code order, and not the missing one"
+    );
+    // Disabled: the same token is refused.
+    let (db, user) = (server.db.clone(), ok.account.username.clone());
+    tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            tx.exec(
+                "UPDATE users SET disabled = 1 WHERE username = $1",
+                &[user.into()],
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(me(ok.token).await.status(), 401, "disabled account");
+}
+both_backends!(a_session_brings_every_grid_of_its_account);
+
 /// A streamed pull carries, one a line, exactly the pages `/sync/pull` gives for the same
 /// cursors: a small first page, then pages of `frame`, up to `limit`, the last saying whether
 /// more is to come. It refuses what the paged pull refuses.
