@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::db::Database;
@@ -63,6 +63,8 @@ pub struct Inbox {
     to_receive: mpsc::UnboundedSender<Received>,
     /// Pushes sent to the receiving task and not yet taken into a transaction.
     waiting: std::sync::atomic::AtomicUsize,
+    /// Notified when the receiving task has taken every push waiting.
+    none_waiting: Notify,
     receiving: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Received>>>,
 }
 
@@ -75,6 +77,7 @@ impl Default for Inbox {
             applied: watch::channel(0).0,
             to_receive,
             waiting: Default::default(),
+            none_waiting: Notify::new(),
             receiving: std::sync::Mutex::new(Some(receiving)),
         }
     }
@@ -133,8 +136,17 @@ impl Inbox {
     /// what a device waits for on the village Wi-Fi, and pull pages are the heavy work.
     pub async fn pushes_first(&self) {
         let until = tokio::time::Instant::now() + RECEIVE_FIRST;
-        while self.waiting.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        loop {
+            // Registered before the count is read, so the wake-up cannot be missed.
+            let none_waiting = self.none_waiting.notified();
+            tokio::pin!(none_waiting);
+            none_waiting.as_mut().enable();
+            if self.waiting.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(until, none_waiting).await.is_err() {
+                return;
+            }
         }
     }
 
@@ -184,7 +196,9 @@ async fn receive_groups(
                 Err(_) => break,
             }
         }
-        inbox.waiting.fetch_sub(group.len(), Ordering::SeqCst);
+        if inbox.waiting.fetch_sub(group.len(), Ordering::SeqCst) == group.len() {
+            inbox.none_waiting.notify_waiters();
+        }
         let db2 = db.clone();
         let done = tokio::task::spawn_blocking(move || {
             let now = Utc::now();
