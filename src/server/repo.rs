@@ -136,12 +136,11 @@ pub fn create_user(db: &mut dyn Sql, u: &NewUser, now: DateTime<Utc>) -> Result<
 }
 
 fn user_from_row(db: &mut dyn Sql, r: &[V]) -> Result<User, DbError> {
-    let id = uuid(r[0].str()?)?;
     let grids = db
         .query(
             "SELECT g.grid_id, e.grid_code FROM user_grids g JOIN entities e ON e.id = g.grid_id
              WHERE g.user_id = $1 ORDER BY e.grid_code",
-            args![id.to_string()],
+            args![r[0].str()?],
         )?
         .into_iter()
         .map(|r| Ok((uuid(r[0].str()?)?, r[1].string()?)))

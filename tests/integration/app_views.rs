@@ -473,15 +473,7 @@ fn the_sync_screen_shows_every_unsettled_conflict_with_both_values() {
             t0,
         )
     };
-    let change = |seq, kind, id, data| Change {
-        seq,
-        kind,
-        id,
-        data,
-        partial: false,
-        history: None,
-        history_kept: 0,
-    };
+    let change = Change::whole;
     let applied = pull_conflicts(
         &mut store,
         vec![
