@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::decompression::RequestDecompressionLayer;
 use uuid::Uuid;
 
@@ -58,9 +59,25 @@ pub fn router(state: AppState) -> Router {
         // zstd when the client takes it (the sync client does): a whole grid's first pull is
         // about 40% smaller than with gzip, and quicker to make. Level 6 of 22: level 9 made
         // the grid's page only 2.5% smaller (BENCHMARKS.md) for more CPU on every pull.
-        .layer(CompressionLayer::new().quality(CompressionLevel::Precise(ZSTD_LEVEL)))
+        // Answers under COMPRESS_ABOVE bytes go as they are.
+        .layer(
+            CompressionLayer::new()
+                .quality(CompressionLevel::Precise(ZSTD_LEVEL))
+                .compress_when(
+                    SizeAbove::new(COMPRESS_ABOVE)
+                        .and(NotForContentType::GRPC)
+                        .and(NotForContentType::IMAGES)
+                        .and(NotForContentType::SSE),
+                ),
+        )
         .with_state(state)
 }
+
+/// Answers smaller than this many bytes are sent uncompressed: a push's acknowledgement
+/// (about 90 bytes of JSON) comes out of zstd no smaller, and making a compression context
+/// for it, and another on the phone to undo it, cost a thousand pushes at once 1% of the
+/// server's CPU and more of the devices'.
+pub const COMPRESS_ABOVE: u16 = 1024;
 
 /// Refuses clients of another protocol version with 426 and a message to update.
 async fn protocol_check(req: Request, next: Next) -> Response {
@@ -97,6 +114,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 Failure::invalid(format!("could not read the body: {e}"), None)
             }
         })?;
+        // Parsed plainly first (a push is tens of kilobytes); only a body that fails is
+        // parsed again, tracking the path, to say where it is wrong.
+        if let Ok(v) = serde_json::from_slice(&bytes) {
+            return Ok(JsonBody(v));
+        }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de)
             .map(JsonBody)

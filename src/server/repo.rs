@@ -896,11 +896,12 @@ pub struct Queued {
     pub entries: String,
 }
 
-/// The oldest queued pushes, in arrival order, at most `limit`.
-pub fn queued_pushes(db: &mut dyn Sql, limit: i64) -> Result<Vec<Queued>, DbError> {
+/// The oldest queued pushes after row `after` (0: from the first), in arrival order, at
+/// most `limit`.
+pub fn queued_pushes(db: &mut dyn Sql, after: i64, limit: i64) -> Result<Vec<Queued>, DbError> {
     db.query(
-        "SELECT id, device_id, username, device_now, entries, entries_zstd FROM push_inbox ORDER BY id LIMIT $1",
-        args![limit],
+        "SELECT id, device_id, username, device_now, entries, entries_zstd FROM push_inbox WHERE id > $1 ORDER BY id LIMIT $2",
+        args![after, limit],
     )?
     .into_iter()
     .map(|r| {

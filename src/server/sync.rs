@@ -488,29 +488,39 @@ pub fn apply_inbox(
     {
         return Ok(None);
     }
-    let rows = repo::queued_pushes(db, 64)?;
     let mut users: BTreeMap<String, Option<User>> = BTreeMap::new();
     let (mut done, mut entries_done) = (None, 0);
     let mut applied = Vec::new();
-    for q in rows {
-        if done.is_some() && entries_done >= max_entries {
+    // A few rows at a time: a push is often as big as a whole chunk, and each row fetched is
+    // decompressed and parsed.
+    'rows: loop {
+        let rows = repo::queued_pushes(db, done.unwrap_or(0), INBOX_FETCH)?;
+        if rows.is_empty() {
             break;
         }
-        let entries: Vec<OutboxEntry> = serde_json::from_str(&q.entries)
-            .map_err(|e| Failure::Internal(format!("push inbox row {}: {e}", q.id)))?;
-        if !users.contains_key(&q.username) {
-            let u = repo::user_by_name(db, &q.username)?.map(|(u, _)| u);
-            users.insert(q.username.clone(), u);
+        for q in rows {
+            let entries: Vec<OutboxEntry> = serde_json::from_str(&q.entries)
+                .map_err(|e| Failure::Internal(format!("push inbox row {}: {e}", q.id)))?;
+            if !users.contains_key(&q.username) {
+                let u = repo::user_by_name(db, &q.username)?.map(|(u, _)| u);
+                users.insert(q.username.clone(), u);
+            }
+            let user = users[&q.username].as_ref();
+            apply_received(db, user, &q, &entries, now)?;
+            applied.push(q.id);
+            done = Some(q.id);
+            entries_done += entries.len();
+            if entries_done >= max_entries {
+                break 'rows;
+            }
         }
-        let user = users[&q.username].as_ref();
-        apply_received(db, user, &q, &entries, now)?;
-        applied.push(q.id);
-        done = Some(q.id);
-        entries_done += entries.len();
     }
     repo::unqueue_pushes(db, &applied)?;
     Ok(done)
 }
+
+/// Inbox rows fetched at a time by [`apply_inbox`].
+const INBOX_FETCH: i64 = 4;
 
 /// The PostgreSQL advisory lock one replica holds while it applies the inbox (rows of one
 /// device lane must be applied in order, so only one applier runs at a time).

@@ -706,7 +706,7 @@ async fn pushes_received_together_are_decided_one_by_one(backend: Backend) {
     // new lane by the lock), which its owner's next push starts from.
     let rows = server
         .read(|db| {
-            let q = repo::queued_pushes(db, 10)?;
+            let q = repo::queued_pushes(db, 0, 10)?;
             let marks = db.query(
                 "SELECT device_id, seq, username FROM watermarks WHERE lane = 'NORMAL' ORDER BY seq DESC",
                 &[],
@@ -754,3 +754,108 @@ async fn pushes_received_together_are_decided_one_by_one(backend: Backend) {
 }
 
 both_backends!(pushes_received_together_are_decided_one_by_one);
+
+/// The applier takes whole inbox rows in arrival order until its chunk is full, fetching a
+/// few rows at a time: a chunk smaller than the inbox stops after its last whole row, a
+/// larger one goes on through later fetches to the end, and an empty inbox answers none.
+async fn the_inbox_is_applied_in_chunks_of_whole_rows(backend: Backend) {
+    use gridwalk::server::{repo, sync};
+    let server = TestServer::start(backend).await;
+    let grid = server.county.grids[0].grid.id;
+    // Nine devices of one worker, two records each: nine rows.
+    let pushes: Vec<PushRequest> = (0..9)
+        .map(|_| PushRequest {
+            device_id: Uuid::now_v7(),
+            lane: Lane::Normal,
+            device_now: Utc::now(),
+            entries: (1..=2).map(|s| hazard_entry(s, grid, |_| {})).collect(),
+        })
+        .collect();
+    let db = server.db.clone();
+    let answers = tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            let user = repo::user_by_name(tx, "worker-a")?.unwrap().0;
+            let incoming: Vec<sync::Incoming<'_>> = pushes
+                .iter()
+                .map(|req| sync::Incoming {
+                    user: &user,
+                    device: req.device_id,
+                    req,
+                    packed: None,
+                })
+                .collect();
+            sync::receive_group(tx, &incoming, Utc::now())
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(answers.iter().all(|a| a.is_ok()), "{answers:?}");
+    let ids: Vec<i64> = server
+        .read(|db| {
+            repo::queued_pushes(db, 0, 100).map(|q| q.iter().map(|q| q.id).collect::<Vec<_>>())
+        })
+        .await;
+    assert_eq!(ids.len(), 9);
+    let apply = |max: usize| {
+        let db = server.db.clone();
+        async move {
+            tokio::task::spawn_blocking(move || db.tx(|tx| sync::apply_inbox(tx, max, Utc::now())))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    // Three entries: the first two rows whole (the second takes it past three).
+    assert_eq!(apply(3).await, Some(ids[1]));
+    assert_eq!(count_hazards(&server).await, 4);
+    // Enough for all: the other seven rows, over more than one fetch.
+    assert_eq!(apply(100).await, Some(ids[8]));
+    assert_eq!(count_hazards(&server).await, 18);
+    assert_eq!(apply(100).await, None);
+    let left = server
+        .read(|db| repo::queued_pushes(db, 0, 100).map(|q| q.len()))
+        .await;
+    assert_eq!(left, 0);
+}
+both_backends!(the_inbox_is_applied_in_chunks_of_whole_rows);
+
+/// Answers go zstd-compressed to a client that takes it, except small ones (an account, an
+/// error, a push's acknowledgement): zstd would not make them smaller.
+async fn small_answers_go_uncompressed(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = server.login("worker-a").await;
+    let c = reqwest::Client::builder()
+        .no_zstd()
+        .no_gzip()
+        .build()
+        .unwrap();
+    let get = |path: &str, token: &str| {
+        c.get(format!("{}/api/v1/{path}", server.url))
+            .bearer_auth(token)
+            .header("accept-encoding", "zstd, gzip")
+            .send()
+    };
+    let encoding = |r: &reqwest::Response| {
+        r.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let me = get("me", &a.token).await.unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(encoding(&me), None);
+    assert!(me.bytes().await.unwrap().len() < gridwalk::server::api::COMPRESS_ABOVE as usize);
+    let refused = get("me", "forged").await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(encoding(&refused), None);
+    // A whole grid's page is large: compressed.
+    let page = get("sync/pull?cursor=0", &a.token).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(encoding(&page).as_deref(), Some("zstd"));
+    let packed = page.bytes().await.unwrap();
+    let json = zstd::stream::decode_all(&packed[..]).unwrap();
+    let body: PullResponse = serde_json::from_slice(&json).unwrap();
+    assert!(!body.changes.is_empty());
+    assert!(json.len() > gridwalk::server::api::COMPRESS_ABOVE as usize);
+}
+both_backends!(small_answers_go_uncompressed);
