@@ -255,6 +255,7 @@ async fn pull(
     // The device's own pushes first: its sync brings back what it sent, or why not.
     s.inbox.settle(&s.db, a.device).await?;
     s.inbox.pushes_first().await;
+    let _bulk = s.db.bulk_turn().await;
     let _turn = s.db.read_turn().await;
     let res = blocking(move || {
         s.db.read(|db| sync::pull(db, &a.user, Some(a.device), q.cursor, q.base, q.limit))
@@ -333,6 +334,7 @@ async fn stream_pages(
     let user = std::sync::Arc::new(a.user);
     loop {
         let n = size.min(limit - sent);
+        let bulk = s.db.bulk_turn().await;
         let turn = s.db.read_turn().await;
         let (db, user) = (s.db.clone(), user.clone());
         let built = blocking(move || {
@@ -359,6 +361,7 @@ async fn stream_pages(
         })
         .await;
         drop(turn);
+        drop(bulk);
         let (next, more, k, bytes);
         (next, more, k, bytes, encoder) = match built {
             Ok(b) => b,

@@ -250,6 +250,7 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
         inbox.pushes_first().await;
         inbox.pending.store(false, Ordering::SeqCst);
         let done = {
+            let _bulk = db.bulk_turn().await;
             let _turn = db.write_turn().await;
             let db = db.clone();
             tokio::task::spawn_blocking(move || {

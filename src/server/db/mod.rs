@@ -156,10 +156,30 @@ impl dyn Sql + '_ {
 /// the database: with a thousand devices syncing at once, pushes that would only queue on the
 /// one writer (SQLite) or the change counter (PostgreSQL) leave connections and threads to
 /// pulls and sign-ins.
+///
+/// Bulk work (building a pull page, applying a chunk of the push inbox) also takes a bulk
+/// turn first, and there are fewer of those than cores ([`bulk_turns`]): that work is
+/// CPU-bound, so more of it at once only makes every request's turn on the CPU rarer. With
+/// eight pull pages at once on two cores (PostgreSQL's read turns), a push waited for the CPU
+/// at every step and a thousand devices' p99 push was over 500 ms in a third of the runs
+/// (BENCHMARKS.md).
 #[derive(Debug)]
 pub struct Turns {
     writes: std::sync::Arc<tokio::sync::Semaphore>,
     reads: std::sync::Arc<tokio::sync::Semaphore>,
+    bulk: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// Bulk jobs at once: `GRIDWALK_BULK_TURNS`, or one fewer than the cores this process may
+/// use (at least one), which leaves a core to answer requests.
+pub fn bulk_turns() -> usize {
+    std::env::var("GRIDWALK_BULK_TURNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1))
+        })
+        .max(1)
 }
 
 /// A turn at the database: held until dropped.
@@ -170,6 +190,7 @@ impl Turns {
         Turns {
             writes: std::sync::Arc::new(tokio::sync::Semaphore::new(writes.max(1))),
             reads: std::sync::Arc::new(tokio::sync::Semaphore::new(reads.max(1))),
+            bulk: std::sync::Arc::new(tokio::sync::Semaphore::new(bulk_turns())),
         }
     }
 }
@@ -273,6 +294,17 @@ impl Database {
     pub async fn read_turn(&self) -> Turn {
         self.turns()
             .reads
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Waits for a turn at bulk work (a pull page, a chunk of the push inbox); take it before
+    /// the read or write turn, and hold it while the work runs.
+    pub async fn bulk_turn(&self) -> Turn {
+        self.turns()
+            .bulk
             .clone()
             .acquire_owned()
             .await
