@@ -5,6 +5,7 @@
 //!     cargo bench --features server,client --bench crunch -- --db postgres        # PostgreSQL at 127.0.0.1:5432
 //!     cargo bench --features server,client --bench crunch -- --quick              # smoke: 50 devices
 //!     ... -- --devices N --records M
+//!     ... -- --timeline                                                           # pushes per 100 ms
 //!
 //! The server is the real router on 127.0.0.1:0 in its own tokio runtime (2 threads), the
 //! devices run in another. Accounts are worker accounts spread over the small demo county's
@@ -52,6 +53,33 @@ fn hazard(grid: uuid::Uuid, worker: &str, i: usize) -> Hazard {
         place: "3组12号".into(),
         owner: None,
         due_date: None,
+    }
+}
+
+/// Per 100 ms of the run: the pushes sent then, their median and slowest latency, and the
+/// pulls sent then (where a push's time goes: the burst, and what it shares the server with).
+fn print_timeline(pushes: &[(Duration, Duration)], pulls: &[Duration]) {
+    let slot = |d: &Duration| (d.as_millis() / 100) as usize;
+    let last = pushes.iter().map(|(at, _)| slot(at)).max().unwrap_or(0);
+    println!(
+        "{:>8} {:>6} {:>9} {:>9} {:>6}",
+        "sent at", "pushes", "p50 ms", "max ms", "pulls"
+    );
+    for i in 0..=last {
+        let mut took: Vec<Duration> = pushes
+            .iter()
+            .filter(|(at, _)| slot(at) == i)
+            .map(|(_, d)| *d)
+            .collect();
+        let pulls = pulls.iter().filter(|at| slot(at) == i).count();
+        println!(
+            "{:>6} s {:>6} {:>9.1} {:>9.1} {:>6}",
+            format!("{:.1}", i as f64 / 10.0),
+            took.len(),
+            pct(&mut took, 0.5),
+            pct(&mut took, 1.0),
+            pulls
+        );
     }
 }
 
@@ -123,6 +151,7 @@ fn main() -> Result<()> {
             .and_then(|i| args.get(i + 1).cloned())
     };
     let quick = args.iter().any(|a| a == "--quick");
+    let timeline = args.iter().any(|a| a == "--timeline");
     let devices: usize = match arg("--devices") {
         Some(s) => s.parse().context("--devices N")?,
         None if quick => 50,
@@ -152,7 +181,15 @@ fn main() -> Result<()> {
         }
         other => bail!("--db sqlite|postgres, not {other}"),
     };
-    let result = run(&url, &county, devices, records, dir.path(), &backend);
+    let result = run(
+        &url,
+        &county,
+        devices,
+        records,
+        dir.path(),
+        &backend,
+        timeline,
+    );
     if let Some(name) = pg_name {
         let mut c = postgres::Client::connect(PG_ADMIN, postgres::NoTls)?;
         c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
@@ -167,6 +204,7 @@ fn run(
     records: usize,
     dir: &Path,
     backend: &str,
+    timeline: bool,
 ) -> Result<()> {
     let t = Instant::now();
     let db = Database::open(url)?;
@@ -305,6 +343,8 @@ fn run(
 
     let mut push = Vec::new();
     let mut pull = Vec::new();
+    let mut push_timeline = Vec::new();
+    let mut pull_starts = Vec::new();
     let mut syncs = Vec::new();
     let mut errors = Vec::new();
     let (mut pushed, mut pulled, mut requests) = (0u64, 0u64, 0u64);
@@ -318,10 +358,16 @@ fn run(
                 pulled += s.pulled;
                 requests += s.requests;
                 syncs.push(took);
-                for (phase, d) in s.latencies {
+                for (phase, at, d) in s.latencies {
                     match phase {
-                        Phase::Upload => push.push(d),
-                        _ => pull.push(d),
+                        Phase::Upload => {
+                            push.push(d);
+                            push_timeline.push((at - started, d));
+                        }
+                        _ => {
+                            pull.push(d);
+                            pull_starts.push(at - started);
+                        }
                     }
                 }
             }
@@ -351,6 +397,9 @@ fn run(
             pct(v, 0.99),
             pct(v, 1.0)
         );
+    }
+    if timeline {
+        print_timeline(&push_timeline, &pull_starts);
     }
     println!("errors: {}", errors.len());
     for e in errors.iter().take(5) {

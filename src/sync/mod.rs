@@ -74,9 +74,9 @@ pub struct SyncSummary {
     pub rejected: u64,
     /// Requests made (for benchmarks).
     pub requests: u64,
-    /// How long each push and pull request took, answer body included (for the load
-    /// generator): `Upload` for a push, `Download` for a pull page.
-    pub latencies: Vec<(Phase, Duration)>,
+    /// When each push and pull request was sent and how long it took, answer body included
+    /// (for the load generator): `Upload` for a push, `Download` for a pull.
+    pub latencies: Vec<(Phase, std::time::Instant, Duration)>,
 }
 
 /// Why a sync stopped.
@@ -183,12 +183,18 @@ async fn on_store<R: Send + 'static>(
     f: impl FnOnce(&mut Store) -> R + Send + 'static,
 ) -> R {
     let store = store.clone();
+    off_runtime(move || f(&mut lock(&store))).await
+}
+
+/// Runs CPU work (parsing a page of thousands of changes) on a blocking thread inside a
+/// tokio runtime, in place otherwise: like [`on_store`], without the store.
+async fn off_runtime<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     match tokio::runtime::Handle::try_current() {
-        Ok(rt) => match rt.spawn_blocking(move || f(&mut lock(&store))).await {
+        Ok(rt) => match rt.spawn_blocking(f).await {
             Ok(r) => r,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         },
-        Err(_) => f(&mut lock(&store)),
+        Err(_) => f(),
     }
 }
 
@@ -411,7 +417,8 @@ impl SyncClient {
                     )
                     .await?;
                 let ack: PushResponse = decode(res).await?;
-                sum.latencies.push((Phase::Upload, started.elapsed()));
+                sum.latencies
+                    .push((Phase::Upload, started, started.elapsed()));
                 lock(store).ack_outbox(lane, ack.acked_through)?;
                 sum.pushed += n;
                 progress(Progress {
@@ -552,8 +559,9 @@ impl SyncClient {
                 buf.extend_from_slice(&chunk);
                 let mut start = 0;
                 while let Some(i) = buf[scanned..].iter().position(|b| *b == b'\n') {
-                    let line = &buf[start..scanned + i];
-                    let page: PullResponse = serde_json::from_slice(line)
+                    let line = buf[start..scanned + i].to_vec();
+                    let page = off_runtime(move || serde_json::from_slice::<PullResponse>(&line))
+                        .await
                         .map_err(|e| SyncError::Server(format!("unreadable answer: {e}")))?;
                     (start, scanned) = (scanned + i + 1, scanned + i + 1);
                     if tx.send(page).await.is_err() {
@@ -592,7 +600,8 @@ impl SyncClient {
             Ok::<_, SyncError>(more)
         };
         let (read, more) = tokio::join!(read, apply);
-        sum.latencies.push((Phase::Download, started.elapsed()));
+        sum.latencies
+            .push((Phase::Download, started, started.elapsed()));
         let more = more?;
         read?;
         more.ok_or_else(|| SyncError::Server("the server's answer held no page".into()))
