@@ -625,6 +625,38 @@ async fn health_answers_when_the_database_is_reachable(backend: Backend) {
 }
 both_backends!(health_answers_when_the_database_is_reachable);
 
+/// Receives `(device, account, push)`s together, as the inbox's receiving task does: one
+/// transaction, one `receive_group`.
+async fn receive_together(
+    server: &TestServer,
+    pushes: Vec<(Uuid, &'static str, PushRequest)>,
+) -> Vec<Result<PushResponse, gridwalk::server::error::Failure>> {
+    use gridwalk::server::{repo, sync};
+    let db = server.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            let users: Vec<repo::User> = pushes
+                .iter()
+                .map(|(_, name, _)| repo::user_by_name(tx, name).map(|u| u.unwrap().0))
+                .collect::<Result<_, _>>()?;
+            let incoming: Vec<sync::Incoming<'_>> = pushes
+                .iter()
+                .zip(&users)
+                .map(|((device, _, req), user)| sync::Incoming {
+                    user,
+                    device: *device,
+                    req,
+                    packed: None,
+                })
+                .collect();
+            sync::receive_group(tx, &incoming, Utc::now())
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
 /// Pushes that arrive together are received in one transaction and a handful of statements,
 /// yet each is decided as if it came alone, in order: a second push of the same lane goes on
 /// from the first, another account's push for the device and a push with a gap are refused
@@ -649,29 +681,7 @@ async fn pushes_received_together_are_decided_one_by_one(backend: Backend) {
         (d1, "worker-a", req(d1, 2..=3)),
         (d2, "worker-a", req(d1, 1..=1)),
     ];
-    let db = server.db.clone();
-    let answers = tokio::task::spawn_blocking(move || {
-        db.tx(|tx| {
-            let users: Vec<repo::User> = pushes
-                .iter()
-                .map(|(_, name, _)| repo::user_by_name(tx, name).map(|u| u.unwrap().0))
-                .collect::<Result<_, _>>()?;
-            let incoming: Vec<sync::Incoming<'_>> = pushes
-                .iter()
-                .zip(&users)
-                .map(|((device, _, req), user)| sync::Incoming {
-                    user,
-                    device: *device,
-                    req,
-                    packed: None,
-                })
-                .collect();
-            sync::receive_group(tx, &incoming, Utc::now())
-        })
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let answers = receive_together(&server, pushes.to_vec()).await;
     let acks: Vec<Option<(u64, u32, u32)>> = answers
         .iter()
         .map(|a| {
@@ -771,25 +781,11 @@ async fn the_inbox_is_applied_in_chunks_of_whole_rows(backend: Backend) {
             entries: (1..=2).map(|s| hazard_entry(s, grid, |_| {})).collect(),
         })
         .collect();
-    let db = server.db.clone();
-    let answers = tokio::task::spawn_blocking(move || {
-        db.tx(|tx| {
-            let user = repo::user_by_name(tx, "worker-a")?.unwrap().0;
-            let incoming: Vec<sync::Incoming<'_>> = pushes
-                .iter()
-                .map(|req| sync::Incoming {
-                    user: &user,
-                    device: req.device_id,
-                    req,
-                    packed: None,
-                })
-                .collect();
-            sync::receive_group(tx, &incoming, Utc::now())
-        })
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let pushes = pushes
+        .into_iter()
+        .map(|req| (req.device_id, "worker-a", req))
+        .collect();
+    let answers = receive_together(&server, pushes).await;
     assert!(answers.iter().all(|a| a.is_ok()), "{answers:?}");
     let ids: Vec<i64> = server
         .read(|db| {
