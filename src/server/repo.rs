@@ -851,11 +851,56 @@ pub struct QueuedPush<'a> {
     pub entries_zstd: Vec<u8>,
 }
 
+thread_local! {
+    /// Each thread's zstd contexts, kept: a fresh compression context allocates and clears
+    /// about a megabyte, which in a burst of pushes cost more than the compression itself.
+    static ZSTD: std::cell::RefCell<Option<(zstd::bulk::Compressor<'static>, zstd::bulk::Decompressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's zstd contexts (made on first use).
+fn with_zstd<R>(
+    f: impl FnOnce(
+        &mut zstd::bulk::Compressor<'static>,
+        &mut zstd::bulk::Decompressor<'static>,
+    ) -> std::io::Result<R>,
+) -> std::io::Result<R> {
+    ZSTD.with(|z| {
+        let mut z = z.borrow_mut();
+        if z.is_none() {
+            *z = Some((
+                zstd::bulk::Compressor::new(1)?,
+                zstd::bulk::Decompressor::new()?,
+            ));
+        }
+        let (c, d) = z.as_mut().expect("made above");
+        f(c, d)
+    })
+}
+
 /// A push's entries (JSON) as the inbox keeps them: zstd, level 1 (fast: the compression is
 /// done by the request's task before it waits for the writer).
 pub fn pack_entries(json: &str) -> Result<Vec<u8>, DbError> {
-    zstd::bulk::compress(json.as_bytes(), 1)
+    with_zstd(|c, _| c.compress(json.as_bytes()))
         .map_err(|e| DbError::Type(format!("compressing a push: {e}")))
+}
+
+/// The JSON of packed entries ([`pack_entries`]).
+pub fn unpack_entries(packed: &[u8]) -> Result<String, DbError> {
+    let size = zstd::zstd_safe::get_frame_content_size(packed)
+        .ok()
+        .flatten()
+        .ok_or_else(|| DbError::Type("push inbox row: not a zstd frame with its size".into()))?;
+    // A push's entries are part of its body, at most MAX_JSON_BYTES: a row claiming more is
+    // not one of ours (and is not given the memory it asks for).
+    if size > crate::server::MAX_JSON_BYTES as u64 {
+        return Err(DbError::Type(format!(
+            "push inbox row: claims {size} bytes of entries"
+        )));
+    }
+    let json = with_zstd(|_, d| d.decompress(packed, size as usize))
+        .map_err(|e| DbError::Type(format!("push inbox row: {e}")))?;
+    String::from_utf8(json).map_err(|e| DbError::Type(format!("push inbox row: {e}")))
 }
 
 /// Queues pushes, in the order given (rows get increasing ids: the applier's order).
@@ -912,12 +957,7 @@ pub fn queued_pushes(db: &mut dyn Sql, after: i64, limit: i64) -> Result<Vec<Que
             device_now: parse_ts(r[3].str()?)?,
             entries: match &r[5] {
                 V::Null => r[4].string()?,
-                packed => {
-                    let json = zstd::stream::decode_all(&packed.bytes()?[..])
-                        .map_err(|e| DbError::Type(format!("push inbox row: {e}")))?;
-                    String::from_utf8(json)
-                        .map_err(|e| DbError::Type(format!("push inbox row: {e}")))?
-                }
+                packed => unpack_entries(&packed.bytes()?)?,
             },
         })
     })
@@ -1013,4 +1053,25 @@ pub fn rejections_for(
         })
     })
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_entries_come_back_whole_and_a_row_claiming_too_much_is_refused() {
+        let a = r#"[{"seq":1,"fields":{"description":"楼道内电动车飞线充电"}}]"#.repeat(40);
+        let b = "[]";
+        // The thread's contexts are reused: each packing stands on its own.
+        for json in [&a[..], b, &a[..]] {
+            assert_eq!(unpack_entries(&pack_entries(json).unwrap()).unwrap(), json);
+        }
+        let huge = vec![b' '; crate::server::MAX_JSON_BYTES + 1];
+        let packed = zstd::bulk::compress(&huge, 1).unwrap();
+        let e = unpack_entries(&packed).unwrap_err().to_string();
+        assert!(e.contains("claims"), "{e}");
+        let e = unpack_entries(b"not zstd").unwrap_err().to_string();
+        assert!(e.contains("not a zstd frame"), "{e}");
+    }
 }
