@@ -29,6 +29,7 @@ use crate::domain::lifecycle::Status;
 use crate::domain::model::{EntityKind, is_sha256_hex};
 use crate::wire::{
     LoginRequest, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse, PushRequest, PushResponse,
+    RawFields,
 };
 
 /// The whole API.
@@ -201,7 +202,7 @@ async fn me(State(s): State<AppState>, a: Auth) -> Result<Response, Failure> {
 async fn push(
     State(s): State<AppState>,
     a: Auth,
-    JsonBody(req): JsonBody<PushRequest>,
+    JsonBody(req): JsonBody<PushRequest<RawFields>>,
 ) -> Result<Json<PushResponse>, Failure> {
     // Received with the other pushes waiting, in one transaction; applied just after.
     let res = s.inbox.receive(&s.db, a.user, a.device, req).await?;

@@ -28,7 +28,7 @@ use super::db::Database;
 use super::error::Failure;
 use super::repo::User;
 use super::{repo, sync};
-use crate::wire::{PushRequest, PushResponse};
+use crate::wire::{PushRequest, PushResponse, RawFields};
 
 /// Entries applied per transaction, about (whole pushes): short enough that a push waiting
 /// behind one is not kept long, long enough that a commit is shared by many records.
@@ -45,7 +45,7 @@ pub const RECEIVE_GROUP: usize = 256;
 struct Received {
     user: User,
     device: Uuid,
-    req: PushRequest,
+    req: PushRequest<RawFields>,
     /// The entries as they will be queued, packed before the push waits for the writer.
     packed: Vec<u8>,
     answer: oneshot::Sender<Result<PushResponse, Failure>>,
@@ -91,7 +91,7 @@ impl Inbox {
         db: &Database,
         user: User,
         device: Uuid,
-        req: PushRequest,
+        req: PushRequest<RawFields>,
     ) -> Result<PushResponse, Failure> {
         let taken = self
             .receiving

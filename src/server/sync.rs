@@ -22,7 +22,7 @@ use crate::domain::model::{
 };
 use crate::merge::{Decision, FieldEdit, FieldMeta, corrected_time, decide};
 use crate::wire::{
-    Change, Lane, Op, OutboxEntry, PullResponse, PushRequest, PushResponse, Rejection,
+    Change, Lane, Op, OutboxEntry, PullResponse, PushRequest, PushResponse, RawFields, Rejection,
 };
 
 /// Largest pull page.
@@ -355,7 +355,7 @@ fn parent_of_kind(
 pub struct Incoming<'a> {
     pub user: &'a User,
     pub device: Uuid,
-    pub req: &'a PushRequest,
+    pub req: &'a PushRequest<RawFields>,
     /// `req.entries` packed for the inbox ([`repo::pack_entries`]), if the caller did it
     /// already (outside the transaction): queued as it is when every entry is new.
     pub packed: Option<&'a [u8]>,
@@ -398,7 +398,8 @@ pub fn receive_group(
                 )));
             }
             let wm = *watermark as u64;
-            let fresh: Vec<&OutboxEntry> = p.req.entries.iter().filter(|e| e.seq > wm).collect();
+            let fresh: Vec<&OutboxEntry<RawFields>> =
+                p.req.entries.iter().filter(|e| e.seq > wm).collect();
             let replayed = (p.req.entries.len() - fresh.len()) as u32;
             if let Some(first) = fresh.first()
                 && first.seq != wm + 1

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{Result, Store, code, time, ts, uuid};
 use crate::domain::codes::Coded;
 use crate::domain::model::EntityKind;
-use crate::wire::{Lane, Op, OutboxEntry};
+use crate::wire::{Lane, Op, OutboxEntry, RawFields};
 
 /// Appends one entry; returns its sequence number. Call inside the write's transaction.
 pub(crate) fn append(
@@ -78,6 +78,29 @@ pub(crate) fn changed_fields(
 impl Store {
     /// Pending entries of a lane, oldest first, at most `limit`.
     pub fn outbox(&self, lane: Lane, limit: usize) -> Result<Vec<OutboxEntry>> {
+        self.outbox_with(lane, limit, |json| match serde_json::from_str(&json)? {
+            serde_json::Value::Object(m) => Ok(m),
+            _ => Err(super::StoreError::Corrupt(
+                "outbox fields not an object".into(),
+            )),
+        })
+    }
+
+    /// [`Store::outbox`] as a push sends it: the fields as the outbox holds them, checked to
+    /// be a JSON object but not parsed.
+    pub fn outbox_to_push(&self, lane: Lane, limit: usize) -> Result<Vec<OutboxEntry<RawFields>>> {
+        self.outbox_with(lane, limit, |json| {
+            RawFields::from_json(json)
+                .map_err(|e| super::StoreError::Corrupt(format!("outbox fields: {e}")))
+        })
+    }
+
+    fn outbox_with<F>(
+        &self,
+        lane: Lane,
+        limit: usize,
+        fields: impl Fn(String) -> Result<F>,
+    ) -> Result<Vec<OutboxEntry<F>>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT lane, seq, kind, record_id, op, fields, base_version, edited_at
              FROM outbox WHERE lane = ?1 ORDER BY seq LIMIT ?2",
@@ -96,22 +119,14 @@ impl Store {
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (lane, seq, kind, id, op, fields, base, at) = row?;
-            let fields: serde_json::Value = serde_json::from_str(&fields)?;
+            let (lane, seq, kind, id, op, json, base, at) = row?;
             out.push(OutboxEntry {
                 lane: code(&lane)?,
                 seq: seq as u64,
                 kind: code(&kind)?,
                 record_id: uuid(&id)?,
                 op: code(&op)?,
-                fields: match fields {
-                    serde_json::Value::Object(m) => m,
-                    _ => {
-                        return Err(super::StoreError::Corrupt(
-                            "outbox fields not an object".into(),
-                        ));
-                    }
-                },
+                fields: fields(json)?,
                 base_version: base,
                 edited_at: time(&at)?,
             });

@@ -387,7 +387,7 @@ impl SyncClient {
         });
         for lane in [Lane::Urgent, Lane::Normal] {
             loop {
-                let entries = on_store(store, move |s| s.outbox(lane, PUSH_BATCH)).await?;
+                let entries = on_store(store, move |s| s.outbox_to_push(lane, PUSH_BATCH)).await?;
                 if entries.is_empty() {
                     break;
                 }

@@ -504,6 +504,35 @@ async fn bad_input_is_explained_and_nothing_of_it_is_kept(backend: Backend) {
     let res = c.post(&url).bearer_auth(&a.token).json(&json!({"device_id": dev, "lane": "NORMAL", "device_now": Utc::now(), "entries": [{"lane": "NORMAL", "seq": "one"}]})).send().await.unwrap();
     let e: ApiError = res.json().await.unwrap();
     assert_eq!(e.field.as_deref(), Some("entries[0].seq"), "{e:?}");
+    // Fields are kept as text until applied, yet fields that are not an object, or a wrong
+    // type after an entry's fields, are still refused with where.
+    let good = serde_json::to_value(hazard_entry(1, grid, |_| {})).unwrap();
+    let mut not_object = good.clone();
+    not_object["seq"] = json!(2);
+    not_object["fields"] = json!(["title", "楼道"]);
+    let mut bad_seq = good.clone();
+    bad_seq["seq"] = json!("two");
+    for (second, field, says) in [
+        (
+            not_object,
+            "entries[1].fields",
+            "an array, expected an object of fields",
+        ),
+        (bad_seq, "entries[1].seq", "expected u64"),
+    ] {
+        let body = json!({"device_id": dev, "lane": "NORMAL", "device_now": Utc::now(), "entries": [good, second]});
+        let res = c
+            .post(&url)
+            .bearer_auth(&a.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 422);
+        let e: ApiError = res.json().await.unwrap();
+        assert_eq!(e.field.as_deref(), Some(field), "{e:?}");
+        assert!(e.message.contains(says), "{e:?}");
+    }
     // Two good entries and one with an unknown code: taken; when applied, the bad one is
     // refused with the field named and nothing of it stored, the good ones kept.
     let batch = vec![
@@ -639,10 +668,13 @@ async fn receive_together(
                 .iter()
                 .map(|(_, name, _)| repo::user_by_name(tx, name).map(|u| u.unwrap().0))
                 .collect::<Result<_, _>>()?;
+            // As the server takes them off the wire: fields as text.
+            let raw: Vec<_> = pushes.iter().map(|(_, _, req)| req.to_raw()).collect();
             let incoming: Vec<sync::Incoming<'_>> = pushes
                 .iter()
                 .zip(&users)
-                .map(|((device, _, req), user)| sync::Incoming {
+                .zip(&raw)
+                .map(|(((device, _, _), user), req)| sync::Incoming {
                     user,
                     device: *device,
                     req,
