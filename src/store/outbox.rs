@@ -154,10 +154,10 @@ impl Store {
 
     /// Deletes the entries of a lane up to and including `seq`: the server has them.
     pub fn ack_outbox(&mut self, lane: Lane, seq: u64) -> Result<usize> {
-        Ok(self.conn.execute(
-            "DELETE FROM outbox WHERE lane = ?1 AND seq <= ?2",
-            params![lane.code(), seq as i64],
-        )?)
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM outbox WHERE lane = ?1 AND seq <= ?2")?
+            .execute(params![lane.code(), seq as i64])?)
     }
 }
 
