@@ -16,10 +16,10 @@ use sha2::{Digest, Sha256};
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
-use tower_http::decompression::RequestDecompressionLayer;
 use uuid::Uuid;
 
 use super::auth::{self, Auth};
+use super::body::{self, Unpacked};
 use super::db::Sql;
 use super::error::Failure;
 use super::{AppState, MAX_JSON_BYTES, MAX_PHOTO_BYTES, repo, sync};
@@ -51,7 +51,6 @@ pub fn router(state: AppState) -> Router {
         .route("/records/{id}/replies", post(reply))
         .route("/conflicts/{id}/settle", post(settle))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES.max(MAX_PHOTO_BYTES)))
-        .layer(RequestDecompressionLayer::new())
         .layer(middleware::from_fn(protocol_check));
     Router::new()
         .route("/healthz", get(healthz))
@@ -105,16 +104,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = Failure;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Failure::invalid(
-                    format!("the body is larger than {MAX_JSON_BYTES} bytes"),
-                    None,
-                )
-            } else {
-                Failure::invalid(format!("could not read the body: {e}"), None)
-            }
-        })?;
+        let bytes = body::read(req, state, MAX_JSON_BYTES).await?;
         // Parsed plainly first (a push is tens of kilobytes); only a body that fails is
         // parsed again, tracking the path, to say where it is wrong.
         if let Ok(v) = serde_json::from_slice(&bytes) {
@@ -439,7 +429,7 @@ async fn photo_put(
     a: Auth,
     Path(sha): Path<String>,
     Query(Offset { offset }): Query<Offset>,
-    body: Bytes,
+    Unpacked(body): Unpacked<MAX_PHOTO_BYTES>,
 ) -> Result<Response, Failure> {
     s.inbox.settle(&s.db, a.device).await?;
     check_sha(&sha)?;

@@ -25,6 +25,8 @@ pub enum Failure {
     Gap { expected: u64 },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    UnsupportedEncoding(String),
     #[error("too many failed sign-ins; try again in {retry_after} s")]
     RateLimited { retry_after: u64 },
     #[error("this server speaks protocol {server}; the app speaks {client}: update the app")]
@@ -69,6 +71,11 @@ impl Failure {
         (self.code().1, field)
     }
 
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.code().0
+    }
+
     fn code(&self) -> (StatusCode, &'static str) {
         match self {
             Failure::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -77,6 +84,9 @@ impl Failure {
             Failure::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Failure::Gap { .. } => (StatusCode::CONFLICT, "gap"),
             Failure::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Failure::UnsupportedEncoding(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding")
+            }
             Failure::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Failure::Upgrade { .. } => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
             Failure::Db(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -173,17 +173,7 @@ impl IntoResponse for PageError {
                 Redirect::to(&format!("/login?next={}", enc(&next))).into_response()
             }
             PageError::Failure(f) => {
-                let status = match &f {
-                    Failure::Unauthorized => StatusCode::UNAUTHORIZED,
-                    Failure::Forbidden(_) => StatusCode::FORBIDDEN,
-                    Failure::NotFound(_) => StatusCode::NOT_FOUND,
-                    Failure::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                    Failure::Conflict(_) | Failure::Gap { .. } => StatusCode::CONFLICT,
-                    Failure::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-                    Failure::Upgrade { .. } => StatusCode::UPGRADE_REQUIRED,
-                    Failure::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
-                    Failure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                };
+                let status = f.status();
                 match &f {
                     Failure::Db(e) => tracing::error!(error = %e, "dashboard: database error"),
                     Failure::Internal(e) => tracing::error!(error = %e, "dashboard: internal"),
