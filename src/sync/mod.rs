@@ -376,10 +376,10 @@ impl SyncClient {
         progress: &mut impl FnMut(Progress),
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
-        let (device, total) = {
-            let s = lock(store);
-            (s.device_id(), s.outbox_len()?)
-        };
+        let (device, total) = on_store(store, |s| -> Result<_, SyncError> {
+            Ok((s.device_id(), s.outbox_len()?))
+        })
+        .await?;
         progress(Progress {
             phase: Phase::Upload,
             done: 0,
@@ -387,19 +387,33 @@ impl SyncClient {
         });
         for lane in [Lane::Urgent, Lane::Normal] {
             loop {
-                let entries = on_store(store, move |s| s.outbox_to_push(lane, PUSH_BATCH)).await?;
-                if entries.is_empty() {
+                // The batch is read and its body made (JSON, gzip) off the runtime, like the
+                // rest of the store work: with hundreds of syncs on one runtime (a load test)
+                // or the UI on it (the app), making them in place held up everything else.
+                let offset = self.clock_offset;
+                let batch = on_store(
+                    store,
+                    move |s| -> Result<Option<(u64, Vec<u8>)>, SyncError> {
+                        let entries = s.outbox_to_push(lane, PUSH_BATCH)?;
+                        if entries.is_empty() {
+                            return Ok(None);
+                        }
+                        let n = entries.len() as u64;
+                        let req = PushRequest {
+                            device_id: device,
+                            lane,
+                            device_now: Utc::now() + offset,
+                            entries,
+                        };
+                        let json = serde_json::to_vec(&req)
+                            .map_err(|e| SyncError::Server(e.to_string()))?;
+                        Ok(Some((n, gzip(&json))))
+                    },
+                )
+                .await?;
+                let Some((n, body)) = batch else {
                     break;
-                }
-                let n = entries.len() as u64;
-                let req = PushRequest {
-                    device_id: device,
-                    lane,
-                    device_now: Utc::now() + self.clock_offset,
-                    entries,
                 };
-                let body =
-                    gzip(&serde_json::to_vec(&req).map_err(|e| SyncError::Server(e.to_string()))?);
                 let url = format!("{}/api/v1/sync/push", self.base);
                 let started = std::time::Instant::now();
                 let res = self
@@ -417,7 +431,7 @@ impl SyncClient {
                 let ack: PushResponse = decode(res).await?;
                 sum.latencies
                     .push((Phase::Upload, started, started.elapsed()));
-                lock(store).ack_outbox(lane, ack.acked_through)?;
+                on_store(store, move |s| s.ack_outbox(lane, ack.acked_through)).await?;
                 sum.pushed += n;
                 progress(Progress {
                     phase: Phase::Upload,
@@ -435,7 +449,7 @@ impl SyncClient {
         progress: &mut impl FnMut(Progress),
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
-        let pending = lock(store).pending_photos()?;
+        let pending = on_store(store, |s| s.pending_photos()).await?;
         let total = pending.len() as u64;
         for (i, p) in pending.into_iter().enumerate() {
             progress(Progress {
@@ -466,7 +480,8 @@ impl SyncClient {
                 header("upload-complete") == 1,
             );
             if !complete {
-                let (bytes, _) = lock(store).photo(&p.sha256)?;
+                let sha = p.sha256.clone();
+                let (bytes, _) = on_store(store, move |s| s.photo(&sha)).await?;
                 while offset < bytes.len() {
                     let end = (offset + PHOTO_CHUNK).min(bytes.len());
                     let chunk = bytes[offset..end].to_vec();
@@ -499,7 +514,8 @@ impl SyncClient {
                     }
                 }
             }
-            lock(store).mark_photo_uploaded(&p.sha256)?;
+            let sha = p.sha256.clone();
+            on_store(store, move |s| s.mark_photo_uploaded(&sha)).await?;
             sum.photos += 1;
         }
         progress(Progress {
@@ -517,10 +533,10 @@ impl SyncClient {
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
         loop {
-            let (cursor, base) = {
-                let s = lock(store);
-                (s.pull_cursor()?, s.pull_base()?)
-            };
+            let (cursor, base) = on_store(store, |s| -> Result<_, SyncError> {
+                Ok((s.pull_cursor()?, s.pull_base()?))
+            })
+            .await?;
             if !self.pull_stream(store, cursor, base, progress, sum).await? {
                 return Ok(());
             }
