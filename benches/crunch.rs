@@ -13,6 +13,9 @@
 //! only measure argon2). Devices start in steady state: their grid on the device and the pull
 //! cursor at the server's current sequence. Prints total time, throughput, p50/p95/p99 per
 //! request type and errors, then checks that the server holds exactly the records sent.
+//! Each push's latency, as the device measures it, is split in three: `before` the server
+//! has its request's head (connecting, sending, the server's accept and read), in the
+//! `server` (its handler, body included), and `after` (the answer back, the device's runtime).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -280,7 +283,32 @@ fn run(
         server_rt.block_on(async { gridwalk::server::listen(([127, 0, 0, 1], 0).into()) })?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = router(AppState::new(db.clone()));
+    // How long the server itself takes over each push, from its request's head to its
+    // answer's: what the devices measure, less their side (their runtime's turn, the
+    // connection, the body's upload).
+    let served: Arc<Mutex<Vec<(String, Instant, Instant)>>> = Default::default();
+    let served2 = served.clone();
+    let app = router(AppState::new(db.clone())).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let served = served2.clone();
+            async move {
+                let push = req.uri().path() == "/api/v1/sync/push";
+                let who = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .trim_start_matches("Bearer ")
+                    .to_owned();
+                let t = Instant::now();
+                let res = next.run(req).await;
+                if push {
+                    served.lock().unwrap().push((who, t, Instant::now()));
+                }
+                res
+            }
+        },
+    ));
     let server = server_rt.spawn(async move {
         axum::serve(gridwalk::server::no_delay(listener), app)
             .with_graceful_shutdown(async {
@@ -327,16 +355,8 @@ fn run(
                 };
                 let t = Instant::now();
                 let sum = client.sync(&d.store, |_| {}).await;
-                // What the server did not acknowledge stays in the outbox.
-                let left: Vec<uuid::Uuid> = d
-                    .store
-                    .lock()
-                    .unwrap()
-                    .outbox(Lane::Normal, 1_000_000)?
-                    .into_iter()
-                    .map(|e| e.record_id)
-                    .collect();
-                anyhow::Ok((d.username, sum, t.elapsed(), left))
+                let took = t.elapsed();
+                anyhow::Ok((d.username, d.token, sum, took, d.store))
             });
         }
         let mut out = Vec::new();
@@ -352,14 +372,18 @@ fn run(
     let mut push = Vec::new();
     let mut pull = Vec::new();
     let mut push_timeline = Vec::new();
+    let mut push_at = std::collections::HashMap::new();
     let mut pull_starts = Vec::new();
     let mut syncs = Vec::new();
     let mut errors = Vec::new();
     let (mut pushed, mut pulled, mut requests) = (0u64, 0u64, 0u64);
     let mut unacked: HashSet<uuid::Uuid> = HashSet::new();
     for o in outcomes {
-        let (user, sum, took, left) = o?;
-        unacked.extend(left);
+        let (user, token, sum, took, store) = o?;
+        // What the server did not acknowledge stays in the outbox (read after the timed
+        // run: it is the benchmark's check, not the devices' work).
+        let left = store.lock().unwrap().outbox(Lane::Normal, 1_000_000)?;
+        unacked.extend(left.into_iter().map(|e| e.record_id));
         match sum {
             Ok(s) => {
                 pushed += s.pushed;
@@ -370,6 +394,7 @@ fn run(
                     match phase {
                         Phase::Upload => {
                             push.push(d);
+                            push_at.insert(token.clone(), (at, d));
                             push_timeline.push((at - started, d));
                         }
                         _ => {
@@ -392,8 +417,20 @@ fn run(
         "{:<6} {:>7} {:>9} {:>9} {:>9} {:>9}",
         "", "count", "p50 ms", "p95 ms", "p99 ms", "max ms"
     );
+    // Each push's time split: before the server had its head, in the server, after.
+    let (mut before, mut inside, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    for (who, arrived, answered) in std::mem::take(&mut *served.lock().unwrap()) {
+        if let Some(&(at, d)) = push_at.get(&who) {
+            before.push(arrived.saturating_duration_since(at));
+            inside.push(answered - arrived);
+            after.push((at + d).saturating_duration_since(answered));
+        }
+    }
     for (name, v) in [
         ("push", &mut push),
+        ("  before", &mut before),
+        ("  server", &mut inside),
+        ("  after", &mut after),
         ("pull", &mut pull),
         ("sync", &mut syncs),
     ] {
