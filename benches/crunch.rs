@@ -292,7 +292,9 @@ fn run(
         move |req: axum::extract::Request, next: axum::middleware::Next| {
             let served = served2.clone();
             async move {
-                let push = req.uri().path() == "/api/v1/sync/push";
+                if req.uri().path() != "/api/v1/sync/push" {
+                    return next.run(req).await;
+                }
                 let who = req
                     .headers()
                     .get("authorization")
@@ -302,9 +304,7 @@ fn run(
                     .to_owned();
                 let t = Instant::now();
                 let res = next.run(req).await;
-                if push {
-                    served.lock().unwrap().push((who, t, Instant::now()));
-                }
+                served.lock().unwrap().push((who, t, Instant::now()));
                 res
             }
         },

@@ -66,7 +66,7 @@ fn gzipped(headers: &HeaderMap) -> Result<bool, Failure> {
 }
 
 #[derive(Debug, PartialEq)]
-pub enum GzipError {
+enum GzipError {
     /// Unpacked, it would be more than the limit.
     TooLarge,
     Malformed(&'static str),
@@ -78,7 +78,7 @@ thread_local! {
 
 /// One gzip member (RFC 1952), checked against its CRC-32 and length, at most `limit` bytes
 /// unpacked. Bytes after the member are refused.
-pub fn gunzip(z: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
+fn gunzip(z: &[u8], limit: usize) -> Result<Vec<u8>, GzipError> {
     use GzipError::Malformed;
     let start = member_start(z)?;
     if z.len() < start + 8 {
