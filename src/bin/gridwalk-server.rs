@@ -241,7 +241,10 @@ fn main() -> Result<()> {
                 let state = AppState::new(db);
                 // Pushes received before a restart and not yet applied: apply them now.
                 state.inbox.kick(&state.db);
-                axum::serve(gridwalk::server::no_delay(listener), router(state))
+                // As a make-service, the router's routes are built once; served as a plain
+                // Router, axum rebuilds them for every connection it accepts.
+                let app = router(state).into_make_service();
+                axum::serve(gridwalk::server::no_delay(listener), app)
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;
                     })
