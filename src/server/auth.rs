@@ -10,10 +10,11 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use rand::RngExt;
 use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::AppState;
-use super::db::DbError;
+use super::db::{Database, DbError};
 use super::error::Failure;
 use super::repo::{self, User};
 use crate::wire::{LoginRequest, LoginResponse, PROTOCOL_VERSION};
@@ -143,18 +144,108 @@ impl FromRequestParts<AppState> for Auth {
             .trim()
             .to_owned();
         let hash = token_hash(&token);
-        let db = state.db.clone();
-        let h = hash.clone();
-        let _turn = db.read_turn().await;
-        let found =
-            tokio::task::spawn_blocking(move || db.lookup(|db| repo::session(db, &h, Utc::now())))
-                .await
-                .map_err(|e| Failure::Internal(e.to_string()))??;
-        let (user, device) = found.ok_or(Failure::Unauthorized)?;
+        let (user, device) = state
+            .sessions
+            .look_up(&state.db, hash.clone())
+            .await?
+            .ok_or(Failure::Unauthorized)?;
         Ok(Auth {
             user,
             device,
             token_hash: hash,
         })
+    }
+}
+
+/// Session lookups waiting together, at most, in one group.
+pub const LOOKUP_GROUP: usize = 256;
+
+type Found = Result<Option<(User, Uuid)>, Failure>;
+/// A token hash to look up, and where its answer goes.
+type Lookup = (String, oneshot::Sender<Found>);
+
+/// Every API request's session lookup. A lookup waiting for a read turn is looked up together
+/// with the others waiting then, in one statement ([`repo::sessions`]): a thousand devices
+/// syncing at once cost a few dozen queries instead of a thousand. Each request still sees
+/// the session as the database has it after the request arrived (a revoked or disabled
+/// account is refused at once, on every replica).
+#[derive(Debug)]
+pub struct Sessions {
+    to_look_up: mpsc::UnboundedSender<Lookup>,
+    waiting: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Lookup>>>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        let (to_look_up, waiting) = mpsc::unbounded_channel();
+        Sessions {
+            to_look_up,
+            waiting: std::sync::Mutex::new(Some(waiting)),
+        }
+    }
+}
+
+impl Sessions {
+    /// The account and device of the live session with this token hash. Needs a tokio
+    /// runtime.
+    pub async fn look_up(&self, db: &Database, hash: String) -> Found {
+        let taken = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(rx) = taken {
+            tokio::spawn(look_up_groups(db.clone(), rx));
+        }
+        let (answer, answered) = oneshot::channel();
+        let stopped = || Failure::Internal("the session lookup has stopped".into());
+        self.to_look_up
+            .send((hash, answer))
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+/// Takes a read turn for the first lookup waiting, then looks up it and every other one
+/// waiting by then together, while it goes on collecting the next group.
+async fn look_up_groups(db: Database, mut rx: mpsc::UnboundedReceiver<Lookup>) {
+    while let Some(first) = rx.recv().await {
+        let turn = db.read_turn().await;
+        let mut group = vec![first];
+        while group.len() < LOOKUP_GROUP {
+            match rx.try_recv() {
+                Ok(l) => group.push(l),
+                Err(_) => break,
+            }
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            let hashes: Vec<String> = group.iter().map(|(h, _)| h.clone()).collect();
+            let found = tokio::task::spawn_blocking(move || {
+                let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
+                db.lookup(|db| repo::sessions(db, &hashes, Utc::now()))
+            })
+            .await;
+            drop(turn);
+            match found {
+                Ok(Ok(found)) => {
+                    for (h, answer) in group {
+                        let _ = answer.send(Ok(found.get(&h).cloned()));
+                    }
+                }
+                Ok(Err(e)) => {
+                    let e = e.to_string();
+                    tracing::error!(error = %e, "looking up sessions");
+                    for (_, answer) in group {
+                        let _ = answer.send(Err(Failure::Internal(e.clone())));
+                    }
+                }
+                Err(e) => {
+                    for (_, answer) in group {
+                        let _ = answer.send(Err(Failure::Internal(e.to_string())));
+                    }
+                }
+            }
+        });
     }
 }

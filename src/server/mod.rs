@@ -29,6 +29,8 @@ pub const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
 pub struct AppState {
     pub db: Database,
     pub inbox: std::sync::Arc<inbox::Inbox>,
+    /// Every API request's session lookup, grouped under load.
+    pub sessions: std::sync::Arc<auth::Sessions>,
 }
 
 impl AppState {
@@ -36,6 +38,7 @@ impl AppState {
         AppState {
             db,
             inbox: Default::default(),
+            sessions: Default::default(),
         }
     }
 }

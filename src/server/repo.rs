@@ -2,7 +2,7 @@
 //! entities with per-field versions, the change sequence, watermarks, status history,
 //! conflicts, audit and photos.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -226,30 +226,59 @@ pub fn session(
     token_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<(User, Uuid)>, DbError> {
-    // One statement (every request starts with it): the account once per grid it works.
-    let rows = db.query(
-        "SELECT u.id, u.username, u.display_name, u.role, u.scope_code, u.disabled, s.device_id, s.expires_at,
-                g.grid_id, e.grid_code
-         FROM sessions s JOIN users u ON u.id = s.user_id
-         LEFT JOIN user_grids g ON g.user_id = u.id LEFT JOIN entities e ON e.id = g.grid_id
-         WHERE s.token_hash = $1 AND s.revoked = 0
-         ORDER BY e.grid_code",
-        args![token_hash],
-    )?;
-    let Some(r) = rows.first() else {
-        return Ok(None);
-    };
-    if parse_ts(r[7].str()?)? <= now || r[5].i64()? != 0 {
-        return Ok(None);
+    Ok(sessions(db, &[token_hash], now)?.remove(token_hash))
+}
+
+/// Sessions looked up together, at most, in one statement: more are read in several.
+pub const SESSIONS_AT_ONCE: usize = 64;
+
+/// [`session`] for several token hashes at once (the requests waiting together when a
+/// thousand devices sync): the live ones, by token hash.
+pub fn sessions(
+    db: &mut dyn Sql,
+    token_hashes: &[&str],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, (User, Uuid)>, DbError> {
+    let mut found = HashMap::new();
+    for chunk in token_hashes.chunks(SESSIONS_AT_ONCE) {
+        // The list is padded (with its last hash) to a power of two, so a handful of
+        // statements serve every group size and each stays prepared.
+        let n = chunk.len().next_power_of_two();
+        let args: Vec<V> = (0..n)
+            .map(|i| V::T(chunk[i.min(chunk.len() - 1)].to_owned()))
+            .collect();
+        // One statement: each account once per grid it works. Flat left joins (SQLite
+        // materialises a parenthesised join for every lookup); a grid whose entity is
+        // missing is left out, as by the inner join of the other account reads.
+        let rows = db.query(
+            &format!(
+                "SELECT u.id, u.username, u.display_name, u.role, u.scope_code, u.disabled, s.device_id, s.expires_at,
+                        g.grid_id, e.grid_code, s.token_hash
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 LEFT JOIN user_grids g ON g.user_id = u.id LEFT JOIN entities e ON e.id = g.grid_id
+                 WHERE s.token_hash IN ({}) AND s.revoked = 0
+                 ORDER BY s.token_hash, e.grid_code",
+                params(1, n)
+            ),
+            &args,
+        )?;
+        for one in rows.chunk_by(|a, b| a[10] == b[10]) {
+            let r = &one[0];
+            if parse_ts(r[7].str()?)? <= now || r[5].i64()? != 0 {
+                continue;
+            }
+            let grids = one
+                .iter()
+                .filter(|r| !matches!(r[9], V::Null))
+                .map(|r| Ok((uuid(r[8].str()?)?, r[9].string()?)))
+                .collect::<Result<Vec<_>, DbError>>()?;
+            found.insert(
+                r[10].string()?,
+                (user_columns(r, grids)?, uuid(r[6].str()?)?),
+            );
+        }
     }
-    // Flat left joins (SQLite materialises a parenthesised join for every lookup); a grid
-    // whose entity is missing is left out, as by the inner join of the other account reads.
-    let grids = rows
-        .iter()
-        .filter(|r| !matches!(r[9], V::Null))
-        .map(|r| Ok((uuid(r[8].str()?)?, r[9].string()?)))
-        .collect::<Result<Vec<_>, DbError>>()?;
-    Ok(Some((user_columns(r, grids)?, uuid(r[6].str()?)?)))
+    Ok(found)
 }
 
 pub fn revoke_session(db: &mut dyn Sql, token_hash: &str) -> Result<(), DbError> {

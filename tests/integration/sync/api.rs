@@ -275,6 +275,68 @@ async fn a_session_brings_every_grid_of_its_account(backend: Backend) {
 }
 both_backends!(a_session_brings_every_grid_of_its_account);
 
+/// Requests arriving together have their sessions looked up together: each still gets its
+/// own account, and a revoked or unknown token its 401, however the group is cut (more
+/// requests at once than one statement looks up, group sizes that are not a power of two).
+async fn sessions_looked_up_together_each_get_their_own(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = server.login("worker-a").await.token;
+    let b = server.login("worker-b").await.token;
+    let gone = server.login("worker-a").await.token;
+    let c = reqwest::Client::new();
+    let logout = c
+        .post(format!("{}/api/v1/auth/logout", server.url))
+        .bearer_auth(&gone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    let tokens = [
+        (a.as_str(), Some("worker-a")),
+        (b.as_str(), Some("worker-b")),
+        (gone.as_str(), None),
+        ("not-a-token", None),
+    ];
+    let url = format!("{}/api/v1/me", server.url);
+    let mut asks = tokio::task::JoinSet::new();
+    for i in 0..203 {
+        let (token, who) = tokens[i % tokens.len()];
+        let ask = c.get(&url).bearer_auth(token).send();
+        asks.spawn(async move {
+            let res = ask.await.unwrap();
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap();
+            (i, who, status, body)
+        });
+    }
+    while let Some(done) = asks.join_next().await {
+        let (i, who, status, body) = done.unwrap();
+        match who {
+            Some(user) => {
+                assert_eq!(status, 200, "request {i}: {body}");
+                assert_eq!(body["username"], user, "request {i}");
+            }
+            None => assert_eq!(status, 401, "request {i}: {body}"),
+        }
+    }
+    // The same through the store's query itself: 70 hashes (two statements), a repeated
+    // hash, a revoked and an unknown one.
+    let hashes: Vec<String> = (0..66)
+        .map(|i| format!("{i:064x}"))
+        .chain([&a, &b, &a, &gone].map(|t| gridwalk::server::auth::token_hash(t)))
+        .collect();
+    let found = server
+        .read(move |db| {
+            let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
+            gridwalk::server::repo::sessions(db, &hashes, Utc::now())
+        })
+        .await;
+    let mut names: Vec<&str> = found.values().map(|(u, _)| u.username.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["worker-a", "worker-b"]);
+}
+both_backends!(sessions_looked_up_together_each_get_their_own);
+
 /// A streamed pull carries, one a line, exactly the pages `/sync/pull` gives for the same
 /// cursors: a small first page, then pages of `frame`, up to `limit`, the last saying whether
 /// more is to come. It refuses what the paged pull refuses.
