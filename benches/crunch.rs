@@ -184,12 +184,22 @@ fn main() -> Result<()> {
         }
         other => bail!("--db sqlite|postgres, not {other}"),
     };
+    // The device stores stand for each phone's own flash: they go on a RAM disk when there
+    // is one. On the server's disk, their writes (the pulled records applied, a thousand
+    // stores at once) went into the same ext4 journal as the database's, and the server's
+    // commits waited for them (data=ordered): up to 225 ms for one PostgreSQL COMMIT.
+    let shm = Path::new("/dev/shm");
+    let device_dir = if shm.is_dir() {
+        tempfile::tempdir_in(shm)?
+    } else {
+        tempfile::tempdir()?
+    };
     let result = run(
         &url,
         &county,
         devices,
         records,
-        dir.path(),
+        device_dir.path(),
         &backend,
         timeline,
     );
@@ -205,7 +215,7 @@ fn run(
     county: &County,
     n: usize,
     records: usize,
-    dir: &Path,
+    device_dir: &Path,
     backend: &str,
     timeline: bool,
 ) -> Result<()> {
@@ -220,7 +230,7 @@ fn run(
     let cursor = db.read(|tx| {
         tx.query_one("SELECT value FROM counters WHERE name = 'change_seq'", &[])?[0].i64()
     })?;
-    let mut made = make_devices(dir, county, n, records, cursor)?;
+    let mut made = make_devices(device_dir, county, n, records, cursor)?;
     // Accounts and sessions, one transaction; one argon2 hash shared by all.
     let hash = auth::hash_password(demo::DEMO_PASSWORD).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut devices = Vec::with_capacity(n);
@@ -258,8 +268,8 @@ fn run(
         }
         Ok(())
     })?;
-    // The set-up leaves about 2 GB of written pages (the device stores, the seeded
-    // database) for the kernel to write back later. Left alone, that write-back landed in
+    // The set-up leaves written pages (the seeded database; the device stores too, where
+    // there is no RAM disk: about 2 GB) for the kernel to write back later. Left alone, that write-back landed in
     // some runs during the burst, where every commit's fsync waited behind it: those runs
     // were slow from their first push. They are written out now, outside the timed run.
     let flush = Instant::now();
@@ -288,27 +298,29 @@ fn run(
     // connection, the body's upload).
     let served: Arc<Mutex<Vec<(String, Instant, Instant)>>> = Default::default();
     let served2 = served.clone();
-    let app = router(AppState::new(db.clone())).layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let served = served2.clone();
-            async move {
-                if req.uri().path() != "/api/v1/sync/push" {
-                    return next.run(req).await;
+    let app = router(AppState::new(db.clone()))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let served = served2.clone();
+                async move {
+                    if req.uri().path() != "/api/v1/sync/push" {
+                        return next.run(req).await;
+                    }
+                    let who = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .trim_start_matches("Bearer ")
+                        .to_owned();
+                    let t = Instant::now();
+                    let res = next.run(req).await;
+                    served.lock().unwrap().push((who, t, Instant::now()));
+                    res
                 }
-                let who = req
-                    .headers()
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .trim_start_matches("Bearer ")
-                    .to_owned();
-                let t = Instant::now();
-                let res = next.run(req).await;
-                served.lock().unwrap().push((who, t, Instant::now()));
-                res
-            }
-        },
-    ));
+            },
+        ))
+        .into_make_service();
     let server = server_rt.spawn(async move {
         axum::serve(gridwalk::server::no_delay(listener), app)
             .with_graceful_shutdown(async {
