@@ -186,8 +186,8 @@ fn main() -> Result<()> {
     };
     // The device stores stand for each phone's own flash: they go on a RAM disk when there
     // is one. On the server's disk, their writes (the pulled records applied, a thousand
-    // stores at once) went into the same ext4 journal as the database's, and the server's
-    // commits waited for them (data=ordered): up to 225 ms for one PostgreSQL COMMIT.
+    // stores at once) went into the same ext4 journal as the database's, whose commits can
+    // wait for them (data=ordered); PostgreSQL logged single COMMITs of 225-343 ms.
     let shm = Path::new("/dev/shm");
     let device_dir = if shm.is_dir() {
         tempfile::tempdir_in(shm)?
