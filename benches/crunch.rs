@@ -269,9 +269,10 @@ fn run(
         Ok(())
     })?;
     // The set-up leaves written pages (the seeded database; the device stores too, where
-    // there is no RAM disk: about 2 GB) for the kernel to write back later. Left alone, that write-back landed in
-    // some runs during the burst, where every commit's fsync waited behind it: those runs
-    // were slow from their first push. They are written out now, outside the timed run.
+    // there is no RAM disk: about 2 GB) for the kernel to write back later. Left alone,
+    // that write-back landed in some runs during the burst, where every commit's fsync
+    // waited behind it: those runs were slow from their first push. They are written out
+    // now, outside the timed run.
     let flush = Instant::now();
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };

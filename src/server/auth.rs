@@ -160,7 +160,7 @@ impl FromRequestParts<AppState> for Auth {
 /// Session lookups waiting together, at most, in one group.
 pub const LOOKUP_GROUP: usize = 256;
 
-type Found = Result<Option<(User, Uuid)>, Failure>;
+type Found = Option<(User, Uuid)>;
 /// A token hash to look up, and where its answer goes.
 type Lookup = (String, oneshot::Sender<Found>);
 
@@ -188,7 +188,7 @@ impl Default for Sessions {
 impl Sessions {
     /// The account and device of the live session with this token hash. Needs a tokio
     /// runtime.
-    pub async fn look_up(&self, db: &Database, hash: String) -> Found {
+    pub async fn look_up(&self, db: &Database, hash: String) -> Result<Found, Failure> {
         let taken = self
             .waiting
             .lock()
@@ -198,11 +198,19 @@ impl Sessions {
             tokio::spawn(look_up_groups(db.clone(), rx));
         }
         let (answer, answered) = oneshot::channel();
-        let stopped = || Failure::Internal("the session lookup has stopped".into());
-        self.to_look_up
-            .send((hash, answer))
-            .map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
+        if self.to_look_up.send((hash.clone(), answer)).is_ok()
+            && let Ok(found) = answered.await
+        {
+            return Ok(found);
+        }
+        // The group's statement failed (or the task has stopped): this request looks up
+        // alone, so the error it answers is its own (503 for a database that is down).
+        let _turn = db.read_turn().await;
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || db.lookup(|db| repo::session(db, &hash, Utc::now())))
+            .await
+            .map_err(|e| Failure::Internal(e.to_string()))?
+            .map_err(Failure::from)
     }
 }
 
@@ -230,21 +238,12 @@ async fn look_up_groups(db: Database, mut rx: mpsc::UnboundedReceiver<Lookup>) {
             match found {
                 Ok(Ok(found)) => {
                     for (h, answer) in group {
-                        let _ = answer.send(Ok(found.get(&h).cloned()));
+                        let _ = answer.send(found.get(&h).cloned());
                     }
                 }
-                Ok(Err(e)) => {
-                    let e = e.to_string();
-                    tracing::error!(error = %e, "looking up sessions");
-                    for (_, answer) in group {
-                        let _ = answer.send(Err(Failure::Internal(e.clone())));
-                    }
-                }
-                Err(e) => {
-                    for (_, answer) in group {
-                        let _ = answer.send(Err(Failure::Internal(e.to_string())));
-                    }
-                }
+                // Dropping the group's answers sends each request to look up alone.
+                Ok(Err(e)) => tracing::warn!(error = %e, "looking up sessions together"),
+                Err(e) => tracing::error!(error = %e, "looking up sessions together panicked"),
             }
         });
     }

@@ -133,10 +133,7 @@ impl FromRequestParts<AppState> for Clerk {
             }
         }
         let hash = auth::token_hash(&token);
-        let db = state.db.clone();
-        let h = hash.clone();
-        let _turn = state.db.read_turn().await;
-        let found = blocking(move || Ok(db.read(|db| repo::session(db, &h, Utc::now()))?)).await?;
+        let found = state.sessions.look_up(&state.db, hash.clone()).await?;
         match found {
             Some((user, _)) => Ok(Clerk {
                 user,
