@@ -83,18 +83,7 @@ impl Location for FixedLocation {
 /// Photos read from files (desktop; the webview's own file picker also feeds the same path).
 pub struct FileCamera;
 
-/// The MIME type of a photo from its first bytes; `None` if it is not a photo we accept.
-pub fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some("image/jpeg")
-    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.len() > 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else {
-        None
-    }
-}
+pub use crate::domain::model::sniff_mime;
 
 impl Camera for FileCamera {
     fn read_path(&self, path: &str) -> Result<Photo, PlatformError> {

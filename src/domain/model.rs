@@ -305,6 +305,24 @@ impl Common {
     }
 }
 
+/// The photo types accepted anywhere (device, server, dashboard): rasters a browser shows
+/// and that carry no script. SVG, HTML and anything else are refused.
+pub const PHOTO_MIMES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
+
+/// The MIME type of a photo from its first bytes (never from a declared type or a file
+/// name); `None` if it is not one of [`PHOTO_MIMES`].
+pub fn sniff_mime(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.len() > 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
 pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
