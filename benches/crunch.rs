@@ -321,7 +321,7 @@ fn run(
                 }
             },
         ))
-        .into_make_service();
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = server_rt.spawn(async move {
         axum::serve(gridwalk::server::no_delay(listener), app)
             .with_graceful_shutdown(async {

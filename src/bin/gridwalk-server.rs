@@ -54,6 +54,13 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// The push inbox's quarantined rows: pushes whose application failed repeatedly (not
+    /// an entry's refusal, which goes back to its device) and were set aside.
+    #[command(subcommand)]
+    Inbox(InboxCommand),
+    /// Devices: release one from its account (a phone that changes hands).
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Import households and people (CSV, XLSX), grid boundaries (GeoJSON) or accounts (CSV,
     /// XLSX). A file with errors imports nothing (unless --valid-only); the row report is
     /// printed, and the exit status is 1 when there were errors.
@@ -136,6 +143,22 @@ enum UserCommand {
     Disable { username: String },
 }
 
+#[derive(Subcommand)]
+enum InboxCommand {
+    /// List the quarantined rows (id, device, account, when, tries, error).
+    List,
+    /// Put a quarantined row back in the queue (after the cause is fixed); the running
+    /// server applies it with the next push, or at its next start.
+    Retry { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Release a device id from its account: its sessions are revoked and its sync lanes
+    /// start afresh, so another account can sign in with it.
+    Release { device_id: uuid::Uuid },
+}
+
 fn read_password() -> Result<String> {
     if let Ok(p) = std::env::var("GRIDWALK_PASSWORD") {
         return Ok(p);
@@ -168,6 +191,70 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::User(u) => user(&db, u),
+        Command::Inbox(InboxCommand::List) => {
+            let rows = db.read(repo::quarantined_pushes)?;
+            if rows.is_empty() {
+                println!("no quarantined pushes");
+            }
+            for r in rows {
+                println!(
+                    "{}\tdevice {} ({} lane)\t{}\treceived {}\tquarantined {}\t{} tries\t{}",
+                    r.id,
+                    r.device,
+                    r.lane,
+                    r.username,
+                    r.received_at,
+                    r.quarantined_at,
+                    r.attempts,
+                    r.last_error
+                );
+            }
+            Ok(())
+        }
+        Command::Inbox(InboxCommand::Retry { id }) => {
+            let ok = db.tx(|tx| -> Result<bool> {
+                let ok = repo::retry_quarantined(tx, id)?;
+                if ok {
+                    repo::audit(
+                        tx,
+                        Utc::now(),
+                        "operator",
+                        None,
+                        "INBOX_RETRY",
+                        None,
+                        None,
+                        Some(id.to_string()),
+                    )?;
+                }
+                Ok(ok)
+            })?;
+            if !ok {
+                bail!("no quarantined push {id}: `gridwalk-server inbox list` shows them");
+            }
+            println!("push {id} is queued again");
+            Ok(())
+        }
+        Command::Device(DeviceCommand::Release { device_id }) => {
+            let owner = db.tx(|tx| -> Result<Option<String>> {
+                let owner = repo::release_device(tx, device_id)?;
+                repo::audit(
+                    tx,
+                    Utc::now(),
+                    "operator",
+                    Some(device_id),
+                    "DEVICE_RELEASE",
+                    None,
+                    None,
+                    owner.clone(),
+                )?;
+                Ok(owner)
+            })?;
+            match owner {
+                Some(o) => println!("device {device_id} released from {o}"),
+                None => println!("device {device_id} was not enrolled"),
+            }
+            Ok(())
+        }
         Command::Import {
             kind,
             file,
@@ -242,8 +329,9 @@ fn main() -> Result<()> {
                 // Pushes received before a restart and not yet applied: apply them now.
                 state.inbox.kick(&state.db);
                 // As a make-service, the router's routes are built once; served as a plain
-                // Router, axum rebuilds them for every connection it accepts.
-                let app = router(state).into_make_service();
+                // Router, axum rebuilds them for every connection it accepts. With connect
+                // info, sign-in failures are counted per address.
+                let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
                 axum::serve(gridwalk::server::no_delay(listener), app)
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;

@@ -34,6 +34,18 @@ impl GeoPoint {
         let mut v = Validator::new();
         check_coord(&mut v, "lon", self.lon, 180.0);
         check_coord(&mut v, "lat", self.lat, 90.0);
+        if v.is_ok() && !self.in_china() {
+            // Swapped coordinates (lat, lon) land here too.
+            v.error(
+                "lon",
+                format!(
+                    "位置 ({:.5}, {:.5}) 不在中国境内，请重新定位或检查经纬度是否填反 \
+                     (the point is outside China's bounding box {CHINA_LON:?} E, {CHINA_LAT:?} N: \
+                     locate again, or check that longitude and latitude are not swapped)",
+                    self.lon, self.lat
+                ),
+            );
+        }
         if let Some(a) = self.accuracy_m
             && (!a.is_finite() || a < 0.0)
         {
@@ -45,6 +57,26 @@ impl GeoPoint {
         v.finish()
     }
 
+    /// Whether the point lies in China's bounding box ([`CHINA_LON`], [`CHINA_LAT`]): a
+    /// grid worker's record is somewhere in it, whatever the province.
+    pub fn in_china(&self) -> bool {
+        CHINA_LON.contains(&self.lon) && CHINA_LAT.contains(&self.lat)
+    }
+
+    /// Metres from this point to the grid `boundary`: 0 inside it or on it.
+    pub fn distance_outside_m(&self, boundary: &Polygon<f64>) -> f64 {
+        use geo::{Closest, ClosestPoint, Contains, Distance, Haversine};
+        let pt = self.point();
+        if boundary.contains(&pt) || boundary.exterior().0.is_empty() {
+            return 0.0;
+        }
+        match boundary.exterior().closest_point(&pt) {
+            Closest::Intersection(_) => 0.0,
+            Closest::SinglePoint(q) => Haversine.distance(pt, q),
+            Closest::Indeterminate => 0.0,
+        }
+    }
+
     pub fn point(&self) -> Point<f64> {
         Point::new(self.lon, self.lat)
     }
@@ -54,6 +86,11 @@ impl GeoPoint {
         Haversine.distance(self.point(), other.point())
     }
 }
+
+/// Longitudes of China's bounding box (Xinjiang's western border to the Wusuli river).
+pub const CHINA_LON: std::ops::RangeInclusive<f64> = 73.0..=135.5;
+/// Latitudes of China's bounding box (the Nansha islands to Mohe).
+pub const CHINA_LAT: std::ops::RangeInclusive<f64> = 3.5..=54.0;
 
 fn check_coord(v: &mut Validator, field: &str, value: f64, limit: f64) {
     if !value.is_finite() {

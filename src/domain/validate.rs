@@ -297,6 +297,25 @@ pub fn mask_id(s: &str) -> String {
     out
 }
 
+/// Masks every phone and ID number in a JSON value (fields named `phone` or `id_number`,
+/// at any depth), as every screen and answer shows them unless revealed.
+pub fn mask_personal(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                match (k.as_str(), &*x) {
+                    ("phone", Value::String(s)) => *x = Value::String(mask_phone(s)),
+                    ("id_number", Value::String(s)) => *x = Value::String(mask_id(s)),
+                    _ => mask_personal(x),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_personal),
+        _ => {}
+    }
+}
+
 /// Why a phone number is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhoneError {

@@ -3,7 +3,7 @@
 //! transaction, and answer JSON; every failure is a [`Failure`] with a JSON body.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +26,7 @@ use super::{AppState, MAX_JSON_BYTES, MAX_PHOTO_BYTES, repo, sync};
 use crate::args;
 use crate::domain::codes::Coded;
 use crate::domain::lifecycle::Status;
-use crate::domain::model::{EntityKind, is_sha256_hex};
+use crate::domain::model::{EntityKind, is_sha256_hex, sniff_mime};
 use crate::wire::{
     LoginRequest, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse, PushRequest, PushResponse,
     RawFields,
@@ -51,7 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/records/{id}/replies", post(reply))
         .route("/conflicts/{id}/settle", post(settle))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES.max(MAX_PHOTO_BYTES)))
-        .layer(middleware::from_fn(protocol_check));
+        .layer(middleware::from_fn(api_edge));
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", api)
@@ -79,22 +79,136 @@ pub fn router(state: AppState) -> Router {
 /// server's CPU and more of the devices'.
 pub const COMPRESS_ABOVE: u16 = 1024;
 
-/// Refuses clients of another protocol version with 426 and a message to update.
-async fn protocol_check(req: Request, next: Next) -> Response {
-    if let Some(v) = req.headers().get(PROTOCOL_HEADER) {
-        let client = v.to_str().unwrap_or("?").to_owned();
-        if client != PROTOCOL_VERSION.to_string() {
-            return Failure::Upgrade {
-                server: PROTOCOL_VERSION,
-                client,
+/// The edge of every `/api/v1` request: the protocol header is required (426 without it or
+/// with another version, naming the version this server speaks), except on sign-in, which
+/// answers the version in its body; every answer says the server's version and is not to be
+/// sniffed; and an error that did not come from a [`Failure`] (a route or method that does
+/// not exist, a body over the limit) is turned into the JSON error all others are.
+async fn api_edge(req: Request, next: Next) -> Response {
+    let sign_in = req.uri().path().ends_with("/auth/login");
+    let client = req
+        .headers()
+        .get(PROTOCOL_HEADER)
+        .map(|v| v.to_str().unwrap_or("?").to_owned());
+    let mut res = match client {
+        Some(c) if c == PROTOCOL_VERSION.to_string() => next.run(req).await,
+        None if sign_in => next.run(req).await,
+        other => Failure::Upgrade {
+            server: PROTOCOL_VERSION,
+            client: other.unwrap_or_default(),
+        }
+        .into_response(),
+    };
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if (res.status().is_client_error() || res.status().is_server_error()) && !json {
+        res = plain_error_as_json(res).await;
+    }
+    let h = res.headers_mut();
+    h.insert(PROTOCOL_HEADER, HeaderValue::from(PROTOCOL_VERSION));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
+/// An error answer made outside our handlers (axum's own), as the JSON error.
+async fn plain_error_as_json(res: Response) -> Response {
+    let status = res.status();
+    let text = axum::body::to_bytes(res.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let (error, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "没有这个地址 (no such route)".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "这个地址不接受这种请求 (method not allowed)".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "too_large",
+            "请求内容太大 (the body is over the limit)".to_owned(),
+        ),
+        s if s.is_server_error() => ("internal", "internal error".to_owned()),
+        _ => ("invalid", text.chars().take(300).collect()),
+    };
+    let body = crate::wire::ApiError {
+        error: error.into(),
+        message,
+        field: None,
+        expected: None,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// A path parameter whose error is the JSON error naming it (e.g. `id` is not a UUID).
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Failure;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                let field = match e.kind() {
+                    ErrorKind::ParseErrorAtKey { key, .. }
+                    | ErrorKind::InvalidUtf8InPathParam { key } => key.clone(),
+                    _ => "path".to_owned(),
+                };
+                Err(Failure::invalid(
+                    format!("地址中的 {field} 格式不对 (malformed {field} in the path)"),
+                    Some(&field),
+                ))
             }
-            .into_response();
+            Err(e) => Err(Failure::invalid(e.body_text(), Some("path"))),
         }
     }
-    let mut res = next.run(req).await;
-    res.headers_mut()
-        .insert(PROTOCOL_HEADER, HeaderValue::from(PROTOCOL_VERSION));
-    res
+}
+
+/// A query string whose errors are the JSON error naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Failure;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path == "." { "query".to_owned() } else { path };
+                Failure::invalid(
+                    format!(
+                        "查询参数 {field} 无效 (invalid query parameter {field}: {})",
+                        e.into_inner()
+                    ),
+                    Some(&field),
+                )
+            })
+    }
 }
 
 /// A JSON body whose errors say which field is wrong.
@@ -133,11 +247,28 @@ async fn blocking<R: Send + 'static>(
         .map_err(|e| Failure::Internal(format!("task failed: {e}")))?
 }
 
+/// 200 while the database answers, with the push inbox at a glance: rows waiting to be
+/// applied, how old the oldest is, and rows quarantined (an administrator's to look at).
 async fn healthz(State(s): State<AppState>) -> Response {
     let db = s.db.clone();
-    match tokio::task::spawn_blocking(move || db.ping()).await {
-        Ok(Ok(())) => {
-            Json(serde_json::json!({"status": "ok", "backend": s.db.backend()})).into_response()
+    match tokio::task::spawn_blocking(move || {
+        db.ping()?;
+        db.read(repo::inbox_health)
+    })
+    .await
+    {
+        Ok(Ok((queued, oldest, quarantined))) => {
+            let age = oldest.map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+            Json(serde_json::json!({
+                "status": "ok",
+                "backend": s.db.backend(),
+                "inbox": {
+                    "queued": queued,
+                    "oldest_age_s": age.unwrap_or(0.0),
+                    "quarantined": quarantined,
+                },
+            }))
+            .into_response()
         }
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -149,11 +280,20 @@ async fn healthz(State(s): State<AppState>) -> Response {
 
 async fn login(
     State(s): State<AppState>,
+    extensions: axum::http::Extensions,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Response, Failure> {
+    let from = peer(&extensions);
     let _turn = s.db.write_turn().await;
-    let res = blocking(move || auth::login(&s, &req, Utc::now())).await?;
+    let res = blocking(move || auth::login_from(&s, &req, from, Utc::now())).await?;
     Ok(Json(res).into_response())
+}
+
+/// The address a request came from (when the server is served with connect info).
+pub fn peer(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 async fn logout(State(s): State<AppState>, a: Auth) -> Result<StatusCode, Failure> {
@@ -220,10 +360,8 @@ fn default_limit() -> usize {
 }
 
 impl PullQuery {
-    fn parse(
-        q: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
-    ) -> Result<PullQuery, Failure> {
-        let Query(q) = q.map_err(|e| Failure::invalid(e.body_text(), Some("query")))?;
+    fn parse(q: Result<ApiQuery<PullQuery>, Failure>) -> Result<PullQuery, Failure> {
+        let ApiQuery(q) = q?;
         if q.cursor < 0 {
             return Err(Failure::invalid("cursor must be 0 or more", Some("cursor")));
         }
@@ -240,7 +378,7 @@ impl PullQuery {
 async fn pull(
     State(s): State<AppState>,
     a: Auth,
-    q: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<ApiQuery<PullQuery>, Failure>,
 ) -> Result<Json<PullResponse>, Failure> {
     let q = PullQuery::parse(q)?;
     // The device's own pushes first: its sync brings back what it sent, or why not.
@@ -271,7 +409,7 @@ async fn pull_stream(
     State(s): State<AppState>,
     headers: HeaderMap,
     a: Auth,
-    q: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<ApiQuery<PullQuery>, Failure>,
 ) -> Result<Response, Failure> {
     let q = PullQuery::parse(q)?;
     s.inbox.settle(&s.db, a.device).await?;
@@ -399,14 +537,14 @@ fn upload_headers(size: i64, received: i64, complete: bool) -> HeaderMap {
 async fn photo_head(
     State(s): State<AppState>,
     a: Auth,
-    Path(sha): Path<String>,
+    ApiPath(sha): ApiPath<String>,
 ) -> Result<Response, Failure> {
     check_sha(&sha)?;
     // A photo is known once a record names it: the device's own pushes first.
     s.inbox.settle(&s.db, a.device).await?;
     let _turn = s.db.read_turn().await;
     let state = blocking(move || {
-        s.db.read(|db| repo::photo_state(db, &sha))
+        s.db.read(|db| repo::photo_state_for(db, &sha, &a.user.username, a.device))
             .map_err(Failure::from)
     })
     .await?;
@@ -427,8 +565,8 @@ struct Offset {
 async fn photo_put(
     State(s): State<AppState>,
     a: Auth,
-    Path(sha): Path<String>,
-    Query(Offset { offset }): Query<Offset>,
+    ApiPath(sha): ApiPath<String>,
+    ApiQuery(Offset { offset }): ApiQuery<Offset>,
     Unpacked(body): Unpacked<MAX_PHOTO_BYTES>,
 ) -> Result<Response, Failure> {
     s.inbox.settle(&s.db, a.device).await?;
@@ -444,8 +582,9 @@ async fn photo_put(
                 "UPDATE photos SET received = received WHERE sha256 = $1",
                 args![&sha],
             )?;
-            let (size, received, complete) = repo::photo_state(db, &sha)?
-                .ok_or_else(|| Failure::NotFound("no record names this photo yet".into()))?;
+            let (size, received, complete) =
+                repo::photo_state_for(db, &sha, &a.user.username, a.device)?
+                    .ok_or_else(|| Failure::NotFound("no record names this photo yet".into()))?;
             if complete {
                 return Ok((size, received, true));
             }
@@ -491,9 +630,21 @@ async fn photo_put(
                     Some("body"),
                 ));
             }
+            // Stored only as the raster type its bytes are, whatever was declared: the
+            // dashboard serves it to clerks from its own origin.
+            let Some(mime) = sniff_mime(&all) else {
+                db.exec(
+                    "UPDATE photos SET received = 0 WHERE sha256 = $1",
+                    args![&sha],
+                )?;
+                return Err(Failure::invalid(
+                    "这不是 JPEG、PNG 或 WebP 照片，服务器不接收 (not a JPEG, PNG or WebP photo)",
+                    Some("body"),
+                ));
+            };
             db.exec(
-                "UPDATE photos SET received = $2, complete = 1, data = $3 WHERE sha256 = $1",
-                args![&sha, size, all],
+                "UPDATE photos SET received = $2, complete = 1, data = $3, mime = $4 WHERE sha256 = $1",
+                args![&sha, size, all, mime],
             )?;
             repo::audit(
                 db,
@@ -521,7 +672,7 @@ async fn photo_put(
 async fn photo_get(
     State(s): State<AppState>,
     a: Auth,
-    Path(sha): Path<String>,
+    ApiPath(sha): ApiPath<String>,
 ) -> Result<Response, Failure> {
     check_sha(&sha)?;
     let _turn = s.db.read_turn().await;
@@ -530,8 +681,10 @@ async fn photo_get(
             .map_err(Failure::from)
     })
     .await?;
-    let (bytes, mime) =
-        found.ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;
+    let (bytes, _) = found.ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;
+    // The type its bytes are, never the one declared; nothing else is served.
+    let mime = sniff_mime(&bytes)
+        .ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;
     Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
 }
 
@@ -550,7 +703,7 @@ fn default_list() -> usize {
 async fn records(
     State(s): State<AppState>,
     a: Auth,
-    Query(q): Query<RecordsQuery>,
+    ApiQuery(q): ApiQuery<RecordsQuery>,
 ) -> Result<Response, Failure> {
     let kind = q
         .kind
@@ -570,13 +723,51 @@ async fn records(
     Ok(Json(list).into_response())
 }
 
+#[derive(Deserialize)]
+struct RevealQuery {
+    /// `1`: phones and ID numbers unmasked (reviewers only; audited).
+    #[serde(default)]
+    reveal: Option<u8>,
+}
+
+/// One record in scope; phones and ID numbers masked as the dashboard shows them, unless a
+/// reviewer asks to reveal them (audited, as every reveal).
 async fn record(
     State(s): State<AppState>,
     a: Auth,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<RevealQuery>,
 ) -> Result<Response, Failure> {
-    let _turn = s.db.read_turn().await;
-    let v = blocking(move || s.db.read(|db| sync::record_detail(db, &a.user, id))).await?;
+    let reveal = q.reveal == Some(1);
+    if reveal && !a.user.role.reviews() {
+        return Err(Failure::Forbidden(
+            "只有县、镇、村的审核人员可以查看完整的电话和身份证号 (only reviewers may reveal phones and ID numbers)"
+                .into(),
+        ));
+    }
+    let v = if reveal {
+        let _turn = s.db.write_turn().await;
+        blocking(move || {
+            s.db.tx(|db| {
+                let v = sync::record_detail(db, &a.user, id, true)?;
+                repo::audit(
+                    db,
+                    Utc::now(),
+                    &a.user.username,
+                    Some(a.device),
+                    "REVEAL",
+                    None,
+                    Some(id),
+                    Some("phones and ID numbers of the record (API)".into()),
+                )?;
+                Ok(v)
+            })
+        })
+        .await?
+    } else {
+        let _turn = s.db.read_turn().await;
+        blocking(move || s.db.read(|db| sync::record_detail(db, &a.user, id, false))).await?
+    };
     Ok(Json(v).into_response())
 }
 
@@ -590,7 +781,7 @@ struct TransitionBody {
 async fn transition(
     State(s): State<AppState>,
     a: Auth,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     JsonBody(b): JsonBody<TransitionBody>,
 ) -> Result<Response, Failure> {
     let _turn = s.db.write_turn().await;
@@ -609,7 +800,7 @@ struct ReplyBody {
 async fn reply(
     State(s): State<AppState>,
     a: Auth,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     JsonBody(b): JsonBody<ReplyBody>,
 ) -> Result<Response, Failure> {
     let _turn = s.db.write_turn().await;
@@ -635,7 +826,7 @@ struct SettleBody {
 async fn settle(
     State(s): State<AppState>,
     a: Auth,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     JsonBody(b): JsonBody<SettleBody>,
 ) -> Result<StatusCode, Failure> {
     let _turn = s.db.write_turn().await;

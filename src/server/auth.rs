@@ -21,8 +21,14 @@ use crate::wire::{LoginRequest, LoginResponse, PROTOCOL_VERSION};
 
 /// How long a session lasts: a worker may stay offline for weeks between syncs.
 pub const SESSION_DAYS: i64 = 30;
-/// Failed sign-ins allowed per account in the window before answering 429.
+/// Failed sign-ins allowed per account and source in the window before that source is
+/// answered 429. A source is a device enrolled to the account (by its id) or, for anything
+/// else, the network address the attempt came from.
 pub const MAX_FAILURES: i64 = 5;
+/// Failed sign-ins allowed per account in the window from all sources but its own enrolled
+/// devices together: past it only those devices may still try (a guesser spreading over many
+/// addresses gets this many tries per window, and the worker's own phone is never locked).
+pub const MAX_ACCOUNT_FAILURES: i64 = 20;
 pub const FAILURE_WINDOW_MINUTES: i64 = 15;
 
 /// An argon2id hash of a password, in PHC format.
@@ -57,17 +63,46 @@ fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Signs in: checks the rate limit, the password and the account, then opens a session.
+/// Signs in from an unknown network address: see [`login_from`].
 pub fn login(
     state: &AppState,
     req: &LoginRequest,
     now: DateTime<Utc>,
 ) -> Result<LoginResponse, Failure> {
+    login_from(state, req, None, now)
+}
+
+/// Signs in: checks the rate limits, the password, the account and that the device is not
+/// enrolled to another account, then opens a session (enrolling the device on its first).
+///
+/// Failures are counted per account and source ([`MAX_FAILURES`]): the source is the device
+/// when it is enrolled to this account, else the address `from`. The failures of sources
+/// other than the account's own devices also count together ([`MAX_ACCOUNT_FAILURES`]). So a
+/// stranger guessing a worker's password locks out only their own address, and at worst
+/// everyone but the worker's enrolled phones, never the phones.
+pub fn login_from(
+    state: &AppState,
+    req: &LoginRequest,
+    from: Option<std::net::IpAddr>,
+    now: DateTime<Utc>,
+) -> Result<LoginResponse, Failure> {
     let since = now - Duration::minutes(FAILURE_WINDOW_MINUTES);
-    let failures = state
+    let owner = state
         .db
-        .read(|db| repo::login_failures_since(db, &req.username, since))?;
-    if failures >= MAX_FAILURES {
+        .read(|db| repo::device_owner(db, req.device_id))?;
+    let enrolled = owner.as_deref() == Some(req.username.as_str());
+    let source = match (enrolled, from) {
+        (true, _) => format!("device:{}", req.device_id),
+        (false, Some(ip)) => format!("addr:{ip}"),
+        (false, None) => "addr:unknown".to_owned(),
+    };
+    let (mine, others) = state.db.read(|db| {
+        Ok::<_, DbError>((
+            repo::login_failures_since(db, &req.username, Some(&source), since)?,
+            repo::login_failures_since(db, &req.username, None, since)?,
+        ))
+    })?;
+    if mine >= MAX_FAILURES || (!enrolled && others >= MAX_ACCOUNT_FAILURES) {
         return Err(Failure::RateLimited {
             retry_after: (FAILURE_WINDOW_MINUTES * 60) as u64,
         });
@@ -83,16 +118,31 @@ pub fn login(
         }
     };
     let Some((user, _)) = found.filter(|_| ok) else {
-        state
-            .db
-            .tx(|db| repo::add_login_failure(db, &req.username, now))?;
+        state.db.tx(|db| {
+            repo::add_login_failure(db, &req.username, &source, req.device_id, now)
+        })?;
         return Err(Failure::Unauthorized);
     };
+    if owner.is_some() && !enrolled {
+        return Err(Failure::Forbidden(
+            "这台设备已登记在另一个账号下，不能用来登录本账号：换人使用的手机请在应用里重新登记为新设备，\
+             或请管理员解除原登记 (this device is enrolled to another account: a phone that changes \
+             hands enrols again as a new device, or an administrator releases it)"
+                .into(),
+        ));
+    }
     let token = new_token();
     let expires = now + Duration::days(SESSION_DAYS);
     let grid_ids: Vec<Uuid> = user.grids.iter().map(|g| g.0).collect();
-    let names = state.db.tx(|db| -> Result<_, DbError> {
-        repo::clear_login_failures(db, &user.username)?;
+    let names = state.db.tx(|db| -> Result<_, Failure> {
+        // Enrolled by its first sign-in; two first sign-ins at once: the first to commit
+        // keeps it, the other is refused.
+        if !repo::enrol_device(db, req.device_id, &user.username, now)? {
+            return Err(Failure::Forbidden(
+                "这台设备已登记在另一个账号下 (this device is enrolled to another account)".into(),
+            ));
+        }
+        repo::clear_login_failures(db, &user.username, &source)?;
         repo::create_session(
             db,
             &token_hash(&token),
@@ -111,7 +161,7 @@ pub fn login(
             None,
             None,
         )?;
-        repo::grid_names(db, &grid_ids)
+        Ok(repo::grid_names(db, &grid_ids)?)
     })?;
     Ok(LoginResponse {
         token,

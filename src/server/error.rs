@@ -71,6 +71,17 @@ impl Failure {
         (self.code().1, field)
     }
 
+    /// What a device is told when its pushed entry is refused for this (internals stay in
+    /// the server's log).
+    pub fn refusal_message(&self) -> String {
+        match self {
+            Failure::Internal(_) | Failure::Db(_) => "县里服务器无法保存这条记录，已通知管理员；请稍后再试或联系县综治中心 \
+                 (the county server could not store this entry; its administrator has been told)"
+                .into(),
+            other => other.to_string(),
+        }
+    }
+
     /// The HTTP status it answers with.
     pub fn status(&self) -> StatusCode {
         self.code().0

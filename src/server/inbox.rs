@@ -249,12 +249,13 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
     loop {
         inbox.pushes_first().await;
         inbox.pending.store(false, Ordering::SeqCst);
+        let current = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let done = {
             let _bulk = db.bulk_turn().await;
             let _turn = db.write_turn().await;
-            let db = db.clone();
+            let (db, current) = (db.clone(), current.clone());
             tokio::task::spawn_blocking(move || {
-                db.tx(|tx| sync::apply_inbox(tx, APPLY_CHUNK, Utc::now()))
+                db.tx(|tx| sync::apply_inbox_watched(tx, APPLY_CHUNK, Utc::now(), &current))
             })
             .await
             .unwrap_or_else(|e| Err(Failure::Internal(format!("task failed: {e}"))))
@@ -280,11 +281,46 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
                 });
             }
             Err(e) => {
-                // The rows stay queued; nothing of the failed transaction was kept.
+                // Nothing of the failed transaction was kept. The row it was on counts the
+                // failure; after a few it is set aside, so one row cannot hold up the rest.
                 failures += 1;
-                tracing::error!(error = %e, failures, "applying the push inbox failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
+                let row = current.load(Ordering::SeqCst);
+                tracing::error!(error = %e, row, failures, "applying the push inbox failed; retrying");
+                if row > 0 {
+                    note_failure(&db, row, &e).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(50)))).await;
             }
         }
+    }
+}
+
+/// Counts a failed application against inbox row `row`, quarantining it at
+/// [`sync::MAX_INBOX_ATTEMPTS`].
+async fn note_failure(db: &Database, row: i64, e: &Failure) {
+    let why = match e {
+        Failure::Internal(m) => m.clone(),
+        other => other.to_string(),
+    };
+    let _turn = db.write_turn().await;
+    let db = db.clone();
+    let noted = tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            repo::note_inbox_failure(tx, row, &why, sync::MAX_INBOX_ATTEMPTS, Utc::now())
+                .map_err(Failure::from)
+        })
+        .map(|q| (q, why))
+    })
+    .await;
+    match noted {
+        Ok(Ok((true, why))) => tracing::error!(
+            row,
+            error = %why,
+            "push inbox row quarantined after {} failed tries; `gridwalk-server inbox retry {row}` puts it back",
+            sync::MAX_INBOX_ATTEMPTS
+        ),
+        Ok(Ok((false, _))) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, row, "could not count the failure against its row"),
+        Err(e) => tracing::warn!(error = %e, row, "counting the failure against its row panicked"),
     }
 }

@@ -255,6 +255,7 @@ pub fn sessions(
                 "SELECT u.id, u.username, u.display_name, u.role, u.scope_code, u.disabled, s.device_id, s.expires_at,
                         g.grid_id, e.grid_code, s.token_hash
                  FROM sessions s JOIN users u ON u.id = s.user_id
+                 JOIN devices d ON d.device_id = s.device_id AND d.username = u.username
                  LEFT JOIN user_grids g ON g.user_id = u.id LEFT JOIN entities e ON e.id = g.grid_id
                  WHERE s.token_hash IN ({}) AND s.revoked = 0
                  ORDER BY s.token_hash, e.grid_code",
@@ -289,36 +290,87 @@ pub fn revoke_session(db: &mut dyn Sql, token_hash: &str) -> Result<(), DbError>
     Ok(())
 }
 
+/// Notes a failed sign-in for `username` from `source` (an enrolled device or an address).
 pub fn add_login_failure(
     db: &mut dyn Sql,
     username: &str,
+    source: &str,
+    device: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
     db.exec(
-        "INSERT INTO login_failures (username, at) VALUES ($1, $2)",
-        args![username, ts(now)],
+        "INSERT INTO login_failures (username, at, source, device_id) VALUES ($1, $2, $3, $4)",
+        args![username, ts(now), source, device.to_string()],
     )?;
     Ok(())
 }
 
+/// Failed sign-ins for `username` since `since`: from `source`, or (`None`) from every
+/// source but the account's enrolled devices.
 pub fn login_failures_since(
     db: &mut dyn Sql,
     username: &str,
+    source: Option<&str>,
     since: DateTime<Utc>,
 ) -> Result<i64, DbError> {
-    db.query_one(
-        "SELECT count(*) FROM login_failures WHERE username = $1 AND at > $2",
-        args![username, ts(since)],
-    )?[0]
-        .i64()
+    match source {
+        Some(source) => db.query_one(
+            "SELECT count(*) FROM login_failures WHERE username = $1 AND source = $2 AND at > $3",
+            args![username, source, ts(since)],
+        )?[0]
+            .i64(),
+        None => db.query_one(
+            "SELECT count(*) FROM login_failures WHERE username = $1 AND source NOT LIKE 'device:%' AND at > $2",
+            args![username, ts(since)],
+        )?[0]
+            .i64(),
+    }
 }
 
-pub fn clear_login_failures(db: &mut dyn Sql, username: &str) -> Result<(), DbError> {
+/// Forgets the failed sign-ins of one source for `username` (after it signed in).
+pub fn clear_login_failures(db: &mut dyn Sql, username: &str, source: &str) -> Result<(), DbError> {
     db.exec(
-        "DELETE FROM login_failures WHERE username = $1",
-        args![username],
+        "DELETE FROM login_failures WHERE username = $1 AND source = $2",
+        args![username, source],
     )?;
     Ok(())
+}
+
+/// The account a device id is enrolled to, if any.
+pub fn device_owner(db: &mut dyn Sql, device: Uuid) -> Result<Option<String>, DbError> {
+    db.query_opt(
+        "SELECT username FROM devices WHERE device_id = $1",
+        args![device.to_string()],
+    )?
+    .map(|r| r[0].string())
+    .transpose()
+}
+
+/// Enrols a device to an account on its first sign-in; false if it is enrolled to another.
+pub fn enrol_device(
+    db: &mut dyn Sql,
+    device: Uuid,
+    username: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    db.exec(
+        "INSERT INTO devices (device_id, username, enrolled_at) VALUES ($1, $2, $3)
+         ON CONFLICT (device_id) DO NOTHING",
+        args![device.to_string(), username, ts(now)],
+    )?;
+    Ok(device_owner(db, device)?.as_deref() == Some(username))
+}
+
+/// Releases a device from its account (an administrator's act, for a phone that changes
+/// hands): its sessions are revoked and its lanes' watermarks dropped, so the next account
+/// to sign in with it starts afresh. Returns the account it was enrolled to.
+pub fn release_device(db: &mut dyn Sql, device: Uuid) -> Result<Option<String>, DbError> {
+    let owner = device_owner(db, device)?;
+    let d = device.to_string();
+    db.exec("UPDATE sessions SET revoked = 1 WHERE device_id = $1", args![&d])?;
+    db.exec("DELETE FROM watermarks WHERE device_id = $1", args![&d])?;
+    db.exec("DELETE FROM devices WHERE device_id = $1", args![&d])?;
+    Ok(owner)
 }
 
 /// Reserves `n` sequence numbers at once (bulk imports); returns the first.
@@ -844,29 +896,138 @@ pub fn photo_state(db: &mut dyn Sql, sha: &str) -> Result<Option<(i64, i64, bool
     .transpose()
 }
 
-/// A complete photo's bytes and type, if some entity in `scope` names it (a photo is only as
-/// visible as the records that carry it).
+/// A complete photo's bytes and stored type, if the account's `scope` holds a record that
+/// the photo's uploader attached it to (a photo is only as visible as the records its own
+/// uploader put it on: naming someone else's hash in one's own record grants nothing).
 pub fn photo_in_scope(
     db: &mut dyn Sql,
     scope: &Scope,
     sha: &str,
 ) -> Result<Option<(Vec<u8>, String)>, DbError> {
     let (clause, mut args) = scope.clause(2);
-    let mut all = vec![format!("%{sha}%").into()];
+    let mut all = vec![V::T(sha.to_owned())];
     all.append(&mut args);
-    let named = db.query_opt(
-        &format!("SELECT 1 FROM entities WHERE data LIKE $1 AND {clause}"),
-        &all,
-    )?;
-    if named.is_none() {
-        return Ok(None);
-    }
     db.query_opt(
-        "SELECT data, mime FROM photos WHERE sha256 = $1 AND complete = 1",
-        args![sha],
+        &format!(
+            "SELECT p.data, p.mime FROM photos p
+             WHERE p.sha256 = $1 AND p.complete = 1 AND EXISTS (
+               SELECT 1 FROM record_photos
+               WHERE sha256 = p.sha256 AND username = p.uploaded_by AND {clause})"
+        ),
+        &all,
     )?
     .map(|r| Ok((r[0].bytes()?, r[1].string()?)))
     .transpose()
+}
+
+/// Whether `username` may attach photo `sha` to a record: nobody has it yet, it is theirs,
+/// or their scope already shows it ([`photo_in_scope`]'s rule, complete or not).
+pub fn may_name_photo(
+    db: &mut dyn Sql,
+    sha: &str,
+    username: &str,
+    scope: &Scope,
+) -> Result<bool, DbError> {
+    let Some(r) = db.query_opt(
+        "SELECT uploaded_by FROM photos WHERE sha256 = $1",
+        args![sha],
+    )?
+    else {
+        return Ok(true);
+    };
+    if r[0].str()? == username {
+        return Ok(true);
+    }
+    let (clause, mut args) = scope.clause(3);
+    let mut all = vec![V::T(sha.to_owned()), V::T(r[0].string()?)];
+    all.append(&mut args);
+    Ok(db
+        .query_opt(
+            &format!(
+                "SELECT 1 FROM record_photos WHERE sha256 = $1 AND username = $2 AND {clause}"
+            ),
+            &all,
+        )?
+        .is_some())
+}
+
+/// Notes that `record` (in grid `grid_code`) carries photo `sha`, attached by `username`.
+pub fn link_photo(
+    db: &mut dyn Sql,
+    sha: &str,
+    record: Uuid,
+    grid_code: &str,
+    username: &str,
+) -> Result<(), DbError> {
+    db.exec(
+        "INSERT INTO record_photos (sha256, record_id, grid_code, username) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (sha256, record_id) DO NOTHING",
+        args![sha, record.to_string(), grid_code, username],
+    )?;
+    Ok(())
+}
+
+/// A record moved to another grid: its photos go with it.
+pub fn move_record_photos(db: &mut dyn Sql, record: Uuid, grid_code: &str) -> Result<(), DbError> {
+    db.exec(
+        "UPDATE record_photos SET grid_code = $2 WHERE record_id = $1",
+        args![record.to_string(), grid_code],
+    )?;
+    Ok(())
+}
+
+/// Expects a photo's upload (the first entry naming it makes the row; its account and
+/// device upload it).
+pub fn add_photo(
+    db: &mut dyn Sql,
+    sha: &str,
+    size: i64,
+    mime: &str,
+    username: &str,
+    device: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    db.exec(
+        "INSERT INTO photos (sha256, size, mime, received, complete, data, uploaded_by, device_id, created_at)
+         VALUES ($1, $2, $3, 0, 0, NULL, $4, $5, $6) ON CONFLICT (sha256) DO NOTHING",
+        args![
+            sha,
+            size,
+            mime,
+            username,
+            device.map(|d| d.to_string()),
+            ts(now)
+        ],
+    )?;
+    Ok(())
+}
+
+/// What an upload has received so far, `(size, received, complete)`, if this account and
+/// device may upload it: the photo's uploader, from the device whose entry named it (any of
+/// the uploader's devices once it is complete). Anyone else is answered as for a photo no
+/// record names.
+pub fn photo_state_for(
+    db: &mut dyn Sql,
+    sha: &str,
+    username: &str,
+    device: Uuid,
+) -> Result<Option<(i64, i64, bool)>, DbError> {
+    let Some(r) = db.query_opt(
+        "SELECT size, received, complete, uploaded_by, device_id FROM photos WHERE sha256 = $1",
+        args![sha],
+    )?
+    else {
+        return Ok(None);
+    };
+    let complete = r[2].i64()? != 0;
+    let own_device = match r[4].opt_string()? {
+        Some(d) => d == device.to_string(),
+        None => true,
+    };
+    if r[3].str()? != username || !(own_device || complete) {
+        return Ok(None);
+    }
+    Ok(Some((r[0].i64()?, r[1].i64()?, complete)))
 }
 
 /// A received push, to queue in the inbox.
@@ -968,13 +1129,16 @@ pub struct Queued {
     pub username: String,
     pub device_now: DateTime<Utc>,
     pub entries: String,
+    /// Earlier applications of this row that failed (not by one entry's refusal).
+    pub attempts: i64,
 }
 
 /// The oldest queued pushes after row `after` (0: from the first), in arrival order, at
-/// most `limit`.
+/// most `limit`; quarantined rows are left out.
 pub fn queued_pushes(db: &mut dyn Sql, after: i64, limit: i64) -> Result<Vec<Queued>, DbError> {
     db.query(
-        "SELECT id, device_id, username, device_now, entries, entries_zstd FROM push_inbox WHERE id > $1 ORDER BY id LIMIT $2",
+        "SELECT id, device_id, username, device_now, entries, entries_zstd, attempts FROM push_inbox
+         WHERE id > $1 AND quarantined_at IS NULL ORDER BY id LIMIT $2",
         args![after, limit],
     )?
     .into_iter()
@@ -988,9 +1152,110 @@ pub fn queued_pushes(db: &mut dyn Sql, after: i64, limit: i64) -> Result<Vec<Que
                 V::Null => r[4].string()?,
                 packed => unpack_entries(&packed.bytes()?)?,
             },
+            attempts: r[6].i64()?,
         })
     })
     .collect()
+}
+
+/// Notes a failed application of inbox row `id` (in its own transaction, after the one
+/// that failed was undone): its attempts and the error; at `max_attempts` the row is
+/// quarantined, so the rows behind it move on. Returns whether it was quarantined now.
+pub fn note_inbox_failure(
+    db: &mut dyn Sql,
+    id: i64,
+    error: &str,
+    max_attempts: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let Some(r) = db.query_opt(
+        "UPDATE push_inbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1 RETURNING attempts",
+        args![id, error],
+    )?
+    else {
+        return Ok(false);
+    };
+    if r[0].i64()? < max_attempts {
+        return Ok(false);
+    }
+    db.exec(
+        "UPDATE push_inbox SET quarantined_at = $2 WHERE id = $1",
+        args![id, ts(now)],
+    )?;
+    Ok(true)
+}
+
+/// Sets inbox row `id` aside at once (a row that cannot be read at all).
+pub fn quarantine_push(
+    db: &mut dyn Sql,
+    id: i64,
+    error: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    db.exec(
+        "UPDATE push_inbox SET attempts = attempts + 1, last_error = $2, quarantined_at = $3 WHERE id = $1",
+        args![id, error, ts(now)],
+    )?;
+    Ok(())
+}
+
+/// A quarantined inbox row, as an administrator sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QuarantinedPush {
+    pub id: i64,
+    pub device: String,
+    pub lane: String,
+    pub username: String,
+    pub received_at: String,
+    pub quarantined_at: String,
+    pub attempts: i64,
+    pub last_error: String,
+}
+
+/// Every quarantined inbox row, oldest first.
+pub fn quarantined_pushes(db: &mut dyn Sql) -> Result<Vec<QuarantinedPush>, DbError> {
+    db.query(
+        "SELECT id, device_id, lane, username, received_at, quarantined_at, attempts, last_error
+         FROM push_inbox WHERE quarantined_at IS NOT NULL ORDER BY id",
+        &[],
+    )?
+    .into_iter()
+    .map(|r| {
+        Ok(QuarantinedPush {
+            id: r[0].i64()?,
+            device: r[1].string()?,
+            lane: r[2].string()?,
+            username: r[3].string()?,
+            received_at: r[4].string()?,
+            quarantined_at: r[5].string()?,
+            attempts: r[6].i64()?,
+            last_error: r[7].opt_string()?.unwrap_or_default(),
+        })
+    })
+    .collect()
+}
+
+/// Puts a quarantined row back in the queue, with its attempts reset; false if there is no
+/// such quarantined row.
+pub fn retry_quarantined(db: &mut dyn Sql, id: i64) -> Result<bool, DbError> {
+    Ok(db.exec(
+        "UPDATE push_inbox SET quarantined_at = NULL, attempts = 0 WHERE id = $1 AND quarantined_at IS NOT NULL",
+        args![id],
+    )? == 1)
+}
+
+/// The inbox at a glance: rows queued (not quarantined), when the oldest of them was
+/// received, and rows quarantined.
+pub fn inbox_health(db: &mut dyn Sql) -> Result<(i64, Option<DateTime<Utc>>, i64), DbError> {
+    let r = db.query_one(
+        "SELECT COUNT(*) FILTER (WHERE quarantined_at IS NULL),
+                MIN(received_at) FILTER (WHERE quarantined_at IS NULL),
+                COUNT(*) FILTER (WHERE quarantined_at IS NOT NULL)
+         FROM push_inbox",
+        &[],
+    )?;
+    let oldest = r[1].opt_string()?.map(|s| parse_ts(&s)).transpose()?;
+    Ok((r[0].i64()?, oldest, r[2].i64()?))
 }
 
 /// Removes applied rows from the inbox.
@@ -1009,16 +1274,20 @@ pub fn unqueue_pushes(db: &mut dyn Sql, ids: &[i64]) -> Result<(), DbError> {
 /// The last inbox row of this device's pushes still queued, if any.
 pub fn last_queued_for(db: &mut dyn Sql, device: Uuid) -> Result<Option<i64>, DbError> {
     db.query_opt(
-        "SELECT id FROM push_inbox WHERE device_id = $1 ORDER BY id DESC LIMIT 1",
+        "SELECT id FROM push_inbox WHERE device_id = $1 AND quarantined_at IS NULL ORDER BY id DESC LIMIT 1",
         args![device.to_string()],
     )?
     .map(|r| r[0].i64())
     .transpose()
 }
 
-/// How many pushes wait in the inbox (health and load tests).
+/// How many pushes wait in the inbox, quarantined ones left out (health and load tests).
 pub fn queued_count(db: &mut dyn Sql) -> Result<i64, DbError> {
-    db.query_one("SELECT COUNT(*) FROM push_inbox", &[])?[0].i64()
+    db.query_one(
+        "SELECT COUNT(*) FROM push_inbox WHERE quarantined_at IS NULL",
+        &[],
+    )?[0]
+        .i64()
 }
 
 /// Keeps a refused entry (the entry as pushed, JSON) for its device and county staff.
@@ -1052,10 +1321,12 @@ pub fn add_rejection(
     Ok(())
 }
 
-/// A device's refused entries with `after < seq <= upto`, in order.
+/// A device's refused entries with `after < seq <= upto`, in order: only those pushed by
+/// `username` (a device's refusals are its account's).
 pub fn rejections_for(
     db: &mut dyn Sql,
     device: Uuid,
+    username: &str,
     after: i64,
     upto: i64,
 ) -> Result<Vec<crate::wire::Rejection>, DbError> {
@@ -1063,8 +1334,9 @@ pub fn rejections_for(
     let bad = |what: &str, e: String| DbError::Type(format!("push_rejections.{what}: {e}"));
     db.query(
         "SELECT seq, lane, entry_seq, kind, record_id, op, error, message, field, at
-         FROM push_rejections WHERE device_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
-        args![device.to_string(), after, upto],
+         FROM push_rejections WHERE device_id = $1 AND username = $2 AND seq > $3 AND seq <= $4
+         ORDER BY seq",
+        args![device.to_string(), username, after, upto],
     )?
     .into_iter()
     .map(|r| {

@@ -478,30 +478,57 @@ fn check_push_shape(p: &Incoming<'_>) -> Result<(), Failure> {
 /// replica is applying it). Each row is tried whole in a savepoint first; if an entry is
 /// refused, the row is applied entry by entry instead, and each refused entry is kept in
 /// `push_rejections` (with a sequence number, for its device's next pull) and audited.
-/// Only a database error fails the call: then nothing of it is kept and the rows stay queued.
+/// An entry whose fields cannot be read (a number out of range, a lone surrogate, nesting
+/// past [`MAX_FIELD_DEPTH`]) is refused like any other, naming the field; a row that cannot
+/// be read at all is quarantined at once. Only a database error (or a bug) fails the call:
+/// then nothing of it is kept, the rows stay queued, and `current` names the row it was on
+/// (the caller counts the failure against that row: [`repo::note_inbox_failure`]).
 pub fn apply_inbox(
     db: &mut dyn Sql,
     max_entries: usize,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, Failure> {
+    apply_inbox_watched(db, max_entries, now, &std::sync::atomic::AtomicI64::new(0))
+}
+
+/// [`apply_inbox`], saying in `current` which row it is applying (0: none), so that a
+/// failure, or a panic, can be counted against that row.
+pub fn apply_inbox_watched(
+    db: &mut dyn Sql,
+    max_entries: usize,
+    now: DateTime<Utc>,
+    current: &std::sync::atomic::AtomicI64,
+) -> Result<Option<i64>, Failure> {
+    use std::sync::atomic::Ordering::SeqCst;
+    current.store(0, SeqCst);
     if db.backend() == "postgres"
         && db.query_one("SELECT pg_try_advisory_xact_lock($1)", &[V::I(INBOX_LOCK)])?[0].i64()? == 0
     {
         return Ok(None);
     }
     let mut users: BTreeMap<String, Option<User>> = BTreeMap::new();
-    let (mut done, mut entries_done) = (None, 0);
+    let (mut done, mut after, mut entries_done) = (None, 0, 0);
     let mut applied = Vec::new();
     // A few rows at a time: a push is often as big as a whole chunk, and each row fetched is
     // decompressed and parsed.
     'rows: loop {
-        let rows = repo::queued_pushes(db, done.unwrap_or(0), INBOX_FETCH)?;
+        let rows = repo::queued_pushes(db, after, INBOX_FETCH)?;
         if rows.is_empty() {
             break;
         }
         for q in rows {
-            let entries: Vec<OutboxEntry> = serde_json::from_str(&q.entries)
-                .map_err(|e| Failure::Internal(format!("push inbox row {}: {e}", q.id)))?;
+            current.store(q.id, SeqCst);
+            after = q.id;
+            let entries: Vec<OutboxEntry<RawFields>> = match serde_json::from_str(&q.entries) {
+                Ok(e) => e,
+                Err(e) => {
+                    // Not one entry's fault, and reading it again will not help.
+                    let why = format!("push inbox row {} cannot be read: {e}", q.id);
+                    tracing::error!(row = q.id, device = %q.device, error = %why, "push inbox row quarantined");
+                    repo::quarantine_push(db, q.id, &why, now)?;
+                    continue;
+                }
+            };
             if !users.contains_key(&q.username) {
                 let u = repo::user_by_name(db, &q.username)?.map(|(u, _)| u);
                 users.insert(q.username.clone(), u);
@@ -516,56 +543,132 @@ pub fn apply_inbox(
             }
         }
     }
+    current.store(0, SeqCst);
     repo::unqueue_pushes(db, &applied)?;
-    Ok(done)
+    Ok(done.or((after > 0).then_some(after)))
 }
 
 /// Inbox rows fetched at a time by [`apply_inbox`].
 const INBOX_FETCH: i64 = 4;
 
+/// Failed applications of one inbox row (database or program errors, not refusals) before
+/// it is quarantined. On its last try, an entry that fails with a database error is refused
+/// (as `internal`) instead, so only a row that fails outside its entries is set aside.
+pub const MAX_INBOX_ATTEMPTS: i64 = 3;
+
+/// How deep an entry's fields may nest (objects and arrays): a record's deepest field is a
+/// dispute party's or a track point's value, at depth 3.
+pub const MAX_FIELD_DEPTH: usize = 8;
+
 /// The PostgreSQL advisory lock one replica holds while it applies the inbox (rows of one
 /// device lane must be applied in order, so only one applier runs at a time).
 const INBOX_LOCK: i64 = 0x6772_6964_7761;
+
+/// An entry's fields read from their text, or the refusal that names the field: a value
+/// JSON allows but the server cannot hold (a number out of range, a lone surrogate, a NUL
+/// character, nesting past [`MAX_FIELD_DEPTH`]).
+pub fn parse_entry(e: &OutboxEntry<RawFields>) -> Result<OutboxEntry, Failure> {
+    let de = &mut serde_json::Deserializer::from_str(e.fields.get());
+    let fields: crate::wire::Fields = serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        Failure::invalid(
+            format!("无法读取的值，请在手机上修改这条记录后重新提交 (unreadable value: {inner})"),
+            Some(&if path == "." || path.is_empty() {
+                "fields".to_owned()
+            } else {
+                format!("fields.{path}")
+            }),
+        )
+    })?;
+    for (k, v) in &fields {
+        check_value(v, &format!("fields.{k}"), 1)?;
+    }
+    Ok(OutboxEntry {
+        lane: e.lane,
+        seq: e.seq,
+        kind: e.kind,
+        record_id: e.record_id,
+        op: e.op,
+        fields,
+        base_version: e.base_version,
+        edited_at: e.edited_at,
+    })
+}
+
+/// What JSON allows but no field of ours holds: nesting past [`MAX_FIELD_DEPTH`] and NUL
+/// characters (which PostgreSQL's text refuses).
+fn check_value(v: &Value, path: &str, depth: usize) -> Result<(), Failure> {
+    match v {
+        Value::String(s) if s.contains('\0') => Err(Failure::invalid(
+            "文字中含有不可见的控制字符，请删除后重新提交 (text holds a NUL character)",
+            Some(path),
+        )),
+        Value::Array(_) | Value::Object(_) if depth > MAX_FIELD_DEPTH => Err(Failure::invalid(
+            format!(
+                "数据嵌套超过 {MAX_FIELD_DEPTH} 层 (nested deeper than {MAX_FIELD_DEPTH} levels)"
+            ),
+            Some(path),
+        )),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, x)| check_value(x, &format!("{path}[{i}]"), depth + 1)),
+        Value::Object(m) => m
+            .iter()
+            .try_for_each(|(k, x)| check_value(x, &format!("{path}.{k}"), depth + 1)),
+        _ => Ok(()),
+    }
+}
 
 fn apply_received(
     db: &mut dyn Sql,
     user: Option<&User>,
     q: &repo::Queued,
-    entries: &[OutboxEntry],
+    raw: &[OutboxEntry<RawFields>],
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
     let Some(user) = user else {
-        for e in entries {
+        for e in raw {
             let f = Failure::Forbidden(format!("the account {} no longer exists", q.username));
             reject(db, q, e, &f, now)?;
         }
         return Ok(());
     };
+    // On its last try a row's database errors become its entries' refusals.
+    let last_try = q.attempts + 1 >= MAX_INBOX_ATTEMPTS;
+    let parsed: Vec<Result<OutboxEntry, Failure>> = raw.iter().map(parse_entry).collect();
     // Fast path: the whole row at once.
-    let whole = in_savepoint(db, |db| {
-        let mut ctx = Ctx::new(user, Some(q.device), now, q.device_now);
-        let n = entries.len() as i64;
-        let first = repo::reserve_seqs(db, n)?;
-        ctx.seqs = first..first + n;
-        let ids: Vec<Uuid> = entries.iter().map(|e| e.record_id).collect();
-        ctx.prefetch_heads(db, &ids)?;
-        for e in entries {
-            apply_entry(db, &mut ctx, e)?;
-        }
-        ctx.flush(db)?;
-        Ok(repo::audit_many(db, &ctx.audits)?)
-    })?;
-    if whole.is_ok() {
-        return Ok(());
-    }
-    // Entry by entry: the good ones are kept, each refused one is recorded.
-    for e in entries {
-        let one = in_savepoint(db, |db| {
+    if parsed.iter().all(Result::is_ok) {
+        let entries: Vec<&OutboxEntry> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let whole = in_savepoint(db, last_try, |db| {
             let mut ctx = Ctx::new(user, Some(q.device), now, q.device_now);
-            apply_entry(db, &mut ctx, e)?;
+            let n = entries.len() as i64;
+            let first = repo::reserve_seqs(db, n)?;
+            ctx.seqs = first..first + n;
+            let ids: Vec<Uuid> = entries.iter().map(|e| e.record_id).collect();
+            ctx.prefetch_heads(db, &ids)?;
+            for e in &entries {
+                apply_entry(db, &mut ctx, e)?;
+            }
             ctx.flush(db)?;
             Ok(repo::audit_many(db, &ctx.audits)?)
         })?;
+        if whole.is_ok() {
+            return Ok(());
+        }
+    }
+    // Entry by entry: the good ones are kept, each refused one is recorded.
+    for (e, p) in raw.iter().zip(parsed) {
+        let one = match p {
+            Ok(p) => in_savepoint(db, last_try, |db| {
+                let mut ctx = Ctx::new(user, Some(q.device), now, q.device_now);
+                apply_entry(db, &mut ctx, &p)?;
+                ctx.flush(db)?;
+                Ok(repo::audit_many(db, &ctx.audits)?)
+            })?,
+            Err(f) => Err(f),
+        };
         if let Err(f) = one {
             reject(db, q, e, &f, now)?;
         }
@@ -574,9 +677,11 @@ fn apply_received(
 }
 
 /// Runs `f` in a savepoint: kept if it succeeds, undone if it is refused (the inner error).
-/// A database error is the outer one: the whole transaction fails with it.
+/// A database error is the outer one (the whole transaction fails with it) unless
+/// `db_refuses`: then it too is undone and answered as the entry's refusal (`internal`).
 fn in_savepoint<R>(
     db: &mut dyn Sql,
+    db_refuses: bool,
     f: impl FnOnce(&mut dyn Sql) -> Result<R, Failure>,
 ) -> Result<Result<R, Failure>, Failure> {
     db.exec("SAVEPOINT step", &[])?;
@@ -585,11 +690,17 @@ fn in_savepoint<R>(
             db.exec("RELEASE SAVEPOINT step", &[])?;
             Ok(Ok(r))
         }
-        Err(Failure::Db(e)) => Err(Failure::Db(e)),
+        Err(Failure::Db(e)) if !db_refuses => Err(Failure::Db(e)),
         Err(refused) => {
             db.exec("ROLLBACK TO SAVEPOINT step", &[])?;
             db.exec("RELEASE SAVEPOINT step", &[])?;
-            Ok(Err(refused))
+            Ok(Err(match refused {
+                Failure::Db(e) => {
+                    tracing::error!(error = %e, "an entry failed in the database on its row's last try; refused");
+                    Failure::Internal(format!("the county server could not store this entry: {e}"))
+                }
+                other => other,
+            }))
         }
     }
 }
@@ -598,7 +709,7 @@ fn in_savepoint<R>(
 fn reject(
     db: &mut dyn Sql,
     q: &repo::Queued,
-    e: &OutboxEntry,
+    e: &OutboxEntry<RawFields>,
     f: &Failure,
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
@@ -613,7 +724,7 @@ fn reject(
         record_id: e.record_id,
         op: e.op,
         error: error.to_owned(),
-        message: f.to_string(),
+        message: f.refusal_message(),
         field,
         at: now,
     };
@@ -677,6 +788,11 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                     "{} {} already exists",
                     k, e.record_id
                 )));
+            }
+            if k.is_record() {
+                link_photos(db, ctx, e.record_id, &grid_code, &photo_list(&data), &|i| {
+                    format!("fields.photos[{i}]")
+                })?;
             }
             let seq = ctx.seq(db)?;
             let created = data
@@ -770,6 +886,12 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                     ent.grid_code =
                         grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
                     ent.grid_id = grid;
+                    repo::move_record_photos(db, ent.id, &ent.grid_code)?;
+                }
+                if k.is_record() && changed.iter().any(|(f, _)| f == "photos") {
+                    link_photos(db, ctx, ent.id, &ent.grid_code, &photo_list(&ent.data), &|i| {
+                        format!("fields.photos[{i}]")
+                    })?;
                 }
                 ent.parent_id = parent.or(ent.parent_id);
                 ent.version = seq;
@@ -863,16 +985,36 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                 .and_then(Value::as_str)
                 .unwrap_or("image/jpeg")
                 .to_owned();
-            if !(1..=super::MAX_PHOTO_BYTES as i64).contains(&size) || !mime.starts_with("image/") {
+            if !crate::domain::model::PHOTO_MIMES.contains(&mime.as_str()) {
                 return Err(Failure::invalid(
                     format!(
-                        "a photo is an image of 1 to {} bytes",
+                        "照片只能是 JPEG、PNG 或 WebP 图片 (a photo is a JPEG, PNG or WebP image, not {mime})"
+                    ),
+                    Some("fields.mime"),
+                ));
+            }
+            if !(1..=super::MAX_PHOTO_BYTES as i64).contains(&size) {
+                return Err(Failure::invalid(
+                    format!(
+                        "照片大小须在 1 到 {} 字节之间 (a photo is an image of 1 to {} bytes)",
+                        super::MAX_PHOTO_BYTES,
                         super::MAX_PHOTO_BYTES
                     ),
                     Some("fields.size"),
                 ));
             }
             let mut rec = scoped(db, ctx, record_id, "record")?;
+            if !rec.kind.is_record() {
+                return Err(not_in_scope("record", record_id).at("fields.record_id"));
+            }
+            link_photos(
+                db,
+                ctx,
+                rec.id,
+                &rec.grid_code.clone(),
+                std::slice::from_ref(&sha),
+                &|_| "fields.sha256".to_owned(),
+            )?;
             let photos = rec
                 .data
                 .entry("photos")
@@ -894,11 +1036,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                 rec.version = seq;
                 repo::put_entity(db, &rec, ctx.server_now)?;
             }
-            db.exec(
-                "INSERT INTO photos (sha256, size, mime, received, complete, data, uploaded_by, created_at)
-                 VALUES ($1, $2, $3, 0, 0, NULL, $4, $5) ON CONFLICT (sha256) DO NOTHING",
-                crate::args![&sha, size, &mime, &by, repo::ts(ctx.server_now)],
-            )?;
+            repo::add_photo(db, &sha, size, &mime, &by, device, ctx.server_now)?;
             audit_entry(ctx, e, "PHOTO");
             Ok(())
         }
@@ -965,6 +1103,50 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
             Some("op"),
         )),
     }
+}
+
+/// The photo hashes a record's data names.
+fn photo_list(data: &Map<String, Value>) -> Vec<String> {
+    match data.get("photos") {
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Records that record `record` (in grid `grid_code`) names these photos, as attached by
+/// this entry's account. A photo already uploaded by another account may be named only by
+/// an account that can already read it (its scope holds a record the uploader attached it
+/// to); otherwise the entry is refused, as if the photo did not exist, so a hash cannot be
+/// used to read another account's photo. The same worker's two records may share a photo.
+fn link_photos(
+    db: &mut dyn Sql,
+    ctx: &mut Ctx<'_>,
+    record: Uuid,
+    grid_code: &str,
+    shas: &[String],
+    field: &dyn Fn(usize) -> String,
+) -> Result<(), Failure> {
+    for (i, sha) in shas.iter().enumerate() {
+        if !crate::domain::model::is_sha256_hex(sha) {
+            return Err(Failure::invalid(
+                "照片编号应为 64 位小写十六进制 SHA-256 (must be a SHA-256 digest in 64 lower-case hex digits)",
+                Some(&field(i)),
+            ));
+        }
+        if !repo::may_name_photo(db, sha, &ctx.user.username, &ctx.scope)? {
+            return Err(Failure::invalid(
+                "这张照片由其他账号上传，不能用在您的记录里；请用手机重新拍摄 \
+                 (this photo was uploaded by another account and is not yours to attach)",
+                Some(&field(i)),
+            ));
+        }
+        repo::link_photo(db, sha, record, grid_code, &ctx.user.username)?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1141,7 +1323,13 @@ pub fn pull(
     let mut next = rows.last().map(|r| r.4).unwrap_or(cursor);
     // The device's refused entries up to this page's end (to the end when it is the last).
     let rejected = match device {
-        Some(d) => repo::rejections_for(db, d, cursor, if more { next } else { i64::MAX })?,
+        Some(d) => repo::rejections_for(
+            db,
+            d,
+            &user.username,
+            cursor,
+            if more { next } else { i64::MAX },
+        )?,
         None => Vec::new(),
     };
     if !more && let Some(r) = rejected.last() {
@@ -1464,12 +1652,23 @@ pub fn list_records(
     sql.push_str(&format!(" ORDER BY created_at DESC LIMIT ${}", args.len()));
     db.query(&sql, &args)?
         .into_iter()
-        .map(|r| serde_json::from_str(r[0].str()?).map_err(|e| Failure::Internal(e.to_string())))
+        .map(|r| {
+            let mut v: Value =
+                serde_json::from_str(r[0].str()?).map_err(|e| Failure::Internal(e.to_string()))?;
+            crate::domain::validate::mask_personal(&mut v);
+            Ok(v)
+        })
         .collect()
 }
 
-/// One record in scope with its history and replies.
-pub fn record_detail(db: &mut dyn Sql, user: &User, id: Uuid) -> Result<Value, Failure> {
+/// One record in scope with its history and replies; phones and ID numbers masked unless
+/// `reveal` (the caller checks who may, and audits it).
+pub fn record_detail(
+    db: &mut dyn Sql,
+    user: &User,
+    id: Uuid,
+    reveal: bool,
+) -> Result<Value, Failure> {
     let now = Utc::now();
     let ctx = Ctx::new(user, None, now, now);
     let ent = scoped(db, &ctx, id, "record")?;
@@ -1490,13 +1689,17 @@ pub fn record_detail(db: &mut dyn Sql, user: &User, id: Uuid) -> Result<Value, F
             .or_default()
             .push(serde_json::from_str(r[1].str()?).map_err(|e| Failure::Internal(e.to_string()))?);
     }
-    Ok(serde_json::json!({
+    let mut v = serde_json::json!({
         "kind": ent.kind,
         "version": ent.version,
         "record": Value::Object(ent.data),
         "history": history,
         "children": by_kind,
-    }))
+    });
+    if !reveal {
+        crate::domain::validate::mask_personal(&mut v);
+    }
+    Ok(v)
 }
 
 /// Writes remote-origin state (imports, the demo seeder) as an entity with version `seq`

@@ -31,6 +31,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_inbox_zstd",
         include_str!("migrations/postgres/0005_inbox_zstd.sql"),
     ),
+    (
+        "0006_hostile_clients",
+        include_str!("migrations/postgres/0006_hostile_clients.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;

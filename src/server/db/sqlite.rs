@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_dashboard_indexes.sql"),
     include_str!("migrations/sqlite/0004_push_inbox.sql"),
     include_str!("migrations/sqlite/0005_inbox_zstd.sql"),
+    include_str!("migrations/sqlite/0006_hostile_clients.sql"),
 ];
 const MAX_READERS: usize = 8;
 /// Reads at once: as many as this machine's cores. A pull page is CPU work (reading,

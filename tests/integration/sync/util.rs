@@ -95,7 +95,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router(AppState::new(db.clone())).into_make_service();
+        let app = router(AppState::new(db.clone())).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move {
             axum::serve(gridwalk::server::no_delay(listener), app)
                 .with_graceful_shutdown(async {
