@@ -212,7 +212,8 @@ async fn gridwalk_run(
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let server_addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = router(AppState::new(db.clone())).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(AppState::new(db.clone()))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = tokio::spawn(async move {
         axum::serve(gridwalk::server::no_delay(listener), app)
             .with_graceful_shutdown(async {

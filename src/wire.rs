@@ -333,7 +333,8 @@ pub struct ApiError {
     /// Where: a JSON path such as `entries[3].fields.location.lon`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// For a gap: the sequence number the server expects next.
+    /// For a gap: the sequence number the server expects next; for `upgrade_required`, the
+    /// protocol version the server speaks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<u64>,
 }

@@ -331,7 +331,8 @@ fn main() -> Result<()> {
                 // As a make-service, the router's routes are built once; served as a plain
                 // Router, axum rebuilds them for every connection it accepts. With connect
                 // info, sign-in failures are counted per address.
-                let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+                let app =
+                    router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
                 axum::serve(gridwalk::server::no_delay(listener), app)
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;

@@ -34,18 +34,6 @@ impl GeoPoint {
         let mut v = Validator::new();
         check_coord(&mut v, "lon", self.lon, 180.0);
         check_coord(&mut v, "lat", self.lat, 90.0);
-        if v.is_ok() && !self.in_china() {
-            // Swapped coordinates (lat, lon) land here too.
-            v.error(
-                "lon",
-                format!(
-                    "位置 ({:.5}, {:.5}) 不在中国境内，请重新定位或检查经纬度是否填反 \
-                     (the point is outside China's bounding box {CHINA_LON:?} E, {CHINA_LAT:?} N: \
-                     locate again, or check that longitude and latitude are not swapped)",
-                    self.lon, self.lat
-                ),
-            );
-        }
         if let Some(a) = self.accuracy_m
             && (!a.is_finite() || a < 0.0)
         {
@@ -75,6 +63,26 @@ impl GeoPoint {
             Closest::SinglePoint(q) => Haversine.distance(pt, q),
             Closest::Indeterminate => 0.0,
         }
+    }
+
+    /// [`GeoPoint::validate`], and the point is in China ([`GeoPoint::in_china`]): where a
+    /// record or a house can be.
+    pub fn validate_place(&self) -> Result<(), ValidationErrors> {
+        self.validate()?;
+        let mut v = Validator::new();
+        if v.is_ok() && !self.in_china() {
+            // Swapped coordinates (lat, lon) land here too.
+            v.error(
+                "lon",
+                format!(
+                    "位置 ({:.5}, {:.5}) 不在中国境内，请重新定位或检查经纬度是否填反 \
+                     (the point is outside China's bounding box {CHINA_LON:?} E, {CHINA_LAT:?} N: \
+                     locate again, or check that longitude and latitude are not swapped)",
+                    self.lon, self.lat
+                ),
+            );
+        }
+        v.finish()
     }
 
     pub fn point(&self) -> Point<f64> {

@@ -110,7 +110,7 @@ impl House {
         v.text("number", &self.number, 40);
         v.text("address", &self.address, SHORT_MAX);
         if let Some(p) = &self.location {
-            v.nested("location", p.validate());
+            v.nested("location", p.validate_place());
         }
         v.finish()
     }
@@ -133,7 +133,7 @@ impl Household {
         let mut v = Validator::new();
         v.text("address", &self.address, SHORT_MAX);
         if let Some(p) = &self.location {
-            v.nested("location", p.validate());
+            v.nested("location", p.validate_place());
         }
         v.finish()
     }
@@ -237,7 +237,7 @@ impl Visit {
             );
         }
         if let Some(p) = &self.location {
-            v.nested("location", p.validate());
+            v.nested("location", p.validate_place());
         }
         v.finish()
     }
@@ -292,7 +292,7 @@ impl Common {
             );
         }
         if let Some(p) = &self.location {
-            v.nested("location", p.validate());
+            v.nested("location", p.validate_place());
         }
         for (i, h) in self.photos.iter().enumerate() {
             if !is_sha256_hex(h) {

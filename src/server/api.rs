@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/records/{id}/transition", post(transition))
         .route("/records/{id}/replies", post(reply))
         .route("/conflicts/{id}/settle", post(settle))
+        .fallback(|| async { Failure::NotFound("没有这个地址 (no such route)".into()) })
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES.max(MAX_PHOTO_BYTES)))
         .layer(middleware::from_fn(api_edge));
     Router::new()
@@ -161,12 +162,18 @@ where
     ) -> Result<Self, Self::Rejection> {
         use axum::extract::path::ErrorKind;
         use axum::extract::rejection::PathRejection;
+        // The parameters' names, for an error about the only one.
+        let names: Vec<String> = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map(|p| p.iter().map(|(k, _)| k.to_owned()).collect())
+            .unwrap_or_default();
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(v)) => Ok(ApiPath(v)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => {
                 let field = match e.kind() {
                     ErrorKind::ParseErrorAtKey { key, .. }
                     | ErrorKind::InvalidUtf8InPathParam { key } => key.clone(),
+                    _ if names.len() == 1 => names[0].clone(),
                     _ => "path".to_owned(),
                 };
                 Err(Failure::invalid(
@@ -199,7 +206,11 @@ where
             .map(ApiQuery)
             .map_err(|e| {
                 let path = e.path().to_string();
-                let field = if path == "." { "query".to_owned() } else { path };
+                let field = if path == "." {
+                    "query".to_owned()
+                } else {
+                    path
+                };
                 Failure::invalid(
                     format!(
                         "查询参数 {field} 无效 (invalid query parameter {field}: {})",
@@ -681,7 +692,8 @@ async fn photo_get(
             .map_err(Failure::from)
     })
     .await?;
-    let (bytes, _) = found.ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;
+    let (bytes, _) =
+        found.ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;
     // The type its bytes are, never the one declared; nothing else is served.
     let mime = sniff_mime(&bytes)
         .ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;

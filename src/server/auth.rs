@@ -87,9 +87,7 @@ pub fn login_from(
     now: DateTime<Utc>,
 ) -> Result<LoginResponse, Failure> {
     let since = now - Duration::minutes(FAILURE_WINDOW_MINUTES);
-    let owner = state
-        .db
-        .read(|db| repo::device_owner(db, req.device_id))?;
+    let owner = state.db.read(|db| repo::device_owner(db, req.device_id))?;
     let enrolled = owner.as_deref() == Some(req.username.as_str());
     let source = match (enrolled, from) {
         (true, _) => format!("device:{}", req.device_id),
@@ -118,9 +116,9 @@ pub fn login_from(
         }
     };
     let Some((user, _)) = found.filter(|_| ok) else {
-        state.db.tx(|db| {
-            repo::add_login_failure(db, &req.username, &source, req.device_id, now)
-        })?;
+        state
+            .db
+            .tx(|db| repo::add_login_failure(db, &req.username, &source, req.device_id, now))?;
         return Err(Failure::Unauthorized);
     };
     if owner.is_some() && !enrolled {

@@ -29,7 +29,14 @@ pub enum Failure {
     UnsupportedEncoding(String),
     #[error("too many failed sign-ins; try again in {retry_after} s")]
     RateLimited { retry_after: u64 },
-    #[error("this server speaks protocol {server}; the app speaks {client}: update the app")]
+    #[error(
+        "{}",
+        if client.is_empty() {
+            format!("请求缺少协议版本头，请更新应用 (send the x-gridwalk-protocol header: this server speaks protocol {server})")
+        } else {
+            format!("应用版本与县里服务器不一致，请更新应用 (this server speaks protocol {server}; the app speaks {client}: update the app)")
+        }
+    )]
     Upgrade { server: u32, client: String },
     #[error("the database is unavailable")]
     Db(#[from] DbError),
@@ -75,9 +82,11 @@ impl Failure {
     /// the server's log).
     pub fn refusal_message(&self) -> String {
         match self {
-            Failure::Internal(_) | Failure::Db(_) => "县里服务器无法保存这条记录，已通知管理员；请稍后再试或联系县综治中心 \
+            Failure::Internal(_) | Failure::Db(_) => {
+                "县里服务器无法保存这条记录，已通知管理员；请稍后再试或联系县综治中心 \
                  (the county server could not store this entry; its administrator has been told)"
-                .into(),
+                    .into()
+            }
             other => other.to_string(),
         }
     }
@@ -133,6 +142,7 @@ impl IntoResponse for Failure {
             },
             expected: match &self {
                 Failure::Gap { expected } => Some(*expected),
+                Failure::Upgrade { server, .. } => Some(u64::from(*server)),
                 _ => None,
             },
         };

@@ -320,7 +320,9 @@ async fn note_failure(db: &Database, row: i64, e: &Failure) {
             sync::MAX_INBOX_ATTEMPTS
         ),
         Ok(Ok((false, _))) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, row, "could not count the failure against its row"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, row, "could not count the failure against its row")
+        }
         Err(e) => tracing::warn!(error = %e, row, "counting the failure against its row panicked"),
     }
 }

@@ -367,7 +367,10 @@ pub fn enrol_device(
 pub fn release_device(db: &mut dyn Sql, device: Uuid) -> Result<Option<String>, DbError> {
     let owner = device_owner(db, device)?;
     let d = device.to_string();
-    db.exec("UPDATE sessions SET revoked = 1 WHERE device_id = $1", args![&d])?;
+    db.exec(
+        "UPDATE sessions SET revoked = 1 WHERE device_id = $1",
+        args![&d],
+    )?;
     db.exec("DELETE FROM watermarks WHERE device_id = $1", args![&d])?;
     db.exec("DELETE FROM devices WHERE device_id = $1", args![&d])?;
     Ok(owner)
@@ -1129,6 +1132,8 @@ pub struct Queued {
     pub username: String,
     pub device_now: DateTime<Utc>,
     pub entries: String,
+    /// Why the row's entries could not be unpacked, if they could not.
+    pub unreadable: Option<String>,
     /// Earlier applications of this row that failed (not by one entry's refusal).
     pub attempts: i64,
 }
@@ -1143,15 +1148,25 @@ pub fn queued_pushes(db: &mut dyn Sql, after: i64, limit: i64) -> Result<Vec<Que
     )?
     .into_iter()
     .map(|r| {
+        let mut unreadable = None;
         Ok(Queued {
             id: r[0].i64()?,
             device: uuid(r[1].str()?)?,
             username: r[2].string()?,
             device_now: parse_ts(r[3].str()?)?,
+            // A row that cannot be unpacked is the applier's to set aside, not a reason to
+            // stop reading the rows behind it.
             entries: match &r[5] {
                 V::Null => r[4].string()?,
-                packed => unpack_entries(&packed.bytes()?)?,
+                packed => match unpack_entries(&packed.bytes()?) {
+                    Ok(json) => json,
+                    Err(e) => {
+                        unreadable = Some(e.to_string());
+                        String::new()
+                    }
+                },
             },
+            unreadable,
             attempts: r[6].i64()?,
         })
     })

@@ -32,10 +32,25 @@ pub const MAX_PAGE: usize = 20_000;
 pub fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, Failure> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        Failure::invalid(
-            e.inner().to_string(),
-            (path != ".").then_some(path.as_str()),
-        )
+        let message = e.inner().to_string();
+        // A missing field is reported at its parent: name the field itself.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+            .map(|f| {
+                if path == "." {
+                    f.to_owned()
+                } else {
+                    format!("{path}.{f}")
+                }
+            });
+        match missing {
+            Some(field) => Failure::invalid(
+                format!("必填项未填写 (missing field `{field}`)"),
+                Some(&field),
+            ),
+            None => Failure::invalid(message, (path != ".").then_some(path.as_str())),
+        }
     })
 }
 
@@ -243,7 +258,9 @@ fn check_typed(
         let r = AnyRecord::from_json(domain, &v)
             .map_err(|_| ())
             .or_else(|_| {
-                // Re-parse through the typed path for an error that names the field.
+                // Re-parse through the typed path for an error that names the field: the
+                // common header first (flattened into each record, where a path is lost).
+                parse::<crate::domain::model::Common>(&v)?;
                 match domain {
                     Domain::Hazard => {
                         parse::<crate::domain::model::Hazard>(&v).map(AnyRecord::Hazard)
@@ -519,7 +536,11 @@ pub fn apply_inbox_watched(
         for q in rows {
             current.store(q.id, SeqCst);
             after = q.id;
-            let entries: Vec<OutboxEntry<RawFields>> = match serde_json::from_str(&q.entries) {
+            let read = match &q.unreadable {
+                Some(why) => Err(why.clone()),
+                None => serde_json::from_str(&q.entries).map_err(|e| e.to_string()),
+            };
+            let entries: Vec<OutboxEntry<RawFields>> = match read {
                 Ok(e) => e,
                 Err(e) => {
                     // Not one entry's fault, and reading it again will not help.
@@ -889,9 +910,14 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                     repo::move_record_photos(db, ent.id, &ent.grid_code)?;
                 }
                 if k.is_record() && changed.iter().any(|(f, _)| f == "photos") {
-                    link_photos(db, ctx, ent.id, &ent.grid_code, &photo_list(&ent.data), &|i| {
-                        format!("fields.photos[{i}]")
-                    })?;
+                    link_photos(
+                        db,
+                        ctx,
+                        ent.id,
+                        &ent.grid_code,
+                        &photo_list(&ent.data),
+                        &|i| format!("fields.photos[{i}]"),
+                    )?;
                 }
                 ent.parent_id = parent.or(ent.parent_id);
                 ent.version = seq;

@@ -71,7 +71,7 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
         "hazard on the server"
     );
     let admin = server.login("admin").await;
-    let http = reqwest::Client::new();
+    let http = crate::sync::util::api_client();
     let base = format!("{}/api/v1/records/{hazard_id}", server.url);
     let res = http
         .post(format!("{base}/transition"))

@@ -56,7 +56,7 @@ async fn push(
         device_now: Utc::now(),
         entries,
     };
-    let res = reqwest::Client::new()
+    let res = super::util::api_client()
         .post(format!("{}/api/v1/sync/push", server.url))
         .bearer_auth(token)
         .json(&req)
@@ -72,7 +72,7 @@ async fn push(
 async fn refused(server: &TestServer, token: &str) -> Vec<Rejection> {
     let (mut cursor, mut out) = (0, Vec::new());
     loop {
-        let res = reqwest::Client::new()
+        let res = super::util::api_client()
             .get(format!(
                 "{}/api/v1/sync/pull?cursor={cursor}&base=0",
                 server.url
@@ -97,7 +97,7 @@ async fn count_hazards(server: &TestServer) -> i64 {
 
 async fn auth_and_rate_limit(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let c = reqwest::Client::new();
+    let c = super::util::api_client();
     let pull = format!("{}/api/v1/sync/pull", server.url);
     assert_eq!(
         c.get(&pull).send().await.unwrap().status(),
@@ -214,7 +214,7 @@ async fn a_session_brings_every_grid_of_its_account(backend: Backend) {
     let me = |token: String| {
         let url = format!("{}/api/v1/me", server.url);
         async move {
-            reqwest::Client::new()
+            super::util::api_client()
                 .get(url)
                 .bearer_auth(token)
                 .send()
@@ -283,7 +283,7 @@ async fn sessions_looked_up_together_each_get_their_own(backend: Backend) {
     let a = server.login("worker-a").await.token;
     let b = server.login("worker-b").await.token;
     let gone = server.login("worker-a").await.token;
-    let c = reqwest::Client::new();
+    let c = super::util::api_client();
     let logout = c
         .post(format!("{}/api/v1/auth/logout", server.url))
         .bearer_auth(&gone)
@@ -343,7 +343,7 @@ both_backends!(sessions_looked_up_together_each_get_their_own);
 async fn a_stream_is_the_pages_one_after_another(backend: Backend) {
     let server = TestServer::start(backend).await;
     let token = server.login("worker-a").await.token;
-    let c = reqwest::Client::new();
+    let c = super::util::api_client();
     let get = |path: String| {
         c.get(format!("{}/api/v1/sync/{path}", server.url))
             .bearer_auth(&token)
@@ -409,7 +409,7 @@ async fn scope_is_enforced_without_revealing(backend: Backend) {
     a.with(|s| s.create_record(&h, Utc::now())).unwrap();
     a.sync().await;
     let b = server.login("worker-b").await;
-    let c = reqwest::Client::new();
+    let c = super::util::api_client();
     // worker-b cannot read or move worker-a's record, and cannot tell it from a missing one.
     let real = c
         .get(format!("{}/api/v1/records/{}", server.url, h.common.id))
@@ -548,7 +548,7 @@ async fn bad_input_is_explained_and_nothing_of_it_is_kept(backend: Backend) {
         .await
         .unwrap();
     let grid = server.county.grids[0].grid.id;
-    let c = reqwest::Client::new();
+    let c = super::util::api_client();
     let url = format!("{}/api/v1/sync/push", server.url);
     // Malformed JSON.
     let res = c
@@ -966,9 +966,15 @@ both_backends!(the_inbox_is_applied_in_chunks_of_whole_rows);
 async fn small_answers_go_uncompressed(backend: Backend) {
     let server = TestServer::start(backend).await;
     let a = server.login("worker-a").await;
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        gridwalk::wire::PROTOCOL_HEADER,
+        reqwest::header::HeaderValue::from(gridwalk::wire::PROTOCOL_VERSION),
+    );
     let c = reqwest::Client::builder()
         .no_zstd()
         .no_gzip()
+        .default_headers(h)
         .build()
         .unwrap();
     let get = |path: &str, token: &str| {

@@ -35,7 +35,7 @@ async fn api(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    let mut req = reqwest::Client::new()
+    let mut req = super::util::api_client()
         .request(method, format!("{}{path}", server.url))
         .bearer_auth(token);
     if let Some(b) = body {
@@ -244,7 +244,8 @@ async fn photos_resume_and_are_stored_once(backend: Backend) {
     let server = TestServer::start(backend).await;
     let a = Device::enrol(&server, "worker-a").await;
     let grid = server.county.grids[0].grid.id;
-    let bytes: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut bytes: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    bytes[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]); // a JPEG, as the server checks
     let (h1, h2) = (hazard(grid), hazard(grid));
     a.with(|s| s.create_record(&h1, Utc::now())).unwrap();
     a.with(|s| s.create_record(&h2, Utc::now())).unwrap();
@@ -268,7 +269,7 @@ async fn photos_resume_and_are_stored_once(backend: Backend) {
         entries,
     };
     let token = a.with(|s| s.meta("token")).unwrap().unwrap();
-    let res = reqwest::Client::new()
+    let res = super::util::api_client()
         .post(format!("{}/api/v1/sync/push", server.url))
         .bearer_auth(&token)
         .json(&req)
@@ -283,7 +284,7 @@ async fn photos_resume_and_are_stored_once(backend: Backend) {
     );
     // An upload cut after 123,457 bytes...
     let url = format!("{}/api/v1/photos/{sha}", server.url);
-    let res = reqwest::Client::new()
+    let res = super::util::api_client()
         .put(format!("{url}?offset=0"))
         .bearer_auth(&token)
         .body(bytes[..123_457].to_vec())
@@ -292,7 +293,7 @@ async fn photos_resume_and_are_stored_once(backend: Backend) {
         .unwrap();
     assert_eq!(res.headers()["upload-offset"], "123457");
     // ...a chunk at the wrong offset is refused with where to continue...
-    let res = reqwest::Client::new()
+    let res = super::util::api_client()
         .put(format!("{url}?offset=5"))
         .bearer_auth(&token)
         .body(vec![1, 2, 3])
@@ -320,7 +321,7 @@ async fn photos_resume_and_are_stored_once(backend: Backend) {
     assert_eq!(photos, 1);
     // The county can fetch it; worker-b (other grid) cannot.
     let admin = server.login("admin").await;
-    let got = reqwest::Client::new()
+    let got = super::util::api_client()
         .get(&url)
         .bearer_auth(&admin.token)
         .send()
@@ -330,7 +331,7 @@ async fn photos_resume_and_are_stored_once(backend: Backend) {
     assert_eq!(got.bytes().await.unwrap().len(), bytes.len());
     let b = server.login("worker-b").await;
     assert_eq!(
-        reqwest::Client::new()
+        super::util::api_client()
             .get(&url)
             .bearer_auth(&b.token)
             .send()

@@ -420,7 +420,8 @@ fn write_randomly(device: &Device, server: &TestServer, rng: &mut Rng, scale: u6
         // Several chunks (256 KiB each), content unique to this run.
         let len = 100_000 + rng.below(600_000) as usize;
         let mut r = Rng::new(rng.next_u64());
-        let bytes: Vec<u8> = (0..len).map(|_| r.next_u64() as u8).collect();
+        let mut bytes: Vec<u8> = (0..len).map(|_| r.next_u64() as u8).collect();
+        bytes[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]); // a JPEG, as the server checks
         let sha = device
             .with(|s| s.attach_photo(first, &bytes, "image/jpeg", now))
             .unwrap();
@@ -735,7 +736,8 @@ async fn stopped_at_every_step(backend: Backend) {
         };
         device.with(|s| s.create_record(&e, now)).unwrap();
         written.records.insert(e.common.id, 0);
-        let bytes: Vec<u8> = (0..600_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        let mut bytes: Vec<u8> = (0..600_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        bytes[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n"); // a PNG, as the server checks
         let first = *written.records.keys().next().unwrap();
         let sha = device
             .with(|s| s.attach_photo(first, &bytes, "image/png", now))
@@ -784,9 +786,9 @@ both_backends!(stopped_at_every_step);
 // ---------------------------------------------------------------------------------------------
 // A server killed mid-batch.
 
-struct ServerProcess {
+pub struct ServerProcess {
     child: std::process::Child,
-    url: String,
+    pub url: String,
 }
 
 impl Drop for ServerProcess {
@@ -796,7 +798,7 @@ impl Drop for ServerProcess {
     }
 }
 
-async fn spawn_server(db: &str, dir: &Path) -> ServerProcess {
+pub async fn spawn_server(db: &str, dir: &Path) -> ServerProcess {
     let addr_file = dir.join(format!("addr-{}", uuid::Uuid::now_v7().simple()));
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_gridwalk-server"))
         .args([
@@ -1030,7 +1032,8 @@ async fn concurrent_last_chunk(backend: Backend) {
     let server = TestServer::start(backend).await;
     let device = Device::enrol(&server, "worker-a").await;
     let h = hazard(server.county.grids[0].grid.id);
-    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let mut bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    bytes[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]); // a JPEG, as the server checks
     device.with(|s| s.create_record(&h, Utc::now())).unwrap();
     let sha = device
         .with(|s| s.attach_photo(h.common.id, &bytes, "image/jpeg", Utc::now()))
@@ -1048,7 +1051,7 @@ async fn concurrent_last_chunk(backend: Backend) {
         device_now: Utc::now(),
         entries,
     };
-    let http = reqwest::Client::new();
+    let http = super::util::api_client();
     let res = http
         .post(format!("{}/api/v1/sync/push", server.url))
         .bearer_auth(&token)

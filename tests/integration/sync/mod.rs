@@ -5,6 +5,7 @@
 mod api;
 mod e2e;
 mod faults;
+mod hostile;
 mod partial;
 pub mod util;
 

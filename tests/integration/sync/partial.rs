@@ -118,7 +118,7 @@ async fn partial_pulls_end_exactly_at_the_server(backend: Backend) {
         .with(|s| s.meta(gridwalk::store::sync::TOKEN))
         .unwrap()
         .unwrap();
-    let page: gridwalk::wire::PullResponse = reqwest::Client::new()
+    let page: gridwalk::wire::PullResponse = super::util::api_client()
         .get(&url)
         .bearer_auth(&token)
         .header(

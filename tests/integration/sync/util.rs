@@ -95,7 +95,8 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router(AppState::new(db.clone())).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let app = router(AppState::new(db.clone()))
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move {
             axum::serve(gridwalk::server::no_delay(listener), app)
                 .with_graceful_shutdown(async {
@@ -222,6 +223,20 @@ impl Device {
     pub fn with<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
         f(&mut self.store.lock().unwrap())
     }
+}
+
+/// An HTTP client that speaks the sync protocol's version, as the app does (the server
+/// refuses API requests without it).
+pub fn api_client() -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        gridwalk::wire::PROTOCOL_HEADER,
+        reqwest::header::HeaderValue::from(gridwalk::wire::PROTOCOL_VERSION),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap()
 }
 
 pub fn today() -> NaiveDate {
