@@ -9,6 +9,7 @@
 
 pub mod charts;
 mod data_pages;
+mod inbox;
 pub mod load;
 mod map;
 pub mod queue;
@@ -49,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .merge(stats::routes())
         .merge(map::routes())
         .merge(data_pages::routes())
+        .merge(inbox::routes())
 }
 
 async fn css() -> Response {
