@@ -251,6 +251,8 @@ fn run(
                 now,
             )?;
             let token = format!("{username}-{}", uuid::Uuid::now_v7().simple());
+            // As a first sign-in does: the device is the account's.
+            repo::enrol_device(tx, store.device_id(), &username, now)?;
             repo::create_session(
                 tx,
                 &auth::token_hash(&token),

@@ -95,6 +95,11 @@ impl GeoPoint {
     }
 }
 
+/// How far outside its grid a record may have been located before the dashboard flags it
+/// (位置异常): a hazard across the road from the boundary is normal, one in the next village
+/// is not. The record is kept either way.
+pub const PLACE_TOLERANCE_M: f64 = 500.0;
+
 /// Longitudes of China's bounding box (Xinjiang's western border to the Wusuli river).
 pub const CHINA_LON: std::ops::RangeInclusive<f64> = 73.0..=135.5;
 /// Latitudes of China's bounding box (the Nansha islands to Mohe).

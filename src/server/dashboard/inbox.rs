@@ -93,7 +93,7 @@ async fn retry(
     let _turn = s.db.write_turn().await;
     let (db, inbox) = (s.db.clone(), s.inbox.clone());
     let ok = blocking(move || {
-        Ok(db.tx(|tx| -> Result<bool, Failure> {
+        db.tx(|tx| -> Result<bool, Failure> {
             let ok = repo::retry_quarantined(tx, id)?;
             if ok {
                 repo::audit(
@@ -108,7 +108,7 @@ async fn retry(
                 )?;
             }
             Ok(ok)
-        })?)
+        })
     })
     .await?;
     if ok {

@@ -94,6 +94,24 @@ pub fn narrowed(user: &User, area: Option<&str>) -> User {
     }
 }
 
+/// How far a record's location lies outside its grid, when past
+/// [`crate::domain::geo::PLACE_TOLERANCE_M`] (the dashboard flags it 位置异常).
+pub fn place_off_m(at: Option<&GeoPoint>, grid: Option<&GridInfo>) -> Option<f64> {
+    let d = at?.distance_outside_m(&grid?.boundary);
+    (d > crate::domain::geo::PLACE_TOLERANCE_M).then_some(d)
+}
+
+/// The 位置异常 badge: how far outside its grid a record was located.
+pub fn place_flag(off_m: Option<f64>) -> maud::Markup {
+    maud::html! {
+        @if let Some(d) = off_m {
+            span.flag.place title={"记录位置在网格外 " (format!("{:.1}", d / 1000.0)) " 公里 (located outside its grid)"} {
+                "位置异常" span.en { " off-grid " (format!("{:.1}", d / 1000.0)) " km" }
+            }
+        }
+    }
+}
+
 /// The villages of some grids: code → name.
 pub fn villages(grids: &BTreeMap<String, GridInfo>) -> BTreeMap<String, String> {
     grids

@@ -351,7 +351,8 @@ async fn queue(
                     @let g = grids.get(&r.grid_code);
                     tr class=(row_class(r, now, &policy)) data-id=(r.id) {
                         td { (r.domain.zh()) br; small.muted { (r.category_label()) } }
-                        td.summary { a href={"/records/" (r.id)} { @if r.summary.is_empty() { "(无描述)" } @else { (truncate(&r.summary, 60)) } } }
+                        td.summary { a href={"/records/" (r.id)} { @if r.summary.is_empty() { "(无描述)" } @else { (truncate(&r.summary, 60)) } }
+                            " " (load::place_flag(load::place_off_m(r.location.as_ref(), g))) }
                         td { span.status { (r.status.zh()) } }
                         td { span class={"urg " (r.urgency.code().to_lowercase())} { (r.urgency.zh()) } }
                         td { (deadline_cell(r, now, &policy)) }

@@ -415,6 +415,7 @@ async fn record(
             section.card {
                 h2 { "位置 Location" }
                 @if let Some(p) = &location {
+                    p { (load::place_flag(load::place_off_m(Some(p), d.grid.as_ref()))) }
                     (location_map(d.grid.as_ref(), Some(p)))
                     p.muted { (format!("{:.5}, {:.5}", p.lon, p.lat)) @if let Some(a) = p.accuracy_m { " ±" (format!("{a:.0}")) " 米" } }
                 } @else {
