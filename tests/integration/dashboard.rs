@@ -111,7 +111,11 @@ async fn dispatch_flow(backend: Backend) {
     let a = Device::enrol(&server, "worker-a").await;
     let h = hazard(server.county.grids[0].grid.id);
     a.with(|s| s.create_record(&h, Utc::now())).unwrap();
-    let photo: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    // A JPEG's signature, then bytes: the dashboard serves photos by what their bytes are.
+    let photo: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0]
+        .into_iter()
+        .chain((0..5000u32).map(|i| (i * 7 % 251) as u8))
+        .collect();
     let sha = a
         .with(|s| s.attach_photo(h.common.id, &photo, "image/jpeg", Utc::now()))
         .unwrap();
@@ -302,33 +306,8 @@ async fn scope(backend: Backend) {
     let mut there = hazard(other_grid.grid.id);
     there.description = "外村的隐患".into();
     let there_id = there.common.id;
-    {
-        // Written as the county would import it: not through worker-a's scope.
-        let data = serde_json::to_value(&there).unwrap();
-        let code = other_grid.grid.code.as_str().to_owned();
-        let gid = other_grid.grid.id;
-        let db = server.db.clone();
-        tokio::task::spawn_blocking(move || {
-            db.tx(|tx| {
-                let seq = gridwalk::server::repo::reserve_seqs(tx, 1)?;
-                gridwalk::server::sync::import_entity(
-                    tx,
-                    seq,
-                    gridwalk::domain::model::EntityKind::Hazard,
-                    there_id,
-                    gid,
-                    &code,
-                    None,
-                    data,
-                    Utc::now(),
-                    Utc::now(),
-                )
-            })
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    }
+    // Written as the county would import it: not through worker-a's scope.
+    import_hazard(&server, other_grid.grid.code.as_str(), &there).await;
     let admin = sign_in(&server, "admin", "gridwalk-demo")
         .await
         .ok()
@@ -402,6 +381,121 @@ async fn scope(backend: Backend) {
     );
 }
 both_backends!(scope);
+
+/// Writes a hazard as the county would import it (not through any account's scope).
+async fn import_hazard(server: &TestServer, grid_code: &str, h: &Hazard) {
+    let data = serde_json::to_value(h).unwrap();
+    let code = grid_code.to_owned();
+    let (id, gid) = (h.common.id, h.common.grid_id);
+    let db = server.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            let seq = gridwalk::server::repo::reserve_seqs(tx, 1)?;
+            gridwalk::server::sync::import_entity(
+                tx,
+                seq,
+                gridwalk::domain::model::EntityKind::Hazard,
+                id,
+                gid,
+                &code,
+                None,
+                data,
+                Utc::now(),
+                Utc::now(),
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+/// Stores photo bytes as a complete upload with the type its uploader declared.
+async fn store_photo(server: &TestServer, bytes: &[u8], declared: &str) -> String {
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(bytes));
+    let (sha2, bytes, declared) = (sha.clone(), bytes.to_vec(), declared.to_owned());
+    let db = server.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            tx.exec(
+                "INSERT INTO photos (sha256, size, mime, received, complete, data, uploaded_by, created_at)
+                 VALUES ($1, $2, $3, $4, 1, $5, 'worker-a', $6)",
+                gridwalk::args![
+                    &sha2,
+                    bytes.len() as i64,
+                    &declared,
+                    bytes.len() as i64,
+                    bytes,
+                    gridwalk::server::repo::ts(Utc::now())
+                ],
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    sha
+}
+
+/// A stored "photo" that is really an SVG with a script is never served as SVG (or at all):
+/// the dashboard types photos by their bytes, not by what the upload declared.
+async fn photos_are_served_as_the_raster_they_are(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let svg =
+        br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>"#;
+    let png: Vec<u8> = b"\x89PNG\r\n\x1a\n"
+        .iter()
+        .copied()
+        .chain((0..300u32).map(|i| (i % 256) as u8))
+        .collect();
+    let evil = store_photo(&server, svg, "image/svg+xml").await;
+    let good = store_photo(&server, &png, "image/jpeg").await;
+    let grid = &server.county.grids[0].grid;
+    let mut h = hazard(grid.id);
+    h.common.photos = vec![evil.clone(), good.clone()];
+    import_hazard(&server, grid.code.as_str(), &h).await;
+
+    let clerk = sign_in(&server, "secretary", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    let rec = clerk.get(&format!("/records/{}", h.common.id)).await;
+    assert!(rec.body.contains(&format!("src=\"/photos/{evil}\"")));
+    let res = clerk
+        .http
+        .get(format!("{}/photos/{evil}", clerk.base))
+        .header("cookie", &clerk.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(!ct.contains("svg"), "{ct}");
+    assert!(!res.text().await.unwrap().contains("<script>alert"));
+
+    // A real PNG is served as PNG whatever was declared, inline, and not to be sniffed.
+    let res = clerk
+        .http
+        .get(format!("{}/photos/{good}", clerk.base))
+        .header("cookie", &clerk.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        res.headers()["content-disposition"],
+        format!("inline; filename=\"{good}.png\"").as_str()
+    );
+    assert_eq!(res.bytes().await.unwrap().to_vec(), png);
+}
+both_backends!(photos_are_served_as_the_raster_they_are);
 
 async fn conflicts_show_both_values(backend: Backend) {
     let server = TestServer::start(backend).await;

@@ -25,7 +25,7 @@ use crate::domain::codes::{
 use crate::domain::deadline::{DeadlinePolicy, deadline};
 use crate::domain::geo::GeoPoint;
 use crate::domain::lifecycle::{Actor, Status, lifecycle};
-use crate::domain::model::{Conflict, EntityKind, StatusChange, is_sha256_hex};
+use crate::domain::model::{Conflict, EntityKind, StatusChange, is_sha256_hex, sniff_mime};
 use crate::domain::validate::{mask_id, mask_phone};
 use crate::server::error::Failure;
 use crate::server::repo::parse_ts;
@@ -652,6 +652,11 @@ async fn settle(
 }
 
 /// A photo of a record in scope (same rule as the API: some entity in scope names it).
+///
+/// Only raster bytes are served, and typed by what the bytes are, never by the type the
+/// upload declared: a stored "photo" that is really SVG or HTML would otherwise run its script
+/// in the dashboard's origin. Anything that does not sniff as JPEG, PNG or WebP answers "not
+/// found"; `nosniff` stops the browser from guessing otherwise.
 async fn photo(
     State(s): State<AppState>,
     clerk: Clerk,
@@ -661,15 +666,33 @@ async fn photo(
         return Err(Failure::NotFound("no such photo".into()).into());
     }
     let _turn = s.db.read_turn().await;
+    let sha2 = sha.clone();
     let found = blocking(move || {
-        Ok(s.db.read(|db| crate::server::repo::photo_in_scope(db, &clerk.user.scope(), &sha))?)
+        Ok(s.db.read(|db| crate::server::repo::photo_in_scope(db, &clerk.user.scope(), &sha2))?)
     })
     .await?;
-    let (bytes, mime) =
+    let (bytes, _declared) =
         found.ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;
+    let Some(mime) = sniff_mime(&bytes) else {
+        tracing::warn!(
+            sha,
+            "dashboard: a stored photo is not a JPEG, PNG or WebP; not served"
+        );
+        return Err(Failure::NotFound("no such photo in your scope".into()).into());
+    };
+    let ext = match mime {
+        "image/png" => "png",
+        "image/webp" => "webp",
+        _ => "jpg",
+    };
     Ok((
         [
-            (header::CONTENT_TYPE, mime),
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{sha}.{ext}\""),
+            ),
             (header::CACHE_CONTROL, "private, max-age=86400".to_owned()),
         ],
         bytes,
