@@ -13,10 +13,12 @@ use crate::both_backends;
 use crate::sync::e2e_hazard as hazard;
 use crate::sync::util::{Backend, Device, TestServer};
 
-/// A browser session: the session cookie, no automatic redirects (tests look at them).
+/// A browser session: the session cookie and the CSRF token its pages' forms carry, no
+/// automatic redirects (tests look at them).
 struct Session {
     base: String,
     cookie: String,
+    csrf: String,
     http: reqwest::Client,
 }
 
@@ -46,28 +48,80 @@ async fn page_of(res: reqwest::Response) -> Page {
     }
 }
 
-async fn sign_in(server: &TestServer, user: &str, password: &str) -> Result<Session, Page> {
-    let http = client();
-    let res = http
-        .post(format!("{}/login", server.url))
-        .form(&[
-            ("username", user),
-            ("password", password),
-            ("next", "/queue"),
-        ])
+/// The hidden CSRF field of a page's forms.
+fn csrf_of(body: &str) -> String {
+    body.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf field in {body}"))
+        .to_owned()
+}
+
+/// The sign-in form as a browser gets it: the `gw_csrf` cookie (`name=value`) and the form's
+/// token.
+async fn login_form(server: &TestServer) -> (String, String) {
+    let res = client()
+        .get(format!("{}/login", server.url))
         .send()
         .await
         .unwrap();
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
-    match cookie {
-        Some(cookie) => Ok(Session {
-            base: server.url.clone(),
-            cookie,
-            http,
-        }),
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("gw_csrf="), "{cookie}");
+    let body = res.text().await.unwrap();
+    (cookie, csrf_of(&body))
+}
+
+/// Posts the sign-in form as the page at `server` would (its Origin, cookie and token).
+async fn post_login(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    next: &str,
+) -> reqwest::Response {
+    let (cookie, token) = login_form(server).await;
+    client()
+        .post(format!("{}/login", server.url))
+        .header("origin", &server.url)
+        .header("cookie", cookie)
+        .form(&[
+            ("csrf", token.as_str()),
+            ("username", user),
+            ("password", password),
+            ("next", next),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The session cookie (`gw_session=…`) a sign-in answer sets, if any.
+fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("gw_session=") && c.len() > "gw_session=".len())
+}
+
+async fn sign_in(server: &TestServer, user: &str, password: &str) -> Result<Session, Page> {
+    let res = post_login(server, user, password, "/queue").await;
+    match session_cookie(&res) {
+        Some(cookie) => {
+            let mut s = Session {
+                base: server.url.clone(),
+                cookie,
+                csrf: String::new(),
+                http: client(),
+            };
+            s.csrf = csrf_of(&s.get("/queue").await.body);
+            Ok(s)
+        }
         None => Err(page_of(res).await),
     }
 }
@@ -85,17 +139,24 @@ impl Session {
         .await
     }
 
+    /// Posts a form as this session's pages do: from its origin, with its CSRF token.
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
-        page_of(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .header("cookie", &self.cookie)
-                .form(form)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        let mut form = form.to_vec();
+        form.push(("csrf", &self.csrf));
+        self.post_as(path, &form, &[("origin", &self.base)]).await
+    }
+
+    /// Posts a form exactly as given, with these headers (and the session cookie).
+    async fn post_as(&self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form(form);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        page_of(req.send().await.unwrap()).await
     }
 
     /// Posts a form and follows the redirect back, returning the page it lands on.
@@ -249,25 +310,40 @@ async fn dispatch_flow(backend: Backend) {
 
     // A form posted from another site is refused, even with the session cookie.
     let forged = clerk
-        .http
-        .post(format!("{}{path}", clerk.base))
-        .header("cookie", &clerk.cookie)
-        .header("origin", "http://evil.example")
-        .form(&[("to", "TRANSFERRED"), ("assignee", "x")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forged.status().as_u16(), 403);
+        .post_as(
+            &path,
+            &[
+                ("to", "TRANSFERRED"),
+                ("assignee", "x"),
+                ("csrf", &clerk.csrf),
+            ],
+            &[("origin", "http://evil.example")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
 
     // Behind a TLS proxy the cookie is Secure; on plain loopback it is not.
+    let (cookie, token) = login_form(&server).await;
     let res = client()
         .post(format!("{}/login", server.url))
         .header("x-forwarded-proto", "https")
-        .form(&[("username", "admin"), ("password", "gridwalk-demo")])
+        .header("origin", &server.url)
+        .header("cookie", cookie)
+        .form(&[
+            ("csrf", token.as_str()),
+            ("username", "admin"),
+            ("password", "gridwalk-demo"),
+        ])
         .send()
         .await
         .unwrap();
-    let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let set = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("gw_session="))
+        .unwrap();
     assert!(
         set.contains("; Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict")
     );
@@ -585,6 +661,392 @@ async fn statistics_follow_the_work() {
     assert!(map.body.contains(&format!("data-id=\"{}\"", h.common.id)));
 }
 
+/// The security headers every dashboard answer must carry.
+fn assert_hardened(what: &str, h: &reqwest::header::HeaderMap) {
+    let get = |k: &str| {
+        h.get(k)
+            .unwrap_or_else(|| panic!("{what}: no {k}"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let csp = get("content-security-policy");
+    assert_eq!(csp, gridwalk::server::dashboard::guard::CSP, "{what}");
+    for part in [
+        "default-src 'self'",
+        "script-src 'none'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(part), "{what}: {part} in {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{what}: {csp}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(get("referrer-policy"), "same-origin", "{what}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+}
+
+/// Whether a page has anything its policy would block: a script, an inline handler or style.
+fn assert_no_inline_code(what: &str, body: &str) {
+    let lower = body.to_lowercase();
+    assert!(!lower.contains("<script"), "{what}: a script");
+    assert!(!lower.contains(" style="), "{what}: an inline style");
+    assert!(!lower.contains("javascript:"), "{what}: a javascript: URL");
+    // No on…= attribute (onclick, onchange, onload …) anywhere in a tag.
+    for tag in lower.split('<').skip(1) {
+        let tag = tag.split('>').next().unwrap_or("");
+        for attr in tag.split_whitespace().skip(1) {
+            assert!(
+                !(attr.starts_with("on") && attr.contains('=')),
+                "{what}: an inline handler {attr}"
+            );
+        }
+    }
+}
+
+/// Every page and answer of the dashboard, signed in or not, carries the security headers,
+/// and no page has a script, an inline event handler or an inline style.
+async fn every_answer_carries_the_security_headers(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = Device::enrol(&server, "worker-a").await;
+    let h = hazard(server.county.grids[0].grid.id);
+    a.with(|s| s.create_record(&h, Utc::now())).unwrap();
+    let jpeg: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0].into_iter().chain(0..200).collect();
+    let sha = a
+        .with(|s| s.attach_photo(h.common.id, &jpeg, "image/jpeg", Utc::now()))
+        .unwrap();
+    a.sync().await;
+
+    let anon = client();
+    for path in [
+        "/login",
+        "/queue",
+        "/login?next=/stats",
+        "/assets/dashboard.css",
+    ] {
+        let res = anon
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_hardened(path, res.headers());
+        let body = res.text().await.unwrap();
+        assert_no_inline_code(path, &body);
+    }
+    // A refused form is a page too.
+    let res = anon
+        .post(format!("{}/login", server.url))
+        .form(&[("username", "admin"), ("password", "gridwalk-demo")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    assert_hardened("refused sign-in", res.headers());
+
+    let clerk = sign_in(&server, "admin", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    let id = h.common.id;
+    let pages = [
+        "/queue".to_owned(),
+        "/queue?domain=HAZARD&state=all".to_owned(),
+        format!("/records/{id}"),
+        "/stats".to_owned(),
+        "/stats/points/worker-a".to_owned(),
+        "/map".to_owned(),
+        "/map?color=hazards".to_owned(),
+        "/data".to_owned(),
+        format!("/photos/{sha}"),
+        "/export/records.csv?state=all".to_owned(),
+        "/export/stats.xlsx".to_owned(),
+        "/data/template/households.xlsx".to_owned(),
+        format!("/records/{}", uuid::Uuid::now_v7()),
+        "/stats?from=2026-13-01".to_owned(),
+    ];
+    for path in &pages {
+        let res = clerk
+            .http
+            .get(format!("{}{path}", clerk.base))
+            .header("cookie", &clerk.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_hardened(path, res.headers());
+        let html = res
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"));
+        let body = res.bytes().await.unwrap();
+        if html {
+            assert_no_inline_code(path, &String::from_utf8_lossy(&body));
+        }
+    }
+    // An import's page, and an action's redirect.
+    let job = clerk
+        .upload(
+            "households",
+            "x.csv",
+            "网格编码\n1\n".as_bytes().to_vec(),
+            false,
+        )
+        .await;
+    let res = clerk
+        .http
+        .get(format!("{}{job}", clerk.base))
+        .header("cookie", &clerk.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_hardened("import job", res.headers());
+    let res = clerk
+        .http
+        .post(format!("{}/records/{id}/reply", clerk.base))
+        .header("cookie", &clerk.cookie)
+        .header("origin", &clerk.base)
+        .form(&[("text", "收到"), ("csrf", &clerk.csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    assert_hardened("an action's redirect", res.headers());
+}
+both_backends!(every_answer_carries_the_security_headers);
+
+/// The words of the refusal page.
+const REFUSED: &str = "表单已过期或来自其他网站，请刷新页面后重试";
+
+/// A state-changing form needs this session's CSRF token and our own Origin (or Referer);
+/// sign-in needs the token its page set, and our Origin.
+async fn forms_need_the_sessions_token_and_our_origin(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = Device::enrol(&server, "worker-a").await;
+    let h = hazard(server.county.grids[0].grid.id);
+    a.with(|s| s.create_record(&h, Utc::now())).unwrap();
+    a.sync().await;
+    let sec = sign_in(&server, "secretary", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    let admin = sign_in(&server, "admin", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    assert_ne!(sec.csrf, admin.csrf, "a token per session");
+    let rec = format!("/records/{}", h.common.id);
+    let path = format!("{rec}/transition");
+    let origin = [("origin", sec.base.as_str())];
+    let status_is = |body: &str, zh: &str| body.contains(&format!("id=\"status\">{zh}"));
+
+    // No token, a wrong one, another session's: refused in words, nothing changes.
+    for (what, form) in [
+        ("no token", vec![("to", "CONFIRMED")]),
+        (
+            "a wrong token",
+            vec![("to", "CONFIRMED"), ("csrf", "0123abcd")],
+        ),
+        ("an empty token", vec![("to", "CONFIRMED"), ("csrf", "")]),
+        (
+            "another session's token",
+            vec![("to", "CONFIRMED"), ("csrf", admin.csrf.as_str())],
+        ),
+    ] {
+        let p = sec.post_as(&path, &form, &origin).await;
+        assert_eq!(p.status, 403, "{what}");
+        assert!(p.body.contains(REFUSED), "{what}: {}", p.body);
+    }
+    // The right token, but no Origin and no Referer, or another site's: refused.
+    let form = [("to", "CONFIRMED"), ("csrf", sec.csrf.as_str())];
+    let p = sec.post_as(&path, &form, &[]).await;
+    assert_eq!(p.status, 403, "neither Origin nor Referer");
+    assert!(p.body.contains(REFUSED));
+    for headers in [
+        vec![("origin", "http://evil.example")],
+        vec![("origin", "null")],
+        vec![("referer", "http://evil.example/page")],
+        vec![("origin", "http://evil.example"), ("referer", &rec)],
+    ] {
+        let p = sec.post_as(&path, &form, &headers).await;
+        assert_eq!(p.status, 403, "{headers:?}");
+    }
+    assert!(status_is(&sec.get(&rec).await.body, "已上报"));
+    // The right token from our own page (by Origin, or by Referer alone): done.
+    let p = sec.post_as(&path, &form, &origin).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(status_is(&sec.get(&rec).await.body, "已确认"));
+    let referer = format!("{}{rec}", sec.base);
+    let p = sec
+        .post_as(
+            &format!("{rec}/reply"),
+            &[("text", "已收到"), ("csrf", &sec.csrf)],
+            &[("referer", &referer)],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    // A form that is not a form, and signing out, need the same.
+    let res = sec
+        .http
+        .post(format!("{}{path}", sec.base))
+        .header("cookie", &sec.cookie)
+        .header("origin", &sec.base)
+        .json(&serde_json::json!({"to": "CLOSED", "csrf": sec.csrf}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    assert_eq!(sec.post_as("/logout", &[], &origin).await.status, 403);
+    assert_eq!(sec.get("/queue").await.status, 200, "still signed in");
+
+    // The import form: its token is checked before the file is read.
+    for token in [None, Some("wrong")] {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(t) = token {
+            form = form.text("csrf", t.to_owned());
+        }
+        let form = form.text("kind", "households").part(
+            "file",
+            reqwest::multipart::Part::bytes(b"a,b\n".to_vec()).file_name("x.csv"),
+        );
+        let res = sec
+            .http
+            .post(format!("{}/data/import", sec.base))
+            .header("cookie", &sec.cookie)
+            .header("origin", &sec.base)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{token:?}");
+        assert!(res.text().await.unwrap().contains(REFUSED));
+    }
+
+    // Sign-in: the page's token in its cookie and its form, from our own origin.
+    let (cookie, token) = login_form(&server).await;
+    let set = client()
+        .get(format!("{}/login", server.url))
+        .send()
+        .await
+        .unwrap()
+        .headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age="),
+        "{set}"
+    );
+    let login = |form: Vec<(&'static str, String)>, headers: Vec<(&'static str, String)>| {
+        let mut req = client().post(format!("{}/login", server.url)).form(&form);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let creds = |t: &str| {
+        vec![
+            ("csrf", t.to_owned()),
+            ("username", "admin".to_owned()),
+            ("password", "gridwalk-demo".to_owned()),
+        ]
+    };
+    let ours = ("origin", server.url.clone());
+    let with_cookie = ("cookie", cookie.clone());
+    for (what, form, headers) in [
+        ("no cookie", creds(&token), vec![ours.clone()]),
+        (
+            "no token",
+            creds(&token)[1..].to_vec(),
+            vec![ours.clone(), with_cookie.clone()],
+        ),
+        (
+            "a token that is not the cookie's",
+            creds(&"0".repeat(64)),
+            vec![ours.clone(), with_cookie.clone()],
+        ),
+        (
+            "another site",
+            creds(&token),
+            vec![
+                ("origin", "http://evil.example".into()),
+                with_cookie.clone(),
+            ],
+        ),
+        ("no origin", creds(&token), vec![with_cookie.clone()]),
+    ] {
+        let res = login(form, headers).await;
+        assert_eq!(res.status().as_u16(), 403, "{what}");
+        assert!(session_cookie(&res).is_none(), "{what}: no session");
+        assert!(res.text().await.unwrap().contains(REFUSED), "{what}");
+    }
+    let res = login(creds(&token), vec![ours, with_cookie]).await;
+    assert_eq!(res.status().as_u16(), 303);
+    assert!(session_cookie(&res).is_some());
+    let cleared = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|v| v.to_str().unwrap().starts_with("gw_csrf=;"));
+    assert!(cleared, "the sign-in token is dropped once used");
+}
+both_backends!(forms_need_the_sessions_token_and_our_origin);
+
+/// After signing in, `next` leads only to a page of this server.
+async fn sign_in_goes_on_only_to_our_own_pages(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    for next in [
+        "/\\evil.example/",
+        "/\\/evil.example",
+        "//evil.example",
+        "//evil.example/queue",
+        "https://evil",
+        "http://evil.example/",
+        "evil.example",
+        "/\t/evil.example",
+        "/queue\r\nSet-Cookie: x=1",
+        "/login",
+        "",
+    ] {
+        let res = post_login(&server, "admin", "gridwalk-demo", next).await;
+        assert_eq!(res.status().as_u16(), 303, "{next:?}");
+        assert_eq!(res.headers()["location"], "/queue", "{next:?}");
+        // The page does not offer it either.
+        let page = client()
+            .get(format!("{}/login?next={}", server.url, urlenc(next)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("name=\"next\" value=\"/queue\""),
+            "{next:?}: {page}"
+        );
+    }
+    let res = post_login(&server, "admin", "gridwalk-demo", "/stats?from=2026-11-01").await;
+    assert_eq!(res.headers()["location"], "/stats?from=2026-11-01");
+    // A wrong password keeps only a safe next too.
+    let res = post_login(&server, "admin", "wrong", "//evil.example").await;
+    let to = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.starts_with("/login?next=%2Fqueue&err="), "{to}");
+}
+both_backends!(sign_in_goes_on_only_to_our_own_pages);
+
+fn urlenc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The issue's story in real headless Chromium: a clerk signs in, finds the hazard a device
 /// pushed, accepts and assigns it; the device's next sync shows the status and the reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -620,6 +1082,7 @@ impl Session {
     /// Uploads a file to the import form; returns the job page's path.
     async fn upload(&self, kind: &str, name: &str, bytes: Vec<u8>, valid_only: bool) -> String {
         let mut form = reqwest::multipart::Form::new()
+            .text("csrf", self.csrf.clone())
             .text("kind", kind.to_owned())
             .part(
                 "file",
@@ -632,6 +1095,7 @@ impl Session {
             .http
             .post(format!("{}/data/import", self.base))
             .header("cookie", &self.cookie)
+            .header("origin", &self.base)
             .multipart(form)
             .send()
             .await

@@ -439,6 +439,7 @@ async fn record(
                                         "已处理：" (by) " · " (local(at))
                                     } @else if clerk.reviews() {
                                         form method="post" action={"/conflicts/" (c.id) "/settle"} {
+                                            (clerk.csrf_field())
                                             input type="hidden" name="record" value=(id);
                                             button name="take" value="kept" { "保留现值" }
                                             @if c.field != "status" { " " button.secondary name="take" value="lost" { "改用被覆盖的值" } }
@@ -460,6 +461,7 @@ async fn record(
                     p.muted { "当前状态「" (status.zh()) "」没有可由审核人员办理的操作。" }
                 } @else {
                     form.action #actions method="post" action={"/records/" (id) "/transition"} {
+                        (clerk.csrf_field())
                         @if moves.iter().any(|m| asks_assignee(*m)) {
                             label { @if d.domain == Domain::Hazard { "整改责任人/部门（分派、移交时填写）" } @else { "分派给 部门或人员（分派、移交、上报时填写）" }
                                 input #assignee name="assignee" placeholder="如：镇安监办 王主任"; }
@@ -480,6 +482,7 @@ async fn record(
                 }
                 @if clerk.reviews() {
                     form.action method="post" action={"/records/" (id) "/reply"} id="reply" {
+                        (clerk.csrf_field())
                         label { "答复网格员 Reply" textarea name="text" rows="2" required {} }
                         button.secondary type="submit" { "发送答复" }
                     }
