@@ -1047,6 +1047,130 @@ fn urlenc(s: &str) -> String {
         .collect()
 }
 
+/// Creates a worker account for a grid (as the county's account import would).
+async fn add_worker(server: &TestServer, username: &str, grid: uuid::Uuid, scope: &str) {
+    let (username, scope) = (username.to_owned(), scope.to_owned());
+    let db = server.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            gridwalk::server::repo::create_user(
+                tx,
+                &gridwalk::server::repo::NewUser {
+                    username,
+                    display_name: "外村网格员".into(),
+                    role: gridwalk::wire::Role::Worker,
+                    scope_code: scope,
+                    password_hash: gridwalk::server::auth::hash_password("gridwalk-demo").unwrap(),
+                    grids: vec![grid],
+                },
+                Utc::now(),
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+/// A points ledger opens only within the account's scope: a worker sees its own, a secretary
+/// the workers of its village; anything else is "not found", as a missing one is.
+async fn ledgers_only_within_scope(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let county = &server.county;
+    let (g0, g1) = (&county.grids[0].grid, &county.grids[1].grid);
+    let other = &county.grids.last().unwrap().grid;
+    let village = &g0.code.as_str()[..12];
+    assert_eq!(
+        &g1.code.as_str()[..12],
+        village,
+        "worker-b works in the same village"
+    );
+    assert_ne!(&other.code.as_str()[..12], village);
+    add_worker(&server, "worker-c", other.id, &other.code.as_str()[..12]).await;
+    // Records filed in the period: worker-a's and worker-b's in their grids, one by worker-b
+    // and one by worker-c in worker-a's grid, worker-c's in its own grid, and an old author
+    // without an account in each village.
+    let file = |grid: &gridwalk::domain::geo::Grid, author: &str| {
+        let mut h = hazard(grid.id);
+        h.common.author = author.into();
+        (grid.code.as_str().to_owned(), h)
+    };
+    for (code, h) in [
+        file(g0, "worker-a"),
+        file(g1, "worker-b"),
+        file(g0, "worker-b"),
+        file(g0, "worker-c"),
+        file(other, "worker-c"),
+        file(g0, "grid-old-001"),
+        file(other, "grid-old-002"),
+    ] {
+        import_hazard(&server, &code, &h).await;
+    }
+    let ledger_of = |s: &'static str| format!("/stats/points/{s}");
+    let opens = async |who: &Session, worker: &'static str| {
+        let p = who.get(&ledger_of(worker)).await;
+        match p.status {
+            200 => true,
+            404 => {
+                assert!(p.body.contains("未找到"), "{}", p.body);
+                false
+            }
+            other => panic!("{worker}: {other} {}", p.body),
+        }
+    };
+
+    let a = sign_in(&server, "worker-a", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    assert!(opens(&a, "worker-a").await);
+    for w in [
+        "worker-b",
+        "worker-c",
+        "secretary",
+        "grid-old-001",
+        "nobody",
+    ] {
+        assert!(!opens(&a, w).await, "worker-a opens {w}");
+    }
+    // Their statistics list only themselves, though worker-b filed in their grid.
+    let st = a.get("/stats").await.body;
+    assert!(st.contains("/stats/points/worker-a"), "{st}");
+    assert!(!st.contains("/stats/points/worker-b") && !st.contains("grid-old-001"));
+
+    let sec = sign_in(&server, "secretary", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    for w in ["worker-a", "worker-b", "secretary", "grid-old-001"] {
+        assert!(opens(&sec, w).await, "secretary opens {w}");
+    }
+    // worker-c works in another village: not even its filing in this village shows.
+    for w in ["worker-c", "grid-old-002", "admin", "nobody"] {
+        assert!(!opens(&sec, w).await, "secretary opens {w}");
+    }
+    let st = sec.get("/stats").await.body;
+    assert!(st.contains("/stats/points/worker-b") && st.contains("/stats/points/grid-old-001"));
+    assert!(!st.contains("/stats/points/worker-c"), "{st}");
+    let (status, _, x) = sec.bytes("/export/stats.xlsx").await;
+    assert_eq!(status, 200);
+    let text = format!("{:?}", read_xlsx_all(x));
+    assert!(
+        text.contains("worker-b") && !text.contains("worker-c"),
+        "{text}"
+    );
+
+    let admin = sign_in(&server, "admin", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    for w in ["worker-a", "worker-b", "worker-c", "grid-old-002"] {
+        assert!(opens(&admin, w).await, "admin opens {w}");
+    }
+    assert!(!opens(&admin, "nobody").await);
+}
+both_backends!(ledgers_only_within_scope);
+
 /// The story in real headless Chromium: a clerk signs in, finds the hazard a device
 /// pushed, accepts and assigns it; the device's next sync shows the status and the reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1134,6 +1258,22 @@ impl Session {
             .unwrap_or_default();
         (status, ct, res.bytes().await.unwrap().to_vec())
     }
+}
+
+/// Every worksheet's rows as text.
+fn read_xlsx_all(bytes: Vec<u8>) -> Vec<Vec<Vec<String>>> {
+    use calamine::Reader;
+    let mut wb = calamine::Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
+    wb.sheet_names()
+        .into_iter()
+        .map(|n| {
+            let range = wb.worksheet_range(&n).unwrap();
+            range
+                .rows()
+                .map(|r| r.iter().map(|c| c.to_string()).collect())
+                .collect()
+        })
+        .collect()
 }
 
 fn read_xlsx(bytes: Vec<u8>) -> Vec<Vec<String>> {
