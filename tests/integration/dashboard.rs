@@ -1154,10 +1154,21 @@ async fn ledgers_only_within_scope(backend: Backend) {
     assert!(!st.contains("/stats/points/worker-c"), "{st}");
     let (status, _, x) = sec.bytes("/export/stats.xlsx").await;
     assert_eq!(status, 200);
-    let text = format!("{:?}", read_xlsx_all(x));
+    let sheets = read_xlsx_all(x);
+    let text = format!("{sheets:?}");
     assert!(
         text.contains("worker-b") && !text.contains("worker-c"),
         "{text}"
+    );
+    // The workers' sheet: each column under its own heading.
+    let workers = sheets.iter().find(|t| t[0][0] == "网格员").unwrap();
+    assert_eq!(
+        workers[0][..3],
+        ["网格员", "用户名", "上报"].map(String::from)
+    );
+    assert!(
+        workers[1..].iter().any(|r| r[1] == "worker-b"),
+        "{workers:?}"
     );
 
     let admin = sign_in(&server, "admin", "gridwalk-demo")

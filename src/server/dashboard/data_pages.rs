@@ -683,9 +683,17 @@ async fn export_stats(
     };
     let workers = Sheet {
         name: "网格员".into(),
-        header: ["网格员", "上报", "已办结", "走访", "巡防公里", "积分"]
-            .map(String::from)
-            .to_vec(),
+        header: [
+            "网格员",
+            "用户名",
+            "上报",
+            "已办结",
+            "走访",
+            "巡防公里",
+            "积分",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: st
             .workers
             .iter()

@@ -654,6 +654,9 @@ async fn settle(
     }
 }
 
+/// What a photo that is missing, out of scope or not a photo answers.
+const NO_PHOTO: &str = "没有这张照片，或不在你的范围内 (no such photo in your scope)";
+
 /// A photo of a record in scope (same rule as the API: some entity in scope names it).
 ///
 /// Only raster bytes are served, and typed by what the bytes are, never by the type the
@@ -665,8 +668,9 @@ async fn photo(
     clerk: Clerk,
     Path(sha): Path<String>,
 ) -> Result<Response, PageError> {
+    let missing = || Failure::NotFound(NO_PHOTO.into());
     if !is_sha256_hex(&sha) {
-        return Err(Failure::NotFound("no such photo".into()).into());
+        return Err(missing().into());
     }
     let _turn = s.db.read_turn().await;
     let sha2 = sha.clone();
@@ -674,14 +678,13 @@ async fn photo(
         Ok(s.db.read(|db| crate::server::repo::photo_in_scope(db, &clerk.user.scope(), &sha2))?)
     })
     .await?;
-    let (bytes, _declared) =
-        found.ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;
+    let (bytes, _declared) = found.ok_or_else(missing)?;
     let Some(mime) = sniff_mime(&bytes) else {
         tracing::warn!(
             sha,
             "dashboard: a stored photo is not a JPEG, PNG or WebP; not served"
         );
-        return Err(Failure::NotFound("no such photo in your scope".into()).into());
+        return Err(missing().into());
     };
     let ext = match mime {
         "image/png" => "png",
