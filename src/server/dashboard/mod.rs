@@ -6,6 +6,8 @@
 //! sets an `HttpOnly`, `SameSite=Strict` session cookie holding the same kind of session token
 //! the app gets, so sessions, expiry, revocation and rate limiting are shared with the API.
 //! Every read goes through the account's scope; anything outside it answers "not found".
+//! Every route sits behind [`guard`]: security headers on every answer (no script may run),
+//! and no state-changing request without our own origin and the session's CSRF token.
 
 pub mod charts;
 mod data_pages;
