@@ -155,9 +155,10 @@ fn host_of(url: &str) -> Option<&str> {
 }
 
 /// Whether the request comes from a page of this server: its `Origin`, or without one its
-/// `Referer`, names the host it was sent to (`Host`, or `X-Forwarded-Host` behind a proxy: a
-/// page on another site cannot set either header on a form it makes a browser send).
-pub fn same_origin(headers: &HeaderMap) -> Result<(), Refusal> {
+/// `Referer`, names the host it was sent to (`Host`, the request's authority under HTTP/2, or
+/// `X-Forwarded-Host` behind a proxy: a page on another site cannot set any of them on a form
+/// it makes a browser send).
+pub fn same_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(), Refusal> {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let from = match (text(header::ORIGIN), text(header::REFERER)) {
         (Some(origin), _) => host_of(origin),
@@ -170,6 +171,7 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), Refusal> {
     };
     let ours = [
         text(header::HOST),
+        authority,
         text(header::HeaderName::from_static("x-forwarded-host"))
             .and_then(|h| h.split(',').next())
             .map(str::trim),
@@ -199,7 +201,7 @@ pub async fn check_forms(req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    if let Err(r) = same_origin(&parts.headers) {
+    if let Err(r) = same_origin(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
         return r.into_response();
     }
     let path = parts.uri.path();
@@ -266,21 +268,25 @@ mod tests {
         h
     }
 
+    fn same_origin_of(h: &HeaderMap) -> Result<(), Refusal> {
+        same_origin(h, None)
+    }
+
     #[test]
     fn a_form_must_come_from_this_host() {
         let host = ("host", "gw.example:8080");
         assert_eq!(
-            same_origin(&headers(&[host, ("origin", "https://gw.example:8080")])),
+            same_origin_of(&headers(&[host, ("origin", "https://gw.example:8080")])),
             Ok(())
         );
         assert_eq!(
-            same_origin(&headers(&[
+            same_origin_of(&headers(&[
                 host,
                 ("referer", "http://gw.example:8080/records/x")
             ])),
             Ok(())
         );
-        assert_eq!(same_origin(&headers(&[host])), Err(Refusal::NoOrigin));
+        assert_eq!(same_origin_of(&headers(&[host])), Err(Refusal::NoOrigin));
         for bad in [
             "http://evil.example",
             "http://gw.example:8080.evil.example",
@@ -288,23 +294,31 @@ mod tests {
             "http://gw.example",
         ] {
             assert_eq!(
-                same_origin(&headers(&[host, ("origin", bad)])),
+                same_origin_of(&headers(&[host, ("origin", bad)])),
                 Err(Refusal::ForeignOrigin),
                 "{bad}"
             );
         }
         // The Origin decides when both are there.
         assert_eq!(
-            same_origin(&headers(&[
+            same_origin_of(&headers(&[
                 host,
                 ("origin", "http://evil.example"),
                 ("referer", "http://gw.example:8080/queue")
             ])),
             Err(Refusal::ForeignOrigin)
         );
+        // Under HTTP/2 the host is the request's authority.
+        assert_eq!(
+            same_origin(
+                &headers(&[("origin", "https://gw.example")]),
+                Some("gw.example")
+            ),
+            Ok(())
+        );
         // Behind a proxy that rewrites Host.
         assert_eq!(
-            same_origin(&headers(&[
+            same_origin_of(&headers(&[
                 ("host", "127.0.0.1:8080"),
                 ("x-forwarded-host", "gw.example"),
                 ("origin", "https://gw.example")
