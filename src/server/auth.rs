@@ -63,15 +63,6 @@ fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Signs in from an unknown network address: see [`login_from`].
-pub fn login(
-    state: &AppState,
-    req: &LoginRequest,
-    now: DateTime<Utc>,
-) -> Result<LoginResponse, Failure> {
-    login_from(state, req, None, now)
-}
-
 /// Signs in: checks the rate limits, the password, the account and that the device is not
 /// enrolled to another account, then opens a session (enrolling the device on its first).
 ///

@@ -889,16 +889,6 @@ pub fn grid_id_by_code(db: &mut dyn Sql, code: &str) -> Result<Option<Uuid>, DbE
     .transpose()
 }
 
-/// What an upload has received so far: `(size, received, complete)`.
-pub fn photo_state(db: &mut dyn Sql, sha: &str) -> Result<Option<(i64, i64, bool)>, DbError> {
-    db.query_opt(
-        "SELECT size, received, complete FROM photos WHERE sha256 = $1",
-        args![sha],
-    )?
-    .map(|r| Ok((r[0].i64()?, r[1].i64()?, r[2].i64()? != 0)))
-    .transpose()
-}
-
 /// A complete photo's bytes and stored type, if the account's `scope` holds a record that
 /// the photo's uploader attached it to (a photo is only as visible as the records its own
 /// uploader put it on: naming someone else's hash in one's own record grants nothing).

@@ -1756,5 +1756,17 @@ pub fn import_entity(
         created_at,
     );
     repo::put_entity(db, &ent, now)?;
+    // Its photos are its author's, as if pushed by them.
+    if kind.is_record() {
+        let author = ent
+            .data
+            .get("author")
+            .and_then(Value::as_str)
+            .unwrap_or("import")
+            .to_owned();
+        for sha in photo_list(&ent.data) {
+            repo::link_photo(db, &sha, id, grid_code, &author)?;
+        }
+    }
     Ok(())
 }

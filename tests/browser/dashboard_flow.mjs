@@ -15,6 +15,11 @@ const browser = await chromium.launch({
 const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
 page.setDefaultTimeout(20000);
 const step = (name) => console.log(`step: ${name}`);
+// The pages allow no script and no inline style: anything the policy blocks is a failure.
+const blocked = [];
+page.on('console', (m) => {
+  if (/Content Security Policy/i.test(m.text())) blocked.push(m.text());
+});
 const shot = async (name) => {
   if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: false });
 };
@@ -37,6 +42,7 @@ try {
   await shot('dash-02-queue');
   step('filter the queue to hazards and find the pushed one');
   await page.selectOption('select[name=domain]', 'HAZARD');
+  await page.click('#filter');
   await page.waitForURL(/domain=HAZARD/);
   await page.click(`a:has-text("${text}")`);
   await page.waitForSelector('#status');
@@ -83,6 +89,8 @@ try {
   const rows = await page.locator('#report tbody tr').count();
   if (rows < 3) throw new Error(`expected a row per error, got ${rows}`);
   await shot('dash-07-import-report');
+  step('nothing on the pages was blocked by their content security policy');
+  if (blocked.length) throw new Error(`blocked by the policy:\n${blocked.join('\n')}`);
   console.log('dashboard: all steps passed');
 } catch (e) {
   failed = true;

@@ -13,10 +13,12 @@ use crate::both_backends;
 use crate::sync::e2e_hazard as hazard;
 use crate::sync::util::{Backend, Device, TestServer};
 
-/// A browser session: the session cookie, no automatic redirects (tests look at them).
+/// A browser session: the session cookie and the CSRF token its pages' forms carry, no
+/// automatic redirects (tests look at them).
 struct Session {
     base: String,
     cookie: String,
+    csrf: String,
     http: reqwest::Client,
 }
 
@@ -46,28 +48,80 @@ async fn page_of(res: reqwest::Response) -> Page {
     }
 }
 
-async fn sign_in(server: &TestServer, user: &str, password: &str) -> Result<Session, Page> {
-    let http = client();
-    let res = http
-        .post(format!("{}/login", server.url))
-        .form(&[
-            ("username", user),
-            ("password", password),
-            ("next", "/queue"),
-        ])
+/// The hidden CSRF field of a page's forms.
+fn csrf_of(body: &str) -> String {
+    body.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf field in {body}"))
+        .to_owned()
+}
+
+/// The sign-in form as a browser gets it: the `gw_csrf` cookie (`name=value`) and the form's
+/// token.
+async fn login_form(server: &TestServer) -> (String, String) {
+    let res = client()
+        .get(format!("{}/login", server.url))
         .send()
         .await
         .unwrap();
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
-    match cookie {
-        Some(cookie) => Ok(Session {
-            base: server.url.clone(),
-            cookie,
-            http,
-        }),
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("gw_csrf="), "{cookie}");
+    let body = res.text().await.unwrap();
+    (cookie, csrf_of(&body))
+}
+
+/// Posts the sign-in form as the page at `server` would (its Origin, cookie and token).
+async fn post_login(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    next: &str,
+) -> reqwest::Response {
+    let (cookie, token) = login_form(server).await;
+    client()
+        .post(format!("{}/login", server.url))
+        .header("origin", &server.url)
+        .header("cookie", cookie)
+        .form(&[
+            ("csrf", token.as_str()),
+            ("username", user),
+            ("password", password),
+            ("next", next),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The session cookie (`gw_session=…`) a sign-in answer sets, if any.
+fn session_cookie(res: &reqwest::Response) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("gw_session=") && c.len() > "gw_session=".len())
+}
+
+async fn sign_in(server: &TestServer, user: &str, password: &str) -> Result<Session, Page> {
+    let res = post_login(server, user, password, "/queue").await;
+    match session_cookie(&res) {
+        Some(cookie) => {
+            let mut s = Session {
+                base: server.url.clone(),
+                cookie,
+                csrf: String::new(),
+                http: client(),
+            };
+            s.csrf = csrf_of(&s.get("/queue").await.body);
+            Ok(s)
+        }
         None => Err(page_of(res).await),
     }
 }
@@ -85,17 +139,24 @@ impl Session {
         .await
     }
 
+    /// Posts a form as this session's pages do: from its origin, with its CSRF token.
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
-        page_of(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .header("cookie", &self.cookie)
-                .form(form)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        let mut form = form.to_vec();
+        form.push(("csrf", &self.csrf));
+        self.post_as(path, &form, &[("origin", &self.base)]).await
+    }
+
+    /// Posts a form exactly as given, with these headers (and the session cookie).
+    async fn post_as(&self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form(form);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        page_of(req.send().await.unwrap()).await
     }
 
     /// Posts a form and follows the redirect back, returning the page it lands on.
@@ -111,8 +172,11 @@ async fn dispatch_flow(backend: Backend) {
     let a = Device::enrol(&server, "worker-a").await;
     let h = hazard(server.county.grids[0].grid.id);
     a.with(|s| s.create_record(&h, Utc::now())).unwrap();
-    let mut photo: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
-    photo[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]); // a JPEG, as the server checks
+    // A JPEG's signature, then bytes: the dashboard serves photos by what their bytes are.
+    let photo: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0]
+        .into_iter()
+        .chain((0..5000u32).map(|i| (i * 7 % 251) as u8))
+        .collect();
     let sha = a
         .with(|s| s.attach_photo(h.common.id, &photo, "image/jpeg", Utc::now()))
         .unwrap();
@@ -246,25 +310,40 @@ async fn dispatch_flow(backend: Backend) {
 
     // A form posted from another site is refused, even with the session cookie.
     let forged = clerk
-        .http
-        .post(format!("{}{path}", clerk.base))
-        .header("cookie", &clerk.cookie)
-        .header("origin", "http://evil.example")
-        .form(&[("to", "TRANSFERRED"), ("assignee", "x")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forged.status().as_u16(), 403);
+        .post_as(
+            &path,
+            &[
+                ("to", "TRANSFERRED"),
+                ("assignee", "x"),
+                ("csrf", &clerk.csrf),
+            ],
+            &[("origin", "http://evil.example")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
 
     // Behind a TLS proxy the cookie is Secure; on plain loopback it is not.
+    let (cookie, token) = login_form(&server).await;
     let res = client()
         .post(format!("{}/login", server.url))
         .header("x-forwarded-proto", "https")
-        .form(&[("username", "admin"), ("password", "gridwalk-demo")])
+        .header("origin", &server.url)
+        .header("cookie", cookie)
+        .form(&[
+            ("csrf", token.as_str()),
+            ("username", "admin"),
+            ("password", "gridwalk-demo"),
+        ])
         .send()
         .await
         .unwrap();
-    let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let set = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("gw_session="))
+        .unwrap();
     assert!(
         set.contains("; Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict")
     );
@@ -303,33 +382,8 @@ async fn scope(backend: Backend) {
     let mut there = hazard(other_grid.grid.id);
     there.description = "外村的隐患".into();
     let there_id = there.common.id;
-    {
-        // Written as the county would import it: not through worker-a's scope.
-        let data = serde_json::to_value(&there).unwrap();
-        let code = other_grid.grid.code.as_str().to_owned();
-        let gid = other_grid.grid.id;
-        let db = server.db.clone();
-        tokio::task::spawn_blocking(move || {
-            db.tx(|tx| {
-                let seq = gridwalk::server::repo::reserve_seqs(tx, 1)?;
-                gridwalk::server::sync::import_entity(
-                    tx,
-                    seq,
-                    gridwalk::domain::model::EntityKind::Hazard,
-                    there_id,
-                    gid,
-                    &code,
-                    None,
-                    data,
-                    Utc::now(),
-                    Utc::now(),
-                )
-            })
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    }
+    // Written as the county would import it: not through worker-a's scope.
+    import_hazard(&server, other_grid.grid.code.as_str(), &there).await;
     let admin = sign_in(&server, "admin", "gridwalk-demo")
         .await
         .ok()
@@ -403,6 +457,121 @@ async fn scope(backend: Backend) {
     );
 }
 both_backends!(scope);
+
+/// Writes a hazard as the county would import it (not through any account's scope).
+async fn import_hazard(server: &TestServer, grid_code: &str, h: &Hazard) {
+    let data = serde_json::to_value(h).unwrap();
+    let code = grid_code.to_owned();
+    let (id, gid) = (h.common.id, h.common.grid_id);
+    let db = server.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            let seq = gridwalk::server::repo::reserve_seqs(tx, 1)?;
+            gridwalk::server::sync::import_entity(
+                tx,
+                seq,
+                gridwalk::domain::model::EntityKind::Hazard,
+                id,
+                gid,
+                &code,
+                None,
+                data,
+                Utc::now(),
+                Utc::now(),
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+/// Stores photo bytes as a complete upload with the type its uploader declared.
+async fn store_photo(server: &TestServer, bytes: &[u8], declared: &str) -> String {
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(bytes));
+    let (sha2, bytes, declared) = (sha.clone(), bytes.to_vec(), declared.to_owned());
+    let db = server.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            tx.exec(
+                "INSERT INTO photos (sha256, size, mime, received, complete, data, uploaded_by, created_at)
+                 VALUES ($1, $2, $3, $4, 1, $5, 'worker-a', $6)",
+                gridwalk::args![
+                    &sha2,
+                    bytes.len() as i64,
+                    &declared,
+                    bytes.len() as i64,
+                    bytes,
+                    gridwalk::server::repo::ts(Utc::now())
+                ],
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    sha
+}
+
+/// A stored "photo" that is really an SVG with a script is never served as SVG (or at all):
+/// the dashboard types photos by their bytes, not by what the upload declared.
+async fn photos_are_served_as_the_raster_they_are(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let svg =
+        br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>"#;
+    let png: Vec<u8> = b"\x89PNG\r\n\x1a\n"
+        .iter()
+        .copied()
+        .chain((0..300u32).map(|i| (i % 256) as u8))
+        .collect();
+    let evil = store_photo(&server, svg, "image/svg+xml").await;
+    let good = store_photo(&server, &png, "image/jpeg").await;
+    let grid = &server.county.grids[0].grid;
+    let mut h = hazard(grid.id);
+    h.common.photos = vec![evil.clone(), good.clone()];
+    import_hazard(&server, grid.code.as_str(), &h).await;
+
+    let clerk = sign_in(&server, "secretary", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    let rec = clerk.get(&format!("/records/{}", h.common.id)).await;
+    assert!(rec.body.contains(&format!("src=\"/photos/{evil}\"")));
+    let res = clerk
+        .http
+        .get(format!("{}/photos/{evil}", clerk.base))
+        .header("cookie", &clerk.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(!ct.contains("svg"), "{ct}");
+    assert!(!res.text().await.unwrap().contains("<script>alert"));
+
+    // A real PNG is served as PNG whatever was declared, inline, and not to be sniffed.
+    let res = clerk
+        .http
+        .get(format!("{}/photos/{good}", clerk.base))
+        .header("cookie", &clerk.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        res.headers()["content-disposition"],
+        format!("inline; filename=\"{good}.png\"").as_str()
+    );
+    assert_eq!(res.bytes().await.unwrap().to_vec(), png);
+}
+both_backends!(photos_are_served_as_the_raster_they_are);
 
 async fn conflicts_show_both_values(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -492,6 +661,654 @@ async fn statistics_follow_the_work() {
     assert!(map.body.contains(&format!("data-id=\"{}\"", h.common.id)));
 }
 
+/// The security headers every dashboard answer must carry.
+fn assert_hardened(what: &str, h: &reqwest::header::HeaderMap) {
+    let get = |k: &str| {
+        h.get(k)
+            .unwrap_or_else(|| panic!("{what}: no {k}"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let csp = get("content-security-policy");
+    assert_eq!(csp, gridwalk::server::dashboard::guard::CSP, "{what}");
+    for part in [
+        "default-src 'self'",
+        "script-src 'none'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(part), "{what}: {part} in {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{what}: {csp}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(get("referrer-policy"), "same-origin", "{what}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+}
+
+/// Whether a page has anything its policy would block: a script, an inline handler or style.
+fn assert_no_inline_code(what: &str, body: &str) {
+    let lower = body.to_lowercase();
+    assert!(!lower.contains("<script"), "{what}: a script");
+    assert!(!lower.contains(" style="), "{what}: an inline style");
+    assert!(!lower.contains("javascript:"), "{what}: a javascript: URL");
+    // No on…= attribute (onclick, onchange, onload …) anywhere in a tag.
+    for tag in lower.split('<').skip(1) {
+        let tag = tag.split('>').next().unwrap_or("");
+        for attr in tag.split_whitespace().skip(1) {
+            assert!(
+                !(attr.starts_with("on") && attr.contains('=')),
+                "{what}: an inline handler {attr}"
+            );
+        }
+    }
+}
+
+/// Every page and answer of the dashboard, signed in or not, carries the security headers,
+/// and no page has a script, an inline event handler or an inline style.
+async fn every_answer_carries_the_security_headers(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = Device::enrol(&server, "worker-a").await;
+    let h = hazard(server.county.grids[0].grid.id);
+    a.with(|s| s.create_record(&h, Utc::now())).unwrap();
+    let jpeg: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0].into_iter().chain(0..200).collect();
+    let sha = a
+        .with(|s| s.attach_photo(h.common.id, &jpeg, "image/jpeg", Utc::now()))
+        .unwrap();
+    a.sync().await;
+
+    let anon = client();
+    for path in [
+        "/login",
+        "/queue",
+        "/login?next=/stats",
+        "/assets/dashboard.css",
+    ] {
+        let res = anon
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_hardened(path, res.headers());
+        let body = res.text().await.unwrap();
+        assert_no_inline_code(path, &body);
+    }
+    // A refused form is a page too.
+    let res = anon
+        .post(format!("{}/login", server.url))
+        .form(&[("username", "admin"), ("password", "gridwalk-demo")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    assert_hardened("refused sign-in", res.headers());
+
+    let clerk = sign_in(&server, "admin", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    let id = h.common.id;
+    let pages = [
+        "/queue".to_owned(),
+        "/queue?domain=HAZARD&state=all".to_owned(),
+        format!("/records/{id}"),
+        "/stats".to_owned(),
+        "/stats/points/worker-a".to_owned(),
+        "/map".to_owned(),
+        "/map?color=hazards".to_owned(),
+        "/data".to_owned(),
+        format!("/photos/{sha}"),
+        "/export/records.csv?state=all".to_owned(),
+        "/export/stats.xlsx".to_owned(),
+        "/data/template/households.xlsx".to_owned(),
+        format!("/records/{}", uuid::Uuid::now_v7()),
+        "/stats?from=2026-13-01".to_owned(),
+    ];
+    for path in &pages {
+        let res = clerk
+            .http
+            .get(format!("{}{path}", clerk.base))
+            .header("cookie", &clerk.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_hardened(path, res.headers());
+        let html = res
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"));
+        let body = res.bytes().await.unwrap();
+        if html {
+            assert_no_inline_code(path, &String::from_utf8_lossy(&body));
+        }
+    }
+    // An import's page, and an action's redirect.
+    let job = clerk
+        .upload(
+            "households",
+            "x.csv",
+            "网格编码\n1\n".as_bytes().to_vec(),
+            false,
+        )
+        .await;
+    let res = clerk
+        .http
+        .get(format!("{}{job}", clerk.base))
+        .header("cookie", &clerk.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_hardened("import job", res.headers());
+    let res = clerk
+        .http
+        .post(format!("{}/records/{id}/reply", clerk.base))
+        .header("cookie", &clerk.cookie)
+        .header("origin", &clerk.base)
+        .form(&[("text", "收到"), ("csrf", &clerk.csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    assert_hardened("an action's redirect", res.headers());
+}
+both_backends!(every_answer_carries_the_security_headers);
+
+/// The words of the refusal page.
+const REFUSED: &str = "表单已过期或来自其他网站，请刷新页面后重试";
+
+/// A state-changing form needs this session's CSRF token and our own Origin (or Referer);
+/// sign-in needs the token its page set, and our Origin.
+async fn forms_need_the_sessions_token_and_our_origin(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = Device::enrol(&server, "worker-a").await;
+    let h = hazard(server.county.grids[0].grid.id);
+    a.with(|s| s.create_record(&h, Utc::now())).unwrap();
+    a.sync().await;
+    let sec = sign_in(&server, "secretary", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    let admin = sign_in(&server, "admin", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    assert_ne!(sec.csrf, admin.csrf, "a token per session");
+    let rec = format!("/records/{}", h.common.id);
+    let path = format!("{rec}/transition");
+    let origin = [("origin", sec.base.as_str())];
+    let status_is = |body: &str, zh: &str| body.contains(&format!("id=\"status\">{zh}"));
+
+    // No token, a wrong one, another session's: refused in words, nothing changes.
+    for (what, form) in [
+        ("no token", vec![("to", "CONFIRMED")]),
+        (
+            "a wrong token",
+            vec![("to", "CONFIRMED"), ("csrf", "0123abcd")],
+        ),
+        ("an empty token", vec![("to", "CONFIRMED"), ("csrf", "")]),
+        (
+            "another session's token",
+            vec![("to", "CONFIRMED"), ("csrf", admin.csrf.as_str())],
+        ),
+    ] {
+        let p = sec.post_as(&path, &form, &origin).await;
+        assert_eq!(p.status, 403, "{what}");
+        assert!(p.body.contains(REFUSED), "{what}: {}", p.body);
+    }
+    // The right token, but no Origin and no Referer, or another site's: refused.
+    let form = [("to", "CONFIRMED"), ("csrf", sec.csrf.as_str())];
+    let p = sec.post_as(&path, &form, &[]).await;
+    assert_eq!(p.status, 403, "neither Origin nor Referer");
+    assert!(p.body.contains(REFUSED));
+    for headers in [
+        vec![("origin", "http://evil.example")],
+        vec![("origin", "null")],
+        vec![("referer", "http://evil.example/page")],
+        vec![("origin", "http://evil.example"), ("referer", &rec)],
+    ] {
+        let p = sec.post_as(&path, &form, &headers).await;
+        assert_eq!(p.status, 403, "{headers:?}");
+    }
+    assert!(status_is(&sec.get(&rec).await.body, "已上报"));
+    // The right token from our own page (by Origin, or by Referer alone): done.
+    let p = sec.post_as(&path, &form, &origin).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(status_is(&sec.get(&rec).await.body, "已确认"));
+    let referer = format!("{}{rec}", sec.base);
+    let p = sec
+        .post_as(
+            &format!("{rec}/reply"),
+            &[("text", "已收到"), ("csrf", &sec.csrf)],
+            &[("referer", &referer)],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    // A form that is not a form, and signing out, need the same.
+    let res = sec
+        .http
+        .post(format!("{}{path}", sec.base))
+        .header("cookie", &sec.cookie)
+        .header("origin", &sec.base)
+        .json(&serde_json::json!({"to": "CLOSED", "csrf": sec.csrf}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    assert_eq!(sec.post_as("/logout", &[], &origin).await.status, 403);
+    assert_eq!(sec.get("/queue").await.status, 200, "still signed in");
+
+    // The import form: its token is checked before the file is read.
+    for token in [None, Some("wrong")] {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(t) = token {
+            form = form.text("csrf", t.to_owned());
+        }
+        let form = form.text("kind", "households").part(
+            "file",
+            reqwest::multipart::Part::bytes(b"a,b\n".to_vec()).file_name("x.csv"),
+        );
+        let res = sec
+            .http
+            .post(format!("{}/data/import", sec.base))
+            .header("cookie", &sec.cookie)
+            .header("origin", &sec.base)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{token:?}");
+        assert!(res.text().await.unwrap().contains(REFUSED));
+    }
+
+    // Sign-in: the page's token in its cookie and its form, from our own origin.
+    let (cookie, token) = login_form(&server).await;
+    let set = client()
+        .get(format!("{}/login", server.url))
+        .send()
+        .await
+        .unwrap()
+        .headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age="),
+        "{set}"
+    );
+    let login = |form: Vec<(&'static str, String)>, headers: Vec<(&'static str, String)>| {
+        let mut req = client().post(format!("{}/login", server.url)).form(&form);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let creds = |t: &str| {
+        vec![
+            ("csrf", t.to_owned()),
+            ("username", "admin".to_owned()),
+            ("password", "gridwalk-demo".to_owned()),
+        ]
+    };
+    let ours = ("origin", server.url.clone());
+    let with_cookie = ("cookie", cookie.clone());
+    for (what, form, headers) in [
+        ("no cookie", creds(&token), vec![ours.clone()]),
+        (
+            "no token",
+            creds(&token)[1..].to_vec(),
+            vec![ours.clone(), with_cookie.clone()],
+        ),
+        (
+            "a token that is not the cookie's",
+            creds(&"0".repeat(64)),
+            vec![ours.clone(), with_cookie.clone()],
+        ),
+        (
+            "another site",
+            creds(&token),
+            vec![
+                ("origin", "http://evil.example".into()),
+                with_cookie.clone(),
+            ],
+        ),
+        ("no origin", creds(&token), vec![with_cookie.clone()]),
+    ] {
+        let res = login(form, headers).await;
+        assert_eq!(res.status().as_u16(), 403, "{what}");
+        assert!(session_cookie(&res).is_none(), "{what}: no session");
+        assert!(res.text().await.unwrap().contains(REFUSED), "{what}");
+    }
+    let res = login(creds(&token), vec![ours, with_cookie]).await;
+    assert_eq!(res.status().as_u16(), 303);
+    assert!(session_cookie(&res).is_some());
+    let cleared = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|v| v.to_str().unwrap().starts_with("gw_csrf=;"));
+    assert!(cleared, "the sign-in token is dropped once used");
+}
+both_backends!(forms_need_the_sessions_token_and_our_origin);
+
+/// After signing in, `next` leads only to a page of this server.
+async fn sign_in_goes_on_only_to_our_own_pages(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    for next in [
+        "/\\evil.example/",
+        "/\\/evil.example",
+        "//evil.example",
+        "//evil.example/queue",
+        "https://evil",
+        "http://evil.example/",
+        "evil.example",
+        "/\t/evil.example",
+        "/queue\r\nSet-Cookie: x=1",
+        "/login",
+        "",
+    ] {
+        let res = post_login(&server, "admin", "gridwalk-demo", next).await;
+        assert_eq!(res.status().as_u16(), 303, "{next:?}");
+        assert_eq!(res.headers()["location"], "/queue", "{next:?}");
+        // The page does not offer it either.
+        let page = client()
+            .get(format!("{}/login?next={}", server.url, urlenc(next)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains("name=\"next\" value=\"/queue\""),
+            "{next:?}: {page}"
+        );
+    }
+    let res = post_login(&server, "admin", "gridwalk-demo", "/stats?from=2026-11-01").await;
+    assert_eq!(res.headers()["location"], "/stats?from=2026-11-01");
+    // A wrong password keeps only a safe next too.
+    let res = post_login(&server, "admin", "wrong", "//evil.example").await;
+    let to = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.starts_with("/login?next=%2Fqueue&err="), "{to}");
+}
+both_backends!(sign_in_goes_on_only_to_our_own_pages);
+
+fn urlenc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Creates a worker account for a grid (as the county's account import would).
+async fn add_worker(server: &TestServer, username: &str, grid: uuid::Uuid, scope: &str) {
+    let (username, scope) = (username.to_owned(), scope.to_owned());
+    let db = server.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            gridwalk::server::repo::create_user(
+                tx,
+                &gridwalk::server::repo::NewUser {
+                    username,
+                    display_name: "外村网格员".into(),
+                    role: gridwalk::wire::Role::Worker,
+                    scope_code: scope,
+                    password_hash: gridwalk::server::auth::hash_password("gridwalk-demo").unwrap(),
+                    grids: vec![grid],
+                },
+                Utc::now(),
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+/// A points ledger opens only within the account's scope: a worker sees its own, a secretary
+/// the workers of its village; anything else is "not found", as a missing one is.
+async fn ledgers_only_within_scope(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let county = &server.county;
+    let (g0, g1) = (&county.grids[0].grid, &county.grids[1].grid);
+    let other = &county.grids.last().unwrap().grid;
+    let village = &g0.code.as_str()[..12];
+    assert_eq!(
+        &g1.code.as_str()[..12],
+        village,
+        "worker-b works in the same village"
+    );
+    assert_ne!(&other.code.as_str()[..12], village);
+    add_worker(&server, "worker-c", other.id, &other.code.as_str()[..12]).await;
+    // Records filed in the period: worker-a's and worker-b's in their grids, one by worker-b
+    // and one by worker-c in worker-a's grid, worker-c's in its own grid, and an old author
+    // without an account in each village.
+    let file = |grid: &gridwalk::domain::geo::Grid, author: &str| {
+        let mut h = hazard(grid.id);
+        h.common.author = author.into();
+        (grid.code.as_str().to_owned(), h)
+    };
+    for (code, h) in [
+        file(g0, "worker-a"),
+        file(g1, "worker-b"),
+        file(g0, "worker-b"),
+        file(g0, "worker-c"),
+        file(other, "worker-c"),
+        file(g0, "grid-old-001"),
+        file(other, "grid-old-002"),
+    ] {
+        import_hazard(&server, &code, &h).await;
+    }
+    let ledger_of = |s: &'static str| format!("/stats/points/{s}");
+    let opens = async |who: &Session, worker: &'static str| {
+        let p = who.get(&ledger_of(worker)).await;
+        match p.status {
+            200 => true,
+            404 => {
+                assert!(p.body.contains("未找到"), "{}", p.body);
+                false
+            }
+            other => panic!("{worker}: {other} {}", p.body),
+        }
+    };
+
+    let a = sign_in(&server, "worker-a", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    assert!(opens(&a, "worker-a").await);
+    for w in [
+        "worker-b",
+        "worker-c",
+        "secretary",
+        "grid-old-001",
+        "nobody",
+    ] {
+        assert!(!opens(&a, w).await, "worker-a opens {w}");
+    }
+    // Their statistics list only themselves, though worker-b filed in their grid.
+    let st = a.get("/stats").await.body;
+    assert!(st.contains("/stats/points/worker-a"), "{st}");
+    assert!(!st.contains("/stats/points/worker-b") && !st.contains("grid-old-001"));
+
+    let sec = sign_in(&server, "secretary", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    for w in ["worker-a", "worker-b", "secretary", "grid-old-001"] {
+        assert!(opens(&sec, w).await, "secretary opens {w}");
+    }
+    // worker-c works in another village: not even its filing in this village shows.
+    for w in ["worker-c", "grid-old-002", "admin", "nobody"] {
+        assert!(!opens(&sec, w).await, "secretary opens {w}");
+    }
+    let st = sec.get("/stats").await.body;
+    assert!(st.contains("/stats/points/worker-b") && st.contains("/stats/points/grid-old-001"));
+    assert!(!st.contains("/stats/points/worker-c"), "{st}");
+    let (status, _, x) = sec.bytes("/export/stats.xlsx").await;
+    assert_eq!(status, 200);
+    let sheets = read_xlsx_all(x);
+    let text = format!("{sheets:?}");
+    assert!(
+        text.contains("worker-b") && !text.contains("worker-c"),
+        "{text}"
+    );
+    // The workers' sheet: each column under its own heading.
+    let workers = sheets.iter().find(|t| t[0][0] == "网格员").unwrap();
+    assert_eq!(
+        workers[0][..3],
+        ["网格员", "用户名", "上报"].map(String::from)
+    );
+    assert!(
+        workers[1..].iter().any(|r| r[1] == "worker-b"),
+        "{workers:?}"
+    );
+
+    let admin = sign_in(&server, "admin", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    for w in ["worker-a", "worker-b", "worker-c", "grid-old-002"] {
+        assert!(opens(&admin, w).await, "admin opens {w}");
+    }
+    assert!(!opens(&admin, "nobody").await);
+}
+both_backends!(ledgers_only_within_scope);
+
+/// A push row the server cannot read is set aside; the administrator sees it on the data
+/// pages and queues it again (with the session's token); nobody else sees the page.
+async fn quarantined_pushes_are_the_administrators(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let db = server.db.clone();
+    let id: i64 = tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            tx.query_one(
+                "INSERT INTO push_inbox (device_id, lane, username, device_now, received_at, entries, entries_zstd)
+                 VALUES ($1, 'NORMAL', 'worker-a', $2, $2, '', $3) RETURNING id",
+                gridwalk::args![
+                    uuid::Uuid::now_v7().to_string(),
+                    gridwalk::server::repo::ts(Utc::now()),
+                    b"not zstd".to_vec()
+                ],
+            )?[0]
+                .i64()
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    // Another device's sync runs the applier, which sets the row aside and goes on.
+    let b = Device::enrol(&server, "worker-b").await;
+    let h = hazard(server.county.grids[1].grid.id);
+    b.with(|s| s.create_record(&h, Utc::now())).unwrap();
+    b.sync().await;
+    assert!(server.entity(h.common.id).await.is_some());
+
+    let secretary = sign_in(&server, "secretary", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    assert_eq!(
+        secretary.get("/data/inbox").await.status,
+        404,
+        "administrators only"
+    );
+    assert_eq!(
+        secretary
+            .post(&format!("/data/inbox/{id}/retry"), &[])
+            .await
+            .status,
+        404
+    );
+    let admin = sign_in(&server, "admin", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    let p = admin.get("/data/inbox").await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("id=\"quarantined\""), "{}", p.body);
+    assert!(
+        p.body.contains(&format!("<td class=\"num\">{id}</td>")),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("zstd"), "the reason is shown");
+    // Without the token the retry is refused; with it the row is queued again.
+    let refused = admin
+        .post_as(
+            &format!("/data/inbox/{id}/retry"),
+            &[],
+            &[("origin", &admin.base)],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    let p = admin.act(&format!("/data/inbox/{id}/retry"), &[]).await;
+    assert!(p.body.contains("已重新排队"), "{}", p.body);
+    // The applier is kicked by the retry and sets it aside again (it still cannot be read).
+    for _ in 0..100 {
+        let q = server
+            .read(|db| gridwalk::server::repo::quarantined_pushes(db))
+            .await;
+        if q.len() == 1 && q[0].attempts >= 1 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the retried row was not applied again");
+}
+both_backends!(quarantined_pushes_are_the_administrators);
+
+/// A hazard located 10 km outside its grid is kept and flagged 位置异常 in the queue and on
+/// its page; one inside its grid is not.
+async fn records_located_off_their_grid_are_flagged(backend: Backend) {
+    use geo::Centroid;
+    let server = TestServer::start(backend).await;
+    let grid = &server.county.grids[0].grid;
+    let c = grid.boundary.centroid().unwrap();
+    let mut near = hazard(grid.id);
+    near.common.location = Some(gridwalk::domain::geo::GeoPoint::new(c.x(), c.y(), None).unwrap());
+    near.description = "网格里面的隐患".into();
+    let mut far = hazard(grid.id);
+    far.common.location =
+        Some(gridwalk::domain::geo::GeoPoint::new(c.x() + 0.1, c.y(), None).unwrap());
+    far.description = "网格外面的隐患".into();
+    import_hazard(&server, grid.code.as_str(), &near).await;
+    import_hazard(&server, grid.code.as_str(), &far).await;
+    let clerk = sign_in(&server, "secretary", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    let q = clerk.get("/queue").await;
+    let row = |needle: &str| {
+        let at = q
+            .body
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} in the queue"));
+        let end = q.body[at..].find("</tr>").unwrap() + at;
+        q.body[at..end].to_owned()
+    };
+    assert!(
+        row("网格外面的隐患").contains("位置异常"),
+        "the far one is flagged"
+    );
+    assert!(
+        !row("网格里面的隐患").contains("位置异常"),
+        "the near one is not"
+    );
+    let p = clerk.get(&format!("/records/{}", far.common.id)).await;
+    assert!(p.body.contains("位置异常"));
+    let p = clerk.get(&format!("/records/{}", near.common.id)).await;
+    assert!(!p.body.contains("位置异常"));
+}
+both_backends!(records_located_off_their_grid_are_flagged);
+
 /// The issue's story in real headless Chromium: a clerk signs in, finds the hazard a device
 /// pushed, accepts and assigns it; the device's next sync shows the status and the reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -527,6 +1344,7 @@ impl Session {
     /// Uploads a file to the import form; returns the job page's path.
     async fn upload(&self, kind: &str, name: &str, bytes: Vec<u8>, valid_only: bool) -> String {
         let mut form = reqwest::multipart::Form::new()
+            .text("csrf", self.csrf.clone())
             .text("kind", kind.to_owned())
             .part(
                 "file",
@@ -539,6 +1357,7 @@ impl Session {
             .http
             .post(format!("{}/data/import", self.base))
             .header("cookie", &self.cookie)
+            .header("origin", &self.base)
             .multipart(form)
             .send()
             .await
@@ -577,6 +1396,22 @@ impl Session {
             .unwrap_or_default();
         (status, ct, res.bytes().await.unwrap().to_vec())
     }
+}
+
+/// Every worksheet's rows as text.
+fn read_xlsx_all(bytes: Vec<u8>) -> Vec<Vec<Vec<String>>> {
+    use calamine::Reader;
+    let mut wb = calamine::Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
+    wb.sheet_names()
+        .into_iter()
+        .map(|n| {
+            let range = wb.worksheet_range(&n).unwrap();
+            range
+                .rows()
+                .map(|r| r.iter().map(|c| c.to_string()).collect())
+                .collect()
+        })
+        .collect()
 }
 
 fn read_xlsx(bytes: Vec<u8>) -> Vec<Vec<String>> {

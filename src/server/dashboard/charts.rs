@@ -280,6 +280,16 @@ mod tests {
     }
 
     #[test]
+    fn the_map_legend_in_the_stylesheet_has_the_ramp_colours() {
+        // The legend's swatches are classes (no inline style: the pages' policy forbids it).
+        let css = include_str!("../../../assets/dashboard.css");
+        for (class, good) in [("good", 1.0), ("half", 0.5), ("bad", 0.0)] {
+            let rule = format!(".sw.{class} {{ background: {}; }}", ramp(good));
+            assert!(css.contains(&rule), "{rule}");
+        }
+    }
+
+    #[test]
     fn stacked_columns_show_totals_and_a_legend() {
         let m = stacked_columns(
             &[

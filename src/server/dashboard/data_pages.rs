@@ -105,6 +105,8 @@ async fn data_page(clerk: Clerk, Query(fl): Query<Flash>) -> Result<Response, Pa
                 section.card {
                     h2 { "导入 Import" }
                     form #import method="post" action="/data/import" enctype="multipart/form-data" {
+                        // First, so the server reads it before the file.
+                        (clerk.csrf_field())
                         p { label { "内容 " select #kind name="kind" {
                             option value="households" { (kind_label(ImportKind::Households)) " · CSV / XLSX" }
                             option value="grids" { (kind_label(ImportKind::Grids)) " · GeoJSON" }
@@ -162,6 +164,9 @@ async fn import_submit(
     let mut kind: Option<String> = None;
     let mut valid_only = false;
     let mut file: Option<(String, Vec<u8>)> = None;
+    // The form's CSRF token (see `guard`): it comes before the file, and no file is read
+    // without it.
+    let mut token_ok = false;
     loop {
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
@@ -175,6 +180,14 @@ async fn import_submit(
             }
         };
         match field.name().unwrap_or("") {
+            super::guard::FIELD => {
+                let sent = field.text().await.unwrap_or_default();
+                token_ok = super::guard::form_token_ok(&clerk.token_hash, &sent);
+                if !token_ok {
+                    return Ok(super::guard::Refusal::WrongToken.into_response());
+                }
+            }
+            _ if !token_ok => return Ok(super::guard::Refusal::NoToken.into_response()),
             "kind" => kind = field.text().await.ok(),
             "valid_only" => valid_only = true,
             "file" => {
@@ -670,9 +683,17 @@ async fn export_stats(
     };
     let workers = Sheet {
         name: "网格员".into(),
-        header: ["网格员", "上报", "已办结", "走访", "巡防公里", "积分"]
-            .map(String::from)
-            .to_vec(),
+        header: [
+            "网格员",
+            "用户名",
+            "上报",
+            "已办结",
+            "走访",
+            "巡防公里",
+            "积分",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: st
             .workers
             .iter()

@@ -73,6 +73,7 @@ async fn inbox_page(
                             td.num { (r.attempts) }
                             td { (r.last_error) }
                             td { form method="post" action={"/data/inbox/" (r.id) "/retry"} {
+                                (clerk.csrf_field())
                                 button type="submit" { "重新处理 Retry" } } }
                         }
                     }

@@ -483,6 +483,57 @@ pub fn histories_filed_between(
     Ok(out)
 }
 
+/// Where an account works: its role, its area's code and (a worker's) grid codes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountArea {
+    pub role: crate::wire::Role,
+    pub scope_code: String,
+    pub grids: Vec<String>,
+}
+
+fn account_areas_where(
+    db: &mut dyn Sql,
+    cond: &str,
+    args: &[V],
+) -> Result<BTreeMap<String, AccountArea>, Failure> {
+    let rows = db.query(
+        &format!(
+            "SELECT u.username, u.role, u.scope_code, e.grid_code
+             FROM users u LEFT JOIN user_grids g ON g.user_id = u.id
+             LEFT JOIN entities e ON e.id = g.grid_id{cond}"
+        ),
+        args,
+    )?;
+    let mut out: BTreeMap<String, AccountArea> = BTreeMap::new();
+    for r in rows {
+        let role = crate::wire::Role::from_code(r[1].str()?)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        let a = out.entry(r[0].string()?).or_insert(AccountArea {
+            role,
+            scope_code: r[2].string()?,
+            grids: vec![],
+        });
+        if let Some(g) = r[3].opt_string()? {
+            a.grids.push(g);
+        }
+    }
+    Ok(out)
+}
+
+/// Every account's area, by username.
+pub fn account_areas(db: &mut dyn Sql) -> Result<BTreeMap<String, AccountArea>, Failure> {
+    account_areas_where(db, "", &[])
+}
+
+/// One account's area (`None`: no such account).
+pub fn account_area(db: &mut dyn Sql, username: &str) -> Result<Option<AccountArea>, Failure> {
+    Ok(
+        account_areas_where(db, " WHERE u.username = $1", &[V::T(username.to_owned())])?
+            .into_values()
+            .next(),
+    )
+}
+
 /// Display names of accounts, by username.
 pub fn display_names(db: &mut dyn Sql) -> Result<BTreeMap<String, String>, Failure> {
     let mut out = BTreeMap::new();

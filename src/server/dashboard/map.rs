@@ -110,13 +110,13 @@ async fn map_page(
         }
         p.legend {
             @if by_hazards {
-                span.sw style={"background:" (charts::ramp(1.0))} {} " 无隐患 "
-                span.sw style={"background:" (charts::ramp(0.5))} {} " 较多 "
-                span.sw style={"background:" (charts::ramp(0.0))} {} " 最多 (" (max_open) ") "
+                span.sw.good {} " 无隐患 "
+                span.sw.half {} " 较多 "
+                span.sw.bad {} " 最多 (" (max_open) ") "
             } @else {
-                span.sw style={"background:" (charts::ramp(1.0))} {} " 全部走访 "
-                span.sw style={"background:" (charts::ramp(0.5))} {} " 一半 "
-                span.sw style={"background:" (charts::ramp(0.0))} {} " 未走访 "
+                span.sw.good {} " 全部走访 "
+                span.sw.half {} " 一半 "
+                span.sw.bad {} " 未走访 "
             }
             " · " span.dot.urgent {} " 紧急/重大隐患 "
             @if all_points { span.dot {} " 一般隐患" } @else { "（一般隐患超过 " (MAX_POINTS) " 处，只在网格颜色中计数；选择村/社区查看全部）" }

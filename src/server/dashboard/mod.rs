@@ -6,9 +6,12 @@
 //! sets an `HttpOnly`, `SameSite=Strict` session cookie holding the same kind of session token
 //! the app gets, so sessions, expiry, revocation and rate limiting are shared with the API.
 //! Every read goes through the account's scope; anything outside it answers "not found".
+//! Every route sits behind [`guard`]: security headers on every answer (no script may run),
+//! and no state-changing request without our own origin and the session's CSRF token.
 
 pub mod charts;
 mod data_pages;
+pub mod guard;
 mod inbox;
 pub mod load;
 mod map;
@@ -51,6 +54,9 @@ pub fn routes() -> Router<AppState> {
         .merge(map::routes())
         .merge(data_pages::routes())
         .merge(inbox::routes())
+        // Forms first (a refusal is a page too), then the headers on every answer.
+        .layer(axum::middleware::from_fn(guard::check_forms))
+        .layer(axum::middleware::map_response(guard::security_headers))
 }
 
 async fn css() -> Response {
@@ -85,18 +91,20 @@ impl Clerk {
     pub fn reviews(&self) -> bool {
         self.user.role.reviews()
     }
+
+    /// The CSRF token of this session, for its forms (see [`guard`]).
+    pub fn csrf(&self) -> String {
+        guard::session_token(&self.token_hash)
+    }
+
+    /// The hidden field that every form of this session carries.
+    pub fn csrf_field(&self) -> Markup {
+        html! { input type="hidden" name=(guard::FIELD) value=(self.csrf()); }
+    }
 }
 
 fn cookie_token(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
+    guard::cookie(&parts.headers, COOKIE).map(str::to_owned)
 }
 
 impl FromRequestParts<AppState> for Clerk {
@@ -114,26 +122,8 @@ impl FromRequestParts<AppState> for Clerk {
         let Some(token) = cookie_token(parts) else {
             return Err(PageError::SignIn { next });
         };
-        // State-changing requests must come from our own pages (the cookie is SameSite=Strict
-        // too; this covers browsers that ignore it).
-        if parts.method != axum::http::Method::GET
-            && let (Some(origin), Some(host)) = (
-                parts.headers.get(header::ORIGIN),
-                parts.headers.get(header::HOST),
-            )
-        {
-            let origin = origin.to_str().unwrap_or("");
-            let host = host.to_str().unwrap_or("");
-            let same = origin
-                .split_once("://")
-                .map(|(_, h)| h == host)
-                .unwrap_or(false);
-            if !same {
-                return Err(PageError::Failure(Failure::Forbidden(
-                    "this form was sent from another site".into(),
-                )));
-            }
-        }
+        // A state-changing request got here only through `guard::check_forms`: from our own
+        // page, with this session's CSRF token.
         let hash = auth::token_hash(&token);
         let found = state.sessions.look_up(&state.db, hash.clone()).await?;
         match found {
@@ -287,6 +277,7 @@ pub fn page(title: &str, clerk: &Clerk, active: &str, content: Markup) -> Respon
                         span #who { (u.display_name) }
                         span.role { (u.role.zh()) " · " (scope) }
                         form method="post" action="/logout" {
+                            (clerk.csrf_field())
                             button.link type="submit" { "退出 Sign out" }
                         }
                     }
@@ -347,19 +338,51 @@ struct LoginQuery {
     err: Option<String>,
 }
 
-fn safe_next(next: Option<&str>) -> String {
-    // Only our own paths: never an open redirect.
+/// Where sign-in goes on to: only a path of this server (a single `/`, then visible ASCII
+/// without `\`), never another site (`//evil`, `/\evil` and `https://evil` are read as
+/// other hosts by browsers), and never back to the sign-in page.
+pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/login") => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/login")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
             n.to_owned()
         }
         _ => "/queue".to_owned(),
     }
 }
 
-async fn login_page(Query(q): Query<LoginQuery>) -> Html {
+/// The `Set-Cookie` value of the sign-in form's token (or, with `None`, the one that clears it).
+fn login_cookie(token: Option<&str>, secure: bool) -> Option<HeaderValue> {
+    let (value, age) = match token {
+        Some(t) => (t, guard::LOGIN_TOKEN_SECONDS),
+        None => ("", 0),
+    };
+    HeaderValue::from_str(&format!(
+        "{}={value}; Path=/login; HttpOnly; SameSite=Strict; Max-Age={age}{}",
+        guard::LOGIN_COOKIE,
+        if secure { "; Secure" } else { "" }
+    ))
+    .ok()
+}
+
+/// Whether the request came through a TLS-terminating proxy (cookies then are `Secure`).
+fn behind_tls(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+async fn login_page(headers: axum::http::HeaderMap, Query(q): Query<LoginQuery>) -> Response {
     let next = safe_next(q.next.as_deref());
-    bare(
+    // The form's token: the one this browser already holds (another tab's form stays valid),
+    // or a new one.
+    let token = guard::login_token(&headers).unwrap_or_else(guard::new_login_token);
+    let mut res = bare(
         "登录 Sign in",
         html! {
             main.login {
@@ -367,6 +390,7 @@ async fn login_page(Query(q): Query<LoginQuery>) -> Html {
                 p.sub { "gridwalk county dashboard" }
                 @if let Some(e) = &q.err { p.flash.err role="alert" { (e) } }
                 form method="post" action="/login" {
+                    input type="hidden" name=(guard::FIELD) value=(token);
                     input type="hidden" name="next" value=(next);
                     label for="username" { "用户名 Username" }
                     input #username name="username" autocomplete="username" required autofocus;
@@ -377,6 +401,11 @@ async fn login_page(Query(q): Query<LoginQuery>) -> Html {
             }
         },
     )
+    .into_response();
+    if let Some(v) = login_cookie(Some(&token), behind_tls(&headers)) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
 }
 
 #[derive(Deserialize)]
@@ -390,13 +419,13 @@ struct LoginForm {
 async fn login_submit(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
+    extensions: axum::http::Extensions,
     Form(f): Form<LoginForm>,
 ) -> Response {
+    // Failed sign-ins are counted per account and address (see `auth::login_from`).
+    let from = crate::server::api::peer(&extensions);
     // Behind a TLS-terminating proxy the cookie must never travel over plain HTTP.
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let secure = behind_tls(&headers);
     let next = safe_next(f.next.as_deref());
     let req = LoginRequest {
         username: f.username.trim().to_owned(),
@@ -405,7 +434,7 @@ async fn login_submit(
         device_id: Uuid::now_v7(),
     };
     let _turn = s.db.write_turn().await;
-    let res = blocking(move || auth::login(&s, &req, Utc::now())).await;
+    let res = blocking(move || auth::login_from(&s, &req, from, Utc::now())).await;
     match res {
         Ok(r) => {
             let cookie = format!(
@@ -416,7 +445,11 @@ async fn login_submit(
             );
             let mut resp = Redirect::to(&next).into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
-                resp.headers_mut().insert(header::SET_COOKIE, v);
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            // The sign-in form's token has done its work.
+            if let Some(v) = login_cookie(None, secure) {
+                resp.headers_mut().append(header::SET_COOKIE, v);
             }
             resp
         }

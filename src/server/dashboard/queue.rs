@@ -284,7 +284,7 @@ async fn queue(
         h1 { "待办队列" span.en { " Queue" } }
         (flash.render())
         form.filters method="get" action="/queue" {
-            label { "类型" select name="domain" onchange="this.form.submit()" {
+            label { "类型" select name="domain" {
                 option value="" { "全部类型" }
                 @for d in Domain::ALL { option value=(d.code()) selected[sel(&f.domain, d.code())] { (d.zh()) } }
             } }
@@ -329,7 +329,7 @@ async fn queue(
                 option value="deadline" selected[sel(&f.sort, "deadline")] { "时限最近" }
                 option value="urgency" selected[sel(&f.sort, "urgency")] { "紧急优先" }
             } }
-            button type="submit" { "筛选 Filter" }
+            button #filter type="submit" { "筛选 Filter" }
             a.button.secondary href="/queue" { "清除" }
         }
         p.summary {

@@ -25,7 +25,7 @@ use crate::domain::codes::{
 use crate::domain::deadline::{DeadlinePolicy, deadline};
 use crate::domain::geo::GeoPoint;
 use crate::domain::lifecycle::{Actor, Status, lifecycle};
-use crate::domain::model::{Conflict, EntityKind, StatusChange, is_sha256_hex};
+use crate::domain::model::{Conflict, EntityKind, StatusChange, is_sha256_hex, sniff_mime};
 use crate::domain::validate::{mask_id, mask_phone};
 use crate::server::error::Failure;
 use crate::server::repo::parse_ts;
@@ -441,6 +441,7 @@ async fn record(
                                         "已处理：" (by) " · " (local(at))
                                     } @else if clerk.reviews() {
                                         form method="post" action={"/conflicts/" (c.id) "/settle"} {
+                                            (clerk.csrf_field())
                                             input type="hidden" name="record" value=(id);
                                             button name="take" value="kept" { "保留现值" }
                                             @if c.field != "status" { " " button.secondary name="take" value="lost" { "改用被覆盖的值" } }
@@ -462,6 +463,7 @@ async fn record(
                     p.muted { "当前状态「" (status.zh()) "」没有可由审核人员办理的操作。" }
                 } @else {
                     form.action #actions method="post" action={"/records/" (id) "/transition"} {
+                        (clerk.csrf_field())
                         @if moves.iter().any(|m| asks_assignee(*m)) {
                             label { @if d.domain == Domain::Hazard { "整改责任人/部门（分派、移交时填写）" } @else { "分派给 部门或人员（分派、移交、上报时填写）" }
                                 input #assignee name="assignee" placeholder="如：镇安监办 王主任"; }
@@ -482,6 +484,7 @@ async fn record(
                 }
                 @if clerk.reviews() {
                     form.action method="post" action={"/records/" (id) "/reply"} id="reply" {
+                        (clerk.csrf_field())
                         label { "答复网格员 Reply" textarea name="text" rows="2" required {} }
                         button.secondary type="submit" { "发送答复" }
                     }
@@ -653,25 +656,51 @@ async fn settle(
     }
 }
 
+/// What a photo that is missing, out of scope or not a photo answers.
+const NO_PHOTO: &str = "没有这张照片，或不在你的范围内 (no such photo in your scope)";
+
 /// A photo of a record in scope (same rule as the API: some entity in scope names it).
+///
+/// Only raster bytes are served, and typed by what the bytes are, never by the type the
+/// upload declared: a stored "photo" that is really SVG or HTML would otherwise run its script
+/// in the dashboard's origin. Anything that does not sniff as JPEG, PNG or WebP answers "not
+/// found"; `nosniff` stops the browser from guessing otherwise.
 async fn photo(
     State(s): State<AppState>,
     clerk: Clerk,
     Path(sha): Path<String>,
 ) -> Result<Response, PageError> {
+    let missing = || Failure::NotFound(NO_PHOTO.into());
     if !is_sha256_hex(&sha) {
-        return Err(Failure::NotFound("no such photo".into()).into());
+        return Err(missing().into());
     }
     let _turn = s.db.read_turn().await;
+    let sha2 = sha.clone();
     let found = blocking(move || {
-        Ok(s.db.read(|db| crate::server::repo::photo_in_scope(db, &clerk.user.scope(), &sha))?)
+        Ok(s.db.read(|db| crate::server::repo::photo_in_scope(db, &clerk.user.scope(), &sha2))?)
     })
     .await?;
-    let (bytes, mime) =
-        found.ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;
+    let (bytes, _declared) = found.ok_or_else(missing)?;
+    let Some(mime) = sniff_mime(&bytes) else {
+        tracing::warn!(
+            sha,
+            "dashboard: a stored photo is not a JPEG, PNG or WebP; not served"
+        );
+        return Err(missing().into());
+    };
+    let ext = match mime {
+        "image/png" => "png",
+        "image/webp" => "webp",
+        _ => "jpg",
+    };
     Ok((
         [
-            (header::CONTENT_TYPE, mime),
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{sha}.{ext}\""),
+            ),
             (header::CACHE_CONTROL, "private, max-age=86400".to_owned()),
         ],
         bytes,

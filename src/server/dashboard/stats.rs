@@ -25,7 +25,7 @@ use crate::domain::points::{self, Entry, RecordFacts, VisitFacts};
 use crate::server::AppState;
 use crate::server::db::Sql;
 use crate::server::error::Failure;
-use crate::server::repo::{User, ts};
+use crate::server::repo::{Scope, User, ts};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -135,6 +135,7 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
         ));
     }
     let village = nonempty(&q.village).map(str::to_owned);
+    let clerk = user;
     // A village inside an area scope narrows the scope itself, so every read filters in SQL.
     let narrowed = load::narrowed(user, village.as_deref());
     let clock = std::time::Instant::now();
@@ -186,7 +187,35 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
     );
     lap("assembled");
     st.names = load::display_names(db)?;
+    // Only the workers whose ledgers this account may open (a worker sees only itself).
+    let accounts = load::account_areas(db)?;
+    let shown = |w: &str| ledger_visible(clerk, w, accounts.get(w), true);
+    st.workers.retain(|w| shown(&w.worker));
+    st.ledger.retain(|e| shown(&e.worker));
     Ok(st)
+}
+
+/// Whether `clerk` may see `worker`'s activity and points ledger. A worker account sees only
+/// its own. Other accounts see the accounts that work within their scope (a worker account by
+/// any of its grids, an area account by its area); an author with no account (imported
+/// history) only through entries in scope (`has_entries`). Anything else answers "not found".
+pub fn ledger_visible(
+    clerk: &User,
+    worker: &str,
+    account: Option<&load::AccountArea>,
+    has_entries: bool,
+) -> bool {
+    if clerk.role == crate::wire::Role::Worker {
+        return worker == clerk.username;
+    }
+    match (account, clerk.scope()) {
+        (Some(a), scope) if a.role == crate::wire::Role::Worker => {
+            a.grids.iter().any(|g| scope.covers(g))
+        }
+        (Some(a), Scope::Area(area)) => a.scope_code.starts_with(&area),
+        (Some(_), Scope::Grids(_)) => false,
+        (None, _) => has_entries,
+    }
 }
 
 fn patrol_km(
@@ -534,10 +563,24 @@ async fn points_page(
     Path(worker): Path<String>,
     Query(q): Query<StatsQuery>,
 ) -> Result<Response, PageError> {
-    let (c2, q2) = (clerk.clone(), q.clone());
+    let (c2, q2, w2) = (clerk.clone(), q.clone(), worker.clone());
     let _turn = s.db.read_turn().await;
-    let st = blocking(move || s.db.read(|db| compute(db, &c2.user, &q2))).await?;
+    let (st, account) = blocking(move || {
+        s.db.read(|db| {
+            let st = compute(db, &c2.user, &q2)?;
+            Ok::<_, Failure>((st, load::account_area(db, &w2)?))
+        })
+    })
+    .await?;
     let entries: Vec<&Entry> = st.ledger.iter().filter(|e| e.worker == worker).collect();
+    // Another worker's ledger, or one outside the scope, is "not found", as a missing one is.
+    let active = !entries.is_empty() || st.workers.iter().any(|w| w.worker == worker);
+    if !ledger_visible(&clerk.user, &worker, account.as_ref(), active) {
+        return Err(Failure::NotFound(format!(
+            "没有找到网格员「{worker}」的积分明细（不存在或不在你的范围内） (no points ledger of {worker:?} in your scope)"
+        ))
+        .into());
+    }
     let total: i64 = entries.iter().map(|e| e.points).sum();
     let content = html! {
         p.crumbs { a href="/stats" { "← 统计分析" } }

@@ -47,6 +47,22 @@ impl Cell {
     }
 }
 
+/// The characters that make a spreadsheet read a text cell as a formula (or, for tab and
+/// carriage return, hide one behind them).
+pub const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A text cell as it is written out: one that a spreadsheet would take for a formula (it starts
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'` (OWASP's rule against
+/// CSV injection), so a worker's `=HYPERLINK(…)` is shown as text and never runs. The importer
+/// takes the `'` off again ([`super::table::unguard`]), so exports import back as they were.
+pub fn neutralise(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(FORMULA_STARTS) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 impl From<&str> for Cell {
     fn from(s: &str) -> Cell {
         Cell::Text(s.to_owned())
@@ -144,7 +160,9 @@ pub fn to_xlsx(sheets: &[Sheet]) -> Result<Vec<u8>, DataError> {
                 match cell {
                     Cell::Empty => {}
                     Cell::Text(s) => {
-                        ws.write_string(r, col, s).map_err(&err)?;
+                        // Always a string cell (never a formula), and neutralised for when
+                        // the sheet is saved on as CSV.
+                        ws.write_string(r, col, neutralise(s)).map_err(&err)?;
                     }
                     Cell::Int(i) => {
                         ws.write_number(r, col, *i as f64).map_err(&err)?;
@@ -187,7 +205,12 @@ pub fn to_csv(sheet: &Sheet) -> Result<Vec<u8>, DataError> {
     let mut w = csv::Writer::from_writer(b"\xEF\xBB\xBF".to_vec());
     w.write_record(&sheet.header).map_err(err)?;
     for row in &sheet.rows {
-        w.write_record(row.iter().map(Cell::text)).map_err(err)?;
+        // Text is neutralised against formulas; numbers (a negative one too) stay numbers.
+        w.write_record(row.iter().map(|c| match c {
+            Cell::Text(t) => neutralise(t).into_owned(),
+            other => other.text(),
+        }))
+        .map_err(err)?;
     }
     w.into_inner().map_err(|e| DataError::Write {
         what: "CSV file",
@@ -674,6 +697,52 @@ mod tests {
                 "山下村2组1号"
             ]
         );
+    }
+
+    #[test]
+    fn text_that_looks_like_a_formula_is_neutralised_and_numbers_are_not() {
+        let sheet = Sheet {
+            name: "t".into(),
+            header: vec!["a".into(), "b".into()],
+            rows: vec![
+                vec![
+                    Cell::Text("=HYPERLINK(\"http://x\",\"y\")".into()),
+                    Cell::Int(-5),
+                ],
+                vec![Cell::Text("+1".into()), Cell::Float(-1.5)],
+                vec![Cell::Text("-1".into()), Cell::Text("@SUM(A1)".into())],
+                vec![Cell::Text("\t=1".into()), Cell::Text("\r=1".into())],
+                vec![Cell::Text("护栏 = 无".into()), Cell::Text("'=1".into())],
+            ],
+        };
+        let csv = String::from_utf8(to_csv(&sheet).unwrap()).unwrap();
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
+        let rows: Vec<Vec<String>> = r
+            .records()
+            .map(|x| x.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        assert_eq!(rows[0], ["'=HYPERLINK(\"http://x\",\"y\")", "-5"]);
+        assert_eq!(rows[1], ["'+1", "-1.5"]);
+        assert_eq!(rows[2], ["'-1", "'@SUM(A1)"]);
+        assert_eq!(rows[3], ["'\t=1", "'\r=1"]);
+        // Only the first character counts; text already starting with ' is left alone.
+        assert_eq!(rows[4], ["护栏 = 无", "'=1"]);
+
+        // XLSX: string cells (no formula anywhere in the workbook), also neutralised.
+        use calamine::Reader;
+        let bytes = to_xlsx(std::slice::from_ref(&sheet)).unwrap();
+        let mut wb = calamine::Xlsx::new(std::io::Cursor::new(bytes)).unwrap();
+        let range = wb.worksheet_range("t").unwrap();
+        let first: Vec<&calamine::Data> = range.rows().nth(1).unwrap().iter().collect();
+        assert_eq!(
+            *first[0],
+            calamine::Data::String("'=HYPERLINK(\"http://x\",\"y\")".into())
+        );
+        assert_eq!(*first[1], calamine::Data::Float(-5.0));
+        let formulas = wb.worksheet_formula("t").unwrap();
+        assert!(formulas.used_cells().all(|(_, _, f)| f.is_empty()));
     }
 
     #[test]

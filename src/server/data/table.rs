@@ -34,6 +34,15 @@ fn decode(bytes: &[u8]) -> String {
     }
 }
 
+/// A cell's text with the `'` our exports put before text that starts like a formula taken off
+/// again ([`super::export::neutralise`]), so an exported sheet imports back as it was.
+pub fn unguard(s: &str) -> String {
+    match s.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(super::export::FORMULA_STARTS) => rest.trim().to_owned(),
+        _ => s.to_owned(),
+    }
+}
+
 pub fn read_csv(file: &str, bytes: &[u8]) -> Result<Table, DataError> {
     let text = decode(bytes);
     let mut r = csv::ReaderBuilder::new()
@@ -45,7 +54,7 @@ pub fn read_csv(file: &str, bytes: &[u8]) -> Result<Table, DataError> {
     for rec in r.records() {
         let rec = rec.map_err(|e| read_err(file, e))?;
         let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
-        let cells: Vec<String> = rec.iter().map(|c| c.trim().to_owned()).collect();
+        let cells: Vec<String> = rec.iter().map(|c| unguard(c.trim())).collect();
         if cells.iter().all(String::is_empty) {
             continue;
         }
@@ -65,7 +74,7 @@ pub fn read_csv(file: &str, bytes: &[u8]) -> Result<Table, DataError> {
 fn cell_text(d: &Data) -> String {
     match d {
         Data::Empty => String::new(),
-        Data::String(s) => s.trim().to_owned(),
+        Data::String(s) => unguard(s.trim()),
         Data::Int(i) if i.unsigned_abs() >= 1_000_000_000_000_000 => format!("{:E}", *i as f64),
         Data::Int(i) => i.to_string(),
         Data::Float(f) if f.abs() >= 1e15 => format!("{f:E}"),
@@ -328,6 +337,21 @@ mod tests {
             required: false,
         },
     ];
+
+    #[test]
+    fn a_neutralised_export_reads_back_as_it_was() {
+        use crate::server::data::export::{Cell, Sheet, neutralise, to_csv};
+        for v in ["=1+1", "+8613800138000", "-", "@x", "'quoted", "普通"] {
+            assert_eq!(unguard(&neutralise(v)), v);
+        }
+        let sheet = Sheet {
+            name: "t".into(),
+            header: vec!["姓名".into(), "身份证号".into()],
+            rows: vec![vec![Cell::Text("=张三".into()), Cell::Text("-1".into())]],
+        };
+        let t = read_csv("a.csv", &to_csv(&sheet).unwrap()).unwrap();
+        assert_eq!(t.rows[0].1, vec!["=张三".to_owned(), "-1".to_owned()]);
+    }
 
     #[test]
     fn csv_with_bom_and_gbk_reads_the_same() {

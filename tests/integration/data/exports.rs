@@ -239,3 +239,62 @@ fn csv_has_a_bom_and_sheets_survive_odd_names() {
     assert_eq!(rows[1][0], "山下村第1网格, \"东\"");
     assert_eq!(rows[1][1], "12");
 }
+
+/// A worker's description that Excel would take for a formula comes out as text: a leading
+/// `'` in CSV and XLSX, a string cell (never a formula) in XLSX.
+fn formulas_a_worker_typed_are_neutralised(backend: Backend) {
+    let t = TestDb::new(backend, true);
+    let grid = &t.county.grids[0].grid;
+    let mut h = crate::sync::e2e_hazard(grid.id);
+    let typed = "=HYPERLINK(\"http://x\",\"y\")";
+    h.description = typed.into();
+    let id = h.common.id;
+    let code = grid.code.as_str().to_owned();
+    t.db.tx(|tx| {
+        let seq = gridwalk::server::repo::reserve_seqs(tx, 1)?;
+        gridwalk::server::sync::import_entity(
+            tx,
+            seq,
+            gridwalk::domain::model::EntityKind::Hazard,
+            id,
+            grid.id,
+            &code,
+            None,
+            serde_json::to_value(&h).unwrap(),
+            now(),
+            now(),
+        )
+    })
+    .unwrap();
+    let secretary = t.user("secretary");
+    let sheet =
+        t.db.tx(|tx| data::export_records(tx, &secretary, &RecordFilter::default(), now()))
+            .unwrap();
+    let summary = sheet.header.iter().position(|h| h == "摘要").unwrap();
+    let row = |rows: &[Vec<String>]| {
+        rows.iter()
+            .find(|r| r[0] == id.to_string())
+            .expect("the record is exported")[summary]
+            .clone()
+    };
+    let neutralised = format!("'{typed}");
+
+    let csv = data::to_csv(&sheet).unwrap();
+    let rows: Vec<Vec<String>> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(&csv[3..])
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(row(&rows), neutralised);
+
+    let xlsx = data::to_xlsx(std::slice::from_ref(&sheet)).unwrap();
+    assert_eq!(row(&read_back(&xlsx)), neutralised);
+    let mut wb = calamine::open_workbook_auto_from_rs(std::io::Cursor::new(xlsx)).unwrap();
+    let formulas = wb.worksheet_formula(&wb.sheet_names()[0].clone()).unwrap();
+    assert!(
+        formulas.used_cells().all(|(_, _, f)| f.is_empty()),
+        "no formula in the workbook"
+    );
+}
+on_both!(formulas_a_worker_typed_are_neutralised);
