@@ -499,6 +499,20 @@ fn run(
         if errors.is_empty() { "met" } else { "NOT met" },
         if p99 < 500.0 { "met" } else { "NOT met" },
     );
+    if !exact {
+        // Where the missing ones went: refused when applied, or in a quarantined push row.
+        let (refused, quarantined) = db.read(|tx| {
+            let refused = tx.query_one("SELECT count(*) FROM push_rejections", &[])?[0].i64()?;
+            repo::quarantined_pushes(tx).map(|q| (refused, q))
+        })?;
+        println!(
+            "  refused entries: {refused}; quarantined push rows: {}",
+            quarantined.len()
+        );
+        for q in quarantined.iter().take(5) {
+            println!("  row {}: {} tries, {}", q.id, q.attempts, q.last_error);
+        }
+    }
     drop(db);
     if !exact {
         bail!("the server does not hold exactly the records sent");

@@ -283,10 +283,13 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
             Err(e) => {
                 // Nothing of the failed transaction was kept. The row it was on counts the
                 // failure; after a few it is set aside, so one row cannot hold up the rest.
+                // A transient failure (a lost connection, a lock conflict, a full disk) is not
+                // the row's: it is retried as long as it takes, and counts against nothing.
                 failures += 1;
                 let row = current.load(Ordering::SeqCst);
-                tracing::error!(error = %e, row, failures, "applying the push inbox failed; retrying");
-                if row > 0 {
+                let transient = matches!(&e, Failure::Db(d) if d.is_transient());
+                tracing::error!(error = %e, row, failures, transient, "applying the push inbox failed; retrying");
+                if row > 0 && !transient {
                     note_failure(&db, row, &e).await;
                 }
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(50)))).await;

@@ -699,7 +699,8 @@ fn apply_received(
 
 /// Runs `f` in a savepoint: kept if it succeeds, undone if it is refused (the inner error).
 /// A database error is the outer one (the whole transaction fails with it) unless
-/// `db_refuses`: then it too is undone and answered as the entry's refusal (`internal`).
+/// `db_refuses` and it is not transient ([`super::db::DbError::is_transient`]): then it too is
+/// undone and answered as the entry's refusal (`internal`).
 fn in_savepoint<R>(
     db: &mut dyn Sql,
     db_refuses: bool,
@@ -711,7 +712,7 @@ fn in_savepoint<R>(
             db.exec("RELEASE SAVEPOINT step", &[])?;
             Ok(Ok(r))
         }
-        Err(Failure::Db(e)) if !db_refuses => Err(Failure::Db(e)),
+        Err(Failure::Db(e)) if !db_refuses || e.is_transient() => Err(Failure::Db(e)),
         Err(refused) => {
             db.exec("ROLLBACK TO SAVEPOINT step", &[])?;
             db.exec("RELEASE SAVEPOINT step", &[])?;

@@ -118,3 +118,157 @@ fn every_earlier_schema_version_upgrades_with_its_data() {
         }
     }
 }
+
+/// A county database at schema 0005 (before devices, photo links and the inbox's quarantine)
+/// upgrades with its data: each device enrolled to the account of its first session, each
+/// record's photos linked to the photo's uploader, the queued push still queued.
+#[cfg(all(feature = "server", feature = "client"))]
+mod server_0006 {
+    use chrono::Utc;
+    use gridwalk::server::db::Database;
+    use gridwalk::server::repo;
+
+    const SQLITE: &[&str] = &[
+        include_str!("../../src/server/db/migrations/sqlite/0001_init.sql"),
+        include_str!("../../src/server/db/migrations/sqlite/0002_history_versions.sql"),
+        include_str!("../../src/server/db/migrations/sqlite/0003_dashboard_indexes.sql"),
+        include_str!("../../src/server/db/migrations/sqlite/0004_push_inbox.sql"),
+        include_str!("../../src/server/db/migrations/sqlite/0005_inbox_zstd.sql"),
+    ];
+    const POSTGRES: &[(&str, &str)] = &[
+        (
+            "0001_init",
+            include_str!("../../src/server/db/migrations/postgres/0001_init.sql"),
+        ),
+        (
+            "0002_history_versions",
+            include_str!("../../src/server/db/migrations/postgres/0002_history_versions.sql"),
+        ),
+        (
+            "0003_dashboard_indexes",
+            include_str!("../../src/server/db/migrations/postgres/0003_dashboard_indexes.sql"),
+        ),
+        (
+            "0004_push_inbox",
+            include_str!("../../src/server/db/migrations/postgres/0004_push_inbox.sql"),
+        ),
+        (
+            "0005_inbox_zstd",
+            include_str!("../../src/server/db/migrations/postgres/0005_inbox_zstd.sql"),
+        ),
+    ];
+
+    /// Rows as the 0005 schema had them: two accounts, worker-b's session made later on
+    /// worker-a's device (a takeover before devices were enrolled), a hazard naming two
+    /// photos (one uploaded by worker-a, one never uploaded) and a queued push.
+    const FIXTURE: &str = "
+        INSERT INTO users (id, username, display_name, role, scope_code, password_hash, disabled, created_at) VALUES
+          ('00000000-0000-7000-8000-00000000000a', 'worker-a', 'A', 'WORKER', '361003100200', 'x', 0, '2026-01-01T00:00:00Z'),
+          ('00000000-0000-7000-8000-00000000000b', 'worker-b', 'B', 'WORKER', '361003100200', 'x', 0, '2026-01-01T00:00:00Z');
+        INSERT INTO sessions (token_hash, user_id, device_id, created_at, expires_at, revoked) VALUES
+          ('t1', '00000000-0000-7000-8000-00000000000a', '00000000-0000-7000-8000-0000000000d1', '2026-02-01T00:00:00Z', '2099-01-01T00:00:00Z', 0),
+          ('t2', '00000000-0000-7000-8000-00000000000b', '00000000-0000-7000-8000-0000000000d1', '2026-03-01T00:00:00Z', '2099-01-01T00:00:00Z', 0),
+          ('t3', '00000000-0000-7000-8000-00000000000b', '00000000-0000-7000-8000-0000000000d2', '2026-03-02T00:00:00Z', '2099-01-01T00:00:00Z', 0);
+        INSERT INTO photos (sha256, size, mime, received, complete, data, uploaded_by, created_at) VALUES
+          ('aaaa', 3, 'image/jpeg', 3, 1, NULL, 'worker-a', '2026-02-02T00:00:00Z');
+        INSERT INTO entities (id, kind, grid_id, grid_code, parent_id, status, urgency, category, author, created_at, updated_at, data, meta, version) VALUES
+          ('h-1', 'HAZARD', 'g-1', '361003100200001', NULL, 'SUBMITTED', 'NORMAL', 'FIRE', 'worker-a',
+           '2026-02-02T00:00:00Z', '2026-02-02T00:00:00Z', '{\"id\":\"h-1\",\"photos\":[\"aaaa\",\"bbbb\"]}', '{}', 1),
+          ('h-2', 'HAZARD', 'g-1', '361003100200001', NULL, 'SUBMITTED', 'NORMAL', 'FIRE', 'worker-a',
+           '2026-02-02T00:00:00Z', '2026-02-02T00:00:00Z', '{\"id\":\"h-2\",\"note\":\"photos\"}', '{}', 2);
+        INSERT INTO push_inbox (device_id, lane, username, device_now, received_at, entries) VALUES
+          ('00000000-0000-7000-8000-0000000000d1', 'NORMAL', 'worker-a', '2026-02-03T00:00:00Z', '2026-02-03T00:00:00Z', '[]');
+    ";
+
+    fn check(db: &Database) {
+        db.read(|tx| -> Result<(), gridwalk::server::db::DbError> {
+            let owner = |tx: &mut dyn gridwalk::server::db::Sql, d: &str| {
+                tx.query_opt(
+                    "SELECT username FROM devices WHERE device_id = $1",
+                    &[d.into()],
+                )
+                .map(|r| r.map(|r| r[0].string().unwrap()))
+            };
+            assert_eq!(
+                owner(tx, "00000000-0000-7000-8000-0000000000d1")?.as_deref(),
+                Some("worker-a"),
+                "first session's account"
+            );
+            assert_eq!(
+                owner(tx, "00000000-0000-7000-8000-0000000000d2")?.as_deref(),
+                Some("worker-b")
+            );
+            let links = tx.query(
+                "SELECT sha256, record_id, grid_code, username FROM record_photos ORDER BY sha256",
+                &[],
+            )?;
+            let links: Vec<Vec<String>> = links
+                .iter()
+                .map(|r| r.iter().map(|v| v.string().unwrap()).collect())
+                .collect();
+            assert_eq!(
+                links,
+                vec![
+                    vec!["aaaa", "h-1", "361003100200001", "worker-a"],
+                    vec!["bbbb", "h-1", "361003100200001", "worker-a"],
+                ]
+            );
+            assert_eq!(
+                repo::queued_count(tx)?,
+                1,
+                "the queued push is still queued"
+            );
+            let (queued, _, quarantined) = repo::inbox_health(tx)?;
+            assert_eq!((queued, quarantined), (1, 0));
+            // worker-b's old session on worker-a's device no longer counts.
+            assert!(repo::session(tx, "t1", Utc::now())?.is_some());
+            assert!(repo::session(tx, "t2", Utc::now())?.is_none());
+            assert!(repo::session(tx, "t3", Utc::now())?.is_some());
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("county.db");
+        {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            for m in SQLITE {
+                c.execute_batch(m).unwrap();
+            }
+            c.pragma_update(None, "user_version", SQLITE.len() as i64)
+                .unwrap();
+            c.execute_batch(FIXTURE).unwrap();
+        }
+        let db = Database::open(path.to_str().unwrap()).unwrap();
+        db.migrate().unwrap();
+        check(&db);
+    }
+
+    #[test]
+    fn postgres() {
+        let name = format!("gridwalk_upgrade_{}", uuid::Uuid::now_v7().simple());
+        let admin = crate::sync::util::PG_ADMIN;
+        let mut c = postgres::Client::connect(admin, postgres::NoTls).unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        {
+            let mut d = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            d.batch_execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())").unwrap();
+            for (n, m) in POSTGRES {
+                d.batch_execute(m).unwrap();
+                d.execute("INSERT INTO schema_migrations (name) VALUES ($1)", &[n])
+                    .unwrap();
+            }
+            d.batch_execute(FIXTURE).unwrap();
+        }
+        let db = Database::open(&url).unwrap();
+        db.migrate().unwrap();
+        check(&db);
+        drop(db);
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .unwrap();
+    }
+}

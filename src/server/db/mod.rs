@@ -113,6 +113,44 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// A failure of the database's surroundings rather than of what was asked: a lost or
+    /// refused connection, a lock or serialization conflict, a busy or full disk, a server
+    /// shutting down. Trying the same work again later may succeed, so it is never counted
+    /// against the work (see the push inbox's quarantine).
+    pub fn is_transient(&self) -> bool {
+        use ::postgres::error::SqlState;
+        match self {
+            DbError::Pool(_) => true,
+            DbError::Postgres(e) => match e.code() {
+                // No SQLSTATE: the connection itself failed.
+                None => true,
+                Some(c) => {
+                    let class = &c.code()[..2];
+                    [
+                        SqlState::T_R_SERIALIZATION_FAILURE,
+                        SqlState::T_R_DEADLOCK_DETECTED,
+                        SqlState::LOCK_NOT_AVAILABLE,
+                        SqlState::QUERY_CANCELED,
+                    ]
+                    .contains(c)
+                        // connection exceptions, insufficient resources, operator
+                        // intervention, system errors
+                        || ["08", "53", "57", "58"].contains(&class)
+                }
+            },
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::OutOfMemory
+                    | rusqlite::ErrorCode::CannotOpen
+            ),
+            _ => false,
+        }
+    }
+
     /// A unique-constraint violation (the caller may turn it into a domain answer).
     pub fn is_duplicate(&self) -> bool {
         match self {
