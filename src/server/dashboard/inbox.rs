@@ -68,8 +68,8 @@ async fn inbox_page(
                             td.num { (r.id) }
                             td { (r.username) }
                             td { code { (r.device) } " · " (r.lane) }
-                            td { (r.received_at) }
-                            td { (r.quarantined_at) }
+                            td { (when(&r.received_at)) }
+                            td { (when(&r.quarantined_at)) }
                             td.num { (r.attempts) }
                             td { (r.last_error) }
                             td { form method="post" action={"/data/inbox/" (r.id) "/retry"} {
@@ -82,6 +82,13 @@ async fn inbox_page(
         }
     };
     Ok(page("推送队列 Push inbox", &clerk, "data", content))
+}
+
+/// A stored time as the clerk's wall clock reads it.
+fn when(stored: &str) -> String {
+    repo::parse_ts(stored)
+        .map(super::local)
+        .unwrap_or_else(|_| stored.to_owned())
 }
 
 async fn retry(
