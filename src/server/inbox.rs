@@ -303,6 +303,7 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
 async fn note_failure(db: &Database, row: i64, e: &Failure) {
     let why = match e {
         Failure::Internal(m) => m.clone(),
+        Failure::Db(d) => d.to_string(),
         other => other.to_string(),
     };
     let _turn = db.write_turn().await;

@@ -736,6 +736,10 @@ fn reject(
     now: DateTime<Utc>,
 ) -> Result<(), Failure> {
     let (error, field) = f.code_and_field();
+    // What a refusal says may quote the refused value, NUL and all; PostgreSQL's text holds
+    // no NUL, and keeping the refusal must not fail on what it refuses.
+    let clean = |s: String| s.replace('\0', "\\u0000");
+    let field = field.map(clean);
     let seq = repo::next_seq(db)?;
     let entry = serde_json::to_string(e).map_err(|e| Failure::Internal(e.to_string()))?;
     let r = Rejection {
@@ -746,7 +750,7 @@ fn reject(
         record_id: e.record_id,
         op: e.op,
         error: error.to_owned(),
-        message: f.refusal_message(),
+        message: clean(f.refusal_message()),
         field,
         at: now,
     };

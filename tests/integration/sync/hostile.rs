@@ -206,6 +206,13 @@ async fn poison_entries_are_refused_and_others_move_on(backend: Backend) {
             Some(deep.clone()),
             "fields.extra",
         ),
+        // The refusal names a field whose key holds NUL: it must still be kept.
+        (
+            "NUL in a key",
+            "extra",
+            Some(r#"{"k\u0000":"v\u0000"}"#.into()),
+            "fields.extra",
+        ),
         (
             "unknown category",
             "category",
@@ -496,9 +503,17 @@ async fn arbitrary_field_values_are_applied_or_refused(backend: Backend) {
                 r.field.is_some() || matches!(r.error.as_str(), "not_found" | "conflict"),
                 "{kind} with {key} = {text}: the refusal says where ({r:?}, seed {seed})"
             ),
-            (s, r) => panic!(
-                "{kind} with {key} = {text}: stored {s}, refused {r:?}: one or the other (seed {seed})"
-            ),
+            (s, r) => {
+                let q = server.read(repo::quarantined_pushes).await;
+                let by_id: Vec<&Rejection> =
+                    refusals.iter().filter(|r| r.record_id == id).collect();
+                panic!(
+                    "{kind} with {key} = {text}: stored {s}, refused {r:?}: one or the other \
+                     (seed {seed}; refusals naming the record: {by_id:?}; quarantined: {q:?}; \
+                     {} refusals in all)",
+                    refusals.len()
+                )
+            }
         }
     }
     assert_eq!(quarantined(&server).await, 0, "seed {seed}");
@@ -837,6 +852,21 @@ async fn photos_belong_to_their_records_scope(backend: Backend) {
         status_of(c.get(photo(&sha_done)).bearer_auth(&token_bd)).await,
         404,
         "still not readable"
+    );
+    assert_eq!(
+        status_of(c.head(photo(&sha_done)).bearer_auth(&token_bd)).await,
+        404,
+        "nor probed"
+    );
+    assert_eq!(
+        status_of(
+            c.put(format!("{}?offset=0", photo(&sha_done)))
+                .bearer_auth(&token_bd)
+                .body(done.clone())
+        )
+        .await,
+        404,
+        "nor written"
     );
 
     // A declared SVG is refused at the entry, and bytes that are not a raster at upload.
