@@ -286,12 +286,22 @@ fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Resul
     })
 }
 
-/// A small map: the record's grid, and the record's point.
+/// A small map: the record's grid, and the record's point (the map widens to show a point
+/// located outside the grid).
 fn location_map(grid: Option<&load::GridInfo>, at: Option<&GeoPoint>) -> Markup {
+    use geo::BoundingRect;
     let Some(g) = grid else { return html! {} };
-    let Some(pr) = Projection::fit_all_in([&g.boundary], 420.0, 300.0, 12.0) else {
+    let Some(mut bounds) = g.boundary.bounding_rect() else {
         return html! {};
     };
+    if let Some(p) = at {
+        let (lo, hi) = (bounds.min(), bounds.max());
+        bounds = geo::Rect::new(
+            geo::coord! { x: lo.x.min(p.lon), y: lo.y.min(p.lat) },
+            geo::coord! { x: hi.x.max(p.lon), y: hi.y.max(p.lat) },
+        );
+    }
+    let pr = Projection::fit_in(bounds, 420.0, 300.0, 12.0);
     html! {
         svg.minimap xmlns="http://www.w3.org/2000/svg" viewBox={"0 0 " (pr.width()) " " (pr.height())} width=(pr.width()) height=(pr.height()) role="img" {
             title { "网格 " (g.name) " 与上报位置" }
