@@ -242,6 +242,7 @@ fn csv_has_a_bom_and_sheets_survive_odd_names() {
 
 /// A worker's description that Excel would take for a formula comes out as text: a leading
 /// `'` in CSV and XLSX, a string cell (never a formula) in XLSX.
+#[cfg(feature = "client")]
 fn formulas_a_worker_typed_are_neutralised(backend: Backend) {
     let t = TestDb::new(backend, true);
     let grid = &t.county.grids[0].grid;
@@ -297,4 +298,5 @@ fn formulas_a_worker_typed_are_neutralised(backend: Backend) {
         "no formula in the workbook"
     );
 }
+#[cfg(feature = "client")]
 on_both!(formulas_a_worker_typed_are_neutralised);
