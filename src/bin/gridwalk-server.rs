@@ -212,22 +212,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Inbox(InboxCommand::Retry { id }) => {
-            let ok = db.tx(|tx| -> Result<bool> {
-                let ok = repo::retry_quarantined(tx, id)?;
-                if ok {
-                    repo::audit(
-                        tx,
-                        Utc::now(),
-                        "operator",
-                        None,
-                        "INBOX_RETRY",
-                        None,
-                        None,
-                        Some(id.to_string()),
-                    )?;
-                }
-                Ok(ok)
-            })?;
+            let ok = db.tx(|tx| repo::retry_quarantined(tx, id, "operator", Utc::now()))?;
             if !ok {
                 bail!("no quarantined push {id}: `gridwalk-server inbox list` shows them");
             }

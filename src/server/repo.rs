@@ -1240,13 +1240,31 @@ pub fn quarantined_pushes(db: &mut dyn Sql) -> Result<Vec<QuarantinedPush>, DbEr
     .collect()
 }
 
-/// Puts a quarantined row back in the queue, with its attempts reset; false if there is no
-/// such quarantined row.
-pub fn retry_quarantined(db: &mut dyn Sql, id: i64) -> Result<bool, DbError> {
-    Ok(db.exec(
+/// Puts a quarantined row back in the queue, with its attempts reset, audited as `who`'s;
+/// false if there is no such quarantined row.
+pub fn retry_quarantined(
+    db: &mut dyn Sql,
+    id: i64,
+    who: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let ok = db.exec(
         "UPDATE push_inbox SET quarantined_at = NULL, attempts = 0 WHERE id = $1 AND quarantined_at IS NOT NULL",
         args![id],
-    )? == 1)
+    )? == 1;
+    if ok {
+        audit(
+            db,
+            now,
+            who,
+            None,
+            "INBOX_RETRY",
+            None,
+            None,
+            Some(id.to_string()),
+        )?;
+    }
+    Ok(ok)
 }
 
 /// The inbox at a glance: rows queued (not quarantined), when the oldest of them was

@@ -101,22 +101,8 @@ async fn retry(
     let _turn = s.db.write_turn().await;
     let (db, inbox) = (s.db.clone(), s.inbox.clone());
     let ok = blocking(move || {
-        db.tx(|tx| -> Result<bool, Failure> {
-            let ok = repo::retry_quarantined(tx, id)?;
-            if ok {
-                repo::audit(
-                    tx,
-                    Utc::now(),
-                    &who,
-                    None,
-                    "INBOX_RETRY",
-                    None,
-                    None,
-                    Some(id.to_string()),
-                )?;
-            }
-            Ok(ok)
-        })
+        db.tx(|tx| repo::retry_quarantined(tx, id, &who, Utc::now()))
+            .map_err(Failure::from)
     })
     .await?;
     if ok {

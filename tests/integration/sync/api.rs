@@ -69,7 +69,7 @@ async fn push(
 
 /// What the server refused of this device's pushes: every page of a pull from 0 (the pull
 /// waits until the device's pushes are applied).
-async fn refused(server: &TestServer, token: &str) -> Vec<Rejection> {
+pub(super) async fn refused(server: &TestServer, token: &str) -> Vec<Rejection> {
     let (mut cursor, mut out) = (0, Vec::new());
     loop {
         let res = super::util::api_client()

@@ -8,10 +8,11 @@ use chrono::Utc;
 use gridwalk::domain::Coded;
 use gridwalk::domain::model::EntityKind;
 use gridwalk::server::{auth, demo, repo};
-use gridwalk::wire::{Lane, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse, Rejection, Role};
+use gridwalk::wire::{Lane, PROTOCOL_HEADER, PROTOCOL_VERSION, Rejection, Role};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::api::refused;
 use super::util::{Backend, Device, TestServer, api_client};
 use crate::both_backends;
 
@@ -73,29 +74,6 @@ async fn push_raw(
         .await
         .unwrap();
     (res.status().as_u16(), res.json().await.unwrap_or_default())
-}
-
-/// Every refusal the device's pulls bring (the pull waits for its pushes to be applied).
-async fn refused(server: &TestServer, token: &str) -> Vec<Rejection> {
-    let (mut cursor, mut out) = (0, Vec::new());
-    loop {
-        let res = api_client()
-            .get(format!(
-                "{}/api/v1/sync/pull?cursor={cursor}&base=0&limit=20000",
-                server.url
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        let page: PullResponse = res.json().await.unwrap();
-        out.extend(page.rejected);
-        cursor = page.cursor;
-        if !page.more {
-            return out;
-        }
-    }
 }
 
 /// A valid new hazard's fields in worker-a's grid, as a JSON object.
