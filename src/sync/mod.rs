@@ -18,6 +18,8 @@
 //! the async executor, so the UI stays responsive while thousands of records are written and
 //! many devices can sync from one process (tests, the load generator).
 
+pub mod schedule;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
