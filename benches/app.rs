@@ -61,6 +61,7 @@ fn services(
         fix_interval_ms: 60_000,
         start: Some(start),
         lang: Lang::Zh,
+        autosync: None,
     }
 }
 

@@ -27,7 +27,14 @@ target=${CARGO_TARGET_DIR:-target}
 data=${GRIDWALK_DATA:-gridwalk-data}
 mkdir -p "$data"
 rm -f "$data/server.addr"
-"$target/debug/gridwalk-server" --db "$data/server.db" serve --demo --listen 127.0.0.1:0 \
+# The same address every run (the app keeps it), unless the port is taken; a new address is
+# passed to the app below, which saves it in its existing store (as Settings would).
+listen=127.0.0.1:${GRIDWALK_PORT:-8080}
+if (echo > "/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null; then
+  echo "port ${listen##*:} is taken; the county server takes any free port"
+  listen=127.0.0.1:0
+fi
+"$target/debug/gridwalk-server" --db "$data/server.db" serve --demo --listen "$listen" \
   --addr-file "$data/server.addr" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT INT TERM

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::domain::codes::Lang;
 use crate::store::{Store, StoreError};
 
+pub mod autosync;
 pub mod client_sync;
 pub mod components;
 pub mod conflicts;
@@ -61,6 +62,8 @@ pub enum Route {
         RecordPage { id: Uuid },
         #[route("/sync")]
         SyncPage {},
+        #[route("/settings")]
+        Settings {},
 }
 
 /// Everything platform-specific the app is given when it starts.
@@ -81,6 +84,9 @@ pub struct Services {
     /// The first screen after unlocking (tests start on any screen).
     pub start: Option<Route>,
     pub lang: Lang,
+    /// Syncing by itself with these timings (`None`: only when the worker taps, as view
+    /// tests want).
+    pub autosync: Option<crate::sync::schedule::Config>,
 }
 
 impl PartialEq for Services {
@@ -196,12 +202,13 @@ pub fn App(services: Services) -> Element {
     let rev = use_signal(|| 0u64);
     let patrol = use_signal(|| None);
     let track = use_signal(|| 0u64);
-    use_context_provider(|| Session {
+    let session = use_context_provider(|| Session {
         store,
         rev,
         patrol,
         track,
     });
+    autosync::use_autosync_provider(&services, session, services.autosync);
     let unlocked = store.read().is_some();
     let zh = *lang.read() == Lang::Zh;
     rsx! {

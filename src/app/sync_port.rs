@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use crate::store::Store;
+use crate::sync::schedule::Failure;
 
 /// A boxed future that stays on the UI thread (the progress callback updates UI state).
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -38,12 +39,14 @@ pub struct SyncReport {
     pub rejected: u64,
 }
 
-/// A failed enrolment or sync, in plain words, and whether trying again may help.
+/// A failed enrolment, probe or sync, in plain words, whether trying again may help, and
+/// what it means for the scheduler.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct SyncFailure {
     pub message: String,
     pub retryable: bool,
+    pub kind: Failure,
 }
 
 /// What the app needs from a sync client.
@@ -64,6 +67,23 @@ pub trait SyncPort {
         store: Arc<Mutex<Store>>,
         progress: Box<dyn FnMut(SyncProgress) + 'a>,
     ) -> LocalFuture<'a, Result<SyncReport, SyncFailure>>;
+
+    /// Asks whether the enrolled server answers (cheap, quick; no sign-in needed).
+    fn probe<'a>(&'a self, store: Arc<Mutex<Store>>) -> LocalFuture<'a, Result<(), SyncFailure>>;
+
+    /// Signs the store's own worker in again (an expired or revoked session) and keeps the
+    /// new token; the outbox stays and goes up with the next sync. Another account is refused:
+    /// the store's unsent work is its worker's.
+    fn sign_in_again<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a str,
+        store: Arc<Mutex<Store>>,
+    ) -> LocalFuture<'a, Result<(), SyncFailure>>;
+
+    /// Checks that a county server answers at `server` (its `/healthz`) before the address
+    /// is saved.
+    fn check_server<'a>(&'a self, server: &'a str) -> LocalFuture<'a, Result<(), SyncFailure>>;
 }
 
 /// Used while this build has no sync client: says so in plain words instead of pretending.
@@ -87,6 +107,23 @@ impl SyncPort for NoSyncClient {
     ) -> LocalFuture<'a, Result<SyncReport, SyncFailure>> {
         Box::pin(async { Err(unavailable()) })
     }
+
+    fn probe<'a>(&'a self, _store: Arc<Mutex<Store>>) -> LocalFuture<'a, Result<(), SyncFailure>> {
+        Box::pin(async { Err(unavailable()) })
+    }
+
+    fn sign_in_again<'a>(
+        &'a self,
+        _username: &'a str,
+        _password: &'a str,
+        _store: Arc<Mutex<Store>>,
+    ) -> LocalFuture<'a, Result<(), SyncFailure>> {
+        Box::pin(async { Err(unavailable()) })
+    }
+
+    fn check_server<'a>(&'a self, _server: &'a str) -> LocalFuture<'a, Result<(), SyncFailure>> {
+        Box::pin(async { Err(unavailable()) })
+    }
 }
 
 fn unavailable() -> SyncFailure {
@@ -94,5 +131,6 @@ fn unavailable() -> SyncFailure {
         message: "此版本未包含同步客户端，无法连接县级服务器 (this build has no sync client)"
             .into(),
         retryable: false,
+        kind: Failure::NeedsUpdate,
     }
 }

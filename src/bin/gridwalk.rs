@@ -295,7 +295,8 @@ mod app_cmd {
         #[arg(long)]
         en: bool,
         /// If the store does not exist, enrol it with this server first (as the enrol screen
-        /// would), encrypted with --pin; needs --user and --password.
+        /// would), encrypted with --pin; needs --user and --password. An existing store is
+        /// pointed at this server instead (its records and outbox stay).
         #[arg(long)]
         server: Option<String>,
         #[arg(long)]
@@ -373,6 +374,24 @@ mod app_cmd {
                 a.pin
             );
         }
+        if let Some(server) = &a.server
+            && a.db.exists()
+        {
+            // An existing store keeps its records and outbox; only the address it syncs with
+            // changes (as the Settings screen does).
+            let store = Store::open_encrypted(&a.db, &a.pin)
+                .with_context(|| format!("opening {}", a.db.display()))?;
+            let server = server.trim_end_matches('/');
+            let before = store.meta(gridwalk::store::sync::SERVER_URL)?;
+            if before.as_deref() != Some(server) {
+                store.set_meta(gridwalk::store::sync::SERVER_URL, server)?;
+                println!(
+                    "device store {}: server address {} -> {server}",
+                    a.db.display(),
+                    before.as_deref().unwrap_or("(none)")
+                );
+            }
+        }
         if at.is_none() && a.server.is_some() {
             // Desktop has no GPS: stand in the middle of the worker's first grid.
             let store = Store::open_encrypted(&a.db, &a.pin)?;
@@ -404,6 +423,7 @@ mod app_cmd {
                 fix_interval_ms: interval,
                 start: None,
                 lang,
+                autosync: Some(gridwalk::sync::schedule::Config::default()),
             }
         });
         let has_display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())

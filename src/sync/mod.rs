@@ -221,6 +221,40 @@ pub async fn login(
     decode(res).await
 }
 
+/// Checks that a gridwalk county server answers at `server`: its `/healthz` says it is up.
+/// Quick (5 s at most), for the address a worker types before it is saved.
+pub async fn check_health(server: &str) -> Result<(), SyncError> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(4))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| SyncError::Offline(e.to_string()))?;
+    let base = server.trim_end_matches('/');
+    let res = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .map_err(|e| SyncError::Offline(e.to_string()))?;
+    let status = res.status();
+    let body: Option<serde_json::Value> = res.json().await.ok();
+    let says = body
+        .as_ref()
+        .and_then(|b| b.get("status"))
+        .and_then(|s| s.as_str());
+    match (status, says) {
+        (s, Some("ok")) if s.is_success() => Ok(()),
+        (_, Some(_)) => Err(SyncError::Server(format!("/healthz answered {status}"))),
+        _ => Err(SyncError::Forbidden(format!(
+            "{base} is not a gridwalk county server (/healthz answered {status})"
+        ))),
+    }
+}
+
+/// Whether the county server answers (the scheduler's probe).
+pub async fn probe(server: &str) -> Result<(), SyncError> {
+    check_health(server).await
+}
+
 /// What enrolment set up.
 #[derive(Debug, Clone)]
 pub struct Enrolment {

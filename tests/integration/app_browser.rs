@@ -54,6 +54,7 @@ fn worker_flows_in_a_real_browser() {
         fix_interval_ms: 150,
         start: None,
         lang: Lang::Zh,
+        autosync: None,
     });
     let started = chrono::Utc::now();
     let rt = tokio::runtime::Runtime::new().unwrap();

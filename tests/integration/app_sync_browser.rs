@@ -39,6 +39,7 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
         fix_interval_ms: 1000,
         start: None,
         lang: Lang::Zh,
+        autosync: None,
     });
     let (addr, app) = gridwalk::app::harness::bind("127.0.0.1:0".parse().unwrap(), make)
         .await

@@ -38,6 +38,7 @@ fn services(store: Arc<Mutex<Store>>, start: Route) -> Services {
         fix_interval_ms: 60_000,
         start: Some(start),
         lang: Lang::Zh,
+        autosync: None,
     }
 }
 
@@ -331,6 +332,15 @@ fn every_screen_renders_from_the_demo_store() {
         (
             Route::HouseholdPage { id: hh },
             &["成员", "走访记录", "保存走访"],
+        ),
+        (
+            Route::Settings {},
+            &[
+                "县级服务器地址",
+                "检查并保存",
+                "重新登录",
+                "获取县里反馈的间隔",
+            ],
         ),
     ];
     for (route, expect) in cases {

@@ -28,6 +28,7 @@ pub fn Shell() -> Element {
             if patrol_running {
                 Link { class: "rec-dot", to: Route::PatrolPage {}, {t(l, "● 巡防记录中", "● Patrol recording")} }
             }
+            Link { class: "settings-link", id: "open-settings", to: Route::Settings {}, {t(l, "设置", "Settings")} }
             button {
                 class: "lang",
                 id: "lang-switch",

@@ -5,20 +5,25 @@
 
 use dioxus::prelude::*;
 
+use crate::app::autosync::use_autosync;
 use crate::app::components::ErrorNote;
 use crate::app::conflicts::{ConflictRow, RejectionRow, Side, describe, describe_rejection};
 use crate::app::i18n::{t, use_lang};
-use crate::app::sync_port::{SyncFailure, SyncPhase, SyncProgress, SyncReport};
+use crate::app::sync_port::SyncPhase;
+use crate::app::views::settings::SignInAgain;
 use crate::app::views::today::LAST_SYNC_KEY;
-use crate::app::{bump, use_services, use_session, use_store};
+use crate::app::{Route, bump, use_services, use_session, use_store};
 use crate::domain::codes::Lang;
+use crate::sync::schedule::{Event, Reason, Status};
 
-#[derive(Clone, PartialEq)]
-enum State {
-    Idle,
-    Running,
-    Done(SyncReport),
-    Failed(SyncFailure),
+fn reason_label(l: Lang, r: Reason) -> &'static str {
+    match r {
+        Reason::Tapped => t(l, "手动同步", "tapped"),
+        Reason::Urgent => t(l, "紧急事件立即上传", "urgent record"),
+        Reason::Saved => t(l, "保存后自动上传", "after a save"),
+        Reason::Reachable => t(l, "网络恢复后自动同步", "server reachable again"),
+        Reason::Feedback => t(l, "定时获取县里反馈", "fetching county feedback"),
+    }
 }
 
 fn phase_label(l: Lang, p: SyncPhase) -> &'static str {
@@ -31,12 +36,10 @@ fn phase_label(l: Lang, p: SyncPhase) -> &'static str {
 
 #[component]
 pub fn SyncPage() -> Element {
-    let services = use_services();
     let session = use_session();
     let store = use_store();
+    let auto = use_autosync();
     let l = *use_lang().read();
-    let mut state = use_signal(|| State::Idle);
-    let mut progress = use_signal(|| [None::<SyncProgress>; 3]);
     let _rev = session.rev.read();
     let info = store.read(|s| {
         Ok((
@@ -58,33 +61,15 @@ pub fn SyncPage() -> Element {
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
     let run = move |_| {
-        if *state.peek() == State::Running {
-            return;
+        if !auto.syncing() {
+            auto.send(Event::Tapped);
         }
-        state.set(State::Running);
-        progress.set([None; 3]);
-        let sync = services.sync.clone();
-        let store = store.clone();
-        spawn(async move {
-            let on_progress = Box::new(move |p: SyncProgress| {
-                let i = match p.phase {
-                    SyncPhase::Upload => 0,
-                    SyncPhase::Download => 1,
-                    SyncPhase::Photos => 2,
-                };
-                progress.write()[i] = Some(p);
-            });
-            let res = sync.sync(store.0.clone(), on_progress).await;
-            match res {
-                Ok(r) => state.set(State::Done(r)),
-                Err(e) => state.set(State::Failed(e)),
-            }
-            bump(session);
-        });
     };
-    let retry = run.clone();
-    let st = state();
-    let running = st == State::Running;
+    let retry = run;
+    let status = auto.status.read().to_owned();
+    let running = status == Some(Status::Syncing);
+    let signed_out = status == Some(Status::NeedsSignIn);
+    let last_run = auto.last.read().clone();
     rsx! {
         section { class: "sync",
             h1 { {t(l, "同步", "Sync")} }
@@ -94,12 +79,23 @@ pub fn SyncPage() -> Element {
                 {crate::app::local_stamp(last.as_deref(), t(l, "从未", "never"))}
             }
             p { id: "sync-pending", class: "pending", {t(l, "待上传 ", "Waiting to upload ")} strong { "{pending}" } {t(l, " 项", " items")} }
+            if let Some(st) = status {
+                p { id: "sync-state", class: if st.is_ok() { "pill ok" } else { "pill warn" },
+                    {if l == Lang::Zh { st.zh() } else { st.en() }} }
+                p { class: "hint", {t(l, "有网络时会自动同步：保存几秒后上传，紧急事件立即上传，并定时获取县里反馈。",
+                    "With a network the app syncs by itself: records go up a few seconds after saving, emergencies at once, and county feedback comes down regularly.")} }
+            }
+            if signed_out {
+                div { class: "note warn", id: "sync-signin",
+                    SignInAgain {}
+                }
+            }
             button { id: "sync-now", class: "big primary", disabled: running, onclick: run,
                 if running { {t(l, "正在同步…", "Syncing…")} } else { {t(l, "立即同步", "Sync now")} } }
             div { class: "phases",
                 for (i, ph) in [SyncPhase::Upload, SyncPhase::Download, SyncPhase::Photos].into_iter().enumerate() {
                     {
-                        let p = progress.read()[i];
+                        let p = auto.progress.read()[i];
                         let pct = p.map(|p| (p.done * 100).checked_div(p.total).unwrap_or(100).min(100)).unwrap_or(0);
                         rsx! {
                             div { class: "phase", key: "{i}",
@@ -111,8 +107,13 @@ pub fn SyncPage() -> Element {
                     }
                 }
             }
-            match st {
-                State::Done(r) => rsx! {
+            if let Some(run) = &last_run {
+                p { class: "muted", id: "sync-last-run",
+                    {t(l, "最近一次", "Last run")} " " {crate::app::local_time(run.at, "%H:%M:%S")} " · " {reason_label(l, run.reason)}
+                }
+            }
+            match last_run.map(|r| r.result) {
+                Some(Ok(r)) => rsx! {
                     div { class: "note ok", id: "sync-summary",
                         {t(l, "同步完成：上传 ", "Done: sent ")} "{r.pushed}" {t(l, " 项，下载 ", ", received ")} "{r.pulled}"
                         {t(l, " 项，照片 ", ", photos ")} "{r.photos}"
@@ -128,12 +129,13 @@ pub fn SyncPage() -> Element {
                         }
                     }
                 },
-                State::Failed(e) => rsx! {
+                Some(Err(e)) => rsx! {
                     div { class: "note error", id: "sync-error", role: "alert", "{e.message}" }
                     if e.retryable { button { id: "sync-retry", class: "big", onclick: retry, {t(l, "重试", "Try again")} } }
                 },
-                _ => rsx! {},
+                None => rsx! {},
             }
+            Link { class: "more", id: "sync-settings", to: Route::Settings {}, {t(l, "服务器地址、重新登录、同步间隔 →", "Server address, sign in again, sync interval →")} }
             if !conflicts.is_empty() {
                 h2 { id: "conflicts-title", {t(l, "待裁定的冲突", "Conflicts waiting to be settled")} " ({conflicts.len()})" }
                 p { class: "hint", {t(l, "同一项被两处修改：先采用较晚的修改，另一值保留在此，由网格长或县里裁定。",

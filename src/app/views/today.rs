@@ -1,9 +1,10 @@
 //! Today: visits due today and overdue, my open records waiting for the county, new replies
-//! since the last sync, what waits to upload, the last sync, online state, and one large
+//! since the last sync, what waits to upload, the last sync, the server's state, and one large
 //! "上报隐患" button.
 
 use dioxus::prelude::*;
 
+use crate::app::autosync::use_autosync;
 use crate::app::components::{ErrorNote, Pill};
 use crate::app::i18n::{t, use_lang};
 use crate::app::{Route, use_services, use_session, use_store};
@@ -83,18 +84,11 @@ pub fn Today() -> Element {
         Ok(d) => d,
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
-    let online = use_online(day.server.clone());
     rsx! {
         section { class: "today",
             h1 { {t(l, "今日工作", "Today")} " · {today}" }
             div { class: "status-row",
-                span { class: if online() == Some(true) { "pill ok" } else { "pill warn" }, id: "online",
-                    match online() {
-                        Some(true) => t(l, "在线", "Online"),
-                        Some(false) => t(l, "离线（可照常工作）", "Offline (keep working)"),
-                        None => t(l, "离线可用", "Works offline"),
-                    }
-                }
+                OnlinePill { enrolled: day.server.is_some() }
                 span { class: "pill", id: "pending", {t(l, "待上传 ", "To upload ")} "{day.outbox}" }
                 span { class: "pill", id: "last-sync",
                     {t(l, "上次同步 ", "Last sync ")}
@@ -142,45 +136,34 @@ pub fn Today() -> Element {
     }
 }
 
-/// Whether the county server answers (a TCP connect to its host and port, every 30 s).
-/// `None` until enrolled or until the first check finishes.
-fn use_online(server: Option<String>) -> Signal<Option<bool>> {
-    let mut online = use_signal(|| None);
-    use_future(move || {
-        let server = server.clone();
-        async move {
-            let Some(addr) = server.as_deref().and_then(host_port) else {
-                return;
-            };
-            loop {
-                let ok = tokio::time::timeout(
-                    std::time::Duration::from_millis(1500),
-                    tokio::net::TcpStream::connect(addr.clone()),
-                )
-                .await
-                .map(|r| r.is_ok())
-                .unwrap_or(false);
-                online.set(Some(ok));
-                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-            }
-        }
-    });
-    online
-}
-
-/// `host:port` of an http(s) URL.
-pub fn host_port(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let host = rest.split('/').next()?;
-    if host.is_empty() {
-        return None;
-    }
-    if host.contains(':') {
-        Some(host.to_owned())
-    } else {
-        Some(format!(
-            "{host}:{}",
-            if scheme == "https" { 443 } else { 80 }
-        ))
+/// The truth about the county server, from the sync task: 在线 only after a success in the
+/// last minute, 离线 at once after a failure. Its own component, so its countdown re-renders
+/// only the pill. Opens the Sync screen.
+#[component]
+pub fn OnlinePill(enrolled: bool) -> Element {
+    let l = *use_lang().read();
+    let auto = use_autosync();
+    let status = *auto.status.read();
+    let (class, text) = match status {
+        Some(s) => (
+            if s.is_ok() { "pill ok" } else { "pill warn" },
+            if l == Lang::Zh { s.zh() } else { s.en() },
+        ),
+        None if enrolled => (
+            "pill",
+            t(l, "自动同步未开启", "Syncing by itself is off").into(),
+        ),
+        None => (
+            "pill",
+            t(
+                l,
+                "未登记服务器，可离线工作",
+                "No server enrolled; works offline",
+            )
+            .into(),
+        ),
+    };
+    rsx! {
+        Link { class: class, id: "online", to: Route::SyncPage {}, "{text}" }
     }
 }

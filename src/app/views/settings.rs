@@ -1,0 +1,238 @@
+//! Settings: the county server's address (checked with its `/healthz` before it is saved;
+//! the store and its outbox stay), signing in again on this store when the session expired or
+//! was revoked (only its own worker), and how often the app fetches the county's feedback.
+
+use dioxus::prelude::*;
+
+use crate::app::autosync::{FEEDBACK_CHOICES, FEEDBACK_MINUTES, use_autosync};
+use crate::app::components::ErrorNote;
+use crate::app::i18n::{t, use_lang};
+use crate::app::{bump, use_services, use_session, use_store};
+use crate::store::sync::SERVER_URL;
+use crate::sync::schedule::{Config, Event};
+
+/// What a settings form is doing.
+#[derive(Clone, PartialEq)]
+enum Step {
+    Idle,
+    Busy,
+    Done(String),
+    Failed(String),
+}
+
+#[component]
+pub fn Settings() -> Element {
+    let l = *use_lang().read();
+    rsx! {
+        section { class: "settings",
+            h1 { {t(l, "设置", "Settings")} }
+            ServerAddress {}
+            SignInAgain {}
+            FeedbackInterval {}
+        }
+    }
+}
+
+/// A URL a worker may type: http(s), a host, nothing else.
+fn check_address(url: &str) -> Result<String, &'static str> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("地址须以 http:// 或 https:// 开头，如 http://192.168.1.10:8080 (start with http:// or https://)")?;
+    if rest.is_empty() || rest.contains(char::is_whitespace) {
+        return Err(
+            "地址里缺少服务器名或含有空格，如 http://192.168.1.10:8080 (a host is needed, no spaces)",
+        );
+    }
+    Ok(url.to_owned())
+}
+
+#[component]
+fn ServerAddress() -> Element {
+    let l = *use_lang().read();
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let auto = use_autosync();
+    let _rev = session.rev.read();
+    let current = store.read(|s| s.meta(SERVER_URL)).ok().flatten();
+    let mut typed = use_signal(|| current.clone().unwrap_or_default());
+    let mut step = use_signal(|| Step::Idle);
+    let save = move |_| {
+        if *step.peek() == Step::Busy {
+            return;
+        }
+        let url = match check_address(&typed.peek()) {
+            Ok(u) => u,
+            Err(e) => {
+                step.set(Step::Failed(e.into()));
+                return;
+            }
+        };
+        step.set(Step::Busy);
+        let sync = services.sync.clone();
+        let store = store.clone();
+        spawn(async move {
+            match sync.check_server(&url).await {
+                Ok(()) => match store.write(|s| s.set_meta(SERVER_URL, &url)) {
+                    Ok(()) => {
+                        auto.send(Event::ServerChanged);
+                        typed.set(url.clone());
+                        step.set(Step::Done(format!(
+                            "已保存：{url}。待上传的记录会自动发往新地址 (saved; waiting records go to the new address)"
+                        )));
+                        bump(session);
+                    }
+                    Err(e) => step.set(Step::Failed(format!("保存失败：{e}"))),
+                },
+                Err(f) => step.set(Step::Failed(f.message)),
+            }
+        });
+    };
+    let st = step();
+    rsx! {
+        h2 { {t(l, "县级服务器地址", "County server address")} }
+        p { class: "muted", id: "settings-server-now",
+            {t(l, "当前：", "Now: ")} {current.unwrap_or_else(|| t(l, "未登记", "not enrolled").into())}
+        }
+        label { class: "field",
+            span { class: "field-label", {t(l, "服务器地址", "Server address")} }
+            input { id: "settings-server", value: "{typed}", inputmode: "url", autocomplete: "off",
+                oninput: move |e| { typed.set(e.value()); step.set(Step::Idle); } }
+            if let Step::Failed(e) = &st { span { class: "field-error", role: "alert", id: "settings-server-error", "{e}" } }
+        }
+        p { class: "hint", {t(l, "保存前会先检查该地址能否连上县级服务器；本机数据和待上传记录都会保留。",
+            "The address is checked before it is saved; this phone's data and waiting records stay.")} }
+        button { id: "settings-server-save", class: "big", disabled: st == Step::Busy, onclick: save,
+            if st == Step::Busy { {t(l, "正在检查…", "Checking…")} } else { {t(l, "检查并保存", "Check and save")} } }
+        if let Step::Done(m) = &st { p { class: "note ok", id: "settings-server-saved", "{m}" } }
+    }
+}
+
+/// Signing in again on this store: the same worker, a new token; queued entries stay and go
+/// up with the next sync. Also on the Sync screen when the session has run out.
+#[component]
+pub fn SignInAgain() -> Element {
+    let l = *use_lang().read();
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let auto = use_autosync();
+    let _rev = session.rev.read();
+    let (worker, pending) = store
+        .read(|s| Ok((s.worker().to_owned(), s.outbox_len()?)))
+        .unwrap_or_default();
+    let mut username = use_signal(|| worker.clone());
+    let mut password = use_signal(String::new);
+    let mut step = use_signal(|| Step::Idle);
+    let submit = move |_| {
+        if *step.peek() == Step::Busy {
+            return;
+        }
+        if username.peek().trim().is_empty() || password.peek().is_empty() {
+            step.set(Step::Failed(
+                "请填写用户名和密码 (username and password needed)".into(),
+            ));
+            return;
+        }
+        step.set(Step::Busy);
+        let sync = services.sync.clone();
+        let store = store.clone();
+        let (u, p) = (username.peek().clone(), password.peek().clone());
+        spawn(async move {
+            match sync.sign_in_again(&u, &p, store.0.clone()).await {
+                Ok(()) => {
+                    password.set(String::new());
+                    auto.send(Event::SignedIn);
+                    step.set(Step::Done(
+                        "已重新登录，待上传的记录会自动上传 (signed in; waiting records go up by themselves)".into(),
+                    ));
+                    bump(session);
+                }
+                Err(f) => step.set(Step::Failed(f.message)),
+            }
+        });
+    };
+    let st = step();
+    rsx! {
+        h2 { id: "signin-title", {t(l, "重新登录", "Sign in again")} }
+        p { class: "hint",
+            {t(l, "登录过期或被撤销时在此重新登录。本机的 ", "When the sign-in has expired or was revoked, sign in again here. This phone's ")}
+            strong { "{pending}" }
+            {t(l, " 项待上传记录会保留，登录后自动上传。只有本机的网格员「", " waiting records stay and go up after signing in. Only this phone's worker (")}
+            "{worker}"
+            {t(l, "」本人可以登录。", ") may sign in.")}
+        }
+        label { class: "field",
+            span { class: "field-label", {t(l, "用户名", "Username")} }
+            input { id: "signin-username", value: "{username}", autocomplete: "username",
+                oninput: move |e| { username.set(e.value()); step.set(Step::Idle); } }
+        }
+        label { class: "field",
+            span { class: "field-label", {t(l, "密码", "Password")} }
+            input { id: "signin-password", r#type: "password", value: "{password}",
+                oninput: move |e| { password.set(e.value()); step.set(Step::Idle); } }
+        }
+        if let Step::Failed(e) = &st { ErrorNote { text: e.clone() } }
+        button { id: "signin-again", class: "big primary", disabled: st == Step::Busy, onclick: submit,
+            if st == Step::Busy { {t(l, "正在登录…", "Signing in…")} } else { {t(l, "登录", "Sign in")} } }
+        if let Step::Done(m) = &st { p { class: "note ok", id: "signin-done", "{m}" } }
+    }
+}
+
+#[component]
+fn FeedbackInterval() -> Element {
+    let l = *use_lang().read();
+    let session = use_session();
+    let store = use_store();
+    let _rev = session.rev.read();
+    let minutes = store
+        .read(|s| s.meta(FEEDBACK_MINUTES))
+        .ok()
+        .flatten()
+        .and_then(|m| m.parse::<u64>().ok())
+        .unwrap_or(Config::default().feedback_every.as_secs() / 60);
+    let mut error = use_signal(|| None::<String>);
+    let change = move |e: FormEvent| {
+        let v = e.value();
+        match store.write(|s| s.set_meta(FEEDBACK_MINUTES, &v)) {
+            Ok(()) => {
+                error.set(None);
+                bump(session);
+            }
+            Err(e) => error.set(Some(format!("保存失败：{e}"))),
+        }
+    };
+    rsx! {
+        h2 { {t(l, "自动同步", "Syncing by itself")} }
+        p { class: "hint", {t(l,
+            "有网络时，保存记录几秒后自动上传，紧急事件立即上传；并按下面的间隔获取县里的反馈。",
+            "With a network, records go up a few seconds after saving (emergencies at once), and the county's feedback comes down at this interval.")} }
+        label { class: "field",
+            span { class: "field-label", {t(l, "获取县里反馈的间隔", "Fetch county feedback every")} }
+            select { id: "settings-feedback", onchange: change,
+                for m in FEEDBACK_CHOICES {
+                    option { value: "{m}", selected: m == minutes, "{m} " {t(l, "分钟", "min")} }
+                }
+            }
+        }
+        if let Some(e) = error() { ErrorNote { text: e } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_address;
+
+    #[test]
+    fn an_address_needs_a_scheme_and_a_host() {
+        assert_eq!(
+            check_address(" http://127.0.0.1:8080/ ").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(check_address("127.0.0.1:8080").is_err());
+        assert!(check_address("http://").is_err());
+        assert!(check_address("http://a b").is_err());
+    }
+}
