@@ -1,5 +1,7 @@
 //! The one integration-test binary (one link on two cores): a module per area.
 
+#[cfg(all(feature = "app", feature = "server"))]
+mod app_autosync;
 #[cfg(feature = "browser")]
 mod app_browser;
 #[cfg(all(feature = "browser", feature = "server"))]
