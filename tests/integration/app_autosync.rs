@@ -399,3 +399,82 @@ async fn the_app_syncs_with_no_click_when_the_server_comes_back_in_a_real_browse
     );
     on_server_once(&server, &[hazard_id]).await;
 }
+
+/// A server that answers every request the same way.
+async fn answering(status: u16, body: &'static str) -> String {
+    let app = axum::Router::new().fallback(move || async move {
+        (
+            axum::http::StatusCode::from_u16(status).unwrap(),
+            [("content-type", "application/json")],
+            body,
+        )
+    });
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_server_gives_a_chinese_state_and_loses_nothing() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (_dir, store) = store();
+    let port = ClientSync;
+    port.enrol(&server.url, "worker-a", "gridwalk-demo", store.clone())
+        .await
+        .unwrap();
+    let queued = queue_hazards(&store, server.county.grids[0].grid.id, 2).await;
+    let real = store.lock().unwrap().meta(SERVER_URL).unwrap().unwrap();
+    let cases: [(u16, &'static str, Failure, &str); 5] = [
+        (
+            500,
+            r#"{"error":"internal","message":"boom"}"#,
+            Failure::Retryable,
+            "服务器暂时无法处理",
+        ),
+        (
+            503,
+            "<html>bad gateway</html>",
+            Failure::Retryable,
+            "服务器暂时无法处理",
+        ),
+        (
+            429,
+            r#"{"error":"rate_limited","message":"slow down"}"#,
+            Failure::Retryable,
+            "服务器暂时无法处理",
+        ),
+        (
+            426,
+            r#"{"error":"upgrade","message":"protocol 9","expected":9}"#,
+            Failure::NeedsUpdate,
+            "服务器需要更新版本的应用",
+        ),
+        (
+            200,
+            "this is not json",
+            Failure::Retryable,
+            "服务器暂时无法处理",
+        ),
+    ];
+    for (status, body, kind, zh) in cases {
+        let url = answering(status, body).await;
+        store.lock().unwrap().set_meta(SERVER_URL, &url).unwrap();
+        let e = port
+            .sync(store.clone(), Box::new(|_| {}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, kind, "{status} {body}: {e:?}");
+        assert!(e.message.starts_with(zh), "{status}: {}", e.message);
+        assert_eq!(
+            store.lock().unwrap().outbox_len().unwrap(),
+            2,
+            "{status}: nothing lost"
+        );
+    }
+    // Back to the real server: each queued entry goes up once.
+    store.lock().unwrap().set_meta(SERVER_URL, &real).unwrap();
+    port.sync(store.clone(), Box::new(|_| {})).await.unwrap();
+    assert_eq!(store.lock().unwrap().outbox_len().unwrap(), 0);
+    on_server_once(&server, &queued).await;
+}
