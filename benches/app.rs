@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveTime, Utc};
 use dioxus::prelude::*;
 use geo::Centroid;
-use gridwalk::app::platform::{FileCamera, FixedLocation};
+use gridwalk::app::platform::{FixedLocation, NoCamera};
 use gridwalk::app::sync_port::NoSyncClient;
 use gridwalk::app::{App, AppProps, Route, Services};
 use gridwalk::demo::{County, CountySpec, seed_device};
@@ -55,7 +55,7 @@ fn services(
         db_path: None,
         store: Some(store),
         location: Arc::new(FixedLocation::new(here, 0.0)),
-        camera: Arc::new(FileCamera),
+        camera: Arc::new(NoCamera),
         sync: Arc::new(NoSyncClient),
         clock: Arc::new(move || now),
         fix_interval_ms: 60_000,

@@ -26,6 +26,7 @@ pub mod drafts;
 #[cfg(feature = "browser")]
 pub mod harness;
 pub mod i18n;
+pub mod photo;
 pub mod platform;
 pub mod sync_port;
 pub mod views;

@@ -1,8 +1,8 @@
 //! Location and camera behind small traits, so the desktop build, the browser harness and the
 //! tests each plug in their own: desktop and harness use a configurable fixed point (or a slow
-//! simulated walk) and photos from files; tests use fakes.
+//! simulated walk); tests use fakes. Photos come through the webview's file input everywhere
+//! (`capture` opens the camera on phones); [`Camera`] is for a platform whose webview cannot.
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::domain::geo::GeoPoint;
@@ -12,13 +12,8 @@ use crate::domain::geo::GeoPoint;
 pub enum PlatformError {
     #[error("no location fix: {0}")]
     NoFix(String),
-    #[error("could not read the photo {path}: {source}")]
-    Photo {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{0} is not a JPEG, PNG or WebP photo")]
-    NotAPhoto(String),
+    #[error("{0}")]
+    Camera(String),
 }
 
 /// Where the device is now.
@@ -36,10 +31,13 @@ pub struct Photo {
     pub name: String,
 }
 
-/// Where photos come from.
+/// A camera the app opens itself, where the webview's file input cannot (none on desktop and
+/// in the browser harness: the file input is the picker there, and the camera on phones).
 pub trait Camera: Send + Sync {
-    /// Reads a photo from a path the worker typed or picked.
-    fn read_path(&self, path: &str) -> Result<Photo, PlatformError>;
+    /// Whether there is such a camera (the form shows its button only then).
+    fn available(&self) -> bool;
+    /// Takes a photo.
+    fn take(&self) -> Result<Photo, PlatformError>;
 }
 
 /// Desktop and harness location: a fixed point, optionally walking `step_m` metres east with
@@ -80,27 +78,18 @@ impl Location for FixedLocation {
     }
 }
 
-/// Photos read from files (desktop; the webview's own file picker also feeds the same path).
-pub struct FileCamera;
+/// No camera of the app's own: photos come through the file input.
+pub struct NoCamera;
 
 pub use crate::domain::model::sniff_mime;
 
-impl Camera for FileCamera {
-    fn read_path(&self, path: &str) -> Result<Photo, PlatformError> {
-        let p = PathBuf::from(path.trim());
-        let bytes = std::fs::read(&p).map_err(|source| PlatformError::Photo {
-            path: p.display().to_string(),
-            source,
-        })?;
-        let mime =
-            sniff_mime(&bytes).ok_or_else(|| PlatformError::NotAPhoto(p.display().to_string()))?;
-        Ok(Photo {
-            mime: mime.to_owned(),
-            name: p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            bytes,
-        })
+impl Camera for NoCamera {
+    fn available(&self) -> bool {
+        false
+    }
+    fn take(&self) -> Result<Photo, PlatformError> {
+        Err(PlatformError::Camera(
+            "此设备没有可直接打开的相机，请用“选择照片”拍摄或选取 (no camera here: use the photo picker)".into(),
+        ))
     }
 }

@@ -252,7 +252,7 @@ mod app_cmd {
     use chrono::Utc;
     use geo::Centroid;
     use gridwalk::app::client_sync::ClientSync;
-    use gridwalk::app::platform::{FileCamera, FixedLocation, Location, PlatformError};
+    use gridwalk::app::platform::{FixedLocation, Location, NoCamera, PlatformError};
     use gridwalk::app::sync_port::SyncPort;
     use gridwalk::app::{MakeServices, Services};
     use gridwalk::demo::{County, CountySpec, seed_device};
@@ -417,7 +417,7 @@ mod app_cmd {
                 db_path: Some(db.clone()),
                 store: None::<Arc<Mutex<Store>>>,
                 location,
-                camera: Arc::new(FileCamera),
+                camera: Arc::new(NoCamera),
                 sync,
                 clock: Arc::new(Utc::now),
                 fix_interval_ms: interval,

@@ -1,6 +1,6 @@
 // Drives the gridwalk app in headless Chromium through the liveview harness:
 // unlock with the PIN, record a visit, log a hazard with a photo and location, run a patrol,
-// register a dispute with a mediation session. Usage: node flows.mjs <url> <photo.png>
+// register a dispute with a mediation session. Usage: node flows.mjs <url> <photo.jpg>
 // Exits non-zero on the first failed step; the Rust test then checks the device store.
 import { chromium } from 'playwright-core';
 
@@ -44,8 +44,8 @@ try {
   await page.selectOption('#hz-severity', 'HIGH');
   await page.fill('#hz-description', '三单元楼道内有电动车充电，飞线');
   await page.fill('#hz-place', '3号楼3单元');
-  await page.fill('#photo-path', photo);
-  await page.click('#photo-add');
+  // The phone's own picker: the file input (the liveview harness reads it in the page).
+  await page.setInputFiles('#photo-file', photo);
   await page.waitForSelector('.photo-list li');
   await page.waitForSelector('#loc-grid >> text=所在网格');
   await page.click('#hz-submit');

@@ -280,7 +280,7 @@ fn fast() -> gridwalk::sync::schedule::Config {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium and tests/browser/node_modules: run by scripts/test-app.sh"]
 async fn the_app_syncs_with_no_click_when_the_server_comes_back_in_a_real_browser() {
-    use gridwalk::app::platform::{FileCamera, FixedLocation};
+    use gridwalk::app::platform::{FixedLocation, NoCamera};
     use gridwalk::app::{MakeServices, Services};
     use gridwalk::domain::codes::{Domain, Lang};
     use gridwalk::domain::geo::GeoPoint;
@@ -306,7 +306,7 @@ async fn the_app_syncs_with_no_click_when_the_server_comes_back_in_a_real_browse
         db_path: Some(db2.clone()),
         store: None::<Arc<Mutex<Store>>>,
         location: Arc::new(FixedLocation::new(here, 0.0)),
-        camera: Arc::new(FileCamera),
+        camera: Arc::new(NoCamera),
         sync: Arc::new(ClientSync),
         clock: Arc::new(Utc::now),
         fix_interval_ms: 1000,

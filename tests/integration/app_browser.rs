@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use geo::Centroid;
-use gridwalk::app::platform::{FileCamera, FixedLocation};
+use gridwalk::app::platform::{FixedLocation, NoCamera};
 use gridwalk::app::sync_port::NoSyncClient;
 use gridwalk::app::{MakeServices, Services};
 use gridwalk::demo::seed_device;
@@ -19,14 +19,11 @@ use gridwalk::store::records::RecordQuery;
 
 use crate::util::small_county;
 
-/// The smallest valid PNG (1×1).
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
-    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0,
-    0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
-    0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-];
+/// A phone photo as a picker hands it over: 2,400×1,200 pixels, taken turned (EXIF
+/// orientation 6) and carrying a GPS position in its EXIF.
+fn phone_photo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos/pole-gps.jpg")
+}
 
 #[test]
 #[ignore = "needs chromium and tests/browser/node_modules: run by scripts/test-app.sh"]
@@ -38,8 +35,7 @@ fn worker_flows_in_a_real_browser() {
         let mut s = Store::open_encrypted(&db, "123456").unwrap();
         seed_device(&mut s, &county, &[0], "worker-a").unwrap();
     }
-    let photo = dir.path().join("hazard.png");
-    std::fs::write(&photo, PNG).unwrap();
+    let photo = phone_photo();
     let c = county.grids[0].grid.boundary.centroid().unwrap();
     let here = GeoPoint::new(c.x(), c.y(), Some(6.0)).unwrap();
     let db2 = db.clone();
@@ -48,7 +44,7 @@ fn worker_flows_in_a_real_browser() {
         store: None::<Arc<Mutex<Store>>>,
         // A slow walk: 4 m east per fix, a fix every 150 ms, so the live distance moves.
         location: Arc::new(FixedLocation::new(here, 4.0)),
-        camera: Arc::new(FileCamera),
+        camera: Arc::new(NoCamera),
         sync: Arc::new(NoSyncClient),
         clock: Arc::new(chrono::Utc::now),
         fix_interval_ms: 150,
@@ -92,7 +88,16 @@ fn worker_flows_in_a_real_browser() {
         .expect("hazard");
     let h: Hazard = s.record(hazard.id).unwrap();
     assert_eq!(h.common.photos.len(), 1, "the photo is attached");
-    assert_eq!(s.photo(&h.common.photos[0]).unwrap().0, PNG);
+    // Stored upright, scaled to its long edge, re-encoded without its EXIF (no GPS, no serial).
+    let (stored, mime) = s.photo(&h.common.photos[0]).unwrap();
+    assert_eq!(mime, "image/jpeg");
+    assert!(!stored.windows(4).any(|w| w == b"Exif"), "EXIF dropped");
+    let img = image::load_from_memory(&stored).unwrap();
+    assert_eq!(
+        (img.width(), img.height()),
+        (800, 1600),
+        "upright, long edge 1600"
+    );
     let loc = h.common.location.expect("location captured");
     assert_eq!(loc.accuracy_m, Some(6.0));
     assert_eq!(

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use gridwalk::app::client_sync::ClientSync;
-use gridwalk::app::platform::{FileCamera, FixedLocation};
+use gridwalk::app::platform::{FixedLocation, NoCamera};
 use gridwalk::app::{MakeServices, Services};
 use gridwalk::domain::codes::{Domain, Lang};
 use gridwalk::domain::geo::GeoPoint;
@@ -33,7 +33,7 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
         db_path: Some(db2.clone()),
         store: None::<Arc<Mutex<Store>>>,
         location: Arc::new(FixedLocation::new(here, 0.0)),
-        camera: Arc::new(FileCamera),
+        camera: Arc::new(NoCamera),
         sync: Arc::new(ClientSync),
         clock: Arc::new(chrono::Utc::now),
         fix_interval_ms: 1000,

@@ -11,7 +11,7 @@ use dioxus::dioxus_core::{ElementId, Mutation};
 use dioxus::html::{PlatformEventData, SerializedHtmlEventConverter, SerializedMouseData};
 use dioxus::prelude::*;
 use geo::Centroid;
-use gridwalk::app::platform::{FileCamera, FixedLocation};
+use gridwalk::app::platform::{FixedLocation, NoCamera};
 use gridwalk::app::sync_port::NoSyncClient;
 use gridwalk::app::{App, AppProps, Route, Services};
 use gridwalk::domain::codes::{Coded, Lang, Tag};
@@ -32,7 +32,7 @@ fn services(store: Arc<Mutex<Store>>, start: Route) -> Services {
         db_path: None,
         store: Some(store),
         location: Arc::new(FixedLocation::new(here, 0.0)),
-        camera: Arc::new(FileCamera),
+        camera: Arc::new(NoCamera),
         sync: Arc::new(NoSyncClient),
         clock: Arc::new(now),
         fix_interval_ms: 60_000,
@@ -677,23 +677,46 @@ fn the_sync_screen_lists_what_the_county_refused_until_the_worker_dismisses_it()
     assert!(!html.contains("该网格已不在你的负责范围内"), "{html}");
 }
 
-/// A camera that hands out a new small JPEG on every shot.
+/// A camera that hands out a new small JPEG (a real one: it is decoded and re-encoded) on
+/// every shot.
 struct TestCamera(Mutex<u32>);
 
 impl gridwalk::app::platform::Camera for TestCamera {
-    fn read_path(
+    fn available(&self) -> bool {
+        true
+    }
+    fn take(
         &self,
-        _path: &str,
     ) -> Result<gridwalk::app::platform::Photo, gridwalk::app::platform::PlatformError> {
         let mut n = self.0.lock().unwrap();
         *n += 1;
-        let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
-        bytes.extend_from_slice(format!("shot {n}").as_bytes());
+        let shade = (*n * 60) as u8;
+        let img = image::RgbImage::from_pixel(32, 24, image::Rgb([shade, 120, 200]));
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut bytes)
+            .encode_image(&img)
+            .unwrap();
         Ok(gridwalk::app::platform::Photo {
             bytes,
             mime: "image/jpeg".into(),
             name: format!("现场{n}.jpg"),
         })
+    }
+}
+
+/// Runs the app's tasks (photos are prepared off the UI thread) until `done` or 10 s.
+fn pump(rt: &tokio::runtime::Runtime, d: &mut VirtualDom, done: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the app's tasks did not finish"
+        );
+        rt.block_on(async {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(50), d.wait_for_work()).await;
+        });
+        d.render_immediate_to_vec();
     }
 }
 
@@ -730,9 +753,15 @@ fn a_hazard_draft_keeps_its_photos_when_the_worker_leaves_and_comes_back() {
     {
         let mut d = open();
         let edits = d.rebuild_to_vec().edits;
-        let add = element_with(&edits, "data-add-photo", "hazard").expect("the add button");
+        let add = element_with(&edits, "data-add-photo", "hazard").expect("the camera button");
         click(&mut d, add);
+        pump(&rt, &mut d, || {
+            store.lock().unwrap().staged_photos("hazard").unwrap().len() == 1
+        });
         click(&mut d, add);
+        pump(&rt, &mut d, || {
+            store.lock().unwrap().staged_photos("hazard").unwrap().len() == 2
+        });
         let html = dioxus_ssr::render(&d);
         assert!(
             html.contains("现场1.jpg") && html.contains("现场2.jpg"),

@@ -8,13 +8,13 @@ use dioxus::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::app::components::{ErrorNote, Field, base64, code_options, err, err_prefix, parse_code};
+use crate::app::components::{ErrorNote, Field, code_options, err, err_prefix, parse_code};
 use crate::app::i18n::{t, use_lang};
-use crate::app::platform::{Photo, sniff_mime};
+use crate::app::photo;
 use crate::app::{Route, StoreHandle, bump, drafts, use_services, use_session, use_store};
 use crate::domain::codes::{
     Coded, DeliberationStage, DisputeCategory, Domain, EmergencyCategory, EmergencyLevel,
-    HazardCategory, OpinionCategory, PartyRole, ReportStage, Severity,
+    HazardCategory, Lang, OpinionCategory, PartyRole, ReportStage, Severity,
 };
 use crate::domain::geo::GeoPoint;
 use crate::domain::model::{
@@ -167,20 +167,48 @@ fn staged(store: &StoreHandle, form: &str) -> Result<Vec<StagedPhoto>, String> {
     store.read(|s| s.staged_photos(form))
 }
 
-/// Keeps a picked photo with the draft of `form` in the store and lists the draft's photos
-/// again, or says why it could not.
-fn stage(
-    store: &StoreHandle,
-    form: &str,
-    p: Photo,
+/// Keeps a picked photo with the draft of `form` in the store (prepared first: upright,
+/// scaled, re-encoded without metadata, off the UI thread) and lists the draft's photos again,
+/// or says beside the field why it could not. The rest of the form is untouched either way.
+#[allow(clippy::too_many_arguments)]
+async fn stage(
+    store: StoreHandle,
+    form: &'static str,
+    name: String,
+    bytes: Vec<u8>,
     now: chrono::DateTime<chrono::Utc>,
+    l: Lang,
     mut photos: Signal<Vec<StagedPhoto>>,
     mut error: Signal<Option<String>>,
 ) {
+    let n = name.clone();
+    let prepared = match tokio::task::spawn_blocking(move || photo::prepare(&n, &bytes)).await {
+        Ok(p) => p,
+        Err(e) => Err(photo::PhotoError::Corrupt {
+            name: name.clone(),
+            why: e.to_string(),
+        }),
+    };
+    let p = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            error.set(Some(e.message(l)));
+            return;
+        }
+    };
     match store
-        .write(|s| s.stage_photo(form, &p.bytes, &p.mime, &p.name, now))
-        .map_err(|e| e.to_string())
-        .and_then(|_| staged(store, form))
+        .write(|s| s.stage_photo(form, &p.bytes, p.mime, &name, now))
+        .map_err(|e| {
+            format!(
+                "{}：{e}",
+                t(
+                    l,
+                    "照片未能保存，请重试",
+                    "The photo could not be saved; try again"
+                )
+            )
+        })
+        .and_then(|_| staged(&store, form))
     {
         Ok(list) => {
             photos.set(list);
@@ -190,32 +218,105 @@ fn stage(
     }
 }
 
-/// Photos attached to a report while it is a draft: from the webview's picker or from a typed
-/// path. Each is kept in the store with the draft of `form` the moment it is added, so leaving
-/// the screen or closing the app loses none of them.
+/// A file the webview read itself (where the file event brings no bytes).
+#[derive(Deserialize)]
+struct PickedInPage {
+    name: String,
+    size: usize,
+    b64: Option<String>,
+}
+
+/// A picked file: its name and its bytes, or why they could not be had.
+type Picked = (String, Result<Vec<u8>, photo::PhotoError>);
+
+/// Reads the files chosen in the `photo-file` input inside the webview (FileReader), for
+/// platforms whose file event carries names but no bytes (the liveview harness: Dioxus's
+/// file data does not cross its websocket). Files over the limit come back without bytes.
+async fn read_in_page() -> Result<Vec<Picked>, String> {
+    let script = format!(
+        r#"const input = document.getElementById('photo-file');
+const files = Array.from((input && input.files) || []);
+const out = [];
+for (const f of files) {{
+  if (f.size > {max}) {{ out.push({{ name: f.name, size: f.size, b64: null }}); continue; }}
+  const buf = new Uint8Array(await f.arrayBuffer());
+  let s = '';
+  for (let i = 0; i < buf.length; i += 0x8000) s += String.fromCharCode.apply(null, buf.subarray(i, i + 0x8000));
+  out.push({{ name: f.name, size: f.size, b64: btoa(s) }});
+}}
+if (input) input.value = '';
+return out;"#,
+        max = photo::MAX_INPUT_BYTES
+    );
+    let picked: Vec<PickedInPage> = document::eval(&script)
+        .join()
+        .await
+        .map_err(|e| e.to_string())?;
+    use base64::Engine;
+    Ok(picked
+        .into_iter()
+        .map(|f| {
+            let bytes = match f.b64 {
+                Some(b) => base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|e| photo::PhotoError::Corrupt {
+                        name: f.name.clone(),
+                        why: e.to_string(),
+                    }),
+                None => Err(photo::PhotoError::TooLarge {
+                    name: f.name.clone(),
+                    size: f.size,
+                    max: photo::MAX_INPUT_BYTES,
+                }),
+            };
+            (f.name, bytes)
+        })
+        .collect())
+}
+
+/// The bytes of the files a file event chose: from the event where the platform gives them
+/// (desktop webview, phones), else read inside the page.
+async fn picked_files(files: Vec<dioxus::html::FileData>) -> Result<Vec<Picked>, String> {
+    let mut got = Vec::new();
+    for f in &files {
+        match f.read_bytes().await {
+            Ok(b) if !b.is_empty() || f.size() == 0 => got.push((f.name(), Ok(b.to_vec()))),
+            _ => return read_in_page().await,
+        }
+    }
+    if got.is_empty() {
+        return read_in_page().await;
+    }
+    Ok(got)
+}
+
+/// Photos attached to a report while it is a draft: the phone's own picker, which opens the
+/// camera (`capture`), or the platform's camera where the picker cannot. Each is kept in the
+/// store with the draft of `form` the moment it is added, so leaving the screen or closing the
+/// app loses none of them.
 #[component]
 fn PhotoPicker(form: &'static str, photos: Signal<Vec<StagedPhoto>>) -> Element {
     let services = use_services();
     let store = use_store();
     let l = *use_lang().read();
     let mut photos = photos;
-    let mut path = use_signal(String::new);
     let mut error = use_signal(|| None::<String>);
+    let mut busy = use_signal(|| 0usize);
     let list = photos();
-    // Thumbnails from the store's copy, so the worker sees which photos the draft holds.
+    // Thumbnails of the store's copies, so the worker sees which photos the draft holds.
     let thumbs: Vec<String> = list
         .iter()
         .map(|p| {
             store
                 .read(|s| s.photo(&p.sha256))
-                .map(|(b, m)| format!("data:{m};base64,{}", base64(&b)))
+                .map(|(b, _)| photo::thumbnail_url(&b))
                 .unwrap_or_default()
         })
         .collect();
     let (st_pick, sv_pick) = (store.clone(), services.clone());
-    let (st_add, st_rm) = (store.clone(), store.clone());
+    let (st_cam, st_rm) = (store.clone(), store.clone());
     rsx! {
-        div { class: "photos",
+        div { class: if error().is_some() { "photos field invalid" } else { "photos field" },
             span { class: "field-label", {t(l, "照片", "Photos")} " ({list.len()})" }
             ul { class: "photo-list", id: "photo-list",
                 for (p, src) in list.into_iter().zip(thumbs) {
@@ -231,34 +332,41 @@ fn PhotoPicker(form: &'static str, photos: Signal<Vec<StagedPhoto>>) -> Element 
                         }, "✕" } }
                 }
             }
-            input { id: "photo-file", r#type: "file", accept: "image/*", multiple: true,
+            label { class: "photo-pick big", r#for: "photo-file",
+                {t(l, "拍照或选择照片", "Take or choose photos")}
+            }
+            input { id: "photo-file", class: "photo-input", r#type: "file", accept: "image/*",
+                capture: "environment", multiple: true,
                 onchange: move |e| {
-                    for f in e.files() {
-                        let (st, sv) = (st_pick.clone(), sv_pick.clone());
-                        spawn(async move {
-                            match f.read_bytes().await {
-                                Ok(b) => match sniff_mime(&b) {
-                                    Some(m) => stage(&st, form, Photo { bytes: b.to_vec(), mime: m.into(), name: f.name() }, sv.now(), photos, error),
-                                    None => error.set(Some(format!("{} 不是照片 (not a photo)", f.name()))),
-                                },
-                                Err(e) => error.set(Some(e.to_string())),
+                    let files = e.files();
+                    let (st, sv) = (st_pick.clone(), sv_pick.clone());
+                    spawn(async move {
+                        busy += 1;
+                        match picked_files(files).await {
+                            Ok(picked) => {
+                                for (name, bytes) in picked {
+                                    match bytes {
+                                        Ok(b) => stage(st.clone(), form, name, b, sv.now(), l, photos, error).await,
+                                        Err(e) => error.set(Some(e.message(l))),
+                                    }
+                                }
                             }
-                        });
-                    }
+                            Err(e) => error.set(Some(format!("{}（{e}）", t(l, "没能读取所选照片，请重新选择", "The chosen photos could not be read; choose them again")))),
+                        }
+                        busy -= 1;
+                    });
                 }
             }
-            div { class: "row",
-                input { id: "photo-path", class: "grow", placeholder: t(l, "或输入照片文件路径", "or a photo file path"), value: "{path}",
-                    oninput: move |e| path.set(e.value()) }
-                button { id: "photo-add", class: "small", "data-add-photo": form, onclick: move |_| {
-                    let typed = path.peek().clone();
-                    match services.camera.read_path(&typed) {
-                        Ok(p) => { stage(&st_add, form, p, services.now(), photos, error); path.set(String::new()); }
+            if busy() > 0 { span { class: "muted", id: "photo-busy", {t(l, "正在处理照片…", "Preparing the photos…")} } }
+            if services.camera.available() {
+                button { id: "photo-camera", class: "small", "data-add-photo": form, onclick: move |_| {
+                    match services.camera.take() {
+                        Ok(p) => { spawn(stage(st_cam.clone(), form, p.name, p.bytes, services.now(), l, photos, error)); }
                         Err(e) => error.set(Some(e.to_string())),
                     }
-                }, {t(l, "添加", "Add")} }
+                }, {t(l, "用相机拍照", "Use the camera")} }
             }
-            if let Some(e) = error() { ErrorNote { text: e } }
+            if let Some(e) = error() { span { class: "field-error", role: "alert", id: "photo-error", "{e}" } }
         }
     }
 }
