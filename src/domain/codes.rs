@@ -171,6 +171,17 @@ coded_enum!(
     }
 );
 
+impl Severity {
+    /// The urgency a hazard of this severity is filed with: a 重大 hazard is urgent (its
+    /// deadlines are the urgent ones); the county may raise any record to MAJOR.
+    pub fn urgency(self) -> Urgency {
+        match self {
+            Severity::High => Urgency::Urgent,
+            Severity::Low | Severity::Medium => Urgency::Normal,
+        }
+    }
+}
+
 coded_enum!(
     /// Categories of 社情民意; the domain notes leave them open, these follow common county practice.
     OpinionCategory, "opinion category" {

@@ -7,8 +7,25 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 
+use super::records::{create_in, link_photo_in};
 use super::{Result, Store, ts};
+use crate::domain::model::EventRecord;
 use crate::domain::validate::ValidationErrors;
+
+/// The `meta` key of the draft of `form` (its fields as the form keeps them, JSON).
+pub fn draft_key(form: &str) -> String {
+    format!("draft:{form}")
+}
+
+/// What filing a draft did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filed {
+    /// The record is new, with this many photos.
+    New { photos: usize },
+    /// A record with the draft's id was already filed (a second tap, a retry): nothing was
+    /// written again.
+    Already,
+}
 
 /// A photo held by a draft.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +113,78 @@ impl Store {
         })
     }
 
+    /// Files the record a form's draft became, with every photo the draft holds, their outbox
+    /// entries and the draft's removal, in one transaction: a failure anywhere leaves the draft
+    /// as it was and nothing filed. The record's id is the draft's, so a second tap or a retry
+    /// after a crash finds the record already filed and writes nothing twice.
+    pub fn file_draft<T: EventRecord>(
+        &mut self,
+        form: &str,
+        record: &T,
+        now: DateTime<Utc>,
+    ) -> Result<Filed> {
+        self.file_draft_with(form, record, now, |_| Ok(()))
+    }
+
+    /// [`Store::file_draft`] with more written in the same transaction after the record (an
+    /// emergency's initial report): all of it or nothing.
+    pub fn file_draft_with<T: EventRecord>(
+        &mut self,
+        form: &str,
+        record: &T,
+        now: DateTime<Utc>,
+        then: impl FnOnce(&Connection) -> Result<()>,
+    ) -> Result<Filed> {
+        let id = record.common().id;
+        self.tx(|tx| {
+            let exists: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM records WHERE id = ?1)")?
+                .query_row([id.to_string()], |r| r.get(0))?;
+            if exists {
+                return Ok(Filed::Already);
+            }
+            create_in(tx, record, now)?;
+            let staged: Vec<(String, String, i64)> = tx
+                .prepare_cached(
+                    "SELECT d.sha256, p.mime, length(p.bytes) FROM draft_photos d
+                     JOIN photos p ON p.sha256 = d.sha256 WHERE d.form = ?1 ORDER BY d.position",
+                )?
+                .query_map([form], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (sha, mime, size) in &staged {
+                link_photo_in(tx, id, sha, mime, *size as usize, now)?;
+            }
+            then(tx)?;
+            tx.execute("DELETE FROM draft_photos WHERE form = ?1", [form])?;
+            super::set_meta(tx, &draft_key(form), "null")?;
+            Ok(Filed::New {
+                photos: staged.len(),
+            })
+        })
+    }
+
+    /// The id the record of the draft of `form` will have: the same for every submit of one
+    /// draft (so a second tap finds the record filed), a new one once that record exists.
+    /// A form reads it when it opens.
+    pub fn draft_id(&self, form: &str) -> Result<uuid::Uuid> {
+        let key = format!("draft-id:{form}");
+        if let Some(id) = self
+            .meta(&key)?
+            .and_then(|v| uuid::Uuid::parse_str(&v).ok())
+        {
+            let filed: bool = self
+                .conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM records WHERE id = ?1)")?
+                .query_row([id.to_string()], |r| r.get(0))?;
+            if !filed {
+                return Ok(id);
+            }
+        }
+        let id = crate::domain::model::new_id();
+        self.set_meta(&key, &id.to_string())?;
+        Ok(id)
+    }
+
     /// Empties the draft of `form` of photos (after it was submitted: the record holds them
     /// now; a photo nothing else holds is deleted).
     pub fn clear_staged_photos(&mut self, form: &str) -> Result<()> {
@@ -121,6 +210,93 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         "2026-11-29T09:30:00Z".parse().unwrap()
+    }
+
+    fn hazard(grid: uuid::Uuid) -> Hazard {
+        Hazard {
+            common: Common::new(Domain::Hazard, grid, "worker-a", now()),
+            category: HazardCategory::Fire,
+            severity: Severity::Low,
+            description: "楼道堆放杂物".into(),
+            place: "2号楼".into(),
+            owner: None,
+            due_date: None,
+        }
+    }
+
+    #[test]
+    fn a_draft_is_filed_once_with_its_photos_however_often_it_is_sent() {
+        let (mut s, grid) = crate::store::testing::store_with_grid();
+        s.set_meta(&draft_key("hazard"), r#"{"description":"楼道堆放杂物"}"#)
+            .unwrap();
+        let a = s
+            .stage_photo("hazard", b"\xFF\xD8\xFFa", "image/jpeg", "a.jpg", now())
+            .unwrap();
+        let b = s
+            .stage_photo("hazard", b"\xFF\xD8\xFFb", "image/jpeg", "b.jpg", now())
+            .unwrap();
+        let h = hazard(grid);
+        assert_eq!(
+            s.file_draft("hazard", &h, now()).unwrap(),
+            Filed::New { photos: 2 }
+        );
+        let filed: Hazard = s.record(h.common.id).unwrap();
+        assert_eq!(filed.common.photos, vec![a.clone(), b.clone()]);
+        // The record and one entry per photo.
+        assert_eq!(s.outbox_len().unwrap(), 3);
+        assert!(s.staged_photos("hazard").unwrap().is_empty());
+        assert_eq!(
+            s.meta(&draft_key("hazard")).unwrap().as_deref(),
+            Some("null")
+        );
+        // A second tap, a retry after a crash: the same record, nothing written again.
+        assert_eq!(s.file_draft("hazard", &h, now()).unwrap(), Filed::Already);
+        assert_eq!(s.outbox_len().unwrap(), 3);
+        assert_eq!(
+            s.records(&crate::store::records::RecordQuery::default())
+                .unwrap()
+                .iter()
+                .filter(|r| r.summary.contains("楼道堆放杂物"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_failure_between_the_record_and_its_photos_files_nothing() {
+        let (mut s, grid) = crate::store::testing::store_with_grid();
+        s.set_meta(&draft_key("hazard"), r#"{"description":"楼道堆放杂物"}"#)
+            .unwrap();
+        s.stage_photo("hazard", b"\xFF\xD8\xFFa", "image/jpeg", "a.jpg", now())
+            .unwrap();
+        // The photo's outbox entry fails after the record's was written.
+        s.conn()
+            .execute_batch(
+                "CREATE TEMP TRIGGER fail_photo BEFORE INSERT ON outbox WHEN NEW.kind = 'PHOTO'
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        let h = hazard(grid);
+        assert!(s.file_draft("hazard", &h, now()).is_err());
+        assert!(s.record::<Hazard>(h.common.id).is_err(), "no record");
+        assert_eq!(s.outbox_len().unwrap(), 0, "no entry");
+        assert_eq!(
+            s.staged_photos("hazard").unwrap().len(),
+            1,
+            "the draft keeps its photo"
+        );
+        assert!(
+            s.meta(&draft_key("hazard"))
+                .unwrap()
+                .unwrap()
+                .contains("楼道")
+        );
+        // Fixed, the same draft files whole.
+        s.conn().execute_batch("DROP TRIGGER fail_photo").unwrap();
+        assert_eq!(
+            s.file_draft("hazard", &h, now()).unwrap(),
+            Filed::New { photos: 1 }
+        );
     }
 
     #[test]

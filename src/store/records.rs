@@ -250,6 +250,123 @@ fn summary_from_row(r: &Row<'_>) -> Result<RecordSummary> {
     })
 }
 
+/// Adds an emergency's report (初报, 续报, 终报) and moves the emergency's status, inside the
+/// caller's transaction.
+pub fn add_emergency_report_in(
+    tx: &Connection,
+    rep: &EmergencyReport,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    rep.validate(now)?;
+    let (e, _) = read_any(tx, rep.emergency_id)?;
+    if e.domain() != Domain::Emergency {
+        return Err(ValidationErrors::single(
+            "emergency_id",
+            format!("{} is not an emergency", rep.emergency_id),
+        )
+        .into());
+    }
+    let data = serde_json::to_value(rep)?;
+    write_entry(
+        tx,
+        rep.id,
+        rep.emergency_id,
+        EntityKind::EmergencyReport,
+        &data,
+        &rep.author,
+        rep.created_at,
+    )?;
+    append(
+        tx,
+        EntityKind::EmergencyReport,
+        rep.id,
+        Op::Append,
+        all_fields(rep)?,
+        0,
+        now,
+    )?;
+    let to = rep.status_after();
+    if to != e.common().status || to == Status::Update {
+        transition_in(tx, rep.emergency_id, to, None, actor, now)?;
+    }
+    Ok(())
+}
+
+/// Files a new record in its domain's initial status, inside the caller's transaction.
+pub(crate) fn create_in<T: EventRecord>(tx: &Connection, r: &T, now: DateTime<Utc>) -> Result<()> {
+    r.validate(now)?;
+    let initial = lifecycle(r.domain()).initial;
+    if r.common().status != initial {
+        return Err(ValidationErrors::single(
+            "status",
+            format!(
+                "a new {} record starts as {initial}, not {}",
+                r.domain(),
+                r.common().status
+            ),
+        )
+        .into());
+    }
+    // Serialised once: the row's JSON and the outbox entry's fields are the same object.
+    let fields = all_fields(r)?;
+    let data = serde_json::to_string(&fields)?;
+    let c = r.common();
+    write_row(
+        tx,
+        r.domain(),
+        c,
+        r.category_code(),
+        r.summary(),
+        &data,
+        0,
+        now,
+        true,
+    )?;
+    append(
+        tx,
+        EntityKind::of_domain(r.domain()),
+        c.id,
+        Op::Create,
+        fields,
+        0,
+        now,
+    )?;
+    Ok(())
+}
+
+/// Links a stored photo to a record (its `photos` list and an outbox entry, once), inside the
+/// caller's transaction.
+pub(crate) fn link_photo_in(
+    tx: &Connection,
+    record_id: Uuid,
+    sha: &str,
+    mime: &str,
+    size: usize,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (mut any, version) = read_any(tx, record_id)?;
+    if !any.common().photos.iter().any(|p| p == sha) {
+        any.common_mut().photos.push(sha.to_owned());
+        write_record(tx, &any, version, now, false)?;
+        let fields =
+            serde_json::json!({"record_id": record_id, "sha256": sha, "mime": mime, "size": size});
+        let serde_json::Value::Object(fields) = fields else {
+            unreachable!()
+        };
+        append(
+            tx,
+            EntityKind::Photo,
+            record_id,
+            Op::Append,
+            fields,
+            version,
+            now,
+        )?;
+    }
+    Ok(())
+}
+
 fn to_any<T: EventRecord>(r: &T) -> Result<AnyRecord> {
     Ok(AnyRecord::from_json(r.domain(), serde_json::to_value(r)?)?)
 }
@@ -257,46 +374,7 @@ fn to_any<T: EventRecord>(r: &T) -> Result<AnyRecord> {
 impl Store {
     /// Files a new record in its domain's initial status.
     pub fn create_record<T: EventRecord>(&mut self, r: &T, now: DateTime<Utc>) -> Result<()> {
-        r.validate(now)?;
-        let initial = lifecycle(r.domain()).initial;
-        if r.common().status != initial {
-            return Err(ValidationErrors::single(
-                "status",
-                format!(
-                    "a new {} record starts as {initial}, not {}",
-                    r.domain(),
-                    r.common().status
-                ),
-            )
-            .into());
-        }
-        // Serialised once: the row's JSON and the outbox entry's fields are the same object.
-        let fields = all_fields(r)?;
-        let data = serde_json::to_string(&fields)?;
-        self.tx(|tx| {
-            let c = r.common();
-            write_row(
-                tx,
-                r.domain(),
-                c,
-                r.category_code(),
-                r.summary(),
-                &data,
-                0,
-                now,
-                true,
-            )?;
-            append(
-                tx,
-                EntityKind::of_domain(r.domain()),
-                c.id,
-                Op::Create,
-                fields,
-                0,
-                now,
-            )?;
-            Ok(())
-        })
+        self.tx(|tx| create_in(tx, r, now))
     }
 
     /// Reads a record as its type.
@@ -428,42 +506,8 @@ impl Store {
         rep: &EmergencyReport,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        rep.validate(now)?;
         let actor = self.worker.clone();
-        self.tx(|tx| {
-            let (e, _) = read_any(tx, rep.emergency_id)?;
-            if e.domain() != Domain::Emergency {
-                return Err(ValidationErrors::single(
-                    "emergency_id",
-                    format!("{} is not an emergency", rep.emergency_id),
-                )
-                .into());
-            }
-            let data = serde_json::to_value(rep)?;
-            write_entry(
-                tx,
-                rep.id,
-                rep.emergency_id,
-                EntityKind::EmergencyReport,
-                &data,
-                &rep.author,
-                rep.created_at,
-            )?;
-            append(
-                tx,
-                EntityKind::EmergencyReport,
-                rep.id,
-                Op::Append,
-                all_fields(rep)?,
-                0,
-                now,
-            )?;
-            let to = rep.status_after();
-            if to != e.common().status || to == Status::Update {
-                transition_in(tx, rep.emergency_id, to, None, &actor, now)?;
-            }
-            Ok(())
-        })
+        self.tx(|tx| add_emergency_report_in(tx, rep, &actor, now))
     }
 
     /// Appends GPS fixes to a running patrol and updates its distance.
@@ -545,17 +589,12 @@ impl Store {
         }
         let sha = hex::encode(Sha256::digest(bytes));
         self.tx(|tx| {
-            let (mut any, version) = read_any(tx, record_id)?;
-            tx.prepare_cached("INSERT INTO photos (sha256, mime, bytes, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (sha256) DO NOTHING")?.execute(params![sha, mime, bytes, ts(now)],
-            )?;
-            if !any.common().photos.contains(&sha) {
-                any.common_mut().photos.push(sha.clone());
-                write_record(tx, &any, version, now, false)?;
-                let fields = serde_json::json!({"record_id": record_id, "sha256": sha, "mime": mime, "size": bytes.len()});
-                let serde_json::Value::Object(fields) = fields else { unreachable!() };
-                append(tx, EntityKind::Photo, record_id, Op::Append, fields, version, now)?;
-            }
+            tx.prepare_cached(
+                "INSERT INTO photos (sha256, mime, bytes, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (sha256) DO NOTHING",
+            )?
+            .execute(params![sha, mime, bytes, ts(now)])?;
+            link_photo_in(tx, record_id, &sha, mime, bytes.len(), now)?;
             Ok(sha.clone())
         })
     }

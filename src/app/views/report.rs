@@ -18,7 +18,7 @@ use crate::domain::codes::{
 };
 use crate::domain::geo::GeoPoint;
 use crate::domain::model::{
-    Common, Dispute, Emergency, EmergencyReport, Hazard, Opinion, Party, new_id,
+    Common, Dispute, Emergency, EmergencyReport, EventRecord, Hazard, Opinion, Party, new_id,
 };
 use crate::domain::spatial::Location;
 use crate::domain::validate::ValidationErrors;
@@ -71,6 +71,133 @@ where
         let _ = store.read(|s| drafts::save(s, form, &*draft.peek()));
     };
     (draft, save)
+}
+
+/// What every report form shares: its draft (saved as the worker types), the id its record
+/// will have (the same for every tap on one draft), the location, the field errors, and the
+/// one submit that files it all.
+struct Kit<D: 'static> {
+    form: &'static str,
+    draft: Signal<D>,
+    id: Uuid,
+    point: Signal<Option<GeoPoint>>,
+    errors: Signal<Option<ValidationErrors>>,
+    general: Signal<Option<String>>,
+    saving: Signal<bool>,
+}
+
+impl<D> Clone for Kit<D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<D> Copy for Kit<D> {}
+
+fn use_kit<D>(form: &'static str) -> Kit<D>
+where
+    D: Serialize + for<'de> Deserialize<'de> + Default + 'static,
+{
+    let services = use_services();
+    let store = use_store();
+    let (draft, _) = use_draft::<D>(form);
+    let id = use_hook(|| {
+        store
+            .read(|s| s.draft_id(form))
+            .unwrap_or_else(|_| new_id())
+    });
+    let loc = services.location.clone();
+    Kit {
+        form,
+        draft,
+        id,
+        point: use_signal(move || loc.fix().ok()),
+        errors: use_signal(|| None),
+        general: use_signal(|| None),
+        saving: use_signal(|| false),
+    }
+}
+
+impl<D> Kit<D>
+where
+    D: Serialize + Clone + 'static,
+{
+    /// Saves the draft as it stands (every keystroke calls it).
+    fn save(&self) {
+        let session = consume_context::<crate::app::Session>();
+        if let Some(store) = session.store.peek().as_ref()
+            && let Ok(s) = store.lock()
+        {
+            let _ = drafts::save(&s, self.form, &*self.draft.peek());
+        }
+    }
+
+    /// Files the record `build` makes from the draft (with the draft's id, location, grid and
+    /// running patrol already in its header) together with the draft's photos and whatever
+    /// `then` adds, in one transaction, then opens it. A tap while saving, or a second tap on
+    /// the same draft, files nothing twice.
+    fn file<R: EventRecord>(
+        self,
+        domain: Domain,
+        build: impl FnOnce(Common, &D) -> Result<R, StoreError>,
+        then: impl FnOnce(
+            &rusqlite::Connection,
+            &R,
+            &str,
+            chrono::DateTime<chrono::Utc>,
+        ) -> Result<(), StoreError>,
+    ) {
+        let Kit {
+            form,
+            draft,
+            id,
+            point,
+            mut errors,
+            general,
+            mut saving,
+        } = self;
+        if *saving.peek() {
+            return;
+        }
+        saving.set(true);
+        let services = use_services_now();
+        let session = consume_context::<crate::app::Session>();
+        let store = StoreHandle(
+            session
+                .store
+                .peek()
+                .clone()
+                .expect("report forms are behind the lock"),
+        );
+        let now = services.now();
+        let dr = draft.peek().clone();
+        let p = *point.peek();
+        let patrol = *session.patrol.peek();
+        let res = store.write(|s| {
+            let (grid, _) = place_grid(s, p.as_ref())?;
+            let mut common = Common::new(domain, grid, s.worker(), now);
+            common.id = id;
+            common.location = p;
+            common.patrol_id = patrol;
+            let rec = build(common, &dr)?;
+            let actor = s.worker().to_owned();
+            s.file_draft_with(form, &rec, now, |tx| then(tx, &rec, &actor, now))?;
+            Ok(id)
+        });
+        saving.set(false);
+        match res {
+            Ok(id) => {
+                errors.set(None);
+                bump(session);
+                navigator().push(Route::RecordPage { id });
+            }
+            Err(e) => submit_error(e, errors, general),
+        }
+    }
+}
+
+/// The services, from an event handler (outside a component's hooks).
+fn use_services_now() -> crate::app::Services {
+    consume_context::<crate::app::Services>()
 }
 
 /// Where a record made here belongs, and what to warn about.
@@ -386,11 +513,6 @@ fn submit_error(
     }
 }
 
-fn done(store: &StoreHandle, form: &str, id: Uuid) {
-    let _ = store.write(|s| drafts::clear(s, form));
-    navigator().push(Route::RecordPage { id });
-}
-
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
 struct HazardDraft {
     category: String,
@@ -401,54 +523,35 @@ struct HazardDraft {
 
 #[component]
 fn HazardForm() -> Element {
-    let services = use_services();
     let session = use_session();
     let store = use_store();
     let l = *use_lang().read();
     let form = "hazard";
-    let (mut d, save) = use_draft::<HazardDraft>(form);
-    let loc = services.location.clone();
-    let point = use_signal(move || loc.fix().ok());
+    let kit = use_kit::<HazardDraft>(form);
+    let (mut d, point, errors, general, saving) =
+        (kit.draft, kit.point, kit.errors, kit.general, kit.saving);
     let st0 = store.clone();
     let photos = use_signal(move || staged(&st0, form).unwrap_or_default());
-    let errors = use_signal(|| None::<ValidationErrors>);
-    let general = use_signal(|| None::<String>);
-    let (mut s1, mut s2, mut s3, mut s4) = (save.clone(), save.clone(), save.clone(), save);
+    let save = move || kit.save();
+    let (s1, s2, s3, s4) = (save, save, save, save);
     let submit = move |_| {
-        let now = services.now();
-        let dr = d.peek().clone();
-        let p = *point.peek();
-        let patrol = *session.patrol.peek();
-        let res = store.write(|s| {
-            let (grid, _) = place_grid(s, p.as_ref())?;
-            let mut h = Hazard {
-                common: Common::new(Domain::Hazard, grid, s.worker(), now),
-                category: parse_code(&dr.category, HazardCategory::Other),
-                severity: parse_code(&dr.severity, Severity::Low),
-                description: dr.description.trim().to_owned(),
-                place: dr.place.trim().to_owned(),
-                owner: None,
-                due_date: None,
-            };
-            h.common.location = p;
-            h.common.patrol_id = patrol;
-            if h.severity == Severity::High {
-                h.common.urgency = crate::domain::codes::Urgency::Urgent;
-            }
-            s.create_record(&h, now)?;
-            for ph in photos.peek().iter() {
-                let (bytes, mime) = s.photo(&ph.sha256)?;
-                s.attach_photo(h.common.id, &bytes, &mime, now)?;
-            }
-            Ok(h.common.id)
-        });
-        match res {
-            Ok(id) => {
-                bump(session);
-                done(&store, form, id);
-            }
-            Err(e) => submit_error(e, errors, general),
-        }
+        kit.file(
+            Domain::Hazard,
+            |mut common, dr: &HazardDraft| {
+                let severity = parse_code(&dr.severity, Severity::Low);
+                common.urgency = severity.urgency();
+                Ok(Hazard {
+                    common,
+                    category: parse_code(&dr.category, HazardCategory::Other),
+                    severity,
+                    description: dr.description.trim().to_owned(),
+                    place: dr.place.trim().to_owned(),
+                    owner: None,
+                    due_date: None,
+                })
+            },
+            |_, _, _, _| Ok(()),
+        )
     };
     let dr = d();
     let errs = errors();
@@ -470,7 +573,7 @@ fn HazardForm() -> Element {
             LocationBlock { point }
             if let Some(g) = general() { ErrorNote { text: g } }
             if session.patrol.read().is_some() { p { class: "hint", {t(l, "将关联到当前巡防", "Will be linked to the running patrol")} } }
-            button { id: "hz-submit", class: "big primary", "data-submit": form, onclick: submit, {t(l, "提交隐患", "Submit hazard")} }
+            button { id: "hz-submit", class: "big primary", "data-submit": form, disabled: saving(), onclick: submit, {t(l, "提交隐患", "Submit hazard")} }
             p { class: "hint", {t(l, "草稿随输入自动保存", "Draft saved as you type")} }
         }
     }
@@ -486,42 +589,27 @@ struct OpinionDraft {
 
 #[component]
 fn OpinionForm() -> Element {
-    let services = use_services();
-    let session = use_session();
-    let store = use_store();
     let l = *use_lang().read();
-    let (mut d, save) = use_draft::<OpinionDraft>("opinion");
-    let loc = services.location.clone();
-    let point = use_signal(move || loc.fix().ok());
-    let errors = use_signal(|| None::<ValidationErrors>);
-    let general = use_signal(|| None::<String>);
-    let (mut s1, mut s2, mut s3, mut s4) = (save.clone(), save.clone(), save.clone(), save);
+    let kit = use_kit::<OpinionDraft>("opinion");
+    let (mut d, point, errors, general, saving) =
+        (kit.draft, kit.point, kit.errors, kit.general, kit.saving);
+    let save = move || kit.save();
+    let (s1, s2, s3, s4) = (save, save, save, save);
     let submit = move |_| {
-        let now = services.now();
-        let dr = d.peek().clone();
-        let p = *point.peek();
-        let res = store.write(|s| {
-            let (grid, _) = place_grid(s, p.as_ref())?;
-            let mut o = Opinion {
-                common: Common::new(Domain::Opinion, grid, s.worker(), now),
-                category: parse_code(&dr.category, OpinionCategory::ALL[0]),
-                content: dr.content.trim().to_owned(),
-                raised_by: Some(dr.raised_by.trim().to_owned()).filter(|s| !s.is_empty()),
-                deliberation: dr.deliberation.then_some(DeliberationStage::Proposed),
-                deliberation_notes: None,
-            };
-            o.common.location = p;
-            o.common.patrol_id = *session.patrol.peek();
-            s.create_record(&o, now)?;
-            Ok(o.common.id)
-        });
-        match res {
-            Ok(id) => {
-                bump(session);
-                done(&store, "opinion", id);
-            }
-            Err(e) => submit_error(e, errors, general),
-        }
+        kit.file(
+            Domain::Opinion,
+            |common, dr: &OpinionDraft| {
+                Ok(Opinion {
+                    common,
+                    category: parse_code(&dr.category, OpinionCategory::ALL[0]),
+                    content: dr.content.trim().to_owned(),
+                    raised_by: Some(dr.raised_by.trim().to_owned()).filter(|s| !s.is_empty()),
+                    deliberation: dr.deliberation.then_some(DeliberationStage::Proposed),
+                    deliberation_notes: None,
+                })
+            },
+            |_, _, _, _| Ok(()),
+        )
     };
     let dr = d();
     let errs = errors();
@@ -540,7 +628,7 @@ fn OpinionForm() -> Element {
             }
             LocationBlock { point }
             if let Some(g) = general() { ErrorNote { text: g } }
-            button { id: "op-submit", class: "big primary", onclick: submit, {t(l, "提交社情民意", "Submit opinion")} }
+            button { id: "op-submit", class: "big primary", "data-submit": "opinion", disabled: saving(), onclick: submit, {t(l, "提交社情民意", "Submit opinion")} }
         }
     }
 }
@@ -561,15 +649,10 @@ struct DisputeDraft {
 
 #[component]
 fn DisputeForm() -> Element {
-    let services = use_services();
-    let session = use_session();
-    let store = use_store();
     let l = *use_lang().read();
-    let (mut d, save) = use_draft::<DisputeDraft>("dispute");
-    let loc = services.location.clone();
-    let point = use_signal(move || loc.fix().ok());
-    let errors = use_signal(|| None::<ValidationErrors>);
-    let general = use_signal(|| None::<String>);
+    let kit = use_kit::<DisputeDraft>("dispute");
+    let (mut d, point, errors, general, saving) =
+        (kit.draft, kit.point, kit.errors, kit.general, kit.saving);
     if d.peek().parties.is_empty() {
         d.write().parties = vec![
             PartyDraft {
@@ -582,42 +665,32 @@ fn DisputeForm() -> Element {
             },
         ];
     }
-    let (mut s1, mut s2) = (save.clone(), save);
+    let save = move || kit.save();
+    let (s1, s2) = (save, save);
     let submit = move |_| {
-        let now = services.now();
-        let dr = d.peek().clone();
-        let p = *point.peek();
-        let res = store.write(|s| {
-            let (grid, _) = place_grid(s, p.as_ref())?;
-            let mut x = Dispute {
-                common: Common::new(Domain::Dispute, grid, s.worker(), now),
-                category: parse_code(&dr.category, DisputeCategory::ALL[0]),
-                summary: dr.summary.trim().to_owned(),
-                parties: dr
-                    .parties
-                    .iter()
-                    .filter(|p| !p.name.trim().is_empty())
-                    .map(|p| Party {
-                        name: p.name.trim().to_owned(),
-                        role: parse_code(&p.role, PartyRole::Applicant),
-                        phone: Some(p.phone.trim().to_owned()).filter(|s| !s.is_empty()),
-                        person_id: None,
-                    })
-                    .collect(),
-                follow_up: None,
-            };
-            x.common.location = p;
-            x.common.patrol_id = *session.patrol.peek();
-            s.create_record(&x, now)?;
-            Ok(x.common.id)
-        });
-        match res {
-            Ok(id) => {
-                bump(session);
-                done(&store, "dispute", id);
-            }
-            Err(e) => submit_error(e, errors, general),
-        }
+        kit.file(
+            Domain::Dispute,
+            |common, dr: &DisputeDraft| {
+                Ok(Dispute {
+                    common,
+                    category: parse_code(&dr.category, DisputeCategory::ALL[0]),
+                    summary: dr.summary.trim().to_owned(),
+                    parties: dr
+                        .parties
+                        .iter()
+                        .filter(|p| !p.name.trim().is_empty())
+                        .map(|p| Party {
+                            name: p.name.trim().to_owned(),
+                            role: parse_code(&p.role, PartyRole::Applicant),
+                            phone: Some(p.phone.trim().to_owned()).filter(|s| !s.is_empty()),
+                            person_id: None,
+                        })
+                        .collect(),
+                    follow_up: None,
+                })
+            },
+            |_, _, _, _| Ok(()),
+        )
     };
     let dr = d();
     let errs = errors();
@@ -637,7 +710,7 @@ fn DisputeForm() -> Element {
                 {t(l, "+ 添加当事人", "+ Add party")} }
             LocationBlock { point }
             if let Some(g) = general() { ErrorNote { text: g } }
-            button { id: "dp-submit", class: "big primary", onclick: submit, {t(l, "登记纠纷", "Register dispute")} }
+            button { id: "dp-submit", class: "big primary", "data-submit": "dispute", disabled: saving(), onclick: submit, {t(l, "登记纠纷", "Register dispute")} }
             p { class: "hint", {t(l, "登记后可在记录中添加调解、回访和满意度", "After registering, add mediation sessions and the follow-up on the record")} }
         }
     }
@@ -679,53 +752,54 @@ struct EmergencyDraft {
 
 #[component]
 fn EmergencyForm() -> Element {
-    let services = use_services();
-    let session = use_session();
-    let store = use_store();
     let l = *use_lang().read();
-    let (mut d, save) = use_draft::<EmergencyDraft>("emergency");
-    let loc = services.location.clone();
-    let point = use_signal(move || loc.fix().ok());
-    let errors = use_signal(|| None::<ValidationErrors>);
-    let general = use_signal(|| None::<String>);
-    let (mut s1, mut s2, mut s3, mut s4, mut s5) =
-        (save.clone(), save.clone(), save.clone(), save.clone(), save);
+    let kit = use_kit::<EmergencyDraft>("emergency");
+    let (mut d, point, mut errors, general, saving) =
+        (kit.draft, kit.point, kit.errors, kit.general, kit.saving);
+    let save = move || kit.save();
+    let (s1, s2, s3, s4, s5) = (save, save, save, save, save);
     let submit = move |_| {
-        let now = services.now();
-        let dr = d.peek().clone();
-        let p = *point.peek();
-        let res = store.write(|s| {
-            let (grid, _) = place_grid(s, p.as_ref())?;
-            let mut x = Emergency {
-                common: Common::new(Domain::Emergency, grid, s.worker(), now),
-                category: parse_code(&dr.category, EmergencyCategory::Natural),
-                level: parse_code(&dr.level, EmergencyLevel::Iv),
-                title: dr.title.trim().to_owned(),
-                occurred_at: now,
-            };
-            x.common.location = p;
-            x.common.urgency = crate::domain::codes::Urgency::Urgent;
-            x.common.patrol_id = *session.patrol.peek();
-            s.create_record(&x, now)?;
-            let rep = EmergencyReport {
-                id: new_id(),
-                emergency_id: x.common.id,
-                stage: ReportStage::Initial,
-                text: dr.text.trim().to_owned(),
-                casualties: dr.casualties.trim().parse().ok(),
-                author: s.worker().to_owned(),
-                created_at: now,
-            };
-            s.add_emergency_report(&rep, now)?;
-            Ok(x.common.id)
-        });
-        match res {
-            Ok(id) => {
-                bump(session);
-                done(&store, "emergency", id);
+        // A count that is not a number is the worker's to fix, not to drop.
+        let typed = d.peek().casualties.trim().to_owned();
+        let casualties = if typed.is_empty() {
+            None
+        } else {
+            match typed.parse::<u32>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    errors.set(Some(ValidationErrors::single(
+                        "casualties",
+                        format!("伤亡人数须为整数，如 0 或 3（现为「{typed}」）"),
+                    )));
+                    return;
+                }
             }
-            Err(e) => submit_error(e, errors, general),
-        }
+        };
+        kit.file(
+            Domain::Emergency,
+            |mut common, dr: &EmergencyDraft| {
+                common.urgency = crate::domain::codes::Urgency::Urgent;
+                Ok(Emergency {
+                    occurred_at: common.created_at,
+                    common,
+                    category: parse_code(&dr.category, EmergencyCategory::Natural),
+                    level: parse_code(&dr.level, EmergencyLevel::Iv),
+                    title: dr.title.trim().to_owned(),
+                })
+            },
+            move |tx, x: &Emergency, actor, now| {
+                let rep = EmergencyReport {
+                    id: new_id(),
+                    emergency_id: x.common.id,
+                    stage: ReportStage::Initial,
+                    text: d.peek().text.trim().to_owned(),
+                    casualties,
+                    author: actor.to_owned(),
+                    created_at: now,
+                };
+                crate::store::records::add_emergency_report_in(tx, &rep, actor, now)
+            },
+        )
     };
     let dr = d();
     let errs = errors();
@@ -746,7 +820,7 @@ fn EmergencyForm() -> Element {
                 input { id: "em-casualties", inputmode: "numeric", value: "{dr.casualties}", oninput: move |e| { d.write().casualties = e.value(); s5(); } } }
             LocationBlock { point }
             if let Some(g) = general() { ErrorNote { text: g } }
-            button { id: "em-submit", class: "big primary danger", onclick: submit, {t(l, "立即初报", "Send initial report")} }
+            button { id: "em-submit", class: "big primary danger", "data-submit": "emergency", disabled: saving(), onclick: submit, {t(l, "立即初报", "Send initial report")} }
         }
     }
 }
