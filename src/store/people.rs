@@ -443,6 +443,45 @@ pub(crate) fn backfill_summaries(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Records a visit (and recomputes its household's summary), inside the caller's transaction.
+fn record_visit_in(tx: &Connection, v: &Visit, now: DateTime<Utc>) -> Result<()> {
+    let grid: Option<String> = tx
+        .query_row(
+            "SELECT grid_id FROM households WHERE id = ?1",
+            [v.household_id.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match grid {
+        None => {
+            return Err(StoreError::NotFound {
+                kind: "household",
+                id: v.household_id.to_string(),
+            });
+        }
+        Some(g) if g != v.grid_id.to_string() => {
+            return Err(crate::domain::ValidationErrors::single(
+                "grid_id",
+                format!("the household is in grid {g}, not {}", v.grid_id),
+            )
+            .into());
+        }
+        Some(_) => {}
+    }
+    write_visit(tx, v)?;
+    refresh_summary(tx, &Cadence::load(tx)?, &v.household_id.to_string())?;
+    append(
+        tx,
+        EntityKind::Visit,
+        v.id,
+        Op::Append,
+        all_fields(v)?,
+        0,
+        now,
+    )?;
+    Ok(())
+}
+
 impl Store {
     /// Adds a house the worker found.
     pub fn add_house(&mut self, h: &House, now: DateTime<Utc>) -> Result<()> {
@@ -571,42 +610,29 @@ impl Store {
     /// Records a visit (append-only).
     pub fn record_visit(&mut self, v: &Visit, now: DateTime<Utc>) -> Result<()> {
         v.validate(now)?;
+        self.tx(|tx| record_visit_in(tx, v, now))
+    }
+
+    /// Records the visit the form `form` made, and forgets the form's draft, in one
+    /// transaction; a visit with this id already recorded (a second tap, a retry) is not
+    /// recorded again.
+    pub fn file_visit(
+        &mut self,
+        form: &str,
+        v: &Visit,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::drafts::Filed> {
+        v.validate(now)?;
         self.tx(|tx| {
-            let grid: Option<String> = tx
-                .query_row(
-                    "SELECT grid_id FROM households WHERE id = ?1",
-                    [v.household_id.to_string()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            match grid {
-                None => {
-                    return Err(StoreError::NotFound {
-                        kind: "household",
-                        id: v.household_id.to_string(),
-                    });
-                }
-                Some(g) if g != v.grid_id.to_string() => {
-                    return Err(crate::domain::ValidationErrors::single(
-                        "grid_id",
-                        format!("the household is in grid {g}, not {}", v.grid_id),
-                    )
-                    .into());
-                }
-                Some(_) => {}
+            let exists: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM visits WHERE id = ?1)")?
+                .query_row([v.id.to_string()], |r| r.get(0))?;
+            if exists {
+                return Ok(crate::store::drafts::Filed::Already);
             }
-            write_visit(tx, v)?;
-            refresh_summary(tx, &Cadence::load(tx)?, &v.household_id.to_string())?;
-            append(
-                tx,
-                EntityKind::Visit,
-                v.id,
-                Op::Append,
-                all_fields(v)?,
-                0,
-                now,
-            )?;
-            Ok(())
+            record_visit_in(tx, v, now)?;
+            super::set_meta(tx, &crate::store::drafts::draft_key(form), "null")?;
+            Ok(crate::store::drafts::Filed::New { photos: 0 })
         })
     }
 

@@ -32,9 +32,15 @@ try {
   const address = await page.textContent('h1');
   await page.selectOption('#visit-purpose', 'CARE');
   await page.fill('#visit-notes', '老人身体尚可，已送米面油');
-  await page.click('#visit-save');
+  // A double tap records one visit, not a second empty one.
+  await page.dblclick('#visit-save');
   await page.waitForSelector('#visit-saved');
   await page.waitForSelector('li.visit >> text=老人身体尚可');
+  await page.waitForTimeout(300);
+  const visitsBefore = await page.locator('li.visit').count();
+  await page.click('#visit-save', { force: true }).catch(() => {});
+  await page.waitForTimeout(300);
+  if (await page.locator('li.visit').count() !== visitsBefore) throw new Error('a tap after saving recorded another visit');
   console.log(`visited ${address}`);
 
   step('log a hazard with a photo and location');
@@ -48,7 +54,7 @@ try {
   await page.setInputFiles('#photo-file', photo);
   await page.waitForSelector('.photo-list li');
   await page.waitForSelector('#loc-grid >> text=所在网格');
-  await page.click('#hz-submit');
+  await page.dblclick('#hz-submit');
   await page.waitForSelector('#record-summary >> text=三单元楼道内有电动车充电');
   await page.waitForSelector('img.thumb');
 
@@ -77,7 +83,7 @@ try {
   await page.fill('#dp-summary', '两户因宅基地边界发生争执');
   await page.fill('.party-name >> nth=0', '张三');
   await page.fill('.party-name >> nth=1', '李四');
-  await page.click('#dp-submit');
+  await page.dblclick('#dp-submit');
   await page.waitForSelector('#ms-notes');
   await page.fill('#ms-participants', '张三, 李四, 村调解员');
   await page.fill('#ms-notes', '现场丈量后双方认可界址');

@@ -80,6 +80,14 @@ fn worker_flows_in_a_real_browser() {
     assert_eq!(visits, 1, "the visit was recorded");
 
     let all = s.records(&RecordQuery::default()).unwrap();
+    // Double taps on the submit buttons filed one of each.
+    for (domain, text) in [(Domain::Hazard, "电动车"), (Domain::Dispute, "宅基地")] {
+        let n = all
+            .iter()
+            .filter(|r| r.domain == domain && r.created_at >= started && r.summary.contains(text))
+            .count();
+        assert_eq!(n, 1, "one {domain:?} from a double tap");
+    }
     let hazard = all
         .iter()
         .find(|r| {

@@ -229,6 +229,13 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
     });
     let mut errors = use_signal(|| None::<ValidationErrors>);
     let mut saved = use_signal(|| false);
+    // The id the visit will have: one per draft, so a second tap records nothing twice.
+    let (store_id, form_id) = (store.clone(), form.clone());
+    let mut visit_id = use_signal(move || {
+        store_id
+            .read(|s| s.draft_id(&form_id))
+            .unwrap_or_else(|_| new_id())
+    });
     let store_s = store.clone();
     let form_s = form.clone();
     let mut save_draft = move || {
@@ -238,6 +245,10 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
     let mut save2 = save_draft.clone();
     let mut save3 = save_draft.clone();
     let submit = move |_| {
+        // Saved, and nothing changed since: a second tap has nothing new to record.
+        if *saved.peek() {
+            return;
+        }
         let (purpose, notes, next) = draft.peek().clone();
         let now = services.now();
         let next_due = if next.trim().is_empty() {
@@ -256,7 +267,7 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
         };
         let res = store.write(|s| {
             let v = Visit {
-                id: new_id(),
+                id: *visit_id.peek(),
                 household_id: household,
                 grid_id: grid,
                 author: s.worker().to_owned(),
@@ -267,13 +278,14 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
                 location: services.location.fix().ok(),
                 created_at: now,
             };
-            s.record_visit(&v, now)?;
-            crate::app::drafts::clear(s, &form)
+            s.file_visit(&form, &v, now)?;
+            s.draft_id(&form)
         });
         match res {
-            Ok(()) => {
+            Ok(next_id) => {
                 errors.set(None);
                 draft.set(("ROUTINE".into(), String::new(), String::new()));
+                visit_id.set(next_id);
                 saved.set(true);
                 bump(session);
             }
@@ -298,7 +310,7 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
             Field { label: t(l, "下次走访日期（可空）", "Next visit (optional)").to_string(), error: err(&errs, "next_due"),
                 input { id: "visit-next", r#type: "date", value: "{next}", oninput: move |e| { draft.write().2 = e.value(); save3(); } }
             }
-            button { id: "visit-save", "data-act": act, class: "big primary", onclick: submit, {t(l, "保存走访", "Save visit")} }
+            button { id: "visit-save", "data-act": act, class: "big primary", disabled: saved(), onclick: submit, {t(l, "保存走访", "Save visit")} }
             if saved() { p { class: "note ok", id: "visit-saved", {t(l, "已保存，待同步上传", "Saved; will upload at next sync")} } }
         }
     }
