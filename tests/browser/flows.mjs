@@ -67,8 +67,20 @@ try {
 
   step('start and stop a patrol');
   await page.click('#tab-patrol');
-  await page.click('#patrol-start');
+  await page.dblclick('#patrol-start');
   await page.waitForSelector('#recording-notice');
+  step('patrol notes survive a tab switch and a restart');
+  await page.fill('#patrol-notes', '村西路灯不亮两盏');
+  await page.click('#tab-today');
+  await page.waitForSelector('text=今日工作');
+  await page.click('#tab-patrol');
+  if (await page.inputValue('#patrol-notes') !== '村西路灯不亮两盏') throw new Error('patrol notes lost on a tab switch');
+  await page.reload();
+  await page.fill('#pin', '123456');
+  await page.click('#unlock');
+  // The app reopens where it was (the patrol screen), the patrol still recording.
+  await page.waitForSelector('#recording-notice');
+  if (await page.inputValue('#patrol-notes') !== '村西路灯不亮两盏') throw new Error('patrol notes lost on a restart');
   await page.waitForFunction(() => {
     const t = document.querySelector('#patrol-distance')?.textContent || '';
     return parseFloat(t) >= 10;

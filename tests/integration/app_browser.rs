@@ -126,6 +126,10 @@ fn worker_flows_in_a_real_browser() {
     let p: Patrol = s.record(patrols[0].id).unwrap();
     assert_eq!(p.common.status, Status::Submitted, "stopped and submitted");
     assert!(p.ended_at.is_some());
+    assert_eq!(
+        p.notes, "村西路灯不亮两盏",
+        "the notes typed before a tab switch and a restart"
+    );
     assert!(p.distance_m >= 10.0, "distance {}", p.distance_m);
     assert!(s.patrol_track(p.common.id).unwrap().len() >= 3);
 

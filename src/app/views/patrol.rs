@@ -104,7 +104,21 @@ pub fn PatrolPage() -> Element {
     let mut session = use_session();
     let store = use_store();
     let l = *use_lang().read();
-    let mut notes = use_signal(String::new);
+    // A running patrol's notes are its draft: kept as typed, so a tab switch or a restart
+    // loses none of them.
+    let notes_form = |id: uuid::Uuid| format!("patrol-notes:{id}");
+    let st_n = store.clone();
+    let mut notes = use_signal(move || {
+        session
+            .patrol
+            .peek()
+            .and_then(|id| {
+                st_n.read(|s| crate::app::drafts::load::<String>(s, &notes_form(id)))
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or_default()
+    });
     let mut error = use_signal(|| None::<String>);
     let mut now = use_signal(|| services.now());
     let sv = services.clone();
@@ -123,6 +137,10 @@ pub fn PatrolPage() -> Element {
     let current = running.map(|id| store.read(|s| s.record::<Patrol>(id)));
     let (st, sv2) = (store.clone(), services.clone());
     let start = move |_| {
+        // A second tap while one runs starts nothing.
+        if session.patrol.peek().is_some() {
+            return;
+        }
         let t0 = sv2.now();
         let fix = sv2.location.fix().ok();
         let res = st.write(|s| {
@@ -166,7 +184,10 @@ pub fn PatrolPage() -> Element {
         };
         let _ = record_fix(&st2, &sv3, id);
         let t1 = sv3.now();
-        match st2.write(|s| s.finish_patrol(id, t1, notes.peek().trim(), t1)) {
+        match st2.write(|s| {
+            s.finish_patrol(id, t1, notes.peek().trim(), t1)?;
+            crate::app::drafts::clear(s, &notes_form(id))
+        }) {
             Ok(_) => {
                 session.patrol.set(None);
                 notes.set(String::new());
@@ -176,6 +197,7 @@ pub fn PatrolPage() -> Element {
             Err(e) => error.set(Some(e.to_string())),
         }
     };
+    let st_notes = store.clone();
     let linked = running
         .map(|id| {
             store.read(|s| {
@@ -206,7 +228,12 @@ pub fn PatrolPage() -> Element {
                         div { class: "stat", span { class: "k", {t(l, "时长", "Duration")} } span { class: "v", id: "patrol-duration", {hms((now() - p.started_at).num_seconds())} } }
                     }
                     label { class: "field", span { class: "field-label", {t(l, "巡防记录", "Notes")} }
-                        textarea { id: "patrol-notes", rows: 3, value: "{notes}", oninput: move |e| notes.set(e.value()) } }
+                        textarea { id: "patrol-notes", rows: 3, value: "{notes}", oninput: move |e| {
+                            notes.set(e.value());
+                            if let Some(id) = *session.patrol.peek() {
+                                let _ = st_notes.read(|s| crate::app::drafts::save(s, &notes_form(id), &*notes.peek()));
+                            }
+                        } } }
                     div { class: "row",
                         Link { class: "big", id: "patrol-report", to: Route::Report { kind: "hazard".into() }, {t(l, "发现隐患", "Found a hazard")} }
                         button { class: "big danger", id: "patrol-stop", onclick: stop, {t(l, "结束巡防", "End patrol")} }
