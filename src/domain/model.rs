@@ -87,9 +87,12 @@ impl EntityKind {
     }
 }
 
-const NAME_MAX: usize = 40;
-const TEXT_MAX: usize = 2000;
-const SHORT_MAX: usize = 200;
+/// The longest name (characters).
+pub const NAME_MAX: usize = 40;
+/// The longest free text: a description, notes, a report (characters).
+pub const TEXT_MAX: usize = 2000;
+/// The longest short text: an address, a title, a place (characters).
+pub const SHORT_MAX: usize = 200;
 
 /// 实有房屋.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

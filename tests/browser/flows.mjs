@@ -102,6 +102,34 @@ try {
   await page.fill('#ms-agreement', '以原界桩为准');
   await page.click('#ms-add');
   await page.waitForSelector('#sessions li >> text=现场丈量后双方认可界址');
+  step('every input is readable at 390 px wide');
+  await page.setViewportSize({ width: 390, height: 844 });
+  const narrow = async (where) => {
+    const found = await page.evaluate(() => Array.from(document.querySelectorAll(
+        'input:not([type=checkbox]):not([type=radio]):not([type=file]):not([type=hidden]), textarea, select'))
+      .filter((e) => e.offsetParent !== null)
+      .map((e) => ({ what: e.id || e.className || e.tagName, w: Math.round(e.getBoundingClientRect().width) }))
+      .filter((x) => x.w < 120));
+    if (found.length) throw new Error(`${where}: inputs narrower than 120 px: ${JSON.stringify(found)}`);
+  };
+  await narrow('record page');
+  for (const kind of ['hazard', 'opinion', 'dispute', 'emergency']) {
+    await page.click('#tab-report');
+    await page.click(`#kind-${kind}`);
+    await page.waitForSelector('.form');
+    await narrow(`${kind} form`);
+  }
+  await page.click('#tab-households');
+  await page.waitForSelector('.hh-list a.card');
+  await narrow('households');
+  await page.click('.hh-list a.card >> nth=0');
+  await page.waitForSelector('#visit-notes');
+  await narrow('household page');
+  await page.click('#tab-records');
+  await narrow('records');
+  await page.click('#open-settings');
+  await page.waitForSelector('#settings-server');
+  await narrow('settings');
   console.log('flows: all steps passed');
 } catch (e) {
   failed = true;

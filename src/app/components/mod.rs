@@ -87,6 +87,21 @@ fn same_tab(a: &Route, b: &Route) -> bool {
     )
 }
 
+/// A length counter under a long text: the characters typed of the most allowed, amber near
+/// the limit and red past it (the save then names the field).
+#[component]
+pub fn Counter(text: String, max: usize) -> Element {
+    let n = text.chars().count();
+    let class = if n > max {
+        "counter over"
+    } else if n * 10 >= max * 9 {
+        "counter near"
+    } else {
+        "counter"
+    };
+    rsx! { span { class: class, "{n}/{max}" } }
+}
+
 /// A labelled field with its validation message (if any) right beside it.
 #[component]
 pub fn Field(label: String, error: Option<String>, children: Element) -> Element {

@@ -145,7 +145,9 @@ pub fn HouseholdPage(id: Uuid) -> Element {
             Link { class: "back", to: Route::Households {}, {t(l, "‹ 住户", "‹ Households")} }
             h1 { "{hh.address}" }
             p { class: "card-sub",
-                if let Some(house) = &detail.house { {house.use_.label(l)} " · {house.number} · " }
+                if let Some(house) = &detail.house {
+                    {t(l, "房屋用途：", "House use: ")} {house.use_.label(l)} " · " {t(l, "门牌 ", "No. ")} "{house.number} · "
+                }
                 {t(l, "下次走访 ", "Next visit ")} "{detail.due.due_on}"
                 if detail.due.is_due(today) { " · " span { class: "pill late", {t(l, "待走访", "due")} } }
             }
@@ -306,6 +308,7 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
             }
             Field { label: t(l, "情况记录", "Notes").to_string(), error: err(&errs, "notes"),
                 textarea { id: "visit-notes", rows: 3, value: "{notes}", oninput: move |e| { draft.write().1 = e.value(); save2(); } }
+                crate::app::components::Counter { text: notes.clone(), max: crate::domain::model::TEXT_MAX }
             }
             Field { label: t(l, "下次走访日期（可空）", "Next visit (optional)").to_string(), error: err(&errs, "next_due"),
                 input { id: "visit-next", r#type: "date", value: "{next}", oninput: move |e| { draft.write().2 = e.value(); save3(); } }

@@ -8,7 +8,9 @@ use dioxus::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::app::components::{ErrorNote, Field, code_options, err, err_prefix, parse_code};
+use crate::app::components::{
+    Counter, ErrorNote, Field, code_options, err, err_prefix, parse_code,
+};
 use crate::app::i18n::{t, use_lang};
 use crate::app::photo;
 use crate::app::{Route, StoreHandle, bump, drafts, use_services, use_session, use_store};
@@ -18,7 +20,8 @@ use crate::domain::codes::{
 };
 use crate::domain::geo::GeoPoint;
 use crate::domain::model::{
-    Common, Dispute, Emergency, EmergencyReport, EventRecord, Hazard, Opinion, Party, new_id,
+    Common, Dispute, Emergency, EmergencyReport, EventRecord, Hazard, Opinion, Party, TEXT_MAX,
+    new_id,
 };
 use crate::domain::spatial::Location;
 use crate::domain::validate::ValidationErrors;
@@ -566,7 +569,8 @@ fn HazardForm() -> Element {
             Field { label: t(l, "隐患描述", "Description").to_string(), error: err(&errs, "description"),
                 textarea { id: "hz-description", rows: 4, value: "{dr.description}",
                     placeholder: t(l, "看到了什么、在哪里、有多危险", "What, where, how dangerous"),
-                    oninput: move |e| { d.write().description = e.value(); s3(); } } }
+                    oninput: move |e| { d.write().description = e.value(); s3(); } }
+                Counter { text: dr.description.clone(), max: TEXT_MAX } }
             Field { label: t(l, "具体地点", "Place").to_string(), error: err(&errs, "place"),
                 input { id: "hz-place", value: "{dr.place}", oninput: move |e| { d.write().place = e.value(); s4(); } } }
             PhotoPicker { form, photos }
@@ -619,7 +623,8 @@ fn OpinionForm() -> Element {
                 select { id: "op-category", onchange: move |e| { d.write().category = e.value(); s1(); },
                     {code_options(l, parse_code(&dr.category, OpinionCategory::ALL[0]))} } }
             Field { label: t(l, "内容", "Content").to_string(), error: err(&errs, "content"),
-                textarea { id: "op-content", rows: 4, value: "{dr.content}", oninput: move |e| { d.write().content = e.value(); s2(); } } }
+                textarea { id: "op-content", rows: 4, value: "{dr.content}", oninput: move |e| { d.write().content = e.value(); s2(); } }
+                Counter { text: dr.content.clone(), max: TEXT_MAX } }
             Field { label: t(l, "反映人（可空）", "Raised by (optional)").to_string(), error: err(&errs, "raised_by"),
                 input { id: "op-raised-by", value: "{dr.raised_by}", oninput: move |e| { d.write().raised_by = e.value(); s3(); } } }
             label { class: "check",
@@ -700,7 +705,8 @@ fn DisputeForm() -> Element {
                 select { id: "dp-category", onchange: move |e| { d.write().category = e.value(); s1(); },
                     {code_options(l, parse_code(&dr.category, DisputeCategory::ALL[0]))} } }
             Field { label: t(l, "纠纷简述", "Summary").to_string(), error: err(&errs, "summary"),
-                textarea { id: "dp-summary", rows: 3, value: "{dr.summary}", oninput: move |e| { d.write().summary = e.value(); s2(); } } }
+                textarea { id: "dp-summary", rows: 3, value: "{dr.summary}", oninput: move |e| { d.write().summary = e.value(); s2(); } }
+                Counter { text: dr.summary.clone(), max: TEXT_MAX } }
             h3 { {t(l, "当事人", "Parties")} }
             if let Some(e) = err_prefix(&errs, "parties") { span { class: "field-error", role: "alert", "{e}" } }
             for (i, p) in dr.parties.iter().enumerate() {
@@ -815,7 +821,8 @@ fn EmergencyForm() -> Element {
             Field { label: t(l, "标题", "Title").to_string(), error: err(&errs, "title"),
                 input { id: "em-title", value: "{dr.title}", oninput: move |e| { d.write().title = e.value(); s3(); } } }
             Field { label: t(l, "初报内容", "Initial report").to_string(), error: err(&errs, "text"),
-                textarea { id: "em-text", rows: 4, value: "{dr.text}", oninput: move |e| { d.write().text = e.value(); s4(); } } }
+                textarea { id: "em-text", rows: 4, value: "{dr.text}", oninput: move |e| { d.write().text = e.value(); s4(); } }
+                Counter { text: dr.text.clone(), max: TEXT_MAX } }
             Field { label: t(l, "伤亡人数（可空）", "Casualties (optional)").to_string(), error: err(&errs, "casualties"),
                 input { id: "em-casualties", inputmode: "numeric", value: "{dr.casualties}", oninput: move |e| { d.write().casualties = e.value(); s5(); } } }
             LocationBlock { point }
