@@ -1,10 +1,11 @@
 // The sync flows of the gridwalk app against a real gridwalk-server, through the liveview
 // harness in headless Chromium. Two modes, run one after the other by the Rust test:
-//   node sync_flow.mjs enrol  <app-url> <server-url>  enrol worker-a, report a hazard, sync
+//   node sync_flow.mjs enrol  <app-url> <server-url> <photo>  enrol worker-a, report a hazard
+//                                                               with a photo, sync
 //   node sync_flow.mjs answer <app-url> <reply-text>  unlock, sync, read the county's reply
 import { chromium } from 'playwright-core';
 
-const [mode, url, arg] = process.argv.slice(2);
+const [mode, url, arg, photo] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -36,6 +37,8 @@ try {
     await page.waitForSelector('#hz-description');
     await page.selectOption('#hz-category', 'WATER');
     await page.fill('#hz-description', '村头池塘无护栏，暑期有儿童玩水');
+    await page.setInputFiles('#photo-file', photo);
+    await page.waitForSelector('.photo-list li');
     await page.click('#hz-submit');
     await page.waitForSelector('#record-summary');
     step('sync');

@@ -19,6 +19,12 @@ fn node(args: &[&str]) -> String {
     crate::util::run_node("sync_flow.mjs", args, "flows: all steps passed")
 }
 
+/// The phone photo the worker attaches (EXIF with GPS, taken turned).
+const PHOTO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/photos/pole-gps.jpg"
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium and tests/browser/node_modules: run by scripts/test-app.sh"]
 async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
@@ -48,7 +54,7 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
     let app_url = format!("http://{addr}/");
 
     let (u, s) = (app_url.clone(), server.url.clone());
-    tokio::task::spawn_blocking(move || node(&["enrol", &u, &s]))
+    tokio::task::spawn_blocking(move || node(&["enrol", &u, &s, PHOTO]))
         .await
         .unwrap();
 
@@ -73,6 +79,28 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
     );
     let admin = server.login("admin").await;
     let http = crate::sync::util::api_client();
+    // Its photo went up as the device stored it (upright, 1600 px, no EXIF), and the county
+    // sees it.
+    let sha = {
+        let s = Store::open_encrypted(&db, "123456").unwrap();
+        let h: gridwalk::domain::model::Hazard = s.record(hazard_id).unwrap();
+        assert_eq!(h.common.photos.len(), 1, "the photo attached");
+        h.common.photos[0].clone()
+    };
+    let res = http
+        .get(format!("{}/api/v1/photos/{sha}", server.url))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let bytes = res.bytes().await.unwrap();
+    assert!(
+        !bytes.windows(4).any(|w| w == b"Exif"),
+        "no EXIF on the server"
+    );
+    let img = image::load_from_memory(&bytes).unwrap();
+    assert_eq!((img.width(), img.height()), (800, 1600));
     let base = format!("{}/api/v1/records/{hazard_id}", server.url);
     let res = http
         .post(format!("{base}/transition"))
