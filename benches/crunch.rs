@@ -259,7 +259,8 @@ fn run(
                 uid,
                 store.device_id(),
                 now,
-                now + chrono::Duration::days(30),
+                now + chrono::Duration::days(auth::SESSION_DAYS),
+                now + chrono::Duration::days(auth::SESSION_MAX_DAYS),
             )?;
             sent.extend(ids);
             devices.push(Device {
