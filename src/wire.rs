@@ -124,6 +124,12 @@ pub struct OutboxEntry<F = Fields> {
 pub const PROTOCOL_VERSION: u32 = 3;
 /// The header that carries it on every request.
 pub const PROTOCOL_HEADER: &str = "x-gridwalk-protocol";
+/// On every authenticated API answer: when the session ends if the device does not use it
+/// again (RFC 3339, UTC, seconds). Each use slides it out.
+pub const SESSION_EXPIRES_HEADER: &str = "x-gridwalk-session-expires";
+/// On every authenticated API answer: when the session ends however often it is used; the
+/// device must sign in again before then.
+pub const SESSION_ENDS_HEADER: &str = "x-gridwalk-session-ends";
 
 coded_enum!(
     /// What an account may do and see.
@@ -174,7 +180,11 @@ pub struct Account {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginResponse {
     pub token: String,
+    /// When the session ends if unused; each use slides it out.
     pub expires_at: DateTime<Utc>,
+    /// When the session ends however often it is used (absent from older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<DateTime<Utc>>,
     pub account: Account,
     pub protocol: u32,
 }

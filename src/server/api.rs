@@ -35,6 +35,7 @@ use crate::wire::{
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
+        .route("/ping", get(ping))
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
         .route("/me", get(me))
@@ -85,8 +86,13 @@ pub const COMPRESS_ABOVE: u16 = 1024;
 /// answers the version in its body; every answer says the server's version and is not to be
 /// sniffed; and an error that did not come from a [`Failure`] (a route or method that does
 /// not exist, a body over the limit) is turned into the JSON error all others are.
-async fn api_edge(req: Request, next: Next) -> Response {
+///
+/// An authenticated answer also says when its session ends unused and at the latest
+/// ([`auth::SESSION_EXPIRES_HEADER`], [`auth::SESSION_ENDS_HEADER`]).
+async fn api_edge(mut req: Request, next: Next) -> Response {
     let sign_in = req.uri().path().ends_with("/auth/login");
+    let session = auth::SessionTimes::default();
+    req.extensions_mut().insert(session.clone());
     let client = req
         .headers()
         .get(PROTOCOL_HEADER)
@@ -114,7 +120,26 @@ async fn api_edge(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if let Some((expires, ends)) = session.0.get() {
+        for (name, at) in [
+            (auth::SESSION_EXPIRES_HEADER, expires),
+            (auth::SESSION_ENDS_HEADER, ends),
+        ] {
+            let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            if let Ok(v) = HeaderValue::from_str(&at) {
+                h.insert(name, v);
+            }
+        }
+    }
     res
+}
+
+/// `GET /api/v1/ping`: whether this server answers, for the app's reachability probe. No
+/// session and no database: 204 with nothing but the protocol header [`api_edge`] adds (426
+/// naming the server's version for an app that speaks another). `/healthz` is the operators'
+/// check, which asks the database.
+async fn ping() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 /// An error answer made outside our handlers (axum's own), as the JSON error.

@@ -16,11 +16,35 @@ use uuid::Uuid;
 use super::AppState;
 use super::db::{Database, DbError};
 use super::error::Failure;
-use super::repo::{self, User};
+use super::repo::{self, LiveSession, User};
 use crate::wire::{LoginRequest, LoginResponse, PROTOCOL_VERSION};
 
-/// How long a session lasts: a worker may stay offline for weeks between syncs.
+/// How long a session lasts unused: a worker may stay offline for weeks between syncs. Each
+/// use slides it out to this many days from then ([`renewal`]).
 pub const SESSION_DAYS: i64 = 30;
+/// How long a session lasts at most from its sign-in, however often it is used: the worker
+/// types their password again twice a year, warned ahead by the app (the answers say when,
+/// [`SESSION_ENDS_HEADER`]), and a phone lost without anyone revoking its session stops
+/// syncing within half a year at the latest.
+pub const SESSION_MAX_DAYS: i64 = 180;
+/// A session's expiry is written again only when it would move by at least this much: a
+/// phone syncing every few minutes costs one write a day, not one a request.
+pub const RENEW_AFTER_HOURS: i64 = 24;
+pub use crate::wire::{SESSION_ENDS_HEADER, SESSION_EXPIRES_HEADER};
+
+/// The expiry a use of a live session at `now` should write, if any: `now` plus
+/// [`SESSION_DAYS`], never past `ends_at`, and only when that moves it by
+/// [`RENEW_AFTER_HOURS`] or more (or brings it to its end).
+pub fn renewal(
+    expires_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let target = (now + Duration::days(SESSION_DAYS)).min(ends_at);
+    (target > expires_at
+        && (target - expires_at >= Duration::hours(RENEW_AFTER_HOURS) || target == ends_at))
+        .then_some(target)
+}
 /// Failed sign-ins allowed per account and source in the window before that source is
 /// answered 429. A source is a device enrolled to the account (by its id) or, for anything
 /// else, the network address the attempt came from.
@@ -122,6 +146,7 @@ pub fn login_from(
     }
     let token = new_token();
     let expires = now + Duration::days(SESSION_DAYS);
+    let ends = now + Duration::days(SESSION_MAX_DAYS);
     let grid_ids: Vec<Uuid> = user.grids.iter().map(|g| g.0).collect();
     let names = state.db.tx(|db| -> Result<_, Failure> {
         // Enrolled by its first sign-in; two first sign-ins at once: the first to commit
@@ -139,6 +164,7 @@ pub fn login_from(
             req.device_id,
             now,
             expires,
+            ends,
         )?;
         repo::audit(
             db,
@@ -155,6 +181,7 @@ pub fn login_from(
     Ok(LoginResponse {
         token,
         expires_at: expires,
+        ends_at: Some(ends),
         account: user.account(&names),
         protocol: PROTOCOL_VERSION,
     })
@@ -165,7 +192,15 @@ pub struct Auth {
     pub user: User,
     pub device: Uuid,
     pub token_hash: String,
+    /// When the session expires unused (after this request's use) and at the latest.
+    pub expires_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
 }
+
+/// Where the [`Auth`] extractor leaves the session's times for the API's edge, which puts
+/// them on the answer ([`SESSION_EXPIRES_HEADER`], [`SESSION_ENDS_HEADER`]).
+#[derive(Clone, Default)]
+pub struct SessionTimes(pub std::sync::Arc<std::sync::OnceLock<(DateTime<Utc>, DateTime<Utc>)>>);
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = Failure;
@@ -183,15 +218,20 @@ impl FromRequestParts<AppState> for Auth {
             .trim()
             .to_owned();
         let hash = token_hash(&token);
-        let (user, device) = state
+        let live = state
             .sessions
             .look_up(&state.db, hash.clone())
             .await?
             .ok_or(Failure::Unauthorized)?;
+        if let Some(times) = parts.extensions.get::<SessionTimes>() {
+            let _ = times.0.set((live.expires_at, live.ends_at));
+        }
         Ok(Auth {
-            user,
-            device,
+            user: live.user,
+            device: live.device,
             token_hash: hash,
+            expires_at: live.expires_at,
+            ends_at: live.ends_at,
         })
     }
 }
@@ -199,7 +239,7 @@ impl FromRequestParts<AppState> for Auth {
 /// Session lookups waiting together, at most, in one group.
 pub const LOOKUP_GROUP: usize = 256;
 
-type Found = Option<(User, Uuid)>;
+type Found = Option<LiveSession>;
 /// A token hash to look up, and where its answer goes.
 type Lookup = (String, oneshot::Sender<Found>);
 
@@ -207,7 +247,10 @@ type Lookup = (String, oneshot::Sender<Found>);
 /// with the others waiting then, in one statement ([`repo::sessions`]): a thousand devices
 /// syncing at once cost a few dozen queries instead of a thousand. Each request still sees
 /// the session as the database has it after the request arrived (a revoked or disabled
-/// account is refused at once, on every replica).
+/// account is refused at once, on every replica). The sessions of a group that are due to
+/// slide ([`renewal`]: about once a day each) are written together, in one statement (two
+/// when some reach their end), before those requests are answered; the others are answered
+/// at once.
 #[derive(Debug)]
 pub struct Sessions {
     to_look_up: mpsc::UnboundedSender<Lookup>,
@@ -268,22 +311,119 @@ async fn look_up_groups(db: Database, mut rx: mpsc::UnboundedReceiver<Lookup>) {
         let db = db.clone();
         tokio::spawn(async move {
             let hashes: Vec<String> = group.iter().map(|(h, _)| h.clone()).collect();
+            let now = Utc::now();
+            let db2 = db.clone();
             let found = tokio::task::spawn_blocking(move || {
                 let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
-                db.lookup(|db| repo::sessions(db, &hashes, Utc::now()))
+                db2.lookup(|db| repo::sessions(db, &hashes, now))
             })
             .await;
             drop(turn);
             match found {
-                Ok(Ok(found)) => {
-                    for (h, answer) in group {
-                        let _ = answer.send(found.get(&h).cloned());
-                    }
-                }
+                Ok(Ok(found)) => answer_and_renew(&db, group, found, now).await,
                 // Dropping the group's answers sends each request to look up alone.
                 Ok(Err(e)) => tracing::warn!(error = %e, "looking up sessions together"),
                 Err(e) => tracing::error!(error = %e, "looking up sessions together panicked"),
             }
         });
+    }
+}
+
+/// Answers a looked-up group: at once where the session need not slide; the others after
+/// their sessions' new expiry is written (all of them together). If that write fails, they
+/// are answered with the expiry as stored (the session is live; its next use tries again).
+async fn answer_and_renew(
+    db: &Database,
+    group: Vec<Lookup>,
+    found: std::collections::HashMap<String, LiveSession>,
+    now: DateTime<Utc>,
+) {
+    let expires = now + Duration::days(SESSION_DAYS);
+    let (mut to, mut to_end, mut later) = (Vec::new(), Vec::new(), Vec::new());
+    for (h, answer) in group {
+        let live = found.get(&h).cloned();
+        match live
+            .as_ref()
+            .and_then(|l| renewal(l.expires_at, l.ends_at, now))
+        {
+            Some(t) => {
+                (if t == expires { &mut to } else { &mut to_end }).push(h);
+                later.push((answer, live, t));
+            }
+            None => {
+                let _ = answer.send(live);
+            }
+        }
+    }
+    if later.is_empty() {
+        return;
+    }
+    for v in [&mut to, &mut to_end] {
+        v.sort();
+        v.dedup();
+    }
+    let turn = db.write_turn().await;
+    let db = db.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let to: Vec<&str> = to.iter().map(String::as_str).collect();
+        let to_end: Vec<&str> = to_end.iter().map(String::as_str).collect();
+        db.tx(|tx| repo::renew_sessions(tx, &to, expires, &to_end))
+    })
+    .await;
+    drop(turn);
+    let ok = match written {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "sliding sessions out");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sliding sessions out panicked");
+            false
+        }
+    };
+    for (answer, mut live, t) in later {
+        if ok && let Some(l) = live.as_mut() {
+            l.expires_at = t;
+        }
+        let _ = answer.send(live);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::{SESSION_DAYS, SESSION_MAX_DAYS, renewal};
+
+    #[test]
+    fn a_session_slides_once_a_day_and_never_past_its_end() {
+        let signed_in = Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).unwrap();
+        let ends = signed_in + Duration::days(SESSION_MAX_DAYS);
+        let mut expires = signed_in + Duration::days(SESSION_DAYS);
+        // Used every 5 minutes for a year: one write a day until the end, then none.
+        let (mut writes, mut now) = (0, signed_in);
+        while now < ends {
+            if let Some(t) = renewal(expires, ends, now) {
+                assert!(t <= ends && t > expires);
+                expires = t;
+                writes += 1;
+            }
+            assert!(expires > now, "live while used");
+            now += Duration::minutes(5);
+        }
+        assert_eq!(expires, ends);
+        assert!(
+            (SESSION_MAX_DAYS - SESSION_DAYS - 1..=SESSION_MAX_DAYS - SESSION_DAYS + 1)
+                .contains(&writes),
+            "{writes} writes"
+        );
+        // Unused, nothing to write; an idle session that is used slides at once.
+        assert_eq!(renewal(expires, ends, signed_in), None);
+        let e = signed_in + Duration::days(3);
+        assert_eq!(
+            renewal(e, ends, signed_in + Duration::days(2)),
+            Some(signed_in + Duration::days(2 + SESSION_DAYS))
+        );
     }
 }

@@ -198,6 +198,8 @@ pub fn set_disabled(db: &mut dyn Sql, username: &str, disabled: bool) -> Result<
     Ok(n == 1)
 }
 
+/// Opens a session: live until `expires`, which use slides out ([`renew_sessions`]) but never
+/// past `ends`.
 pub fn create_session(
     db: &mut dyn Sql,
     token_hash: &str,
@@ -205,19 +207,31 @@ pub fn create_session(
     device: Uuid,
     now: DateTime<Utc>,
     expires: DateTime<Utc>,
+    ends: DateTime<Utc>,
 ) -> Result<(), DbError> {
     db.exec(
-        "INSERT INTO sessions (token_hash, user_id, device_id, created_at, expires_at, revoked)
-         VALUES ($1, $2, $3, $4, $5, 0)",
+        "INSERT INTO sessions (token_hash, user_id, device_id, created_at, expires_at, ends_at, revoked)
+         VALUES ($1, $2, $3, $4, $5, $6, 0)",
         args![
             token_hash,
             user.to_string(),
             device.to_string(),
             ts(now),
-            ts(expires)
+            ts(expires),
+            ts(ends.max(expires))
         ],
     )?;
     Ok(())
+}
+
+/// A live session: its account, its device, and when it ends if unused (`expires_at`) and at
+/// the latest (`ends_at`, fixed at sign-in).
+#[derive(Debug, Clone)]
+pub struct LiveSession {
+    pub user: User,
+    pub device: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
 }
 
 /// The account and device of a live session (not revoked, not expired, account enabled).
@@ -225,7 +239,7 @@ pub fn session(
     db: &mut dyn Sql,
     token_hash: &str,
     now: DateTime<Utc>,
-) -> Result<Option<(User, Uuid)>, DbError> {
+) -> Result<Option<LiveSession>, DbError> {
     Ok(sessions(db, &[token_hash], now)?.remove(token_hash))
 }
 
@@ -238,7 +252,7 @@ pub fn sessions(
     db: &mut dyn Sql,
     token_hashes: &[&str],
     now: DateTime<Utc>,
-) -> Result<HashMap<String, (User, Uuid)>, DbError> {
+) -> Result<HashMap<String, LiveSession>, DbError> {
     let mut found = HashMap::new();
     for chunk in token_hashes.chunks(SESSIONS_AT_ONCE) {
         // The list is padded (with its last hash) to a power of two, so a handful of
@@ -253,7 +267,7 @@ pub fn sessions(
         let rows = db.query(
             &format!(
                 "SELECT u.id, u.username, u.display_name, u.role, u.scope_code, u.disabled, s.device_id, s.expires_at,
-                        g.grid_id, e.grid_code, s.token_hash
+                        g.grid_id, e.grid_code, s.token_hash, s.ends_at
                  FROM sessions s JOIN users u ON u.id = s.user_id
                  JOIN devices d ON d.device_id = s.device_id AND d.username = u.username
                  LEFT JOIN user_grids g ON g.user_id = u.id LEFT JOIN entities e ON e.id = g.grid_id
@@ -265,7 +279,8 @@ pub fn sessions(
         )?;
         for one in rows.chunk_by(|a, b| a[10] == b[10]) {
             let r = &one[0];
-            if parse_ts(r[7].str()?)? <= now || r[5].i64()? != 0 {
+            let (expires_at, ends_at) = (parse_ts(r[7].str()?)?, parse_ts(r[11].str()?)?);
+            if expires_at <= now || ends_at <= now || r[5].i64()? != 0 {
                 continue;
             }
             let grids = one
@@ -275,11 +290,54 @@ pub fn sessions(
                 .collect::<Result<Vec<_>, DbError>>()?;
             found.insert(
                 r[10].string()?,
-                (user_columns(r, grids)?, uuid(r[6].str()?)?),
+                LiveSession {
+                    user: user_columns(r, grids)?,
+                    device: uuid(r[6].str()?)?,
+                    expires_at,
+                    ends_at,
+                },
             );
         }
     }
     Ok(found)
+}
+
+/// Slides sessions out: those named in `to` to expire at `expires`, those in `to_end` at
+/// their own `ends_at` (the sessions whose slide reaches their end). At most two statements,
+/// their `IN` lists padded to a power of two as the lookup's are; a revoked session stays
+/// revoked (only `expires_at` is written).
+pub fn renew_sessions(
+    db: &mut dyn Sql,
+    to: &[&str],
+    expires: DateTime<Utc>,
+    to_end: &[&str],
+) -> Result<(), DbError> {
+    for chunk in to.chunks(SESSIONS_AT_ONCE) {
+        let n = chunk.len().next_power_of_two();
+        let mut args = vec![V::T(ts(expires))];
+        args.extend((0..n).map(|i| V::T(chunk[i.min(chunk.len() - 1)].to_owned())));
+        db.exec(
+            &format!(
+                "UPDATE sessions SET expires_at = $1 WHERE token_hash IN ({})",
+                params(2, n)
+            ),
+            &args,
+        )?;
+    }
+    for chunk in to_end.chunks(SESSIONS_AT_ONCE) {
+        let n = chunk.len().next_power_of_two();
+        let args: Vec<V> = (0..n)
+            .map(|i| V::T(chunk[i.min(chunk.len() - 1)].to_owned()))
+            .collect();
+        db.exec(
+            &format!(
+                "UPDATE sessions SET expires_at = ends_at WHERE token_hash IN ({})",
+                params(1, n)
+            ),
+            &args,
+        )?;
+    }
+    Ok(())
 }
 
 pub fn revoke_session(db: &mut dyn Sql, token_hash: &str) -> Result<(), DbError> {

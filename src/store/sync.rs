@@ -35,6 +35,22 @@ pub const PULL_CURSOR: &str = "pull_cursor";
 /// server sends event records the device holds as of it as partial changes.
 pub const PULL_BASE: &str = "pull_base";
 pub const LAST_SYNC: &str = "last_sync_at";
+/// When the session ends if the device does not sync again (RFC 3339), as the server last
+/// said: each sync slides it out (at most once a day).
+pub const SESSION_EXPIRES: &str = "session_expires_at";
+/// When the session ends however often the device syncs (RFC 3339): the worker signs in
+/// again before then.
+pub const SESSION_ENDS: &str = "session_ends_at";
+
+/// How long the device's session lasts, as the server last said (at sign-in or in a sync's
+/// answer), for "登录有效至 …" and a warning before `ends_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimes {
+    /// When it ends unused.
+    pub expires_at: DateTime<Utc>,
+    /// When it ends at the latest (unknown from servers that do not say).
+    pub ends_at: Option<DateTime<Utc>>,
+}
 
 /// What applying a page did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -73,6 +89,41 @@ fn parse<T: serde::de::DeserializeOwned>(kind: EntityKind, id: Uuid, v: &Value) 
 }
 
 impl Store {
+    /// How long the session lasts, as the server last said; `None` before the first sign-in
+    /// that told it.
+    pub fn session_times(&self) -> Result<Option<SessionTimes>> {
+        let at = |key| -> Result<Option<DateTime<Utc>>> {
+            Ok(self
+                .meta(key)?
+                .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+                .map(|t| t.with_timezone(&Utc)))
+        };
+        let Some(expires_at) = at(SESSION_EXPIRES)? else {
+            return Ok(None);
+        };
+        Ok(Some(SessionTimes {
+            expires_at,
+            ends_at: at(SESSION_ENDS)?,
+        }))
+    }
+
+    /// Keeps what the server said of the session; writes only what changed (a sync's answer
+    /// says the same thing all day).
+    pub fn keep_session_times(&self, t: &SessionTimes) -> Result<()> {
+        for (key, at) in [
+            (SESSION_EXPIRES, Some(t.expires_at)),
+            (SESSION_ENDS, t.ends_at),
+        ] {
+            if let Some(at) = at {
+                let v = ts(at);
+                if self.meta(key)?.as_deref() != Some(v.as_str()) {
+                    self.set_meta(key, &v)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The cursor after the last pulled page (0 before the first sync).
     pub fn pull_cursor(&self) -> Result<i64> {
         Ok(self

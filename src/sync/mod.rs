@@ -11,6 +11,10 @@
 //!    its new cursor in one transaction, so a pull cut anywhere resumes without a gap or a
 //!    repeat.
 //!
+//! Every pull's answer says how long the session lasts; the device keeps it in `meta`
+//! ([`Store::session_times`]). [`probe`] asks whether the server answers at all, without a
+//! session: the [`schedule`]r's probe while idle or unreachable.
+//!
 //! Network errors, 5xx and 429 are retried with exponential backoff; 401/403 and an
 //! incompatible server stop the sync with a message saying what to do. The store is held
 //! behind a `Mutex` and locked only around store work, never across a request; the heavy
@@ -30,17 +34,20 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::domain::model::Conflict;
+pub use crate::store::sync::SessionTimes;
 use crate::store::sync::{SERVER_URL, TOKEN};
 use crate::store::{Store, StoreError};
 use crate::wire::{
     Account, ApiError, Lane, LoginRequest, LoginResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
-    PullResponse, PushRequest, PushResponse,
+    PullResponse, PushRequest, PushResponse, SESSION_ENDS_HEADER, SESSION_EXPIRES_HEADER,
 };
 
 /// Entries per push request.
 pub const PUSH_BATCH: usize = 500;
 /// Bytes per photo upload request.
 pub const PHOTO_CHUNK: usize = 256 * 1024;
+/// How long a reachability probe waits for the server's answer, connecting included.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The phases a sync reports progress in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +84,9 @@ pub struct SyncSummary {
     /// When each push and pull request was sent and how long it took, answer body included
     /// (for the load generator): `Upload` for a push, `Download` for a pull.
     pub latencies: Vec<(Phase, std::time::Instant, Duration)>,
+    /// How long the session lasts, as the pull's answer said (also kept in the store:
+    /// [`Store::session_times`]); `None` from a server that does not say.
+    pub session: Option<SessionTimes>,
 }
 
 /// Why a sync stopped.
@@ -278,6 +288,10 @@ pub async fn enrol(
         s.set_meta(SERVER_URL, server.trim_end_matches('/'))?;
         s.set_meta(TOKEN, &res.token)?;
         s.set_worker(&res.account.username)?;
+        s.keep_session_times(&SessionTimes {
+            expires_at: res.expires_at,
+            ends_at: res.ends_at,
+        })?;
     }
     let client = SyncClient::new(server, &res.token)?;
     let first_sync = client.sync(store, |_| {}).await?;
@@ -285,6 +299,64 @@ pub async fn enrol(
         account: res.account,
         expires_at: res.expires_at,
         first_sync,
+    })
+}
+
+/// Whether the county server at `base` answers (`GET /api/v1/ping`, no session needed), within
+/// [`PROBE_TIMEOUT`]: for the scheduler's probe while idle or unreachable. A new HTTP client
+/// each time; [`SyncClient::probe`] reuses the client's connections.
+pub async fn probe(base: &str) -> Result<(), SyncError> {
+    probe_with(&http_client()?, base.trim_end_matches('/')).await
+}
+
+async fn probe_with(http: &reqwest::Client, base: &str) -> Result<(), SyncError> {
+    let res = http
+        .get(format!("{base}/api/v1/ping"))
+        .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+        .timeout(PROBE_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| SyncError::Offline(e.to_string()))?;
+    let status = res.status();
+    if status == StatusCode::UPGRADE_REQUIRED
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+    {
+        return Err(error_of(status, res).await);
+    }
+    let theirs = res
+        .headers()
+        .get(PROTOCOL_HEADER)
+        .map(|v| v.to_str().unwrap_or("?").to_owned());
+    match theirs {
+        // Not the county server: a Wi-Fi sign-in page, or a wrong address.
+        None => Err(SyncError::Offline(format!(
+            "answered {status} without the protocol header: not the county server"
+        ))),
+        Some(v) if v != PROTOCOL_VERSION.to_string() => Err(SyncError::Incompatible(format!(
+            "the server speaks protocol {v}, this app {PROTOCOL_VERSION}"
+        ))),
+        // 404: a server of this protocol from before the probe's route; it answers.
+        Some(_) if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+        Some(_) => Err(SyncError::Server(format!(
+            "the probe was answered {status}"
+        ))),
+    }
+}
+
+/// How long the session lasts, from an answer's headers.
+fn session_times(headers: &reqwest::header::HeaderMap) -> Option<SessionTimes> {
+    let at = |name: &str| {
+        headers
+            .get(name)?
+            .to_str()
+            .ok()
+            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    Some(SessionTimes {
+        expires_at: at(SESSION_EXPIRES_HEADER)?,
+        ends_at: at(SESSION_ENDS_HEADER),
     })
 }
 
@@ -355,6 +427,11 @@ impl SyncClient {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Whether the server answers ([`probe`]), over this client's connections.
+    pub async fn probe(&self) -> Result<(), SyncError> {
+        probe_with(&self.http, &self.base).await
     }
 
     /// Sends a request, retrying network errors, 5xx and 429 with exponential backoff.
@@ -600,6 +677,10 @@ impl SyncClient {
         if !res.status().is_success() {
             return Err(error_of(res.status(), res).await);
         }
+        let mut session = session_times(res.headers());
+        if session.is_some() {
+            sum.session = session;
+        }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<PullResponse>(2);
         let read = async move {
             let cut = |e: String| SyncError::Offline(format!("the pull was cut short: {e}"));
@@ -631,7 +712,16 @@ impl SyncClient {
             let mut more = None;
             while let Some(page) = rx.recv().await {
                 more = Some(page.more);
-                let applied = on_store(store, move |s| s.apply_pull(&page, Utc::now())).await?;
+                // The session's times are kept with the first page (written when they moved).
+                let keep = session.take();
+                let applied = on_store(store, move |s| {
+                    let applied = s.apply_pull(&page, Utc::now())?;
+                    if let Some(t) = keep {
+                        s.keep_session_times(&t)?;
+                    }
+                    Ok::<_, StoreError>(applied)
+                })
+                .await?;
                 sum.pulled += applied.changes as u64;
                 sum.feedback += applied.feedback as u64;
                 sum.conflicts.extend(applied.conflicts);

@@ -168,7 +168,8 @@ mod server_0006 {
         INSERT INTO sessions (token_hash, user_id, device_id, created_at, expires_at, revoked) VALUES
           ('t1', '00000000-0000-7000-8000-00000000000a', '00000000-0000-7000-8000-0000000000d1', '2026-02-01T00:00:00Z', '2099-01-01T00:00:00Z', 0),
           ('t2', '00000000-0000-7000-8000-00000000000b', '00000000-0000-7000-8000-0000000000d1', '2026-03-01T00:00:00Z', '2099-01-01T00:00:00Z', 0),
-          ('t3', '00000000-0000-7000-8000-00000000000b', '00000000-0000-7000-8000-0000000000d2', '2026-03-02T00:00:00Z', '2099-01-01T00:00:00Z', 0);
+          ('t3', '00000000-0000-7000-8000-00000000000b', '00000000-0000-7000-8000-0000000000d2', '2026-03-02T00:00:00Z', '2099-01-01T00:00:00Z', 0),
+          ('t4', '00000000-0000-7000-8000-00000000000a', '00000000-0000-7000-8000-0000000000d1', '2026-02-04T00:00:00.000Z', '2026-03-06T00:00:00.000Z', 0);
         INSERT INTO photos (sha256, size, mime, received, complete, data, uploaded_by, created_at) VALUES
           ('aaaa', 3, 'image/jpeg', 3, 1, NULL, 'worker-a', '2026-02-02T00:00:00Z');
         INSERT INTO entities (id, kind, grid_id, grid_code, parent_id, status, urgency, category, author, created_at, updated_at, data, meta, version) VALUES
@@ -224,6 +225,18 @@ mod server_0006 {
             assert!(repo::session(tx, "t1", Utc::now())?.is_some());
             assert!(repo::session(tx, "t2", Utc::now())?.is_none());
             assert!(repo::session(tx, "t3", Utc::now())?.is_some());
+            // Sessions end 180 days after they were made, or when they were due to expire
+            // if that is later.
+            let ends = |tx: &mut dyn gridwalk::server::db::Sql, t: &str| {
+                tx.query_one(
+                    "SELECT ends_at FROM sessions WHERE token_hash = $1",
+                    &[t.into()],
+                )
+                .map(|r| repo::parse_ts(r[0].str().unwrap()).unwrap())
+            };
+            let at = |s: &str| repo::parse_ts(s).unwrap();
+            assert_eq!(ends(tx, "t1")?, at("2099-01-01T00:00:00Z"));
+            assert_eq!(ends(tx, "t4")?, at("2026-08-03T00:00:00Z"));
             Ok(())
         })
         .unwrap();

@@ -127,8 +127,8 @@ impl FromRequestParts<AppState> for Clerk {
         let hash = auth::token_hash(&token);
         let found = state.sessions.look_up(&state.db, hash.clone()).await?;
         match found {
-            Some((user, _)) => Ok(Clerk {
-                user,
+            Some(live) => Ok(Clerk {
+                user: live.user,
                 token_hash: hash,
             }),
             None => Err(PageError::SignIn { next }),
@@ -440,7 +440,9 @@ async fn login_submit(
             let cookie = format!(
                 "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
                 r.token,
-                auth::SESSION_DAYS * 86400,
+                // The browser keeps the cookie as long as the session can live; the server
+                // decides whether it still does (unused for SESSION_DAYS, it does not).
+                auth::SESSION_MAX_DAYS * 86400,
                 if secure { "; Secure" } else { "" }
             );
             let mut resp = Redirect::to(&next).into_response();

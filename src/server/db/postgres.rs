@@ -35,6 +35,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_hostile_clients",
         include_str!("migrations/postgres/0006_hostile_clients.sql"),
     ),
+    (
+        "0007_sliding_sessions",
+        include_str!("migrations/postgres/0007_sliding_sessions.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;

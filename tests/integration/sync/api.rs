@@ -331,7 +331,7 @@ async fn sessions_looked_up_together_each_get_their_own(backend: Backend) {
             gridwalk::server::repo::sessions(db, &hashes, Utc::now())
         })
         .await;
-    let mut names: Vec<&str> = found.values().map(|(u, _)| u.username.as_str()).collect();
+    let mut names: Vec<&str> = found.values().map(|l| l.user.username.as_str()).collect();
     names.sort();
     assert_eq!(names, ["worker-a", "worker-b"]);
 }

@@ -944,6 +944,7 @@ async fn a_device_id_belongs_to_one_account(backend: Backend) {
                 a_dev,
                 Utc::now(),
                 Utc::now() + chrono::Duration::days(1),
+                Utc::now() + chrono::Duration::days(1),
             )
         })
     })

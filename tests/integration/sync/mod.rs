@@ -7,6 +7,7 @@ mod e2e;
 mod faults;
 mod hostile;
 mod partial;
+mod sessions;
 pub mod util;
 
 pub use e2e::hazard as e2e_hazard;
