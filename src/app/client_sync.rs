@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::store::Store;
-use crate::store::sync::{SERVER_URL, TOKEN};
+use crate::store::sync::{SERVER_URL, SessionTimes, TOKEN};
 use crate::sync::schedule::Failure;
 use crate::sync::{Phase, Retry, SyncClient, SyncError, enrol};
 
@@ -139,6 +139,12 @@ impl SyncPort for ClientSync {
             }
             let s = store.lock().map_err(|_| poisoned())?;
             s.set_meta(TOKEN, &res.token)
+                .and_then(|_| {
+                    s.keep_session_times(&SessionTimes {
+                        expires_at: res.expires_at,
+                        ends_at: res.ends_at,
+                    })
+                })
                 .map_err(|e| failure(e.into()))?;
             Ok(())
         })

@@ -260,11 +260,6 @@ pub async fn check_health(server: &str) -> Result<(), SyncError> {
     }
 }
 
-/// Whether the county server answers (the scheduler's probe).
-pub async fn probe(server: &str) -> Result<(), SyncError> {
-    check_health(server).await
-}
-
 /// What enrolment set up.
 #[derive(Debug, Clone)]
 pub struct Enrolment {

@@ -120,8 +120,8 @@ pub fn SignInAgain() -> Element {
     let store = use_store();
     let auto = use_autosync();
     let _rev = session.rev.read();
-    let (worker, pending) = store
-        .read(|s| Ok((s.worker().to_owned(), s.outbox_len()?)))
+    let (worker, pending, times) = store
+        .read(|s| Ok((s.worker().to_owned(), s.outbox_len()?, s.session_times()?)))
         .unwrap_or_default();
     let mut username = use_signal(|| worker.clone());
     let mut password = use_signal(String::new);
@@ -157,6 +157,18 @@ pub fn SignInAgain() -> Element {
     let st = step();
     rsx! {
         h2 { id: "signin-title", {t(l, "重新登录", "Sign in again")} }
+        if let Some(times) = times {
+            p { class: "muted", id: "session-times",
+                {t(l, "本次登录不用也有效至 ", "This sign-in lasts unused until ")}
+                {crate::app::local_time(times.expires_at, "%Y-%m-%d")}
+                {t(l, "（每次同步自动顺延）", " (each sync extends it)")}
+                if let Some(end) = times.ends_at {
+                    {t(l, "；最迟 ", "; at the latest until ")}
+                    {crate::app::local_time(end, "%Y-%m-%d")}
+                    {t(l, "，届时需在此重新登录", ", then sign in again here")}
+                }
+            }
+        }
         p { class: "hint",
             {t(l, "登录过期或被撤销时在此重新登录。本机的 ", "When the sign-in has expired or was revoked, sign in again here. This phone's ")}
             strong { "{pending}" }

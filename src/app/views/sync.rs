@@ -36,6 +36,7 @@ fn phase_label(l: Lang, p: SyncPhase) -> &'static str {
 
 #[component]
 pub fn SyncPage() -> Element {
+    let services = use_services();
     let session = use_session();
     let store = use_store();
     let auto = use_autosync();
@@ -45,6 +46,7 @@ pub fn SyncPage() -> Element {
         Ok((
             s.outbox_len()?,
             s.meta(LAST_SYNC_KEY)?,
+            s.session_times()?,
             s.meta(crate::store::sync::SERVER_URL)?,
             s.conflicts(true)?
                 .iter()
@@ -56,7 +58,7 @@ pub fn SyncPage() -> Element {
                 .collect::<Vec<_>>(),
         ))
     });
-    let (pending, last, server, conflicts, rejections) = match info {
+    let (pending, last, times, server, conflicts, rejections) = match info {
         Ok(i) => i,
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
@@ -84,6 +86,16 @@ pub fn SyncPage() -> Element {
                     {if l == Lang::Zh { st.zh() } else { st.en() }} }
                 p { class: "hint", {t(l, "有网络时会自动同步：保存几秒后上传，紧急事件立即上传，并定时获取县里反馈。",
                     "With a network the app syncs by itself: records go up a few seconds after saving, emergencies at once, and county feedback comes down regularly.")} }
+            }
+            // The sign-in's last fortnight: say so before it runs out.
+            if let Some(end) = times.and_then(|t| t.ends_at).filter(|end| *end - services.now() < chrono::Duration::days(14)) {
+                if !signed_out {
+                    p { class: "note warn", id: "session-ending",
+                        {t(l, "登录将于 ", "Your sign-in ends on ")} {crate::app::local_time(end, "%Y-%m-%d")}
+                        {t(l, " 到期，请在到期前于“设置”中重新登录（待上传的记录不受影响）。", "; sign in again in Settings before then (waiting records are kept).")}
+                        Link { to: Route::Settings {}, {t(l, " 去设置", " Settings")} }
+                    }
+                }
             }
             if signed_out {
                 div { class: "note warn", id: "sync-signin",
