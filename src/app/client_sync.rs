@@ -66,6 +66,16 @@ impl SyncPort for ClientSync {
                 SyncClient::from_store(&s).map_err(failure)?
             };
             client.retry = IN_SYNC_RETRY;
+            // The worker counts records, not the rows they travel as (track points, sessions,
+            // photos): what was unsent before and is not after.
+            let unsent = |store: &Arc<Mutex<Store>>| {
+                store
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.unsent_records().ok())
+                    .unwrap_or_default()
+            };
+            let before = unsent(&store);
             let summary = client
                 .sync(&store, |p| {
                     progress(SyncProgress {
@@ -80,8 +90,10 @@ impl SyncPort for ClientSync {
                 })
                 .await
                 .map_err(failure)?;
+            let after = unsent(&store);
             Ok(SyncReport {
-                pushed: summary.pushed,
+                pushed: before.difference(&after).count() as u64,
+                entries: summary.pushed,
                 pulled: summary.pulled,
                 photos: summary.photos,
                 feedback: summary.feedback,

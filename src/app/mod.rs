@@ -65,6 +65,8 @@ pub enum Route {
         SyncPage {},
         #[route("/settings")]
         Settings {},
+        #[route("/feedback")]
+        Feedback {},
 }
 
 /// Everything platform-specific the app is given when it starts.

@@ -27,7 +27,10 @@ pub struct SyncProgress {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SyncReport {
+    /// My records (with everything of them) that reached the county with this sync.
     pub pushed: u64,
+    /// The outbox entries that went up (a patrol's track is many).
+    pub entries: u64,
     pub pulled: u64,
     pub photos: u64,
     /// New county feedback on this worker's records (replies, status changes).

@@ -20,6 +20,7 @@ use crate::domain::lifecycle::TransitionError;
 use crate::domain::validate::ValidationErrors;
 
 pub mod drafts;
+pub mod feedback;
 pub mod outbox;
 pub mod people;
 pub mod records;
@@ -34,6 +35,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_sync.sql"),
     include_str!("migrations/0005_draft_photos.sql"),
     include_str!("migrations/0006_rejections.sql"),
+    include_str!("migrations/0007_feedback.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -184,7 +184,11 @@ impl Store {
                 .map(|id| uuid(&id?))
                 .collect::<Result<_>>()?;
             for c in &page.changes {
-                apply_change(tx, c, &me, now, &mut households, &pending, &mut out)?;
+                let reader = Reader {
+                    me: &me,
+                    news: page.base > 0,
+                };
+                apply_change(tx, c, &reader, now, &mut households, &pending, &mut out)?;
                 out.changes += 1;
             }
             for r in &page.rejected {
@@ -457,15 +461,24 @@ fn rebase(tx: &rusqlite::Connection, id: Uuid, data: &mut Map<String, Value>) ->
     Ok(())
 }
 
+/// Who applies a page, and whether what it brings is news to them.
+struct Reader<'a> {
+    me: &'a str,
+    /// False for the first pull a device makes (its base is 0): it brings the records' past,
+    /// which is no news, so nothing goes into the feedback inbox.
+    news: bool,
+}
+
 fn apply_change(
     tx: &rusqlite::Connection,
     c: &Change,
-    me: &str,
+    reader: &Reader,
     now: DateTime<Utc>,
     households: &mut HashSet<String>,
     pending: &HashSet<Uuid>,
     out: &mut Applied,
 ) -> Result<()> {
+    let me = reader.me;
     let (kind, id, v) = (c.kind, c.id, &c.data);
     let Value::Object(fields) = v else {
         return Err(StoreError::Corrupt(format!(
@@ -524,8 +537,11 @@ fn apply_change(
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM entries WHERE id = ?1)")?
                 .query_row([id.to_string()], |r| r.get(0))?;
             write_entry(tx, r.id, r.record_id, kind, v, &r.author, r.created_at)?;
-            if new {
+            if new && r.author != me {
                 out.feedback += 1;
+                if reader.news {
+                    super::feedback::note_reply(tx, &r)?;
+                }
             }
         }
         EntityKind::PatrolPoints => {
@@ -612,9 +628,14 @@ fn apply_change(
                 for h in history {
                     write_status_change(tx, h)?;
                 }
-                let county_moved = history.last().is_some_and(|h| h.actor != me);
-                if county_moved && before.as_deref() != Some(rec.common().status.code()) {
+                let county_moved = history.last().filter(|h| h.actor != me);
+                if let Some(h) = county_moved
+                    && before.as_deref() != Some(rec.common().status.code())
+                {
                     out.feedback += 1;
+                    if reader.news && rec.common().author == me {
+                        super::feedback::note_status(tx, h)?;
+                    }
                 }
             }
         }
@@ -785,6 +806,138 @@ mod tests {
             matches!(&e, StoreError::Corrupt(m) if m.contains("records") && m.contains("grids")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_countys_feedback_on_my_records_is_kept_once_until_read() {
+        use crate::domain::model::Reply;
+        let (mut s, grid) = crate::store::testing::store_with_grid();
+        let h = hazard(grid, Status::Reported);
+        let id = h.common.id;
+        let mine = step(id, Status::Draft, Status::Reported, 1, "worker-a");
+        let record = |seq, h: &crate::domain::model::Hazard, history: Vec<StatusChange>| Change {
+            history: Some(history),
+            history_kept: 0,
+            ..Change::whole(
+                seq,
+                EntityKind::Hazard,
+                id,
+                serde_json::to_value(h).unwrap(),
+            )
+        };
+        s.apply_pull(
+            &page(1, vec![record(1, &h, vec![mine.clone()])], vec![]),
+            at(2),
+        )
+        .unwrap();
+        assert_eq!(
+            s.unread_feedback().unwrap(),
+            0,
+            "my own filing is no feedback"
+        );
+        let mut moved = h.clone();
+        moved.common.status = Status::Confirmed;
+        let accept = StatusChange {
+            note: Some("已受理".into()),
+            ..step(id, Status::Reported, Status::Confirmed, 3, "secretary")
+        };
+        let reply = |author: &str, text: &str| Reply {
+            id: crate::domain::model::new_id(),
+            record_id: id,
+            author: author.into(),
+            text: text.into(),
+            created_at: at(4),
+        };
+        let theirs = reply("secretary", "明天上午去看");
+        let own = reply("worker-a", "好的");
+        let change_of = |seq, r: &Reply| {
+            Change::whole(
+                seq,
+                EntityKind::Reply,
+                r.id,
+                serde_json::to_value(r).unwrap(),
+            )
+        };
+        let p = page(
+            4,
+            vec![
+                record(2, &moved, vec![mine.clone(), accept.clone()]),
+                change_of(3, &theirs),
+                change_of(4, &own),
+            ],
+            vec![],
+        );
+        // The first sync (enrolment) brings the past, which is no news.
+        let past = reply("secretary", "去年已整改过一次");
+        s.apply_pull(&page(2, vec![change_of(2, &past)], vec![]), at(4))
+            .unwrap();
+        assert_eq!(s.unread_feedback().unwrap(), 0);
+        // A device that has pulled before (its base is where that pull ended): news.
+        let p = PullResponse { base: 2, ..p };
+        s.apply_pull(&p, at(5)).unwrap();
+        // The same page again (a retried pull) adds nothing.
+        s.apply_pull(&p, at(5)).unwrap();
+        assert_eq!(s.unread_feedback().unwrap(), 2);
+        let items = s.feedback(10).unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(items.iter().all(|i| i.record_id == id && !i.read));
+        assert!(
+            items
+                .iter()
+                .any(|i| i.status == Some(Status::Confirmed) && i.text == "已受理")
+        );
+        assert!(
+            items
+                .iter()
+                .any(|i| i.text == "明天上午去看" && i.actor == "secretary")
+        );
+        // Opening the record reads them.
+        assert_eq!(s.read_record_feedback(id, at(6)).unwrap(), 2);
+        assert_eq!(s.unread_feedback().unwrap(), 0);
+        assert!(s.feedback(10).unwrap().iter().all(|i| i.read));
+    }
+
+    #[test]
+    fn a_record_reads_unsent_until_it_and_its_children_are_on_the_server() {
+        use crate::domain::codes::ReportStage;
+        use crate::domain::model::{Common, Emergency, EmergencyReport};
+        let (mut s, grid) = crate::store::testing::store_with_grid();
+        let h = hazard(grid, Status::Reported);
+        s.create_record(&h, at(1)).unwrap();
+        let e = Emergency {
+            common: Common::new(
+                crate::domain::codes::Domain::Emergency,
+                grid,
+                "worker-a",
+                at(1),
+            ),
+            category: crate::domain::codes::EmergencyCategory::Natural,
+            level: crate::domain::codes::EmergencyLevel::Iv,
+            title: "山体滑坡".into(),
+            occurred_at: at(1),
+        };
+        s.create_record(&e, at(1)).unwrap();
+        let unsent = s.unsent_records().unwrap();
+        assert!(unsent.contains(&h.common.id) && unsent.contains(&e.common.id));
+        // Everything acknowledged: nothing unsent.
+        for lane in [Lane::Urgent, Lane::Normal] {
+            let last = s.outbox_last_seq(lane).unwrap();
+            s.ack_outbox(lane, last).unwrap();
+        }
+        assert!(s.unsent_records().unwrap().is_empty());
+        // A follow-up report waits: its emergency reads unsent again, the hazard does not.
+        let rep = EmergencyReport {
+            id: crate::domain::model::new_id(),
+            emergency_id: e.common.id,
+            stage: ReportStage::Update,
+            text: "已疏散 12 户".into(),
+            casualties: Some(0),
+            author: "worker-a".into(),
+            created_at: at(2),
+        };
+        s.add_emergency_report(&rep, at(2)).unwrap();
+        assert!(s.is_unsent(e.common.id).unwrap());
+        assert!(!s.is_unsent(h.common.id).unwrap());
     }
 
     #[test]

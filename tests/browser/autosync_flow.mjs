@@ -34,25 +34,27 @@ try {
   await page.click('#hz-submit');
   await page.waitForSelector('#record-summary');
   await page.click('#tab-today');
-  await page.waitForSelector('#pending:has-text("待上传 1")');
+  await page.waitForSelector('#pending:has-text("待上传 1 条")');
 
   step('the server comes back: the hazard goes up with no click');
   const res = await fetch(`${control}/open`);
   if (!res.ok) throw new Error(`gate control answered ${res.status}`);
-  await page.waitForSelector('#pending:has-text("待上传 0")');
+  await page.waitForSelector('#pending:has-text("待上传 0 条")');
   await page.waitForSelector('#online:has-text("在线")');
 
   step('the county replies: an unread badge appears with no click');
   await page.waitForSelector('#tab-feedback-badge', { timeout: 60000 });
-  console.log('badge: ' + await page.textContent('#tab-feedback-badge'));
+  // The county's move and its reply may come in two syncs: wait for the reply too.
   await page.waitForSelector('#feedback-badge');
+  await page.click('#feedback-badge');
+  await page.waitForSelector('#feedback-list .feedback-item.unread >> text=供电所明天上午来修围栏', { timeout: 60000 });
+  console.log('badge: ' + await page.textContent('#tab-feedback-badge'));
 
   step('opening the inbox item clears the badge');
-  await page.click('#feedback-badge');
-  await page.waitForSelector('#feedback-list');
-  await page.click('#feedback-list [data-feedback] >> nth=0');
-  await page.waitForSelector('.reply');
-  console.log('reply: ' + await page.textContent('.reply'));
+  await page.click('#feedback-list .feedback-item >> text=供电所明天上午来修围栏');
+  const reply = page.locator('.reply:has-text("供电所明天上午来修围栏")');
+  await reply.waitFor();
+  console.log('reply: ' + await reply.textContent());
   await page.click('#tab-today');
   await page.waitForSelector('text=今日工作');
   if (await page.locator('#tab-feedback-badge').count() > 0) {

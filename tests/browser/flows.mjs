@@ -78,7 +78,9 @@ try {
   await page.reload();
   await page.fill('#pin', '123456');
   await page.click('#unlock');
-  // The app reopens where it was (the patrol screen), the patrol still recording.
+  // The patrol still records after the restart (the header says so on any screen).
+  await page.waitForSelector('header .rec-dot');
+  await page.click('#tab-patrol');
   await page.waitForSelector('#recording-notice');
   if (await page.inputValue('#patrol-notes') !== '村西路灯不亮两盏') throw new Error('patrol notes lost on a restart');
   await page.waitForFunction(() => {

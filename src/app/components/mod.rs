@@ -50,6 +50,15 @@ pub fn Shell() -> Element {
 fn TabBar() -> Element {
     let l = *use_lang().read();
     let current: Route = use_route();
+    // The county's unread feedback, on the Records tab (it is about my records).
+    let session = use_session();
+    let _rev = session.rev.read();
+    let unread = session
+        .store
+        .read()
+        .as_ref()
+        .and_then(|s| s.lock().ok().and_then(|s| s.unread_feedback().ok()))
+        .unwrap_or(0);
     let tab =
         |to: Route, icon: &'static str, zh: &'static str, en: &'static str, id: &'static str| {
             let active = same_tab(&current, &to);
@@ -67,7 +76,12 @@ fn TabBar() -> Element {
             {tab(Route::Report { kind: "hazard".into() }, "＋", "上报", "Report", "tab-report")}
             {tab(Route::PatrolPage {}, "⇢", "巡防", "Patrol", "tab-patrol")}
             {tab(Route::MapPage {}, "▦", "地图", "Map", "tab-map")}
-            {tab(Route::Records {}, "≡", "记录", "Records", "tab-records")}
+            div { class: "tab-wrap",
+                {tab(Route::Records {}, "≡", "记录", "Records", "tab-records")}
+                if unread > 0 {
+                    span { class: "badge tab-badge", id: "tab-feedback-badge", title: t(l, "县里新反馈", "New county feedback"), "{unread}" }
+                }
+            }
             {tab(Route::SyncPage {}, "⇅", "同步", "Sync", "tab-sync")}
         }
     }
@@ -82,9 +96,31 @@ fn same_tab(a: &Route, b: &Route) -> bool {
             | (Report { .. }, Report { .. })
             | (PatrolPage {}, PatrolPage {})
             | (MapPage {}, MapPage {})
-            | (Records {} | RecordPage { .. }, Records {})
+            | (Records {} | RecordPage { .. } | Feedback {}, Records {})
             | (SyncPage {}, SyncPage {})
     )
+}
+
+/// A record's sync state beside its status: 待上传 while anything of it is still on this
+/// phone only (its status then says only what the phone did: a just-filed record shows no
+/// 已上报 until the county has it), 已上传 once it is all on the server.
+#[component]
+pub fn SyncState(
+    unsent: bool,
+    status: crate::domain::lifecycle::Status,
+    domain: crate::domain::codes::Domain,
+) -> Element {
+    let l = *use_lang().read();
+    let initial = crate::domain::lifecycle::lifecycle(domain).initial;
+    rsx! {
+        if unsent {
+            span { class: "pill warn sync-state", "data-sync": "unsent", {t(l, "待上传", "Not sent")} }
+            if status != initial { Pill { text: status.label(l).to_string(), kind: "status" } }
+        } else {
+            span { class: "pill ok sync-state", "data-sync": "sent", {t(l, "已上传", "Sent")} }
+            Pill { text: status.label(l).to_string(), kind: "status" }
+        }
+    }
 }
 
 /// A length counter under a long text: the characters typed of the most allowed, amber near

@@ -1,5 +1,6 @@
 //! One file per screen; each is the component its [`Route`](super::Route) variant names.
 
+pub mod feedback;
 pub mod households;
 pub mod map;
 pub mod patrol;
@@ -10,6 +11,7 @@ pub mod sync;
 pub mod today;
 pub mod unlock;
 
+pub use feedback::Feedback;
 pub use households::{HouseholdPage, Households};
 pub use map::MapPage;
 pub use patrol::PatrolPage;

@@ -6,7 +6,7 @@ use dioxus::prelude::*;
 use uuid::Uuid;
 
 use crate::app::components::{
-    ErrorNote, Field, Pill, base64, code_options, err, metres, parse_code,
+    ErrorNote, Field, Pill, SyncState, base64, code_options, err, metres, parse_code,
 };
 use crate::app::i18n::{t, use_lang};
 use crate::app::{Route, bump, use_services, use_session, use_store};
@@ -35,14 +35,22 @@ pub fn Records() -> Element {
     };
     let list = store.read(|s| {
         let me = s.worker().to_owned();
+        let unsent = s.unsent_records()?;
         Ok(s.records(&q)?
             .into_iter()
             .filter(|r| r.author == me)
+            .map(|r| (unsent.contains(&r.id), r))
             .collect::<Vec<_>>())
     });
+    let unread = store.read(|s| s.unread_feedback()).unwrap_or(0);
     rsx! {
         section { class: "records",
             h1 { {t(l, "我的记录", "My records")} }
+            Link { class: if unread > 0 { "more unread" } else { "more" }, id: "records-feedback", to: Route::Feedback {},
+                {t(l, "县里反馈", "County feedback")}
+                if unread > 0 { " " span { class: "badge", "{unread}" } }
+                " →"
+            }
             div { class: "filters",
                 select { id: "rec-domain", onchange: move |e| domain.set(Domain::from_code(&e.value()).ok()),
                     option { value: "", {t(l, "全部类型", "All types")} }
@@ -57,12 +65,12 @@ pub fn Records() -> Element {
                 Ok(list) => rsx! {
                     if list.is_empty() { p { class: "hint", {t(l, "没有记录。", "No records.")} } }
                     ul { class: "cards rec-list",
-                        for r in list {
+                        for (unsent, r) in list {
                             li { key: "{r.id}",
                                 Link { class: "card", to: Route::RecordPage { id: r.id },
                                     div { class: "card-title", {r.domain.label(l)} if !r.summary.is_empty() { " · {r.summary}" } }
                                     div { class: "card-tags",
-                                        Pill { text: r.status.label(l).to_string(), kind: "status" }
+                                        SyncState { unsent, status: r.status, domain: r.domain }
                                         span { class: "muted", " " {crate::app::local_time(r.created_at, "%Y-%m-%d %H:%M")} }
                                     }
                                 }
@@ -94,9 +102,25 @@ pub fn RecordPage(id: Uuid) -> Element {
                     .map(|(b, m)| (h.clone(), format!("data:{m};base64,{}", base64(&b))))
             })
             .collect();
-        Ok((r, s.status_history(id)?, s.replies(id)?, photos))
+        Ok((
+            r,
+            s.status_history(id)?,
+            s.replies(id)?,
+            photos,
+            s.is_unsent(id)?,
+        ))
     });
-    let (rec, history, replies, photos) = match data {
+    // Opening a record reads the county's feedback on it.
+    let services = use_services();
+    let st_read = store.clone();
+    use_effect(move || {
+        if let Ok(n) = st_read.read(|s| s.read_record_feedback(id, services.now()))
+            && n > 0
+        {
+            bump(session);
+        }
+    });
+    let (rec, history, replies, photos, unsent) = match data {
         Ok(d) => d,
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
@@ -106,7 +130,7 @@ pub fn RecordPage(id: Uuid) -> Element {
             Link { class: "back", to: Route::Records {}, {t(l, "‹ 我的记录", "‹ My records")} }
             h1 { {rec.domain().label(l)} }
             div { class: "card-tags", id: "record-status",
-                Pill { text: c.status.label(l).to_string(), kind: "status" }
+                SyncState { unsent, status: c.status, domain: rec.domain() }
                 Pill { text: c.urgency.label(l).to_string(), kind: "" }
             }
             p { class: "summary", id: "record-summary", {rec.summary().to_string()} }

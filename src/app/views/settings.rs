@@ -121,7 +121,13 @@ pub fn SignInAgain() -> Element {
     let auto = use_autosync();
     let _rev = session.rev.read();
     let (worker, pending, times) = store
-        .read(|s| Ok((s.worker().to_owned(), s.outbox_len()?, s.session_times()?)))
+        .read(|s| {
+            Ok((
+                s.worker().to_owned(),
+                s.unsent_records()?.len(),
+                s.session_times()?,
+            ))
+        })
         .unwrap_or_default();
     let mut username = use_signal(|| worker.clone());
     let mut password = use_signal(String::new);
@@ -172,7 +178,7 @@ pub fn SignInAgain() -> Element {
         p { class: "hint",
             {t(l, "登录过期或被撤销时在此重新登录。本机的 ", "When the sign-in has expired or was revoked, sign in again here. This phone's ")}
             strong { "{pending}" }
-            {t(l, " 项待上传记录会保留，登录后自动上传。只有本机的网格员「", " waiting records stay and go up after signing in. Only this phone's worker (")}
+            {t(l, " 条待上传记录会保留，登录后自动上传。只有本机的网格员「", " waiting records stay and go up after signing in. Only this phone's worker (")}
             "{worker}"
             {t(l, "」本人可以登录。", ") may sign in.")}
         }

@@ -44,7 +44,7 @@ pub fn SyncPage() -> Element {
     let _rev = session.rev.read();
     let info = store.read(|s| {
         Ok((
-            s.outbox_len()?,
+            s.unsent_records()?.len(),
             s.meta(LAST_SYNC_KEY)?,
             s.session_times()?,
             s.meta(crate::store::sync::SERVER_URL)?,
@@ -80,7 +80,7 @@ pub fn SyncPage() -> Element {
                 " · " {t(l, "上次同步 ", "Last sync ")}
                 {crate::app::local_stamp(last.as_deref(), t(l, "从未", "never"))}
             }
-            p { id: "sync-pending", class: "pending", {t(l, "待上传 ", "Waiting to upload ")} strong { "{pending}" } {t(l, " 项", " items")} }
+            p { id: "sync-pending", class: "pending", {t(l, "待上传 ", "Waiting to upload ")} strong { "{pending}" } {t(l, " 条记录", " records")} }
             if let Some(st) = status {
                 p { id: "sync-state", class: if st.is_ok() { "pill ok" } else { "pill warn" },
                     {if l == Lang::Zh { st.zh() } else { st.en() }} }
@@ -127,7 +127,7 @@ pub fn SyncPage() -> Element {
             match last_run.map(|r| r.result) {
                 Some(Ok(r)) => rsx! {
                     div { class: "note ok", id: "sync-summary",
-                        {t(l, "同步完成：上传 ", "Done: sent ")} "{r.pushed}" {t(l, " 项，下载 ", ", received ")} "{r.pulled}"
+                        {t(l, "同步完成：上传记录 ", "Done: records sent ")} "{r.pushed}" {t(l, " 条，县里更新 ", ", county updates ")} "{r.pulled}"
                         {t(l, " 项，照片 ", ", photos ")} "{r.photos}"
                         {t(l, "，县里新反馈 ", ", new county feedback ")} "{r.feedback}"
                     }

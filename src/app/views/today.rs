@@ -1,11 +1,11 @@
-//! Today: visits due today and overdue, my open records waiting for the county, new replies
-//! since the last sync, what waits to upload, the last sync, the server's state, and one large
+//! Today: visits due today and overdue, my open records waiting for the county (each with its
+//! sync state), the county's unread feedback, what waits to upload, the last sync, the server's state, and one large
 //! "上报隐患" button.
 
 use dioxus::prelude::*;
 
 use crate::app::autosync::use_autosync;
-use crate::app::components::{ErrorNote, Pill};
+use crate::app::components::{ErrorNote, Pill, SyncState};
 use crate::app::i18n::{t, use_lang};
 use crate::app::{Route, use_services, use_session, use_store};
 use crate::domain::codes::{Coded, Lang};
@@ -18,8 +18,11 @@ pub const LAST_SYNC_KEY: &str = crate::store::sync::LAST_SYNC;
 
 struct Day {
     due: Vec<HouseholdCard>,
-    waiting: Vec<RecordSummary>,
-    new_replies: usize,
+    /// My open records, each with whether something of it is still unsent.
+    waiting: Vec<(bool, RecordSummary)>,
+    /// The county's feedback not yet read.
+    unread: u64,
+    /// My records with something not yet on the server.
     outbox: u64,
     last_sync: Option<String>,
     server: Option<String>,
@@ -59,23 +62,15 @@ pub fn Today() -> Element {
                 r.author == me && r.status != Status::Draft && r.status != Status::Recording
             })
             .collect();
-        let mut new_replies = 0;
-        for r in &waiting {
-            new_replies += s
-                .replies(r.id)?
-                .iter()
-                .filter(|rep| {
-                    last_sync
-                        .as_deref()
-                        .is_none_or(|ls| rep.created_at.to_rfc3339().as_str() > ls)
-                })
-                .count();
-        }
+        let unsent = s.unsent_records()?;
         Ok(Day {
             due: s.due_visits(today)?,
-            waiting,
-            new_replies,
-            outbox: s.outbox_len()?,
+            waiting: waiting
+                .into_iter()
+                .map(|r| (unsent.contains(&r.id), r))
+                .collect(),
+            unread: s.unread_feedback()?,
+            outbox: unsent.len() as u64,
             last_sync,
             server: s.meta(crate::store::sync::SERVER_URL)?,
         })
@@ -89,7 +84,7 @@ pub fn Today() -> Element {
             h1 { {t(l, "今日工作", "Today")} " · {today}" }
             div { class: "status-row",
                 OnlinePill { enrolled: day.server.is_some() }
-                span { class: "pill", id: "pending", {t(l, "待上传 ", "To upload ")} "{day.outbox}" }
+                span { class: "pill", id: "pending", {t(l, "待上传 ", "To upload ")} "{day.outbox}" {t(l, " 条", "")} }
                 span { class: "pill", id: "last-sync",
                     {t(l, "上次同步 ", "Last sync ")}
                     {crate::app::local_stamp(day.last_sync.as_deref(), t(l, "从未", "never"))}
@@ -119,15 +114,16 @@ pub fn Today() -> Element {
                 Link { class: "more", to: Route::Households {}, {t(l, "查看全部", "See all")} " ({day.due.len()})" }
             }
             h2 { {t(l, "等待县里反馈", "Waiting for the county")} " ({day.waiting.len()})" }
-            if day.new_replies > 0 {
-                p { class: "note ok", id: "new-replies", {t(l, "新反馈 ", "New replies ")} "{day.new_replies}" }
+            if day.unread > 0 {
+                Link { class: "note ok feedback-link", id: "feedback-badge", to: Route::Feedback {},
+                    {t(l, "县里新反馈 ", "New county feedback ")} span { class: "badge", "{day.unread}" } {t(l, " 条，点此查看 →", ": open →")} }
             }
             ul { class: "cards",
-                for r in day.waiting.iter().take(20) {
+                for (unsent, r) in day.waiting.iter().take(20) {
                     li { key: "{r.id}",
                         Link { class: "card", to: Route::RecordPage { id: r.id },
                             div { class: "card-title", {r.domain.label(l)} " · {r.summary}" }
-                            div { class: "card-tags", Pill { text: r.status.label(l).to_string(), kind: "status" } }
+                            div { class: "card-tags", SyncState { unsent: *unsent, status: r.status, domain: r.domain } }
                         }
                     }
                 }
