@@ -90,6 +90,10 @@ pub fn Today() -> Element {
                     {crate::app::local_stamp(day.last_sync.as_deref(), t(l, "从未", "never"))}
                 }
             }
+            if day.unread > 0 {
+                Link { class: "note ok feedback-link", id: "feedback-badge", to: Route::Feedback {},
+                    {t(l, "县里新反馈 ", "New county feedback ")} span { class: "badge", "{day.unread}" } {t(l, " 条，点此查看 →", ": open →")} }
+            }
             Link { class: "big primary report-hazard", id: "report-hazard", to: Route::Report { kind: "hazard".into() }, {t(l, "上报隐患", "Report a hazard")} }
             h2 { {t(l, "待走访（今日及逾期）", "Visits due (today and overdue)")} " ({day.due.len()})" }
             if day.due.is_empty() { p { class: "hint", {t(l, "今天没有待走访的住户。", "No visits due today.")} } }
@@ -114,10 +118,6 @@ pub fn Today() -> Element {
                 Link { class: "more", to: Route::Households {}, {t(l, "查看全部", "See all")} " ({day.due.len()})" }
             }
             h2 { {t(l, "等待县里反馈", "Waiting for the county")} " ({day.waiting.len()})" }
-            if day.unread > 0 {
-                Link { class: "note ok feedback-link", id: "feedback-badge", to: Route::Feedback {},
-                    {t(l, "县里新反馈 ", "New county feedback ")} span { class: "badge", "{day.unread}" } {t(l, " 条，点此查看 →", ": open →")} }
-            }
             ul { class: "cards",
                 for (unsent, r) in day.waiting.iter().take(20) {
                     li { key: "{r.id}",
