@@ -102,8 +102,11 @@ try {
   await page.fill('#ms-participants', '张三, 李四, 村调解员');
   await page.fill('#ms-notes', '现场丈量后双方认可界址');
   await page.fill('#ms-agreement', '以原界桩为准');
-  await page.click('#ms-add');
+  await page.dblclick('#ms-add');
   await page.waitForSelector('#sessions li >> text=现场丈量后双方认可界址');
+  await page.waitForTimeout(300);
+  if (await page.locator('#sessions li').count() !== 1) throw new Error('a double tap saved the session twice');
+  if (await page.locator('.field-error').count() > 0) throw new Error('a double tap showed an error');
   step('every input is readable at 390 px wide');
   await page.setViewportSize({ width: 390, height: 844 });
   const narrow = async (where) => {

@@ -6,14 +6,14 @@ use dioxus::prelude::*;
 use uuid::Uuid;
 
 use crate::app::components::{
-    ErrorNote, Field, Pill, SyncState, base64, code_options, err, metres, parse_code,
+    Counter, ErrorNote, Field, Pill, SyncState, base64, code_options, err, metres, parse_code,
 };
 use crate::app::i18n::{t, use_lang};
 use crate::app::{Route, bump, use_services, use_session, use_store};
 use crate::domain::codes::{Coded, Domain, MediationMethod, ReportStage, Satisfaction};
 use crate::domain::lifecycle::Status;
 use crate::domain::model::{
-    AnyRecord, Dispute, EmergencyReport, FollowUp, MediationSession, new_id,
+    AnyRecord, Dispute, EmergencyReport, FollowUp, MediationSession, TEXT_MAX, new_id,
 };
 use crate::domain::validate::ValidationErrors;
 use crate::store::StoreError;
@@ -176,17 +176,53 @@ fn DisputeExtras(dispute: Dispute) -> Element {
     let l = *use_lang().read();
     let id = dispute.common.id;
     let sessions = store.read(|s| s.mediation_sessions(id));
-    let mut method = use_signal(|| "ON_SITE".to_string());
-    let mut participants = use_signal(String::new);
-    let mut notes = use_signal(String::new);
-    let mut agreement = use_signal(String::new);
+    // The session being typed is a draft (method, participants, notes, agreement): a tab
+    // switch or a restart loses none of it.
+    let ms_form = format!("mediation:{id}");
+    let (st0, f0) = (store.clone(), ms_form.clone());
+    let ms_draft: (String, String, String, String) = use_hook(move || {
+        st0.read(|s| crate::app::drafts::load(s, &f0))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                (
+                    "ON_SITE".into(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                )
+            })
+    });
+    let mut method = use_signal(|| ms_draft.0.clone());
+    let mut participants = use_signal(|| ms_draft.1.clone());
+    let mut notes = use_signal(|| ms_draft.2.clone());
+    let mut agreement = use_signal(|| ms_draft.3.clone());
+    let mut ms_saved = use_signal(|| false);
+    let (st_d, f_d) = (store.clone(), ms_form.clone());
+    let save_ms = move || {
+        let d = (
+            method.peek().clone(),
+            participants.peek().clone(),
+            notes.peek().clone(),
+            agreement.peek().clone(),
+        );
+        let _ = st_d.read(|s| crate::app::drafts::save(s, &f_d, &d));
+        ms_saved.set(false);
+    };
+    let (mut sm1, mut sm2, mut sm3, mut sm4) =
+        (save_ms.clone(), save_ms.clone(), save_ms.clone(), save_ms);
     let mut sat = use_signal(|| "SATISFIED".to_string());
     let mut fu_notes = use_signal(String::new);
     let mut errors = use_signal(|| None::<ValidationErrors>);
     let mut general = use_signal(|| None::<String>);
     let (st, sv) = (store.clone(), services.clone());
     let add_session = move |_| {
+        // Saved, and nothing typed since: a second tap has nothing to add.
+        if *ms_saved.peek() {
+            return;
+        }
         let now = sv.now();
+        let form = ms_form.clone();
         let res = st.write(|s| {
             let m = MediationSession {
                 id: new_id(),
@@ -204,7 +240,8 @@ fn DisputeExtras(dispute: Dispute) -> Element {
                 author: s.worker().to_owned(),
                 created_at: now,
             };
-            s.add_mediation_session(&m, now)
+            s.add_mediation_session(&m, now)?;
+            crate::app::drafts::save(s, &form, &serde_json::Value::Null)
         });
         match res {
             Ok(()) => {
@@ -213,6 +250,7 @@ fn DisputeExtras(dispute: Dispute) -> Element {
                 notes.set(String::new());
                 agreement.set(String::new());
                 participants.set(String::new());
+                ms_saved.set(true);
                 bump(session);
             }
             Err(StoreError::Invalid(e)) => errors.set(Some(e)),
@@ -249,14 +287,15 @@ fn DisputeExtras(dispute: Dispute) -> Element {
         details { class: "form", open: true,
             summary { {t(l, "添加调解记录", "Add a mediation session")} }
             Field { label: t(l, "方式", "Method").to_string(), error: err(&errs, "method"),
-                select { id: "ms-method", onchange: move |e| method.set(e.value()), {code_options(l, parse_code(&method(), MediationMethod::OnSite))} } }
+                select { id: "ms-method", onchange: move |e| { method.set(e.value()); sm1(); }, {code_options(l, parse_code(&method(), MediationMethod::OnSite))} } }
             Field { label: t(l, "参加人（逗号分隔）", "Participants (comma-separated)").to_string(), error: err(&errs, "participants"),
-                input { id: "ms-participants", value: "{participants}", oninput: move |e| participants.set(e.value()) } }
+                input { id: "ms-participants", value: "{participants}", oninput: move |e| { participants.set(e.value()); sm2(); } } }
             Field { label: t(l, "调解经过", "Notes").to_string(), error: err(&errs, "notes"),
-                textarea { id: "ms-notes", rows: 3, value: "{notes}", oninput: move |e| notes.set(e.value()) } }
+                textarea { id: "ms-notes", rows: 3, value: "{notes}", oninput: move |e| { notes.set(e.value()); sm3(); } }
+                Counter { text: notes(), max: TEXT_MAX } }
             Field { label: t(l, "达成协议（可空）", "Agreement (optional)").to_string(), error: err(&errs, "agreement"),
-                input { id: "ms-agreement", value: "{agreement}", oninput: move |e| agreement.set(e.value()) } }
-            button { id: "ms-add", class: "big", onclick: add_session, {t(l, "保存调解记录", "Save session")} }
+                input { id: "ms-agreement", value: "{agreement}", oninput: move |e| { agreement.set(e.value()); sm4(); } } }
+            button { id: "ms-add", class: "big", disabled: ms_saved(), onclick: add_session, {t(l, "保存调解记录", "Save session")} }
         }
         h2 { {t(l, "回访", "Follow-up")} }
         if let Some(f) = &dispute.follow_up { p { id: "follow-up", "{f.on} · " {f.satisfaction.label(l)} " · {f.notes}" } }
@@ -279,12 +318,26 @@ fn EmergencyExtras(id: Uuid) -> Element {
     let store = use_store();
     let l = *use_lang().read();
     let reports = store.read(|s| s.emergency_reports(id));
+    let em_form = format!("emergency-report:{id}");
+    let (st0, f0) = (store.clone(), em_form.clone());
     let mut stage = use_signal(|| "UPDATE".to_string());
-    let mut text = use_signal(String::new);
+    // The report being typed is a draft.
+    let mut text = use_signal(move || {
+        st0.read(|s| crate::app::drafts::load::<String>(s, &f0))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    });
     let mut errors = use_signal(|| None::<ValidationErrors>);
     let mut general = use_signal(|| None::<String>);
+    let mut sent = use_signal(|| false);
+    let (st_d, f_d) = (store.clone(), em_form.clone());
     let add = move |_| {
+        if *sent.peek() {
+            return;
+        }
         let now = services.now();
+        let form = em_form.clone();
         let res = store.write(|s| {
             let rep = EmergencyReport {
                 id: new_id(),
@@ -295,10 +348,12 @@ fn EmergencyExtras(id: Uuid) -> Element {
                 author: s.worker().to_owned(),
                 created_at: now,
             };
-            s.add_emergency_report(&rep, now)
+            s.add_emergency_report(&rep, now)?;
+            crate::app::drafts::save(s, &form, &serde_json::Value::Null)
         });
         match res {
             Ok(()) => {
+                sent.set(true);
                 text.set(String::new());
                 errors.set(None);
                 general.set(None);
@@ -319,8 +374,13 @@ fn EmergencyExtras(id: Uuid) -> Element {
             select { id: "em-stage", onchange: move |e| stage.set(e.value()),
                 for v in [ReportStage::Update, ReportStage::Final] { option { value: v.code(), selected: stage() == v.code(), {v.label(l)} } } } }
         Field { label: t(l, "内容", "Text").to_string(), error: err(&errs, "text"),
-            textarea { id: "em-more", rows: 3, value: "{text}", oninput: move |e| text.set(e.value()) } }
-        button { id: "em-add", class: "big", onclick: add, {t(l, "提交", "Send")} }
+            textarea { id: "em-more", rows: 3, value: "{text}", oninput: move |e| {
+                text.set(e.value());
+                sent.set(false);
+                let _ = st_d.read(|s| crate::app::drafts::save(s, &f_d, &*text.peek()));
+            } }
+            Counter { text: text(), max: TEXT_MAX } }
+        button { id: "em-add", class: "big", disabled: sent(), onclick: add, {t(l, "提交", "Send")} }
         if let Some(g) = general() { ErrorNote { text: g } }
     }
 }
