@@ -16,6 +16,7 @@ use dioxus::router::components::HistoryProvider;
 use uuid::Uuid;
 
 use crate::domain::codes::Lang;
+use crate::domain::labels::Explain;
 use crate::store::{Store, StoreError};
 
 pub mod autosync;
@@ -142,9 +143,9 @@ pub struct Session {
     pub track: Signal<u64>,
 }
 
-/// What a screen reaches the store through.
+/// What a screen reaches the store through, and the language its errors are worded in.
 #[derive(Clone)]
-pub struct StoreHandle(pub Arc<Mutex<Store>>);
+pub struct StoreHandle(pub Arc<Mutex<Store>>, pub Lang);
 
 impl StoreHandle {
     pub fn lock(&self) -> Result<MutexGuard<'_, Store>, StoreError> {
@@ -154,8 +155,12 @@ impl StoreHandle {
     }
     /// Runs a read against the store; the error comes back as words for the screen.
     pub fn read<T>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, String> {
-        let s = self.lock().map_err(|e| e.to_string())?;
-        f(&s).map_err(|e| e.to_string())
+        let s = self.lock().map_err(|e| e.explain(self.1))?;
+        f(&s).map_err(|e| e.explain(self.1))
+    }
+    /// A store error in words for the screen.
+    pub fn explain(&self, e: &StoreError) -> String {
+        e.explain(self.1)
     }
     pub fn write<T>(
         &self,
@@ -177,13 +182,17 @@ pub fn use_session() -> Session {
 /// The unlocked store. Only screens behind the lock call this, so it is always there.
 pub fn use_store() -> StoreHandle {
     let session = use_session();
+    let lang = i18n::use_lang()();
     let s = session.store.read().clone();
     match s {
-        Some(s) => StoreHandle(s),
+        Some(s) => StoreHandle(s, lang),
         // Unreachable in practice: `App` renders the router only once a store is unlocked.
-        None => StoreHandle(Arc::new(Mutex::new(
-            Store::open_in_memory().unwrap_or_else(|e| panic!("in-memory store: {e}")),
-        ))),
+        None => StoreHandle(
+            Arc::new(Mutex::new(
+                Store::open_in_memory().unwrap_or_else(|e| panic!("in-memory store: {e}")),
+            )),
+            lang,
+        ),
     }
 }
 

@@ -16,6 +16,20 @@ pub enum PlatformError {
     Camera(String),
 }
 
+impl crate::domain::labels::Explain for PlatformError {
+    fn explain(&self, lang: crate::domain::Lang) -> String {
+        match (lang, self) {
+            (crate::domain::Lang::Zh, PlatformError::NoFix(why)) => {
+                format!("没有定位：请打开手机的定位并到开阔处重试，或手动输入经纬度（{why}）")
+            }
+            (crate::domain::Lang::Zh, PlatformError::Camera(why)) => {
+                format!("相机没能拍照：请重试，或从相册选择照片（{why}）")
+            }
+            (_, e) => e.to_string(),
+        }
+    }
+}
+
 /// Where the device is now.
 pub trait Location: Send + Sync {
     fn fix(&self) -> Result<GeoPoint, PlatformError>;

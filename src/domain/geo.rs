@@ -6,7 +6,7 @@ use geo::{Distance, Haversine, Length, LineString, MultiPolygon, Point, Polygon}
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::validate::{ValidationErrors, Validator};
+use super::validate::{Problem, ValidationErrors, Validator};
 
 /// A WGS84 position as the phone reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -37,10 +37,7 @@ impl GeoPoint {
         if let Some(a) = self.accuracy_m
             && (!a.is_finite() || a < 0.0)
         {
-            v.error(
-                "accuracy_m",
-                format!("{a} is not a finite distance of 0 m or more"),
-            );
+            v.error("accuracy_m", Problem::BadDistance);
         }
         v.finish()
     }
@@ -74,12 +71,10 @@ impl GeoPoint {
             // Swapped coordinates (lat, lon) land here too.
             v.error(
                 "lon",
-                format!(
-                    "位置 ({:.5}, {:.5}) 不在中国境内，请重新定位或检查经纬度是否填反 \
-                     (the point is outside China's bounding box {CHINA_LON:?} E, {CHINA_LAT:?} N: \
-                     locate again, or check that longitude and latitude are not swapped)",
-                    self.lon, self.lat
-                ),
+                Problem::OutsideChina {
+                    lon: format!("{:.5}", self.lon),
+                    lat: format!("{:.5}", self.lat),
+                },
             );
         }
         v.finish()
@@ -107,11 +102,14 @@ pub const CHINA_LAT: std::ops::RangeInclusive<f64> = 3.5..=54.0;
 
 fn check_coord(v: &mut Validator, field: &str, value: f64, limit: f64) {
     if !value.is_finite() {
-        v.error(field, format!("{value} is not a finite number"));
+        v.error(field, Problem::NotFinite);
     } else if value.abs() > limit {
         v.error(
             field,
-            format!("{value} is outside the WGS84 range -{limit}..{limit}"),
+            Problem::OutOfRange {
+                value: value.to_string(),
+                limit: limit.to_string(),
+            },
         );
     }
 }

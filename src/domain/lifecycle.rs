@@ -270,6 +270,41 @@ pub enum TransitionError {
     },
 }
 
+impl TransitionError {
+    /// The message in `lang`: what cannot be done, and what to do instead.
+    pub fn text(&self, lang: super::codes::Lang) -> String {
+        if lang == super::codes::Lang::En {
+            return self.to_string();
+        }
+        match self {
+            TransitionError::Illegal {
+                domain, from, to, ..
+            } => format!(
+                "这条{}现为「{}」，不能直接改为「{}」；请刷新后按页面上可选的办理步骤操作",
+                domain.zh(),
+                from.zh(),
+                to.zh()
+            ),
+            TransitionError::NotPermitted {
+                domain,
+                from,
+                to,
+                actor,
+                ..
+            } => format!(
+                "这条{}从「{}」改为「{}」应由{}办理",
+                domain.zh(),
+                from.zh(),
+                to.zh(),
+                match actor {
+                    Actor::Worker => "县、镇或村里的审核人员",
+                    Actor::Reviewer => "网格员在手机上",
+                }
+            ),
+        }
+    }
+}
+
 impl Lifecycle {
     /// All statuses that occur in this lifecycle.
     pub fn statuses(&self) -> Vec<Status> {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::codes::*;
 use super::geo::{GeoPoint, TrackPoint};
 use super::lifecycle::{Status, lifecycle};
-use super::validate::{IdNumber, Phone, ValidationErrors, Validator};
+use super::validate::{IdNumber, Phone, Problem, ValidationErrors, Validator};
 
 /// A new id, made where the record is created: UUIDv7, so ids sort by creation time.
 pub fn new_id() -> Uuid {
@@ -177,29 +177,29 @@ impl Person {
                         {
                             v.error(
                                 "birth_date",
-                                format!(
-                                    "{b} differs from the ID number's birth date {}",
-                                    id.birth_date()
-                                ),
+                                Problem::BirthDateMismatch {
+                                    given: b,
+                                    from_id: id.birth_date(),
+                                },
                             );
                         }
                     }
-                    Err(e) => v.error("id_number", e.to_string()),
+                    Err(e) => v.error("id_number", Problem::IdNumber(e)),
                 }
             } else {
                 v.text("id_number", n, 40);
             }
         }
         if let Some(p) = &self.phone
-            && let Err(e) = Phone::parse(p)
+            && Phone::parse(p).is_err()
         {
-            v.error("phone", e.to_string());
+            v.error("phone", Problem::Phone { typed: p.clone() });
         }
         let mut tags = self.tags.clone();
         tags.sort();
         tags.dedup();
         if tags.len() != self.tags.len() {
-            v.error("tags", "a tag is listed twice");
+            v.error("tags", Problem::DuplicateTag);
         }
         v.finish()
     }
@@ -236,7 +236,11 @@ impl Visit {
         {
             v.error(
                 "next_due",
-                format!("{n} is before the visit ({})", self.visited_on),
+                Problem::Before {
+                    value: n.to_string(),
+                    other: "visited_on".into(),
+                    other_value: self.visited_on.to_string(),
+                },
             );
         }
         if let Some(p) = &self.location {
@@ -287,11 +291,10 @@ impl Common {
         if !lifecycle(domain).statuses().contains(&self.status) {
             v.error(
                 "status",
-                format!(
-                    "{} is not a status of the {} lifecycle",
-                    self.status,
-                    lifecycle(domain).name
-                ),
+                Problem::NotInLifecycle {
+                    status: self.status,
+                    domain,
+                },
             );
         }
         if let Some(p) = &self.location {
@@ -299,10 +302,7 @@ impl Common {
         }
         for (i, h) in self.photos.iter().enumerate() {
             if !is_sha256_hex(h) {
-                v.error(
-                    format!("photos[{i}]"),
-                    "must be a SHA-256 digest in 64 lower-case hex digits",
-                );
+                v.error(format!("photos[{i}]"), Problem::PhotoDigest);
             }
         }
     }
@@ -519,14 +519,17 @@ event_record!(
     |s, v, now| {
         v.text("summary", &s.summary, TEXT_MAX);
         if s.parties.is_empty() {
-            v.error("parties", "a dispute needs at least one party");
+            v.error("parties", Problem::NoParty);
         }
         for (i, p) in s.parties.iter().enumerate() {
             v.text(&format!("parties[{i}].name"), &p.name, NAME_MAX);
             if let Some(ph) = &p.phone
-                && let Err(e) = Phone::parse(ph)
+                && Phone::parse(ph).is_err()
             {
-                v.error(format!("parties[{i}].phone"), e.to_string());
+                v.error(
+                    format!("parties[{i}].phone"),
+                    Problem::Phone { typed: ph.clone() },
+                );
             }
         }
         if let Some(f) = &s.follow_up {
@@ -545,17 +548,22 @@ event_record!(
         if let Some(e) = s.ended_at
             && e < s.started_at
         {
+            let cst = |t: DateTime<Utc>| {
+                (t + chrono::Duration::hours(8))
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            };
             v.error(
                 "ended_at",
-                format!(
-                    "{} is before the start {}",
-                    e.to_rfc3339(),
-                    s.started_at.to_rfc3339()
-                ),
+                Problem::Before {
+                    value: cst(e),
+                    other: "started_at".into(),
+                    other_value: cst(s.started_at),
+                },
             );
         }
         if !s.distance_m.is_finite() || s.distance_m < 0.0 {
-            v.error("distance_m", "must be a finite distance of 0 m or more");
+            v.error("distance_m", Problem::BadDistance);
         }
         v.optional_text("notes", Some(&s.notes), TEXT_MAX);
     }
@@ -577,7 +585,7 @@ event_record!(Event, |s| s.domain, |_| "", |s| &s.title, |s, v, _now| {
         s.domain,
         Domain::Opinion | Domain::Dispute | Domain::Patrol | Domain::Hazard | Domain::Emergency
     ) {
-        v.error("domain", format!("{} has its own record type", s.domain));
+        v.error("domain", Problem::OwnRecordType { domain: s.domain });
     }
     v.text("title", &s.title, SHORT_MAX);
     v.text("content", &s.content, TEXT_MAX);
@@ -690,7 +698,7 @@ impl MediationSession {
         let mut v = Validator::new();
         v.not_future_date("held_on", self.held_on, super::cst::today(now));
         if self.participants.iter().all(|p| p.trim().is_empty()) {
-            v.error("participants", "name at least one participant");
+            v.error("participants", Problem::NoParticipant);
         }
         v.text("notes", &self.notes, TEXT_MAX);
         v.optional_text("agreement", self.agreement.as_deref(), TEXT_MAX);
@@ -870,8 +878,14 @@ mod tests {
         p.phone = Some("555".into());
         p.tags = vec![Tag::DrugUser, Tag::DrugUser];
         let e = p.validate(today).unwrap_err();
-        assert_eq!(e.for_field("name"), Some("is required"));
+        assert_eq!(e.problem("name"), Some(&Problem::Required));
         assert!(e.for_field("id_number").unwrap().contains("check digit"));
+        assert!(matches!(e.problem("id_number"), Some(Problem::IdNumber(_))));
+        assert!(
+            e.message(Lang::Zh).contains("姓名"),
+            "{}",
+            e.message(Lang::Zh)
+        );
         assert!(e.for_field("phone").is_some());
         assert!(e.for_field("tags").is_some());
         let mut q = person();

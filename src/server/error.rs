@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::db::DbError;
 use crate::domain::validate::ValidationErrors;
+use crate::domain::{Lang, TransitionError};
 use crate::wire::ApiError;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,12 +117,20 @@ impl Failure {
 }
 
 impl From<ValidationErrors> for Failure {
+    /// Chinese first, naming each field as people do, then the English with the field paths
+    /// (what a phone shows for a refused upload, and a clerk on the dashboard).
     fn from(e: ValidationErrors) -> Failure {
         let field = e.errors.first().map(|f| f.field.clone());
         Failure::Invalid {
-            message: e.to_string(),
+            message: format!("{} ({e})", e.message(Lang::Zh)),
             field,
         }
+    }
+}
+
+impl From<TransitionError> for Failure {
+    fn from(e: TransitionError) -> Failure {
+        Failure::Conflict(format!("{} ({e})", e.text(Lang::Zh)))
     }
 }
 

@@ -15,7 +15,7 @@ use super::error::Failure;
 use super::repo::{self, Entity, EntityMeta, Scope, User};
 use crate::domain::codes::{Coded, Domain, Tag};
 use crate::domain::geo::track_length_m;
-use crate::domain::lifecycle::{Actor, Status, check_transition, lifecycle};
+use crate::domain::lifecycle::{Actor, Status, TransitionError, check_transition, lifecycle};
 use crate::domain::model::{
     AnyRecord, Conflict, EmergencyReport, EntityKind, House, Household, MediationSession,
     PatrolPoints, Person, Reply, StatusChange, Visit, new_id,
@@ -799,11 +799,20 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
             if let Some(domain) = k.domain() {
                 data.insert("author".into(), Value::String(by.clone()));
                 let initial = lifecycle(domain).initial;
-                if data.get("status").and_then(Value::as_str) != Some(initial.code()) {
-                    return Err(Failure::invalid(
-                        format!("a new {domain} record starts as {initial}"),
-                        Some("fields.status"),
-                    ));
+                let status = data.get("status").and_then(Value::as_str);
+                if status != Some(initial.code()) {
+                    return Err(crate::domain::ValidationErrors::single(
+                        "fields.status",
+                        match status.and_then(|c| Status::from_code(c).ok()) {
+                            Some(status) => crate::domain::Problem::NotInitialStatus {
+                                status,
+                                initial,
+                                domain,
+                            },
+                            None => crate::domain::Problem::Required,
+                        },
+                    )
+                    .into());
                 }
             }
             let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
@@ -964,7 +973,7 @@ fn apply_entry(db: &mut dyn Sql, ctx: &mut Ctx<'_>, e: &OutboxEntry) -> Result<(
                 .ok_or_else(|| Failure::Internal(format!("record {} has no status", ent.id)))?;
             if current == from {
                 check_transition(ent.id, domain, from, to, Actor::Worker)
-                    .map_err(|err| Failure::invalid(err.to_string(), Some("fields.status")))?;
+                    .map_err(|err| Failure::invalid(worded(&err), Some("fields.status")))?;
             } else if check_transition(ent.id, domain, current, to, Actor::Worker).is_err() {
                 // The county moved it meanwhile and the worker's move no longer fits: keep the
                 // county's status, and show the worker's as a conflict.
@@ -1446,7 +1455,7 @@ pub fn review_transition(
         .and_then(|s| Status::from_code(s).ok())
         .ok_or_else(|| Failure::Internal(format!("record {record} has no status")))?;
     check_transition(record, domain, from, to, Actor::Reviewer)
-        .map_err(|e| Failure::invalid(e.to_string(), Some("to")))?;
+        .map_err(|e| Failure::invalid(worded(&e), Some("to")))?;
     set_status(
         db,
         &mut ctx,
@@ -1774,4 +1783,9 @@ pub fn import_entity(
         }
     }
     Ok(())
+}
+
+/// A refused status move: Chinese first, then the English with the record and both codes.
+fn worded(e: &TransitionError) -> String {
+    format!("{} ({e})", e.text(crate::domain::Lang::Zh))
 }

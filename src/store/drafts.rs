@@ -62,9 +62,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<String> {
         if !mime.starts_with("image/") {
-            return Err(
-                ValidationErrors::single("mime", format!("{mime} is not an image type")).into(),
-            );
+            return Err(ValidationErrors::single("mime", crate::domain::Problem::NotImage).into());
         }
         let sha = hex::encode(Sha256::digest(bytes));
         self.tx(|tx| {

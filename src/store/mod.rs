@@ -38,6 +38,48 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_feedback.sql"),
 ];
 
+impl crate::domain::labels::Explain for StoreError {
+    fn explain(&self, lang: crate::domain::Lang) -> String {
+        use crate::domain::Lang;
+        if lang == Lang::En {
+            return match self {
+                StoreError::Invalid(e) => e.message(lang),
+                StoreError::Transition(e) => e.text(lang),
+                other => other.to_string(),
+            };
+        }
+        match self {
+            StoreError::Sqlite(e) => {
+                format!("本机数据库出错，刚才的操作没有保存：请再试一次，仍不行请重启应用（{e}）")
+            }
+            StoreError::Migration(e) => format!(
+                "本机数据无法升级到这一版应用：请不要卸载应用（数据在本机），联系县综治中心（{e}）"
+            ),
+            StoreError::TooNew { found, known } => format!(
+                "本机数据来自更新版本的应用（数据版本 {found}，本应用只认识到 {known}），请升级应用"
+            ),
+            StoreError::Invalid(e) => e.message(lang),
+            StoreError::Transition(e) => e.text(lang),
+            StoreError::NotFound { kind, .. } => format!(
+                "找不到这条{}：可能已被删除或还没同步到本机，请返回列表刷新",
+                match *kind {
+                    "household" => "住户",
+                    "person" => "人员",
+                    "photo" => "照片",
+                    "rejection" => "退回的上传",
+                    _ => "记录",
+                }
+            ),
+            StoreError::Conflict(m) => m.clone(),
+            StoreError::Corrupt(m) => {
+                format!("本机保存的数据已损坏，请联系县综治中心（{m}）")
+            }
+            StoreError::WrongKey => "PIN 不正确，请重新输入".into(),
+            StoreError::NoEncryption => "这个版本的应用不能打开加密的数据，请安装正式版应用".into(),
+        }
+    }
+}
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())
 }

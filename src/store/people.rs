@@ -462,7 +462,7 @@ fn record_visit_in(tx: &Connection, v: &Visit, now: DateTime<Utc>) -> Result<()>
         Some(g) if g != v.grid_id.to_string() => {
             return Err(crate::domain::ValidationErrors::single(
                 "grid_id",
-                format!("the household is in grid {g}, not {}", v.grid_id),
+                crate::domain::Problem::WrongGrid,
             )
             .into());
         }

@@ -17,7 +17,7 @@ use crate::domain::model::{
     AnyRecord, EmergencyReport, EntityKind, EventRecord, MediationSession, Patrol, PatrolPoints,
     Reply, StatusChange,
 };
-use crate::domain::validate::ValidationErrors;
+use crate::domain::validate::{Problem, ValidationErrors};
 use crate::wire::Op;
 
 /// A record as lists show it.
@@ -103,7 +103,7 @@ fn write_row(
             if insert_only && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
         {
             Err(StoreError::Conflict(format!(
-                "record {} already exists",
+                "这条记录已经保存过了，不会重复登记 (record {} already exists)",
                 c.id
             )))
         }
@@ -263,7 +263,9 @@ pub fn add_emergency_report_in(
     if e.domain() != Domain::Emergency {
         return Err(ValidationErrors::single(
             "emergency_id",
-            format!("{} is not an emergency", rep.emergency_id),
+            Problem::WrongKind {
+                expected: Domain::Emergency,
+            },
         )
         .into());
     }
@@ -300,11 +302,11 @@ pub(crate) fn create_in<T: EventRecord>(tx: &Connection, r: &T, now: DateTime<Ut
     if r.common().status != initial {
         return Err(ValidationErrors::single(
             "status",
-            format!(
-                "a new {} record starts as {initial}, not {}",
-                r.domain(),
-                r.common().status
-            ),
+            Problem::NotInitialStatus {
+                status: r.common().status,
+                initial,
+                domain: r.domain(),
+            },
         )
         .into());
     }
@@ -413,18 +415,10 @@ impl Store {
             let mut new = old.clone();
             edit(&mut new);
             if new.common().id != id || new.common().created_at != old.common().created_at {
-                return Err(ValidationErrors::single(
-                    "id",
-                    "a record's id and creation time never change",
-                )
-                .into());
+                return Err(ValidationErrors::single("id", Problem::Immutable).into());
             }
             if new.common().status != old.common().status {
-                return Err(ValidationErrors::single(
-                    "status",
-                    "change the status through a transition",
-                )
-                .into());
+                return Err(ValidationErrors::single("status", Problem::StatusByEdit).into());
             }
             new.validate(now)?;
             let changes = changed_fields(&all_fields(&old)?, &all_fields(&new)?);
@@ -470,7 +464,9 @@ impl Store {
             if d.domain() != Domain::Dispute {
                 return Err(ValidationErrors::single(
                     "dispute_id",
-                    format!("{} is not a dispute", s.dispute_id),
+                    Problem::WrongKind {
+                        expected: Domain::Dispute,
+                    },
                 )
                 .into());
             }
@@ -518,19 +514,14 @@ impl Store {
             let AnyRecord::Patrol(mut patrol) = any else {
                 return Err(ValidationErrors::single(
                     "patrol_id",
-                    format!("{} is not a patrol", pp.patrol_id),
+                    Problem::WrongKind {
+                        expected: Domain::Patrol,
+                    },
                 )
                 .into());
             };
             if patrol.common.status != Status::Recording {
-                return Err(ValidationErrors::single(
-                    "patrol_id",
-                    format!(
-                        "patrol {} is {}, not recording; corrections are amendments",
-                        pp.patrol_id, patrol.common.status
-                    ),
-                )
-                .into());
+                return Err(ValidationErrors::single("patrol_id", Problem::NotRecording).into());
             }
             write_points(tx, pp)?;
             append(
@@ -583,9 +574,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<String> {
         if !mime.starts_with("image/") {
-            return Err(
-                ValidationErrors::single("mime", format!("{mime} is not an image type")).into(),
-            );
+            return Err(ValidationErrors::single("mime", Problem::NotImage).into());
         }
         let sha = hex::encode(Sha256::digest(bytes));
         self.tx(|tx| {

@@ -16,6 +16,19 @@ const page = await browser.newPage({ viewport: { width: 400, height: 820 } });
 page.setDefaultTimeout(15000);
 const step = (name) => console.log(`step: ${name}`);
 let failed = false;
+// Every message on screen is Chinese under zh: names no field path, no English reason.
+const chinese = async (where) => {
+  const shown = await page.evaluate(() => Array.from(document.querySelectorAll(
+      '.field-error, .note.error, [role=alert]'))
+    .filter((e) => e.offsetParent !== null)
+    .map((e) => e.textContent.trim())
+    .filter((t) => t));
+  if (!shown.length) throw new Error(`${where}: no message shown`);
+  const bad = shown.filter((t) => !/[\u4e00-\u9fff]/.test(t)
+    || /\b(is required|must|is neither|at least|is not|entries|parties\[)/.test(t));
+  if (bad.length) throw new Error(`${where}: messages not in Chinese: ${JSON.stringify(bad)}`);
+  return shown;
+};
 try {
   step('unlock with the PIN');
   await page.goto(url);
@@ -64,6 +77,19 @@ try {
   await page.fill('#hz-description', '');
   await page.click('#hz-submit');
   await page.waitForSelector('.field.invalid .field-error');
+  const said = await chinese('a hazard without its description');
+  if (!said.some((t) => t.includes('隐患描述'))) throw new Error(`the message names no field: ${said}`);
+  step('a message goes once its field is typed in');
+  await page.fill('#hz-description', '村口配电箱门损坏');
+  await page.waitForSelector('.field.invalid', { state: 'detached' });
+  step('a casualty count that is not a number is refused in Chinese');
+  await page.click('#kind-emergency');
+  await page.waitForSelector('#em-casualties');
+  await page.fill('#em-casualties', '三');
+  await page.click('#em-submit');
+  await page.waitForSelector('.field.invalid .field-error');
+  await chinese('an emergency with casualties 三');
+  await page.fill('#em-casualties', '');
 
   step('start and stop a patrol');
   await page.click('#tab-patrol');
@@ -95,6 +121,15 @@ try {
   await page.click('#kind-dispute');
   await page.waitForSelector('#dp-summary');
   await page.fill('#dp-summary', '两户因宅基地边界发生争执');
+  // A party's phone that is no number: named as the screen names it.
+  await page.fill('.party-name >> nth=0', '张三');
+  await page.fill('.party-name >> nth=1', '李四');
+  await page.fill('.party-phone >> nth=0', '1381234');
+  await page.click('#dp-submit');
+  await page.waitForSelector('.field-error');
+  const partyErrors = (await chinese('a dispute with a bad party phone')).join(' ');
+  if (!partyErrors.includes('当事人 1')) throw new Error(`the party is not named: ${partyErrors}`);
+  await page.fill('.party-phone >> nth=0', '13812345678');
   await page.fill('.party-name >> nth=0', '张三');
   await page.fill('.party-name >> nth=1', '李四');
   await page.dblclick('#dp-submit');

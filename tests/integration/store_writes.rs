@@ -6,6 +6,7 @@ use gridwalk::domain::codes::*;
 use gridwalk::domain::geo::{GeoPoint, TrackPoint};
 use gridwalk::domain::lifecycle::Status;
 use gridwalk::domain::model::*;
+use gridwalk::domain::validate::Problem;
 use gridwalk::store::people::RevealField;
 use gridwalk::store::{Store, StoreError};
 use gridwalk::wire::{Lane, Op, OutboxEntry};
@@ -174,7 +175,10 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
     expected.push((EntityKind::Patrol, Op::Update));
     expected.push((EntityKind::Patrol, Op::Transition));
     let late = s.append_patrol_points(&pts, now()).unwrap_err();
-    assert!(late.to_string().contains("not recording"), "{late}");
+    assert!(
+        matches!(&late, StoreError::Invalid(e) if e.problem("patrol_id") == Some(&Problem::NotRecording)),
+        "{late}"
+    );
     // The server sends the batch back with the next pulls (twice here, a page repeated after
     // a lost answer): its points are kept once.
     let echo = gridwalk::wire::PullResponse {
@@ -383,8 +387,11 @@ fn a_refused_write_stores_nothing_and_says_which_field() {
     });
     match s.create_record(&h, now()) {
         Err(StoreError::Invalid(e)) => {
-            assert_eq!(e.for_field("description"), Some("is required"));
-            assert!(e.for_field("location.lon").unwrap().contains("finite"));
+            assert_eq!(e.problem("description"), Some(&Problem::Required));
+            assert_eq!(e.problem("location.lon"), Some(&Problem::NotFinite));
+            // The worker reads it in Chinese, with the field as the form names it.
+            let zh = e.message(Lang::Zh);
+            assert!(zh.contains("描述") && zh.contains("经度"), "{zh}");
         }
         other => panic!("{other:?}"),
     }

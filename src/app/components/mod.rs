@@ -6,7 +6,7 @@ use dioxus::prelude::*;
 use super::i18n::{t, use_lang};
 use super::{Route, use_session};
 use crate::domain::codes::{Coded, Lang};
-use crate::domain::validate::ValidationErrors;
+use crate::domain::validate::{Problem, ValidationErrors};
 
 /// The layout of every unlocked screen: a header (with the language switch), the screen, and
 /// the bottom tab bar.
@@ -138,41 +138,96 @@ pub fn Counter(text: String, max: usize) -> Element {
     rsx! { span { class: class, "{n}/{max}" } }
 }
 
-/// A labelled field with its validation message (if any) right beside it.
+/// A field's place in its form's validation errors: the problem found with it at the last
+/// save, if any, and where to clear it from once the worker edits the field.
+#[derive(Clone, PartialEq)]
+pub struct FieldCheck {
+    pub problem: Option<Problem>,
+    errors: Option<Signal<Option<ValidationErrors>>>,
+    field: &'static str,
+}
+
+impl FieldCheck {
+    /// A field no save has checked (a form with nothing to say beside it).
+    pub fn none() -> FieldCheck {
+        FieldCheck {
+            problem: None,
+            errors: None,
+            field: "",
+        }
+    }
+}
+
+/// A labelled field with its validation message (if any) right beside it, worded in the
+/// worker's language and naming the field as this label does. Typing in the field clears its
+/// message: a message stays only as long as what it speaks of.
 #[component]
-pub fn Field(label: String, error: Option<String>, children: Element) -> Element {
+pub fn Field(label: String, error: FieldCheck, children: Element) -> Element {
+    let l = use_lang()();
+    let message = error
+        .problem
+        .as_ref()
+        .map(|p| p.text(l, short_label(&label)));
+    let class = if message.is_some() {
+        "field invalid"
+    } else {
+        "field"
+    };
+    let (errors, field, shown) = (error.errors, error.field, message.is_some());
+    let edited = move |_| {
+        if let (true, Some(mut errors)) = (shown, errors) {
+            let left = errors.peek().clone().and_then(|e| e.without(field));
+            errors.set(left);
+        }
+    };
     rsx! {
-        label { class: if error.is_some() { "field invalid" } else { "field" },
+        label { class, oninput: edited, onchange: edited,
             span { class: "field-label", "{label}" }
             {children}
-            if let Some(e) = error.as_ref() {
+            if let Some(e) = message {
                 span { class: "field-error", role: "alert", "{e}" }
             }
         }
     }
 }
 
-/// The message for `field` in `errors`, if any.
-pub fn err(errors: &Option<ValidationErrors>, field: &str) -> Option<String> {
-    errors
-        .as_ref()
-        .and_then(|e| e.for_field(field))
-        .map(str::to_owned)
+/// A field's label without its hint: "下次走访日期（可空）" names the field "下次走访日期".
+pub fn short_label(label: &str) -> &str {
+    let cut = [label.find('（'), label.find(" (")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(label.len());
+    label[..cut].trim()
 }
 
-/// Every message whose field starts with `prefix` (e.g. `parties`), joined.
-pub fn err_prefix(errors: &Option<ValidationErrors>, prefix: &str) -> Option<String> {
+/// The problem with `field` in `errors`, if any, for a [`Field`].
+pub fn err(errors: Signal<Option<ValidationErrors>>, field: &'static str) -> FieldCheck {
+    FieldCheck {
+        problem: errors
+            .read()
+            .as_ref()
+            .and_then(|e| e.problem(field))
+            .cloned(),
+        errors: Some(errors),
+        field,
+    }
+}
+
+/// Every message whose field starts with `prefix` (e.g. `parties`), each naming its field
+/// ("当事人 2 联系电话…"), joined.
+pub fn err_prefix(lang: Lang, errors: &Option<ValidationErrors>, prefix: &str) -> Option<String> {
     let e = errors.as_ref()?;
     let msgs: Vec<String> = e
         .errors
         .iter()
         .filter(|f| f.field.starts_with(prefix))
-        .map(|f| format!("{}: {}", f.field, f.reason))
+        .map(|f| f.message(lang))
         .collect();
     if msgs.is_empty() {
         None
     } else {
-        Some(msgs.join("; "))
+        Some(msgs.join(if lang == Lang::Zh { "；" } else { "; " }))
     }
 }
 

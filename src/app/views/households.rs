@@ -14,8 +14,9 @@ use crate::app::i18n::{t, use_lang};
 use crate::app::views::today::due_words;
 use crate::app::{Route, bump, use_services, use_session, use_store};
 use crate::domain::codes::{Coded, Tag, VisitPurpose};
+use crate::domain::labels::Explain;
 use crate::domain::model::{Visit, new_id};
-use crate::domain::validate::{ValidationErrors, mask_id, mask_phone};
+use crate::domain::validate::{Problem, ValidationErrors, mask_id, mask_phone};
 use crate::store::StoreError;
 use crate::store::people::{HouseholdQuery, RevealField};
 
@@ -122,6 +123,10 @@ pub fn HouseholdPage(id: Uuid) -> Element {
     let mut reveal_error = use_signal(|| None::<String>);
     let _rev = session.rev.read();
     let today = services.today();
+    // The worker's own visits read 我; a colleague's by their account.
+    let me = store
+        .read(|s| Ok(s.worker().to_owned()))
+        .unwrap_or_default();
     let detail = match store.read(|s| s.household_detail(id, today)) {
         Ok(d) => d,
         Err(e) => return rsx! { ErrorNote { text: e } },
@@ -136,7 +141,7 @@ pub fn HouseholdPage(id: Uuid) -> Element {
                 reveal_error.set(None);
             }
             Ok(None) => reveal_error.set(Some(t(l, "没有此项信息", "Nothing recorded").into())),
-            Err(e) => reveal_error.set(Some(e.to_string())),
+            Err(e) => reveal_error.set(Some(e.explain(l))),
         }
     });
     let hh = &detail.household;
@@ -203,7 +208,7 @@ pub fn HouseholdPage(id: Uuid) -> Element {
             ul { class: "visits",
                 for v in detail.visits.iter() {
                     li { key: "{v.id}", class: "visit",
-                        span { class: "date", "{v.visited_on}" } " · " {v.purpose.label(l)} " · {v.author}"
+                        span { class: "date", "{v.visited_on}" } " · " {v.purpose.label(l)} " · " {if v.author == me { t(l, "我", "me").to_string() } else { v.author.clone() }}
                         if !v.notes.is_empty() { div { class: "muted", "{v.notes}" } }
                     }
                 }
@@ -261,7 +266,9 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
                 Err(_) => {
                     errors.set(Some(ValidationErrors::single(
                         "next_due",
-                        "日期格式为 2026-12-01 (a date like 2026-12-01)",
+                        Problem::DateFormat {
+                            typed: next.trim().to_owned(),
+                        },
                     )));
                     return;
                 }
@@ -292,25 +299,27 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
                 bump(session);
             }
             Err(StoreError::Invalid(e)) => errors.set(Some(e)),
-            Err(e) => errors.set(Some(ValidationErrors::single("notes", e.to_string()))),
+            Err(e) => errors.set(Some(ValidationErrors::single(
+                "notes",
+                Problem::Other(e.explain(l)),
+            ))),
         }
     };
     let (purpose, notes, next) = draft();
-    let errs = errors();
     // A dynamic attribute, so view tests can find the button's element.
     let act = "visit-save";
     rsx! {
         details { class: "record-visit", open: true,
             summary { h2 { {t(l, "记录走访", "Record a visit")} } }
-            Field { label: t(l, "目的", "Purpose").to_string(), error: err(&errs, "purpose"),
+            Field { label: t(l, "目的", "Purpose").to_string(), error: err(errors, "purpose"),
                 select { id: "visit-purpose", onchange: move |e| { draft.write().0 = e.value(); save_draft(); },
                     {code_options(l, parse_code(&purpose, VisitPurpose::Routine))} }
             }
-            Field { label: t(l, "情况记录", "Notes").to_string(), error: err(&errs, "notes"),
+            Field { label: t(l, "情况记录", "Notes").to_string(), error: err(errors, "notes"),
                 textarea { id: "visit-notes", rows: 3, value: "{notes}", oninput: move |e| { draft.write().1 = e.value(); save2(); } }
                 crate::app::components::Counter { text: notes.clone(), max: crate::domain::model::TEXT_MAX }
             }
-            Field { label: t(l, "下次走访日期（可空）", "Next visit (optional)").to_string(), error: err(&errs, "next_due"),
+            Field { label: t(l, "下次走访日期（可空）", "Next visit (optional)").to_string(), error: err(errors, "next_due"),
                 input { id: "visit-next", r#type: "date", value: "{next}", oninput: move |e| { draft.write().2 = e.value(); save3(); } }
             }
             button { id: "visit-save", "data-act": act, class: "big primary", disabled: saved(), onclick: submit, {t(l, "保存走访", "Save visit")} }

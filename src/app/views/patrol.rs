@@ -13,6 +13,7 @@ use crate::app::i18n::{t, use_lang};
 use crate::app::{Route, Services, StoreHandle, bump, use_services, use_session, use_store};
 use crate::domain::codes::{Coded, Domain};
 use crate::domain::geo::TrackPoint;
+use crate::domain::labels::Explain;
 use crate::domain::lifecycle::Status;
 use crate::domain::model::{Common, Patrol, PatrolPoints, new_id};
 use crate::store::StoreError;
@@ -27,7 +28,7 @@ pub fn record_fix(
     let fix = services
         .location
         .fix()
-        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+        .map_err(|e| StoreError::Conflict(e.explain(store.1)))?;
     let now = services.now();
     store.write(|s| {
         s.append_patrol_points(
@@ -154,7 +155,12 @@ pub fn PatrolPage() -> Element {
                     .grids()?
                     .first()
                     .map(|g| g.id)
-                    .ok_or_else(|| StoreError::Conflict("no grid on this device".into()))?,
+                    .ok_or_else(|| {
+                        StoreError::Conflict(
+                            "本机还没有网格：请先登录并同步一次 (no grid on this device yet: sign in and sync first)"
+                                .into(),
+                        )
+                    })?,
             };
             let mut p = Patrol {
                 common: Common::new(Domain::Patrol, grid, s.worker(), t0),
@@ -174,7 +180,7 @@ pub fn PatrolPage() -> Element {
                 error.set(None);
                 bump(session);
             }
-            Err(e) => error.set(Some(e.to_string())),
+            Err(e) => error.set(Some(e.explain(l))),
         }
     };
     let (st2, sv3) = (store.clone(), services.clone());
@@ -194,7 +200,7 @@ pub fn PatrolPage() -> Element {
                 error.set(None);
                 bump(session);
             }
-            Err(e) => error.set(Some(e.to_string())),
+            Err(e) => error.set(Some(e.explain(l))),
         }
     };
     let st_notes = store.clone();

@@ -11,6 +11,7 @@ use crate::app::components::{
 use crate::app::i18n::{t, use_lang};
 use crate::app::{Route, bump, use_services, use_session, use_store};
 use crate::domain::codes::{Coded, Domain, MediationMethod, ReportStage, Satisfaction};
+use crate::domain::labels::Explain;
 use crate::domain::lifecycle::Status;
 use crate::domain::model::{
     AnyRecord, Dispute, EmergencyReport, FollowUp, MediationSession, TEXT_MAX, new_id,
@@ -107,7 +108,7 @@ pub fn RecordPage(id: Uuid) -> Element {
             s.status_history(id)?,
             s.replies(id)?,
             photos,
-            s.is_unsent(id)?,
+            (s.is_unsent(id)?, s.worker().to_owned()),
         ))
     });
     // Opening a record reads the county's feedback on it.
@@ -120,7 +121,7 @@ pub fn RecordPage(id: Uuid) -> Element {
             bump(session);
         }
     });
-    let (rec, history, replies, photos, unsent) = match data {
+    let (rec, history, replies, photos, (unsent, me)) = match data {
         Ok(d) => d,
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
@@ -135,7 +136,8 @@ pub fn RecordPage(id: Uuid) -> Element {
             }
             p { class: "summary", id: "record-summary", {rec.summary().to_string()} }
             p { class: "muted",
-                {crate::app::local_time(c.created_at, "%Y-%m-%d %H:%M")} " · {c.author}"
+                {crate::app::local_time(c.created_at, "%Y-%m-%d %H:%M")} " · "
+                {if c.author == me { t(l, "我", "me").to_string() } else { c.author.clone() }}
                 if let Some(p) = c.location { " · {p.lon:.5}, {p.lat:.5}" if let Some(a) = p.accuracy_m { " ± {a:.0} m" } }
             }
             match &rec {
@@ -254,7 +256,7 @@ fn DisputeExtras(dispute: Dispute) -> Element {
                 bump(session);
             }
             Err(StoreError::Invalid(e)) => errors.set(Some(e)),
-            Err(e) => general.set(Some(e.to_string())),
+            Err(e) => general.set(Some(e.explain(l))),
         }
     };
     let (st2, sv2) = (store.clone(), services.clone());
@@ -271,10 +273,9 @@ fn DisputeExtras(dispute: Dispute) -> Element {
                 bump(session);
             }
             Err(StoreError::Invalid(e)) => errors.set(Some(e)),
-            Err(e) => general.set(Some(e.to_string())),
+            Err(e) => general.set(Some(e.explain(l))),
         }
     };
-    let errs = errors();
     rsx! {
         p { {dispute.category.label(l)} }
         h2 { {t(l, "当事人", "Parties")} }
@@ -286,14 +287,14 @@ fn DisputeExtras(dispute: Dispute) -> Element {
         }
         details { class: "form", open: true,
             summary { {t(l, "添加调解记录", "Add a mediation session")} }
-            Field { label: t(l, "方式", "Method").to_string(), error: err(&errs, "method"),
+            Field { label: t(l, "方式", "Method").to_string(), error: err(errors, "method"),
                 select { id: "ms-method", onchange: move |e| { method.set(e.value()); sm1(); }, {code_options(l, parse_code(&method(), MediationMethod::OnSite))} } }
-            Field { label: t(l, "参加人（逗号分隔）", "Participants (comma-separated)").to_string(), error: err(&errs, "participants"),
+            Field { label: t(l, "参加人（逗号分隔）", "Participants (comma-separated)").to_string(), error: err(errors, "participants"),
                 input { id: "ms-participants", value: "{participants}", oninput: move |e| { participants.set(e.value()); sm2(); } } }
-            Field { label: t(l, "调解经过", "Notes").to_string(), error: err(&errs, "notes"),
+            Field { label: t(l, "调解经过", "Notes").to_string(), error: err(errors, "notes"),
                 textarea { id: "ms-notes", rows: 3, value: "{notes}", oninput: move |e| { notes.set(e.value()); sm3(); } }
                 Counter { text: notes(), max: TEXT_MAX } }
-            Field { label: t(l, "达成协议（可空）", "Agreement (optional)").to_string(), error: err(&errs, "agreement"),
+            Field { label: t(l, "达成协议（可空）", "Agreement (optional)").to_string(), error: err(errors, "agreement"),
                 input { id: "ms-agreement", value: "{agreement}", oninput: move |e| { agreement.set(e.value()); sm4(); } } }
             button { id: "ms-add", class: "big", disabled: ms_saved(), onclick: add_session, {t(l, "保存调解记录", "Save session")} }
         }
@@ -301,9 +302,9 @@ fn DisputeExtras(dispute: Dispute) -> Element {
         if let Some(f) = &dispute.follow_up { p { id: "follow-up", "{f.on} · " {f.satisfaction.label(l)} " · {f.notes}" } }
         details { class: "form",
             summary { {t(l, "记录回访与满意度", "Record follow-up and satisfaction")} }
-            Field { label: t(l, "满意度", "Satisfaction").to_string(), error: err(&errs, "follow_up.satisfaction"),
+            Field { label: t(l, "满意度", "Satisfaction").to_string(), error: err(errors, "follow_up.satisfaction"),
                 select { id: "fu-sat", onchange: move |e| sat.set(e.value()), {code_options(l, parse_code(&sat(), Satisfaction::Satisfied))} } }
-            Field { label: t(l, "回访情况", "Notes").to_string(), error: err(&errs, "follow_up.notes"),
+            Field { label: t(l, "回访情况", "Notes").to_string(), error: err(errors, "follow_up.notes"),
                 textarea { id: "fu-notes", rows: 2, value: "{fu_notes}", oninput: move |e| fu_notes.set(e.value()) } }
             button { id: "fu-save", class: "big", onclick: follow_up, {t(l, "保存回访", "Save follow-up")} }
         }
@@ -360,20 +361,19 @@ fn EmergencyExtras(id: Uuid) -> Element {
                 bump(session);
             }
             Err(StoreError::Invalid(e)) => errors.set(Some(e)),
-            Err(e) => general.set(Some(e.to_string())),
+            Err(e) => general.set(Some(e.explain(l))),
         }
     };
-    let errs = errors();
     rsx! {
         h2 { {t(l, "报告", "Reports")} }
         match reports {
             Ok(list) => rsx! { ol { id: "em-reports", for r in list { li { key: "{r.id}", {r.stage.label(l)} " · " {crate::app::local_time(r.created_at, "%m-%d %H:%M")} " · {r.text}" } } } },
             Err(e) => rsx! { ErrorNote { text: e } },
         }
-        Field { label: t(l, "续报 / 终报", "Update / final").to_string(), error: err(&errs, "stage"),
+        Field { label: t(l, "续报 / 终报", "Update / final").to_string(), error: err(errors, "stage"),
             select { id: "em-stage", onchange: move |e| stage.set(e.value()),
                 for v in [ReportStage::Update, ReportStage::Final] { option { value: v.code(), selected: stage() == v.code(), {v.label(l)} } } } }
-        Field { label: t(l, "内容", "Text").to_string(), error: err(&errs, "text"),
+        Field { label: t(l, "内容", "Text").to_string(), error: err(errors, "text"),
             textarea { id: "em-more", rows: 3, value: "{text}", oninput: move |e| {
                 text.set(e.value());
                 sent.set(false);

@@ -19,12 +19,13 @@ use crate::domain::codes::{
     HazardCategory, Lang, OpinionCategory, PartyRole, ReportStage, Severity,
 };
 use crate::domain::geo::GeoPoint;
+use crate::domain::labels::Explain;
 use crate::domain::model::{
     Common, Dispute, Emergency, EmergencyReport, EventRecord, Hazard, Opinion, Party, TEXT_MAX,
     new_id,
 };
 use crate::domain::spatial::Location;
-use crate::domain::validate::ValidationErrors;
+use crate::domain::validate::{Problem, ValidationErrors};
 use crate::store::drafts::StagedPhoto;
 use crate::store::{Store, StoreError};
 
@@ -170,6 +171,7 @@ where
                 .peek()
                 .clone()
                 .expect("report forms are behind the lock"),
+            *consume_context::<Signal<crate::domain::Lang>>().peek(),
         );
         let now = services.now();
         let dr = draft.peek().clone();
@@ -193,7 +195,7 @@ where
                 bump(session);
                 navigator().push(Route::RecordPage { id });
             }
-            Err(e) => submit_error(e, errors, general),
+            Err(e) => submit_error(store.1, e, errors, general),
         }
     }
 }
@@ -207,7 +209,10 @@ fn use_services_now() -> crate::app::Services {
 fn place_grid(s: &Store, p: Option<&GeoPoint>) -> Result<(Uuid, Option<String>), StoreError> {
     let grids = s.grids()?;
     let first = grids.first().map(|g| g.id).ok_or_else(|| {
-        StoreError::Conflict("this device holds no grid yet: enrol and sync first".into())
+        StoreError::Conflict(
+            "本机还没有网格：请先登录并同步一次 (this device holds no grid yet: sign in and sync first)"
+                .into(),
+        )
     })?;
     let Some(p) = p else { return Ok((first, None)) };
     Ok(match s.locate(p)? {
@@ -274,7 +279,7 @@ fn LocationBlock(point: Signal<Option<GeoPoint>>) -> Element {
             div { class: "row",
                 button { id: "loc-refresh", class: "small", onclick: move |_| match loc.fix() {
                     Ok(f) => { point.set(Some(f)); error.set(None); }
-                    Err(e) => error.set(Some(e.to_string())),
+                    Err(e) => error.set(Some(e.explain(l))),
                 }, {t(l, "重新定位", "Locate again")} }
                 input { id: "loc-manual", class: "grow", placeholder: t(l, "手动输入 经度,纬度", "Manual lon,lat"), value: "{manual}",
                     oninput: move |e| manual.set(e.value()) }
@@ -282,8 +287,8 @@ fn LocationBlock(point: Signal<Option<GeoPoint>>) -> Element {
                     let parsed = manual.peek().split_once(',').and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)));
                     match parsed.map(|(lon, lat)| GeoPoint::new(lon, lat, None)) {
                         Some(Ok(g)) => { point.set(Some(g)); error.set(None); }
-                        Some(Err(e)) => error.set(Some(e.to_string())),
-                        None => error.set(Some("格式：经度,纬度 (lon,lat)".into())),
+                        Some(Err(e)) => error.set(Some(e.message(l))),
+                        None => error.set(Some(t(l, "请按「经度,纬度」填写，如 115.8921,28.6765", "Write it as lon,lat, e.g. 115.8921,28.6765").into())),
                     }
                 }, {t(l, "使用", "Use")} }
             }
@@ -492,7 +497,7 @@ fn PhotoPicker(form: &'static str, photos: Signal<Vec<StagedPhoto>>) -> Element 
                 button { id: "photo-camera", class: "small", "data-add-photo": form, onclick: move |_| {
                     match services.camera.take() {
                         Ok(p) => { spawn(stage(st_cam.clone(), form, p.name, p.bytes, services.now(), l, photos, error)); }
-                        Err(e) => error.set(Some(e.to_string())),
+                        Err(e) => error.set(Some(e.explain(l))),
                     }
                 }, {t(l, "用相机拍照", "Use the camera")} }
             }
@@ -503,16 +508,21 @@ fn PhotoPicker(form: &'static str, photos: Signal<Vec<StagedPhoto>>) -> Element 
 
 /// Shows a store error from submitting: field messages go beside fields, others on top.
 fn submit_error(
+    l: Lang,
     e: StoreError,
     mut errors: Signal<Option<ValidationErrors>>,
     mut general: Signal<Option<String>>,
 ) {
     match e {
         StoreError::Invalid(v) => {
+            general.set(Some(format!(
+                "{}{}",
+                t(l, "没有保存，请按提示修改：", "Not saved; fix these: "),
+                v.message(l)
+            )));
             errors.set(Some(v));
-            general.set(Some("请修改标红的项目 (fix the marked fields)".into()));
         }
-        other => general.set(Some(other.to_string())),
+        other => general.set(Some(other.explain(l))),
     }
 }
 
@@ -557,21 +567,20 @@ fn HazardForm() -> Element {
         )
     };
     let dr = d();
-    let errs = errors();
     rsx! {
         div { class: "form hazard-form",
-            Field { label: t(l, "类别", "Category").to_string(), error: err(&errs, "category"),
+            Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
                 select { id: "hz-category", onchange: move |e| { d.write().category = e.value(); s1(); },
                     {code_options(l, parse_code(&dr.category, HazardCategory::Other))} } }
-            Field { label: t(l, "等级", "Severity").to_string(), error: err(&errs, "severity"),
+            Field { label: t(l, "等级", "Severity").to_string(), error: err(errors, "severity"),
                 select { id: "hz-severity", onchange: move |e| { d.write().severity = e.value(); s2(); },
                     {code_options(l, parse_code(&dr.severity, Severity::Low))} } }
-            Field { label: t(l, "隐患描述", "Description").to_string(), error: err(&errs, "description"),
+            Field { label: t(l, "隐患描述", "Description").to_string(), error: err(errors, "description"),
                 textarea { id: "hz-description", rows: 4, value: "{dr.description}",
                     placeholder: t(l, "看到了什么、在哪里、有多危险", "What, where, how dangerous"),
                     oninput: move |e| { d.write().description = e.value(); s3(); } }
                 Counter { text: dr.description.clone(), max: TEXT_MAX } }
-            Field { label: t(l, "具体地点", "Place").to_string(), error: err(&errs, "place"),
+            Field { label: t(l, "具体地点", "Place").to_string(), error: err(errors, "place"),
                 input { id: "hz-place", value: "{dr.place}", oninput: move |e| { d.write().place = e.value(); s4(); } } }
             PhotoPicker { form, photos }
             LocationBlock { point }
@@ -616,16 +625,15 @@ fn OpinionForm() -> Element {
         )
     };
     let dr = d();
-    let errs = errors();
     rsx! {
         div { class: "form opinion-form",
-            Field { label: t(l, "类别", "Category").to_string(), error: err(&errs, "category"),
+            Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
                 select { id: "op-category", onchange: move |e| { d.write().category = e.value(); s1(); },
                     {code_options(l, parse_code(&dr.category, OpinionCategory::ALL[0]))} } }
-            Field { label: t(l, "内容", "Content").to_string(), error: err(&errs, "content"),
+            Field { label: t(l, "内容", "Content").to_string(), error: err(errors, "content"),
                 textarea { id: "op-content", rows: 4, value: "{dr.content}", oninput: move |e| { d.write().content = e.value(); s2(); } }
                 Counter { text: dr.content.clone(), max: TEXT_MAX } }
-            Field { label: t(l, "反映人（可空）", "Raised by (optional)").to_string(), error: err(&errs, "raised_by"),
+            Field { label: t(l, "反映人（可空）", "Raised by (optional)").to_string(), error: err(errors, "raised_by"),
                 input { id: "op-raised-by", value: "{dr.raised_by}", oninput: move |e| { d.write().raised_by = e.value(); s3(); } } }
             label { class: "check",
                 input { id: "op-deliberation", r#type: "checkbox", checked: dr.deliberation, onchange: move |e| { d.write().deliberation = e.checked(); s4(); } }
@@ -701,14 +709,14 @@ fn DisputeForm() -> Element {
     let errs = errors();
     rsx! {
         div { class: "form dispute-form",
-            Field { label: t(l, "类别", "Category").to_string(), error: err(&errs, "category"),
+            Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
                 select { id: "dp-category", onchange: move |e| { d.write().category = e.value(); s1(); },
                     {code_options(l, parse_code(&dr.category, DisputeCategory::ALL[0]))} } }
-            Field { label: t(l, "纠纷简述", "Summary").to_string(), error: err(&errs, "summary"),
+            Field { label: t(l, "纠纷简述", "Summary").to_string(), error: err(errors, "summary"),
                 textarea { id: "dp-summary", rows: 3, value: "{dr.summary}", oninput: move |e| { d.write().summary = e.value(); s2(); } }
                 Counter { text: dr.summary.clone(), max: TEXT_MAX } }
             h3 { {t(l, "当事人", "Parties")} }
-            if let Some(e) = err_prefix(&errs, "parties") { span { class: "field-error", role: "alert", "{e}" } }
+            if let Some(e) = err_prefix(l, &errs, "parties") { span { class: "field-error", role: "alert", "{e}" } }
             for (i, p) in dr.parties.iter().enumerate() {
                 PartyRow { key: "{i}", index: i, party: p.clone(), draft: d }
             }
@@ -775,7 +783,9 @@ fn EmergencyForm() -> Element {
                 Err(_) => {
                     errors.set(Some(ValidationErrors::single(
                         "casualties",
-                        format!("伤亡人数须为整数，如 0 或 3（现为「{typed}」）"),
+                        Problem::NotWholeNumber {
+                            typed: typed.clone(),
+                        },
                     )));
                     return;
                 }
@@ -808,22 +818,21 @@ fn EmergencyForm() -> Element {
         )
     };
     let dr = d();
-    let errs = errors();
     rsx! {
         div { class: "form emergency-form",
             p { class: "note warn", {t(l, "突发事件优先上传；先初报，后续报、终报。", "Emergencies upload first: initial report now, updates and final later.")} }
-            Field { label: t(l, "类别", "Category").to_string(), error: err(&errs, "category"),
+            Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
                 select { id: "em-category", onchange: move |e| { d.write().category = e.value(); s1(); },
                     {code_options(l, parse_code(&dr.category, EmergencyCategory::Natural))} } }
-            Field { label: t(l, "等级", "Level").to_string(), error: err(&errs, "level"),
+            Field { label: t(l, "等级", "Level").to_string(), error: err(errors, "level"),
                 select { id: "em-level", onchange: move |e| { d.write().level = e.value(); s2(); },
                     {code_options(l, parse_code(&dr.level, EmergencyLevel::Iv))} } }
-            Field { label: t(l, "标题", "Title").to_string(), error: err(&errs, "title"),
+            Field { label: t(l, "标题", "Title").to_string(), error: err(errors, "title"),
                 input { id: "em-title", value: "{dr.title}", oninput: move |e| { d.write().title = e.value(); s3(); } } }
-            Field { label: t(l, "初报内容", "Initial report").to_string(), error: err(&errs, "text"),
+            Field { label: t(l, "初报内容", "Initial report").to_string(), error: err(errors, "text"),
                 textarea { id: "em-text", rows: 4, value: "{dr.text}", oninput: move |e| { d.write().text = e.value(); s4(); } }
                 Counter { text: dr.text.clone(), max: TEXT_MAX } }
-            Field { label: t(l, "伤亡人数（可空）", "Casualties (optional)").to_string(), error: err(&errs, "casualties"),
+            Field { label: t(l, "伤亡人数（可空）", "Casualties (optional)").to_string(), error: err(errors, "casualties"),
                 input { id: "em-casualties", inputmode: "numeric", value: "{dr.casualties}", oninput: move |e| { d.write().casualties = e.value(); s5(); } } }
             LocationBlock { point }
             if let Some(g) = general() { ErrorNote { text: g } }

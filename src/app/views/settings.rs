@@ -8,6 +8,7 @@ use crate::app::autosync::{FEEDBACK_CHOICES, FEEDBACK_MINUTES, use_autosync};
 use crate::app::components::ErrorNote;
 use crate::app::i18n::{t, use_lang};
 use crate::app::{bump, use_services, use_session, use_store};
+use crate::domain::codes::Lang;
 use crate::store::sync::SERVER_URL;
 use crate::sync::schedule::{Config, Event};
 
@@ -79,9 +80,12 @@ fn ServerAddress() -> Element {
                     Ok(()) => {
                         auto.send(Event::ServerChanged);
                         typed.set(url.clone());
-                        step.set(Step::Done(format!(
-                            "已保存：{url}。待上传的记录会自动发往新地址 (saved; waiting records go to the new address)"
-                        )));
+                        step.set(Step::Done(match l {
+                            Lang::Zh => format!("已保存：{url}。待上传的记录会自动发往新地址"),
+                            Lang::En => {
+                                format!("Saved: {url}. Waiting records go to the new address")
+                            }
+                        }));
                         bump(session);
                     }
                     Err(e) => step.set(Step::Failed(format!("保存失败：{e}"))),
@@ -138,7 +142,7 @@ pub fn SignInAgain() -> Element {
         }
         if username.peek().trim().is_empty() || password.peek().is_empty() {
             step.set(Step::Failed(
-                "请填写用户名和密码 (username and password needed)".into(),
+                t(l, "请填写用户名和密码", "Enter your username and password").into(),
             ));
             return;
         }
@@ -152,7 +156,12 @@ pub fn SignInAgain() -> Element {
                     password.set(String::new());
                     auto.send(Event::SignedIn);
                     step.set(Step::Done(
-                        "已重新登录，待上传的记录会自动上传 (signed in; waiting records go up by themselves)".into(),
+                        t(
+                            l,
+                            "已重新登录，待上传的记录会自动上传",
+                            "Signed in; waiting records go up by themselves",
+                        )
+                        .into(),
                     ));
                     bump(session);
                 }

@@ -14,6 +14,7 @@ use crate::app::views::settings::SignInAgain;
 use crate::app::views::today::LAST_SYNC_KEY;
 use crate::app::{Route, bump, use_services, use_session, use_store};
 use crate::domain::codes::Lang;
+use crate::domain::labels::Explain;
 use crate::sync::schedule::{Event, Reason, Status};
 
 fn reason_label(l: Lang, r: Reason) -> &'static str {
@@ -219,7 +220,7 @@ fn RejectionCard(r: RejectionRow) -> Element {
             error.set(None);
             bump(session);
         }
-        Err(e) => error.set(Some(e.to_string())),
+        Err(e) => error.set(Some(e.explain(l))),
     };
     let title = rsx! { div { class: "card-title", "{r.record}" } };
     rsx! {

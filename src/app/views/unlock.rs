@@ -9,14 +9,15 @@ use dioxus::prelude::*;
 
 use crate::app::i18n::{t, use_lang};
 use crate::app::{use_services, use_session};
-use crate::store::{Store, StoreError};
+use crate::domain::labels::Explain;
+use crate::store::Store;
 
 /// A PIN is 6 to 12 digits.
 pub fn check_pin(pin: &str) -> Result<(), &'static str> {
     if (6..=12).contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
-        Err("PIN 须为 6-12 位数字 (6-12 digits)")
+        Err("PIN 须为 6-12 位数字，请重新输入")
     }
 }
 
@@ -55,7 +56,7 @@ fn Unlock() -> Element {
     let mut submit = move || {
         let Some(path) = path.clone() else { return };
         if pin.peek().is_empty() {
-            error.set(Some("请输入 PIN (enter your PIN)".into()));
+            error.set(Some(t(l, "请输入 PIN", "Enter your PIN").into()));
             return;
         }
         busy.set(true);
@@ -64,8 +65,7 @@ fn Unlock() -> Element {
                 error.set(None);
                 session.store.set(Some(Arc::new(Mutex::new(store))));
             }
-            Err(StoreError::WrongKey) => error.set(Some("PIN 不正确，请重试 (wrong PIN)".into())),
-            Err(e) => error.set(Some(e.to_string())),
+            Err(e) => error.set(Some(e.explain(l))),
         }
         pin.set(String::new());
         busy.set(false);
@@ -104,23 +104,30 @@ fn Enrol() -> Element {
             return;
         };
         if let Err(e) = check_pin(&pin.peek()) {
-            error.set(Some(e.into()));
+            error.set(Some(t(l, e, "The PIN is 6 to 12 digits").into()));
             return;
         }
         if *pin.peek() != *pin2.peek() {
-            error.set(Some("两次输入的 PIN 不一致 (PINs differ)".into()));
+            error.set(Some(
+                t(
+                    l,
+                    "两次输入的 PIN 不一致，请重新输入",
+                    "The two PINs differ",
+                )
+                .into(),
+            ));
             return;
         }
         if username.peek().trim().is_empty() || password.peek().is_empty() {
             error.set(Some(
-                "请填写用户名和密码 (username and password needed)".into(),
+                t(l, "请填写用户名和密码", "Enter your username and password").into(),
             ));
             return;
         }
         let store = match Store::open_encrypted(&path, &pin.peek()) {
             Ok(s) => Arc::new(Mutex::new(s)),
             Err(e) => {
-                error.set(Some(e.to_string()));
+                error.set(Some(e.explain(l)));
                 return;
             }
         };

@@ -108,14 +108,17 @@ pub(super) fn import(
         {
             err(
                 "username",
-                format!("{username:?} must be 3 to 32 of a-z, 0-9, '.', '_' or '-'"),
+                format!("用户名「{username}」须为 3 到 32 位小写字母、数字、“.”、“_”或“-”"),
             );
         } else if let Some(r) = seen.insert(username.clone(), row) {
-            err("username", format!("{username} is also on row {r}"));
+            err(
+                "username",
+                format!("用户名 {username} 已在第 {r} 行，请改用别的用户名"),
+            );
         }
         let display_name = g("display_name").to_owned();
         if display_name.is_empty() || display_name.chars().count() > 40 {
-            err("display_name", "is required, at most 40 characters".into());
+            err("display_name", "须填写姓名，最多 40 个字".into());
         }
         let role = coded::<Role>(
             g("role"),
@@ -138,11 +141,11 @@ pub(super) fn import(
             err(
                 "scope_code",
                 format!(
-                    "{scope_code:?} must be the {digits}-digit code of the account's {}",
+                    "「{scope_code}」须为账号所在{}的 {digits} 位区划代码",
                     match digits {
-                        6 => "county",
-                        9 => "town",
-                        _ => "village",
+                        6 => "区县",
+                        9 => "乡镇",
+                        _ => "村（社区）",
                     }
                 ),
             );
@@ -150,7 +153,7 @@ pub(super) fn import(
             err(
                 "scope_code",
                 format!(
-                    "{scope_code} is outside your scope ({})",
+                    "{scope_code} 不在你的管辖范围（{}）内",
                     ctx.actor.scope_code
                 ),
             );
@@ -160,31 +163,34 @@ pub(super) fn import(
             if !code.starts_with(&scope_code) {
                 err(
                     "grids",
-                    format!("grid {code} is not in the account's area {scope_code}"),
+                    format!("网格 {code} 不在这个账号的范围 {scope_code} 内"),
                 );
                 continue;
             }
             match repo::grid_id_by_code(db, code)? {
                 Some(id) => grids.push(id),
-                None => err("grids", format!("there is no grid {code}")),
+                None => err("grids", format!("没有网格 {code}：请先导入网格边界")),
             }
         }
         if role == Some(Role::Worker) && split_list(g("grids")).is_empty() {
-            err("grids", "a grid worker needs at least one grid".into());
+            err("grids", "网格员须至少填写一个网格".into());
         } else if role.is_some_and(|r| r != Role::Worker) && !grids.is_empty() {
-            err("grids", "only grid workers have grids".into());
+            err("grids", "只有网格员才分配网格，其他角色请留空".into());
         }
         let password = match g("password") {
             "" => None,
             p if p.chars().count() < 8 => {
-                err("password", "needs at least 8 characters".into());
+                err("password", "初始密码至少 8 位".into());
                 None
             }
             p => Some(p.to_owned()),
         };
         let existing = match repo::user_by_name(db, &username)? {
             Some((u, _)) if !u.scope_code.starts_with(&ctx.actor.scope_code) => {
-                err("username", format!("{username} exists outside your scope"));
+                err(
+                    "username",
+                    format!("用户名 {username} 已被你辖区外的账号使用，请改用别的用户名"),
+                );
                 None
             }
             found => found.map(|(u, _)| u.id),

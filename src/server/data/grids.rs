@@ -37,13 +37,13 @@ pub(super) fn import(
         reason,
     };
     let text = std::str::from_utf8(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
-        .map_err(|e| read_err(format!("GeoJSON must be UTF-8 ({e})")))?;
-    let gj: geojson::GeoJson = text
-        .parse()
-        .map_err(|e: geojson::Error| read_err(format!("not valid GeoJSON: {e}")))?;
+        .map_err(|e| read_err(format!("GeoJSON 文件须为 UTF-8 编码 ({e})")))?;
+    let gj: geojson::GeoJson = text.parse().map_err(|e: geojson::Error| {
+        read_err(format!("不是有效的 GeoJSON，请用 GIS 软件重新导出 ({e})"))
+    })?;
     let geojson::GeoJson::FeatureCollection(fc) = gj else {
         return Err(read_err(
-            "expected a FeatureCollection with one Polygon feature per grid".into(),
+            "须为 FeatureCollection，每个网格一个 Polygon 要素".into(),
         ));
     };
     let total = fc.features.len();
@@ -80,54 +80,53 @@ pub(super) fn import(
         let before = errs.errors.len();
         let props = f.properties.clone().unwrap_or_default();
         let Some((code_key, code)) = prop(&props, &["code", "grid_code", "网格编码"]) else {
-            errs.push(
-                row,
-                "properties.code",
-                "is required: the grid's 15-digit code",
-            );
+            errs.push(row, "properties.code", "须填写网格编码（15 位数字）");
             continue;
         };
         let field = format!("properties.{code_key}");
         if let Err(e) = GridCode::parse(&code) {
-            errs.push(row, &field, e.to_string());
+            errs.push(
+                row,
+                &field,
+                format!("「{code}」不是网格编码，须为 15 位数字 ({e})"),
+            );
             continue;
         }
         if !ctx.scope.covers(&code) {
             errs.push(
                 row,
                 &field,
-                format!(
-                    "grid {code} is outside your scope ({})",
-                    ctx.actor.scope_code
-                ),
+                format!("网格 {code} 不在你的管辖范围（{}）内", ctx.actor.scope_code),
             );
             continue;
         }
         if let Some(r) = seen.insert(code.clone(), row) {
-            errs.push(row, &field, format!("grid {code} is also feature {r}"));
+            errs.push(
+                row,
+                &field,
+                format!("网格 {code} 已是第 {r} 个要素，请删去重复的一个"),
+            );
         }
         let boundary = match &f.geometry {
             None => {
-                errs.push(
-                    row,
-                    "geometry",
-                    "is missing: a grid needs its boundary polygon",
-                );
+                errs.push(row, "geometry", "缺少边界：每个网格须有边界多边形");
                 None
             }
-            Some(g) => match polygon_from_geometry(g) {
-                Err(e) => {
-                    errs.push(row, "geometry", e.to_string());
-                    None
-                }
-                Ok(p) => match p.check_validation() {
+            Some(g) => {
+                match polygon_from_geometry(g) {
                     Err(e) => {
-                        errs.push(row, "geometry", format!("not a valid polygon: {e}"));
+                        errs.push(row, "geometry", format!("边界须为多边形 ({e})"));
                         None
                     }
-                    Ok(()) => Some(p),
-                },
-            },
+                    Ok(p) => match p.check_validation() {
+                        Err(e) => {
+                            errs.push(row, "geometry", format!("边界不是有效的多边形（如边线自相交），请在 GIS 软件中修正 ({e})"));
+                            None
+                        }
+                        Ok(()) => Some(p),
+                    },
+                }
+            }
         };
         let name = prop(&props, &["name", "网格名称", "名称"]).map(|p| p.1);
         let village = prop(&props, &["village", "village_name", "村", "村社区"]).map(|p| p.1);
@@ -144,16 +143,12 @@ pub(super) fn import(
                         errs.push(
                             row,
                             format!("properties.{what}"),
-                            format!("is required for a new grid ({code} is not stored yet)"),
+                            format!("新网格须填写（{code} 尚未登记）"),
                         );
                     }
                 }
                 if county.is_none() && county_name.is_none() {
-                    errs.push(
-                        row,
-                        "properties.county",
-                        "is required for the county's first grid",
-                    );
+                    errs.push(row, "properties.county", "全县第一个网格须填写区县名称");
                 }
                 Grid {
                     id: new_id(),

@@ -20,11 +20,12 @@ use super::{
     Bar, Ctx, DataError, ImportReport, Mode, Payload, Seqs, Write, internal, write_entities,
 };
 use crate::domain::codes::{
-    Coded, HouseUse, IdType, PersonStatus, PersonType, Relation, ResidenceStatus, Sex, Tag,
+    Coded, HouseUse, IdType, Lang, PersonStatus, PersonType, Relation, ResidenceStatus, Sex, Tag,
 };
 use crate::domain::geo::{GeoPoint, GridCode};
+use crate::domain::labels::{Explain, field_label};
 use crate::domain::model::{EntityKind, House, Household, Person, new_id};
-use crate::domain::validate::{IdNumber, Phone, ValidationErrors, mask_id, mask_phone};
+use crate::domain::validate::{IdNumber, Phone, Problem, ValidationErrors, mask_id, mask_phone};
 use crate::server::db::{Sql, V};
 use crate::server::repo::{self, Entity, Scope};
 
@@ -458,7 +459,7 @@ pub(super) fn import(
                 Err(_) => {
                     err(
                         k,
-                        format!("{s:?} is not an id (a UUID such as an export writes)"),
+                        format!("「{s}」不是编号：请保留导出文件中的原值，新增的留空即可"),
                     );
                     None
                 }
@@ -467,21 +468,24 @@ pub(super) fn import(
         // Household columns.
         let grid_code = g("grid_code").to_owned();
         if grid_code.is_empty() {
-            err("grid_code", "is required".into());
+            err("grid_code", "须填写网格编码（15 位数字）".into());
         } else if let Err(e) = GridCode::parse(&grid_code) {
-            err("grid_code", e.to_string());
+            err(
+                "grid_code",
+                format!("「{grid_code}」不是网格编码，须为 15 位数字 ({e})"),
+            );
         } else if !ctx.scope.covers(&grid_code) {
             err(
                 "grid_code",
                 format!(
-                    "grid {grid_code} is outside your scope ({})",
+                    "网格 {grid_code} 不在你的管辖范围（{}）内，只能导入本辖区的住户",
                     ctx.actor.scope_code
                 ),
             );
         } else if !grids.contains_key(&grid_code) {
             err(
                 "grid_code",
-                format!("there is no grid {grid_code}; import the grids first"),
+                format!("没有网格 {grid_code}：请先导入网格边界，再导入住户"),
             );
         }
         let household_id = uuid_of("household_id", &mut err);
@@ -498,7 +502,8 @@ pub(super) fn import(
                     Ok(p) => Some(p),
                     Err(e) => {
                         for f in e.errors {
-                            err(if f.field == "lat" { "lat" } else { "lon" }, f.reason);
+                            let k = if f.field == "lat" { "lat" } else { "lon" };
+                            err(k, f.problem.text(Lang::Zh, &field_label(k, Lang::Zh)));
                         }
                         None
                     }
@@ -511,7 +516,7 @@ pub(super) fn import(
                     };
                     err(
                         which,
-                        "give both longitude and latitude as decimal degrees (116.4, 28.1)".into(),
+                        "经度和纬度须都填写，用小数度数，如 116.4 和 28.1".into(),
                     );
                     None
                 }
@@ -530,7 +535,10 @@ pub(super) fn import(
         let name = g("name").to_owned();
         let relation = match g("relation") {
             "" => {
-                err("relation", "is required (户主, 配偶, 子, 女, ...)".into());
+                err(
+                    "relation",
+                    "须填写与户主关系（户主、配偶、子、女……）".into(),
+                );
                 None
             }
             s => coded::<Relation>(s, RELATION_SYNONYMS)
@@ -561,7 +569,7 @@ pub(super) fn import(
                 err(
                     "id_number",
                     format!(
-                        "{s} was stored as a number, which keeps only 15 digits: format the column as text and type the numbers again"
+                        "「{s}」被存成了数字，只留下 15 位有效数字：请把这一列设为文本格式，再重新输入号码"
                     ),
                 );
                 Given::Blank
@@ -574,8 +582,9 @@ pub(super) fn import(
             s if s.contains('*') => Given::Masked(s.to_owned()),
             s => match Phone::parse(s) {
                 Ok(p) => Given::Value(p.as_str().to_owned()),
-                Err(e) => {
-                    err("phone", e.to_string());
+                Err(_) => {
+                    let typed = s.to_owned();
+                    err("phone", Problem::Phone { typed }.text(Lang::Zh, "联系电话"));
                     Given::Blank
                 }
             },
@@ -684,7 +693,7 @@ pub(super) fn import(
                         p.row,
                         name_of(k),
                         format!(
-                            "{b:?} differs from {a:?} on row {first_row} of the same household"
+                            "「{b}」与同一户第 {first_row} 行的「{a}」不一致，同一户各行须相同"
                         ),
                     );
                 }
@@ -706,7 +715,7 @@ pub(super) fn import(
                                 read[i].2.row,
                                 name_of("grid_code"),
                                 format!(
-                                    "household {hid} is in grid {}; an import does not move households between grids",
+                                    "这一户（{hid}）在网格 {}，导入不会把住户移到别的网格：请改回该网格编码",
                                     e.grid_code
                                 ),
                             );
@@ -720,7 +729,7 @@ pub(super) fn import(
                         errs.push(
                             read[i].2.row,
                             name_of("household_id"),
-                            format!("{hid} is not a household in your scope"),
+                            format!("{hid} 不是你辖区内的住户，请核对户ID，新增的留空"),
                         );
                     }
                     continue;
@@ -742,7 +751,7 @@ pub(super) fn import(
                     Some(_) => errs.push(
                         p.row,
                         name_of("person_id"),
-                        format!("{pid} is not a person in your scope"),
+                        format!("{pid} 不是你辖区内的人员，请核对人员ID，新增的留空"),
                     ),
                     None => {}
                 }
@@ -750,7 +759,7 @@ pub(super) fn import(
                     errs.push(
                         p.row,
                         name_of("person_id"),
-                        format!("the same person is on row {r}"),
+                        format!("同一人已在第 {r} 行，请删去重复的一行"),
                     );
                 }
             }
@@ -766,7 +775,7 @@ pub(super) fn import(
                     errs.push(
                         p.row,
                         name_of("id_number"),
-                        "this ID number belongs to a person registered outside your scope",
+                        "这个证件号码属于你辖区外登记的人员，请与其所在辖区核实",
                     );
                 }
             }
@@ -869,7 +878,7 @@ pub(super) fn import(
                         "address" => "address",
                         _ => "lon",
                     };
-                    errs.push(first_row, name_of(k), f.reason);
+                    errs.push(first_row, name_of(k), zh_reason(&f));
                 }
             }
             writes.push(Write {
@@ -905,7 +914,7 @@ pub(super) fn import(
                 errs.push(p.row, name_of(k), reason);
             };
             if p.name.is_empty() {
-                row_err("name", "is required".into());
+                row_err("name", "须填写姓名".into());
             }
             let id_type = p
                 .id_type
@@ -921,7 +930,7 @@ pub(super) fn import(
                         row_err(
                             "id_number",
                             format!(
-                                "{m:?} is masked and matches no stored number; give the full number or leave it blank"
+                                "「{m}」是打码的号码，与已存的不符：请填写完整号码，或留空保持不变"
                             ),
                         );
                         None
@@ -929,14 +938,17 @@ pub(super) fn import(
                 },
             };
             // What the ID number says about birth date and sex.
+            let mut id_error = None;
             let parsed = match (&id_number, id_type) {
-                (Some(n), IdType::ResidentCard) => IdNumber::parse(n, today).ok(),
+                (Some(n), IdType::ResidentCard) => IdNumber::parse(n, today)
+                    .map_err(|e| id_error = Some(e))
+                    .ok(),
                 _ => None,
             };
             if let Some(parsed) = &parsed
                 && let Some(r) = seen_id_number.insert(parsed.as_str().to_owned(), p.row)
             {
-                row_err("id_number", format!("the same ID number is on row {r}"));
+                row_err("id_number", format!("同一证件号码已在第 {r} 行，请核对"));
             }
             let sex = p
                 .sex
@@ -948,8 +960,12 @@ pub(super) fn import(
                     _ => None,
                 });
             let Some(sex) = sex else {
-                if !id_bad && !p.sex_given {
-                    row_err("sex", "is required when there is no ID number".into());
+                // The real reason first: a number that is no ID number, not the sex it
+                // would have given.
+                if let Some(e) = id_error {
+                    row_err("id_number", e.explain(Lang::Zh));
+                } else if !id_bad && !p.sex_given {
+                    row_err("sex", "没有身份证号时须填写性别".into());
                 }
                 continue;
             };
@@ -959,7 +975,7 @@ pub(super) fn import(
                 row_err(
                     "sex",
                     format!(
-                        "{} differs from the ID number's sex {}",
+                        "性别「{}」与身份证号显示的「{}」不一致，请核对",
                         s.zh(),
                         n.sex().zh()
                     ),
@@ -975,7 +991,7 @@ pub(super) fn import(
                         row_err(
                             "phone",
                             format!(
-                                "{m:?} is masked and matches no stored number; give the full number or leave it blank"
+                                "「{m}」是打码的号码，与已存的不符：请填写完整号码，或留空保持不变"
                             ),
                         );
                         None
@@ -1025,7 +1041,7 @@ pub(super) fn import(
                 if let Some((_, r)) = head {
                     row_err(
                         "relation",
-                        format!("the household's head is already on row {r}"),
+                        format!("本户户主已在第 {r} 行，一户只有一位户主"),
                     );
                 } else if !bad {
                     head = Some((pid, p.row));
@@ -1073,7 +1089,7 @@ pub(super) fn import(
                 } else {
                     "lon"
                 };
-                errs.push(first_row, name_of(k), f.reason);
+                errs.push(first_row, name_of(k), zh_reason(&f));
             }
         }
         if hh_bad || good_rows.is_empty() {
@@ -1189,6 +1205,11 @@ fn report_person(err: &mut dyn FnMut(&'static str, String), e: ValidationErrors)
             "tags" => "tags",
             _ => "name",
         };
-        err(k, f.reason);
+        err(k, zh_reason(&f));
     }
+}
+
+/// A domain check's reason in Chinese, naming the field as the template does.
+fn zh_reason(f: &crate::domain::validate::FieldError) -> String {
+    f.problem.text(Lang::Zh, &field_label(&f.field, Lang::Zh))
 }

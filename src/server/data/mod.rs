@@ -38,11 +38,9 @@ pub use export::{
 /// What an import or export can fail with as a whole (row problems go in the report).
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error(
-        "{0}: unsupported file type; use .csv or .xlsx for households and accounts, .geojson or .json for grids"
-    )]
+    #[error("{0}：不支持的文件类型，住户和账号请用 .csv 或 .xlsx，网格边界请用 .geojson 或 .json")]
     Format(String),
-    #[error("cannot read {file}: {reason}")]
+    #[error("无法读取 {file}：{reason}")]
     Read { file: String, reason: String },
     #[error("{file}: {reason}")]
     Header { file: String, reason: String },

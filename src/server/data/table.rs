@@ -92,11 +92,16 @@ fn cell_text(d: &Data) -> String {
 }
 
 pub fn read_xlsx(file: &str, bytes: &[u8]) -> Result<Table, DataError> {
-    let mut wb = calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes))
-        .map_err(|e| read_err(file, format!("not a readable XLSX workbook ({e})")))?;
+    let mut wb =
+        calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes)).map_err(|e| {
+            read_err(
+                file,
+                format!("不是可读取的 XLSX 工作簿，请用 Excel 另存为 .xlsx 后重试 ({e})"),
+            )
+        })?;
     let range = wb
         .worksheet_range_at(0)
-        .ok_or_else(|| read_err(file, "the workbook has no worksheet"))?
+        .ok_or_else(|| read_err(file, "工作簿里没有工作表"))?
         .map_err(|e| read_err(file, e))?;
     let first_row = range.start().map(|(r, _)| r as usize).unwrap_or(0);
     let first_col = range.start().map(|(_, c)| c as usize).unwrap_or(0);
@@ -177,7 +182,7 @@ impl Columns {
                 Some(c) => {
                     if let Some((j, _)) = index.get(c.key) {
                         problems.push(format!(
-                            "columns {} and {} are both {:?}",
+                            "第 {} 列和第 {} 列都是「{}」，请删去其中一列",
                             col_letter(*j),
                             col_letter(i),
                             c.names[0]
@@ -187,7 +192,7 @@ impl Columns {
                     }
                 }
                 None => problems.push(format!(
-                    "column {} {:?} is not a known column",
+                    "第 {} 列「{}」不是可识别的列，请按模板改列名或删去该列",
                     col_letter(i),
                     h.trim()
                 )),
@@ -196,7 +201,7 @@ impl Columns {
         for c in spec.iter().filter(|c| c.required) {
             if !index.contains_key(c.key) {
                 problems.push(format!(
-                    "the required column {} is missing",
+                    "缺少必需的列「{}」，请按模板补上",
                     c.names.join(" / ")
                 ));
             }
@@ -289,10 +294,16 @@ pub fn coded<T: Coded>(s: &str, extra: &[(&str, T)]) -> Result<T, String> {
         .iter()
         .map(|v| format!("{} {}", v.code(), v.zh()))
         .collect();
+    let kind = crate::domain::codes::UnknownCode {
+        kind: T::KIND,
+        code: String::new(),
+        known: String::new(),
+        known_zh: String::new(),
+    }
+    .kind_zh();
     Err(format!(
-        "{s:?} is not a {}; use one of: {}",
-        T::KIND,
-        known.join(", ")
+        "「{s}」不是可选的{kind}，请改为其中之一：{}",
+        known.join("、")
     ))
 }
 
@@ -317,7 +328,7 @@ pub fn date(s: &str) -> Result<NaiveDate, String> {
             return Ok(d);
         }
     }
-    Err(format!("{s:?} is not a date; write it as 2026-11-29"))
+    Err(format!("「{s}」不是日期，请按 2026-11-29 的格式填写"))
 }
 
 #[cfg(test)]
@@ -380,12 +391,12 @@ mod tests {
         let e = Columns::find("f", &h(&["身份证号", "年龄"]), SPEC)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("column B \"年龄\" is not a known column"), "{e}");
-        assert!(e.contains("required column 姓名 / name is missing"), "{e}");
+        assert!(e.contains("第 B 列「年龄」不是可识别的列"), "{e}");
+        assert!(e.contains("缺少必需的列「姓名 / name」"), "{e}");
         let e = Columns::find("f", &h(&["姓名", "name"]), SPEC)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("columns A and B"), "{e}");
+        assert!(e.contains("第 A 列和第 B 列"), "{e}");
     }
 
     #[test]

@@ -138,6 +138,6 @@ fn cli_imports_a_demo_county_with_progress(backend: Backend) {
     assert!(stdout.contains("     2  姓名"), "{stdout}");
     assert!(text(&out.stderr).contains("nothing was imported"));
     let report = std::fs::read_to_string(report).unwrap();
-    assert!(report.contains("2,姓名,is required"), "{report}");
+    assert!(report.contains("2,姓名,须填写姓名"), "{report}");
 }
 on_both!(cli_imports_a_demo_county_with_progress);

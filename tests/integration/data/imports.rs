@@ -146,11 +146,11 @@ fn xlsx_with_bad_rows_reports_each_and_imports_only_what_is_allowed(backend: Bac
             .clone()
     };
     assert!(
-        at(4, "id_number").contains("check digit"),
+        at(4, "id_number").contains("校验码不对"),
         "{}",
         at(4, "id_number")
     );
-    assert!(at(5, "网格编码").contains("there is no grid 361003999999001"));
+    assert!(at(5, "网格编码").contains("没有网格 361003999999001"));
     assert!(at(6, "联系电话").contains("12345"));
     assert!(at(6, "标签").contains("富豪"));
     assert!(
@@ -361,7 +361,7 @@ fn scope_limits_imports(backend: Backend) {
         (3, "网格编码")
     );
     assert!(
-        r.errors[0].reason.contains("outside your scope"),
+        r.errors[0].reason.contains("不在你的管辖范围"),
         "{}",
         r.errors[0].reason
     );
@@ -412,7 +412,7 @@ fn scope_limits_imports(backend: Backend) {
             Mode::AllOrNothing,
         )
         .unwrap_err();
-    assert!(e.to_string().contains("unsupported file type"), "{e}");
+    assert!(e.to_string().contains("不支持的文件类型"), "{e}");
     let e = t
         .import(
             "admin",
@@ -423,8 +423,7 @@ fn scope_limits_imports(backend: Backend) {
         )
         .unwrap_err();
     assert!(
-        e.to_string()
-            .contains("column E \"年龄\" is not a known column"),
+        e.to_string().contains("第 E 列「年龄」不是可识别的列"),
         "{e}"
     );
 }
@@ -497,7 +496,7 @@ fn geojson_updates_a_boundary(backend: Backend) {
             .find(|e| e.row == 2)
             .unwrap()
             .reason
-            .contains("not a valid polygon")
+            .contains("不是有效的多边形")
     );
     assert!(fields.contains(&(3, "properties.name")), "{:#?}", r.errors);
     assert!(
@@ -545,7 +544,7 @@ fn geojson_updates_a_boundary(backend: Backend) {
         )
         .unwrap();
     assert!(
-        r.errors[0].reason.contains("outside your scope"),
+        r.errors[0].reason.contains("不在你的管辖范围"),
         "{:#?}",
         r.errors
     );
@@ -577,12 +576,12 @@ fn accounts_import_creates_updates_and_generates_passwords(backend: Backend) {
     assert!(
         r.errors
             .iter()
-            .any(|e| e.row == 4 && e.field == "网格" && e.reason.contains("at least one grid"))
+            .any(|e| e.row == 4 && e.field == "网格" && e.reason.contains("至少填写一个网格"))
     );
     assert!(
         r.errors
             .iter()
-            .any(|e| e.row == 5 && e.reason.contains(&format!("there is no grid {village}099")))
+            .any(|e| e.row == 5 && e.reason.contains(&format!("没有网格 {village}099")))
     );
     assert_eq!(r.passwords.len(), 1);
     assert_eq!(r.passwords[0].username, "w-new");
@@ -660,10 +659,35 @@ fn an_id_number_stored_as_a_number_is_explained() {
     assert_eq!(r.errors.len(), 1, "{:#?}", r.errors);
     assert_eq!(r.errors[0].field, "身份证号");
     assert!(
-        r.errors[0].reason.contains("format the column as text"),
+        r.errors[0].reason.contains("设为文本格式"),
         "{}",
         r.errors[0].reason
     );
+}
+
+/// An 18-digit ID number with a wrong check digit and no sex given is reported for its check
+/// digit, the real reason, and not as a missing sex.
+#[test]
+fn a_wrong_check_digit_is_the_reason_given_not_a_missing_sex() {
+    let t = TestDb::new(Backend::Sqlite, true);
+    let mut bad = id_number("19800102", 11);
+    bad.replace_range(17.., if bad.ends_with('1') { "2" } else { "1" });
+    let csv = format!(
+        "网格编码,地址,姓名,与户主关系,性别,身份证号\n{},测试村2号,张三,户主,,{bad}\n",
+        t.grid(0)
+    );
+    let r = t
+        .import(
+            "admin",
+            ImportKind::Households,
+            "p.csv",
+            csv.as_bytes(),
+            Mode::AllOrNothing,
+        )
+        .unwrap();
+    assert_eq!(r.errors.len(), 1, "{:#?}", r.errors);
+    assert_eq!(r.errors[0].field, "身份证号");
+    assert!(r.errors[0].reason.contains("校验码不对"), "{:#?}", r.errors);
 }
 
 #[test]
