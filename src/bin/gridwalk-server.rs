@@ -271,6 +271,13 @@ fn main() -> Result<()> {
             demo_size,
             addr_file,
         } => {
+            // Records stored before case numbers existed get theirs (none once all have one).
+            let numbered = db
+                .tx(|tx| gridwalk::server::repo::number_unnumbered_cases(tx))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if numbered > 0 {
+                tracing::info!(records = numbered, "gave case numbers to earlier records");
+            }
             if demo {
                 if !listen.ip().is_loopback() {
                     bail!(

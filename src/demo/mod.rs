@@ -305,6 +305,15 @@ impl County {
                 },
             });
         }
+        // The demo's sign-in accounts are the workers of the first two grids and the first
+        // village's secretary: their history is filed under the names they sign in with, so
+        // one person is one row in the ledger.
+        for (g, username) in grids.iter_mut().zip(["worker-a", "worker-b"]) {
+            g.worker.username = username.to_owned();
+        }
+        if let Some(v) = villages.first_mut() {
+            v.secretary.username = "secretary".to_owned();
+        }
         County {
             spec: spec.clone(),
             towns,

@@ -1,6 +1,8 @@
 //! Seeds an empty server database with the demo county and its demo accounts:
 //! `worker-a` and `worker-b` (grid workers of the first two grids of 山下村), `secretary`
-//! (山下村's 网格长) and `admin` (the county), all with password `gridwalk-demo`.
+//! (山下村's 网格长) and `admin` (the county), all with password `gridwalk-demo`. Every other
+//! grid's worker (`grid-<grid code>`) and village's secretary (`secretary-<village code>`)
+//! has an account too, with the same password, so every seeded record has a named author.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -223,41 +225,61 @@ pub fn seed_grids(
     }
     let hash = hash_password(DEMO_PASSWORD)?;
     let village = &county.villages[0];
-    let accounts = [
+    let mut accounts = vec![
         (
-            "worker-a",
+            "worker-a".to_owned(),
             county.grids[0].worker.name.clone(),
             Role::Worker,
             village.code.clone(),
             vec![county.grids[0].grid.id],
         ),
         (
-            "worker-b",
+            "worker-b".to_owned(),
             county.grids[1].worker.name.clone(),
             Role::Worker,
             village.code.clone(),
             vec![county.grids[1].grid.id],
         ),
         (
-            "secretary",
+            "secretary".to_owned(),
             village.secretary.name.clone(),
             Role::Secretary,
             village.code.clone(),
             vec![],
         ),
         (
-            "admin",
+            "admin".to_owned(),
             "县综治中心".to_owned(),
             Role::Admin,
             crate::demo::names::COUNTY_CODE.to_owned(),
             vec![],
         ),
     ];
+    // Every other grid's worker and village's secretary has an account too, so the dashboard
+    // names the author of every seeded record (the same demo password).
+    for g in &county.grids[2..] {
+        accounts.push((
+            g.worker.username.clone(),
+            g.worker.name.clone(),
+            Role::Worker,
+            county.villages[g.village].code.clone(),
+            vec![g.grid.id],
+        ));
+    }
+    for v in &county.villages[1..] {
+        accounts.push((
+            v.secretary.username.clone(),
+            v.secretary.name.clone(),
+            Role::Secretary,
+            v.code.clone(),
+            vec![],
+        ));
+    }
     for (username, name, role, scope, grids) in &accounts {
         repo::create_user(
             db,
             &NewUser {
-                username: (*username).to_owned(),
+                username: username.clone(),
                 display_name: name.clone(),
                 role: *role,
                 scope_code: scope.clone(),

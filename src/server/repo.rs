@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -591,8 +591,128 @@ pub fn put_entities(db: &mut dyn Sql, es: &[Entity], now: DateTime<Utc>) -> Resu
             ),
             &args,
         )?;
+        let new_records: Vec<(Uuid, DateTime<Utc>)> = chunk
+            .iter()
+            .filter(|e| e.kind.is_record())
+            .map(|e| (e.id, e.created_at))
+            .collect();
+        number_cases(db, new_records)?;
     }
     Ok(())
+}
+
+/// A case number as people read and type it: `2026-00042`.
+pub fn case_label(year: i64, seq: i64) -> String {
+    format!("{year}-{seq:05}")
+}
+
+/// Gives each of `records` that has no case number the next of its filing year's, in the
+/// order they were filed. The per-year counter is one row, bumped once per year per call,
+/// so replicas on one PostgreSQL never hand out a number twice.
+fn number_cases(db: &mut dyn Sql, records: Vec<(Uuid, DateTime<Utc>)>) -> Result<(), DbError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let args: Vec<V> = records.iter().map(|(id, _)| V::T(id.to_string())).collect();
+    let mut have = std::collections::HashSet::new();
+    for chunk in args.chunks(500) {
+        for r in db.query(
+            &format!(
+                "SELECT record_id FROM case_numbers WHERE record_id IN ({})",
+                params(1, chunk.len())
+            ),
+            chunk,
+        )? {
+            have.insert(r[0].string()?);
+        }
+    }
+    let mut new: Vec<(i64, DateTime<Utc>, Uuid)> = records
+        .into_iter()
+        .filter(|(id, _)| !have.contains(&id.to_string()))
+        .map(|(id, at)| (i64::from(crate::domain::cst::local(at).year()), at, id))
+        .collect();
+    new.sort();
+    for year_group in new.chunk_by(|a, b| a.0 == b.0) {
+        let year = year_group[0].0;
+        let n = year_group.len() as i64;
+        let last = db.query_one(
+            "INSERT INTO counters (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value
+             RETURNING value",
+            &[V::T(format!("case_seq:{year}")), V::I(n)],
+        )?[0]
+            .i64()?;
+        for (k, rows) in year_group.chunks(300).enumerate() {
+            let mut args = Vec::with_capacity(rows.len() * 3);
+            let mut values = Vec::with_capacity(rows.len());
+            for (i, (_, _, id)) in rows.iter().enumerate() {
+                let seq = last - n + 1 + (k * 300 + i) as i64;
+                values.push(format!("({})", params(i * 3 + 1, 3)));
+                args.extend([V::T(id.to_string()), V::I(year), V::I(seq)]);
+            }
+            db.exec(
+                &format!(
+                    "INSERT INTO case_numbers (record_id, year, seq) VALUES {}",
+                    values.join(", ")
+                ),
+                &args,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Numbers the records stored before case numbers existed (run when the server starts; a
+/// no-op once every record has one).
+pub fn number_unnumbered_cases(db: &mut dyn Sql) -> Result<usize, DbError> {
+    let mut missing = Vec::new();
+    for r in db.query(
+        &format!(
+            "SELECT e.id, e.created_at FROM entities e WHERE e.kind IN ({RECORD_KINDS})
+             AND NOT EXISTS (SELECT 1 FROM case_numbers c WHERE c.record_id = e.id)"
+        ),
+        &[],
+    )? {
+        missing.push((uuid(r[0].str()?)?, parse_ts(r[1].str()?)?));
+    }
+    let n = missing.len();
+    number_cases(db, missing)?;
+    Ok(n)
+}
+
+/// The case numbers of those of `ids` that have one.
+pub fn case_numbers(db: &mut dyn Sql, ids: &[Uuid]) -> Result<BTreeMap<Uuid, String>, DbError> {
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(500) {
+        let args: Vec<V> = chunk.iter().map(|i| V::T(i.to_string())).collect();
+        for r in db.query(
+            &format!(
+                "SELECT record_id, year, seq FROM case_numbers WHERE record_id IN ({})",
+                params(1, chunk.len())
+            ),
+            &args,
+        )? {
+            out.insert(uuid(r[0].str()?)?, case_label(r[1].i64()?, r[2].i64()?));
+        }
+    }
+    Ok(out)
+}
+
+/// The record with case number `label` (`2026-42` and `2026-00042` alike), if any.
+pub fn record_by_case(db: &mut dyn Sql, label: &str) -> Result<Option<Uuid>, DbError> {
+    let Some((y, s)) = label.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (Ok(year), Ok(seq)) = (y.parse::<i64>(), s.parse::<i64>()) else {
+        return Ok(None);
+    };
+    db.query(
+        "SELECT record_id FROM case_numbers WHERE year = $1 AND seq = $2",
+        &[V::I(year), V::I(seq)],
+    )?
+    .first()
+    .map(|r| uuid(r[0].str()?))
+    .transpose()
 }
 
 /// Kind and grid code of those of `ids` that exist (one query per 500 ids).

@@ -213,6 +213,30 @@ async fn dispatch_flow(backend: Backend) {
     assert!(q.body.contains(&format!("data-id=\"{id}\"")));
     let rec = clerk.get(&format!("/records/{id}")).await;
     assert!(rec.body.contains("已上报") && rec.body.contains("溺水"));
+    // People by name: the reporter reads as worker-a's name and role, on the queue and the
+    // record, with the account's code only on hover.
+    let name = &server.county.grids[0].worker.name;
+    let shown = format!("title=\"worker-a\">{name}<small class=\"muted\">（网格员）</small>");
+    assert!(q.body.contains(&shown), "{}", q.body);
+    assert!(rec.body.contains(&shown), "{}", rec.body);
+    // A short case number, this year's, on the record and its queue row; searching finds it.
+    let case = rec
+        .body
+        .split("<span class=\"case-no\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .expect("the record page shows its case number")
+        .to_owned();
+    let year = gridwalk::domain::cst::local(Utc::now())
+        .format("%Y")
+        .to_string();
+    assert!(
+        case.len() == 10 && case.starts_with(&format!("{year}-")),
+        "{case}"
+    );
+    assert!(q.body.contains(&format!(">{case}</a>")), "{}", q.body);
+    let found = clerk.get(&format!("/queue?q={case}&state=all")).await;
+    assert!(found.body.contains("id=\"count\">1<"), "{}", found.body);
     // The worker's photo is on the page, served to whoever's scope holds the record.
     assert!(rec.body.contains(&format!("src=\"/photos/{sha}\"")));
     let res = clerk
@@ -241,10 +265,22 @@ async fn dispatch_flow(backend: Backend) {
         .act(&path, &[("to", "RECTIFYING"), ("assignee", " ")])
         .await;
     assert!(
-        p.body.contains("flash err") && p.body.contains("assignee"),
+        p.body.contains("flash err") && p.body.contains("须填写「分派给」"),
         "{}",
         p.body
     );
+    // A due date typed by hand that is not a date is named by its label, in Chinese.
+    let p = clerk
+        .act(
+            &path,
+            &[
+                ("to", "RECTIFYING"),
+                ("assignee", "镇安监站"),
+                ("due_date", "下周五"),
+            ],
+        )
+        .await;
+    assert!(p.body.contains("整改期限「下周五」不是日期"), "{}", p.body);
     assert!(p.body.contains("id=\"status\">已确认"));
     // An illegal move is refused in words.
     let p = clerk.act(&path, &[("to", "CLOSED")]).await;
@@ -648,14 +684,30 @@ async fn statistics_follow_the_work() {
     let after = admin.get("/stats").await.body;
     assert_eq!(total(&after), total(&before) + 1);
     // worker-a's ledger has the filing, as an entry with its reason.
+    // One person, one row, by name: worker-a's seeded history and today's filing are theirs.
+    let name = &server.county.grids[0].worker.name;
+    assert_eq!(after.matches("title=\"worker-a\"").count(), 1, "{after}");
+    assert!(
+        after.contains(&format!("title=\"worker-a\">{name}")),
+        "{after}"
+    );
+    assert!(
+        !after.contains(">grid-361"),
+        "accounts named by code: {after}"
+    );
     let ledger = admin.get("/stats/points/worker-a").await.body;
+    assert!(ledger.contains(&format!("{name} 的积分明细")), "{ledger}");
     assert!(
         ledger.contains("上报") && ledger.contains(&h.common.id.to_string()[..8]),
         "{ledger}"
     );
     let for_period = admin.get("/stats?from=2026-13-01").await;
     assert_eq!(for_period.status, 422);
-    assert!(for_period.body.contains("from"));
+    assert!(
+        for_period.body.contains("开始日期「2026-13-01」不是日期"),
+        "{}",
+        for_period.body
+    );
     let map = admin.get("/map?color=hazards").await;
     assert_eq!(map.status, 200);
     assert!(map.body.contains(&format!("data-id=\"{}\"", h.common.id)));
@@ -1506,7 +1558,7 @@ async fn data_page(backend: Backend) {
         .upload("households", "people.pdf", b"%PDF".to_vec(), false)
         .await;
     let report = sec.finished(&job).await;
-    assert!(report.contains("unsupported file type"), "{report}");
+    assert!(report.contains("不支持的文件类型"), "{report}");
 
     // Exports: the queue's records as XLSX (read back), people masked, a worker refused.
     let (st, ct, x) = sec
@@ -1516,10 +1568,14 @@ async fn data_page(backend: Backend) {
     assert!(ct.starts_with("application/vnd.openxmlformats"), "{ct}");
     let table = read_xlsx(x);
     assert_eq!(
-        table[0][..4],
-        ["编号", "类型", "类别", "状态"].map(String::from)
+        table[0][..5],
+        ["案件编号", "编号", "类型", "类别", "状态"].map(String::from)
     );
-    assert!(table.len() > 1 && table[1..].iter().all(|r| r[1] == "安全隐患"));
+    assert!(table.len() > 1 && table[1..].iter().all(|r| r[2] == "安全隐患"));
+    assert!(
+        table[1..].iter().all(|r| r[0].len() == 10),
+        "every record has its case number"
+    );
     let (_, _, x) = sec.bytes("/export/people.xlsx").await;
     let people = read_xlsx(x);
     let idc = people[0].iter().position(|h| h == "身份证号").unwrap();

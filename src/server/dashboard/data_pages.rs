@@ -428,6 +428,7 @@ fn staff(clerk: &Clerk) -> Result<(), PageError> {
 fn records_sheet(
     rows: &[RecordRow],
     grids: &std::collections::BTreeMap<String, super::load::GridInfo>,
+    people: &super::load::People,
 ) -> Sheet {
     let now = Utc::now();
     let policy = crate::domain::deadline::DeadlinePolicy::default();
@@ -435,6 +436,7 @@ fn records_sheet(
     Sheet {
         name: "事项".into(),
         header: [
+            "案件编号",
             "编号",
             "类型",
             "类别",
@@ -446,6 +448,7 @@ fn records_sheet(
             "网格",
             "网格编码",
             "上报人",
+            "上报账号",
             "上报时间",
             "内容",
         ]
@@ -456,6 +459,7 @@ fn records_sheet(
             .map(|r| {
                 let g = grids.get(&r.grid_code);
                 vec![
+                    r.case_no.as_deref().into(),
                     Cell::Text(r.id.to_string()),
                     r.domain.zh().into(),
                     r.category_label().into(),
@@ -466,6 +470,7 @@ fn records_sheet(
                     g.map(|g| g.village_name.as_str()).into(),
                     g.map(|g| g.name.as_str()).into(),
                     r.grid_code.as_str().into(),
+                    people.name(&r.author).unwrap_or(&r.author).into(),
                     r.author.as_str().into(),
                     t(r.created_at),
                     r.summary.as_str().into(),
@@ -535,7 +540,8 @@ async fn export_records(
                 None,
                 Some(format!("{} records; {}", rows.len(), f.query_string())),
             )?;
-            Ok::<_, Failure>(records_sheet(&rows, &grids))
+            let people = super::load::people(db)?;
+            Ok::<_, Failure>(records_sheet(&rows, &grids, &people))
         })
     })
     .await?;
@@ -699,7 +705,7 @@ async fn export_stats(
             .iter()
             .map(|w| {
                 vec![
-                    st.names.get(&w.worker).map(String::as_str).into(),
+                    st.names.name(&w.worker).into(),
                     w.worker.as_str().into(),
                     int(w.filed),
                     int(w.handled),
@@ -721,7 +727,7 @@ async fn export_stats(
             .map(|e| {
                 vec![
                     Cell::DateTime(crate::domain::cst::local(e.at).naive_local()),
-                    e.worker.as_str().into(),
+                    st.names.label(&e.worker).into(),
                     e.reason.into(),
                     Cell::Int(e.points),
                     e.subject.map(|s| s.to_string()).into(),

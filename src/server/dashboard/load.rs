@@ -124,6 +124,8 @@ pub fn villages(grids: &BTreeMap<String, GridInfo>) -> BTreeMap<String, String> 
 #[derive(Debug, Clone)]
 pub struct RecordRow {
     pub id: Uuid,
+    /// The short case number (`2026-00042`); lists of counts leave it out.
+    pub case_no: Option<String>,
     pub domain: Domain,
     pub status: Status,
     pub urgency: Urgency,
@@ -295,13 +297,21 @@ pub fn records(
     let (clause, mut args) = user.scope().clause(1);
     let more = extra(args.len() + 1);
     args.extend(more.args);
-    let data = match want {
-        Want::Full => "data",
-        Want::Counts => "CASE WHEN data LIKE '%satisfaction\":\"%' THEN data END",
+    let (data, case, join) = match want {
+        Want::Full => (
+            "data",
+            "c.year, c.seq",
+            " LEFT JOIN case_numbers c ON c.record_id = entities.id",
+        ),
+        Want::Counts => (
+            "CASE WHEN data LIKE '%satisfaction\":\"%' THEN data END",
+            "NULL, NULL",
+            "",
+        ),
     };
     let mut sql = format!(
-        "SELECT id, kind, status, urgency, category, author, grid_code, created_at, updated_at, {data}
-         FROM entities WHERE {clause} AND kind IN ({RECORD_KINDS})"
+        "SELECT id, kind, status, urgency, category, author, grid_code, created_at, updated_at, {data}, {case}
+         FROM entities{join} WHERE {clause} AND kind IN ({RECORD_KINDS})"
     );
     for c in &more.conds {
         sql.push_str(" AND ");
@@ -328,8 +338,13 @@ pub fn records(
             Some(d) => serde_json::from_str(&d).map_err(|e| bad(e.to_string()))?,
             None => RecordJson::default(),
         };
+        let case_no = match (r[10].opt_i64()?, r[11].opt_i64()?) {
+            (Some(y), Some(s)) => Some(repo::case_label(y, s)),
+            _ => None,
+        };
         out.push(RecordRow {
             id: Uuid::parse_str(r[0].str()?).map_err(|e| bad(e.to_string()))?,
+            case_no,
             domain,
             status,
             urgency,
@@ -534,11 +549,38 @@ pub fn account_area(db: &mut dyn Sql, username: &str) -> Result<Option<AccountAr
     )
 }
 
-/// Display names of accounts, by username.
-pub fn display_names(db: &mut dyn Sql) -> Result<BTreeMap<String, String>, Failure> {
-    let mut out = BTreeMap::new();
-    for r in db.query("SELECT username, display_name FROM users", &[])? {
-        out.insert(r[0].string()?, r[1].string()?);
+/// The accounts' names and roles, by username: records and history store the username, the
+/// pages show the person.
+#[derive(Debug, Clone, Default)]
+pub struct People(BTreeMap<String, (String, crate::wire::Role)>);
+
+impl People {
+    /// The display name of `username`, if it is an account.
+    pub fn name(&self, username: &str) -> Option<&str> {
+        self.0.get(username).map(|(n, _)| n.as_str())
     }
-    Ok(out)
+
+    /// The name and role of `username`, if it is an account.
+    pub fn get(&self, username: &str) -> Option<(&str, crate::wire::Role)> {
+        self.0.get(username).map(|(n, r)| (n.as_str(), *r))
+    }
+
+    /// "张三（网格员）" for an account; anything else (an imported author, "县综治中心") as it is.
+    pub fn label(&self, username: &str) -> String {
+        match self.get(username) {
+            Some((name, role)) => format!("{name}（{}）", role.zh()),
+            None => username.to_owned(),
+        }
+    }
+}
+
+/// Every account's name and role.
+pub fn people(db: &mut dyn Sql) -> Result<People, Failure> {
+    let mut out = BTreeMap::new();
+    for r in db.query("SELECT username, display_name, role FROM users", &[])? {
+        let role = crate::wire::Role::from_code(r[2].str()?)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        out.insert(r[0].string()?, (r[1].string()?, role));
+    }
+    Ok(People(out))
 }

@@ -34,8 +34,10 @@ use super::AppState;
 use super::auth;
 use super::error::Failure;
 use super::repo::{self, User};
-use crate::domain::codes::Coded;
+use crate::domain::codes::{Coded, Lang};
 use crate::domain::cst;
+use crate::domain::labels::{Explain, field_label};
+use crate::domain::validate::Problem;
 use crate::wire::{LoginRequest, Role};
 
 /// The session cookie's name.
@@ -190,15 +192,52 @@ impl IntoResponse for PageError {
     }
 }
 
-/// A failure in words a clerk can act on.
+/// A failure in words a clerk can act on: Chinese first, the field as the page names it. A
+/// message already worded in Chinese is shown as it is; otherwise the field's label leads.
 pub fn explain(f: &Failure) -> String {
+    let worded = |m: &str| m.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
     match f {
+        Failure::Invalid { message, .. } if worded(message) => message.clone(),
         Failure::Invalid {
             message,
             field: Some(field),
-        } => format!("{field}: {message}"),
+        } => format!("{}：{message}", field_label(field, Lang::Zh)),
+        Failure::NotFound(m) if !worded(m) => format!("找不到要找的内容，请返回列表重新打开 ({m})"),
+        Failure::Forbidden(m) if !worded(m) => {
+            format!("这不在你的管辖范围内，请联系管理员 ({m})")
+        }
+        Failure::Db(_) | Failure::Internal(_) => {
+            "服务器暂时无法完成这一步，已记入日志；请稍后再试或联系管理员".to_owned()
+        }
         other => other.to_string(),
     }
+}
+
+/// A person as the pages show them: the name and role, the username on hover (a clerk asks a
+/// colleague by name; an operator searches the log by username).
+pub fn who(people: &load::People, username: &str) -> Markup {
+    match people.get(username) {
+        Some((name, role)) => html! {
+            span.who title=(username) { (name) small.muted { "（" (role.zh()) "）" } }
+        },
+        None => html! { span.who { (username) } },
+    }
+}
+
+/// A typed date that is not one, worded for the clerk with the filter's label.
+pub fn bad_date(typed: &str, field: &str, label: &str) -> Failure {
+    Failure::invalid(
+        Problem::DateFormat {
+            typed: typed.to_owned(),
+        }
+        .text(Lang::Zh, label),
+        Some(field),
+    )
+}
+
+/// A code the page does not offer (a hand-edited address, an old bookmark).
+pub fn bad_code(e: &crate::domain::codes::UnknownCode, field: &str) -> Failure {
+    Failure::invalid(e.explain(Lang::Zh), Some(field))
 }
 
 /// Percent-encodes a query value.

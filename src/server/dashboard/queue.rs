@@ -61,7 +61,12 @@ pub const QUERY_LIMIT: usize = 5000;
 fn date(s: Option<&str>, what: &str) -> Result<Option<NaiveDate>, Failure> {
     s.map(|s| {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-            Failure::invalid(format!("{s:?} is not a date like 2026-11-29"), Some(what))
+            let label = if what == "from" {
+                "开始日期"
+            } else {
+                "结束日期"
+            };
+            super::bad_date(s, what, label)
         })
     })
     .transpose()
@@ -77,15 +82,15 @@ impl QueueFilter {
         let domain = nonempty(&self.domain)
             .map(Domain::from_code)
             .transpose()
-            .map_err(|e| Failure::invalid(e.to_string(), Some("domain")))?;
+            .map_err(|e| super::bad_code(&e, "domain"))?;
         let status = nonempty(&self.status)
             .map(Status::from_code)
             .transpose()
-            .map_err(|e| Failure::invalid(e.to_string(), Some("status")))?;
+            .map_err(|e| super::bad_code(&e, "status"))?;
         let urgency = nonempty(&self.urgency)
             .map(Urgency::from_code)
             .transpose()
-            .map_err(|e| Failure::invalid(e.to_string(), Some("urgency")))?;
+            .map_err(|e| super::bad_code(&e, "urgency"))?;
         let from = date(nonempty(&self.from), "from")?;
         let to = date(nonempty(&self.to), "to")?;
         let state = nonempty(&self.state).unwrap_or("open");
@@ -150,6 +155,10 @@ impl QueueFilter {
         let now = Utc::now();
         let policy = DeadlinePolicy::default();
         let q = nonempty(&self.q).map(str::to_lowercase);
+        let people = match q {
+            Some(_) => load::people(db)?,
+            None => load::People::default(),
+        };
         let mut rows: Vec<RecordRow> = rows
             .into_iter()
             // Open and handled were decided in SQL; the deadline states are computed here.
@@ -162,7 +171,11 @@ impl QueueFilter {
                 Some(q) => {
                     r.summary.to_lowercase().contains(q)
                         || r.author.to_lowercase().contains(q)
+                        || people
+                            .name(&r.author)
+                            .is_some_and(|n| n.contains(q.as_str()))
                         || r.id.to_string().starts_with(q)
+                        || r.case_no.as_deref().is_some_and(|c| c.contains(q.as_str()))
                 }
                 None => true,
             })
@@ -251,11 +264,11 @@ async fn queue(
     let c2 = clerk.clone();
     let f2 = f.clone();
     let _turn = s.db.read_turn().await;
-    let (rows, grids) = blocking(move || {
+    let (rows, grids, people) = blocking(move || {
         s.db.read(|db| -> Result<_, Failure> {
             let rows = f2.run(db, &c2)?;
             let grids = load::grids(db, &c2.user)?;
-            Ok((rows, grids))
+            Ok((rows, grids, load::people(db)?))
         })
     })
     .await?;
@@ -322,7 +335,7 @@ async fn queue(
             } }
             label { "自" input type="date" name="from" value=[nonempty(&f.from)]; }
             label { "至" input type="date" name="to" value=[nonempty(&f.to)]; }
-            label { "搜索" input type="search" name="q" placeholder="内容、上报人" value=[nonempty(&f.q)]; }
+            label { "搜索" input type="search" name="q" placeholder="内容、上报人、案件编号" value=[nonempty(&f.q)]; }
             label { "排序" select name="sort" {
                 option value="newest" selected[sel(&f.sort, "newest")] { "最新上报" }
                 option value="oldest" selected[sel(&f.sort, "oldest")] { "最早上报" }
@@ -343,13 +356,14 @@ async fn queue(
         }
         table.queue {
             thead { tr {
-                th { "类型 / 类别" } th { "内容" } th { "状态" } th { "紧急" } th { "时限" }
+                th { "案件编号" } th { "类型 / 类别" } th { "内容" } th { "状态" } th { "紧急" } th { "时限" }
                 th { "网格" } th { "上报人" } th { "上报时间" }
             } }
             tbody {
                 @for r in shown {
                     @let g = grids.get(&r.grid_code);
                     tr class=(row_class(r, now, &policy)) data-id=(r.id) {
+                        td.case-no { a href={"/records/" (r.id)} { (r.case_no.as_deref().unwrap_or("—")) } }
                         td { (r.domain.zh()) br; small.muted { (r.category_label()) } }
                         td.summary { a href={"/records/" (r.id)} { @if r.summary.is_empty() { "(无描述)" } @else { (truncate(&r.summary, 60)) } }
                             " " (load::place_flag(load::place_off_m(r.location.as_ref(), g))) }
@@ -357,11 +371,11 @@ async fn queue(
                         td { span class={"urg " (r.urgency.code().to_lowercase())} { (r.urgency.zh()) } }
                         td { (deadline_cell(r, now, &policy)) }
                         td { @if let Some(g) = g { (g.village_name) br; small.muted { (g.name) } } @else { (r.grid_code) } }
-                        td { (r.author) }
+                        td { (super::who(&people, &r.author)) }
                         td { (local(r.created_at)) }
                     }
                 }
-                @if rows.is_empty() { tr { td colspan="8" .empty { "没有符合条件的记录 No records match" } } }
+                @if rows.is_empty() { tr { td colspan="9" .empty { "没有符合条件的记录 No records match" } } }
             }
         }
         @if pages > 1 {

@@ -28,7 +28,7 @@ use crate::domain::lifecycle::{Actor, Status, lifecycle};
 use crate::domain::model::{Conflict, EntityKind, StatusChange, is_sha256_hex, sniff_mime};
 use crate::domain::validate::{mask_id, mask_phone};
 use crate::server::error::Failure;
-use crate::server::repo::parse_ts;
+use crate::server::repo::{self, parse_ts};
 use crate::server::{AppState, sync};
 
 pub fn routes() -> Router<AppState> {
@@ -233,6 +233,8 @@ struct Detail {
     sessions: Vec<Value>,
     reports: Vec<Value>,
     grid: Option<load::GridInfo>,
+    people: load::People,
+    case_no: Option<String>,
 }
 
 fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Result<Detail, Failure> {
@@ -283,6 +285,8 @@ fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Resul
         reports: list("EMERGENCY_REPORT"),
         grid,
         record,
+        people: load::people(db)?,
+        case_no: repo::case_numbers(db, &[id])?.remove(&id),
     })
 }
 
@@ -345,6 +349,7 @@ async fn record(
     let policy = DeadlinePolicy::default();
     let row = load::RecordRow {
         id,
+        case_no: d.case_no.clone(),
         domain: d.domain,
         status,
         urgency,
@@ -371,6 +376,7 @@ async fn record(
     let content = html! {
         p.crumbs { a href="/queue" { "← 待办队列" } }
         h1 {
+            @if let Some(c) = &d.case_no { span.case-no { (c) } " " }
             (d.domain.zh()) " · " (category_label(d.domain, str_of("category")))
             " " span.status #status { (status.zh()) }
             @if urgency != Urgency::Normal { " " span class={"urg " (urgency.code().to_lowercase())} { (urgency.zh()) } }
@@ -380,9 +386,9 @@ async fn record(
             section.card {
                 h2 { "详情 Details" }
                 dl.fields {
-                    dt { "编号" } dd { code { (id) } }
+                    dt { "案件编号" } dd { @if let Some(c) = &d.case_no { strong.case-no { (c) } " " } small.muted { code { (id) } } }
                     dt { "网格" } dd { @if let Some(g) = &d.grid { (g.town_name) " " (g.village_name) " " (g.name) " (" (g.code) ")" } }
-                    dt { "上报人" } dd { (str_of("author")) }
+                    dt { "上报人" } dd { (super::who(&d.people, str_of("author"))) }
                     dt { "上报时间" } dd { (local(created)) }
                     dt { "时限" } dd { (deadline_cell(&row, Utc::now(), &policy)) }
                     @for (k, v) in &shown_fields {
@@ -503,9 +509,9 @@ async fn record(
             section.card {
                 h2 { "办理记录 History" }
                 ol.history {
-                    li { strong { "上报" } " · " (str_of("author")) " · " (local(created)) }
+                    li { strong { "上报" } " · " (super::who(&d.people, str_of("author"))) " · " (local(created)) }
                     @for h in &d.history {
-                        li { strong { (h.from.zh()) " → " (h.to.zh()) } " · " (h.actor) " · " (local(h.at))
+                        li { strong { (h.from.zh()) " → " (h.to.zh()) } " · " (super::who(&d.people, &h.actor)) " · " (local(h.at))
                             @if let Some(n) = &h.note { br; span.note { (n) } } }
                     }
                 }
@@ -514,7 +520,7 @@ async fn record(
                 ul.replies {
                     @for r in &d.replies {
                         li { (r.get("text").and_then(Value::as_str).unwrap_or("")) br;
-                            small.muted { (r.get("author").and_then(Value::as_str).unwrap_or("")) " · "
+                            small.muted { (super::who(&d.people, r.get("author").and_then(Value::as_str).unwrap_or(""))) " · "
                                 (r.get("created_at").and_then(Value::as_str).and_then(|t| parse_ts(t).ok()).map(local).unwrap_or_default()) } }
                     }
                 }
@@ -549,23 +555,21 @@ async fn transition(
     let back = format!("/records/{id}");
     let _turn = s.db.write_turn().await;
     let result = blocking(move || {
-        let to = Status::from_code(f.to.trim())
-            .map_err(|e| Failure::invalid(e.to_string(), Some("to")))?;
+        let to = Status::from_code(f.to.trim()).map_err(|e| super::bad_code(&e, "to"))?;
         let assignee = nonempty(&f.assignee).map(str::to_owned);
         if asks_assignee(to) && assignee.is_none() {
             return Err(Failure::invalid(
-                format!("「{}」需要填写分派给谁 (who it goes to)", to.zh()),
+                format!(
+                    "改为「{}」时须填写「分派给」：写明交给哪个部门或谁办理",
+                    to.zh()
+                ),
                 Some("assignee"),
             ));
         }
         let due = nonempty(&f.due_date)
             .map(|d| {
-                NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
-                    Failure::invalid(
-                        format!("{d:?} is not a date like 2026-12-31"),
-                        Some("due_date"),
-                    )
-                })
+                NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| super::bad_date(d, "due_date", "整改期限"))
             })
             .transpose()?;
         let note = nonempty(&f.note).map(str::to_owned);

@@ -94,8 +94,8 @@ pub struct Stats {
     pub villages: Vec<(String, String, i64, i64)>,
     pub workers: Vec<WorkerRow>,
     pub ledger: Vec<Entry>,
-    /// Display names of the accounts, by username.
-    pub names: BTreeMap<String, String>,
+    /// The accounts' names and roles.
+    pub names: load::People,
 }
 
 impl Stats {
@@ -116,7 +116,12 @@ impl Stats {
 fn parse_date(s: Option<&str>, field: &str) -> Result<Option<NaiveDate>, Failure> {
     s.map(|s| {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-            Failure::invalid(format!("{s:?} is not a date like 2026-11-29"), Some(field))
+            let label = if field == "from" {
+                "开始日期"
+            } else {
+                "结束日期"
+            };
+            super::bad_date(s, field, label)
         })
     })
     .transpose()
@@ -130,7 +135,7 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
         .unwrap_or(to - Duration::weeks(12) + Duration::days(1));
     if from > to {
         return Err(Failure::invalid(
-            "the period starts after it ends",
+            format!("开始日期（{from}）晚于结束日期（{to}），请改为结束日期当天或之前"),
             Some("from"),
         ));
     }
@@ -186,7 +191,7 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
         from, to, today, records, grids, households, visits, histories, patrol_km,
     );
     lap("assembled");
-    st.names = load::display_names(db)?;
+    st.names = load::people(db)?;
     // Only the workers whose ledgers this account may open (a worker sees only itself).
     let accounts = load::account_areas(db)?;
     let shown = |w: &str| ledger_visible(clerk, w, accounts.get(w), true);
@@ -412,7 +417,7 @@ fn assemble(
         workers,
         ledger,
         records,
-        names: BTreeMap::new(),
+        names: load::People::default(),
     }
 }
 
@@ -547,7 +552,7 @@ async fn stats_page(
             table.workers {
                 thead { tr { th { "网格员" } th { "上报" } th { "已办结" } th { "走访" } th { "巡防里程" } th { "积分" } } }
                 tbody { @for w in &st.workers {
-                    tr { td { (st.names.get(&w.worker).map(String::as_str).unwrap_or("")) " " small.muted { (w.worker) } } td.num { (w.filed) } td.num { (w.handled) } td.num { (w.visits) }
+                    tr { td { (super::who(&st.names, &w.worker)) } td.num { (w.filed) } td.num { (w.handled) } td.num { (w.visits) }
                         td.num { (format!("{:.1} 公里", w.patrol_km)) }
                         td.num { a href={"/stats/points/" (super::enc(&w.worker)) "?" (qs)} { (w.points) } } }
                 } }
@@ -565,10 +570,17 @@ async fn points_page(
 ) -> Result<Response, PageError> {
     let (c2, q2, w2) = (clerk.clone(), q.clone(), worker.clone());
     let _turn = s.db.read_turn().await;
-    let (st, account) = blocking(move || {
+    let (st, account, cases) = blocking(move || {
         s.db.read(|db| {
             let st = compute(db, &c2.user, &q2)?;
-            Ok::<_, Failure>((st, load::account_area(db, &w2)?))
+            let mine: Vec<uuid::Uuid> = st
+                .ledger
+                .iter()
+                .filter(|e| e.worker == w2)
+                .filter_map(|e| e.subject)
+                .collect();
+            let cases = crate::server::repo::case_numbers(db, &mine)?;
+            Ok::<_, Failure>((st, load::account_area(db, &w2)?, cases))
         })
     })
     .await?;
@@ -584,13 +596,13 @@ async fn points_page(
     let total: i64 = entries.iter().map(|e| e.points).sum();
     let content = html! {
         p.crumbs { a href="/stats" { "← 统计分析" } }
-        h1 { (st.names.get(&worker).cloned().unwrap_or_else(|| worker.clone())) " 的积分明细" span.en { " Points ledger" } }
+        h1 { (st.names.name(&worker).unwrap_or(&worker)) " 的积分明细" span.en { " Points ledger" } }
         p { (st.from) " 至 " (st.to) "：共 " strong #points-total { (total) } " 分，" (entries.len()) " 条" }
         table.ledger {
             thead { tr { th { "时间" } th { "事由" } th { "积分" } th { "关联" } } }
             tbody { @for e in &entries {
                 tr { td { (local(e.at)) } td { (e.reason) } td.num { (format!("{:+}", e.points)) }
-                    td { @if let Some(id) = e.subject { @if e.reason == "入户走访" { "户 " code { (id.to_string()[..8]) } } @else { a href={"/records/" (id)} { "事项 " (id.to_string()[..8]) } } } } }
+                    td { @if let Some(id) = e.subject { @if e.reason == "入户走访" { "户 " code { (id.to_string()[..8]) } } @else { a href={"/records/" (id)} { "案件 " (cases.get(&id).cloned().unwrap_or_else(|| id.to_string()[..8].to_owned())) } } } } }
             } }
         }
     };

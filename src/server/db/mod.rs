@@ -29,6 +29,13 @@ impl V {
         }
     }
 
+    pub fn opt_i64(&self) -> Result<Option<i64>, DbError> {
+        match self {
+            V::Null => Ok(None),
+            v => v.i64().map(Some),
+        }
+    }
+
     pub fn str(&self) -> Result<&str, DbError> {
         match self {
             V::T(s) => Ok(s),

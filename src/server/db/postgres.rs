@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_sliding_sessions",
         include_str!("migrations/postgres/0007_sliding_sessions.sql"),
     ),
+    (
+        "0008_case_numbers",
+        include_str!("migrations/postgres/0008_case_numbers.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;
