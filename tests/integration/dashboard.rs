@@ -1611,3 +1611,66 @@ async fn data_page(backend: Backend) {
     assert_eq!(w.bytes("/export/records.xlsx").await.0, 403);
 }
 both_backends!(data_page);
+
+/// A dispute's parties' phones are masked on the record page; a reviewer can see them whole
+/// with one link, and each look is audited. A worker account's page never shows them.
+async fn phones_are_revealed_only_on_purpose_and_audited(backend: Backend) {
+    use gridwalk::domain::codes::{DisputeCategory, Domain, PartyRole};
+    use gridwalk::domain::model::{Common, Dispute, Party};
+    let server = TestServer::start(backend).await;
+    let a = Device::enrol(&server, "worker-a").await;
+    let d = Dispute {
+        common: Common::new(
+            Domain::Dispute,
+            server.county.grids[0].grid.id,
+            "worker-a",
+            Utc::now(),
+        ),
+        category: DisputeCategory::Neighbor,
+        summary: "两户因宅基地边界发生争执".into(),
+        parties: vec![Party {
+            name: "张三".into(),
+            role: PartyRole::Applicant,
+            phone: Some("13812345678".into()),
+            person_id: None,
+        }],
+        follow_up: None,
+    };
+    a.with(|s| s.create_record(&d, Utc::now())).unwrap();
+    a.sync().await;
+    let id = d.common.id;
+    async fn audits(server: &TestServer, id: uuid::Uuid) -> i64 {
+        let sql =
+            format!("SELECT count(*) FROM audit WHERE action = 'REVEAL' AND entity_id = '{id}'");
+        server
+            .read(move |db| db.query_one(&sql, &[])?[0].i64())
+            .await
+    }
+
+    let clerk = sign_in(&server, "secretary", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    let p = clerk.get(&format!("/records/{id}")).await;
+    assert!(p.body.contains("138****5678") && !p.body.contains("13812345678"));
+    assert!(p.body.contains("id=\"reveal-phones\""), "{}", p.body);
+    assert_eq!(
+        audits(&server, id).await,
+        0,
+        "opening the record reveals nothing"
+    );
+    let p = clerk.get(&format!("/records/{id}?reveal=1")).await;
+    assert!(p.body.contains("13812345678"), "{}", p.body);
+    assert!(p.body.contains("id=\"revealed\""));
+    assert_eq!(audits(&server, id).await, 1, "the look is audited");
+
+    let worker = sign_in(&server, "worker-a", "gridwalk-demo")
+        .await
+        .ok()
+        .unwrap();
+    let p = worker.get(&format!("/records/{id}?reveal=1")).await;
+    assert_eq!(p.status, 200);
+    assert!(!p.body.contains("13812345678") && !p.body.contains("reveal-phones"));
+    assert_eq!(audits(&server, id).await, 1);
+}
+both_backends!(phones_are_revealed_only_on_purpose_and_audited);
