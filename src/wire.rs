@@ -715,6 +715,34 @@ pub mod columns {
     }
 }
 
+/// An API error's `message` is Chinese with the English after it in parentheses
+/// (`隐患描述须填写 (Description is required)`): its two parts, for a screen that shows the
+/// reader's language only. A message not in that form is all Chinese part.
+pub fn message_parts(m: &str) -> (&str, Option<&str>) {
+    let cjk = |c: char| ('\u{4e00}'..='\u{9fff}').contains(&c);
+    let Some(body) = m.strip_suffix(')') else {
+        return (m, None);
+    };
+    // The `(` that the last `)` closes (the English may hold parentheses of its own).
+    let mut depth = 0usize;
+    for (i, c) in body.char_indices().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' if depth > 0 => depth -= 1,
+            '(' => {
+                let (zh, en) = (body[..i].trim_end(), &body[i + 1..]);
+                return if zh.chars().any(cjk) && !en.chars().any(cjk) && !en.is_empty() {
+                    (zh, Some(en))
+                } else {
+                    (m, None)
+                };
+            }
+            _ => {}
+        }
+    }
+    (m, None)
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -834,5 +862,25 @@ mod tests {
                       "data": {"keys": ["number"], "cols": [["1"]]}}}, "cursor": 2, "more": false}"#;
         let err = serde_json::from_str::<PullResponse>(bad).unwrap_err();
         assert!(err.to_string().contains("column number"), "{err}");
+    }
+
+    #[test]
+    fn an_api_message_splits_into_its_chinese_and_english() {
+        assert_eq!(
+            message_parts("隐患描述须填写 (Description is required)"),
+            ("隐患描述须填写", Some("Description is required"))
+        );
+        assert_eq!(
+            message_parts("证件号码校验码不对 (check digit is 1 (expected X))"),
+            ("证件号码校验码不对", Some("check digit is 1 (expected X)"))
+        );
+        assert_eq!(
+            message_parts("只有中文（全角括号）"),
+            ("只有中文（全角括号）", None)
+        );
+        assert_eq!(
+            message_parts("plain English (no Chinese)"),
+            ("plain English (no Chinese)", None)
+        );
     }
 }

@@ -260,11 +260,16 @@ fn path_text(l: Lang, kind: EntityKind, path: &str) -> String {
     } else {
         first
     };
+    // The field as the worker's forms name it; the machine path stays in the API.
     let label = field_label(l, kind, name);
-    if name.is_empty() || label == name {
-        path.to_owned()
+    if !name.is_empty() && label != name {
+        return label;
+    }
+    let tail = path.strip_prefix("fields.").unwrap_or(path);
+    if crate::domain::labels::has_label(tail) {
+        crate::domain::labels::field_label(tail, l)
     } else {
-        format!("{label}（{path}）")
+        path.to_owned()
     }
 }
 
@@ -277,7 +282,11 @@ pub fn describe_rejection(l: Lang, s: &Store, r: &StoredRejection) -> RejectionR
         record,
         link,
         op: r.op.label(l).to_owned(),
-        message: r.message.clone(),
+        // The server words it in Chinese with the English after it: the reader's part.
+        message: match crate::wire::message_parts(&r.message) {
+            (_, Some(en)) if l == Lang::En => en.to_owned(),
+            (zh, _) => zh.to_owned(),
+        },
         field: r.field.as_deref().map(|p| path_text(l, r.kind, p)),
         at: r.at,
     }

@@ -609,7 +609,7 @@ fn the_sync_screen_lists_what_the_county_refused_until_the_worker_dismisses_it()
         202,
         EntityKind::Visit,
         new_id(),
-        "走访日期晚于今天",
+        "走访日期晚于今天 (Visit date is after today)",
         Some("fields.visited_on"),
     );
     // Already dismissed: not listed.
@@ -638,9 +638,9 @@ fn the_sync_screen_lists_what_the_county_refused_until_the_worker_dismisses_it()
         "安全隐患 · 村口变压器旁堆放柴草",
         &format!("href=\"/records/{}\"", h.common.id),
         "该网格已不在你的负责范围内",
-        "所属网格（fields.grid_id）",
+        "所属网格",
         "走访日期晚于今天",
-        "fields.visited_on",
+        "走访日期",
         "新建",
         "知道了",
         // When, in China Standard Time.
@@ -648,6 +648,11 @@ fn the_sync_screen_lists_what_the_county_refused_until_the_worker_dismisses_it()
     ] {
         assert!(html.contains(want), "the Sync screen lacks {want}:\n{html}");
     }
+    // Chinese only under zh: no English half of the server's message, no field path.
+    assert!(
+        !html.contains("Visit date is after today") && !html.contains("fields."),
+        "{html}"
+    );
     assert!(
         !html.contains("旧的退回说明"),
         "a dismissed refusal is not listed"

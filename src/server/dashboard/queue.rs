@@ -335,7 +335,7 @@ async fn queue(
             } }
             label { "自" input type="date" name="from" value=[nonempty(&f.from)]; }
             label { "至" input type="date" name="to" value=[nonempty(&f.to)]; }
-            label { "搜索" input type="search" name="q" placeholder="内容、上报人、案件编号" value=[nonempty(&f.q)]; }
+            label { "搜索" input type="search" name="q" placeholder="内容、人名、案件编号" value=[nonempty(&f.q)]; }
             label { "排序" select name="sort" {
                 option value="newest" selected[sel(&f.sort, "newest")] { "最新上报" }
                 option value="oldest" selected[sel(&f.sort, "oldest")] { "最早上报" }
