@@ -19,9 +19,9 @@ if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${need[@]}"
 fi
 
-echo "building the county server and the field app (the first build takes several minutes)"
-cargo build --quiet --features server --bin gridwalk-server
-cargo build --quiet --features desktop --bin gridwalk
+echo "building the county server and the field app (the first build takes several minutes; cargo shows its progress)"
+cargo build --features server --bin gridwalk-server
+cargo build --features desktop --bin gridwalk
 target=${CARGO_TARGET_DIR:-target}
 
 data=${GRIDWALK_DATA:-gridwalk-data}

@@ -181,6 +181,8 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| "info,tower_http=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // A log written to a file or a pipe carries no colour codes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let db = Database::open(&cli.db).with_context(|| format!("opening the database {}", cli.db))?;

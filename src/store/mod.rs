@@ -146,6 +146,9 @@ impl Store {
     /// [`StoreError::NoEncryption`] rather than write a plain file.
     pub fn open_encrypted(path: impl AsRef<Path>, key: &str) -> Result<Store> {
         let conn = Connection::open(path)?;
+        // A wrong PIN is answered as `WrongKey` below; SQLCipher's own log would print it as
+        // three "ERROR CORE … hmac check failed" lines that read like a corrupt database.
+        conn.pragma_update(None, "cipher_log_level", "NONE")?;
         conn.pragma_update(None, "key", key)?;
         let cipher: Option<String> = conn
             .query_row("PRAGMA cipher_version", [], |r| r.get(0))
