@@ -411,7 +411,15 @@ mod tests {
             ("store/records.rs", include_str!("../store/records.rs")),
             ("store/people.rs", include_str!("../store/people.rs")),
             ("store/drafts.rs", include_str!("../store/drafts.rs")),
-            ("server/sync.rs", include_str!("../server/sync.rs")),
+            (
+                "server/sync/apply.rs",
+                include_str!("../server/sync/apply.rs"),
+            ),
+            (
+                "server/sync/review.rs",
+                include_str!("../server/sync/review.rs"),
+            ),
+            ("server/sync/mod.rs", include_str!("../server/sync/mod.rs")),
         ];
         let calls = [
             ".text(",

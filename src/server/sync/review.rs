@@ -1,0 +1,369 @@
+//! The county's own moves (transitions, replies, settling conflicts, edits) and the reads the
+//! dashboard and the API share; they reach devices with their next pull.
+
+use super::*;
+
+pub(super) fn reviewer_ctx(user: &User, now: DateTime<Utc>) -> Result<Ctx<'_>, Failure> {
+    if !user.role.reviews() {
+        return Err(Failure::Forbidden(
+            "only village, town and county staff may do this".into(),
+        ));
+    }
+    Ok(Ctx::new(user, None, now, now))
+}
+
+/// A reviewer moves a record (accept, assign, reply, resolve, verify, return, escalate...),
+/// optionally with a reply to the worker.
+pub fn review_transition(
+    db: &mut dyn Sql,
+    user: &User,
+    record: Uuid,
+    to: Status,
+    note: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Value, Failure> {
+    let mut ctx = reviewer_ctx(user, now)?;
+    let mut ent = scoped(db, &ctx, record, "record")?;
+    let domain = ent
+        .kind
+        .domain()
+        .ok_or_else(|| not_in_scope("record", record))?;
+    let from = ent
+        .status()
+        .and_then(|s| Status::from_code(s).ok())
+        .ok_or_else(|| Failure::Internal(format!("record {record} has no status")))?;
+    check_transition(record, domain, from, to, Actor::Reviewer)
+        .map_err(|e| Failure::invalid(worded(&e), Some("to")))?;
+    set_status(
+        db,
+        &mut ctx,
+        &mut ent,
+        from,
+        to,
+        note.clone(),
+        &user.username,
+        now,
+    )?;
+    repo::audit(
+        db,
+        now,
+        &user.username,
+        None,
+        &format!("TRANSITION {from} -> {to}"),
+        Some(ent.kind),
+        Some(record),
+        note.clone(),
+    )?;
+    if let Some(text) = note.filter(|t| !t.trim().is_empty()) {
+        reply(db, user, record, &text, now)?;
+    }
+    Ok(Value::Object(ent.data))
+}
+
+/// A reviewer's reply on a record; it reaches the worker's phone with the next pull.
+pub fn reply(
+    db: &mut dyn Sql,
+    user: &User,
+    record: Uuid,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<Reply, Failure> {
+    let ctx = reviewer_ctx(user, now)?;
+    if text.trim().is_empty() || text.chars().count() > 2000 {
+        return Err(Failure::invalid(
+            "a reply is 1 to 2000 characters",
+            Some("text"),
+        ));
+    }
+    let rec = scoped(db, &ctx, record, "record")?;
+    if !rec.kind.is_record() {
+        return Err(not_in_scope("record", record));
+    }
+    let r = Reply {
+        id: new_id(),
+        record_id: record,
+        author: user.display_name.clone(),
+        text: text.to_owned(),
+        created_at: now,
+    };
+    let seq = repo::next_seq(db)?;
+    let data = object(serde_json::to_value(&r).map_err(|e| Failure::Internal(e.to_string()))?);
+    let ent = new_entity(
+        EntityKind::Reply,
+        r.id,
+        rec.grid_id,
+        rec.grid_code,
+        Some(record),
+        data,
+        seq,
+        now,
+        &user.username,
+        now,
+    );
+    repo::put_entity(db, &ent, now)?;
+    repo::audit(
+        db,
+        now,
+        &user.username,
+        None,
+        "REPLY",
+        Some(rec.kind),
+        Some(record),
+        None,
+    )?;
+    Ok(r)
+}
+
+/// Settles a conflict: keep the value that won, or put the losing one in its place.
+pub fn settle_conflict(
+    db: &mut dyn Sql,
+    user: &User,
+    conflict: Uuid,
+    take_lost: bool,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let ctx = reviewer_ctx(user, now)?;
+    let mut ce = scoped(db, &ctx, conflict, "conflict")?;
+    if ce.kind != EntityKind::Conflict {
+        return Err(not_in_scope("conflict", conflict));
+    }
+    let mut c: Conflict = parse(&Value::Object(ce.data.clone()))?;
+    if c.settled_at.is_some() {
+        return Err(Failure::Conflict(format!(
+            "conflict {conflict} is already settled"
+        )));
+    }
+    if take_lost {
+        let mut ent = scoped(db, &ctx, c.entity_id, "record")?;
+        if c.field == "status" {
+            return Err(Failure::invalid(
+                "a status conflict is settled by a transition",
+                Some("take"),
+            ));
+        }
+        let seq = repo::next_seq(db)?;
+        ent.data.insert(c.field.clone(), c.lost.clone());
+        ent.meta.set(
+            &c.field,
+            FieldMeta {
+                version: seq,
+                at: now,
+                by: user.username.clone(),
+                device: None,
+            },
+        );
+        ent.version = seq;
+        repo::put_entity(db, &ent, now)?;
+    }
+    c.settled_by = Some(user.username.clone());
+    c.settled_at = Some(now);
+    let seq = repo::next_seq(db)?;
+    ce.data = object(serde_json::to_value(&c).map_err(|e| Failure::Internal(e.to_string()))?);
+    ce.version = seq;
+    repo::put_entity(db, &ce, now)?;
+    repo::audit(
+        db,
+        now,
+        &user.username,
+        None,
+        if take_lost {
+            "SETTLE_TAKE_LOST"
+        } else {
+            "SETTLE_KEEP"
+        },
+        Some(c.entity_kind),
+        Some(c.entity_id),
+        Some(c.field),
+    )?;
+    Ok(())
+}
+
+/// A reviewer sets fields of a record that are the county's to fill (a hazard's owner and
+/// rectification due date when it is dispatched). Each field gets a new version, so it flows
+/// down to the worker's device with the next pull; the change is audited.
+pub fn review_edit(
+    db: &mut dyn Sql,
+    user: &User,
+    record: Uuid,
+    fields: Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    const COUNTY_FIELDS: &[(EntityKind, &str)] = &[
+        (EntityKind::Hazard, "owner"),
+        (EntityKind::Hazard, "due_date"),
+    ];
+    let ctx = reviewer_ctx(user, now)?;
+    let mut ent = scoped(db, &ctx, record, "record")?;
+    for k in fields.keys() {
+        if !COUNTY_FIELDS.contains(&(ent.kind, k.as_str())) {
+            return Err(Failure::invalid(
+                format!(
+                    "{} is not a field the county sets on a {} record",
+                    k,
+                    ent.kind.code()
+                ),
+                Some(k),
+            ));
+        }
+    }
+    let mut data = ent.data.clone();
+    for (k, v) in &fields {
+        data.insert(k.clone(), v.clone());
+    }
+    let domain = ent
+        .kind
+        .domain()
+        .ok_or_else(|| not_in_scope("record", record))?;
+    // The edited record must still be a valid record.
+    AnyRecord::from_json(domain, Value::Object(data.clone()))
+        .map_err(|e| Failure::invalid(e.to_string(), None))?;
+    let seq = repo::next_seq(db)?;
+    for k in fields.keys() {
+        ent.meta.set(
+            k,
+            FieldMeta {
+                version: seq,
+                at: now,
+                by: user.username.clone(),
+                device: None,
+            },
+        );
+    }
+    ent.data = data;
+    ent.version = seq;
+    repo::put_entity(db, &ent, now)?;
+    repo::audit(
+        db,
+        now,
+        &user.username,
+        None,
+        "EDIT",
+        Some(ent.kind),
+        Some(record),
+        Some(fields.keys().cloned().collect::<Vec<_>>().join(", ")),
+    )?;
+    Ok(())
+}
+
+/// Records in scope for the county's lists: newest first, with optional filters.
+pub fn list_records(
+    db: &mut dyn Sql,
+    user: &User,
+    kind: Option<EntityKind>,
+    status: Option<Status>,
+    limit: usize,
+) -> Result<Vec<Value>, Failure> {
+    let (clause, mut args) = user.scope().clause(1);
+    let mut sql = format!(
+        "SELECT data FROM entities WHERE {clause} AND kind IN ({})",
+        repo::RECORD_KINDS
+    );
+    if let Some(k) = kind {
+        args.push(k.code().into());
+        sql.push_str(&format!(" AND kind = ${}", args.len()));
+    }
+    if let Some(s) = status {
+        args.push(s.code().into());
+        sql.push_str(&format!(" AND status = ${}", args.len()));
+    }
+    args.push(crate::server::db::V::I(limit.min(10_000) as i64));
+    sql.push_str(&format!(" ORDER BY created_at DESC LIMIT ${}", args.len()));
+    db.query(&sql, &args)?
+        .into_iter()
+        .map(|r| {
+            let mut v: Value =
+                serde_json::from_str(r[0].str()?).map_err(|e| Failure::Internal(e.to_string()))?;
+            crate::domain::validate::mask_personal(&mut v);
+            Ok(v)
+        })
+        .collect()
+}
+
+/// One record in scope with its history and replies; phones and ID numbers masked unless
+/// `reveal` (the caller checks who may, and audits it).
+pub fn record_detail(
+    db: &mut dyn Sql,
+    user: &User,
+    id: Uuid,
+    reveal: bool,
+) -> Result<Value, Failure> {
+    let now = Utc::now();
+    let ctx = Ctx::new(user, None, now, now);
+    let ent = scoped(db, &ctx, id, "record")?;
+    if !ent.kind.is_record() {
+        return Err(not_in_scope("record", id));
+    }
+    let history = repo::status_histories(db, &[id])?
+        .remove(&id)
+        .unwrap_or_default();
+    let children = db.query(
+        "SELECT kind, data FROM entities WHERE parent_id = $1 ORDER BY version",
+        crate::args![id.to_string()],
+    )?;
+    let mut by_kind: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in children {
+        by_kind
+            .entry(r[0].string()?)
+            .or_default()
+            .push(serde_json::from_str(r[1].str()?).map_err(|e| Failure::Internal(e.to_string()))?);
+    }
+    let mut v = serde_json::json!({
+        "kind": ent.kind,
+        "version": ent.version,
+        "record": Value::Object(ent.data),
+        "history": history,
+        "children": by_kind,
+    });
+    if !reveal {
+        crate::domain::validate::mask_personal(&mut v);
+    }
+    Ok(v)
+}
+
+/// Writes remote-origin state (imports, the demo seeder) as an entity with version `seq`
+/// (reserve numbers with [`repo::reserve_seqs`]).
+#[allow(clippy::too_many_arguments)] // each is one column of the entity
+pub fn import_entity(
+    db: &mut dyn Sql,
+    seq: i64,
+    kind: EntityKind,
+    id: Uuid,
+    grid_id: Uuid,
+    grid_code: &str,
+    parent_id: Option<Uuid>,
+    data: Value,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let ent = new_entity(
+        kind,
+        id,
+        grid_id,
+        grid_code.to_owned(),
+        parent_id,
+        object(data),
+        seq,
+        created_at,
+        "import",
+        created_at,
+    );
+    repo::put_entity(db, &ent, now)?;
+    // Its photos are its author's, as if pushed by them.
+    if kind.is_record() {
+        let author = ent
+            .data
+            .get("author")
+            .and_then(Value::as_str)
+            .unwrap_or("import")
+            .to_owned();
+        for sha in photo_list(&ent.data) {
+            repo::link_photo(db, &sha, id, grid_code, &author)?;
+        }
+    }
+    Ok(())
+}
+
+/// A refused status move: Chinese first, then the English with the record and both codes.
+pub(super) fn worded(e: &TransitionError) -> String {
+    format!("{} ({e})", e.text(crate::domain::Lang::Zh))
+}
