@@ -23,8 +23,8 @@ use crate::domain::codes::*;
 use crate::domain::geo::{GeoPoint, Grid, GridCode, TrackPoint, track_length_m};
 use crate::domain::lifecycle::{Status, Who, lifecycle};
 use crate::domain::model::*;
+use crate::domain::scope::Scope;
 use crate::domain::validate::IdNumber;
-use crate::store::scope::Scope;
 use crate::store::{Store, StoreError};
 
 /// How big a county to make.

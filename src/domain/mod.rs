@@ -11,6 +11,7 @@ pub mod labels;
 pub mod lifecycle;
 pub mod model;
 pub mod points;
+pub mod scope;
 pub mod spatial;
 pub mod validate;
 

@@ -15,33 +15,15 @@ pub mod demo;
 pub mod error;
 pub mod inbox;
 pub mod repo;
+pub mod state;
 pub mod sync;
 
-use db::Database;
+pub use state::AppState;
 
 /// Largest photo accepted, in bytes.
 pub const MAX_PHOTO_BYTES: usize = 10 * 1024 * 1024;
 /// Largest JSON body accepted (a push batch), in bytes.
 pub const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
-
-/// What every handler shares: the database handle and the push inbox's applier.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    pub db: Database,
-    pub inbox: std::sync::Arc<inbox::Inbox>,
-    /// Every API request's session lookup, grouped under load.
-    pub sessions: std::sync::Arc<auth::Sessions>,
-}
-
-impl AppState {
-    pub fn new(db: Database) -> AppState {
-        AppState {
-            db,
-            inbox: Default::default(),
-            sessions: Default::default(),
-        }
-    }
-}
 
 pub use api::router;
 

@@ -9,51 +9,12 @@ use serde::Serialize;
 use super::people::{write_house, write_household, write_person, write_visit};
 use super::records::{write_entry, write_points, write_record, write_status_change};
 use super::{Result, Store, StoreError, uuid};
-use crate::domain::codes::{Coded, Tag};
+use crate::domain::codes::Coded;
 use crate::domain::geo::{GeoPoint, Grid, GridCode, polygon_from_geojson, polygon_to_geojson};
-use crate::domain::model::{
-    AnyRecord, EmergencyReport, EntityKind, House, Household, MediationSession, PatrolPoints,
-    Person, Reply, StatusChange, Visit,
-};
+use crate::domain::model::EntityKind;
 use crate::domain::spatial::{GridIndex, Location};
 
-/// Everything of one scope (one or more grids), as the server holds it.
-#[derive(Debug, Clone, Default)]
-pub struct Scope {
-    pub grids: Vec<Grid>,
-    /// Visit cadence per tag in days, as the county set it.
-    pub cadence: Vec<(Tag, u32)>,
-    pub houses: Vec<House>,
-    pub households: Vec<Household>,
-    pub people: Vec<Person>,
-    pub visits: Vec<Visit>,
-    pub records: Vec<AnyRecord>,
-    pub sessions: Vec<MediationSession>,
-    pub reports: Vec<EmergencyReport>,
-    pub replies: Vec<Reply>,
-    pub tracks: Vec<PatrolPoints>,
-    pub history: Vec<StatusChange>,
-}
-
-impl Scope {
-    /// How many rows of each kind: for logs and progress.
-    pub fn len(&self) -> usize {
-        self.grids.len()
-            + self.houses.len()
-            + self.households.len()
-            + self.people.len()
-            + self.visits.len()
-            + self.records.len()
-            + self.sessions.len()
-            + self.reports.len()
-            + self.replies.len()
-            + self.tracks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub use crate::domain::scope::Scope;
 
 pub(crate) fn write_grid(conn: &Connection, g: &Grid, version: i64) -> Result<()> {
     conn.prepare_cached("INSERT INTO grids (id, code, name, village_name, town_name, county_name, boundary, version)
