@@ -20,7 +20,6 @@ use uuid::Uuid;
 
 use super::auth::{self, Auth};
 use super::body::{self, Unpacked};
-use super::db::Sql;
 use super::error::Failure;
 use super::{AppState, MAX_JSON_BYTES, MAX_PHOTO_BYTES, repo, sync};
 use crate::args;
@@ -356,12 +355,7 @@ async fn logout(State(s): State<AppState>, a: Auth) -> Result<StatusCode, Failur
 
 async fn me(State(s): State<AppState>, a: Auth) -> Result<Response, Failure> {
     let ids: Vec<Uuid> = a.user.grids.iter().map(|g| g.0).collect();
-    let _turn = s.db.read_turn().await;
-    let names = blocking(move || {
-        s.db.read(|db| repo::grid_names(db, &ids))
-            .map_err(Failure::from)
-    })
-    .await?;
+    let names = s.read(move |db| Ok(repo::grid_names(db, &ids)?)).await?;
     Ok(Json(a.user.account(&names)).into_response())
 }
 
@@ -421,11 +415,9 @@ async fn pull(
     s.inbox.settle(&s.db, a.device).await?;
     s.inbox.pushes_first().await;
     let _bulk = s.db.bulk_turn().await;
-    let _turn = s.db.read_turn().await;
-    let res = blocking(move || {
-        s.db.read(|db| sync::pull(db, &a.user, Some(a.device), q.cursor, q.base, q.limit))
-    })
-    .await?;
+    let res = s
+        .read(move |db| sync::pull(db, &a.user, Some(a.device), q.cursor, q.base, q.limit))
+        .await?;
     Ok(Json(res))
 }
 
@@ -578,12 +570,9 @@ async fn photo_head(
     check_sha(&sha)?;
     // A photo is known once a record names it: the device's own pushes first.
     s.inbox.settle(&s.db, a.device).await?;
-    let _turn = s.db.read_turn().await;
-    let state = blocking(move || {
-        s.db.read(|db| repo::photo_state_for(db, &sha, &a.user.username, a.device))
-            .map_err(Failure::from)
-    })
-    .await?;
+    let state = s
+        .read(move |db| Ok(repo::photo_state_for(db, &sha, &a.user.username, a.device)?))
+        .await?;
     match state {
         Some((size, received, complete)) => {
             Ok((StatusCode::OK, upload_headers(size, received, complete)).into_response())
@@ -711,12 +700,9 @@ async fn photo_get(
     ApiPath(sha): ApiPath<String>,
 ) -> Result<Response, Failure> {
     check_sha(&sha)?;
-    let _turn = s.db.read_turn().await;
-    let found = blocking(move || {
-        s.db.read(|db: &mut dyn Sql| repo::photo_in_scope(db, &a.user.scope(), &sha))
-            .map_err(Failure::from)
-    })
-    .await?;
+    let found = s
+        .read(move |db| Ok(repo::photo_in_scope(db, &a.user.scope(), &sha)?))
+        .await?;
     let (bytes, _) =
         found.ok_or_else(|| Failure::NotFound("no such photo in your scope".into()))?;
     // The type its bytes are, never the one declared; nothing else is served.
@@ -752,11 +738,9 @@ async fn records(
         .status
         .map(|k| Status::from_code(&k).map_err(|e| Failure::invalid(e.to_string(), Some("status"))))
         .transpose()?;
-    let _turn = s.db.read_turn().await;
-    let list = blocking(move || {
-        s.db.read(|db| sync::list_records(db, &a.user, kind, status, q.limit))
-    })
-    .await?;
+    let list = s
+        .read(move |db| sync::list_records(db, &a.user, kind, status, q.limit))
+        .await?;
     Ok(Json(list).into_response())
 }
 
@@ -821,11 +805,9 @@ async fn transition(
     ApiPath(id): ApiPath<Uuid>,
     JsonBody(b): JsonBody<TransitionBody>,
 ) -> Result<Response, Failure> {
-    let _turn = s.db.write_turn().await;
-    let v = blocking(move || {
-        s.db.tx(|db| sync::review_transition(db, &a.user, id, b.to, b.note, Utc::now()))
-    })
-    .await?;
+    let v = s
+        .write(move |db| sync::review_transition(db, &a.user, id, b.to, b.note, Utc::now()))
+        .await?;
     Ok(Json(v).into_response())
 }
 
@@ -840,11 +822,9 @@ async fn reply(
     ApiPath(id): ApiPath<Uuid>,
     JsonBody(b): JsonBody<ReplyBody>,
 ) -> Result<Response, Failure> {
-    let _turn = s.db.write_turn().await;
-    let r = blocking(move || {
-        s.db.tx(|db| sync::reply(db, &a.user, id, &b.text, Utc::now()))
-    })
-    .await?;
+    let r = s
+        .write(move |db| sync::reply(db, &a.user, id, &b.text, Utc::now()))
+        .await?;
     Ok((StatusCode::CREATED, Json(r)).into_response())
 }
 

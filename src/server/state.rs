@@ -1,7 +1,8 @@
 //! What every handler shares: the database handle, the push inbox's applier and the grouped
 //! session lookups. The one piece of process state the routers are built over.
 
-use super::db::Database;
+use super::db::{Database, Sql};
+use super::error::Failure;
 use super::{auth, inbox};
 
 /// What every handler shares: the database handle and the push inbox's applier.
@@ -20,5 +21,32 @@ impl AppState {
             inbox: Default::default(),
             sessions: Default::default(),
         }
+    }
+}
+
+impl AppState {
+    /// A read in its turn (as many at once as the database allows readers), run off the
+    /// async threads: what a handler that only reads does.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, Failure> + Send + 'static,
+    ) -> Result<R, Failure> {
+        let _turn = self.db.read_turn().await;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.read(f))
+            .await
+            .map_err(|e| Failure::Internal(format!("task failed: {e}")))?
+    }
+
+    /// A transaction in the writers' turn, run off the async threads.
+    pub async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql) -> Result<R, Failure> + Send + 'static,
+    ) -> Result<R, Failure> {
+        let _turn = self.db.write_turn().await;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.tx(f))
+            .await
+            .map_err(|e| Failure::Internal(format!("task failed: {e}")))?
     }
 }

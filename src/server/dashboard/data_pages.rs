@@ -563,11 +563,11 @@ async fn export_people(
     staff(&clerk)?;
     let unmasked = q.unmasked.as_deref() == Some("1");
     let user = clerk.user.clone();
-    let _turn = s.db.write_turn().await;
-    let sheet = blocking(move || {
-        s.db.tx(|db| data::export_people(db, &user, unmasked, Utc::now()).map_err(Failure::from))
-    })
-    .await?;
+    let sheet = s
+        .write(move |db| {
+            data::export_people(db, &user, unmasked, Utc::now()).map_err(Failure::from)
+        })
+        .await?;
     file_response(&fmt, "people", &[sheet])
 }
 
