@@ -59,7 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(super::dashboard::routes())
         // zstd when the client takes it (the sync client does): a whole grid's first pull is
         // about 40% smaller than with gzip, and quicker to make. Level 6 of 22: level 9 made
-        // the grid's page only 2.5% smaller (BENCHMARKS.md) for more CPU on every pull.
+        // the grid's page only slightly smaller for more CPU on every pull.
         // Answers under COMPRESS_ABOVE bytes go as they are.
         .layer(
             CompressionLayer::new()

@@ -205,9 +205,8 @@ impl dyn Sql + '_ {
 /// Bulk work (building a pull page, applying a chunk of the push inbox) also takes a bulk
 /// turn first, and there are fewer of those than cores ([`bulk_turns`]): that work is
 /// CPU-bound, so more of it at once only makes every request's turn on the CPU rarer. With
-/// eight pull pages at once on two cores (PostgreSQL's read turns), a push waited for the CPU
-/// at every step and a thousand devices' p99 push was over 500 ms in a third of the runs
-/// (BENCHMARKS.md).
+/// eight pull pages at once on two cores (PostgreSQL's read turns), a push waits for the CPU
+/// at every step.
 #[derive(Debug)]
 pub struct Turns {
     writes: std::sync::Arc<tokio::sync::Semaphore>,

@@ -23,7 +23,7 @@ const MIGRATIONS: &[&str] = &[
 const MAX_READERS: usize = 8;
 /// Reads at once: as many as this machine's cores. A pull page is CPU work (reading,
 /// serialising, compressing); more at once only share the same cores and slow the writer's
-/// turn, which pushes wait on (county crunch, BENCHMARKS.md: p99 push 1.3 s with 8, 0.9 s with 2).
+/// turn, which pushes wait on (the county crunch's push p99 is lower with 2 than with 8).
 const READ_TURNS: usize = 2;
 
 #[derive(Clone)]
