@@ -4,38 +4,39 @@
 //! The same `App` runs in the desktop window, on phones, in the liveview browser harness and
 //! in view tests; only the [`Services`] handed to it differ.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use std::rc::Rc;
 
-use chrono::{DateTime, NaiveDate, Utc};
 use dioxus::history::MemoryHistory;
 use dioxus::prelude::*;
 use dioxus::router::components::HistoryProvider;
 use uuid::Uuid;
 
 use crate::domain::codes::Lang;
-use crate::domain::labels::Explain;
-use crate::store::{Store, StoreError};
 
 pub mod autosync;
 pub mod client_sync;
 pub mod components;
 pub mod conflicts;
+pub mod context;
 pub mod drafts;
 #[cfg(feature = "browser")]
 pub mod harness;
 pub mod i18n;
 pub mod photo;
 pub mod platform;
+pub mod recorder;
 pub mod sync_port;
 pub mod views;
 
 use components::Shell;
-use platform::{Camera, Location};
-use sync_port::SyncPort;
 use views::*;
+
+pub use context::{
+    Services, Session, StoreHandle, bump, local_stamp, local_time, use_services, use_session,
+    use_store,
+};
 
 /// The app's stylesheet. Inlined rather than served through `asset!`, because `asset!` needs
 /// the Dioxus CLI as the linker and this project builds with plain `cargo`.
@@ -68,138 +69,6 @@ pub enum Route {
         Settings {},
         #[route("/feedback")]
         Feedback {},
-}
-
-/// Everything platform-specific the app is given when it starts.
-#[derive(Clone)]
-pub struct Services {
-    /// Where the encrypted device store lives (unlocked with the PIN). `None` when the app is
-    /// handed an already-open store (tests, previews).
-    pub db_path: Option<PathBuf>,
-    /// An already-open store: the app starts unlocked.
-    pub store: Option<Arc<Mutex<Store>>>,
-    pub location: Arc<dyn Location>,
-    pub camera: Arc<dyn Camera>,
-    pub sync: Arc<dyn SyncPort>,
-    /// The clock (fixed in tests).
-    pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
-    /// How often a running patrol takes a fix, in milliseconds.
-    pub fix_interval_ms: u64,
-    /// The first screen after unlocking (tests start on any screen).
-    pub start: Option<Route>,
-    pub lang: Lang,
-    /// Syncing by itself with these timings (`None`: only when the worker taps, as view
-    /// tests want).
-    pub autosync: Option<crate::sync::schedule::Config>,
-}
-
-impl PartialEq for Services {
-    fn eq(&self, other: &Self) -> bool {
-        self.db_path == other.db_path
-            && match (&self.store, &other.store) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
-            && self.start == other.start
-    }
-}
-
-impl Services {
-    pub fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
-    }
-    /// Today in China Standard Time (UTC+8), where the work happens.
-    pub fn today(&self) -> NaiveDate {
-        crate::domain::cst::today(self.now())
-    }
-}
-
-/// A time as the worker reads it: China Standard Time (UTC+8), in a `chrono` format.
-pub fn local_time(t: DateTime<Utc>, fmt: &str) -> String {
-    crate::domain::cst::local(t).format(fmt).to_string()
-}
-
-/// A stored RFC 3339 time (e.g. the last sync) as the worker reads it, or "never".
-pub fn local_stamp(stored: Option<&str>, never: &str) -> String {
-    match stored {
-        None => never.to_owned(),
-        Some(s) => match DateTime::parse_from_rfc3339(s) {
-            Ok(t) => local_time(t.with_timezone(&Utc), "%Y-%m-%d %H:%M"),
-            Err(_) => s.to_owned(),
-        },
-    }
-}
-
-/// The unlocked store and a revision counter that screens read, so a write anywhere re-runs
-/// every query that depends on it.
-#[derive(Clone, Copy)]
-pub struct Session {
-    pub store: Signal<Option<Arc<Mutex<Store>>>>,
-    pub rev: Signal<u64>,
-    /// A running patrol (id), shared by the Patrol screen and the report forms.
-    pub patrol: Signal<Option<Uuid>>,
-    /// Bumped on every recorded fix (the Patrol and Map screens follow it).
-    pub track: Signal<u64>,
-}
-
-/// What a screen reaches the store through, and the language its errors are worded in.
-#[derive(Clone)]
-pub struct StoreHandle(pub Arc<Mutex<Store>>, pub Lang);
-
-impl StoreHandle {
-    pub fn lock(&self) -> Result<MutexGuard<'_, Store>, StoreError> {
-        self.0
-            .lock()
-            .map_err(|_| StoreError::Corrupt("the store lock was poisoned by a crash".into()))
-    }
-    /// Runs a read against the store; the error comes back as words for the screen.
-    pub fn read<T>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, String> {
-        let s = self.lock().map_err(|e| e.explain(self.1))?;
-        f(&s).map_err(|e| e.explain(self.1))
-    }
-    /// A store error in words for the screen.
-    pub fn explain(&self, e: &StoreError) -> String {
-        e.explain(self.1)
-    }
-    pub fn write<T>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut s = self.lock()?;
-        f(&mut s)
-    }
-}
-
-pub fn use_services() -> Services {
-    use_context::<Services>()
-}
-
-pub fn use_session() -> Session {
-    use_context::<Session>()
-}
-
-/// The unlocked store. Only screens behind the lock call this, so it is always there.
-pub fn use_store() -> StoreHandle {
-    let session = use_session();
-    let lang = i18n::use_lang()();
-    let s = session.store.read().clone();
-    match s {
-        Some(s) => StoreHandle(s, lang),
-        // Unreachable in practice: `App` renders the router only once a store is unlocked.
-        None => StoreHandle(
-            Arc::new(Mutex::new(
-                Store::open_in_memory().unwrap_or_else(|e| panic!("in-memory store: {e}")),
-            )),
-            lang,
-        ),
-    }
-}
-
-/// Tells every screen that the store changed.
-pub fn bump(mut session: Session) {
-    let next = *session.rev.peek() + 1;
-    session.rev.set(next);
 }
 
 /// The app: the lock/enrol gate, then the router.
@@ -272,22 +141,4 @@ pub fn launch_desktop(make: MakeServices) {
     dioxus::LaunchBuilder::desktop()
         .with_cfg(cfg)
         .launch(DesktopRoot);
-}
-
-#[cfg(test)]
-mod time_tests {
-    use super::*;
-
-    #[test]
-    fn times_are_shown_in_china_standard_time() {
-        let t = DateTime::parse_from_rfc3339("2026-11-29T17:30:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(local_time(t, "%m-%d %H:%M"), "11-30 01:30");
-        assert_eq!(
-            local_stamp(Some("2026-11-29T02:05:09.123Z"), "never"),
-            "2026-11-29 10:05"
-        );
-        assert_eq!(local_stamp(None, "从未"), "从未");
-    }
 }

@@ -39,7 +39,7 @@ pub fn Shell() -> Element {
                 {t(l, "EN", "中文")}
             }
         }
-        crate::app::views::patrol::PatrolRecorder {}
+        crate::app::recorder::PatrolRecorder {}
         main { class: "screen", Outlet::<Route> {} }
         TabBar {}
     }

@@ -3,9 +3,10 @@
 
 use dioxus::prelude::*;
 
+use crate::app::Route;
 use crate::app::components::ErrorNote;
+use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
-use crate::app::{Route, bump, use_services, use_session, use_store};
 use crate::domain::codes::{Coded, Lang};
 use crate::store::feedback::{FeedbackItem, FeedbackKind};
 
@@ -81,7 +82,7 @@ pub fn Feedback() -> Element {
                                 {title.unwrap_or_else(|| t(l, "（记录不在本机）", "(record not on this phone)").to_string())}
                             }
                             div { class: "card-sub", {what(l, &f)} }
-                            div { class: "muted", "{f.actor} · " {crate::app::local_time(f.at, "%m-%d %H:%M")} }
+                            div { class: "muted", "{f.actor} · " {crate::app::context::local_time(f.at, "%m-%d %H:%M")} }
                         }
                     }
                 }

@@ -9,10 +9,11 @@ use chrono::NaiveDate;
 use dioxus::prelude::*;
 use uuid::Uuid;
 
+use crate::app::Route;
 use crate::app::components::{ErrorNote, Field, Pill, code_options, err, metres, parse_code};
+use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
 use crate::app::views::today::due_words;
-use crate::app::{Route, bump, use_services, use_session, use_store};
 use crate::domain::codes::{Coded, Tag, VisitPurpose};
 use crate::domain::labels::Explain;
 use crate::domain::model::{Visit, new_id};

@@ -3,9 +3,10 @@
 
 use dioxus::prelude::*;
 
+use crate::app::Route;
 use crate::app::components::ErrorNote;
+use crate::app::context::{use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
-use crate::app::{Route, use_services, use_session, use_store};
 use crate::domain::codes::Domain;
 use crate::store::people::HouseholdQuery;
 use crate::store::records::RecordQuery;

@@ -1,103 +1,22 @@
 //! Patrol: start and stop. While a patrol runs, the worker's track is recorded (and the screen
 //! says so, every time); live distance and duration; events reported on the way link to it.
-//! The recorder itself lives in [`PatrolRecorder`], mounted in the layout, so the track keeps
-//! growing while the worker is on another screen reporting what they found.
+//! The recorder itself is [`crate::app::recorder::PatrolRecorder`], mounted in the layout, so
+//! the track keeps growing while the worker is on another screen reporting what they found.
 
 use std::time::Duration;
 
 use dioxus::prelude::*;
-use uuid::Uuid;
 
+use crate::app::Route;
 use crate::app::components::{ErrorNote, hms, metres};
+use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
-use crate::app::{Route, Services, StoreHandle, bump, use_services, use_session, use_store};
+use crate::app::recorder::record_fix;
 use crate::domain::codes::{Coded, Domain};
-use crate::domain::geo::TrackPoint;
 use crate::domain::labels::Explain;
-use crate::domain::lifecycle::Status;
-use crate::domain::model::{Common, Patrol, PatrolPoints, new_id};
+use crate::domain::model::{Common, Patrol};
 use crate::store::StoreError;
 use crate::store::records::RecordQuery;
-
-/// Appends one fix to the running patrol; returns the patrol's distance so far.
-pub fn record_fix(
-    store: &StoreHandle,
-    services: &Services,
-    patrol: Uuid,
-) -> Result<f64, StoreError> {
-    let fix = services
-        .location
-        .fix()
-        .map_err(|e| StoreError::Conflict(e.explain(store.1)))?;
-    let now = services.now();
-    store.write(|s| {
-        s.append_patrol_points(
-            &PatrolPoints {
-                id: new_id(),
-                patrol_id: patrol,
-                points: vec![TrackPoint {
-                    at: now,
-                    lon: fix.lon,
-                    lat: fix.lat,
-                    accuracy_m: fix.accuracy_m,
-                }],
-            },
-            now,
-        )
-    })
-}
-
-/// Finds a patrol left running (app closed mid-patrol) and keeps recording it.
-pub fn running_patrol(store: &StoreHandle) -> Option<Uuid> {
-    store
-        .read(|s| {
-            let me = s.worker().to_owned();
-            Ok(s.records(&RecordQuery {
-                domain: Some(Domain::Patrol),
-                statuses: vec![Status::Recording],
-                ..Default::default()
-            })?
-            .into_iter()
-            .find(|r| r.author == me)
-            .map(|r| r.id))
-        })
-        .ok()
-        .flatten()
-}
-
-/// Takes a fix every `fix_interval_ms` while a patrol runs. Mounted once, in the layout.
-#[component]
-pub fn PatrolRecorder() -> Element {
-    let services = use_services();
-    let mut session = use_session();
-    let store = use_store();
-    let s0 = store.clone();
-    use_hook(move || {
-        if session.patrol.peek().is_none()
-            && let Some(id) = running_patrol(&s0)
-        {
-            session.patrol.set(Some(id));
-        }
-    });
-    use_future(move || {
-        let services = services.clone();
-        let store = store.clone();
-        async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(services.fix_interval_ms.max(50))).await;
-                let running = *session.patrol.peek();
-                if let Some(id) = running {
-                    // A failed fix is skipped: the next one may succeed.
-                    if record_fix(&store, &services, id).is_ok() {
-                        let next = *session.track.peek() + 1;
-                        session.track.set(next);
-                    }
-                }
-            }
-        }
-    });
-    rsx! {}
-}
 
 #[component]
 pub fn PatrolPage() -> Element {
@@ -267,7 +186,7 @@ pub fn PatrolPage() -> Element {
                     ul { class: "cards", id: "patrol-past",
                         for r in list {
                             li { key: "{r.id}", Link { class: "card", to: Route::RecordPage { id: r.id },
-                                {crate::app::local_time(r.created_at, "%m-%d %H:%M")} " · " {r.status.label(l)} if !r.summary.is_empty() { " · {r.summary}" } } }
+                                {crate::app::context::local_time(r.created_at, "%m-%d %H:%M")} " · " {r.status.label(l)} if !r.summary.is_empty() { " · {r.summary}" } } }
                         }
                     }
                 },

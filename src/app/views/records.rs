@@ -5,11 +5,12 @@
 use dioxus::prelude::*;
 use uuid::Uuid;
 
+use crate::app::Route;
 use crate::app::components::{
     Counter, ErrorNote, Field, Pill, SyncState, base64, code_options, err, metres, parse_code,
 };
+use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
-use crate::app::{Route, bump, use_services, use_session, use_store};
 use crate::domain::codes::{Coded, Domain, MediationMethod, ReportStage, Satisfaction};
 use crate::domain::labels::Explain;
 use crate::domain::lifecycle::Status;
@@ -72,7 +73,7 @@ pub fn Records() -> Element {
                                     div { class: "card-title", {r.domain.label(l)} if !r.summary.is_empty() { " · {r.summary}" } }
                                     div { class: "card-tags",
                                         SyncState { unsent, status: r.status, domain: r.domain }
-                                        span { class: "muted", " " {crate::app::local_time(r.created_at, "%Y-%m-%d %H:%M")} }
+                                        span { class: "muted", " " {crate::app::context::local_time(r.created_at, "%Y-%m-%d %H:%M")} }
                                     }
                                 }
                             }
@@ -136,15 +137,15 @@ pub fn RecordPage(id: Uuid) -> Element {
             }
             p { class: "summary", id: "record-summary", {rec.summary().to_string()} }
             p { class: "muted",
-                {crate::app::local_time(c.created_at, "%Y-%m-%d %H:%M")} " · "
+                {crate::app::context::local_time(c.created_at, "%Y-%m-%d %H:%M")} " · "
                 {if c.author == me { t(l, "我", "me").to_string() } else { c.author.clone() }}
                 if let Some(p) = c.location { " · {p.lon:.5}, {p.lat:.5}" if let Some(a) = p.accuracy_m { " ± {a:.0} m" } }
             }
             match &rec {
                 AnyRecord::Hazard(h) => rsx! { p { {h.category.label(l)} " · " {h.severity.label(l)} if !h.place.is_empty() { " · {h.place}" } } },
                 AnyRecord::Opinion(o) => rsx! { p { {o.category.label(l)} if let Some(d) = o.deliberation { " · " {t(l, "议事：", "Deliberation: ")} {d.label(l)} } } },
-                AnyRecord::Patrol(p) => rsx! { p { id: "patrol-summary", {t(l, "距离 ", "Distance ")} {metres(p.distance_m)} " · " {crate::app::local_time(p.started_at, "%H:%M")}
-                    if let Some(e) = p.ended_at { "–" {crate::app::local_time(e, "%H:%M")} } if !p.notes.is_empty() { " · {p.notes}" } } },
+                AnyRecord::Patrol(p) => rsx! { p { id: "patrol-summary", {t(l, "距离 ", "Distance ")} {metres(p.distance_m)} " · " {crate::app::context::local_time(p.started_at, "%H:%M")}
+                    if let Some(e) = p.ended_at { "–" {crate::app::context::local_time(e, "%H:%M")} } if !p.notes.is_empty() { " · {p.notes}" } } },
                 AnyRecord::Dispute(d) => rsx! { DisputeExtras { dispute: d.clone() } },
                 AnyRecord::Emergency(e) => rsx! { p { {e.category.label(l)} " · " {e.level.label(l)} } EmergencyExtras { id: e.common.id } },
                 AnyRecord::Event(e) => rsx! { p { "{e.content}" } },
@@ -156,13 +157,13 @@ pub fn RecordPage(id: Uuid) -> Element {
             }
             h2 { {t(l, "县里反馈", "County replies")} " ({replies.len()})" }
             ul { class: "replies",
-                for r in replies { li { key: "{r.id}", class: "reply", span { class: "muted", {crate::app::local_time(r.created_at, "%m-%d %H:%M")} " {r.author}: " } "{r.text}" } }
+                for r in replies { li { key: "{r.id}", class: "reply", span { class: "muted", {crate::app::context::local_time(r.created_at, "%m-%d %H:%M")} " {r.author}: " } "{r.text}" } }
             }
             h2 { {t(l, "办理进程", "Status history")} }
             if history.is_empty() { p { class: "hint", {t(l, "尚无状态变更", "No status changes yet")} } }
             ol { class: "history",
                 for h in history {
-                    li { {crate::app::local_time(h.at, "%m-%d %H:%M")} " " {h.from.label(l)} " → " {h.to.label(l)} " · {h.actor}"
+                    li { {crate::app::context::local_time(h.at, "%m-%d %H:%M")} " " {h.from.label(l)} " → " {h.to.label(l)} " · {h.actor}"
                         if let Some(n) = h.note { " · {n}" } }
                 }
             }
@@ -367,7 +368,7 @@ fn EmergencyExtras(id: Uuid) -> Element {
     rsx! {
         h2 { {t(l, "报告", "Reports")} }
         match reports {
-            Ok(list) => rsx! { ol { id: "em-reports", for r in list { li { key: "{r.id}", {r.stage.label(l)} " · " {crate::app::local_time(r.created_at, "%m-%d %H:%M")} " · {r.text}" } } } },
+            Ok(list) => rsx! { ol { id: "em-reports", for r in list { li { key: "{r.id}", {r.stage.label(l)} " · " {crate::app::context::local_time(r.created_at, "%m-%d %H:%M")} " · {r.text}" } } } },
             Err(e) => rsx! { ErrorNote { text: e } },
         }
         Field { label: t(l, "续报 / 终报", "Update / final").to_string(), error: err(errors, "stage"),

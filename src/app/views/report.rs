@@ -11,9 +11,10 @@ use uuid::Uuid;
 use crate::app::components::{
     Counter, ErrorNote, Field, code_options, err, err_prefix, parse_code,
 };
+use crate::app::context::{StoreHandle, bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
 use crate::app::photo;
-use crate::app::{Route, StoreHandle, bump, drafts, use_services, use_session, use_store};
+use crate::app::{Route, drafts};
 use crate::domain::codes::{
     Coded, DeliberationStage, DisputeCategory, Domain, EmergencyCategory, EmergencyLevel,
     HazardCategory, Lang, OpinionCategory, PartyRole, ReportStage, Severity,

@@ -6,8 +6,8 @@ use dioxus::prelude::*;
 
 use crate::app::autosync::{FEEDBACK_CHOICES, FEEDBACK_MINUTES, use_autosync};
 use crate::app::components::ErrorNote;
+use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
-use crate::app::{bump, use_services, use_session, use_store};
 use crate::domain::codes::Lang;
 use crate::store::sync::SERVER_URL;
 use crate::sync::schedule::{Config, Event};
@@ -175,11 +175,11 @@ pub fn SignInAgain() -> Element {
         if let Some(times) = times {
             p { class: "muted", id: "session-times",
                 {t(l, "本次登录不用也有效至 ", "This sign-in lasts unused until ")}
-                {crate::app::local_time(times.expires_at, "%Y-%m-%d")}
+                {crate::app::context::local_time(times.expires_at, "%Y-%m-%d")}
                 {t(l, "（每次同步自动顺延）", " (each sync extends it)")}
                 if let Some(end) = times.ends_at {
                     {t(l, "；最迟 ", "; at the latest until ")}
-                    {crate::app::local_time(end, "%Y-%m-%d")}
+                    {crate::app::context::local_time(end, "%Y-%m-%d")}
                     {t(l, "，届时需在此重新登录", ", then sign in again here")}
                 }
             }

@@ -5,14 +5,15 @@
 
 use dioxus::prelude::*;
 
+use crate::app::Route;
 use crate::app::autosync::use_autosync;
 use crate::app::components::ErrorNote;
 use crate::app::conflicts::{ConflictRow, RejectionRow, Side, describe, describe_rejection};
+use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
 use crate::app::sync_port::SyncPhase;
 use crate::app::views::settings::SignInAgain;
 use crate::app::views::today::LAST_SYNC_KEY;
-use crate::app::{Route, bump, use_services, use_session, use_store};
 use crate::domain::codes::Lang;
 use crate::domain::labels::Explain;
 use crate::sync::schedule::{Event, Reason, Status};
@@ -79,7 +80,7 @@ pub fn SyncPage() -> Element {
             p { class: "muted",
                 {t(l, "服务器 ", "Server ")} {server.unwrap_or_else(|| t(l, "未登记", "not enrolled").into())}
                 " · " {t(l, "上次同步 ", "Last sync ")}
-                {crate::app::local_stamp(last.as_deref(), t(l, "从未", "never"))}
+                {crate::app::context::local_stamp(last.as_deref(), t(l, "从未", "never"))}
             }
             p { id: "sync-pending", class: "pending", {t(l, "待上传 ", "Waiting to upload ")} strong { "{pending}" } {t(l, " 条记录", " records")} }
             if let Some(st) = status {
@@ -92,7 +93,7 @@ pub fn SyncPage() -> Element {
             if let Some(end) = times.and_then(|t| t.ends_at).filter(|end| *end - services.now() < chrono::Duration::days(14)) {
                 if !signed_out {
                     p { class: "note warn", id: "session-ending",
-                        {t(l, "登录将于 ", "Your sign-in ends on ")} {crate::app::local_time(end, "%Y-%m-%d")}
+                        {t(l, "登录将于 ", "Your sign-in ends on ")} {crate::app::context::local_time(end, "%Y-%m-%d")}
                         {t(l, " 到期，请在到期前于“设置”中重新登录（待上传的记录不受影响）。", "; sign in again in Settings before then (waiting records are kept).")}
                         Link { to: Route::Settings {}, {t(l, " 去设置", " Settings")} }
                     }
@@ -122,7 +123,7 @@ pub fn SyncPage() -> Element {
             }
             if let Some(run) = &last_run {
                 p { class: "muted", id: "sync-last-run",
-                    {t(l, "最近一次", "Last run")} " " {crate::app::local_time(run.at, "%H:%M:%S")} " · " {reason_label(l, run.reason)}
+                    {t(l, "最近一次", "Last run")} " " {crate::app::context::local_time(run.at, "%H:%M:%S")} " · " {reason_label(l, run.reason)}
                 }
             }
             match last_run.map(|r| r.result) {
@@ -176,7 +177,10 @@ fn side_line(l: Lang, s: &Side) -> String {
     } else {
         s.by.clone()
     };
-    format!("{who} · {}", crate::app::local_time(s.at, "%m-%d %H:%M"))
+    format!(
+        "{who} · {}",
+        crate::app::context::local_time(s.at, "%m-%d %H:%M")
+    )
 }
 
 /// One conflict: the record (opens it when this device holds it), the field, both values.
@@ -234,7 +238,7 @@ fn RejectionCard(r: RejectionRow) -> Element {
                 div { class: "rejection-field", {t(l, "字段：", "Field: ")} strong { "{f}" } }
             }
             div { class: "muted rejection-at",
-                "{r.op} · " {t(l, "县里退回于 ", "refused ")} {crate::app::local_time(r.at, "%m-%d %H:%M")}
+                "{r.op} · " {t(l, "县里退回于 ", "refused ")} {crate::app::context::local_time(r.at, "%m-%d %H:%M")}
             }
             if let Some(e) = error() { ErrorNote { text: e } }
             button { class: "dismiss", "data-dismiss": "{r.seq}", onclick: dismiss,

@@ -4,10 +4,11 @@
 
 use dioxus::prelude::*;
 
+use crate::app::Route;
 use crate::app::autosync::use_autosync;
 use crate::app::components::{ErrorNote, Pill, SyncState};
+use crate::app::context::{use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
-use crate::app::{Route, use_services, use_session, use_store};
 use crate::domain::codes::{Coded, Lang};
 use crate::domain::lifecycle::Status;
 use crate::store::people::HouseholdCard;
@@ -87,7 +88,7 @@ pub fn Today() -> Element {
                 span { class: "pill", id: "pending", {t(l, "待上传 ", "To upload ")} "{day.outbox}" {t(l, " 条", "")} }
                 span { class: "pill", id: "last-sync",
                     {t(l, "上次同步 ", "Last sync ")}
-                    {crate::app::local_stamp(day.last_sync.as_deref(), t(l, "从未", "never"))}
+                    {crate::app::context::local_stamp(day.last_sync.as_deref(), t(l, "从未", "never"))}
                 }
             }
             if day.unread > 0 {

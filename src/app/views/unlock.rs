@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use dioxus::prelude::*;
 
+use crate::app::context::{use_services, use_session};
 use crate::app::i18n::{t, use_lang};
-use crate::app::{use_services, use_session};
 use crate::domain::labels::Explain;
 use crate::store::Store;
 
