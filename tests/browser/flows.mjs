@@ -82,6 +82,8 @@ try {
   step('a message goes once its field is typed in');
   await page.fill('#hz-description', '村口配电箱门损坏');
   await page.waitForSelector('.field.invalid', { state: 'detached' });
+  // The note over the button says only what is still wrong: nothing, here.
+  if (await page.locator('.note.error', { hasText: '隐患描述' }).count() > 0) throw new Error('the summary still names a fixed field');
   step('a casualty count that is not a number is refused in Chinese');
   await page.click('#kind-emergency');
   await page.waitForSelector('#em-casualties');

@@ -516,15 +516,31 @@ fn submit_error(
 ) {
     match e {
         StoreError::Invalid(v) => {
-            general.set(Some(format!(
-                "{}{}",
-                t(l, "没有保存，请按提示修改：", "Not saved; fix these: "),
-                v.message(l)
-            )));
+            // The summary is read from the errors as they stand (see `summary`), so it
+            // shrinks as the worker fixes each field.
+            general.set(None);
             errors.set(Some(v));
         }
         other => general.set(Some(other.explain(l))),
     }
+}
+
+/// The note over a form's submit button: a failure that is no field's, or what is still wrong
+/// with the fields since the last save (nothing once every one is fixed).
+fn summary(
+    l: Lang,
+    general: Signal<Option<String>>,
+    errors: Signal<Option<ValidationErrors>>,
+) -> Option<String> {
+    general().or_else(|| {
+        errors().map(|v| {
+            format!(
+                "{}{}",
+                t(l, "没有保存，请按提示修改：", "Not saved; fix these: "),
+                v.message(l)
+            )
+        })
+    })
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
@@ -585,7 +601,7 @@ fn HazardForm() -> Element {
                 input { id: "hz-place", value: "{dr.place}", oninput: move |e| { d.write().place = e.value(); s4(); } } }
             PhotoPicker { form, photos }
             LocationBlock { point }
-            if let Some(g) = general() { ErrorNote { text: g } }
+            if let Some(g) = summary(l, general, errors) { ErrorNote { text: g } }
             if session.patrol.read().is_some() { p { class: "hint", {t(l, "将关联到当前巡防", "Will be linked to the running patrol")} } }
             button { id: "hz-submit", class: "big primary", "data-submit": form, disabled: saving(), onclick: submit, {t(l, "提交隐患", "Submit hazard")} }
             p { class: "hint", {t(l, "草稿随输入自动保存", "Draft saved as you type")} }
@@ -641,7 +657,7 @@ fn OpinionForm() -> Element {
                 {t(l, "进入“三议四步”议事流程（群众提→支部审→贤良议→群众评）", "Start the deliberation track (propose → branch review → elders → residents)")}
             }
             LocationBlock { point }
-            if let Some(g) = general() { ErrorNote { text: g } }
+            if let Some(g) = summary(l, general, errors) { ErrorNote { text: g } }
             button { id: "op-submit", class: "big primary", "data-submit": "opinion", disabled: saving(), onclick: submit, {t(l, "提交社情民意", "Submit opinion")} }
         }
     }
@@ -724,7 +740,7 @@ fn DisputeForm() -> Element {
             button { id: "dp-add-party", class: "small", onclick: move |_| d.write().parties.push(PartyDraft { role: "THIRD".into(), ..Default::default() }),
                 {t(l, "+ 添加当事人", "+ Add party")} }
             LocationBlock { point }
-            if let Some(g) = general() { ErrorNote { text: g } }
+            if let Some(g) = summary(l, general, errors) { ErrorNote { text: g } }
             button { id: "dp-submit", class: "big primary", "data-submit": "dispute", disabled: saving(), onclick: submit, {t(l, "登记纠纷", "Register dispute")} }
             p { class: "hint", {t(l, "登记后可在记录中添加调解、回访和满意度", "After registering, add mediation sessions and the follow-up on the record")} }
         }
@@ -836,7 +852,7 @@ fn EmergencyForm() -> Element {
             Field { label: t(l, "伤亡人数（可空）", "Casualties (optional)").to_string(), error: err(errors, "casualties"),
                 input { id: "em-casualties", inputmode: "numeric", value: "{dr.casualties}", oninput: move |e| { d.write().casualties = e.value(); s5(); } } }
             LocationBlock { point }
-            if let Some(g) = general() { ErrorNote { text: g } }
+            if let Some(g) = summary(l, general, errors) { ErrorNote { text: g } }
             button { id: "em-submit", class: "big primary danger", "data-submit": "emergency", disabled: saving(), onclick: submit, {t(l, "立即初报", "Send initial report")} }
         }
     }
