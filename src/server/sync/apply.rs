@@ -153,361 +153,420 @@ pub(super) fn apply_entry(
     let by = ctx.user.username.clone();
     let device = ctx.device;
     match (e.op, e.kind) {
-        (Op::Create, k) if !k.is_append_only() => {
-            let mut data = e.fields.clone();
-            if data.get("id").and_then(Value::as_str) != Some(e.record_id.to_string().as_str()) {
-                return Err(Failure::invalid(
-                    "the id must be the entry's record id",
-                    Some("fields.id"),
-                ));
-            }
-            if let Some(domain) = k.domain() {
-                data.insert("author".into(), Value::String(by.clone()));
-                let initial = lifecycle(domain).initial;
-                let status = data.get("status").and_then(Value::as_str);
-                if status != Some(initial.code()) {
-                    return Err(crate::domain::ValidationErrors::single(
-                        "fields.status",
-                        match status.and_then(|c| Status::from_code(c).ok()) {
-                            Some(status) => crate::domain::Problem::NotInitialStatus {
-                                status,
-                                initial,
-                                domain,
-                            },
-                            None => crate::domain::Problem::Required,
-                        },
-                    )
-                    .into());
-                }
-            }
-            let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
-            let grid_code =
-                grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
-            if ctx.head(db, e.record_id)?.is_some() {
-                return Err(Failure::Conflict(format!(
-                    "{} {} already exists",
-                    k, e.record_id
-                )));
-            }
-            if k.is_record() {
-                link_photos(db, ctx, e.record_id, &grid_code, &photo_list(&data), &|i| {
-                    format!("fields.photos[{i}]")
-                })?;
-            }
-            let seq = ctx.seq(db)?;
-            let created = data
-                .get("created_at")
-                .and_then(Value::as_str)
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .map(|t| t.with_timezone(&Utc))
-                .unwrap_or(at);
-            let mut ent = new_entity(
-                k,
-                e.record_id,
-                grid,
-                grid_code,
-                parent,
-                data,
-                seq,
-                at,
-                &by,
-                created,
-            );
-            ent.meta.created.device = device;
-            ctx.add(ent);
-            audit_entry(ctx, e, "CREATE");
-            Ok(())
-        }
-        (Op::Update, k) if !k.is_append_only() => {
-            let what = k.code().to_lowercase();
-            let mut ent = scoped(db, ctx, e.record_id, &what)?;
-            if ent.kind != k {
-                return Err(not_in_scope(&what, e.record_id));
-            }
-            for f in ["id", "created_at", "author", "status"] {
-                if e.fields.contains_key(f) {
-                    return Err(Failure::invalid(
-                        format!("{f} cannot be edited"),
-                        Some(&format!("fields.{f}")),
-                    ));
-                }
-            }
-            let mut changed = Vec::new();
-            let mut lost = Vec::new();
-            for (field, value) in &e.fields {
-                let meta = ent.meta.get(field).clone();
-                let current = ent.data.get(field).cloned().unwrap_or(Value::Null);
-                let edit = FieldEdit {
-                    value,
-                    base_version: e.base_version,
-                    at,
-                    by: &by,
-                    device,
-                };
-                match decide(Some((&current, &meta)), &edit) {
-                    Decision::Apply => changed.push((field.clone(), value.clone())),
-                    Decision::Same => {}
-                    Decision::WinsConflict => {
-                        lost.push((
-                            field.clone(),
-                            current.clone(),
-                            meta.clone(),
-                            value.clone(),
-                            false,
-                        ));
-                        changed.push((field.clone(), value.clone()));
-                    }
-                    Decision::LosesConflict => {
-                        lost.push((field.clone(), current, meta, value.clone(), true))
-                    }
-                }
-            }
-            if changed.is_empty() && lost.is_empty() {
-                audit_entry(ctx, e, "UPDATE_NOOP");
-                return Ok(());
-            }
-            if !changed.is_empty() {
-                let seq = ctx.seq(db)?;
-                for (f, v) in &changed {
-                    ent.data.insert(f.clone(), v.clone());
-                    ent.meta.set(
-                        f,
-                        FieldMeta {
-                            version: seq,
-                            at,
-                            by: by.clone(),
-                            device,
-                        },
-                    );
-                }
-                let (grid, parent) =
-                    check_typed(db, ctx, k, &ent.data).map_err(|f| f.at("fields"))?;
-                if grid != ent.grid_id {
-                    ent.grid_code =
-                        grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
-                    ent.grid_id = grid;
-                    repo::move_record_photos(db, ent.id, &ent.grid_code)?;
-                }
-                if k.is_record() && changed.iter().any(|(f, _)| f == "photos") {
-                    link_photos(
-                        db,
-                        ctx,
-                        ent.id,
-                        &ent.grid_code,
-                        &photo_list(&ent.data),
-                        &|i| format!("fields.photos[{i}]"),
-                    )?;
-                }
-                ent.parent_id = parent.or(ent.parent_id);
-                ent.version = seq;
-                repo::put_entity(db, &ent, ctx.server_now)?;
-            }
-            for (field, current, meta, edit_value, edit_lost) in lost {
-                let (kept, lost_v, kept_by, lost_by, kept_at, lost_at) = if edit_lost {
-                    (current, edit_value, meta.by, by.clone(), meta.at, at)
-                } else {
-                    (edit_value, current, by.clone(), meta.by, at, meta.at)
-                };
-                record_conflict(
-                    db, ctx, &ent, &field, kept, lost_v, kept_by, lost_by, kept_at, lost_at,
-                )?;
-            }
-            audit_entry(ctx, e, "UPDATE");
-            Ok(())
-        }
-        (Op::Transition, k) if k.is_record() => {
-            let what = k.code().to_lowercase();
-            let mut ent = scoped(db, ctx, e.record_id, &what)?;
-            let domain = k.domain().expect("records have domains");
-            let code = |f: &str| -> Result<Status, Failure> {
-                let s = e.fields.get(f).and_then(Value::as_str).ok_or_else(|| {
-                    Failure::invalid(format!("{f} is required"), Some(&format!("fields.{f}")))
-                })?;
-                Status::from_code(s)
-                    .map_err(|err| Failure::invalid(err.to_string(), Some(&format!("fields.{f}"))))
-            };
-            let (to, from) = (code("status")?, code("from")?);
-            let note = e
-                .fields
-                .get("note")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let current = ent
-                .status()
-                .and_then(|s| Status::from_code(s).ok())
-                .ok_or_else(|| Failure::Internal(format!("record {} has no status", ent.id)))?;
-            if current == from {
-                check_transition(ent.id, domain, from, to, Actor::Worker)
-                    .map_err(|err| Failure::invalid(worded(&err), Some("fields.status")))?;
-            } else if check_transition(ent.id, domain, current, to, Actor::Worker).is_err() {
-                // The county moved it meanwhile and the worker's move no longer fits: keep the
-                // county's status, and show the worker's as a conflict.
-                let meta = ent.meta.get("status").clone();
-                record_conflict(
-                    db,
-                    ctx,
-                    &ent,
-                    "status",
-                    Value::String(current.code().into()),
-                    Value::String(to.code().into()),
-                    meta.by,
-                    by.clone(),
-                    meta.at,
-                    at,
-                )?;
-                audit_entry(ctx, e, "TRANSITION_CONFLICT");
-                return Ok(());
-            }
-            set_status(db, ctx, &mut ent, current, to, note, &by, at)?;
-            audit_entry(ctx, e, &format!("TRANSITION {} -> {}", current, to));
-            Ok(())
-        }
-        (Op::Append, EntityKind::Photo) => {
-            let record_id = e
-                .fields
-                .get("record_id")
-                .and_then(Value::as_str)
-                .and_then(|s| Uuid::parse_str(s).ok())
-                .ok_or_else(|| {
-                    Failure::invalid("record_id is required", Some("fields.record_id"))
-                })?;
-            let sha = e
-                .fields
-                .get("sha256")
-                .and_then(Value::as_str)
-                .filter(|s| crate::domain::model::is_sha256_hex(s))
-                .ok_or_else(|| {
-                    Failure::invalid(
-                        "sha256 must be 64 lower-case hex digits",
-                        Some("fields.sha256"),
-                    )
-                })?
-                .to_owned();
-            let size = e.fields.get("size").and_then(Value::as_i64).unwrap_or(0);
-            let mime = e
-                .fields
-                .get("mime")
-                .and_then(Value::as_str)
-                .unwrap_or("image/jpeg")
-                .to_owned();
-            if !crate::domain::model::PHOTO_MIMES.contains(&mime.as_str()) {
-                return Err(Failure::invalid(
-                    format!(
-                        "照片只能是 JPEG、PNG 或 WebP 图片 (a photo is a JPEG, PNG or WebP image, not {mime})"
-                    ),
-                    Some("fields.mime"),
-                ));
-            }
-            if !(1..=crate::server::MAX_PHOTO_BYTES as i64).contains(&size) {
-                return Err(Failure::invalid(
-                    format!(
-                        "照片大小须在 1 到 {} 字节之间 (a photo is an image of 1 to {} bytes)",
-                        crate::server::MAX_PHOTO_BYTES,
-                        crate::server::MAX_PHOTO_BYTES
-                    ),
-                    Some("fields.size"),
-                ));
-            }
-            let mut rec = scoped(db, ctx, record_id, "record")?;
-            if !rec.kind.is_record() {
-                return Err(not_in_scope("record", record_id).at("fields.record_id"));
-            }
-            link_photos(
-                db,
-                ctx,
-                rec.id,
-                &rec.grid_code.clone(),
-                std::slice::from_ref(&sha),
-                &|_| "fields.sha256".to_owned(),
-            )?;
-            let photos = rec
-                .data
-                .entry("photos")
-                .or_insert_with(|| Value::Array(vec![]));
-            if let Value::Array(list) = photos
-                && !list.iter().any(|v| v.as_str() == Some(&sha))
-            {
-                list.push(Value::String(sha.clone()));
-                let seq = ctx.seq(db)?;
-                rec.meta.set(
-                    "photos",
-                    FieldMeta {
-                        version: seq,
-                        at,
-                        by: by.clone(),
-                        device,
-                    },
-                );
-                rec.version = seq;
-                repo::put_entity(db, &rec, ctx.server_now)?;
-            }
-            repo::add_photo(db, &sha, size, &mime, &by, device, ctx.server_now)?;
-            audit_entry(ctx, e, "PHOTO");
-            Ok(())
-        }
-        (Op::Append, EntityKind::Audit) => {
-            let action = e
-                .fields
-                .get("action")
-                .and_then(Value::as_str)
-                .unwrap_or("DEVICE")
-                .to_owned();
-            let detail = Value::Object(e.fields.clone()).to_string();
-            ctx.audits.push(repo::AuditLine {
-                at,
-                username: by.clone(),
-                device: ctx.device,
-                action: format!("DEVICE {action}"),
-                kind: Some(EntityKind::Person),
-                entity: e
-                    .fields
-                    .get("target_id")
-                    .and_then(Value::as_str)
-                    .and_then(|s| Uuid::parse_str(s).ok()),
-                detail: Some(detail),
-            });
-            Ok(())
-        }
+        (Op::Create, k) if !k.is_append_only() => apply_create(db, ctx, e, k, at, by, device),
+        (Op::Update, k) if !k.is_append_only() => apply_update(db, ctx, e, k, at, by, device),
+        (Op::Transition, k) if k.is_record() => apply_transition(db, ctx, e, k, at, by),
+        (Op::Append, EntityKind::Photo) => apply_photo(db, ctx, e, at, by, device),
+        (Op::Append, EntityKind::Audit) => apply_audit(ctx, e, at, by),
         (Op::Append, k) if k.is_append_only() && k != EntityKind::Reply => {
-            if ctx.head(db, e.record_id)?.is_some() {
-                return Ok(()); // append-only: already here, nothing to do
-            }
-            let data = e.fields.clone();
-            if data.get("id").and_then(Value::as_str) != Some(e.record_id.to_string().as_str()) {
-                return Err(Failure::invalid(
-                    "the id must be the entry's record id",
-                    Some("fields.id"),
-                ));
-            }
-            let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
-            let grid_code = grid_code_in_scope(db, ctx, grid)?;
-            let seq = ctx.seq(db)?;
-            let ent = new_entity(
-                k,
-                e.record_id,
-                grid,
-                grid_code,
-                parent,
-                data,
-                seq,
-                at,
-                &by,
-                at,
-            );
-            ctx.add(ent);
-            if k == EntityKind::PatrolPoints
-                && let Some(p) = parent
-            {
-                update_patrol_distance(db, ctx, p, at)?;
-            }
-            audit_entry(ctx, e, "APPEND");
-            Ok(())
+            apply_append(db, ctx, e, k, at, by)
         }
         (op, k) => Err(Failure::invalid(
             format!("{op} is not an operation on {k}"),
             Some("op"),
         )),
     }
+}
+
+/// A new record, household, person or house from the device.
+fn apply_create(
+    db: &mut dyn Sql,
+    ctx: &mut Ctx<'_>,
+    e: &OutboxEntry,
+    k: EntityKind,
+    at: DateTime<Utc>,
+    by: String,
+    device: Option<Uuid>,
+) -> Result<(), Failure> {
+    let mut data = e.fields.clone();
+    if data.get("id").and_then(Value::as_str) != Some(e.record_id.to_string().as_str()) {
+        return Err(Failure::invalid(
+            "the id must be the entry's record id",
+            Some("fields.id"),
+        ));
+    }
+    if let Some(domain) = k.domain() {
+        data.insert("author".into(), Value::String(by.clone()));
+        let initial = lifecycle(domain).initial;
+        let status = data.get("status").and_then(Value::as_str);
+        if status != Some(initial.code()) {
+            return Err(crate::domain::ValidationErrors::single(
+                "fields.status",
+                match status.and_then(|c| Status::from_code(c).ok()) {
+                    Some(status) => crate::domain::Problem::NotInitialStatus {
+                        status,
+                        initial,
+                        domain,
+                    },
+                    None => crate::domain::Problem::Required,
+                },
+            )
+            .into());
+        }
+    }
+    let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
+    let grid_code = grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
+    if ctx.head(db, e.record_id)?.is_some() {
+        return Err(Failure::Conflict(format!(
+            "{} {} already exists",
+            k, e.record_id
+        )));
+    }
+    if k.is_record() {
+        link_photos(db, ctx, e.record_id, &grid_code, &photo_list(&data), &|i| {
+            format!("fields.photos[{i}]")
+        })?;
+    }
+    let seq = ctx.seq(db)?;
+    let created = data
+        .get("created_at")
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(at);
+    let mut ent = new_entity(
+        k,
+        e.record_id,
+        grid,
+        grid_code,
+        parent,
+        data,
+        seq,
+        at,
+        &by,
+        created,
+    );
+    ent.meta.created.device = device;
+    ctx.add(ent);
+    audit_entry(ctx, e, "CREATE");
+    Ok(())
+}
+
+/// Changed fields of an entity: merged field by field ([`crate::merge`]).
+fn apply_update(
+    db: &mut dyn Sql,
+    ctx: &mut Ctx<'_>,
+    e: &OutboxEntry,
+    k: EntityKind,
+    at: DateTime<Utc>,
+    by: String,
+    device: Option<Uuid>,
+) -> Result<(), Failure> {
+    let what = k.code().to_lowercase();
+    let mut ent = scoped(db, ctx, e.record_id, &what)?;
+    if ent.kind != k {
+        return Err(not_in_scope(&what, e.record_id));
+    }
+    for f in ["id", "created_at", "author", "status"] {
+        if e.fields.contains_key(f) {
+            return Err(Failure::invalid(
+                format!("{f} cannot be edited"),
+                Some(&format!("fields.{f}")),
+            ));
+        }
+    }
+    let mut changed = Vec::new();
+    let mut lost = Vec::new();
+    for (field, value) in &e.fields {
+        let meta = ent.meta.get(field).clone();
+        let current = ent.data.get(field).cloned().unwrap_or(Value::Null);
+        let edit = FieldEdit {
+            value,
+            base_version: e.base_version,
+            at,
+            by: &by,
+            device,
+        };
+        match decide(Some((&current, &meta)), &edit) {
+            Decision::Apply => changed.push((field.clone(), value.clone())),
+            Decision::Same => {}
+            Decision::WinsConflict => {
+                lost.push((
+                    field.clone(),
+                    current.clone(),
+                    meta.clone(),
+                    value.clone(),
+                    false,
+                ));
+                changed.push((field.clone(), value.clone()));
+            }
+            Decision::LosesConflict => {
+                lost.push((field.clone(), current, meta, value.clone(), true))
+            }
+        }
+    }
+    if changed.is_empty() && lost.is_empty() {
+        audit_entry(ctx, e, "UPDATE_NOOP");
+        return Ok(());
+    }
+    if !changed.is_empty() {
+        let seq = ctx.seq(db)?;
+        for (f, v) in &changed {
+            ent.data.insert(f.clone(), v.clone());
+            ent.meta.set(
+                f,
+                FieldMeta {
+                    version: seq,
+                    at,
+                    by: by.clone(),
+                    device,
+                },
+            );
+        }
+        let (grid, parent) = check_typed(db, ctx, k, &ent.data).map_err(|f| f.at("fields"))?;
+        if grid != ent.grid_id {
+            ent.grid_code =
+                grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
+            ent.grid_id = grid;
+            repo::move_record_photos(db, ent.id, &ent.grid_code)?;
+        }
+        if k.is_record() && changed.iter().any(|(f, _)| f == "photos") {
+            link_photos(
+                db,
+                ctx,
+                ent.id,
+                &ent.grid_code,
+                &photo_list(&ent.data),
+                &|i| format!("fields.photos[{i}]"),
+            )?;
+        }
+        ent.parent_id = parent.or(ent.parent_id);
+        ent.version = seq;
+        repo::put_entity(db, &ent, ctx.server_now)?;
+    }
+    for (field, current, meta, edit_value, edit_lost) in lost {
+        let (kept, lost_v, kept_by, lost_by, kept_at, lost_at) = if edit_lost {
+            (current, edit_value, meta.by, by.clone(), meta.at, at)
+        } else {
+            (edit_value, current, by.clone(), meta.by, at, meta.at)
+        };
+        record_conflict(
+            db, ctx, &ent, &field, kept, lost_v, kept_by, lost_by, kept_at, lost_at,
+        )?;
+    }
+    audit_entry(ctx, e, "UPDATE");
+    Ok(())
+}
+
+/// A status move the worker made, checked against the lifecycle; a move that crosses the
+/// county's is decided by the merge rule.
+fn apply_transition(
+    db: &mut dyn Sql,
+    ctx: &mut Ctx<'_>,
+    e: &OutboxEntry,
+    k: EntityKind,
+    at: DateTime<Utc>,
+    by: String,
+) -> Result<(), Failure> {
+    let what = k.code().to_lowercase();
+    let mut ent = scoped(db, ctx, e.record_id, &what)?;
+    let domain = k.domain().expect("records have domains");
+    let code = |f: &str| -> Result<Status, Failure> {
+        let s = e.fields.get(f).and_then(Value::as_str).ok_or_else(|| {
+            Failure::invalid(format!("{f} is required"), Some(&format!("fields.{f}")))
+        })?;
+        Status::from_code(s)
+            .map_err(|err| Failure::invalid(err.to_string(), Some(&format!("fields.{f}"))))
+    };
+    let (to, from) = (code("status")?, code("from")?);
+    let note = e
+        .fields
+        .get("note")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let current = ent
+        .status()
+        .and_then(|s| Status::from_code(s).ok())
+        .ok_or_else(|| Failure::Internal(format!("record {} has no status", ent.id)))?;
+    if current == from {
+        check_transition(ent.id, domain, from, to, Actor::Worker)
+            .map_err(|err| Failure::invalid(worded(&err), Some("fields.status")))?;
+    } else if check_transition(ent.id, domain, current, to, Actor::Worker).is_err() {
+        // The county moved it meanwhile and the worker's move no longer fits: keep the
+        // county's status, and show the worker's as a conflict.
+        let meta = ent.meta.get("status").clone();
+        record_conflict(
+            db,
+            ctx,
+            &ent,
+            "status",
+            Value::String(current.code().into()),
+            Value::String(to.code().into()),
+            meta.by,
+            by.clone(),
+            meta.at,
+            at,
+        )?;
+        audit_entry(ctx, e, "TRANSITION_CONFLICT");
+        return Ok(());
+    }
+    set_status(db, ctx, &mut ent, current, to, note, &by, at)?;
+    audit_entry(ctx, e, &format!("TRANSITION {} -> {}", current, to));
+    Ok(())
+}
+
+/// A photo named by a record: linked once its bytes are here.
+fn apply_photo(
+    db: &mut dyn Sql,
+    ctx: &mut Ctx<'_>,
+    e: &OutboxEntry,
+    at: DateTime<Utc>,
+    by: String,
+    device: Option<Uuid>,
+) -> Result<(), Failure> {
+    let record_id = e
+        .fields
+        .get("record_id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| Failure::invalid("record_id is required", Some("fields.record_id")))?;
+    let sha = e
+        .fields
+        .get("sha256")
+        .and_then(Value::as_str)
+        .filter(|s| crate::domain::model::is_sha256_hex(s))
+        .ok_or_else(|| {
+            Failure::invalid(
+                "sha256 must be 64 lower-case hex digits",
+                Some("fields.sha256"),
+            )
+        })?
+        .to_owned();
+    let size = e.fields.get("size").and_then(Value::as_i64).unwrap_or(0);
+    let mime = e
+        .fields
+        .get("mime")
+        .and_then(Value::as_str)
+        .unwrap_or("image/jpeg")
+        .to_owned();
+    if !crate::domain::model::PHOTO_MIMES.contains(&mime.as_str()) {
+        return Err(Failure::invalid(
+            format!(
+                "照片只能是 JPEG、PNG 或 WebP 图片 (a photo is a JPEG, PNG or WebP image, not {mime})"
+            ),
+            Some("fields.mime"),
+        ));
+    }
+    if !(1..=crate::server::MAX_PHOTO_BYTES as i64).contains(&size) {
+        return Err(Failure::invalid(
+            format!(
+                "照片大小须在 1 到 {} 字节之间 (a photo is an image of 1 to {} bytes)",
+                crate::server::MAX_PHOTO_BYTES,
+                crate::server::MAX_PHOTO_BYTES
+            ),
+            Some("fields.size"),
+        ));
+    }
+    let mut rec = scoped(db, ctx, record_id, "record")?;
+    if !rec.kind.is_record() {
+        return Err(not_in_scope("record", record_id).at("fields.record_id"));
+    }
+    link_photos(
+        db,
+        ctx,
+        rec.id,
+        &rec.grid_code.clone(),
+        std::slice::from_ref(&sha),
+        &|_| "fields.sha256".to_owned(),
+    )?;
+    let photos = rec
+        .data
+        .entry("photos")
+        .or_insert_with(|| Value::Array(vec![]));
+    if let Value::Array(list) = photos
+        && !list.iter().any(|v| v.as_str() == Some(&sha))
+    {
+        list.push(Value::String(sha.clone()));
+        let seq = ctx.seq(db)?;
+        rec.meta.set(
+            "photos",
+            FieldMeta {
+                version: seq,
+                at,
+                by: by.clone(),
+                device,
+            },
+        );
+        rec.version = seq;
+        repo::put_entity(db, &rec, ctx.server_now)?;
+    }
+    repo::add_photo(db, &sha, size, &mime, &by, device, ctx.server_now)?;
+    audit_entry(ctx, e, "PHOTO");
+    Ok(())
+}
+
+/// An audit line from the device (a reveal of a phone or an ID number).
+fn apply_audit(
+    ctx: &mut Ctx<'_>,
+    e: &OutboxEntry,
+    at: DateTime<Utc>,
+    by: String,
+) -> Result<(), Failure> {
+    let action = e
+        .fields
+        .get("action")
+        .and_then(Value::as_str)
+        .unwrap_or("DEVICE")
+        .to_owned();
+    let detail = Value::Object(e.fields.clone()).to_string();
+    ctx.audits.push(repo::AuditLine {
+        at,
+        username: by.clone(),
+        device: ctx.device,
+        action: format!("DEVICE {action}"),
+        kind: Some(EntityKind::Person),
+        entity: e
+            .fields
+            .get("target_id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok()),
+        detail: Some(detail),
+    });
+    Ok(())
+}
+
+/// An append-only child (visit, mediation session, report, track points): kept once.
+fn apply_append(
+    db: &mut dyn Sql,
+    ctx: &mut Ctx<'_>,
+    e: &OutboxEntry,
+    k: EntityKind,
+    at: DateTime<Utc>,
+    by: String,
+) -> Result<(), Failure> {
+    if ctx.head(db, e.record_id)?.is_some() {
+        return Ok(()); // append-only: already here, nothing to do
+    }
+    let data = e.fields.clone();
+    if data.get("id").and_then(Value::as_str) != Some(e.record_id.to_string().as_str()) {
+        return Err(Failure::invalid(
+            "the id must be the entry's record id",
+            Some("fields.id"),
+        ));
+    }
+    let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
+    let grid_code = grid_code_in_scope(db, ctx, grid)?;
+    let seq = ctx.seq(db)?;
+    let ent = new_entity(
+        k,
+        e.record_id,
+        grid,
+        grid_code,
+        parent,
+        data,
+        seq,
+        at,
+        &by,
+        at,
+    );
+    ctx.add(ent);
+    if k == EntityKind::PatrolPoints
+        && let Some(p) = parent
+    {
+        update_patrol_distance(db, ctx, p, at)?;
+    }
+    audit_entry(ctx, e, "APPEND");
+    Ok(())
 }
 
 /// The photo hashes a record's data names.
