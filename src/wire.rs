@@ -366,7 +366,7 @@ pub mod columns;
 /// (`隐患描述须填写 (Description is required)`): its two parts, for a screen that shows the
 /// reader's language only. A message not in that form is all Chinese part.
 pub fn message_parts(m: &str) -> (&str, Option<&str>) {
-    let cjk = |c: char| ('\u{4e00}'..='\u{9fff}').contains(&c);
+    use crate::domain::labels::has_chinese;
     let Some(body) = m.strip_suffix(')') else {
         return (m, None);
     };
@@ -378,7 +378,7 @@ pub fn message_parts(m: &str) -> (&str, Option<&str>) {
             '(' if depth > 0 => depth -= 1,
             '(' => {
                 let (zh, en) = (body[..i].trim_end(), &body[i + 1..]);
-                return if zh.chars().any(cjk) && !en.chars().any(cjk) && !en.is_empty() {
+                return if has_chinese(zh) && !has_chinese(en) && !en.is_empty() {
                     (zh, Some(en))
                 } else {
                     (m, None)

@@ -30,34 +30,39 @@ pub struct UnknownCode {
 impl UnknownCode {
     /// The Chinese name of the kind of code ("隐患类别" for "hazard category").
     pub fn kind_zh(&self) -> &'static str {
-        match self.kind {
-            "domain" => "事项类型",
-            "urgency" => "紧急程度",
-            "supervision level" => "督办等级",
-            "deadline state" => "时限状态",
-            "hazard category" => "隐患类别",
-            "hazard severity" => "隐患等级",
-            "opinion category" => "社情民意类别",
-            "dispute category" => "纠纷类别",
-            "mediation method" => "调解方式",
-            "party role" => "当事人身份",
-            "satisfaction" => "满意度",
-            "emergency category" => "突发事件类别",
-            "emergency level" => "突发事件等级",
-            "emergency report stage" => "报告阶段",
-            "deliberation stage" => "议事阶段",
-            "visit purpose" => "走访目的",
-            "house use" => "房屋用途",
-            "sex" => "性别",
-            "person type" => "人员类别",
-            "residence status" => "居住状态",
-            "person status" => "人员状态",
-            "relation to head" => "与户主关系",
-            "special-population tag" => "标签",
-            "status" => "状态",
-            "entity kind" => "数据类型",
-            _ => "代码",
-        }
+        kind_zh(self.kind)
+    }
+}
+
+/// The Chinese name of a kind of code (`Coded::KIND`): "隐患类别" for "hazard category".
+pub fn kind_zh(kind: &str) -> &'static str {
+    match kind {
+        "domain" => "事项类型",
+        "urgency" => "紧急程度",
+        "supervision level" => "督办等级",
+        "deadline state" => "时限状态",
+        "hazard category" => "隐患类别",
+        "hazard severity" => "隐患等级",
+        "opinion category" => "社情民意类别",
+        "dispute category" => "纠纷类别",
+        "mediation method" => "调解方式",
+        "party role" => "当事人身份",
+        "satisfaction" => "满意度",
+        "emergency category" => "突发事件类别",
+        "emergency level" => "突发事件等级",
+        "emergency report stage" => "报告阶段",
+        "deliberation stage" => "议事阶段",
+        "visit purpose" => "走访目的",
+        "house use" => "房屋用途",
+        "sex" => "性别",
+        "person type" => "人员类别",
+        "residence status" => "居住状态",
+        "person status" => "人员状态",
+        "relation to head" => "与户主关系",
+        "special-population tag" => "标签",
+        "status" => "状态",
+        "entity kind" => "数据类型",
+        _ => "代码",
     }
 }
 

@@ -74,6 +74,11 @@ pub fn field_label(path: &str, lang: Lang) -> String {
     }
 }
 
+/// Whether `s` holds Chinese (CJK unified ideographs): a message already worded for a reader.
+pub fn has_chinese(s: &str) -> bool {
+    s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+}
+
 /// Whether every part of `path` has a Chinese label.
 pub fn has_label(path: &str) -> bool {
     !field_label(path, Lang::Zh)
@@ -201,9 +206,7 @@ mod tests {
     use crate::domain::validate::{IdNumber, IdNumberError, Problem};
     use chrono::{NaiveDate, TimeZone, Utc};
 
-    fn has_cjk(s: &str) -> bool {
-        s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
-    }
+    use super::has_chinese as has_cjk;
 
     /// One problem of every kind. The `match` in the test has no wildcard, so a kind added
     /// without a sample (and so without a checked wording) does not compile.

@@ -195,7 +195,7 @@ impl IntoResponse for PageError {
 /// A failure in words a clerk can act on: Chinese first, the field as the page names it. A
 /// message already worded in Chinese is shown as it is; otherwise the field's label leads.
 pub fn explain(f: &Failure) -> String {
-    let worded = |m: &str| m.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+    let worded = crate::domain::labels::has_chinese;
     match f {
         Failure::Invalid { message, .. } if worded(message) => message.clone(),
         Failure::Invalid {
@@ -222,6 +222,20 @@ pub fn who(people: &load::People, username: &str) -> Markup {
         },
         None => html! { span.who { (username) } },
     }
+}
+
+/// A filter's `from` or `to` date (2026-11-29), if given; one that is not a date is refused
+/// with the filter's label.
+pub fn period_date(s: Option<&str>, field: &str) -> Result<Option<chrono::NaiveDate>, Failure> {
+    let label = if field == "from" {
+        "开始日期"
+    } else {
+        "结束日期"
+    };
+    s.map(|s| {
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad_date(s, field, label))
+    })
+    .transpose()
 }
 
 /// A typed date that is not one, worded for the clerk with the filter's label.

@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::routing::get;
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use maud::html;
 use serde::Deserialize;
 
@@ -58,20 +58,6 @@ const PAGE: usize = 50;
 /// The most records one filtered query reads.
 pub const QUERY_LIMIT: usize = 5000;
 
-fn date(s: Option<&str>, what: &str) -> Result<Option<NaiveDate>, Failure> {
-    s.map(|s| {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-            let label = if what == "from" {
-                "开始日期"
-            } else {
-                "结束日期"
-            };
-            super::bad_date(s, what, label)
-        })
-    })
-    .transpose()
-}
-
 impl QueueFilter {
     /// The records in scope that pass the filter, sorted.
     pub fn run(
@@ -91,8 +77,8 @@ impl QueueFilter {
             .map(Urgency::from_code)
             .transpose()
             .map_err(|e| super::bad_code(&e, "urgency"))?;
-        let from = date(nonempty(&self.from), "from")?;
-        let to = date(nonempty(&self.to), "to")?;
+        let from = super::period_date(nonempty(&self.from), "from")?;
+        let to = super::period_date(nonempty(&self.to), "to")?;
         let state = nonempty(&self.state).unwrap_or("open");
         // Open and handled are decided in SQL, so the query's limit never hides old open
         // records behind newer closed ones (deadlines are computed on the open ones below).

@@ -113,25 +113,11 @@ impl Stats {
     }
 }
 
-fn parse_date(s: Option<&str>, field: &str) -> Result<Option<NaiveDate>, Failure> {
-    s.map(|s| {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-            let label = if field == "from" {
-                "开始日期"
-            } else {
-                "结束日期"
-            };
-            super::bad_date(s, field, label)
-        })
-    })
-    .transpose()
-}
-
 /// The statistics of `user`'s scope for the query's period (default: the last 12 weeks).
 pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, Failure> {
     let today = super::today();
-    let to = parse_date(nonempty(&q.to), "to")?.unwrap_or(today);
-    let from = parse_date(nonempty(&q.from), "from")?
+    let to = super::period_date(nonempty(&q.to), "to")?.unwrap_or(today);
+    let from = super::period_date(nonempty(&q.from), "from")?
         .unwrap_or(to - Duration::weeks(12) + Duration::days(1));
     if from > to {
         return Err(Failure::invalid(

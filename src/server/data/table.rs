@@ -294,13 +294,7 @@ pub fn coded<T: Coded>(s: &str, extra: &[(&str, T)]) -> Result<T, String> {
         .iter()
         .map(|v| format!("{} {}", v.code(), v.zh()))
         .collect();
-    let kind = crate::domain::codes::UnknownCode {
-        kind: T::KIND,
-        code: String::new(),
-        known: String::new(),
-        known_zh: String::new(),
-    }
-    .kind_zh();
+    let kind = crate::domain::codes::kind_zh(T::KIND);
     Err(format!(
         "「{s}」不是可选的{kind}，请改为其中之一：{}",
         known.join("、")
