@@ -26,7 +26,7 @@
 //! its applying them).
 //!
 //! `--idle`: enrolled devices with nothing to send, each driven by the app's scheduler
-//! (`gridwalk::sync::schedule`, default timings) while the server answers: a probe
+//! (`gridwalk::client::schedule`, default timings) while the server answers: a probe
 //! (`GET /api/v1/ping`) every 45 s and a no-op sync (one pull) every 5 minutes. Each
 //! scheduler's history is first replayed in its own time (a start drawn uniformly over the
 //! last 5 minutes), so the devices are spread at random from the first second. Prints
@@ -45,6 +45,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{NaiveDate, Utc};
+use gridwalk::client::schedule::{Action, Config as ScheduleConfig, Event, Failure, Scheduler};
+use gridwalk::client::{Phase, Retry, SyncClient};
 use gridwalk::demo::{County, CountySpec};
 use gridwalk::domain::codes::*;
 use gridwalk::domain::geo::GeoPoint;
@@ -53,10 +55,8 @@ use gridwalk::server::db::Database;
 use gridwalk::server::repo::{self, NewUser};
 use gridwalk::server::{AppState, auth, demo, router};
 use gridwalk::store::Store;
+use gridwalk::store::remote::PULL_CURSOR;
 use gridwalk::store::scope::Scope;
-use gridwalk::store::sync::PULL_CURSOR;
-use gridwalk::sync::schedule::{Action, Config as ScheduleConfig, Event, Failure, Scheduler};
-use gridwalk::sync::{Phase, Retry, SyncClient};
 use gridwalk::wire::{Lane, Role};
 
 const PG_ADMIN: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";

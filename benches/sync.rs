@@ -18,15 +18,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use chrono::{NaiveDate, Utc};
+use gridwalk::client::SyncClient;
 use gridwalk::demo::{County, CountySpec, write_ndjson};
 use gridwalk::domain::codes::*;
 use gridwalk::domain::geo::GeoPoint;
 use gridwalk::domain::lifecycle::{Status, lifecycle};
 use gridwalk::domain::model::{Common, Hazard};
 use gridwalk::server::db::Database;
-use gridwalk::server::{AppState, demo, repo, router, sync as server_sync};
+use gridwalk::server::{AppState, demo, records as server_sync, repo, router};
 use gridwalk::store::Store;
-use gridwalk::sync::SyncClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -227,7 +227,7 @@ async fn gridwalk_run(
     let store = Arc::new(Mutex::new(Store::open(dir.join("device.db"))?));
     let device = store.lock().unwrap().device_id();
     let worker = "worker-a";
-    let login = gridwalk::sync::login(
+    let login = gridwalk::client::login(
         &format!("http://{server_addr}"),
         worker,
         demo::DEMO_PASSWORD,

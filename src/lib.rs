@@ -3,12 +3,12 @@
 
 #[cfg(feature = "app")]
 pub mod app;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod demo;
 pub mod domain;
 pub mod merge;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod store;
-#[cfg(feature = "client")]
-pub mod sync;
 pub mod wire;

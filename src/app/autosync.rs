@@ -17,9 +17,9 @@ use chrono::{DateTime, Utc};
 use dioxus::prelude::*;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+use crate::client::schedule::{Action, Config, Event, Failure, Reason, Scheduler, Status};
 use crate::store::Store;
-use crate::store::sync::SERVER_URL;
-use crate::sync::schedule::{Action, Config, Event, Failure, Reason, Scheduler, Status};
+use crate::store::remote::SERVER_URL;
 use crate::wire::Lane;
 
 use super::sync_port::{SyncFailure, SyncPhase, SyncProgress, SyncReport};

@@ -18,7 +18,7 @@ use crate::domain::lifecycle::Status;
 use crate::domain::model::{Conflict, EntityKind};
 use crate::domain::validate::{mask_id, mask_phone};
 use crate::store::Store;
-use crate::store::sync::StoredRejection;
+use crate::store::remote::StoredRejection;
 
 /// One side of a conflict: the value as shown, who made it and when.
 #[derive(Debug, Clone, PartialEq)]

@@ -37,7 +37,7 @@ pub struct Services {
     pub lang: Lang,
     /// Syncing by itself with these timings (`None`: only when the worker taps, as view
     /// tests want).
-    pub autosync: Option<crate::sync::schedule::Config>,
+    pub autosync: Option<crate::client::schedule::Config>,
 }
 
 impl PartialEq for Services {

@@ -16,7 +16,6 @@ use uuid::Uuid;
 use crate::domain::codes::Lang;
 
 pub mod autosync;
-pub mod client_sync;
 pub mod components;
 pub mod conflicts;
 pub mod context;

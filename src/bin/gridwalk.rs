@@ -251,9 +251,9 @@ mod app_cmd {
     use anyhow::{Context, Result};
     use chrono::Utc;
     use geo::Centroid;
-    use gridwalk::app::client_sync::ClientSync;
     use gridwalk::app::platform::{FixedLocation, Location, NoCamera, PlatformError};
     use gridwalk::app::sync_port::SyncPort;
+    use gridwalk::app::sync_port::client::ClientSync;
     use gridwalk::app::{MakeServices, Services};
     use gridwalk::demo::{County, CountySpec, seed_device};
     use gridwalk::domain::codes::Lang;
@@ -363,7 +363,7 @@ mod app_cmd {
             let store = Arc::new(Mutex::new(store));
             let rt = tokio::runtime::Runtime::new()?;
             let enrolled = rt
-                .block_on(gridwalk::sync::enrol(server, user, password, &store))
+                .block_on(gridwalk::client::enrol(server, user, password, &store))
                 .with_context(|| format!("enrolling with {server}"))?;
             println!(
                 "enrolled {} ({}) with {server}: {} records down; device store {} (PIN {})",
@@ -382,9 +382,9 @@ mod app_cmd {
             let store = Store::open_encrypted(&a.db, &a.pin)
                 .with_context(|| format!("opening {}", a.db.display()))?;
             let server = server.trim_end_matches('/');
-            let before = store.meta(gridwalk::store::sync::SERVER_URL)?;
+            let before = store.meta(gridwalk::store::remote::SERVER_URL)?;
             if before.as_deref() != Some(server) {
-                store.set_meta(gridwalk::store::sync::SERVER_URL, server)?;
+                store.set_meta(gridwalk::store::remote::SERVER_URL, server)?;
                 println!(
                     "device store {}: server address {} -> {server}",
                     a.db.display(),
@@ -423,7 +423,7 @@ mod app_cmd {
                 fix_interval_ms: interval,
                 start: None,
                 lang,
-                autosync: Some(gridwalk::sync::schedule::Config::default()),
+                autosync: Some(gridwalk::client::schedule::Config::default()),
             }
         });
         let has_display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())

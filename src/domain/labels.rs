@@ -415,14 +415,17 @@ mod tests {
             ("store/people.rs", include_str!("../store/people.rs")),
             ("store/drafts.rs", include_str!("../store/drafts.rs")),
             (
-                "server/sync/apply.rs",
-                include_str!("../server/sync/apply.rs"),
+                "server/records/apply.rs",
+                include_str!("../server/records/apply.rs"),
             ),
             (
-                "server/sync/review.rs",
-                include_str!("../server/sync/review.rs"),
+                "server/records/review.rs",
+                include_str!("../server/records/review.rs"),
             ),
-            ("server/sync/mod.rs", include_str!("../server/sync/mod.rs")),
+            (
+                "server/records/mod.rs",
+                include_str!("../server/records/mod.rs"),
+            ),
         ];
         let calls = [
             ".text(",

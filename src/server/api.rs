@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::auth::{self, Auth};
 use super::body::{self, Unpacked};
 use super::error::Failure;
-use super::{AppState, MAX_JSON_BYTES, MAX_PHOTO_BYTES, repo, sync};
+use super::{AppState, MAX_JSON_BYTES, MAX_PHOTO_BYTES, records, repo};
 use crate::args;
 use crate::domain::codes::Coded;
 use crate::domain::lifecycle::Status;
@@ -386,7 +386,7 @@ struct PullQuery {
 }
 
 fn default_limit() -> usize {
-    sync::MAX_PAGE
+    records::MAX_PAGE
 }
 
 impl PullQuery {
@@ -416,7 +416,7 @@ async fn pull(
     s.inbox.pushes_first().await;
     let _bulk = s.db.bulk_turn().await;
     let res = s
-        .read(move |db| sync::pull(db, &a.user, Some(a.device), q.cursor, q.base, q.limit))
+        .read(move |db| records::pull(db, &a.user, Some(a.device), q.cursor, q.base, q.limit))
         .await?;
     Ok(Json(res))
 }
@@ -475,7 +475,7 @@ async fn stream_pages(
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
     let limit = q.limit.clamp(1, MAX_STREAM);
-    let frame = q.frame.unwrap_or(DEFAULT_FRAME).clamp(1, sync::MAX_PAGE);
+    let frame = q.frame.unwrap_or(DEFAULT_FRAME).clamp(1, records::MAX_PAGE);
     let (mut cursor, base, mut sent) = (q.cursor, q.base, 0);
     let mut size = frame.min(FIRST_FRAME);
     let mut encoder = match zstd
@@ -495,7 +495,7 @@ async fn stream_pages(
         let turn = s.db.read_turn().await;
         let (db, user) = (s.db.clone(), user.clone());
         let built = blocking(move || {
-            let page = db.read(|db| sync::pull(db, &user, Some(a.device), cursor, base, n))?;
+            let page = db.read(|db| records::pull(db, &user, Some(a.device), cursor, base, n))?;
             let mut line =
                 serde_json::to_vec(&page).map_err(|e| Failure::Internal(e.to_string()))?;
             line.push(b'\n');
@@ -739,7 +739,7 @@ async fn records(
         .map(|k| Status::from_code(&k).map_err(|e| Failure::invalid(e.to_string(), Some("status"))))
         .transpose()?;
     let list = s
-        .read(move |db| sync::list_records(db, &a.user, kind, status, q.limit))
+        .read(move |db| records::list_records(db, &a.user, kind, status, q.limit))
         .await?;
     Ok(Json(list).into_response())
 }
@@ -770,7 +770,7 @@ async fn record(
         let _turn = s.db.write_turn().await;
         blocking(move || {
             s.db.tx(|db| {
-                let v = sync::record_detail(db, &a.user, id, true)?;
+                let v = records::record_detail(db, &a.user, id, true)?;
                 repo::audit(
                     db,
                     Utc::now(),
@@ -787,7 +787,10 @@ async fn record(
         .await?
     } else {
         let _turn = s.db.read_turn().await;
-        blocking(move || s.db.read(|db| sync::record_detail(db, &a.user, id, false))).await?
+        blocking(move || {
+            s.db.read(|db| records::record_detail(db, &a.user, id, false))
+        })
+        .await?
     };
     Ok(Json(v).into_response())
 }
@@ -806,7 +809,7 @@ async fn transition(
     JsonBody(b): JsonBody<TransitionBody>,
 ) -> Result<Response, Failure> {
     let v = s
-        .write(move |db| sync::review_transition(db, &a.user, id, b.to, b.note, Utc::now()))
+        .write(move |db| records::review_transition(db, &a.user, id, b.to, b.note, Utc::now()))
         .await?;
     Ok(Json(v).into_response())
 }
@@ -823,7 +826,7 @@ async fn reply(
     JsonBody(b): JsonBody<ReplyBody>,
 ) -> Result<Response, Failure> {
     let r = s
-        .write(move |db| sync::reply(db, &a.user, id, &b.text, Utc::now()))
+        .write(move |db| records::reply(db, &a.user, id, &b.text, Utc::now()))
         .await?;
     Ok((StatusCode::CREATED, Json(r)).into_response())
 }
@@ -849,7 +852,7 @@ async fn settle(
     let _turn = s.db.write_turn().await;
     blocking(move || {
         s.db.tx(|db| {
-            sync::settle_conflict(db, &a.user, id, matches!(b.take, Take::Lost), Utc::now())
+            records::settle_conflict(db, &a.user, id, matches!(b.take, Take::Lost), Utc::now())
         })
     })
     .await?;

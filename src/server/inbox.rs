@@ -1,4 +1,4 @@
-//! The push inbox: received pushes are queued by [`sync::receive_group`] and applied in
+//! The push inbox: received pushes are queued by [`records::receive_group`] and applied in
 //! arrival order by one background task per server process, in short transactions, each taken
 //! as a write turn like any request's, so pushes arriving meanwhile wait for at most one.
 //!
@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::db::Database;
 use super::error::Failure;
 use super::repo::User;
-use super::{repo, sync};
+use super::{records, repo};
 use crate::wire::{PushRequest, PushResponse, RawFields};
 
 /// Entries applied per transaction, about (whole pushes): short enough that a push waiting
@@ -84,7 +84,7 @@ impl Default for Inbox {
 }
 
 impl Inbox {
-    /// Receives a push (see [`sync::receive_group`]) together with the others waiting, and
+    /// Receives a push (see [`records::receive_group`]) together with the others waiting, and
     /// starts applying it. Needs a tokio runtime.
     pub async fn receive(
         self: &Arc<Self>,
@@ -203,16 +203,16 @@ async fn receive_groups(
         let done = tokio::task::spawn_blocking(move || {
             let now = Utc::now();
             let answers = db2.tx(|tx| {
-                let incoming: Vec<sync::Incoming<'_>> = group
+                let incoming: Vec<records::Incoming<'_>> = group
                     .iter()
-                    .map(|r| sync::Incoming {
+                    .map(|r| records::Incoming {
                         user: &r.user,
                         device: r.device,
                         req: &r.req,
                         packed: Some(&r.packed),
                     })
                     .collect();
-                sync::receive_group(tx, &incoming, now)
+                records::receive_group(tx, &incoming, now)
             });
             (group, answers)
         })
@@ -255,7 +255,7 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
             let _turn = db.write_turn().await;
             let (db, current) = (db.clone(), current.clone());
             tokio::task::spawn_blocking(move || {
-                db.tx(|tx| sync::apply_inbox_watched(tx, APPLY_CHUNK, Utc::now(), &current))
+                db.tx(|tx| records::apply_inbox_watched(tx, APPLY_CHUNK, Utc::now(), &current))
             })
             .await
             .unwrap_or_else(|e| Err(Failure::Internal(format!("task failed: {e}"))))
@@ -299,7 +299,7 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
 }
 
 /// Counts a failed application against inbox row `row`, quarantining it at
-/// [`sync::MAX_INBOX_ATTEMPTS`].
+/// [`records::MAX_INBOX_ATTEMPTS`].
 async fn note_failure(db: &Database, row: i64, e: &Failure) {
     let why = match e {
         Failure::Internal(m) => m.clone(),
@@ -310,7 +310,7 @@ async fn note_failure(db: &Database, row: i64, e: &Failure) {
     let db = db.clone();
     let noted = tokio::task::spawn_blocking(move || {
         db.tx(|tx| {
-            repo::note_inbox_failure(tx, row, &why, sync::MAX_INBOX_ATTEMPTS, Utc::now())
+            repo::note_inbox_failure(tx, row, &why, records::MAX_INBOX_ATTEMPTS, Utc::now())
                 .map_err(Failure::from)
         })
         .map(|q| (q, why))
@@ -321,7 +321,7 @@ async fn note_failure(db: &Database, row: i64, e: &Failure) {
             row,
             error = %why,
             "push inbox row quarantined after {} failed tries; `gridwalk-server inbox retry {row}` puts it back",
-            sync::MAX_INBOX_ATTEMPTS
+            records::MAX_INBOX_ATTEMPTS
         ),
         Ok(Ok((false, _))) => {}
         Ok(Err(e)) => {

@@ -14,9 +14,9 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod inbox;
+pub mod records;
 pub mod repo;
 pub mod state;
-pub mod sync;
 
 pub use state::AppState;
 

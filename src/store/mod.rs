@@ -24,8 +24,8 @@ pub mod feedback;
 pub mod outbox;
 pub mod people;
 pub mod records;
+pub mod remote;
 pub mod scope;
-pub mod sync;
 
 /// Every migration of the device schema, in order. Append only.
 pub const MIGRATIONS: &[&str] = &[

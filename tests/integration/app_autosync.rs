@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use gridwalk::app::client_sync::ClientSync;
 use gridwalk::app::sync_port::SyncPort;
+use gridwalk::app::sync_port::client::ClientSync;
+use gridwalk::client::schedule::Failure;
 use gridwalk::store::Store;
-use gridwalk::store::sync::SERVER_URL;
-use gridwalk::sync::schedule::Failure;
+use gridwalk::store::remote::SERVER_URL;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -144,11 +144,11 @@ async fn an_expired_session_is_fixed_by_signing_in_again_and_nothing_queued_is_l
     );
     // ...and by the county, whose device enrolment holds even if the phone's check is skipped.
     let device = store.lock().unwrap().device_id();
-    let err = gridwalk::sync::login(&server.url, "worker-b", "gridwalk-demo", device)
+    let err = gridwalk::client::login(&server.url, "worker-b", "gridwalk-demo", device)
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, gridwalk::sync::SyncError::Forbidden(m) if m.contains("另一个账号")),
+        matches!(&err, gridwalk::client::SyncError::Forbidden(m) if m.contains("另一个账号")),
         "{err:?}"
     );
     // A wrong password says so.
@@ -264,8 +264,8 @@ async fn not_a_county_server() -> String {
 }
 
 /// The scheduler's timings shrunk so the browser flow takes seconds, not minutes.
-fn fast() -> gridwalk::sync::schedule::Config {
-    gridwalk::sync::schedule::Config {
+fn fast() -> gridwalk::client::schedule::Config {
+    gridwalk::client::schedule::Config {
         debounce: Duration::from_millis(800),
         max_wait: Duration::from_secs(4),
         feedback_every: Duration::from_secs(3),
@@ -293,7 +293,7 @@ async fn the_app_syncs_with_no_click_when_the_server_comes_back_in_a_real_browse
     let db = dir.path().join("device.db");
     {
         let s = Arc::new(Mutex::new(Store::open_encrypted(&db, "123456").unwrap()));
-        gridwalk::sync::enrol(&gate.url, "worker-a", "gridwalk-demo", &s)
+        gridwalk::client::enrol(&gate.url, "worker-a", "gridwalk-demo", &s)
             .await
             .unwrap();
     }

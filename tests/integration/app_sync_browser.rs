@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use gridwalk::app::client_sync::ClientSync;
 use gridwalk::app::platform::{FixedLocation, NoCamera};
+use gridwalk::app::sync_port::client::ClientSync;
 use gridwalk::app::{MakeServices, Services};
 use gridwalk::domain::codes::{Domain, Lang};
 use gridwalk::domain::geo::GeoPoint;

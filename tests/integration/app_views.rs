@@ -379,7 +379,7 @@ fn an_encrypted_store_opens_only_with_its_pin() {
 fn pull_conflicts(
     store: &mut Store,
     changes: Vec<gridwalk::wire::Change>,
-) -> gridwalk::store::sync::Applied {
+) -> gridwalk::store::remote::Applied {
     let page = gridwalk::wire::PullResponse {
         cursor: changes.iter().map(|c| c.seq).max().unwrap_or(0),
         changes,

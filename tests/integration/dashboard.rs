@@ -503,7 +503,7 @@ async fn import_hazard(server: &TestServer, grid_code: &str, h: &Hazard) {
     tokio::task::spawn_blocking(move || {
         db.tx(|tx| {
             let seq = gridwalk::server::repo::reserve_seqs(tx, 1)?;
-            gridwalk::server::sync::import_entity(
+            gridwalk::server::records::import_entity(
                 tx,
                 seq,
                 gridwalk::domain::model::EntityKind::Hazard,

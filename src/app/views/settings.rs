@@ -8,9 +8,9 @@ use crate::app::autosync::{FEEDBACK_CHOICES, FEEDBACK_MINUTES, use_autosync};
 use crate::app::components::ErrorNote;
 use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
+use crate::client::schedule::{Config, Event};
 use crate::domain::codes::Lang;
-use crate::store::sync::SERVER_URL;
-use crate::sync::schedule::{Config, Event};
+use crate::store::remote::SERVER_URL;
 
 /// What a settings form is doing.
 #[derive(Clone, PartialEq)]

@@ -14,9 +14,9 @@ use crate::app::i18n::{t, use_lang};
 use crate::app::sync_port::SyncPhase;
 use crate::app::views::settings::SignInAgain;
 use crate::app::views::today::LAST_SYNC_KEY;
+use crate::client::schedule::{Event, Reason, Status};
 use crate::domain::codes::Lang;
 use crate::domain::labels::Explain;
-use crate::sync::schedule::{Event, Reason, Status};
 
 fn reason_label(l: Lang, r: Reason) -> &'static str {
     match r {
@@ -49,7 +49,7 @@ pub fn SyncPage() -> Element {
             s.unsent_records()?.len(),
             s.meta(LAST_SYNC_KEY)?,
             s.session_times()?,
-            s.meta(crate::store::sync::SERVER_URL)?,
+            s.meta(crate::store::remote::SERVER_URL)?,
             s.conflicts(true)?
                 .iter()
                 .map(|c| describe(l, s, c))

@@ -15,7 +15,7 @@ use crate::store::people::HouseholdCard;
 use crate::store::records::{RecordQuery, RecordSummary};
 
 /// The meta key of the last successful sync (RFC 3339), written by the sync client.
-pub const LAST_SYNC_KEY: &str = crate::store::sync::LAST_SYNC;
+pub const LAST_SYNC_KEY: &str = crate::store::remote::LAST_SYNC;
 
 struct Day {
     due: Vec<HouseholdCard>,
@@ -73,7 +73,7 @@ pub fn Today() -> Element {
             unread: s.unread_feedback()?,
             outbox: unsent.len() as u64,
             last_sync,
-            server: s.meta(crate::store::sync::SERVER_URL)?,
+            server: s.meta(crate::store::remote::SERVER_URL)?,
         })
     });
     let day = match day {

@@ -29,7 +29,7 @@ use crate::domain::model::{Conflict, EntityKind, StatusChange, is_sha256_hex, sn
 use crate::domain::validate::{mask_id, mask_phone};
 use crate::server::error::Failure;
 use crate::server::repo::{self, parse_ts};
-use crate::server::{AppState, sync};
+use crate::server::{AppState, records};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -248,7 +248,7 @@ struct Detail {
 
 fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Result<Detail, Failure> {
     // Unmasked: the page masks phones and ID numbers as it shows them.
-    let v = sync::record_detail(db, &clerk.user, id, true)?;
+    let v = records::record_detail(db, &clerk.user, id, true)?;
     let kind = v
         .get("kind")
         .and_then(Value::as_str)
@@ -634,9 +634,9 @@ async fn transition(
                 if let Some(d) = due {
                     fields.insert("due_date".into(), Value::String(d.to_string()));
                 }
-                sync::review_edit(db, &clerk.user, id, fields, now)?;
+                records::review_edit(db, &clerk.user, id, fields, now)?;
             }
-            sync::review_transition(db, &clerk.user, id, to, full_note, now)?;
+            records::review_transition(db, &clerk.user, id, to, full_note, now)?;
             Ok::<_, Failure>(to)
         })
     })
@@ -670,7 +670,7 @@ async fn reply(
     let back = format!("/records/{id}");
     let _turn = s.db.write_turn().await;
     match blocking(move || {
-        s.db.tx(|db| sync::reply(db, &clerk.user, id, &f.text, Utc::now()))
+        s.db.tx(|db| records::reply(db, &clerk.user, id, &f.text, Utc::now()))
     })
     .await
     {
@@ -696,7 +696,7 @@ async fn settle(
     let take_lost = f.take == "lost";
     let _turn = s.db.write_turn().await;
     match blocking(move || {
-        s.db.tx(|db| sync::settle_conflict(db, &clerk.user, id, take_lost, Utc::now()))
+        s.db.tx(|db| records::settle_conflict(db, &clerk.user, id, take_lost, Utc::now()))
     })
     .await
     {

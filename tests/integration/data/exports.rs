@@ -253,7 +253,7 @@ fn formulas_a_worker_typed_are_neutralised(backend: Backend) {
     let code = grid.code.as_str().to_owned();
     t.db.tx(|tx| {
         let seq = gridwalk::server::repo::reserve_seqs(tx, 1)?;
-        gridwalk::server::sync::import_entity(
+        gridwalk::server::records::import_entity(
             tx,
             seq,
             gridwalk::domain::model::EntityKind::Hazard,

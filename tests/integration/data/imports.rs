@@ -222,9 +222,10 @@ fn xlsx_with_bad_rows_reports_each_and_imports_only_what_is_allowed(backend: Bac
 
     // Worker-a's phone pulls the new people of its grid.
     let worker = t.user("worker-a");
-    let pulled =
-        t.db.tx(|tx| gridwalk::server::sync::pull(tx, &worker, None, seq_before, seq_before, 1000))
-            .unwrap();
+    let pulled = t
+        .db
+        .tx(|tx| gridwalk::server::records::pull(tx, &worker, None, seq_before, seq_before, 1000))
+        .unwrap();
     let names: Vec<&str> = pulled
         .changes
         .iter()

@@ -448,7 +448,7 @@ async fn scope_is_enforced_without_revealing(backend: Backend) {
     // worker-b pushing an edit of worker-a's record: taken, then refused when applied, and
     // nothing stored; the pull says so, in the same words as a missing record.
     let dev_b = Uuid::now_v7();
-    let b2 = gridwalk::sync::login(&server.url, "worker-b", "gridwalk-demo", dev_b)
+    let b2 = gridwalk::client::login(&server.url, "worker-b", "gridwalk-demo", dev_b)
         .await
         .unwrap();
     let mut fields = serde_json::Map::new();
@@ -544,7 +544,7 @@ both_backends!(scope_is_enforced_without_revealing);
 async fn bad_input_is_explained_and_nothing_of_it_is_kept(backend: Backend) {
     let server = TestServer::start(backend).await;
     let dev = Uuid::now_v7();
-    let a = gridwalk::sync::login(&server.url, "worker-a", "gridwalk-demo", dev)
+    let a = gridwalk::client::login(&server.url, "worker-a", "gridwalk-demo", dev)
         .await
         .unwrap();
     let grid = server.county.grids[0].grid.id;
@@ -773,7 +773,7 @@ async fn receive_together(
     server: &TestServer,
     pushes: Vec<(Uuid, &'static str, PushRequest)>,
 ) -> Vec<Result<PushResponse, gridwalk::server::error::Failure>> {
-    use gridwalk::server::{repo, sync};
+    use gridwalk::server::{records, repo};
     let db = server.db.clone();
     tokio::task::spawn_blocking(move || {
         db.tx(|tx| {
@@ -783,18 +783,18 @@ async fn receive_together(
                 .collect::<Result<_, _>>()?;
             // As the server takes them off the wire: fields as text.
             let raw: Vec<_> = pushes.iter().map(|(_, _, req)| req.to_raw()).collect();
-            let incoming: Vec<sync::Incoming<'_>> = pushes
+            let incoming: Vec<records::Incoming<'_>> = pushes
                 .iter()
                 .zip(&users)
                 .zip(&raw)
-                .map(|(((device, _, _), user), req)| sync::Incoming {
+                .map(|(((device, _, _), user), req)| records::Incoming {
                     user,
                     device: *device,
                     req,
                     packed: None,
                 })
                 .collect();
-            sync::receive_group(tx, &incoming, Utc::now())
+            records::receive_group(tx, &incoming, Utc::now())
         })
     })
     .await
@@ -807,7 +807,7 @@ async fn receive_together(
 /// from the first, another account's push for the device and a push with a gap are refused
 /// without touching the others, a replay is acknowledged without queuing anything again.
 async fn pushes_received_together_are_decided_one_by_one(backend: Backend) {
-    use gridwalk::server::{repo, sync};
+    use gridwalk::server::{records, repo};
     let server = TestServer::start(backend).await;
     let grid = server.county.grids[0].grid.id;
     let (d1, d2) = (Uuid::now_v7(), Uuid::now_v7());
@@ -901,7 +901,7 @@ async fn pushes_received_together_are_decided_one_by_one(backend: Backend) {
     .unwrap();
     // Applied, they are the four records, once each.
     let db = server.db.clone();
-    tokio::task::spawn_blocking(move || db.tx(|tx| sync::apply_inbox(tx, 100, Utc::now())))
+    tokio::task::spawn_blocking(move || db.tx(|tx| records::apply_inbox(tx, 100, Utc::now())))
         .await
         .unwrap()
         .unwrap();
@@ -914,7 +914,7 @@ both_backends!(pushes_received_together_are_decided_one_by_one);
 /// few rows at a time: a chunk smaller than the inbox stops after its last whole row, a
 /// larger one goes on through later fetches to the end, and an empty inbox answers none.
 async fn the_inbox_is_applied_in_chunks_of_whole_rows(backend: Backend) {
-    use gridwalk::server::{repo, sync};
+    use gridwalk::server::{records, repo};
     let server = TestServer::start(backend).await;
     let grid = server.county.grids[0].grid.id;
     // Nine devices of one worker, two records each: nine rows.
@@ -941,10 +941,12 @@ async fn the_inbox_is_applied_in_chunks_of_whole_rows(backend: Backend) {
     let apply = |max: usize| {
         let db = server.db.clone();
         async move {
-            tokio::task::spawn_blocking(move || db.tx(|tx| sync::apply_inbox(tx, max, Utc::now())))
-                .await
-                .unwrap()
-                .unwrap()
+            tokio::task::spawn_blocking(move || {
+                db.tx(|tx| records::apply_inbox(tx, max, Utc::now()))
+            })
+            .await
+            .unwrap()
+            .unwrap()
         }
     };
     // Three entries: the first two rows whole (the second takes it past three).

@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
+use gridwalk::client::{Retry, SyncClient};
 use gridwalk::domain::codes::*;
 use gridwalk::domain::lifecycle::Status;
 use gridwalk::domain::model::*;
 use gridwalk::store::Store;
-use gridwalk::sync::{Retry, SyncClient};
 use gridwalk::wire::Lane;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -312,7 +312,7 @@ fn no_keepalive() -> reqwest::Client {
 
 fn client_via(device: &Device, url: &str) -> SyncClient {
     let token = device
-        .with(|s| s.meta(gridwalk::store::sync::TOKEN))
+        .with(|s| s.meta(gridwalk::store::remote::TOKEN))
         .unwrap()
         .unwrap();
     let mut c = SyncClient::new(url, &token)
@@ -845,7 +845,7 @@ async fn killed_mid_batch(backend: Backend) {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("device.db");
         let store = Arc::new(Mutex::new(Store::open(&path).unwrap()));
-        gridwalk::sync::enrol(
+        gridwalk::client::enrol(
             &server.url,
             "worker-a",
             gridwalk::server::demo::DEMO_PASSWORD,
@@ -885,7 +885,7 @@ async fn killed_mid_batch(backend: Backend) {
             (
                 s.outbox(Lane::Normal, 100_000).unwrap(),
                 s.device_id(),
-                s.meta(gridwalk::store::sync::TOKEN).unwrap().unwrap(),
+                s.meta(gridwalk::store::remote::TOKEN).unwrap().unwrap(),
             )
         };
         let req = gridwalk::wire::PushRequest {
@@ -1042,7 +1042,7 @@ async fn concurrent_last_chunk(backend: Backend) {
         (
             s.outbox(Lane::Normal, 100).unwrap(),
             s.device_id(),
-            s.meta(gridwalk::store::sync::TOKEN).unwrap().unwrap(),
+            s.meta(gridwalk::store::remote::TOKEN).unwrap().unwrap(),
         )
     });
     let req = gridwalk::wire::PushRequest {
@@ -1061,7 +1061,7 @@ async fn concurrent_last_chunk(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 200);
     let url = format!("{}/api/v1/photos/{sha}", server.url);
-    let split = gridwalk::sync::PHOTO_CHUNK;
+    let split = gridwalk::client::PHOTO_CHUNK;
     let res = http
         .put(format!("{url}?offset=0"))
         .bearer_auth(&token)

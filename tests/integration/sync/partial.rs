@@ -7,7 +7,7 @@ use chrono::Utc;
 use gridwalk::domain::codes::Coded;
 use gridwalk::domain::lifecycle::{Actor, Status, lifecycle};
 use gridwalk::domain::model::{AnyRecord, EntityKind, Hazard};
-use gridwalk::server::{repo, sync as server_sync};
+use gridwalk::server::{records as server_sync, repo};
 use uuid::Uuid;
 
 use super::util::{Backend, Device, TestServer};
@@ -115,7 +115,7 @@ async fn partial_pulls_end_exactly_at_the_server(backend: Backend) {
     let base = a.with(|s| s.pull_cursor()).unwrap();
     let url = format!("{}/api/v1/sync/pull?cursor={base}&base={base}", server.url);
     let token = a
-        .with(|s| s.meta(gridwalk::store::sync::TOKEN))
+        .with(|s| s.meta(gridwalk::store::remote::TOKEN))
         .unwrap()
         .unwrap();
     let page: gridwalk::wire::PullResponse = super::util::api_client()
@@ -167,7 +167,7 @@ async fn partial_pulls_end_exactly_at_the_server(backend: Backend) {
     let sum = client.sync(&a.store, |_| {}).await.unwrap();
     assert!(sum.requests >= 2, "several pages: {sum:?}");
     assert_eq!(
-        a.with(|s| s.meta(gridwalk::store::sync::PULL_BASE))
+        a.with(|s| s.meta(gridwalk::store::remote::PULL_BASE))
             .unwrap(),
         None,
         "no pull under way"

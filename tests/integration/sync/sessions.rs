@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
+use gridwalk::client::{SyncClient, SyncError, enrol, login, probe};
 use gridwalk::server::{auth, demo, repo};
-use gridwalk::store::sync::TOKEN;
-use gridwalk::sync::{SyncClient, SyncError, enrol, login, probe};
+use gridwalk::store::remote::TOKEN;
 use gridwalk::wire::{
     Lane, PROTOCOL_HEADER, PROTOCOL_VERSION, PushRequest, SESSION_ENDS_HEADER,
     SESSION_EXPIRES_HEADER,

@@ -4,11 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{NaiveDate, Utc};
+use gridwalk::client::{SyncClient, enrol};
 use gridwalk::demo::{County, CountySpec};
 use gridwalk::server::db::Database;
 use gridwalk::server::{AppState, demo, router};
 use gridwalk::store::Store;
-use gridwalk::sync::{SyncClient, enrol};
 use gridwalk::wire::LoginResponse;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,7 +118,7 @@ impl TestServer {
 
     /// Signs in through the API (as the dashboard or a clerk's script would).
     pub async fn login(&self, username: &str) -> LoginResponse {
-        gridwalk::sync::login(
+        gridwalk::client::login(
             &self.url,
             username,
             demo::DEMO_PASSWORD,
@@ -216,7 +216,7 @@ impl Device {
         SyncClient::from_store(&self.store.lock().unwrap()).unwrap()
     }
 
-    pub async fn sync(&self) -> gridwalk::sync::SyncSummary {
+    pub async fn sync(&self) -> gridwalk::client::SyncSummary {
         self.client().sync(&self.store, |_| {}).await.unwrap()
     }
 

@@ -1,17 +1,17 @@
 //! The real sync client behind the Sync screen's [`SyncPort`]: enrolment, sync, the probe,
-//! signing in again and checking a server address through `crate::sync`, with progress, the
+//! signing in again and checking a server address through `crate::client`, with progress, the
 //! summary and errors turned into the screen's plain-words types (Chinese first, the English
 //! message after it).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::client::schedule::Failure;
+use crate::client::{Phase, Retry, SyncClient, SyncError, enrol};
 use crate::store::Store;
-use crate::store::sync::{SERVER_URL, SessionTimes, TOKEN};
-use crate::sync::schedule::Failure;
-use crate::sync::{Phase, Retry, SyncClient, SyncError, enrol};
+use crate::store::remote::{SERVER_URL, SessionTimes, TOKEN};
 
-use super::sync_port::{LocalFuture, SyncFailure, SyncPhase, SyncPort, SyncProgress, SyncReport};
+use super::{LocalFuture, SyncFailure, SyncPhase, SyncPort, SyncProgress, SyncReport};
 
 /// Talks to the county server saved in the store at enrolment.
 pub struct ClientSync;
@@ -111,7 +111,7 @@ impl SyncPort for ClientSync {
                     .map_err(|e| failure(e.into()))?
                     .ok_or_else(|| failure(SyncError::NotEnrolled))?
             };
-            crate::sync::probe(&server).await.map_err(failure)
+            crate::client::probe(&server).await.map_err(failure)
         })
     }
 
@@ -135,7 +135,7 @@ impl SyncPort for ClientSync {
             if !worker.is_empty() && username != worker {
                 return Err(another_account(&worker, username));
             }
-            let res = crate::sync::login(&server, username, password, device)
+            let res = crate::client::login(&server, username, password, device)
                 .await
                 .map_err(|e| match e {
                     SyncError::Unauthorized => SyncFailure {
@@ -164,7 +164,7 @@ impl SyncPort for ClientSync {
 
     fn check_server<'a>(&'a self, server: &'a str) -> LocalFuture<'a, Result<(), SyncFailure>> {
         Box::pin(async move {
-            crate::sync::check_health(server)
+            crate::client::check_health(server)
                 .await
                 .map_err(|e| SyncFailure {
                     message: match &e {

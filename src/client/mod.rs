@@ -34,8 +34,8 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::domain::model::Conflict;
-pub use crate::store::sync::SessionTimes;
-use crate::store::sync::{SERVER_URL, TOKEN};
+pub use crate::store::remote::SessionTimes;
+use crate::store::remote::{SERVER_URL, TOKEN};
 use crate::store::{Store, StoreError};
 use crate::wire::{
     Account, ApiError, Lane, LoginRequest, LoginResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,

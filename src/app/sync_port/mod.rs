@@ -1,12 +1,14 @@
 //! The Sync screen's view of the sync client: a small trait so the screen can be built and
-//! tested before (and apart from) the real client in `crate::sync`, which plugs in behind it.
+//! tested before (and apart from) the real client in `crate::client`, which plugs in behind it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+pub mod client;
+
+use crate::client::schedule::Failure;
 use crate::store::Store;
-use crate::sync::schedule::Failure;
 
 /// A boxed future that stays on the UI thread (the progress callback updates UI state).
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
