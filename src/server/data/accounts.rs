@@ -5,14 +5,15 @@
 //! row gives one). Account rows are written here, beside `repo`'s, since only imports change
 //! an account's role or scope.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use rand::RngExt;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::pipeline::{Bar, Importer, Planned};
 use super::table::{Col, Columns, RowErrors, Table, coded, split_list};
-use super::{Bar, Ctx, DataError, ImportReport, Mode};
+use super::{Ctx, DataError, ImportReport};
 use crate::args;
 use crate::domain::codes::Coded;
 use crate::server::auth::hash_password;
@@ -70,7 +71,7 @@ fn generate_password() -> String {
         .collect()
 }
 
-struct Planned {
+pub(super) struct Account {
     row: usize,
     username: String,
     display_name: String,
@@ -81,228 +82,290 @@ struct Planned {
     existing: Option<Uuid>,
 }
 
-pub(super) fn import(
+/// An accounts file, through the import pipeline.
+pub(super) struct AccountsImport {
+    cols: Columns,
+    table: Table,
+}
+
+impl AccountsImport {
+    pub(super) fn new(ctx: &Ctx<'_>, table: Table) -> Result<AccountsImport, DataError> {
+        Ok(AccountsImport {
+            cols: Columns::find(ctx.file, &table.header, COLUMNS)?,
+            table,
+        })
+    }
+}
+
+/// A role's scope code: its length by role, digits, within the importer's own scope.
+fn check_scope(ctx: &Ctx<'_>, role: Option<Role>, scope_code: &str) -> Option<String> {
+    let digits = match role {
+        Some(Role::Admin) => 6,
+        Some(Role::Town) => 9,
+        _ => 12,
+    };
+    if scope_code.len() != digits || !scope_code.bytes().all(|b| b.is_ascii_digit()) {
+        Some(format!(
+            "「{scope_code}」须为账号所在{}的 {digits} 位区划代码",
+            match digits {
+                6 => "区县",
+                9 => "乡镇",
+                _ => "村（社区）",
+            }
+        ))
+    } else if !scope_code.starts_with(&ctx.actor.scope_code) {
+        Some(format!(
+            "{scope_code} 不在你的管辖范围（{}）内",
+            ctx.actor.scope_code
+        ))
+    } else {
+        None
+    }
+}
+
+/// One row: every column checked on its own and against the stored accounts and grids.
+fn read_row(
     db: &mut dyn Sql,
     ctx: &Ctx<'_>,
-    t: Table,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<ImportReport, DataError> {
-    let cols = Columns::find(ctx.file, &t.header, COLUMNS)?;
-    let total = t.rows.len();
-    let mut bar = Bar::new(progress, total);
-    bar.report(0);
-    let mut errs = RowErrors::default();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut planned = Vec::new();
-    for (i, (row, cells)) in t.rows.iter().enumerate() {
-        bar.checked(i);
-        let row = *row;
-        let before = errs.errors.len();
-        let g = |k: &str| cols.get(cells, k);
-        let mut err = |k: &'static str, reason: String| errs.push(row, cols.name(k), reason);
-        let username = g("username").to_owned();
-        if !(3..=32).contains(&username.len())
-            || !username
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        {
+    cols: &Columns,
+    (row, cells): (usize, &[String]),
+    seen: &mut HashMap<String, usize>,
+    errs: &mut RowErrors,
+) -> Result<Option<Account>, DataError> {
+    let before = errs.errors.len();
+    let g = |k: &str| cols.get(cells, k);
+    let mut err = |k: &'static str, reason: String| errs.push(row, cols.name(k), reason);
+    let username = g("username").to_owned();
+    if !(3..=32).contains(&username.len())
+        || !username
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    {
+        err(
+            "username",
+            format!("用户名「{username}」须为 3 到 32 位小写字母、数字、“.”、“_”或“-”"),
+        );
+    } else if let Some(r) = seen.insert(username.clone(), row) {
+        err(
+            "username",
+            format!("用户名 {username} 已在第 {r} 行，请改用别的用户名"),
+        );
+    }
+    let display_name = g("display_name").to_owned();
+    if display_name.is_empty() || display_name.chars().count() > 40 {
+        err("display_name", "须填写姓名，最多 40 个字".into());
+    }
+    let role = coded::<Role>(
+        g("role"),
+        &[
+            ("管理员", Role::Admin),
+            ("网格长", Role::Secretary),
+            ("村书记", Role::Secretary),
+            ("乡镇", Role::Town),
+        ],
+    )
+    .map_err(|e| err("role", e))
+    .ok();
+    let scope_code = g("scope_code").to_owned();
+    if let Some(why) = check_scope(ctx, role, &scope_code) {
+        err("scope_code", why);
+    }
+    let mut grids = Vec::new();
+    for code in split_list(g("grids")) {
+        if !code.starts_with(&scope_code) {
             err(
-                "username",
-                format!("用户名「{username}」须为 3 到 32 位小写字母、数字、“.”、“_”或“-”"),
+                "grids",
+                format!("网格 {code} 不在这个账号的范围 {scope_code} 内"),
             );
-        } else if let Some(r) = seen.insert(username.clone(), row) {
-            err(
-                "username",
-                format!("用户名 {username} 已在第 {r} 行，请改用别的用户名"),
-            );
-        }
-        let display_name = g("display_name").to_owned();
-        if display_name.is_empty() || display_name.chars().count() > 40 {
-            err("display_name", "须填写姓名，最多 40 个字".into());
-        }
-        let role = coded::<Role>(
-            g("role"),
-            &[
-                ("管理员", Role::Admin),
-                ("网格长", Role::Secretary),
-                ("村书记", Role::Secretary),
-                ("乡镇", Role::Town),
-            ],
-        )
-        .map_err(|e| err("role", e))
-        .ok();
-        let scope_code = g("scope_code").to_owned();
-        let digits = match role {
-            Some(Role::Admin) => 6,
-            Some(Role::Town) => 9,
-            _ => 12,
-        };
-        if scope_code.len() != digits || !scope_code.bytes().all(|b| b.is_ascii_digit()) {
-            err(
-                "scope_code",
-                format!(
-                    "「{scope_code}」须为账号所在{}的 {digits} 位区划代码",
-                    match digits {
-                        6 => "区县",
-                        9 => "乡镇",
-                        _ => "村（社区）",
-                    }
-                ),
-            );
-        } else if !scope_code.starts_with(&ctx.actor.scope_code) {
-            err(
-                "scope_code",
-                format!(
-                    "{scope_code} 不在你的管辖范围（{}）内",
-                    ctx.actor.scope_code
-                ),
-            );
-        }
-        let mut grids = Vec::new();
-        for code in split_list(g("grids")) {
-            if !code.starts_with(&scope_code) {
-                err(
-                    "grids",
-                    format!("网格 {code} 不在这个账号的范围 {scope_code} 内"),
-                );
-                continue;
-            }
-            match repo::grid_id_by_code(db, code)? {
-                Some(id) => grids.push(id),
-                None => err("grids", format!("没有网格 {code}：请先导入网格边界")),
-            }
-        }
-        if role == Some(Role::Worker) && split_list(g("grids")).is_empty() {
-            err("grids", "网格员须至少填写一个网格".into());
-        } else if role.is_some_and(|r| r != Role::Worker) && !grids.is_empty() {
-            err("grids", "只有网格员才分配网格，其他角色请留空".into());
-        }
-        let password = match g("password") {
-            "" => None,
-            p if p.chars().count() < 8 => {
-                err("password", "初始密码至少 8 位".into());
-                None
-            }
-            p => Some(p.to_owned()),
-        };
-        let existing = match repo::user_by_name(db, &username)? {
-            Some((u, _)) if !u.scope_code.starts_with(&ctx.actor.scope_code) => {
-                err(
-                    "username",
-                    format!("用户名 {username} 已被你辖区外的账号使用，请改用别的用户名"),
-                );
-                None
-            }
-            found => found.map(|(u, _)| u.id),
-        };
-        if errs.errors.len() > before {
             continue;
         }
-        planned.push(Planned {
-            row,
-            username,
-            display_name,
-            role: role.expect("checked"),
-            scope_code,
-            grids,
-            password,
-            existing,
-        });
+        match repo::grid_id_by_code(db, code)? {
+            Some(id) => grids.push(id),
+            None => err("grids", format!("没有网格 {code}：请先导入网格边界")),
+        }
     }
-    let mut report = ImportReport {
-        rows: total,
-        errors: errs.errors,
-        ..Default::default()
+    if role == Some(Role::Worker) && split_list(g("grids")).is_empty() {
+        err("grids", "网格员须至少填写一个网格".into());
+    } else if role.is_some_and(|r| r != Role::Worker) && !grids.is_empty() {
+        err("grids", "只有网格员才分配网格，其他角色请留空".into());
+    }
+    let password = match g("password") {
+        "" => None,
+        p if p.chars().count() < 8 => {
+            err("password", "初始密码至少 8 位".into());
+            None
+        }
+        p => Some(p.to_owned()),
     };
-    if !report.errors.is_empty() && ctx.mode == Mode::AllOrNothing {
-        report.skipped = total;
-        bar.done();
-        return Ok(report);
+    let existing = match repo::user_by_name(db, &username)? {
+        Some((u, _)) if !u.scope_code.starts_with(&ctx.actor.scope_code) => {
+            err(
+                "username",
+                format!("用户名 {username} 已被你辖区外的账号使用，请改用别的用户名"),
+            );
+            None
+        }
+        found => found.map(|(u, _)| u.id),
+    };
+    if errs.errors.len() > before {
+        return Ok(None);
     }
-    for (n, p) in planned.into_iter().enumerate() {
-        match p.existing {
-            None => {
-                let password = match p.password {
-                    Some(pw) => pw,
-                    None => {
-                        let pw = generate_password();
-                        report.passwords.push(NewPassword {
-                            username: p.username.clone(),
-                            password: pw.clone(),
-                        });
-                        pw
-                    }
-                };
-                let hash = hash_password(&password).map_err(|e| DataError::Write {
-                    what: "password hash",
-                    reason: e.to_string(),
-                })?;
-                repo::create_user(
-                    db,
-                    &NewUser {
-                        username: p.username.clone(),
-                        display_name: p.display_name,
-                        role: p.role,
-                        scope_code: p.scope_code,
-                        password_hash: hash,
-                        grids: p.grids,
-                    },
-                    ctx.now,
-                )?;
-                report.created += 1;
-                repo::audit(
-                    db,
-                    ctx.now,
-                    &ctx.actor.username,
-                    None,
-                    "IMPORT_USER_ADD",
-                    None,
-                    None,
-                    Some(format!("{} ({} row {})", p.username, ctx.file, p.row)),
-                )?;
+    Ok(Some(Account {
+        row,
+        username,
+        display_name,
+        role: role.expect("checked"),
+        scope_code,
+        grids,
+        password,
+        existing,
+    }))
+}
+
+fn hash(password: &str) -> Result<String, DataError> {
+    hash_password(password).map_err(|e| DataError::Write {
+        what: "password hash",
+        reason: e.to_string(),
+    })
+}
+
+/// A new account (its password generated when the row gives none, shown once).
+fn create(
+    db: &mut dyn Sql,
+    ctx: &Ctx<'_>,
+    p: Account,
+    report: &mut ImportReport,
+) -> Result<(), DataError> {
+    let password = match p.password {
+        Some(pw) => pw,
+        None => {
+            let pw = generate_password();
+            report.passwords.push(NewPassword {
+                username: p.username.clone(),
+                password: pw.clone(),
+            });
+            pw
+        }
+    };
+    repo::create_user(
+        db,
+        &NewUser {
+            username: p.username.clone(),
+            display_name: p.display_name,
+            role: p.role,
+            scope_code: p.scope_code,
+            password_hash: hash(&password)?,
+            grids: p.grids,
+        },
+        ctx.now,
+    )?;
+    repo::audit(
+        db,
+        ctx.now,
+        &ctx.actor.username,
+        None,
+        "IMPORT_USER_ADD",
+        None,
+        None,
+        Some(format!("{} ({} row {})", p.username, ctx.file, p.row)),
+    )?;
+    Ok(())
+}
+
+/// A stored account changed; answers whether anything did.
+fn update(db: &mut dyn Sql, ctx: &Ctx<'_>, id: Uuid, p: &Account) -> Result<bool, DataError> {
+    let changed = update_user(db, id, p)?;
+    if let Some(pw) = &p.password {
+        repo::set_password(db, &p.username, &hash(pw)?)?;
+    }
+    if !changed && p.password.is_none() {
+        return Ok(false);
+    }
+    repo::audit(
+        db,
+        ctx.now,
+        &ctx.actor.username,
+        None,
+        "IMPORT_USER_UPDATE",
+        None,
+        None,
+        Some(format!(
+            "{}{}",
+            p.username,
+            if p.password.is_some() {
+                " (password set)"
+            } else {
+                ""
             }
-            Some(id) => {
-                let changed = update_user(db, id, &p)?;
-                if let Some(pw) = &p.password {
-                    let hash = hash_password(pw).map_err(|e| DataError::Write {
-                        what: "password hash",
-                        reason: e.to_string(),
-                    })?;
-                    repo::set_password(db, &p.username, &hash)?;
-                }
-                if changed || p.password.is_some() {
-                    report.updated += 1;
-                    repo::audit(
-                        db,
-                        ctx.now,
-                        &ctx.actor.username,
-                        None,
-                        "IMPORT_USER_UPDATE",
-                        None,
-                        None,
-                        Some(format!(
-                            "{}{}",
-                            p.username,
-                            if p.password.is_some() {
-                                " (password set)"
-                            } else {
-                                ""
-                            }
-                        )),
-                    )?;
-                }
+        )),
+    )?;
+    Ok(true)
+}
+
+impl Importer for AccountsImport {
+    type Row = Account;
+    type Unit = Account;
+
+    fn total(&self) -> usize {
+        self.table.rows.len()
+    }
+
+    fn read(
+        &mut self,
+        db: &mut dyn Sql,
+        ctx: &Ctx<'_>,
+        errs: &mut RowErrors,
+        bar: &mut Bar<'_>,
+    ) -> Result<Vec<Account>, DataError> {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut rows = Vec::new();
+        for (i, (row, cells)) in self.table.rows.iter().enumerate() {
+            bar.checked(i);
+            if let Some(a) = read_row(db, ctx, &self.cols, (*row, cells), &mut seen, errs)? {
+                rows.push(a);
             }
         }
-        report.imported += 1;
-        bar.written(n + 1);
+        Ok(rows)
     }
-    report.skipped = total - report.imported;
-    bar.done();
-    Ok(report)
+
+    fn plan(
+        &mut self,
+        _db: &mut dyn Sql,
+        _ctx: &Ctx<'_>,
+        rows: Vec<Account>,
+        _errs: &mut RowErrors,
+        _bar: &mut Bar<'_>,
+    ) -> Result<Vec<Planned<Account>>, DataError> {
+        Ok(rows
+            .into_iter()
+            .map(|a| Planned {
+                rows: vec![a.row],
+                unit: a,
+            })
+            .collect())
+    }
+
+    fn write(
+        &mut self,
+        db: &mut dyn Sql,
+        ctx: &Ctx<'_>,
+        p: Account,
+        _good: &[usize],
+        _bad: &BTreeSet<usize>,
+        report: &mut ImportReport,
+    ) -> Result<(usize, usize), DataError> {
+        Ok(match p.existing {
+            None => {
+                create(db, ctx, p, report)?;
+                (1, 0)
+            }
+            Some(id) => (0, usize::from(update(db, ctx, id, &p)?)),
+        })
+    }
 }
 
 /// Sets an account's name, role, scope and grids; answers whether anything changed.
-fn update_user(db: &mut dyn Sql, id: Uuid, p: &Planned) -> Result<bool, DataError> {
+fn update_user(db: &mut dyn Sql, id: Uuid, p: &Account) -> Result<bool, DataError> {
     let n = db.exec(
         "UPDATE users SET display_name = $2, role = $3, scope_code = $4
          WHERE id = $1 AND (display_name <> $2 OR role <> $3 OR scope_code <> $4)",

@@ -13,20 +13,15 @@ mod accounts;
 mod export;
 mod grids;
 mod households;
+mod pipeline;
 mod table;
-
-use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use super::db::{DbError, Sql};
 use super::error::Failure;
-use super::repo::{self, Entity, EntityMeta, Scope, User};
-use crate::domain::model::EntityKind;
-use crate::merge::FieldMeta;
+use super::repo::{self, Scope, User};
 use crate::wire::Role;
 
 pub use accounts::NewPassword;
@@ -207,7 +202,12 @@ pub fn import(
         file: file_name,
     };
     let report = match (kind, ext.as_str()) {
-        (ImportKind::Grids, "geojson" | "json") => grids::import(db, &ctx, bytes, progress)?,
+        (ImportKind::Grids, "geojson" | "json") => pipeline::run(
+            db,
+            &ctx,
+            grids::GridsImport::new(file_name, bytes)?,
+            progress,
+        )?,
         (ImportKind::Households | ImportKind::Accounts, "csv" | "xlsx") => {
             let t = if ext == "csv" {
                 table::read_csv(file_name, bytes)?
@@ -215,14 +215,15 @@ pub fn import(
                 table::read_xlsx(file_name, bytes)?
             };
             if kind == ImportKind::Households {
-                households::import(db, &ctx, t, progress)?
+                let importer = households::HouseholdsImport::new(&ctx, t)?;
+                pipeline::run(db, &ctx, importer, progress)?
             } else {
                 if actor.role != Role::Admin {
                     return Err(DataError::Forbidden(
                         "only a county administrator may import accounts".into(),
                     ));
                 }
-                accounts::import(db, &ctx, t, progress)?
+                pipeline::run(db, &ctx, accounts::AccountsImport::new(&ctx, t)?, progress)?
             }
         }
         _ => return Err(DataError::Format(file_name.to_owned())),
@@ -251,212 +252,6 @@ pub fn import(
         )),
     )?;
     Ok(report)
-}
-
-/// One entity to write: new (no `old`) or a change of a stored one.
-struct Write {
-    /// The person's row (houses and households belong to every row of the household).
-    row: Option<usize>,
-    kind: EntityKind,
-    id: Uuid,
-    grid_id: Uuid,
-    grid_code: String,
-    parent_id: Option<Uuid>,
-    data: Payload,
-}
-
-/// An entity's data as planned: typed until it is written (a county's worth of planned people
-/// as JSON maps would take four times the memory).
-enum Payload {
-    Map(Map<String, Value>),
-    House(crate::domain::model::House),
-    Household(crate::domain::model::Household),
-    Person(crate::domain::model::Person),
-}
-
-impl Payload {
-    fn to_map(&self) -> Result<Map<String, Value>, DataError> {
-        let v = match self {
-            Payload::Map(m) => return Ok(m.clone()),
-            Payload::House(h) => serde_json::to_value(h),
-            Payload::Household(h) => serde_json::to_value(h),
-            Payload::Person(p) => serde_json::to_value(p),
-        }
-        .map_err(internal)?;
-        match v {
-            Value::Object(m) => Ok(m),
-            _ => Err(internal("an entity is a JSON object")),
-        }
-    }
-}
-
-/// Writes entities: new ones as created, stored ones field by field (only what
-/// changed gets a new version, so an unchanged row writes nothing). Returns (created, changed).
-fn write_entities(
-    db: &mut dyn Sql,
-    ctx: &Ctx<'_>,
-    seqs: &mut Seqs,
-    writes: &[(&Write, Option<&Entity>)],
-) -> Result<(usize, usize), DataError> {
-    seqs.planned = seqs.planned.saturating_sub(writes.len());
-    let mut pending: Vec<Entity> = Vec::new();
-    let mut created = 0;
-    let mut changed_n = 0;
-    for (w, old) in writes {
-        let data = w.data.to_map()?;
-        match old {
-            None => {
-                created += 1;
-                pending.push(Entity {
-                    id: w.id,
-                    kind: w.kind,
-                    grid_id: w.grid_id,
-                    grid_code: w.grid_code.clone(),
-                    parent_id: w.parent_id,
-                    data,
-                    meta: EntityMeta {
-                        created: FieldMeta {
-                            version: 0,
-                            at: ctx.now,
-                            by: ctx.actor.username.clone(),
-                            device: None,
-                        },
-                        fields: BTreeMap::new(),
-                    },
-                    version: 0,
-                    created_at: ctx.now,
-                });
-            }
-            Some(old) => {
-                let changed: Vec<String> = data
-                    .iter()
-                    .filter(|(k, v)| old.data.get(*k) != Some(*v))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                if changed.is_empty()
-                    && old.parent_id == w.parent_id
-                    && old.grid_code == w.grid_code
-                {
-                    continue;
-                }
-                changed_n += 1;
-                let mut e: Entity = (*old).clone();
-                for k in changed {
-                    e.data.insert(k.clone(), data[&k].clone());
-                    e.meta.fields.insert(
-                        k,
-                        FieldMeta {
-                            version: 0,
-                            at: ctx.now,
-                            by: ctx.actor.username.clone(),
-                            device: None,
-                        },
-                    );
-                }
-                e.parent_id = w.parent_id;
-                e.grid_id = w.grid_id;
-                e.grid_code = w.grid_code.clone();
-                pending.push(e);
-            }
-        }
-    }
-    if pending.is_empty() {
-        return Ok((0, 0));
-    }
-    let first = seqs.take(db, pending.len())?;
-    for (seq, mut e) in (first..).zip(pending) {
-        if e.version == 0 {
-            e.meta.created.version = seq;
-        }
-        for m in e.meta.fields.values_mut() {
-            if m.version == 0 {
-                m.version = seq;
-            }
-        }
-        e.version = seq;
-        repo::put_entity(db, &e, ctx.now)?;
-    }
-    Ok((created, changed_n))
-}
-
-/// Server sequence numbers for an import's writes, reserved a few thousand at a time: a long
-/// transaction that updates the counter row once per household makes PostgreSQL keep every
-/// version of that row until commit, and each update slower than the last. Numbers left over
-/// at the end are a gap in the versions, which pulls do not mind.
-struct Seqs {
-    next: i64,
-    end: i64,
-    /// At most how many entities are still to be written (unchanged ones take no number).
-    planned: usize,
-}
-
-impl Seqs {
-    const CHUNK: usize = 5_000;
-
-    fn new(planned: usize) -> Seqs {
-        Seqs {
-            next: 0,
-            end: 0,
-            planned,
-        }
-    }
-
-    /// The first of `n` consecutive numbers.
-    fn take(&mut self, db: &mut dyn Sql, n: usize) -> Result<i64, DataError> {
-        if ((self.end - self.next) as usize) < n {
-            let chunk = n + self.planned.min(Self::CHUNK);
-            self.next = repo::reserve_seqs(db, chunk as i64)?;
-            self.end = self.next + chunk as i64;
-        }
-        let first = self.next;
-        self.next += n as i64;
-        Ok(first)
-    }
-}
-
-/// One progress bar over both passes, in rows: checking every row is the first 30% of the
-/// work, writing the rest (as measured on the full demo county). Reports at most about a
-/// thousand times, and always the start and the end.
-struct Bar<'a> {
-    f: &'a mut dyn FnMut(usize, usize),
-    total: usize,
-    last: Option<usize>,
-}
-
-impl<'a> Bar<'a> {
-    fn new(f: &'a mut dyn FnMut(usize, usize), total: usize) -> Bar<'a> {
-        Bar {
-            f,
-            total,
-            last: None,
-        }
-    }
-
-    fn report(&mut self, done: usize) {
-        let done = done.min(self.total);
-        let step = (self.total / 1000).max(1);
-        if self
-            .last
-            .is_none_or(|l| done >= l + step || (done == self.total && l != done))
-        {
-            self.last = Some(done);
-            (self.f)(done, self.total);
-        }
-    }
-
-    /// `n` rows checked.
-    fn checked(&mut self, n: usize) {
-        self.report(n * 3 / 10);
-    }
-
-    /// `n` rows written (or skipped).
-    fn written(&mut self, n: usize) {
-        self.report(self.total * 3 / 10 + n * 7 / 10);
-    }
-
-    fn done(&mut self) {
-        self.report(self.total);
-    }
 }
 
 /// Who imports, where, how: shared by the importers.
