@@ -6,7 +6,7 @@
 //!     cargo bench --features desktop --bench app            # full
 //!     cargo bench --features desktop --bench app -- --quick # smoke size
 //!
-//! Goals (issue 4): first screen < 1 s, household open < 50 ms, the list stays smooth (it
+//! Goals: first screen < 1 s, household open < 50 ms, the list stays smooth (it
 //! renders 50 cards a page whatever the grid's size). Prints medians and ratios; no assertion.
 
 use std::sync::{Arc, Mutex};

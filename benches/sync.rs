@@ -1,13 +1,16 @@
 //! Side-by-side sync benchmark: gridwalk against the PouchDB peer (`../shared/bench-peer`)
-//! on the same grid, in one run, with the ratios and the goals of issue 6.
+//! on the same grid, in one run, with the ratios and the sync goals.
 //!
-//!     cargo bench --features server,client --bench sync             # grid 0 of the bench county, 3 runs
-//!     cargo bench --features server,client --bench sync -- --quick  # smoke: a small grid, 1 run
-//!     ... -- --no-peer                                              # gridwalk only
+//!     cargo bench --features server,client,sqlcipher --bench sync             # grid 0 of the bench county, 3 runs
+//!     cargo bench --features server,client,sqlcipher --bench sync -- --quick  # smoke: a small grid, 1 run
+//!     ... -- --no-peer                                                        # gridwalk only
 //!
 //! Each run: a fresh embedded (SQLite) server seeded with the grid, a fresh device store, and
 //! the device syncing over loopback through a byte-counting TCP proxy (both directions,
-//! headers included, as the peer counts at its sockets). Prints medians; no assertion.
+//! headers included, as the peer counts at its sockets). The device store is measured as the
+//! app keeps it, encrypted with SQLCipher, and as a plain SQLite file, side by side in the
+//! same run (a build without the `sqlcipher` feature measures only the plain one and says
+//! so). The goals are judged on the app's store. Prints medians; no assertion.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -196,6 +199,7 @@ async fn gridwalk_run(
     k: usize,
     expect_initial: u64,
     dir: &Path,
+    key: Option<&str>,
 ) -> Result<Run> {
     // A fresh embedded server with only this grid.
     let db_path = dir.join("server.db").display().to_string();
@@ -224,7 +228,12 @@ async fn gridwalk_run(
     let proxy = Proxy::start(server_addr).await?;
 
     // A fresh device, signed in directly (sign-in is not part of the figures: the peer has none).
-    let store = Arc::new(Mutex::new(Store::open(dir.join("device.db"))?));
+    let path = dir.join("device.db");
+    let store = match key {
+        Some(key) => Store::open_encrypted(&path, key)?,
+        None => Store::open(&path)?,
+    };
+    let store = Arc::new(Mutex::new(store));
     let device = store.lock().unwrap().device_id();
     let worker = "worker-a";
     let login = gridwalk::client::login(
@@ -315,6 +324,14 @@ fn run_peer(data: &Path, runs: usize, k: usize) -> Result<Peer> {
     Ok(serde_json::from_str(last)?)
 }
 
+/// Whether this build's SQLite is SQLCipher (the `sqlcipher` feature).
+fn sqlcipher_available() -> bool {
+    let Ok(dir) = tempfile::tempdir() else {
+        return false;
+    };
+    Store::open_encrypted(dir.path().join("probe.db"), "probe").is_ok()
+}
+
 fn median_by(runs: &[Run], f: impl Fn(&Run) -> f64) -> f64 {
     let mut v: Vec<f64> = runs.iter().map(f).collect();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -371,54 +388,76 @@ fn main() -> Result<()> {
         }
     };
 
-    println!("gridwalk (embedded SQLite server, fresh device store, byte-counting proxy):");
+    // The app's store is SQLCipher with a key from the worker's PIN; a plain file beside it.
+    let cipher = sqlcipher_available();
+    let stores: Vec<(&str, Option<&str>)> = if cipher {
+        vec![("SQLCipher", Some("123456")), ("plain", None)]
+    } else {
+        println!("  note: built without the `sqlcipher` feature: the plain store only");
+        vec![("plain", None)]
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut results = Vec::new();
+    // Runs alternate between the stores, so a noisy moment weighs on both alike.
+    let mut results: Vec<Vec<Run>> = vec![Vec::new(); stores.len()];
     for run in 1..=runs {
-        let rdir = tempfile::tempdir()?;
-        let r = rt.block_on(gridwalk_run(&county, grid, k, lines as u64, rdir.path()))?;
-        println!(
-            "  run {run}: initial {:.0} ms {} B {} req; no-op {:.0} ms {} B {} req; incremental({k}) {:.0} ms {} B; first push({k}) {:.0} ms {} B; push({k}) {:.0} ms {} B",
-            r.initial.ms,
-            r.initial.bytes,
-            r.initial.requests,
-            r.noop.ms,
-            r.noop.bytes,
-            r.noop.requests,
-            r.incremental.ms,
-            r.incremental.bytes,
-            r.first_push.ms,
-            r.first_push.bytes,
-            r.push.ms,
-            r.push.bytes
-        );
-        results.push(r);
+        for (i, (name, key)) in stores.iter().enumerate() {
+            let rdir = tempfile::tempdir()?;
+            let r = rt.block_on(gridwalk_run(
+                &county,
+                grid,
+                k,
+                lines as u64,
+                rdir.path(),
+                *key,
+            ))?;
+            println!(
+                "  gridwalk, {name} store, run {run}: initial {:.0} ms {} B {} req; no-op {:.0} ms {} B {} req; incremental({k}) {:.0} ms {} B; first push({k}) {:.0} ms {} B; push({k}) {:.0} ms {} B",
+                r.initial.ms,
+                r.initial.bytes,
+                r.initial.requests,
+                r.noop.ms,
+                r.noop.bytes,
+                r.noop.requests,
+                r.incremental.ms,
+                r.incremental.bytes,
+                r.first_push.ms,
+                r.first_push.bytes,
+                r.push.ms,
+                r.push.bytes
+            );
+            results[i].push(r);
+        }
     }
-    let m = |f: fn(&Run) -> f64| median_by(&results, f);
-    let g = [
-        ("initial sync: time", m(|r| r.initial.ms), "ms"),
-        ("initial sync: bytes", m(|r| r.initial.bytes as f64), "B"),
-        (
-            "initial sync: requests",
-            m(|r| r.initial.requests as f64),
-            "",
-        ),
-        ("no-op sync: time", m(|r| r.noop.ms), "ms"),
-        ("no-op sync: bytes", m(|r| r.noop.bytes as f64), "B"),
-        ("no-op sync: requests", m(|r| r.noop.requests as f64), ""),
-        ("incremental pull: time", m(|r| r.incremental.ms), "ms"),
-        (
-            "incremental pull: bytes",
-            m(|r| r.incremental.bytes as f64),
-            "B",
-        ),
-        ("first push: time", m(|r| r.first_push.ms), "ms"),
-        ("first push: bytes", m(|r| r.first_push.bytes as f64), "B"),
-        ("steady push: time", m(|r| r.push.ms), "ms"),
-        ("steady push: bytes", m(|r| r.push.bytes as f64), "B"),
-    ];
+    let figures = |runs: &[Run]| -> [(&'static str, f64, &'static str); 12] {
+        let m = |f: fn(&Run) -> f64| median_by(runs, f);
+        [
+            ("initial sync: time", m(|r| r.initial.ms), "ms"),
+            ("initial sync: bytes", m(|r| r.initial.bytes as f64), "B"),
+            (
+                "initial sync: requests",
+                m(|r| r.initial.requests as f64),
+                "",
+            ),
+            ("no-op sync: time", m(|r| r.noop.ms), "ms"),
+            ("no-op sync: bytes", m(|r| r.noop.bytes as f64), "B"),
+            ("no-op sync: requests", m(|r| r.noop.requests as f64), ""),
+            ("incremental pull: time", m(|r| r.incremental.ms), "ms"),
+            (
+                "incremental pull: bytes",
+                m(|r| r.incremental.bytes as f64),
+                "B",
+            ),
+            ("first push: time", m(|r| r.first_push.ms), "ms"),
+            ("first push: bytes", m(|r| r.first_push.bytes as f64), "B"),
+            ("steady push: time", m(|r| r.push.ms), "ms"),
+            ("steady push: bytes", m(|r| r.push.bytes as f64), "B"),
+        ]
+    };
+    // The goals and the peer's ratios are the app's store's (the first).
+    let g = figures(&results[0]);
+    let plain = (stores.len() > 1).then(|| figures(&results[1]));
     let p: Option<[f64; 12]> = peer.as_ref().map(|p| {
         [
             p.initial_ms,
@@ -450,18 +489,33 @@ fn main() -> Result<()> {
         _ => format!("{v:.0}"),
     };
     println!(
-        "\nmedians                   {:>12} {:>12} {:>14}",
-        "gridwalk", "pouchdb", "pouchdb/gridwalk"
+        "\nmedians                   {:>14} {:>12} {:>12} {:>12} {:>14}",
+        format!("{} store", stores[0].0),
+        "plain store",
+        "cipher/plain",
+        "pouchdb",
+        "pouchdb/gridwalk"
     );
     for (i, (name, v, unit)) in g.iter().enumerate() {
         let (pv, ratio) = match &p {
             Some(p) if !p[i].is_nan() => (show(p[i], unit), format!("{:.1}×", p[i] / v)),
             _ => ("-".into(), "-".into()),
         };
-        println!("{name:<25} {:>12} {:>12} {:>14}", show(*v, unit), pv, ratio);
+        let (plain_v, cipher_ratio) = match &plain {
+            Some(pl) => (show(pl[i].1, unit), format!("{:.2}×", v / pl[i].1)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{name:<25} {:>14} {:>12} {:>12} {:>12} {:>14}",
+            show(*v, unit),
+            plain_v,
+            cipher_ratio,
+            pv,
+            ratio
+        );
     }
     let yes = |b: bool| if b { "met" } else { "NOT met" };
-    println!("\ngoals (issue 6):");
+    println!("\ngoals (on the {} store):", stores[0].0);
     if let Some(p) = &p {
         println!(
             "  initial sync ≥ 10× faster than the peer: {:.1}× — {}",

@@ -1361,7 +1361,7 @@ async fn records_located_off_their_grid_are_flagged(backend: Backend) {
 }
 both_backends!(records_located_off_their_grid_are_flagged);
 
-/// The story in real headless Chromium: a clerk signs in, finds the hazard a device
+/// A clerk's day in real headless Chromium: a clerk signs in, finds the hazard a device
 /// pushed, accepts and assigns it; the device's next sync shows the status and the reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium and tests/browser/node_modules: run by scripts/test.sh"]

@@ -1,4 +1,4 @@
-//! The issue's own story: worker-a records a hazard offline and syncs; the county accepts
+//! The field's own story: worker-a records a hazard offline and syncs; the county accepts
 //! and assigns it; worker-a's next sync shows it. worker-b never sees worker-a's grid. Two
 //! devices with clocks a day apart edit one household: the documented winner wins. Photos
 //! upload resumably and are stored once.

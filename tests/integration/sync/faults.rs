@@ -1,4 +1,4 @@
-//! Fault injection and randomized runs (issue 3, "Faults"): a device stopped at every step of
+//! Fault injection and randomized runs: a device stopped at every step of
 //! push and pull and resumed delivers every record exactly once; a loopback proxy that drops,
 //! duplicates, delays and cuts requests and answers changes nothing in the outcome; a server
 //! killed mid-batch applies all of it or none.
