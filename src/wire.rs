@@ -92,6 +92,28 @@ impl<'de> Deserialize<'de> for RawFields {
     }
 }
 
+/// In the API's description: an object of fields (the text is kept as sent, not parsed).
+#[cfg(feature = "server")]
+impl utoipa::PartialSchema for RawFields {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Object)
+            .additional_properties(Some(
+                utoipa::openapi::schema::AdditionalProperties::FreeForm(true),
+            ))
+            .description(Some(
+                "The entry's changed fields: field name to new value (every field for a create \
+                 or an append), as the record type's JSON has them. Received as one JSON object \
+                 and kept as sent; each value is checked when the entry is applied, and a \
+                 refused one comes back with a pull (`rejected`).",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "server")]
+impl utoipa::ToSchema for RawFields {}
+
 impl PartialEq for RawFields {
     fn eq(&self, other: &Self) -> bool {
         self.get() == other.get()
@@ -100,6 +122,11 @@ impl PartialEq for RawFields {
 
 /// One local write, waiting to be pushed; its fields parsed ([`Fields`], the default) or as
 /// text ([`RawFields`]).
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "server",
+    schema(description = "One local write of the device, as its outbox recorded it.")
+)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry<F = Fields> {
     pub lane: Lane,
@@ -149,6 +176,7 @@ impl Role {
 }
 
 /// `POST /api/v1/auth/login`.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginRequest {
     pub username: String,
@@ -157,6 +185,7 @@ pub struct LoginRequest {
 }
 
 /// A grid an account works in.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GridRef {
     pub id: Uuid,
@@ -165,6 +194,7 @@ pub struct GridRef {
 }
 
 /// Who is signed in.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     pub username: String,
@@ -177,6 +207,7 @@ pub struct Account {
     pub grids: Vec<GridRef>,
 }
 
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginResponse {
     pub token: String,
@@ -191,6 +222,11 @@ pub struct LoginResponse {
 
 /// `POST /api/v1/sync/push`: one lane's entries, in order (sent and received with
 /// [`RawFields`]).
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "server",
+    schema(description = "`POST /api/v1/sync/push`: one lane's entries, in order.")
+)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PushRequest<F = Fields> {
     pub device_id: Uuid,
@@ -229,6 +265,7 @@ impl PushRequest {
     }
 }
 
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PushResponse {
     pub lane: Lane,
@@ -288,10 +325,12 @@ fn is_zero(n: &u32) -> bool {
 /// the device holds as of `base` (the cursor at which its last complete pull ended) may come
 /// as partial changes relative to it. `GET /api/v1/sync/pull/stream` sends several of these,
 /// one a line.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PullResponse {
     /// In version order. On the wire they travel column-wise by kind (see [`columns`]).
     #[serde(with = "columns")]
+    #[cfg_attr(feature = "server", schema(value_type = columns::PullChanges))]
     pub changes: Vec<Change>,
     /// Pass this as the next cursor.
     pub cursor: i64,
@@ -312,6 +351,7 @@ pub struct PullResponse {
 /// A pushed entry the server received but refused when it applied it: what was wrong and
 /// where. The entry itself is kept on the server (county staff can see it); the device keeps
 /// its own copy of the record and shows the worker why it did not reach the county.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rejection {
     /// The server sequence number of the refusal (pulls deliver it once, in order).
@@ -334,6 +374,7 @@ pub struct Rejection {
 }
 
 /// Every error answer: what was wrong and, where it applies, where.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {
     /// A stable machine code: `unauthorized`, `forbidden`, `not_found`, `invalid`, `gap`, ...

@@ -143,6 +143,26 @@ macro_rules! coded_enum {
                 <Self as $crate::domain::codes::Coded>::from_code(&s).map_err(serde::de::Error::custom)
             }
         }
+
+        /// In the API's description: one of the stored codes, each with its labels.
+        #[cfg(feature = "server")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let labels: Vec<String> = vec![$(format!("`{}` {} ({})", $code, $zh, $en)),+];
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($code),+]))
+                    .description(Some(format!("The {} as a code: {}.", $kind, labels.join("; "))))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "server")]
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
     };
 }
 pub(crate) use coded_enum;

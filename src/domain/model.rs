@@ -760,6 +760,7 @@ impl PatrolPoints {
 }
 
 /// A reply or instruction from the county on a record: comes down with sync.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     pub id: Uuid,
@@ -794,6 +795,7 @@ pub struct Conflict {
 }
 
 /// One step of a record's status history.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusChange {
     pub record_id: Uuid,

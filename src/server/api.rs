@@ -1,13 +1,14 @@
-//! HTTP routes under `/api/v1` (see ARCHITECTURE.md for the protocol) and `/healthz`.
-//! Handlers parse input at the edge, run the database work on the blocking pool in one
-//! transaction, and answer JSON; every failure is a [`Failure`] with a JSON body.
+//! HTTP routes under `/api/v1` (see ARCHITECTURE.md for the protocol) and `/healthz`, each
+//! registered with its OpenAPI description (served at `/api/v1/openapi.json`, see
+//! [`super::openapi`]). Handlers parse input at the edge, run the database work on the
+//! blocking pool in one transaction, and answer JSON; every failure is a [`Failure`] with a
+//! JSON body.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
@@ -16,47 +17,64 @@ use sha2::{Digest, Sha256};
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{self, Auth};
 use super::body::{self, Unpacked};
 use super::error::Failure;
+use super::openapi::{
+    self, Conflict, Forbidden, Gap, Internal, Invalid, NotFound, RateLimited, Unauthorized,
+    Unavailable, UnsupportedEncoding,
+};
 use super::{AppState, MAX_JSON_BYTES, MAX_PHOTO_BYTES, records, repo};
 use crate::args;
 use crate::domain::codes::Coded;
 use crate::domain::lifecycle::Status;
 use crate::domain::model::{EntityKind, is_sha256_hex, sniff_mime};
 use crate::wire::{
-    LoginRequest, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse, PushRequest, PushResponse,
-    RawFields,
+    Account, LoginRequest, LoginResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse,
+    PushRequest, PushResponse, RawFields,
 };
 
-/// The whole API.
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/ping", get(ping))
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/me", get(me))
-        .route("/sync/push", post(push))
-        .route("/sync/pull", get(pull))
-        .route("/sync/pull/stream", get(pull_stream))
-        .route(
-            "/photos/{sha}",
-            get(photo_get).head(photo_head).put(photo_put),
-        )
-        .route("/records", get(records))
-        .route("/records/{id}", get(record))
-        .route("/records/{id}/transition", post(transition))
-        .route("/records/{id}/replies", post(reply))
-        .route("/conflicts/{id}/settle", post(settle))
+/// The API's routes and `/healthz`, each registered with its description by `routes!` (a
+/// handler without a `#[utoipa::path]` does not compile there). Nothing is routed here any
+/// other way: the description's test reads this file and fails on a route it cannot find
+/// described.
+fn routes() -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::default()
+        .routes(routes!(openapi_json))
+        .routes(routes!(ping))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(push))
+        .routes(routes!(pull))
+        .routes(routes!(pull_stream))
+        .routes(routes!(photo_get, photo_head, photo_put))
+        .routes(routes!(records))
+        .routes(routes!(record))
+        .routes(routes!(transition))
+        .routes(routes!(reply))
+        .routes(routes!(settle))
         .fallback(|| async { Failure::NotFound("没有这个地址 (no such route)".into()) })
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES.max(MAX_PHOTO_BYTES)))
         .layer(middleware::from_fn(api_edge));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .nest("/api/v1", api)
-        .merge(super::dashboard::routes())
+    OpenApiRouter::default()
+        .routes(routes!(healthz))
+        .nest(openapi::BASE, api)
+}
+
+/// The API's OpenAPI description, as served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::finish(routes().into_openapi())
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let (api, _) = routes().split_for_parts();
+    api.merge(super::dashboard::routes())
         // zstd when the client takes it (the sync client does): a whole grid's first pull is
         // about 40% smaller than with gzip, and quicker to make. Level 6 of 22: level 9 made
         // the grid's page only slightly smaller for more CPU on every pull.
@@ -88,8 +106,12 @@ pub const COMPRESS_ABOVE: u16 = 1024;
 ///
 /// An authenticated answer also says when its session ends unused and at the latest
 /// ([`auth::SESSION_EXPIRES_HEADER`], [`auth::SESSION_ENDS_HEADER`]).
+///
+/// The description (`/openapi.json`) is read whatever the header says: a client reads it
+/// before it knows which version to speak.
 async fn api_edge(mut req: Request, next: Next) -> Response {
     let sign_in = req.uri().path().ends_with("/auth/login");
+    let description = req.uri().path().ends_with("/openapi.json");
     let session = auth::SessionTimes::default();
     req.extensions_mut().insert(session.clone());
     let client = req
@@ -99,6 +121,7 @@ async fn api_edge(mut req: Request, next: Next) -> Response {
     let mut res = match client {
         Some(c) if c == PROTOCOL_VERSION.to_string() => next.run(req).await,
         None if sign_in => next.run(req).await,
+        _ if description => next.run(req).await,
         other => Failure::Upgrade {
             server: PROTOCOL_VERSION,
             client: other.unwrap_or_default(),
@@ -137,8 +160,42 @@ async fn api_edge(mut req: Request, next: Next) -> Response {
 /// session and no database: 204 with nothing but the protocol header [`api_edge`] adds (426
 /// naming the server's version for an app that speaks another). `/healthz` is the operators'
 /// check, which asks the database.
+#[utoipa::path(
+    get,
+    path = "/ping",
+    tag = "meta",
+    summary = "Whether this server answers",
+    description = "The app's reachability probe: no session and no database. 204 with only \
+        the protocol header; 426 for an app that speaks another protocol. `GET /healthz` is the \
+        operators' check, which asks the database.",
+    responses((status = 204, description = "The server answers and speaks this protocol."))
+)]
 async fn ping() -> StatusCode {
     StatusCode::NO_CONTENT
+}
+
+/// The description, made once.
+static DESCRIPTION: std::sync::LazyLock<Bytes> = std::sync::LazyLock::new(|| {
+    Bytes::from(serde_json::to_vec(&openapi()).expect("the description serialises"))
+});
+
+/// `GET /api/v1/openapi.json`: this API's OpenAPI description.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    summary = "This description",
+    description = "The API's OpenAPI 3 description, as JSON. Read without a session and \
+        without the protocol header (whatever version it names), so that a client can read it \
+        first; it carries the API's headers like every other answer.",
+    responses((status = 200, description = "The OpenAPI document.", content_type = "application/json", body = Object))
+)]
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DESCRIPTION.clone(),
+    )
+        .into_response()
 }
 
 /// An error answer made outside our handlers (axum's own), as the JSON error.
@@ -151,11 +208,11 @@ async fn plain_error_as_json(res: Response) -> Response {
     let (error, message) = match status {
         StatusCode::NOT_FOUND => ("not_found", "没有这个地址 (no such route)".to_owned()),
         StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
+            super::error::METHOD_NOT_ALLOWED,
             "这个地址不接受这种请求 (method not allowed)".to_owned(),
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
-            "too_large",
+            super::error::TOO_LARGE,
             "请求内容太大 (the body is over the limit)".to_owned(),
         ),
         s if s.is_server_error() => ("internal", "internal error".to_owned()),
@@ -284,6 +341,19 @@ async fn blocking<R: Send + 'static>(
 
 /// 200 while the database answers, with the push inbox at a glance: rows waiting to be
 /// applied, how old the oldest is, and rows quarantined (an administrator's to look at).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    summary = "Health, for operators",
+    description = "200 while the database answers, with the push inbox at a glance; 503 when \
+        it does not. Outside `/api/v1`: no protocol header, no session, and not the API's \
+        error body.",
+    responses(
+        (status = 200, description = "The database answers.", body = openapi::Health),
+        (status = 503, description = "The database does not answer.", body = openapi::HealthDown),
+    )
+)]
 async fn healthz(State(s): State<AppState>) -> Response {
     let db = s.db.clone();
     match tokio::task::spawn_blocking(move || {
@@ -313,6 +383,31 @@ async fn healthz(State(s): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "session",
+    summary = "Sign in",
+    description = "Opens a session for the account on this device: the token is sent as \
+        `Authorization: Bearer` on every other request. The session ends after 30 days unused \
+        (each use slides it out) and 180 days after sign-in at the latest. Signing in again from \
+        the same device and account opens a new session. A device id is enrolled to the first \
+        account that signs in with it (403 for another). After 5 failures in 15 minutes from one \
+        source (the device if enrolled to this account, else the address), or 20 from all \
+        sources but the account's enrolled devices, 429 with `Retry-After`. The body may be \
+        gzipped.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in.", body = LoginResponse),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 415, response = UnsupportedEncoding),
+        (status = 422, response = Invalid),
+        (status = 429, response = RateLimited),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn login(
     State(s): State<AppState>,
     extensions: axum::http::Extensions,
@@ -331,6 +426,20 @@ pub fn peer(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
         .map(|c| c.0.ip())
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "session",
+    summary = "Sign out",
+    description = "Revokes the session's token (audited).",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out."),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn logout(State(s): State<AppState>, a: Auth) -> Result<StatusCode, Failure> {
     let _turn = s.db.write_turn().await;
     blocking(move || {
@@ -353,12 +462,52 @@ async fn logout(State(s): State<AppState>, a: Auth) -> Result<StatusCode, Failur
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "session",
+    summary = "Who is signed in",
+    description = "The session's account and, for a worker, their grids.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account.", body = Account),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn me(State(s): State<AppState>, a: Auth) -> Result<Response, Failure> {
     let ids: Vec<Uuid> = a.user.grids.iter().map(|g| g.0).collect();
     let names = s.read(move |db| Ok(repo::grid_names(db, &ids)?)).await?;
     Ok(Json(a.user.account(&names)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/sync/push",
+    tag = "sync",
+    summary = "Push one lane's outbox entries",
+    description = "Receives the entries into the push inbox and answers once they are \
+        committed there: delete every entry up to `acked_through`. Entries at or below the \
+        device lane's watermark are answered as already received (`replayed`); the first new \
+        one must continue it (409 `gap` otherwise, with the number expected). The server applies \
+        the entries just after, in order; one refused then (scope, validation, lifecycle) comes \
+        down with the device's next pull (`rejected`). The body may be gzipped (the sync client \
+        gzips every push).",
+    request_body(content = PushRequest<RawFields>, description = "One lane's entries, in \
+        order; `Content-Encoding: gzip` accepted."),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Received; applied just after.", body = PushResponse),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Gap),
+        (status = 415, response = UnsupportedEncoding),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn push(
     State(s): State<AppState>,
     a: Auth,
@@ -369,19 +518,26 @@ async fn push(
     Ok(Json(res))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PullQuery {
+    /// The cursor the last page answered (0 at first): changes after it come.
     #[serde(default)]
+    #[param(minimum = 0)]
     cursor: i64,
-    /// Where the device's last complete pull ended (0: send whole entities).
+    /// Where the device's last complete pull ended, 0 to `cursor` (0: send whole entities).
     #[serde(default)]
+    #[param(minimum = 0)]
     base: i64,
-    /// Changes in the answer, at most (a page; in a stream, all its pages together).
+    /// Changes in the answer, at most (a page; in a stream, all its pages together, at most
+    /// 100,000).
     #[serde(default = "default_limit")]
+    #[param(default = 20000, minimum = 1)]
     limit: usize,
-    /// In a stream: changes per page, at most (the first page is smaller, see
-    /// [`FIRST_FRAME`]).
+    /// In a stream: changes per page, at most (default 2,000; the first page holds at most
+    /// 1,000).
     #[serde(default)]
+    #[param(minimum = 1)]
     frame: Option<usize>,
 }
 
@@ -405,6 +561,27 @@ impl PullQuery {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/sync/pull",
+    tag = "sync",
+    summary = "Pull one page of changes",
+    description = "Waits until the device's own queued pushes are applied (30 s at most), then \
+        answers the entities in the account's scope changed after `cursor`, in version order, \
+        with the device's pushed entries refused when applied (`rejected`) and, on the first page \
+        (cursor 0), the visit cadence. Entities the device holds as of `base` may come as partial \
+        changes. `changes` travel column-wise (see ARCHITECTURE.md, \"Pull pages\"). \
+        Compressed with zstd or gzip as `Accept-Encoding` allows. `frame` is ignored here.",
+    params(PullQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page; ask again from its `cursor` while `more`.", body = PullResponse),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn pull(
     State(s): State<AppState>,
     a: Auth,
@@ -433,6 +610,28 @@ pub const MAX_STREAM: usize = 100_000;
 /// until the end). The next page is built while the device stores the one before, so a
 /// first sync costs about the server's work or the phone's, not both one after the other.
 /// Each page is read in its own turn and transaction, exactly as if asked for by itself.
+#[utoipa::path(
+    get,
+    path = "/sync/pull/stream",
+    tag = "sync",
+    summary = "Pull many pages in one answer",
+    description = "The pages `GET /sync/pull` would give, one after another in one NDJSON \
+        answer, one `PullResponse` a line: the first of at most min(`frame`, 1,000) changes, then \
+        `frame` (default 2,000) each, up to `limit` changes in all (at most 100,000); the last \
+        line's `more` says whether to ask again. Each page is read in its own transaction. With \
+        `Accept-Encoding: zstd` the answer is one zstd stream (`Content-Encoding: zstd`) flushed \
+        after each page; otherwise it is plain. A failure while streaming ends the answer \
+        unfinished: keep the pages that arrived whole and ask again from the last one's cursor.",
+    params(PullQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "NDJSON: one `PullResponse` (see its schema) a line.", content_type = "application/x-ndjson", body = String),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn pull_stream(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -562,6 +761,29 @@ fn upload_headers(size: i64, received: i64, complete: bool) -> HeaderMap {
 }
 
 /// How much of a photo the server has: `Upload-Offset` is where an upload continues.
+#[utoipa::path(
+    head,
+    path = "/photos/{sha}",
+    tag = "photos",
+    summary = "How much of a photo the server has",
+    description = "For the device whose pushed record named the photo (any device of its \
+        account once complete); the device's queued pushes are applied first. 404 until a pushed \
+        record names it, and for anyone else.",
+    params(("sha" = String, Path, description = "The photo's SHA-256: 64 lower-case hex digits.", pattern = "^[0-9a-f]{64}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Where an upload continues.", headers(
+            ("Upload-Offset" = i64, description = "Bytes the server has: where an upload continues."),
+            ("Upload-Length" = i64, description = "The photo's size in bytes, as the record named it."),
+            ("Upload-Complete" = i64, description = "1 once the whole photo is stored and checked, else 0."),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn photo_head(
     State(s): State<AppState>,
     a: Auth,
@@ -581,12 +803,44 @@ async fn photo_head(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Offset {
+    /// Where this chunk starts: the `Upload-Offset` the server answered.
+    #[param(minimum = 0)]
     offset: i64,
 }
 
 /// Appends bytes at `?offset=N`; the last chunk completes the photo if its SHA-256 matches.
+#[utoipa::path(
+    put,
+    path = "/photos/{sha}",
+    tag = "photos",
+    summary = "Upload a chunk of a photo",
+    description = "Appends the body's bytes at `offset` (409 `conflict` unless it is where the \
+        upload continues). The chunk that completes the photo is checked against its SHA-256 and \
+        must be a JPEG, PNG or WebP (422 otherwise, and the upload starts again from 0); the \
+        photo is stored once. A complete photo answers as complete whatever is sent. 404 as for \
+        HEAD. The body may be gzipped.",
+    params(("sha" = String, Path, description = "The photo's SHA-256: 64 lower-case hex digits.", pattern = "^[0-9a-f]{64}$"), Offset),
+    request_body(content = inline(openapi::Binary), content_type = "application/octet-stream", description = "The \
+        chunk's bytes; `Content-Encoding: gzip` accepted."),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Stored; where the upload continues.", headers(
+            ("Upload-Offset" = i64, description = "Bytes the server has: where an upload continues."),
+            ("Upload-Length" = i64, description = "The photo's size in bytes, as the record named it."),
+            ("Upload-Complete" = i64, description = "1 once the whole photo is stored and checked, else 0."),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 415, response = UnsupportedEncoding),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn photo_put(
     State(s): State<AppState>,
     a: Auth,
@@ -694,6 +948,28 @@ async fn photo_put(
 }
 
 /// A photo's bytes, for an account whose scope holds a record that names it.
+#[utoipa::path(
+    get,
+    path = "/photos/{sha}",
+    tag = "photos",
+    summary = "A photo's bytes",
+    description = "For an account whose scope holds a record the photo's uploader attached it \
+        to; served as the type its bytes are (JPEG, PNG or WebP), never as declared.",
+    params(("sha" = String, Path, description = "The photo's SHA-256: 64 lower-case hex digits.", pattern = "^[0-9a-f]{64}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The photo.", content(
+            (inline(openapi::Binary) = "image/jpeg"),
+            (inline(openapi::Binary) = "image/png"),
+            (inline(openapi::Binary) = "image/webp"),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn photo_get(
     State(s): State<AppState>,
     a: Auth,
@@ -711,11 +987,18 @@ async fn photo_get(
     Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RecordsQuery {
+    /// Only records of this kind (an entity kind code, e.g. `HAZARD`).
+    #[param(value_type = Option<EntityKind>)]
     kind: Option<String>,
+    /// Only records in this status (a status code, e.g. `REPORTED`).
+    #[param(value_type = Option<Status>)]
     status: Option<String>,
+    /// Records at most (at most 10,000).
     #[serde(default = "default_list")]
+    #[param(default = 200)]
     limit: usize,
 }
 
@@ -723,6 +1006,23 @@ fn default_list() -> usize {
     200
 }
 
+#[utoipa::path(
+    get,
+    path = "/records",
+    tag = "records",
+    summary = "Records in scope",
+    description = "The event records in the account's scope, newest first, as stored (each \
+        its type's JSON), phones and ID numbers masked.",
+    params(RecordsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The records.", body = Vec<Object>),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn records(
     State(s): State<AppState>,
     a: Auth,
@@ -744,7 +1044,8 @@ async fn records(
     Ok(Json(list).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RevealQuery {
     /// `1`: phones and ID numbers unmasked (reviewers only; audited).
     #[serde(default)]
@@ -753,6 +1054,26 @@ struct RevealQuery {
 
 /// One record in scope; phones and ID numbers masked as the dashboard shows them, unless a
 /// reviewer asks to reveal them (audited, as every reveal).
+#[utoipa::path(
+    get,
+    path = "/records/{id}",
+    tag = "records",
+    summary = "One record",
+    description = "A record in scope with its status history and its children; phones and ID \
+        numbers masked unless a reviewer asks `reveal=1` (audited; 403 for a worker). Out of \
+        scope answers 404, as a missing id does.",
+    params(("id" = Uuid, Path, description = "The record's id."), RevealQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The record.", body = openapi::RecordDetail),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn record(
     State(s): State<AppState>,
     a: Auth,
@@ -795,13 +1116,39 @@ async fn record(
     Ok(Json(v).into_response())
 }
 
-#[derive(Deserialize)]
+/// A reviewer's lifecycle move.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TransitionBody {
+    /// The status to move the record to.
     to: Status,
+    /// A note; when not blank it also becomes a reply to the worker.
     #[serde(default)]
     note: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/records/{id}/transition",
+    tag = "records",
+    summary = "Move a record",
+    description = "A reviewer's lifecycle move (village, town and county staff; 403 for a \
+        worker), checked against the record's lifecycle (422 on `to` when the move is not \
+        allowed); audited, and it reaches the devices with their next pull. The body may be \
+        gzipped.",
+    params(("id" = Uuid, Path, description = "The record's id.")),
+    request_body = TransitionBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The record as it now is (its type's JSON).", body = Object),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 415, response = UnsupportedEncoding),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn transition(
     State(s): State<AppState>,
     a: Auth,
@@ -814,11 +1161,35 @@ async fn transition(
     Ok(Json(v).into_response())
 }
 
-#[derive(Deserialize)]
+/// A reply to the record's worker.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ReplyBody {
+    /// 1 to 2,000 characters.
+    #[schema(min_length = 1, max_length = 2000)]
     text: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/records/{id}/replies",
+    tag = "records",
+    summary = "Reply on a record",
+    description = "A reviewer's reply (403 for a worker); it comes down with the worker's next \
+        pull. The body may be gzipped.",
+    params(("id" = Uuid, Path, description = "The record's id.")),
+    request_body = ReplyBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The reply.", body = crate::domain::model::Reply),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 415, response = UnsupportedEncoding),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn reply(
     State(s): State<AppState>,
     a: Auth,
@@ -831,18 +1202,43 @@ async fn reply(
     Ok((StatusCode::CREATED, Json(r)).into_response())
 }
 
-#[derive(Deserialize)]
+/// Which value of a conflict stays: the one kept when it arose, or the one that lost.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Take {
     Kept,
     Lost,
 }
 
-#[derive(Deserialize)]
+/// How to settle a conflict.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SettleBody {
     take: Take,
 }
 
+#[utoipa::path(
+    post,
+    path = "/conflicts/{id}/settle",
+    tag = "records",
+    summary = "Settle a conflict",
+    description = "Keeps the value that won, or puts the one that lost in its place \
+        (village, town and county staff; 403 for a worker). 409 when already settled; a status \
+        conflict is settled by a transition (422). The body may be gzipped.",
+    params(("id" = Uuid, Path, description = "The conflict's id.")),
+    request_body = SettleBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Settled."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 415, response = UnsupportedEncoding),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn settle(
     State(s): State<AppState>,
     a: Auth,

@@ -9,6 +9,21 @@ use crate::domain::validate::ValidationErrors;
 use crate::domain::{Lang, TransitionError};
 use crate::wire::ApiError;
 
+/// Machine codes of errors made outside the handlers (axum's own, turned into the JSON error
+/// at the API's edge): a path that exists with another method, and a body refused before a
+/// handler read it. The edge also answers `not_found`, `invalid` and `internal`, as the
+/// [`Failure`]s of those names do.
+pub const EDGE_CODES: [(StatusCode, &str); 2] = [
+    (StatusCode::METHOD_NOT_ALLOWED, METHOD_NOT_ALLOWED),
+    (StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE),
+];
+/// See [`EDGE_CODES`].
+pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+/// See [`EDGE_CODES`].
+pub const TOO_LARGE: &str = "too_large";
+
+/// Every case answers with its status and machine code (`code`, listed for the API's
+/// description by [`Failure::one_of_each`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     #[error("sign in first: the token is missing, unknown, revoked or expired")]
@@ -95,6 +110,51 @@ impl Failure {
     /// The HTTP status it answers with.
     pub fn status(&self) -> StatusCode {
         self.code().0
+    }
+
+    /// One failure of each kind, for the API's description (its list of machine codes).
+    pub fn one_of_each() -> Vec<Failure> {
+        let all = vec![
+            Failure::Unauthorized,
+            Failure::Forbidden(String::new()),
+            Failure::NotFound(String::new()),
+            Failure::invalid("", None),
+            Failure::Gap { expected: 1 },
+            Failure::Conflict(String::new()),
+            Failure::UnsupportedEncoding(String::new()),
+            Failure::RateLimited { retry_after: 1 },
+            Failure::Upgrade {
+                server: crate::wire::PROTOCOL_VERSION,
+                client: String::new(),
+            },
+            Failure::Db(DbError::Type(String::new())),
+            Failure::Internal(String::new()),
+        ];
+        // No catch-all: a new kind of failure stops the build here until it is listed above.
+        for f in &all {
+            match f {
+                Failure::Unauthorized
+                | Failure::Forbidden(_)
+                | Failure::NotFound(_)
+                | Failure::Invalid { .. }
+                | Failure::Gap { .. }
+                | Failure::Conflict(_)
+                | Failure::UnsupportedEncoding(_)
+                | Failure::RateLimited { .. }
+                | Failure::Upgrade { .. }
+                | Failure::Db(_)
+                | Failure::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    /// Every machine code an API error can carry, with its status: each [`Failure`]'s, then
+    /// those the API's edge gives errors no handler made ([`EDGE_CODES`]).
+    pub fn every_code() -> Vec<(StatusCode, &'static str)> {
+        let mut codes: Vec<_> = Failure::one_of_each().iter().map(Failure::code).collect();
+        codes.extend(EDGE_CODES);
+        codes
     }
 
     fn code(&self) -> (StatusCode, &'static str) {

@@ -14,6 +14,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod inbox;
+pub mod openapi;
 pub mod records;
 pub mod repo;
 pub mod state;

@@ -352,3 +352,190 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Change>, D::Er
     out.sort_by_key(|c| c.seq);
     Ok(out)
 }
+
+/// A page's `changes` as they travel, in the API's description (a description only: the
+/// codec above is the format, and ARCHITECTURE.md's "Pull pages" explains it).
+#[cfg(feature = "server")]
+pub struct PullChanges;
+
+#[cfg(feature = "server")]
+mod described {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{
+        AdditionalProperties, ArrayBuilder, ArrayItems, KnownFormat, ObjectBuilder, Ref, Schema,
+        SchemaFormat, SchemaType, Type,
+    };
+    use utoipa::{PartialSchema, ToSchema};
+
+    use super::PullChanges;
+    use crate::domain::lifecycle::Status;
+    use crate::domain::model::EntityKind;
+
+    const SEE: &str = "See ARCHITECTURE.md, \"Pull pages\".";
+
+    fn of(t: Type) -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(t)
+    }
+
+    fn array(items: impl Into<ArrayItems>) -> ArrayBuilder {
+        ArrayBuilder::new().items(items)
+    }
+
+    fn any() -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(SchemaType::AnyValue)
+    }
+
+    fn named<T: ToSchema>() -> Ref {
+        Ref::from_schema_name(T::name())
+    }
+
+    /// The schema of a coded enum, inline (where a reference cannot stand).
+    fn inline<T: PartialSchema>() -> Schema {
+        match T::schema() {
+            RefOr::T(s) => s,
+            RefOr::Ref(_) => unreachable!("a coded enum's schema is written out"),
+        }
+    }
+
+    /// The hand-written schemas of the column layout, by name.
+    fn tables() -> Vec<(String, RefOr<Schema>)> {
+        let rows = |t: Type, what: &str| array(of(t)).description(Some(what.to_owned()));
+        let step = ArrayBuilder::new()
+            .description(Some(
+                "One status change: from, to, when, who (username), note.",
+            ))
+            .prefix_items([
+                inline::<Status>(),
+                inline::<Status>(),
+                of(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                    .into(),
+                of(Type::String).into(),
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .into(),
+            ])
+            .items(ArrayItems::False)
+            .min_items(Some(5));
+        let group = ObjectBuilder::new()
+            .description(Some(format!(
+                "One kind's changes, column by column: row i is the i-th change of this kind in \
+                 version order. {SEE}"
+            )))
+            .property(
+                "seq",
+                rows(
+                    Type::Integer,
+                    "Each change's server sequence number (its version).",
+                ),
+            )
+            .required("seq")
+            .property(
+                "id",
+                array(of(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))))
+                    .description(Some("Each entity's id.")),
+            )
+            .required("id")
+            .property("data", named::<ColumnTable>())
+            .required("data")
+            .property(
+                "partial",
+                rows(
+                    Type::Integer,
+                    "The rows that are partial changes: only the fields changed after the \
+                     pull's `base`, to lay over the device's copy.",
+                ),
+            )
+            .property(
+                "history",
+                array(
+                    ArrayBuilder::new()
+                        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+                        .items(step),
+                )
+                .description(Some(
+                    "Per row: the status changes after the first `history_kept` ones, or null \
+                     when the change brings none.",
+                )),
+            )
+            .property(
+                "history_kept",
+                rows(
+                    Type::Integer,
+                    "Per row: how many of the record's earliest status changes the device keeps \
+                     before those in `history`.",
+                ),
+            );
+        let table = ObjectBuilder::new()
+            .description(Some(format!(
+                "n JSON objects (the changes' `data`), column-wise: the keys every row has, with \
+                 a column of n values each; nested tables for keys whose value is an object in \
+                 every row; and per row the rest (left out when every rest is empty). A GPS \
+                 track (`points`) may travel in a row's rest as `points~`: `{{t, x, y, a}}`, \
+                 milliseconds and millionths of a degree as differences from the point before \
+                 (`a`: the accuracies, or null). {SEE}"
+            )))
+            .property("keys", array(of(Type::String)))
+            .property("cols", array(array(any())))
+            .property(
+                "nested",
+                ObjectBuilder::new().additional_properties(Some(AdditionalProperties::RefOr(
+                    named::<ColumnTable>().into(),
+                ))),
+            )
+            .property(
+                "rest",
+                array(
+                    ObjectBuilder::new()
+                        .additional_properties(Some(AdditionalProperties::FreeForm(true))),
+                ),
+            );
+        vec![
+            (ChangeGroup::name().into_owned(), group.into()),
+            (ColumnTable::name().into_owned(), table.into()),
+        ]
+    }
+
+    /// Names of the schemas [`tables`] writes.
+    struct ChangeGroup;
+    struct ColumnTable;
+
+    impl PartialSchema for ChangeGroup {
+        fn schema() -> RefOr<Schema> {
+            tables().swap_remove(0).1
+        }
+    }
+
+    impl ToSchema for ChangeGroup {}
+
+    impl PartialSchema for ColumnTable {
+        fn schema() -> RefOr<Schema> {
+            tables().swap_remove(1).1
+        }
+    }
+
+    impl ToSchema for ColumnTable {}
+
+    impl PartialSchema for PullChanges {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .description(Some(format!(
+                    "The page's changes grouped by entity kind (its code, e.g. `HOUSE`), each \
+                     kind's laid out column by column; decoded, they are every change in version \
+                     order, each `{{seq, kind, id, data, partial?, history?, history_kept?}}`. \
+                     {SEE}"
+                )))
+                .property_names(Some(inline::<EntityKind>()))
+                .additional_properties(Some(AdditionalProperties::RefOr(
+                    named::<ChangeGroup>().into(),
+                )))
+                .into()
+        }
+    }
+
+    impl ToSchema for PullChanges {
+        fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+            out.extend(tables());
+        }
+    }
+}

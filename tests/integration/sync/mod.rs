@@ -6,6 +6,7 @@ mod api;
 mod e2e;
 mod faults;
 mod hostile;
+mod openapi;
 mod partial;
 mod sessions;
 pub mod util;
