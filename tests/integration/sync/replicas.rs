@@ -3,7 +3,8 @@
 //! other and get every record back once; a pull waiting on one replica is woken by the other
 //! replica's announcement (the safety-net poll made ten minutes long, so nothing else could
 //! wake it), and an operator's `inbox retry` likewise; a replica killed while it applies a
-//! backlog leaves the work to the other, each entry applied once.
+//! backlog leaves the work to the other, each entry applied once; and Debian's haproxy with
+//! `deploy/haproxy.cfg` in front of two replicas syncs a device, also with one replica down.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -675,4 +676,113 @@ async fn a_replica_killed_while_applying_leaves_the_work_to_the_other() {
     assert_eq!(s.outbox_len().unwrap(), 0);
     assert_eq!(s.patrol_track(patrol.common.id).unwrap().len(), points);
     assert!(!survivor.log().contains("pulling anyway"));
+}
+
+/// Debian's haproxy, if the machine has it.
+fn haproxy() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|d| d.join("haproxy"))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `deploy/haproxy.cfg` as it is, in front of two replicas on loopback: a phone enrols and
+/// syncs through it, and goes on syncing when one replica is gone. Skipped, saying so, where
+/// haproxy is not installed (scripts/test.sh installs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_in_front_of_two_replicas() {
+    let Some(haproxy) = haproxy() else {
+        eprintln!(
+            "SKIPPED haproxy_in_front_of_two_replicas: haproxy is not installed \
+             (apt-get install haproxy, as scripts/test.sh does)"
+        );
+        return;
+    };
+    let seeded = TestServer::start(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_replicas(&seeded, dir.path(), &[]).await;
+    let mut replicas = [a, b];
+    let front = format!("127.0.0.1:{}", free_port());
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg");
+    let log = dir.path().join("haproxy.log");
+    let mut cmd = std::process::Command::new(&haproxy);
+    cmd.arg("-db")
+        .arg("-f")
+        .arg(&config)
+        .env("GRIDWALK_PROXY", &front)
+        .env(
+            "GRIDWALK_REPLICA_A",
+            replicas[0].url.trim_start_matches("http://"),
+        )
+        .env(
+            "GRIDWALK_REPLICA_B",
+            replicas[1].url.trim_start_matches("http://"),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // Debian's lines switch to the haproxy user: only root can.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root {
+        cmd.env("GRIDWALK_HAPROXY_UNPRIVILEGED", "1");
+    }
+    struct Proxy(std::process::Child);
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut proxy = Proxy(cmd.spawn().unwrap());
+    let url = format!("http://{front}");
+
+    // Up once it answers the replicas' health check through.
+    let started = tokio::time::Instant::now();
+    loop {
+        let ok = reqwest::get(format!("{url}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ok {
+            break;
+        }
+        if let Ok(Some(st)) = proxy.0.try_wait() {
+            panic!(
+                "haproxy exited ({st}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(started.elapsed() < PATIENCE, "haproxy never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let grid = seeded.county.grids[0].grid.id;
+    let phone = Phone::enrol(&url, "worker-a").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.extend(phone.hazards(grid, "worker-a", 4));
+        let sum = phone.sync_via(&url).await;
+        assert_eq!((sum.pushed, sum.pulled), (4, 4));
+    }
+    // One replica goes away; the proxy sends everything to the other.
+    replicas[0].kill();
+    for _ in 0..3 {
+        ids.extend(phone.hazards(grid, "worker-a", 4));
+        let sum = phone.sync_via(&url).await;
+        assert_eq!((sum.pushed, sum.pulled), (4, 4));
+    }
+    let device = phone.store.lock().unwrap().device_id();
+    stored_once(&seeded.db, device, &ids).await;
+    assert!(!replicas[1].log().contains("pulling anyway"));
 }
