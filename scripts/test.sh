@@ -37,7 +37,19 @@ ensure_postgres() {
   exit 1
 }
 
+# Debian's haproxy, for the replicas test that runs deploy/haproxy.cfg (the test skips, saying
+# so, where it is missing).
+ensure_haproxy() {
+  if command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; then
+    return
+  fi
+  echo "== installing haproxy"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends haproxy
+}
+
 ensure_postgres
+ensure_haproxy
 
 echo "== domain, device store, demo county, county server and sync (SQLite and PostgreSQL)"
 cargo test --features server,client

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use gridwalk::demo::{County, CountySpec};
 use gridwalk::server::db::Database;
 use gridwalk::server::repo::{self, NewUser};
+use gridwalk::server::wake::{self, Move};
 use gridwalk::server::{AppState, auth, data, demo, router};
 
 #[derive(Parser)]
@@ -148,7 +149,8 @@ enum InboxCommand {
     /// List the quarantined rows (id, device, account, when, tries, error).
     List,
     /// Put a quarantined row back in the queue (after the cause is fixed); the running
-    /// server applies it with the next push, or at its next start.
+    /// server applies it at once on PostgreSQL (SQLite: with the next push, or at its next
+    /// start).
     Retry { id: i64 },
 }
 
@@ -214,7 +216,14 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Inbox(InboxCommand::Retry { id }) => {
-            let ok = db.tx(|tx| repo::retry_quarantined(tx, id, "operator", Utc::now()))?;
+            // Announced, so that a running server on PostgreSQL applies it at once.
+            let ok = db.tx(|tx| {
+                let ok = repo::retry_quarantined(tx, id, "operator", Utc::now())?;
+                if ok {
+                    wake::notify(tx, Move::Queued, "operator")?;
+                }
+                Ok::<_, gridwalk::server::db::DbError>(ok)
+            })?;
             if !ok {
                 bail!("no quarantined push {id}: `gridwalk-server inbox list` shows them");
             }

@@ -14,7 +14,11 @@
 //!
 //! The inbox itself lives in the database (nothing is lost if the process stops); what is in
 //! memory is only whether the task runs and a signal for pulls waiting on it. On PostgreSQL
-//! several replicas may run an applier; an advisory lock lets one work at a time.
+//! several replicas may run an applier; an advisory lock lets one work at a time, and each
+//! move of the inbox is announced to the others ([`wake`]): pushes received by one replica
+//! start the others' appliers (one of them may take over from a busy or dead one), and rows
+//! applied by one wake the pulls waiting for them on the others. Each replica also looks at
+//! the inbox every [`poll_interval`] by itself, in case an announcement is not heard.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +30,9 @@ use uuid::Uuid;
 
 use super::db::Database;
 use super::error::Failure;
+use super::records::Drained;
 use super::repo::User;
+use super::wake::{self, Move};
 use super::{records, repo};
 use crate::wire::{PushRequest, PushResponse, RawFields};
 
@@ -40,6 +46,22 @@ pub const RECEIVE_FIRST: Duration = Duration::from_millis(250);
 pub const PULL_WAIT: Duration = Duration::from_secs(30);
 /// Pushes received in one transaction, at most.
 pub const RECEIVE_GROUP: usize = 256;
+/// How often a pull waiting for its device's pushes, and an applier waiting for another
+/// server's lock, look at the inbox by themselves: the safety net under the wake-ups.
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// [`POLL`], or `GRIDWALK_INBOX_POLL_MS` milliseconds (tests lengthen it to show that the
+/// wake-ups alone are enough).
+pub fn poll_interval() -> Duration {
+    static POLL_MS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    POLL_MS
+        .get_or_init(|| {
+            std::env::var("GRIDWALK_INBOX_POLL_MS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+        })
+        .map_or(POLL, Duration::from_millis)
+}
 
 /// A push waiting to be received, and where its answer goes.
 struct Received {
@@ -53,11 +75,19 @@ struct Received {
 
 #[derive(Debug)]
 pub struct Inbox {
+    /// This process's name in the inbox's announcements, to know its own when it hears them.
+    id: String,
     running: AtomicBool,
     /// Set by every push after its commit; the applier clears it before it looks.
     pending: AtomicBool,
-    /// The last inbox row this process's applier has applied (rows go in id order): pulls
-    /// wait on it.
+    /// Notified when pushes are queued here or elsewhere: an applier waiting for another
+    /// server's lock looks again.
+    queued: Notify,
+    /// Whether the listener for the other servers' announcements has been started.
+    listening: AtomicBool,
+    /// The last inbox row applied, as far as this process has heard (its own applier, or
+    /// another server's announcement): pulls wait on it, then read the inbox again. A hint,
+    /// not the truth: rows of several servers may commit out of id order.
     applied: watch::Sender<i64>,
     /// Pushes waiting for the receiving task, which is started with the first one.
     to_receive: mpsc::UnboundedSender<Received>,
@@ -72,8 +102,11 @@ impl Default for Inbox {
     fn default() -> Self {
         let (to_receive, receiving) = mpsc::unbounded_channel();
         Inbox {
+            id: Uuid::now_v7().simple().to_string(),
             running: AtomicBool::new(false),
             pending: AtomicBool::new(false),
+            queued: Notify::new(),
+            listening: AtomicBool::new(false),
             applied: watch::channel(0).0,
             to_receive,
             waiting: Default::default(),
@@ -84,6 +117,11 @@ impl Default for Inbox {
 }
 
 impl Inbox {
+    /// This process's name in the inbox's announcements ([`wake::Move::payload`]).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Receives a push (see [`records::receive_group`]) together with the others waiting, and
     /// starts applying it. Needs a tokio runtime.
     pub async fn receive(
@@ -99,7 +137,7 @@ impl Inbox {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(rx) = taken {
-            tokio::spawn(receive_groups(self.clone(), db.clone(), rx));
+            tokio::spawn(receive_groups(Arc::downgrade(self), db.clone(), rx));
         }
         // Serialised and compressed here, by the request's own task, so the one writer does
         // not have to.
@@ -123,12 +161,33 @@ impl Inbox {
     }
 
     /// Makes sure the applier runs (call after a push commits, at start-up, or when a pull
-    /// finds its device's pushes still queued). Needs a tokio runtime.
+    /// finds its device's pushes still queued), and that this process hears the other
+    /// servers' inbox moves. Needs a tokio runtime.
     pub fn kick(self: &Arc<Self>, db: &Database) {
+        if !self.listening.swap(true, Ordering::SeqCst) {
+            wake::listen(self, db);
+        }
         self.pending.store(true, Ordering::SeqCst);
         if !self.running.swap(true, Ordering::SeqCst) {
             tokio::spawn(run(self.clone(), db.clone()));
         }
+    }
+
+    /// Pushes were queued, here or on another server: the applier looks, at once even if it
+    /// was waiting for another server's lock. Needs a tokio runtime.
+    pub(super) fn rows_queued(self: &Arc<Self>, db: &Database) {
+        self.queued.notify_one();
+        self.kick(db);
+    }
+
+    /// The inbox was applied through `row` (here, or on another server): the pulls waiting
+    /// for rows up to it read the inbox again.
+    pub(super) fn applied_through(&self, row: i64) {
+        self.applied.send_if_modified(|a| {
+            let newer = row > *a;
+            *a = (*a).max(row);
+            newer
+        });
     }
 
     /// Lets the pushes waiting to be received go first, for up to [`RECEIVE_FIRST`]: the
@@ -150,12 +209,14 @@ impl Inbox {
         }
     }
 
-    /// Waits (up to [`PULL_WAIT`]) until none of this device's pushes are queued: one look
-    /// at the inbox for the device's last queued row, then in memory until the applier has
-    /// gone past it (looking again every second, in case another replica applies it).
+    /// Waits (up to [`PULL_WAIT`]) until none of this device's pushes are queued: a look at
+    /// the inbox for the device's last queued row, then a wait until an applier, here or on
+    /// another server, has gone past it, and a look again (or every [`poll_interval`], in
+    /// case an announcement went unheard).
     pub async fn settle(self: &Arc<Self>, db: &Database, device: Uuid) -> Result<(), Failure> {
         let deadline = tokio::time::Instant::now() + PULL_WAIT;
         let mut applied = self.applied.subscribe();
+        let mut waited = false;
         loop {
             let last = {
                 let _turn = db.read_turn().await;
@@ -165,13 +226,24 @@ impl Inbox {
                     .map_err(|e| Failure::Internal(format!("task failed: {e}")))??
             };
             let Some(last) = last else {
+                if waited {
+                    tracing::debug!(%device, "the device's pushes are applied; its pull goes on");
+                }
                 return Ok(());
             };
+            if !waited {
+                tracing::debug!(%device, row = last, "a pull waits for its device's pushes");
+                waited = true;
+            }
             self.kick(db);
-            let look_again = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
-            let passed = tokio::time::timeout_at(look_again, applied.wait_for(|a| *a >= last));
-            if let Ok(Ok(_)) = passed.await {
-                return Ok(());
+            let look_again = (tokio::time::Instant::now() + poll_interval()).min(deadline);
+            // Until the inbox is applied past `last`; if it already is as far as this process
+            // has heard (yet the row is queued: another server's row that committed after
+            // higher ones), until the next move.
+            if *applied.borrow_and_update() >= last {
+                let _ = tokio::time::timeout_at(look_again, applied.changed()).await;
+            } else {
+                let _ = tokio::time::timeout_at(look_again, applied.wait_for(|a| *a >= last)).await;
             }
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(%device, "pushes still queued after {PULL_WAIT:?}; pulling anyway");
@@ -181,12 +253,17 @@ impl Inbox {
     }
 }
 
+/// The receiving task. It holds the inbox only while it works on a group, so that the inbox,
+/// and with it the channel this task waits on, goes when the server does.
 async fn receive_groups(
-    inbox: Arc<Inbox>,
+    inbox: std::sync::Weak<Inbox>,
     db: Database,
     mut rx: mpsc::UnboundedReceiver<Received>,
 ) {
     while let Some(first) = rx.recv().await {
+        let Some(inbox) = inbox.upgrade() else {
+            return;
+        };
         let turn = db.write_turn().await;
         // Everything that arrived meanwhile goes in the same transaction.
         let mut group = vec![first];
@@ -199,7 +276,7 @@ async fn receive_groups(
         if inbox.waiting.fetch_sub(group.len(), Ordering::SeqCst) == group.len() {
             inbox.none_waiting.notify_waiters();
         }
-        let db2 = db.clone();
+        let (db2, me) = (db.clone(), inbox.id.clone());
         let done = tokio::task::spawn_blocking(move || {
             let now = Utc::now();
             let answers = db2.tx(|tx| {
@@ -212,7 +289,11 @@ async fn receive_groups(
                         packed: Some(&r.packed),
                     })
                     .collect();
-                records::receive_group(tx, &incoming, now)
+                let answers = records::receive_group(tx, &incoming, now)?;
+                if answers.iter().any(|a| matches!(a, Ok(r) if r.queued > 0)) {
+                    wake::notify(tx, Move::Queued, &me)?;
+                }
+                Ok::<_, Failure>(answers)
             });
             (group, answers)
         })
@@ -229,7 +310,7 @@ async fn receive_groups(
                     let _ = r.answer.send(a);
                 }
                 if queued {
-                    inbox.kick(&db);
+                    inbox.rows_queued(&db);
                 }
             }
             Err(e) => {
@@ -253,15 +334,22 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
         let done = {
             let _bulk = db.bulk_turn().await;
             let _turn = db.write_turn().await;
-            let (db, current) = (db.clone(), current.clone());
+            let (db, current, me) = (db.clone(), current.clone(), inbox.id.clone());
             tokio::task::spawn_blocking(move || {
-                db.tx(|tx| records::apply_inbox_watched(tx, APPLY_CHUNK, Utc::now(), &current))
+                db.tx(|tx| {
+                    let drained =
+                        records::apply_inbox_watched(tx, APPLY_CHUNK, Utc::now(), &current)?;
+                    if let Drained::Through(last) = drained {
+                        wake::notify(tx, Move::Applied(last), &me)?;
+                    }
+                    Ok::<_, Failure>(drained)
+                })
             })
             .await
             .unwrap_or_else(|e| Err(Failure::Internal(format!("task failed: {e}"))))
         };
         match done {
-            Ok(None) => {
+            Ok(Drained::Empty) => {
                 inbox.running.store(false, Ordering::SeqCst);
                 // A push that committed after the look above set `pending`: look again,
                 // unless a new task has already been started for it.
@@ -272,13 +360,16 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
                 }
                 return;
             }
-            Ok(Some(last)) => {
+            Ok(Drained::Through(last)) => {
                 failures = 0;
-                inbox.applied.send_if_modified(|a| {
-                    let newer = last > *a;
-                    *a = (*a).max(last);
-                    newer
-                });
+                inbox.applied_through(last);
+            }
+            Ok(Drained::Busy) => {
+                // Another server is applying the inbox, and goes on until it is empty. Look
+                // again when pushes are queued (it may have just stopped) or after the poll
+                // (it may have died: its lock went with its connection).
+                failures = 0;
+                let _ = tokio::time::timeout(poll_interval(), inbox.queued.notified()).await;
             }
             Err(e) => {
                 // Nothing of the failed transaction was kept. The row it was on counts the

@@ -3,7 +3,7 @@
 //!
 //! The server keeps no state between requests in memory: sessions, rate limits, watermarks,
 //! the push inbox and the change sequence live in the database, so several replicas can
-//! serve one PostgreSQL.
+//! serve one PostgreSQL (they tell each other when the push inbox moves: [`wake`]).
 
 pub mod api;
 pub mod auth;
@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod records;
 pub mod repo;
 pub mod state;
+pub mod wake;
 
 pub use state::AppState;
 

@@ -12,6 +12,7 @@ use super::{Clerk, Flash, PageError, blocking, flash, page};
 use crate::server::AppState;
 use crate::server::error::Failure;
 use crate::server::repo;
+use crate::server::wake::{self, Move};
 use crate::wire::Role;
 
 pub fn routes() -> Router<AppState> {
@@ -100,9 +101,16 @@ async fn retry(
     let who = clerk.user.username.clone();
     let _turn = s.db.write_turn().await;
     let (db, inbox) = (s.db.clone(), s.inbox.clone());
+    let me = inbox.id().to_owned();
     let ok = blocking(move || {
-        db.tx(|tx| repo::retry_quarantined(tx, id, &who, Utc::now()))
-            .map_err(Failure::from)
+        db.tx(|tx| {
+            let ok = repo::retry_quarantined(tx, id, &who, Utc::now())?;
+            if ok {
+                wake::notify(tx, Move::Queued, &me)?;
+            }
+            Ok::<_, crate::server::db::DbError>(ok)
+        })
+        .map_err(Failure::from)
     })
     .await?;
     if ok {

@@ -88,6 +88,7 @@ impl r2d2::ManageConnection for Manager {
 pub struct PgPool {
     pool: std::sync::Arc<PoolHandle>,
     turns: std::sync::Arc<Turns>,
+    config: std::sync::Arc<postgres::Config>,
 }
 
 /// Owns the pool. The `postgres` client blocks on its own runtime when a connection closes,
@@ -121,17 +122,26 @@ impl PgPool {
             .max_size(size)
             .min_idle(Some(1))
             .connection_timeout(std::time::Duration::from_secs(30))
-            .build(Manager { config })?;
+            .build(Manager {
+                config: config.clone(),
+            })?;
         // A quarter of the connections for writes (they queue on the change counter, so more
         // would only wait there), half for reads; the rest stay free for everything else.
         Ok(PgPool {
             pool: std::sync::Arc::new(PoolHandle(Some(pool))),
             turns: std::sync::Arc::new(Turns::new(size as usize / 4, size as usize / 2)),
+            config: std::sync::Arc::new(config),
         })
     }
 
     pub fn turns(&self) -> &Turns {
         &self.turns
+    }
+
+    /// Where the pool connects, for a connection of its own outside the pool (the push
+    /// inbox's listener keeps one: `server::wake`).
+    pub fn config(&self) -> &postgres::Config {
+        &self.config
     }
 
     pub fn migrate(&self) -> Result<usize, DbError> {

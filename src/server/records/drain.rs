@@ -5,7 +5,7 @@ use super::*;
 
 /// Applies queued pushes in arrival order, whole rows, until about `max_entries` entries are
 /// done; returns the last row it applied (none: the inbox is empty, or on PostgreSQL another
-/// replica is applying it). Each row is tried whole in a savepoint first; if an entry is
+/// replica is applying it: [`apply_inbox_watched`] tells the two apart). Each row is tried whole in a savepoint first; if an entry is
 /// refused, the row is applied entry by entry instead, and each refused entry is kept in
 /// `push_rejections` (with a sequence number, for its device's next pull) and audited.
 /// An entry whose fields cannot be read (a number out of range, a lone surrogate, nesting
@@ -18,23 +18,41 @@ pub fn apply_inbox(
     max_entries: usize,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>, Failure> {
-    apply_inbox_watched(db, max_entries, now, &std::sync::atomic::AtomicI64::new(0))
+    Ok(
+        match apply_inbox_watched(db, max_entries, now, &std::sync::atomic::AtomicI64::new(0))? {
+            Drained::Through(row) => Some(row),
+            Drained::Empty | Drained::Busy => None,
+        },
+    )
+}
+
+/// What one call of [`apply_inbox_watched`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Rows applied (or set aside) through this inbox row.
+    Through(i64),
+    /// Nothing queued.
+    Empty,
+    /// Another server holds the inbox lock (PostgreSQL): it is applying the inbox, and goes
+    /// on until the inbox is empty.
+    Busy,
 }
 
 /// [`apply_inbox`], saying in `current` which row it is applying (0: none), so that a
-/// failure, or a panic, can be counted against that row.
+/// failure, or a panic, can be counted against that row, and whether it found the inbox
+/// empty or another server applying it.
 pub fn apply_inbox_watched(
     db: &mut dyn Sql,
     max_entries: usize,
     now: DateTime<Utc>,
     current: &std::sync::atomic::AtomicI64,
-) -> Result<Option<i64>, Failure> {
+) -> Result<Drained, Failure> {
     use std::sync::atomic::Ordering::SeqCst;
     current.store(0, SeqCst);
     if db.backend() == "postgres"
         && db.query_one("SELECT pg_try_advisory_xact_lock($1)", &[V::I(INBOX_LOCK)])?[0].i64()? == 0
     {
-        return Ok(None);
+        return Ok(Drained::Busy);
     }
     let mut users: BTreeMap<String, Option<User>> = BTreeMap::new();
     let (mut done, mut after, mut entries_done) = (None, 0, 0);
@@ -79,7 +97,10 @@ pub fn apply_inbox_watched(
     }
     current.store(0, SeqCst);
     repo::unqueue_pushes(db, &applied)?;
-    Ok(done.or((after > 0).then_some(after)))
+    Ok(match done.or((after > 0).then_some(after)) {
+        Some(row) => Drained::Through(row),
+        None => Drained::Empty,
+    })
 }
 
 /// Inbox rows fetched at a time by [`apply_inbox`].
@@ -95,8 +116,9 @@ pub const MAX_INBOX_ATTEMPTS: i64 = 3;
 pub const MAX_FIELD_DEPTH: usize = 8;
 
 /// The PostgreSQL advisory lock one replica holds while it applies the inbox (rows of one
-/// device lane must be applied in order, so only one applier runs at a time).
-pub(super) const INBOX_LOCK: i64 = 0x6772_6964_7761;
+/// device lane must be applied in order, so only one applier runs at a time). A transaction
+/// lock: it goes with the transaction, or with the connection of a server that died.
+pub const INBOX_LOCK: i64 = 0x6772_6964_7761;
 
 /// An entry's fields read from their text, or the refusal that names the field: a value
 /// JSON allows but the server cannot hold (a number out of range, a lone surrogate, a NUL

@@ -33,7 +33,8 @@ mod review;
 
 use apply::*;
 pub use drain::{
-    MAX_FIELD_DEPTH, MAX_INBOX_ATTEMPTS, apply_inbox, apply_inbox_watched, parse_entry,
+    Drained, INBOX_LOCK, MAX_FIELD_DEPTH, MAX_INBOX_ATTEMPTS, apply_inbox, apply_inbox_watched,
+    parse_entry,
 };
 pub use pull::{cadence, pull};
 pub use receive::{Incoming, receive_group};

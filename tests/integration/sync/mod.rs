@@ -8,6 +8,7 @@ mod faults;
 mod hostile;
 mod openapi;
 mod partial;
+mod replicas;
 mod sessions;
 pub mod util;
 
