@@ -7,6 +7,7 @@ mod e2e;
 mod faults;
 mod hostile;
 mod partial;
+mod restore;
 mod sessions;
 pub mod util;
 
