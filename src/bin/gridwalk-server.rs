@@ -250,7 +250,8 @@ fn main() -> Result<()> {
                     Ok(g)
                 })?
             } else {
-                db.read(|tx| repo::ensure_generation(tx))?
+                db.read(|tx| repo::get_setting(tx, repo::GENERATION))?
+                    .context("the database has no generation yet")?
             };
             println!("{g}");
             Ok(())

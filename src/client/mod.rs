@@ -116,7 +116,8 @@ pub enum SyncError {
     #[error("the server refused the data: {}{}", .0.message, .0.field.as_ref().map(|f| format!(" (at {f})")).unwrap_or_default())]
     Rejected(ApiError),
     #[error(
-        "the county server expects upload entry {expected} next (its database was restored from a backup), which this device no longer keeps (it keeps what was uploaded for 30 days); do not uninstall the app or clear its data, and contact the county's service centre so they can take these records down again"
+        "the county server expects upload entry {expected} next (its database was restored from a backup), which this device no longer keeps (it keeps what was uploaded for {days} days); do not uninstall the app or clear its data, and contact the county's service centre so they can take these records down again",
+        days = crate::store::outbox::ACKED_KEEP_DAYS
     )]
     Gap { expected: u64 },
     #[error("this device is not enrolled with a server yet")]
@@ -141,7 +142,8 @@ impl SyncError {
             SyncError::Incompatible(_) => "服务器需要更新版本的应用，请升级应用。".into(),
             SyncError::Rejected(e) => format!("服务器拒收数据：{}", e.message),
             SyncError::Gap { expected } => format!(
-                "县里的服务器从备份恢复后，需要本机第 {expected} 条上传记录，但本机只保留上传后 30 天内的记录，这一条已经没有了。请不要卸载应用或清除数据，并联系县综治中心，由他们补录这段时间的记录。"
+                "县里的服务器从备份恢复后，需要本机第 {expected} 条上传记录，但本机只保留上传后 {} 天内的记录，这一条已经没有了。请不要卸载应用或清除数据，并联系县综治中心，由他们补录这段时间的记录。",
+                crate::store::outbox::ACKED_KEEP_DAYS
             ),
             SyncError::NotEnrolled => "本机尚未登记到服务器。".into(),
             SyncError::Store(e) => format!("本地存储出错：{e}"),

@@ -147,6 +147,7 @@ struct Restored {
     server: Option<ServerProcess>,
     db: Option<Database>,
     url: String,
+    db_url: String,
     pg_name: Option<String>,
     _dir: tempfile::TempDir,
 }
@@ -171,6 +172,7 @@ impl Restored {
             server: None,
             db: None,
             url: String::new(),
+            db_url: db_url.clone(),
             pg_name,
             _dir: dir,
         };
@@ -186,6 +188,14 @@ impl Restored {
                 .unwrap(),
         );
         restored
+    }
+
+    /// Stops its server and closes its connections.
+    fn stop(&mut self) {
+        drop(self.server.take());
+        if let Some(db) = self.db.take() {
+            std::thread::spawn(move || drop(db)).join().ok();
+        }
     }
 
     async fn read<R: Send + 'static>(
@@ -231,10 +241,7 @@ impl Restored {
 
 impl Drop for Restored {
     fn drop(&mut self) {
-        drop(self.server.take());
-        if let Some(db) = self.db.take() {
-            std::thread::spawn(move || drop(db)).join().ok();
-        }
+        self.stop();
         if let Some(name) = self.pg_name.take() {
             std::thread::spawn(move || {
                 if let Ok(mut c) = postgres::Client::connect(PG_ADMIN, postgres::NoTls) {
@@ -626,5 +633,27 @@ async fn beyond_what_a_phone_keeps(backend: Backend) {
     assert_eq!(a.device.with(|s| s.outbox_len()).unwrap(), 1);
     let r: Hazard = a.device.with(|s| s.record(waiting)).unwrap();
     assert_eq!(r.place, PLACE);
+
+    // Restoring again over the restored database, stopped: only with --force, which replaces
+    // what it holds and gives it another generation.
+    let mut restored = restored;
+    restored.stop();
+    let again = |force: bool| {
+        let mut a = args(&[&"--db", &restored.db_url, &"restore", &"--from", &file]);
+        if force {
+            a.push("--force".into());
+        }
+        gridwalk_server(a)
+    };
+    let out = again(false).await;
+    assert!(!out.status.success());
+    assert!(says(&out).contains("already holds data"), "{}", says(&out));
+    let out = again(true).await;
+    assert!(out.status.success(), "{}", says(&out));
+    assert!(
+        says(&out).contains("replacing what it held"),
+        "{}",
+        says(&out)
+    );
 }
 both_backends!(beyond_what_a_phone_keeps);
