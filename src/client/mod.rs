@@ -569,7 +569,7 @@ impl SyncClient {
         if check {
             self.restore_check(store, device, sum).await?;
         }
-        let total = on_store(store, |s| s.outbox_len()).await?;
+        let mut total = on_store(store, |s| s.outbox_len()).await?;
         let pushed_before = sum.pushed;
         progress(Progress {
             phase: Phase::Upload,
@@ -615,6 +615,7 @@ impl SyncClient {
                         match on_store(store, move |s| s.requeue_acked(lane, expected)).await? {
                             Some(k) if k > 0 => {
                                 sum.resent += k as u64;
+                                total += k as u64;
                                 continue;
                             }
                             _ => return Err(SyncError::Gap { expected }),
