@@ -157,6 +157,10 @@ pub const SESSION_EXPIRES_HEADER: &str = "x-gridwalk-session-expires";
 /// On every authenticated API answer: when the session ends however often it is used; the
 /// device must sign in again before then.
 pub const SESSION_ENDS_HEADER: &str = "x-gridwalk-session-ends";
+/// On every pull answer: the county database's generation, a random id replaced when the
+/// database is restored from a backup. A cursor is a place in one generation's change
+/// sequence; under another, the device pulls whole from 0.
+pub const GENERATION_HEADER: &str = "x-gridwalk-generation";
 
 coded_enum!(
     /// What an account may do and see.

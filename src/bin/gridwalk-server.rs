@@ -1,6 +1,6 @@
 //! `gridwalk-server`: the county server. `serve` (optionally seeding the demo county),
 //! `migrate`, `user add | passwd | disable` for operators, `import` and `export` of the
-//! county's data, and `demo-files` (the demo county as import files).
+//! county's data, `backup` and `restore`, and `demo-files` (the demo county as import files).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -52,6 +52,36 @@ enum Command {
     },
     /// Bring the database schema up to date.
     Migrate,
+    /// Back up the database while it serves: SQLite through its online backup API (one
+    /// consistent snapshot, in steps that never hold up pushes), PostgreSQL with
+    /// `pg_dump --format=custom`. FILE is replaced only once the new copy is whole.
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// SQLite: pages copied per step.
+        #[arg(long, default_value_t = gridwalk::server::backup::Pace::default().pages)]
+        pages_per_step: i32,
+        /// SQLite: pause after each step, in milliseconds.
+        #[arg(long, default_value_t = 10)]
+        pause_ms: u64,
+    },
+    /// Restore a backup into the database --db names: a new file or database (made if
+    /// missing), or with --force one whose data it replaces. Refused while anything uses the
+    /// database (stop every server first). The restored database gets a new generation:
+    /// devices re-send what the backup lacks and pull it whole.
+    Restore {
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// Replace the data the database holds.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the database's generation; --renew gives it a new one, which devices take as a
+    /// restore (run it after restoring a backup by hand, before serving).
+    Generation {
+        #[arg(long)]
+        renew: bool,
+    },
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -187,11 +217,45 @@ fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    // These two work on the database as it is: no migration first.
+    match cli.command {
+        Command::Backup {
+            out,
+            pages_per_step,
+            pause_ms,
+        } => return backup(&cli.db, &out, pages_per_step, pause_ms),
+        Command::Restore { from, force } => return restore(&cli.db, &from, force),
+        _ => {}
+    }
     let db = Database::open(&cli.db).with_context(|| format!("opening the database {}", cli.db))?;
     db.migrate().context("migrating the database")?;
     match cli.command {
         Command::Migrate => {
             println!("database {} is at the latest schema", db.backend());
+            Ok(())
+        }
+        Command::Backup { .. } | Command::Restore { .. } => unreachable!("handled above"),
+        Command::Generation { renew } => {
+            let g = if renew {
+                db.tx(|tx| -> Result<String> {
+                    let g = repo::renew_generation(tx)?;
+                    repo::audit(
+                        tx,
+                        Utc::now(),
+                        "operator",
+                        None,
+                        "GENERATION_RENEW",
+                        None,
+                        None,
+                        Some(g.clone()),
+                    )?;
+                    Ok(g)
+                })?
+            } else {
+                db.read(|tx| repo::get_setting(tx, repo::GENERATION))?
+                    .context("the database has no generation yet")?
+            };
+            println!("{g}");
             Ok(())
         }
         Command::User(u) => user(&db, u),
@@ -345,6 +409,60 @@ fn main() -> Result<()> {
             })
         }
     }
+}
+
+fn backup(db_url: &str, out: &Path, pages: i32, pause_ms: u64) -> Result<()> {
+    use gridwalk::server::backup::{self, Pace};
+    let started = std::time::Instant::now();
+    let mut last_tenth = None;
+    let report = backup::backup(
+        db_url,
+        out,
+        Pace {
+            pages: pages.max(1),
+            pause: std::time::Duration::from_millis(pause_ms),
+        },
+        &mut |done, total| {
+            let tenth = (done * 10).checked_div(total).unwrap_or(10);
+            if last_tenth != Some(tenth) {
+                last_tenth = Some(tenth);
+                eprintln!("backup: {done}/{total} pages ({}%)", tenth * 10);
+            }
+        },
+    )
+    .with_context(|| format!("backing up {db_url}"))?;
+    println!(
+        "backed up the {} database (schema {}, generation {}) to {}: {} bytes in {:.1} s",
+        report.backend,
+        report.schema,
+        report.generation.as_deref().unwrap_or("none"),
+        out.display(),
+        report.bytes,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn restore(db_url: &str, from: &Path, force: bool) -> Result<()> {
+    let report = gridwalk::server::backup::restore(db_url, from, force)
+        .with_context(|| format!("restoring {} into {db_url}", from.display()))?;
+    println!(
+        "restored {} into the {} database{} (schema {} brought up to date); new generation {} (was {})",
+        from.display(),
+        report.backend,
+        match (report.created, report.replaced) {
+            (true, _) => ", created for it",
+            (_, true) => ", replacing what it held",
+            _ => "",
+        },
+        report.schema,
+        report.generation,
+        report.from_generation.as_deref().unwrap_or("none"),
+    );
+    println!(
+        "devices re-send what the backup lacks with their next sync and pull the restored database whole; those signed in after the backup sign in again"
+    );
+    Ok(())
 }
 
 fn user(db: &Database, cmd: UserCommand) -> Result<()> {

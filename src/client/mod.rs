@@ -3,13 +3,18 @@
 //! The protocol (see ARCHITECTURE.md):
 //! 1. **Push**, lane by lane (urgent first): the outbox entries in sequence order, in batches.
 //!    The server applies a batch in one transaction and answers the sequence number it now
-//!    holds; only then does the device delete those entries. A batch sent twice (a lost
-//!    answer, a retry) is answered as already applied.
+//!    holds; only then do those entries leave the outbox (kept a while as acknowledged). A
+//!    batch sent twice (a lost answer, a retry) is answered as already applied. A server that
+//!    expects an earlier entry than the outbox holds (a gap: its database was restored from a
+//!    backup) gets the acknowledged entries it lost again, from where it stands.
 //! 2. **Photos**: each photo not yet uploaded is asked for its upload offset and sent from
 //!    there, so an upload cut at any byte continues where it stopped.
 //! 3. **Pull**: pages of changes after the device's cursor; each page is stored together with
 //!    its new cursor in one transaction, so a pull cut anywhere resumes without a gap or a
-//!    repeat.
+//!    repeat. The answer names the database's generation: under another one than the cursor
+//!    belongs to (a restored database), the device resets its cursor, asks where each push
+//!    lane stands and re-sends what the server lost, has its photos probed again, and pulls
+//!    whole, all in the same sync ([`Store::take_generation`]).
 //!
 //! Every pull's answer says how long the session lasts; the device keeps it in `meta`
 //! ([`Store::session_times`]). [`probe`] asks whether the server answers at all, without a
@@ -38,8 +43,9 @@ pub use crate::store::remote::SessionTimes;
 use crate::store::remote::{SERVER_URL, TOKEN};
 use crate::store::{Store, StoreError};
 use crate::wire::{
-    Account, ApiError, Lane, LoginRequest, LoginResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
-    PullResponse, PushRequest, PushResponse, SESSION_ENDS_HEADER, SESSION_EXPIRES_HEADER,
+    Account, ApiError, GENERATION_HEADER, Lane, LoginRequest, LoginResponse, PROTOCOL_HEADER,
+    PROTOCOL_VERSION, PullResponse, PushRequest, PushResponse, SESSION_ENDS_HEADER,
+    SESSION_EXPIRES_HEADER,
 };
 
 /// Entries per push request.
@@ -87,6 +93,11 @@ pub struct SyncSummary {
     /// How long the session lasts, as the pull's answer said (also kept in the store:
     /// [`Store::session_times`]); `None` from a server that does not say.
     pub session: Option<SessionTimes>,
+    /// The county's database turned out to be restored from a backup (another generation):
+    /// this sync re-sent what it lost and pulled it whole.
+    pub restored: bool,
+    /// Acknowledged entries this sync pushed again because the server had lost them.
+    pub resent: u64,
 }
 
 /// Why a sync stopped.
@@ -105,7 +116,8 @@ pub enum SyncError {
     #[error("the server refused the data: {}{}", .0.message, .0.field.as_ref().map(|f| format!(" (at {f})")).unwrap_or_default())]
     Rejected(ApiError),
     #[error(
-        "the server expects upload entry {expected} next, which this device no longer has; contact the county"
+        "the county server expects upload entry {expected} next (its database was restored from a backup), which this device no longer keeps (it keeps what was uploaded for {days} days); do not uninstall the app or clear its data, and contact the county's service centre so they can take these records down again",
+        days = crate::store::outbox::ACKED_KEEP_DAYS
     )]
     Gap { expected: u64 },
     #[error("this device is not enrolled with a server yet")]
@@ -129,9 +141,10 @@ impl SyncError {
             SyncError::Forbidden(m) => format!("服务器拒绝了请求：{m}"),
             SyncError::Incompatible(_) => "服务器需要更新版本的应用，请升级应用。".into(),
             SyncError::Rejected(e) => format!("服务器拒收数据：{}", e.message),
-            SyncError::Gap { expected } => {
-                format!("服务器需要第 {expected} 条上传记录，本机已没有，请联系县综治中心。")
-            }
+            SyncError::Gap { expected } => format!(
+                "县里的服务器从备份恢复后，需要本机第 {expected} 条上传记录，但本机只保留上传后 {} 天内的记录，这一条已经没有了。请不要卸载应用或清除数据，并联系县综治中心，由他们补录这段时间的记录。",
+                crate::store::outbox::ACKED_KEEP_DAYS
+            ),
             SyncError::NotEnrolled => "本机尚未登记到服务器。".into(),
             SyncError::Store(e) => format!("本地存储出错：{e}"),
         }
@@ -465,17 +478,82 @@ impl SyncClient {
         }
     }
 
-    /// Runs a whole sync: push (urgent lane first), photos, pull.
+    /// Runs a whole sync: push (urgent lane first), photos, pull. A pull that finds the
+    /// county's database restored from a backup resets the store for it
+    /// ([`Store::take_generation`]), and the sync runs once more: push (re-sending what the
+    /// server lost first), photos (each asked for again), and a pull from 0.
     pub async fn sync(
         &self,
         store: &Arc<Mutex<Store>>,
         mut progress: impl FnMut(Progress),
     ) -> Result<SyncSummary, SyncError> {
         let mut sum = SyncSummary::default();
-        self.push(store, &mut progress, &mut sum).await?;
-        self.photos(store, &mut progress, &mut sum).await?;
-        self.pull(store, &mut progress, &mut sum).await?;
-        Ok(sum)
+        for _ in 0..2 {
+            self.push(store, &mut progress, &mut sum).await?;
+            self.photos(store, &mut progress, &mut sum).await?;
+            if !self.pull(store, &mut progress, &mut sum).await? {
+                return Ok(sum);
+            }
+            sum.restored = true;
+        }
+        Err(SyncError::Server(
+            "the county's database changed generation twice during one sync".into(),
+        ))
+    }
+
+    /// Sends one push body (gzipped JSON); the server's acknowledgement.
+    async fn post_push(
+        &self,
+        body: Vec<u8>,
+        sum: &mut SyncSummary,
+    ) -> Result<PushResponse, SyncError> {
+        let url = format!("{}/api/v1/sync/push", self.base);
+        let started = std::time::Instant::now();
+        let res = self
+            .send(
+                || {
+                    self.http
+                        .post(&url)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .header(reqwest::header::CONTENT_ENCODING, "gzip")
+                        .body(body.clone())
+                },
+                &mut sum.requests,
+            )
+            .await?;
+        let ack = decode(res).await?;
+        sum.latencies
+            .push((Phase::Upload, started, started.elapsed()));
+        Ok(ack)
+    }
+
+    /// After a restore ([`Store::take_generation`]): asks where each lane stands (a push of
+    /// no entries is answered with the lane's watermark) and puts back in the outbox the
+    /// acknowledged entries after it. A device whose outbox is empty would otherwise never
+    /// learn that the server lost them.
+    async fn restore_check(
+        &self,
+        store: &Arc<Mutex<Store>>,
+        device: Uuid,
+        sum: &mut SyncSummary,
+    ) -> Result<(), SyncError> {
+        for lane in [Lane::Urgent, Lane::Normal] {
+            let req: PushRequest<crate::wire::RawFields> = PushRequest {
+                device_id: device,
+                lane,
+                device_now: Utc::now() + self.clock_offset,
+                entries: Vec::new(),
+            };
+            let json = serde_json::to_vec(&req).map_err(|e| SyncError::Server(e.to_string()))?;
+            let ack = self.post_push(gzip(&json), sum).await?;
+            let from = ack.acked_through + 1;
+            match on_store(store, move |s| s.requeue_acked(lane, from)).await? {
+                Some(n) => sum.resent += n as u64,
+                None => return Err(SyncError::Gap { expected: from }),
+            }
+        }
+        on_store(store, |s| s.restore_checked()).await?;
+        Ok(())
     }
 
     async fn push(
@@ -484,16 +562,22 @@ impl SyncClient {
         progress: &mut impl FnMut(Progress),
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
-        let (device, total) = on_store(store, |s| -> Result<_, SyncError> {
-            Ok((s.device_id(), s.outbox_len()?))
+        let (device, check) = on_store(store, |s| -> Result<_, SyncError> {
+            Ok((s.device_id(), s.restore_check_due()?))
         })
         .await?;
+        if check {
+            self.restore_check(store, device, sum).await?;
+        }
+        let mut total = on_store(store, |s| s.outbox_len()).await?;
+        let pushed_before = sum.pushed;
         progress(Progress {
             phase: Phase::Upload,
             done: 0,
             total,
         });
         for lane in [Lane::Urgent, Lane::Normal] {
+            let mut gap_filled = false;
             loop {
                 // The batch is read and its body made (JSON, gzip) off the runtime, like the
                 // rest of the store work: with hundreds of syncs on one runtime (a load test)
@@ -522,28 +606,29 @@ impl SyncClient {
                 let Some((n, body)) = batch else {
                     break;
                 };
-                let url = format!("{}/api/v1/sync/push", self.base);
-                let started = std::time::Instant::now();
-                let res = self
-                    .send(
-                        || {
-                            self.http
-                                .post(&url)
-                                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                                .header(reqwest::header::CONTENT_ENCODING, "gzip")
-                                .body(body.clone())
-                        },
-                        &mut sum.requests,
-                    )
-                    .await?;
-                let ack: PushResponse = decode(res).await?;
-                sum.latencies
-                    .push((Phase::Upload, started, started.elapsed()));
-                on_store(store, move |s| s.ack_outbox(lane, ack.acked_through)).await?;
+                let ack = match self.post_push(body, sum).await {
+                    // The server lost entries it had acknowledged (its database was restored
+                    // from a backup): they go again from where it stands, once, if this
+                    // device still keeps them.
+                    Err(SyncError::Gap { expected }) if !gap_filled => {
+                        gap_filled = true;
+                        match on_store(store, move |s| s.requeue_acked(lane, expected)).await? {
+                            Some(k) if k > 0 => {
+                                sum.resent += k as u64;
+                                total += k as u64;
+                                continue;
+                            }
+                            _ => return Err(SyncError::Gap { expected }),
+                        }
+                    }
+                    other => other?,
+                };
+                let now = Utc::now() + self.clock_offset;
+                on_store(store, move |s| s.acknowledge(lane, ack.acked_through, now)).await?;
                 sum.pushed += n;
                 progress(Progress {
                     phase: Phase::Upload,
-                    done: sum.pushed,
+                    done: sum.pushed - pushed_before,
                     total,
                 });
             }
@@ -634,27 +719,32 @@ impl SyncClient {
         Ok(())
     }
 
+    /// Pulls until the server has no more; whether the county's database turned out to be
+    /// another generation (restored), in which case the store was reset for it and nothing
+    /// of the answer was applied.
     async fn pull(
         &self,
         store: &Arc<Mutex<Store>>,
         progress: &mut impl FnMut(Progress),
         sum: &mut SyncSummary,
-    ) -> Result<(), SyncError> {
+    ) -> Result<bool, SyncError> {
         loop {
             let (cursor, base) = on_store(store, |s| -> Result<_, SyncError> {
                 Ok((s.pull_cursor()?, s.pull_base()?))
             })
             .await?;
-            if !self.pull_stream(store, cursor, base, progress, sum).await? {
-                return Ok(());
+            match self.pull_stream(store, cursor, base, progress, sum).await? {
+                Pulled::Done => return Ok(false),
+                Pulled::Restored => return Ok(true),
+                // The answer stopped at its limit: ask for the rest.
+                Pulled::More => {}
             }
-            // The answer stopped at its limit: ask for the rest.
         }
     }
 
     /// One streamed pull: the server's pages, one a line, each stored in its own transaction
     /// as soon as it has arrived, while the next one is still on its way (so an answer cut
-    /// short keeps what came). Whether more is to come.
+    /// short keeps what came).
     async fn pull_stream(
         &self,
         store: &Arc<Mutex<Store>>,
@@ -662,7 +752,7 @@ impl SyncClient {
         base: i64,
         progress: &mut impl FnMut(Progress),
         sum: &mut SyncSummary,
-    ) -> Result<bool, SyncError> {
+    ) -> Result<Pulled, SyncError> {
         let url = format!(
             "{}/api/v1/sync/pull/stream?cursor={cursor}&base={base}&limit={}&frame={}",
             self.base, self.page, self.frame
@@ -671,6 +761,17 @@ impl SyncClient {
         let mut res = self.send(|| self.http.get(&url), &mut sum.requests).await?;
         if !res.status().is_success() {
             return Err(error_of(res.status(), res).await);
+        }
+        let generation = res
+            .headers()
+            .get(GENERATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(g) = generation
+            && on_store(store, move |s| s.take_generation(&g)).await?
+        {
+            // The cursor was of the database before the restore: this answer is not for us.
+            return Ok(Pulled::Restored);
         }
         let mut session = session_times(res.headers());
         if session.is_some() {
@@ -739,8 +840,21 @@ impl SyncClient {
             .push((Phase::Download, started, started.elapsed()));
         let more = more?;
         read?;
-        more.ok_or_else(|| SyncError::Server("the server's answer held no page".into()))
+        match more {
+            Some(true) => Ok(Pulled::More),
+            Some(false) => Ok(Pulled::Done),
+            None => Err(SyncError::Server("the server's answer held no page".into())),
+        }
     }
+}
+
+/// How a streamed pull ended.
+enum Pulled {
+    /// At its limit, with more to come.
+    More,
+    Done,
+    /// Under another generation of the county's database than the cursor's: nothing applied.
+    Restored,
 }
 
 thread_local! {

@@ -34,8 +34,8 @@ use crate::domain::codes::Coded;
 use crate::domain::lifecycle::Status;
 use crate::domain::model::{EntityKind, is_sha256_hex, sniff_mime};
 use crate::wire::{
-    Account, LoginRequest, LoginResponse, PROTOCOL_HEADER, PROTOCOL_VERSION, PullResponse,
-    PushRequest, PushResponse, RawFields,
+    Account, GENERATION_HEADER, LoginRequest, LoginResponse, PROTOCOL_HEADER, PROTOCOL_VERSION,
+    PullResponse, PushRequest, PushResponse, RawFields,
 };
 
 /// The API's routes and `/healthz`, each registered with its description by `routes!` (a
@@ -586,8 +586,9 @@ async fn pull(
     State(s): State<AppState>,
     a: Auth,
     q: Result<ApiQuery<PullQuery>, Failure>,
-) -> Result<Json<PullResponse>, Failure> {
+) -> Result<Response, Failure> {
     let q = PullQuery::parse(q)?;
+    let generation = generation_header(&s).await?;
     // The device's own pushes first: its sync brings back what it sent, or why not.
     s.inbox.settle(&s.db, a.device).await?;
     s.inbox.pushes_first().await;
@@ -595,7 +596,14 @@ async fn pull(
     let res = s
         .read(move |db| records::pull(db, &a.user, Some(a.device), q.cursor, q.base, q.limit))
         .await?;
-    Ok(Json(res))
+    Ok(([(GENERATION_HEADER, generation)], Json(res)).into_response())
+}
+
+/// The database's generation as a pull answer says it: a cursor is a place in its change
+/// sequence, and a restored database starts another.
+async fn generation_header(s: &AppState) -> Result<HeaderValue, Failure> {
+    HeaderValue::from_str(&s.generation().await?)
+        .map_err(|e| Failure::Internal(format!("generation setting: {e}")))
 }
 
 /// Changes in a stream's first page, at most: small, so the device starts storing early.
@@ -639,6 +647,7 @@ async fn pull_stream(
     q: Result<ApiQuery<PullQuery>, Failure>,
 ) -> Result<Response, Failure> {
     let q = PullQuery::parse(q)?;
+    let generation = generation_header(&s).await?;
     s.inbox.settle(&s.db, a.device).await?;
     s.inbox.pushes_first().await;
     let zstd = headers
@@ -656,6 +665,7 @@ async fn pull_stream(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
     );
+    h.insert(GENERATION_HEADER, generation);
     if zstd {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
     }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod body;
 pub mod dashboard;
 pub mod data;

@@ -12,6 +12,9 @@ pub struct AppState {
     pub inbox: std::sync::Arc<inbox::Inbox>,
     /// Every API request's session lookup, grouped under load.
     pub sessions: std::sync::Arc<auth::Sessions>,
+    /// The database's generation, read once: it changes only when a backup is restored into
+    /// the database, which `restore` does only while no server uses it.
+    generation: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl AppState {
@@ -20,7 +23,16 @@ impl AppState {
             db,
             inbox: Default::default(),
             sessions: Default::default(),
+            generation: Default::default(),
         }
+    }
+
+    /// The database's generation (`repo::GENERATION`), for every pull's answer.
+    pub async fn generation(&self) -> Result<String, Failure> {
+        self.generation
+            .get_or_try_init(|| self.write(|db| Ok(super::repo::ensure_generation(db)?)))
+            .await
+            .cloned()
     }
 }
 

@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_draft_photos.sql"),
     include_str!("migrations/0006_rejections.sql"),
     include_str!("migrations/0007_feedback.sql"),
+    include_str!("migrations/0008_restores.sql"),
 ];
 
 impl crate::domain::labels::Explain for StoreError {

@@ -1,8 +1,13 @@
 //! The outbox: every local write, appended in the same transaction as the write itself.
 //!
 //! Sequence numbers are dense per lane and never reused: `outbox_seq` remembers the last one
-//! handed out, so acknowledging (deleting) entries leaves the numbering intact. Sync pushes
-//! the entries exactly as stored and deletes them only when the server acknowledges them.
+//! handed out, so acknowledging entries leaves the numbering intact. Sync pushes the entries
+//! exactly as stored and takes them out of the outbox only when the server acknowledges them.
+//!
+//! Acknowledged entries are kept a while (`outbox_acked`): [`ACKED_KEEP_DAYS`] after the
+//! acknowledgement, and never fewer than the lane's last [`ACKED_KEEP_LAST`]. A county
+//! database restored from a backup has lost what it acknowledged after the backup; the device
+//! puts those entries back in the outbox ([`Store::requeue_acked`]) and pushes them again.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -13,6 +18,16 @@ use super::{Result, Store, code, time, ts, uuid};
 use crate::domain::codes::Coded;
 use crate::domain::model::EntityKind;
 use crate::wire::{Lane, Op, OutboxEntry, RawFields};
+
+/// Acknowledged entries are kept this many days after the server acknowledged them: longer
+/// than a county would take to notice a lost database and restore last night's backup.
+pub const ACKED_KEEP_DAYS: i64 = 30;
+/// ... and never fewer than this many of a lane's last, however old: a phone that syncs
+/// rarely still reaches back past the backup before its last syncs.
+pub const ACKED_KEEP_LAST: u64 = 1_000;
+
+/// The columns of an entry, in `outbox` and `outbox_acked` alike.
+const ENTRY: &str = "lane, seq, kind, record_id, op, fields, base_version, edited_at";
 
 /// Appends one entry; returns its sequence number. Call inside the write's transaction.
 pub(crate) fn append(
@@ -152,12 +167,92 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Deletes the entries of a lane up to and including `seq`: the server has them.
+    /// [`Store::acknowledge`] now, by this device's clock.
     pub fn ack_outbox(&mut self, lane: Lane, seq: u64) -> Result<usize> {
-        Ok(self
+        self.acknowledge(lane, seq, Utc::now())
+    }
+
+    /// The server has the entries of a lane up to and including `seq`: they leave the outbox
+    /// and are kept as acknowledged at `now`; those past keeping go (see [`ACKED_KEEP_DAYS`],
+    /// [`ACKED_KEEP_LAST`]). How many left the outbox.
+    pub fn acknowledge(&mut self, lane: Lane, seq: u64, now: DateTime<Utc>) -> Result<usize> {
+        let (lane, seq) = (lane.code(), seq as i64);
+        self.tx(|tx| {
+            tx.prepare_cached(&format!(
+                "INSERT INTO outbox_acked ({ENTRY}, acked_at)
+                 SELECT {ENTRY}, ?3 FROM outbox WHERE lane = ?1 AND seq <= ?2"
+            ))?
+            .execute(params![lane, seq, ts(now)])?;
+            let n = tx
+                .prepare_cached("DELETE FROM outbox WHERE lane = ?1 AND seq <= ?2")?
+                .execute(params![lane, seq])?;
+            tx.prepare_cached(
+                "DELETE FROM outbox_acked WHERE lane = ?1 AND acked_at < ?2
+                   AND seq <= (SELECT max(seq) FROM outbox_acked WHERE lane = ?1) - ?3",
+            )?
+            .execute(params![
+                lane,
+                ts(now - chrono::Duration::days(ACKED_KEEP_DAYS)),
+                ACKED_KEEP_LAST as i64
+            ])?;
+            Ok(n)
+        })
+    }
+
+    /// How many acknowledged entries are kept, in all lanes.
+    pub fn acked_len(&self) -> Result<u64> {
+        let n: i64 = self
             .conn
-            .prepare_cached("DELETE FROM outbox WHERE lane = ?1 AND seq <= ?2")?
-            .execute(params![lane.code(), seq as i64])?)
+            .query_row("SELECT count(*) FROM outbox_acked", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Puts the acknowledged entries of `lane` from `from` on back in the outbox, to be pushed
+    /// again: the server lost them (its database was restored from a backup older than their
+    /// acknowledgement). The photos they name are marked not uploaded, so each is asked for
+    /// again. How many went back; `None` if the kept entries do not reach back to `from`
+    /// (pruned, or acknowledged before this device kept them), and then nothing moves.
+    pub fn requeue_acked(&mut self, lane: Lane, from: u64) -> Result<Option<usize>> {
+        let lane = lane.code();
+        let from = from.max(1) as i64;
+        self.tx(|tx| {
+            // Up to the first entry still waiting (or the last handed out, if none waits).
+            let upto: i64 = tx
+                .prepare_cached(
+                    "SELECT coalesce((SELECT min(seq) FROM outbox WHERE lane = ?1),
+                                     (SELECT last_seq + 1 FROM outbox_seq WHERE lane = ?1)) - 1",
+                )?
+                .query_row([lane], |r| r.get(0))?;
+            if from > upto {
+                return Ok(Some(0));
+            }
+            let kept: i64 = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM outbox_acked WHERE lane = ?1 AND seq BETWEEN ?2 AND ?3",
+                )?
+                .query_row(params![lane, from, upto], |r| r.get(0))?;
+            if kept != upto - from + 1 {
+                return Ok(None);
+            }
+            tx.prepare_cached(&format!(
+                "INSERT INTO outbox ({ENTRY})
+                 SELECT {ENTRY} FROM outbox_acked WHERE lane = ?1 AND seq BETWEEN ?2 AND ?3"
+            ))?
+            .execute(params![lane, from, upto])?;
+            tx.prepare_cached(
+                "DELETE FROM outbox_acked WHERE lane = ?1 AND seq BETWEEN ?2 AND ?3",
+            )?
+            .execute(params![lane, from, upto])?;
+            // A photo entry names its photo by `sha256`, a record by its `photos` list: either
+            // way the hash is in the entry's fields.
+            tx.prepare_cached(
+                "UPDATE photos SET uploaded = 0 WHERE uploaded = 1 AND EXISTS (
+                   SELECT 1 FROM outbox o WHERE o.lane = ?1 AND o.seq BETWEEN ?2 AND ?3
+                      AND instr(o.fields, photos.sha256) > 0)",
+            )?
+            .execute(params![lane, from, upto])?;
+            Ok(Some((upto - from + 1) as usize))
+        })
     }
 }
 
@@ -231,5 +326,89 @@ mod tests {
             })
             .unwrap();
         assert_eq!(urgent, 1, "the urgent lane counts on its own");
+    }
+
+    fn hazard(grid: Uuid, at: DateTime<Utc>) -> crate::domain::model::Hazard {
+        use crate::domain::codes::{Domain, HazardCategory, Severity};
+        use crate::domain::model::{Common, Hazard};
+        Hazard {
+            common: Common::new(Domain::Hazard, grid, "worker-a", at),
+            category: HazardCategory::Fire,
+            severity: Severity::Low,
+            description: "楼道堆放杂物".into(),
+            place: "2号楼".into(),
+            owner: None,
+            due_date: None,
+        }
+    }
+
+    fn seqs(s: &Store) -> Vec<u64> {
+        s.outbox(Lane::Normal, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    }
+
+    #[test]
+    fn acknowledged_entries_are_kept_and_go_back_to_a_server_that_lost_them() {
+        let (mut s, grid) = crate::store::testing::store_with_grid();
+        let now: DateTime<Utc> = "2026-11-29T09:30:00Z".parse().unwrap();
+        let h = hazard(grid, now);
+        s.create_record(&h, now).unwrap(); // 1
+        let sha = s
+            .attach_photo(h.common.id, b"\xFF\xD8\xFFphoto", "image/jpeg", now)
+            .unwrap(); // 2
+        s.create_record(&hazard(grid, now), now).unwrap(); // 3
+        assert_eq!(s.acknowledge(Lane::Normal, 3, now).unwrap(), 3);
+        s.mark_photo_uploaded(&sha).unwrap();
+        s.create_record(&hazard(grid, now), now).unwrap(); // 4, not pushed yet
+        assert_eq!((s.outbox_len().unwrap(), s.acked_len().unwrap()), (1, 3));
+        assert!(s.pending_photos().unwrap().is_empty());
+        // What waits is what it was: the kept entries are nowhere else.
+        assert_eq!(seqs(&s), vec![4]);
+        assert!(s.unsent_records().unwrap().len() == 1);
+
+        // A server restored to before entry 2 expects it next: 2 and 3 go back, in order
+        // before 4, and the photo entry 2 names is asked for again.
+        assert_eq!(s.requeue_acked(Lane::Normal, 2).unwrap(), Some(2));
+        assert_eq!(seqs(&s), vec![2, 3, 4]);
+        assert_eq!(s.acked_len().unwrap(), 1);
+        assert_eq!(s.pending_photos().unwrap()[0].sha256, sha);
+        let e = &s.outbox(Lane::Normal, 1).unwrap()[0];
+        assert_eq!((e.kind, e.op), (EntityKind::Photo, Op::Append));
+        // A server that already has everything: nothing moves.
+        assert_eq!(s.requeue_acked(Lane::Normal, 5).unwrap(), Some(0));
+        // Before what is kept: nothing moves, and the caller says so.
+        s.conn
+            .execute("DELETE FROM outbox_acked WHERE seq = 1", [])
+            .unwrap();
+        assert_eq!(s.requeue_acked(Lane::Normal, 1).unwrap(), None);
+        assert_eq!(seqs(&s), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn acknowledged_entries_go_after_thirty_days_but_the_last_thousand_stay() {
+        let (mut s, grid) = crate::store::testing::store_with_grid();
+        let start: DateTime<Utc> = "2026-01-01T08:00:00Z".parse().unwrap();
+        let n = ACKED_KEEP_LAST + 200;
+        for i in 0..n {
+            s.create_record(&hazard(grid, start), start).unwrap();
+            if i % 100 == 99 {
+                s.acknowledge(Lane::Normal, i + 1, start).unwrap();
+            }
+        }
+        assert_eq!(s.acked_len().unwrap(), n, "all within 30 days");
+        // Forty days on: only the last thousand of the old ones stay.
+        s.create_record(&hazard(grid, start), start).unwrap();
+        let later = start + chrono::Duration::days(40);
+        s.acknowledge(Lane::Normal, n + 1, later).unwrap();
+        assert_eq!(s.acked_len().unwrap(), ACKED_KEEP_LAST);
+        assert_eq!(
+            s.requeue_acked(Lane::Normal, n + 1 - ACKED_KEEP_LAST + 1)
+                .unwrap(),
+            Some(ACKED_KEEP_LAST as usize)
+        );
+        assert_eq!(s.outbox_len().unwrap(), ACKED_KEEP_LAST);
     }
 }

@@ -35,6 +35,12 @@ pub const PULL_CURSOR: &str = "pull_cursor";
 /// server sends event records the device holds as of it as partial changes.
 pub const PULL_BASE: &str = "pull_base";
 pub const LAST_SYNC: &str = "last_sync_at";
+/// The county database's generation the pull cursor belongs to (`x-gridwalk-generation`).
+pub const PULL_GENERATION: &str = "pull_generation";
+/// Set when the county's database turned out to be another generation (restored from a
+/// backup), until the device has asked the server where each lane stands and put back in the
+/// outbox what it lost.
+pub const RESTORE_CHECK: &str = "restore_check";
 /// When the session ends if the device does not sync again (RFC 3339), as the server last
 /// said: each sync slides it out (at most once a day).
 pub const SESSION_EXPIRES: &str = "session_expires_at";
@@ -130,6 +136,66 @@ impl Store {
             .meta(PULL_CURSOR)?
             .and_then(|s| s.parse().ok())
             .unwrap_or(0))
+    }
+
+    /// The county database's generation the pull cursor belongs to; `None` before a server
+    /// that names one has answered a pull.
+    pub fn pull_generation(&self) -> Result<Option<String>> {
+        self.meta(PULL_GENERATION)
+    }
+
+    /// The county's database is `generation` from now on. Taken as it is when the device knew
+    /// none (its first pull, or the first since its server named generations); another one
+    /// than the device knew means the database was restored from a backup, and in one
+    /// transaction:
+    /// - the cursor and base go back to 0: the restored change sequence reuses numbers the
+    ///   device has seen, so the next pull brings everything whole (the device's edits still
+    ///   in the outbox are laid over it as on every pull, and a pull from base 0 notes no
+    ///   feedback, so none doubles);
+    /// - [`RESTORE_CHECK`] is set: the next push first asks where each lane stands and puts
+    ///   back in the outbox what the server lost ([`Store::requeue_acked`]);
+    /// - every uploaded photo is asked for again (the server may have lost its bytes);
+    /// - the refusals kept move below every number the server will give (they were numbered
+    ///   in the old sequence; the same entry's refusal coming again is kept once).
+    ///
+    /// Whether it was another generation.
+    pub fn take_generation(&mut self, generation: &str) -> Result<bool> {
+        let known = self.pull_generation()?;
+        if known.as_deref() == Some(generation) {
+            return Ok(false);
+        }
+        let restored = known.is_some();
+        self.tx(|tx| {
+            super::set_meta(tx, PULL_GENERATION, generation)?;
+            if restored {
+                super::set_meta(tx, PULL_CURSOR, "0")?;
+                super::set_meta(tx, RESTORE_CHECK, "1")?;
+                tx.prepare_cached("DELETE FROM meta WHERE key = ?1")?
+                    .execute([PULL_BASE])?;
+                tx.prepare_cached("UPDATE photos SET uploaded = 0 WHERE uploaded = 1")?
+                    .execute([])?;
+                tx.prepare_cached(
+                    "UPDATE rejections SET seq = seq - (
+                       SELECT max(seq) - min(min(seq), 0) + 1 FROM rejections)",
+                )?
+                .execute([])?;
+            }
+            Ok(())
+        })?;
+        Ok(restored)
+    }
+
+    /// Whether the device still has to ask the server where its lanes stand after a restore
+    /// ([`Store::take_generation`]).
+    pub fn restore_check_due(&self) -> Result<bool> {
+        Ok(self.meta(RESTORE_CHECK)?.is_some())
+    }
+
+    /// The lanes are checked after a restore: what the server lost is back in the outbox.
+    pub fn restore_checked(&self) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [RESTORE_CHECK])?;
+        Ok(())
     }
 
     /// The base for the next pull page: where the last complete pull ended (the cursor,
@@ -1011,5 +1077,83 @@ mod tests {
         assert!(s.apply_pull(&p, at(3)).is_err());
         assert!(s.rejections(false).unwrap().is_empty());
         assert_eq!(s.pull_cursor().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_restored_county_database_is_pulled_whole_over_what_the_device_holds_and_nothing_doubles() {
+        let (mut s, grid) = crate::store::testing::store_with_grid();
+        let h = hazard(grid, Status::Reported);
+        let id = h.common.id;
+        s.create_record(&h, at(1)).unwrap();
+        let sha = s
+            .attach_photo(id, b"\xFF\xD8\xFFp", "image/jpeg", at(1))
+            .unwrap();
+        s.ack_outbox(Lane::Normal, 2).unwrap();
+        s.mark_photo_uploaded(&sha).unwrap();
+        let reply = |n: u32| Reply {
+            id: Uuid::now_v7(),
+            record_id: id,
+            author: "secretary".into(),
+            text: format!("第{n}次答复"),
+            created_at: at(n),
+        };
+        let (first, second) = (reply(2), reply(3));
+        let as_change = |seq: i64, r: &Reply| Change::whole(seq, EntityKind::Reply, r.id, json!(r));
+        let mut stored = h.clone();
+        stored.common.photos = vec![sha.clone()];
+        let record = |seq: i64| Change {
+            history: Some(vec![]),
+            ..Change::whole(seq, EntityKind::Hazard, id, json!(stored))
+        };
+        // Generation one: the first pull (no news), then a reply that is news.
+        assert!(!s.take_generation("one").unwrap());
+        s.apply_pull(
+            &page(10, vec![record(9), as_change(10, &first)], vec![]),
+            at(4),
+        )
+        .unwrap();
+        let mut later = page(
+            12,
+            vec![as_change(12, &second)],
+            vec![refusal(11, 7, "拒收", None)],
+        );
+        later.base = 10;
+        s.apply_pull(&later, at(5)).unwrap();
+        assert_eq!(s.feedback(10).unwrap().len(), 1);
+        // An edit waiting to go up.
+        s.update_record::<crate::domain::model::Hazard>(id, |x| x.place = "3组14号".into(), at(6))
+            .unwrap();
+
+        // The same generation again changes nothing; another one resets the pull.
+        assert!(!s.take_generation("one").unwrap());
+        assert!(s.take_generation("two").unwrap());
+        assert_eq!((s.pull_cursor().unwrap(), s.pull_base().unwrap()), (0, 0));
+        assert!(s.restore_check_due().unwrap());
+        assert_eq!(s.pending_photos().unwrap().len(), 1, "asked for again");
+        assert!(s.rejections(false).unwrap()[0].rejection.seq < 0);
+
+        // The restored database's whole pull: what the device holds, the same refusal under
+        // the new sequence, and a new refusal under a number the old one had.
+        let p = page(
+            5,
+            vec![record(3), as_change(4, &first), as_change(5, &second)],
+            vec![
+                refusal(2, 7, "拒收", None),
+                refusal(11, 8, "经度超出范围", None),
+            ],
+        );
+        let applied = s.apply_pull(&p, at(7)).unwrap();
+        assert_eq!(applied.rejected, 1, "only the new refusal");
+        assert_eq!(s.rejections(false).unwrap().len(), 2);
+        assert_eq!(s.replies(id).unwrap().len(), 2);
+        assert_eq!(s.feedback(10).unwrap().len(), 1, "no feedback noted twice");
+        let now: crate::domain::model::Hazard = s.record(id).unwrap();
+        assert_eq!(
+            now.place, "3组14号",
+            "the edit still waiting stays over the pull"
+        );
+        assert_eq!(s.outbox_len().unwrap(), 1);
+        s.restore_checked().unwrap();
+        assert!(!s.restore_check_due().unwrap());
     }
 }

@@ -20,6 +20,7 @@ const FIXTURES: &[&str] = &[
     include_str!("../fixtures/store/v4.sql"),
     include_str!("../fixtures/store/v5.sql"),
     include_str!("../fixtures/store/v6.sql"),
+    include_str!("../fixtures/store/v7.sql"),
 ];
 
 #[test]

@@ -239,6 +239,28 @@ impl Turns {
     }
 }
 
+/// Where a database URL points: `postgres://` or `postgresql://` is PostgreSQL (the URL as
+/// given), `sqlite://PATH` or a plain path an SQLite file (the path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location<'a> {
+    Sqlite(&'a str),
+    Postgres(&'a str),
+}
+
+impl Location<'_> {
+    pub fn parse(url: &str) -> Result<Location<'_>, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Location::Postgres(url))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Ok(Location::Sqlite(path))
+        } else if url.contains("://") {
+            Err(DbError::Url(url.to_owned()))
+        } else {
+            Ok(Location::Sqlite(url))
+        }
+    }
+}
+
 /// A database: SQLite file or PostgreSQL server, with a pool of connections.
 #[derive(Clone)]
 pub enum Database {
@@ -256,14 +278,9 @@ impl Database {
     /// Opens the database a URL names: `postgres://` or `postgresql://` for PostgreSQL;
     /// `sqlite://PATH` or a plain path for SQLite (created if missing).
     pub fn open(url: &str) -> Result<Database, DbError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Database::Postgres(postgres::PgPool::open(url)?))
-        } else if let Some(path) = url.strip_prefix("sqlite://") {
-            Ok(Database::Sqlite(sqlite::SqlitePool::open(path)?))
-        } else if url.contains("://") {
-            Err(DbError::Url(url.to_owned()))
-        } else {
-            Ok(Database::Sqlite(sqlite::SqlitePool::open(url)?))
+        match Location::parse(url)? {
+            Location::Postgres(url) => Ok(Database::Postgres(postgres::PgPool::open(url)?)),
+            Location::Sqlite(path) => Ok(Database::Sqlite(sqlite::SqlitePool::open(path)?)),
         }
     }
 
@@ -274,12 +291,15 @@ impl Database {
         }
     }
 
-    /// Brings the schema up to date (safe to run from several replicas at once).
+    /// Brings the schema up to date (safe to run from several replicas at once), and gives a
+    /// database its generation if it has none yet ([`crate::server::repo::ensure_generation`]).
     pub fn migrate(&self) -> Result<usize, DbError> {
-        match self {
+        let n = match self {
             Database::Sqlite(p) => p.migrate(),
             Database::Postgres(p) => p.migrate(),
-        }
+        }?;
+        self.tx(|db| crate::server::repo::ensure_generation(db))?;
+        Ok(n)
     }
 
     /// Runs `f` in one transaction: committed if it returns Ok, rolled back otherwise

@@ -10,7 +10,8 @@ use postgres::{Client, GenericClient, NoTls, Statement};
 
 use super::{DbError, Sql, Turns, V};
 
-const MIGRATIONS: &[(&str, &str)] = &[
+/// Every migration of the PostgreSQL schema, in order, by the name `schema_migrations` keeps.
+pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_init",
         include_str!("migrations/postgres/0001_init.sql"),

@@ -10,7 +10,8 @@ use rusqlite_migration::{M, Migrations};
 
 use super::{DbError, Sql, Turns, V};
 
-const MIGRATIONS: &[&str] = &[
+/// Every migration of the SQLite schema, in order (`user_version` counts those applied).
+pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
     include_str!("migrations/sqlite/0002_history_versions.sql"),
     include_str!("migrations/sqlite/0003_dashboard_indexes.sql"),

@@ -9,6 +9,7 @@ mod hostile;
 mod openapi;
 mod partial;
 mod replicas;
+mod restore;
 mod sessions;
 pub mod util;
 
