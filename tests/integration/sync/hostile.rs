@@ -588,7 +588,11 @@ async fn a_row_that_cannot_be_read_is_quarantined_and_the_rest_moves_on(backend:
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(quarantined(&server).await, 0);
+    // On PostgreSQL the running server hears the retry announced and may apply (and set the
+    // row aside again) at once; on SQLite it waits for the next push.
+    if matches!(backend, Backend::Sqlite) {
+        assert_eq!(quarantined(&server).await, 0);
+    }
     good_device_gets_through(&server, "secretary", 0).await;
     assert_eq!(
         quarantined(&server).await,
