@@ -416,7 +416,16 @@ async fn pull(
     s.inbox.pushes_first().await;
     let _bulk = s.db.bulk_turn().await;
     let res = s
-        .read(move |db| records::pull(db, &a.user, Some(a.device), q.cursor, q.base, q.limit))
+        .read(move |db| {
+            Ok(records::pull(
+                db,
+                &a.user,
+                Some(a.device),
+                q.cursor,
+                q.base,
+                q.limit,
+            )?)
+        })
         .await?;
     Ok(Json(res))
 }
@@ -739,7 +748,7 @@ async fn records(
         .map(|k| Status::from_code(&k).map_err(|e| Failure::invalid(e.to_string(), Some("status"))))
         .transpose()?;
     let list = s
-        .read(move |db| records::list_records(db, &a.user, kind, status, q.limit))
+        .read(move |db| Ok(records::list_records(db, &a.user, kind, status, q.limit)?))
         .await?;
     Ok(Json(list).into_response())
 }
@@ -788,7 +797,7 @@ async fn record(
     } else {
         let _turn = s.db.read_turn().await;
         blocking(move || {
-            s.db.read(|db| records::record_detail(db, &a.user, id, false))
+            s.db.read(|db| Ok(records::record_detail(db, &a.user, id, false)?))
         })
         .await?
     };
@@ -809,7 +818,16 @@ async fn transition(
     JsonBody(b): JsonBody<TransitionBody>,
 ) -> Result<Response, Failure> {
     let v = s
-        .write(move |db| records::review_transition(db, &a.user, id, b.to, b.note, Utc::now()))
+        .write(move |db| {
+            Ok(records::review_transition(
+                db,
+                &a.user,
+                id,
+                b.to,
+                b.note,
+                Utc::now(),
+            )?)
+        })
         .await?;
     Ok(Json(v).into_response())
 }
@@ -826,7 +844,7 @@ async fn reply(
     JsonBody(b): JsonBody<ReplyBody>,
 ) -> Result<Response, Failure> {
     let r = s
-        .write(move |db| records::reply(db, &a.user, id, &b.text, Utc::now()))
+        .write(move |db| Ok(records::reply(db, &a.user, id, &b.text, Utc::now())?))
         .await?;
     Ok((StatusCode::CREATED, Json(r)).into_response())
 }
@@ -852,7 +870,14 @@ async fn settle(
     let _turn = s.db.write_turn().await;
     blocking(move || {
         s.db.tx(|db| {
-            records::settle_conflict(db, &a.user, id, matches!(b.take, Take::Lost), Utc::now())
+            let take_lost = matches!(b.take, Take::Lost);
+            Ok(records::settle_conflict(
+                db,
+                &a.user,
+                id,
+                take_lost,
+                Utc::now(),
+            )?)
         })
     })
     .await?;

@@ -670,7 +670,7 @@ async fn reply(
     let back = format!("/records/{id}");
     let _turn = s.db.write_turn().await;
     match blocking(move || {
-        s.db.tx(|db| records::reply(db, &clerk.user, id, &f.text, Utc::now()))
+        s.db.tx(|db| Ok(records::reply(db, &clerk.user, id, &f.text, Utc::now())?))
     })
     .await
     {
@@ -696,7 +696,15 @@ async fn settle(
     let take_lost = f.take == "lost";
     let _turn = s.db.write_turn().await;
     match blocking(move || {
-        s.db.tx(|db| records::settle_conflict(db, &clerk.user, id, take_lost, Utc::now()))
+        s.db.tx(|db| {
+            Ok(records::settle_conflict(
+                db,
+                &clerk.user,
+                id,
+                take_lost,
+                Utc::now(),
+            )?)
+        })
     })
     .await
     {
