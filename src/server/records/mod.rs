@@ -30,6 +30,7 @@ mod error;
 mod pull;
 mod receive;
 mod review;
+mod upload;
 
 use apply::*;
 pub use drain::{
@@ -42,6 +43,7 @@ pub use review::{
     import_entity, list_records, record_detail, reply, review_edit, review_transition,
     settle_conflict,
 };
+pub use upload::{Upload, put_photo_chunk};
 
 /// Largest pull page.
 pub const MAX_PAGE: usize = 20_000;
