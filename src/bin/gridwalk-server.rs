@@ -207,15 +207,7 @@ fn read_password() -> Result<String> {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // A log written to a file or a pipe carries no colour codes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     let cli = Cli::parse();
     // These two work on the database as it is: no migration first.
     match cli.command {
@@ -235,31 +227,78 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Backup { .. } | Command::Restore { .. } => unreachable!("handled above"),
-        Command::Generation { renew } => {
-            let g = if renew {
-                db.tx(|tx| -> Result<String> {
-                    let g = repo::renew_generation(tx)?;
-                    repo::audit(
-                        tx,
-                        Utc::now(),
-                        "operator",
-                        None,
-                        "GENERATION_RENEW",
-                        None,
-                        None,
-                        Some(g.clone()),
-                    )?;
-                    Ok(g)
-                })?
-            } else {
-                db.read(|tx| repo::get_setting(tx, repo::GENERATION))?
-                    .context("the database has no generation yet")?
-            };
-            println!("{g}");
-            Ok(())
-        }
+        Command::Generation { renew } => generation(&db, renew),
         Command::User(u) => user(&db, u),
-        Command::Inbox(InboxCommand::List) => {
+        Command::Inbox(cmd) => inbox(&db, cmd),
+        Command::Device(DeviceCommand::Release { device_id }) => release_device(&db, device_id),
+        Command::Import {
+            kind,
+            file,
+            valid_only,
+            as_user,
+            report,
+        } => import(&db, kind, &file, valid_only, as_user, report),
+        Command::Export {
+            what,
+            format,
+            out,
+            as_user,
+            unmasked,
+            kind,
+            status,
+        } => export(&db, &what, format, &out, as_user, unmasked, kind, status),
+        Command::DemoFiles { size, grids, dir } => demo_files(&size, grids, &dir),
+        Command::Template { kind, out } => template(kind, &out),
+        Command::Serve {
+            listen,
+            demo,
+            demo_size,
+            addr_file,
+        } => serve(db, listen, demo, &demo_size, addr_file),
+    }
+}
+
+/// Shows the database's generation, or gives it a new one (after a restore made by hand).
+fn generation(db: &Database, renew: bool) -> Result<()> {
+    let g = if renew {
+        db.tx(|tx| -> Result<String> {
+            let g = repo::renew_generation(tx)?;
+            repo::audit(
+                tx,
+                Utc::now(),
+                "operator",
+                None,
+                "GENERATION_RENEW",
+                None,
+                None,
+                Some(g.clone()),
+            )?;
+            Ok(g)
+        })?
+    } else {
+        db.read(|tx| repo::get_setting(tx, repo::GENERATION))?
+            .context("the database has no generation yet")?
+    };
+    println!("{g}");
+    Ok(())
+}
+
+/// Logs on stderr, filtered by `RUST_LOG` (default: info, tower_http's warnings).
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        // A log written to a file or a pipe carries no colour codes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn inbox(db: &Database, cmd: InboxCommand) -> Result<()> {
+    match cmd {
+        InboxCommand::List => {
             let rows = db.read(repo::quarantined_pushes)?;
             if rows.is_empty() {
                 println!("no quarantined pushes");
@@ -279,7 +318,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Inbox(InboxCommand::Retry { id }) => {
+        InboxCommand::Retry { id } => {
             // Announced, so that a running server on PostgreSQL applies it at once.
             let ok = db.tx(|tx| {
                 let ok = repo::retry_quarantined(tx, id, "operator", Utc::now())?;
@@ -293,120 +332,6 @@ fn main() -> Result<()> {
             }
             println!("push {id} is queued again");
             Ok(())
-        }
-        Command::Device(DeviceCommand::Release { device_id }) => {
-            let owner = db.tx(|tx| -> Result<Option<String>> {
-                let owner = repo::release_device(tx, device_id)?;
-                repo::audit(
-                    tx,
-                    Utc::now(),
-                    "operator",
-                    Some(device_id),
-                    "DEVICE_RELEASE",
-                    None,
-                    None,
-                    owner.clone(),
-                )?;
-                Ok(owner)
-            })?;
-            match owner {
-                Some(o) => println!("device {device_id} released from {o}"),
-                None => println!("device {device_id} was not enrolled"),
-            }
-            Ok(())
-        }
-        Command::Import {
-            kind,
-            file,
-            valid_only,
-            as_user,
-            report,
-        } => import(&db, kind, &file, valid_only, as_user, report),
-        Command::Export {
-            what,
-            format,
-            out,
-            as_user,
-            unmasked,
-            kind,
-            status,
-        } => export(&db, &what, format, &out, as_user, unmasked, kind, status),
-        Command::DemoFiles { size, grids, dir } => demo_files(&size, grids, &dir),
-        Command::Template { kind, out } => {
-            let sheet = kind
-                .template()
-                .context("grids are imported from GeoJSON (a FeatureCollection with a `code` per feature); there is no template")?;
-            write_sheet(&out, &sheet, None)?;
-            println!("template written to {}", out.display());
-            Ok(())
-        }
-        Command::Serve {
-            listen,
-            demo,
-            demo_size,
-            addr_file,
-        } => {
-            // Records stored before case numbers existed get theirs (none once all have one).
-            let numbered = db
-                .tx(|tx| gridwalk::server::repo::number_unnumbered_cases(tx))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if numbered > 0 {
-                tracing::info!(records = numbered, "gave case numbers to earlier records");
-            }
-            if demo {
-                if !listen.ip().is_loopback() {
-                    bail!(
-                        "demo mode serves only on a loopback address (127.0.0.1 or ::1), not {listen}: its passwords are public"
-                    );
-                }
-                let today = gridwalk::domain::cst::today(Utc::now());
-                let spec = match demo_size.as_str() {
-                    "small" => CountySpec::small(1, today),
-                    "full" => CountySpec::full(1, today),
-                    other => bail!("unknown demo size {other:?}: small or full"),
-                };
-                let started = std::time::Instant::now();
-                let county = County::generate(&spec);
-                match db
-                    .tx(|tx| demo::seed(tx, &county, Utc::now()))
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
-                {
-                    Some(s) => tracing::info!(
-                        grids = s.grids,
-                        entities = s.entities,
-                        seconds = started.elapsed().as_secs_f64(),
-                        "seeded the demo county; accounts worker-a, worker-b, secretary, admin (password {})",
-                        demo::DEMO_PASSWORD
-                    ),
-                    None => tracing::info!("database already has accounts; not seeding"),
-                }
-            }
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(async move {
-                let listener = gridwalk::server::listen(listen)
-                    .with_context(|| format!("listening on {listen}"))?;
-                let addr = listener.local_addr()?;
-                if let Some(f) = addr_file {
-                    std::fs::write(&f, addr.to_string())
-                        .with_context(|| format!("writing {}", f.display()))?;
-                }
-                tracing::info!(%addr, backend = db.backend(), "gridwalk-server listening");
-                println!("gridwalk-server listening on http://{addr}");
-                let state = AppState::new(db);
-                // Pushes received before a restart and not yet applied: apply them now.
-                state.inbox.kick(&state.db);
-                // As a make-service, the router's routes are built once; served as a plain
-                // Router, axum rebuilds them for every connection it accepts. With connect
-                // info, sign-in failures are counted per address.
-                let app =
-                    router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-                axum::serve(gridwalk::server::no_delay(listener), app)
-                    .with_graceful_shutdown(async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    })
-                    .await?;
-                Ok(())
-            })
         }
     }
 }
@@ -462,6 +387,122 @@ fn restore(db_url: &str, from: &Path, force: bool) -> Result<()> {
     println!(
         "devices re-send what the backup lacks with their next sync and pull the restored database whole; those signed in after the backup sign in again"
     );
+    Ok(())
+}
+
+fn release_device(db: &Database, device_id: uuid::Uuid) -> Result<()> {
+    let owner = db.tx(|tx| -> Result<Option<String>> {
+        let owner = repo::release_device(tx, device_id)?;
+        repo::audit(
+            tx,
+            Utc::now(),
+            "operator",
+            Some(device_id),
+            "DEVICE_RELEASE",
+            None,
+            None,
+            owner.clone(),
+        )?;
+        Ok(owner)
+    })?;
+    match owner {
+        Some(o) => println!("device {device_id} released from {o}"),
+        None => println!("device {device_id} was not enrolled"),
+    }
+    Ok(())
+}
+
+fn template(kind: data::ImportKind, out: &Path) -> Result<()> {
+    let sheet = kind
+        .template()
+        .context("grids are imported from GeoJSON (a FeatureCollection with a `code` per feature); there is no template")?;
+    write_sheet(out, &sheet, None)?;
+    println!("template written to {}", out.display());
+    Ok(())
+}
+
+/// Numbers earlier records, seeds the demo county if asked, and serves until Ctrl-C.
+fn serve(
+    db: Database,
+    listen: SocketAddr,
+    demo: bool,
+    demo_size: &str,
+    addr_file: Option<PathBuf>,
+) -> Result<()> {
+    // Records stored before case numbers existed get theirs (none once all have one).
+    let numbered = db
+        .tx(|tx| gridwalk::server::repo::number_unnumbered_cases(tx))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if numbered > 0 {
+        tracing::info!(records = numbered, "gave case numbers to earlier records");
+    }
+    if demo {
+        seed_demo(&db, listen, demo_size)?;
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(run_server(db, listen, addr_file))
+}
+
+/// Seeds an empty database with the demo county; only on a loopback address, since its
+/// passwords are public.
+fn seed_demo(db: &Database, listen: SocketAddr, demo_size: &str) -> Result<()> {
+    if !listen.ip().is_loopback() {
+        bail!(
+            "demo mode serves only on a loopback address (127.0.0.1 or ::1), not {listen}: its passwords are public"
+        );
+    }
+    let spec = demo_spec(demo_size)?;
+    let started = std::time::Instant::now();
+    let county = County::generate(&spec);
+    match db
+        .tx(|tx| demo::seed(tx, &county, Utc::now()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        Some(s) => tracing::info!(
+            grids = s.grids,
+            entities = s.entities,
+            seconds = started.elapsed().as_secs_f64(),
+            "seeded the demo county; accounts worker-a, worker-b, secretary, admin (password {})",
+            demo::DEMO_PASSWORD
+        ),
+        None => tracing::info!("database already has accounts; not seeding"),
+    }
+    Ok(())
+}
+
+/// The demo county of this size (small or full), as of today.
+fn demo_spec(size: &str) -> Result<CountySpec> {
+    let today = gridwalk::domain::cst::today(Utc::now());
+    Ok(match size {
+        "small" => CountySpec::small(1, today),
+        "full" => CountySpec::full(1, today),
+        other => bail!("unknown demo size {other:?}: small or full"),
+    })
+}
+
+/// Listens (writing the bound address to `addr_file`), applies the pushes left in the
+/// inbox, and serves until Ctrl-C.
+async fn run_server(db: Database, listen: SocketAddr, addr_file: Option<PathBuf>) -> Result<()> {
+    let listener =
+        gridwalk::server::listen(listen).with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    if let Some(f) = addr_file {
+        std::fs::write(&f, addr.to_string()).with_context(|| format!("writing {}", f.display()))?;
+    }
+    tracing::info!(%addr, backend = db.backend(), "gridwalk-server listening");
+    println!("gridwalk-server listening on http://{addr}");
+    let state = AppState::new(db);
+    // Pushes received before a restart and not yet applied: apply them now.
+    state.inbox.kick(&state.db);
+    // As a make-service, the router's routes are built once; served as a plain Router, axum
+    // rebuilds them for every connection it accepts. With connect info, sign-in failures are
+    // counted per address.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(gridwalk::server::no_delay(listener), app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(())
 }
 
@@ -785,13 +826,7 @@ fn export(
 }
 
 fn demo_files(size: &str, grids: Option<usize>, dir: &Path) -> Result<()> {
-    let today = gridwalk::domain::cst::today(Utc::now());
-    let spec = match size {
-        "small" => CountySpec::small(1, today),
-        "full" => CountySpec::full(1, today),
-        other => bail!("unknown demo size {other:?}: small or full"),
-    };
-    let county = County::generate(&spec);
+    let county = County::generate(&demo_spec(size)?);
     let n = grids.unwrap_or(county.grids.len()).min(county.grids.len());
     let which: Vec<usize> = (0..n).collect();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

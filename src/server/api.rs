@@ -13,7 +13,6 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
@@ -29,7 +28,6 @@ use super::openapi::{
     Unavailable, UnsupportedEncoding,
 };
 use super::{AppState, MAX_JSON_BYTES, MAX_PHOTO_BYTES, records, repo};
-use crate::args;
 use crate::domain::codes::Coded;
 use crate::domain::lifecycle::Status;
 use crate::domain::model::{EntityKind, is_sha256_hex, sniff_mime};
@@ -594,7 +592,16 @@ async fn pull(
     s.inbox.pushes_first().await;
     let _bulk = s.db.bulk_turn().await;
     let res = s
-        .read(move |db| records::pull(db, &a.user, Some(a.device), q.cursor, q.base, q.limit))
+        .read(move |db| {
+            Ok(records::pull(
+                db,
+                &a.user,
+                Some(a.device),
+                q.cursor,
+                q.base,
+                q.limit,
+            )?)
+        })
         .await?;
     Ok(([(GENERATION_HEADER, generation)], Json(res)).into_response())
 }
@@ -861,100 +868,23 @@ async fn photo_put(
     s.inbox.settle(&s.db, a.device).await?;
     check_sha(&sha)?;
     let _turn = s.db.write_turn().await;
-    let res = blocking(move || {
-        s.db.tx(|db| -> Result<(i64, i64, bool), Failure> {
-            // Lock the photo's row first (PostgreSQL runs READ COMMITTED): two requests with
-            // the same chunk (a retry while the first is still being applied) must not both
-            // read the same offset, or the later one sees only its own chunk after the earlier
-            // completed the photo, and refuses a complete photo as a SHA-256 mismatch.
-            db.exec(
-                "UPDATE photos SET received = received WHERE sha256 = $1",
-                args![&sha],
-            )?;
-            let (size, received, complete) =
-                repo::photo_state_for(db, &sha, &a.user.username, a.device)?
-                    .ok_or_else(|| Failure::NotFound("no record names this photo yet".into()))?;
-            if complete {
-                return Ok((size, received, true));
-            }
-            if offset != received {
-                return Err(Failure::Conflict(format!(
-                    "the upload continues at byte {received}, not {offset}"
-                )));
-            }
-            if received + body.len() as i64 > size {
-                return Err(Failure::invalid(
-                    format!("the photo is {size} bytes; this chunk would end past it"),
-                    Some("offset"),
-                ));
-            }
-            db.exec(
-                "INSERT INTO photo_chunks (sha256, pos, bytes) VALUES ($1, $2, $3)",
-                args![&sha, offset, body.to_vec()],
-            )?;
-            let now_received = received + body.len() as i64;
-            if now_received < size {
-                db.exec(
-                    "UPDATE photos SET received = $2 WHERE sha256 = $1",
-                    args![&sha, now_received],
-                )?;
-                return Ok((size, now_received, false));
-            }
-            let chunks = db.query(
-                "SELECT bytes FROM photo_chunks WHERE sha256 = $1 ORDER BY pos",
-                args![&sha],
-            )?;
-            let mut all = Vec::with_capacity(size as usize);
-            for c in chunks {
-                all.extend(c[0].bytes()?);
-            }
-            db.exec("DELETE FROM photo_chunks WHERE sha256 = $1", args![&sha])?;
-            if hex::encode(Sha256::digest(&all)) != sha {
-                db.exec(
-                    "UPDATE photos SET received = 0 WHERE sha256 = $1",
-                    args![&sha],
-                )?;
-                return Err(Failure::invalid(
-                    "the bytes do not match the photo's SHA-256; upload it again",
-                    Some("body"),
-                ));
-            }
-            // Stored only as the raster type its bytes are, whatever was declared: the
-            // dashboard serves it to clerks from its own origin.
-            let Some(mime) = sniff_mime(&all) else {
-                db.exec(
-                    "UPDATE photos SET received = 0 WHERE sha256 = $1",
-                    args![&sha],
-                )?;
-                return Err(Failure::invalid(
-                    "这不是 JPEG、PNG 或 WebP 照片，服务器不接收 (not a JPEG, PNG or WebP photo)",
-                    Some("body"),
-                ));
-            };
-            db.exec(
-                "UPDATE photos SET received = $2, complete = 1, data = $3, mime = $4 WHERE sha256 = $1",
-                args![&sha, size, all, mime],
-            )?;
-            repo::audit(
+    let up = blocking(move || {
+        s.db.tx(|db| {
+            let (user, device) = (&a.user.username, a.device);
+            Ok(records::put_photo_chunk(
                 db,
+                user,
+                device,
+                &sha,
+                offset,
+                &body,
                 Utc::now(),
-                &a.user.username,
-                Some(a.device),
-                "PHOTO_UPLOADED",
-                Some(EntityKind::Photo),
-                None,
-                Some(sha.clone()),
-            )?;
-            Ok((size, size, true))
+            )?)
         })
     })
-    .await;
-    match res {
-        Ok((size, received, complete)) => {
-            Ok((StatusCode::OK, upload_headers(size, received, complete)).into_response())
-        }
-        Err(e) => Err(e),
-    }
+    .await?;
+    let headers = upload_headers(up.size, up.received, up.complete);
+    Ok((StatusCode::OK, headers).into_response())
 }
 
 /// A photo's bytes, for an account whose scope holds a record that names it.
@@ -1049,7 +979,7 @@ async fn records(
         .map(|k| Status::from_code(&k).map_err(|e| Failure::invalid(e.to_string(), Some("status"))))
         .transpose()?;
     let list = s
-        .read(move |db| records::list_records(db, &a.user, kind, status, q.limit))
+        .read(move |db| Ok(records::list_records(db, &a.user, kind, status, q.limit)?))
         .await?;
     Ok(Json(list).into_response())
 }
@@ -1119,7 +1049,7 @@ async fn record(
     } else {
         let _turn = s.db.read_turn().await;
         blocking(move || {
-            s.db.read(|db| records::record_detail(db, &a.user, id, false))
+            s.db.read(|db| Ok(records::record_detail(db, &a.user, id, false)?))
         })
         .await?
     };
@@ -1166,7 +1096,16 @@ async fn transition(
     JsonBody(b): JsonBody<TransitionBody>,
 ) -> Result<Response, Failure> {
     let v = s
-        .write(move |db| records::review_transition(db, &a.user, id, b.to, b.note, Utc::now()))
+        .write(move |db| {
+            Ok(records::review_transition(
+                db,
+                &a.user,
+                id,
+                b.to,
+                b.note,
+                Utc::now(),
+            )?)
+        })
         .await?;
     Ok(Json(v).into_response())
 }
@@ -1207,7 +1146,7 @@ async fn reply(
     JsonBody(b): JsonBody<ReplyBody>,
 ) -> Result<Response, Failure> {
     let r = s
-        .write(move |db| records::reply(db, &a.user, id, &b.text, Utc::now()))
+        .write(move |db| Ok(records::reply(db, &a.user, id, &b.text, Utc::now())?))
         .await?;
     Ok((StatusCode::CREATED, Json(r)).into_response())
 }
@@ -1258,7 +1197,14 @@ async fn settle(
     let _turn = s.db.write_turn().await;
     blocking(move || {
         s.db.tx(|db| {
-            records::settle_conflict(db, &a.user, id, matches!(b.take, Take::Lost), Utc::now())
+            let take_lost = matches!(b.take, Take::Lost);
+            Ok(records::settle_conflict(
+                db,
+                &a.user,
+                id,
+                take_lost,
+                Utc::now(),
+            )?)
         })
     })
     .await?;

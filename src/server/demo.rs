@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::auth::hash_password;
 use super::db::Sql;
@@ -54,240 +55,13 @@ pub fn seed_grids(
     if users > 0 {
         return Ok(None);
     }
-    let mut entities = 0;
-    let first = repo::reserve_seqs(db, grids.len() as i64)?;
-    for (seq, g) in (first..).zip(grids.iter().map(|i| &county.grids[*i])) {
-        let code = g.grid.code.as_str().to_owned();
-        import_entity(
-            db,
-            seq,
-            EntityKind::Grid,
-            g.grid.id,
-            g.grid.id,
-            &code,
-            None,
-            json(&g.grid)?,
-            now,
-            now,
-        )?;
-        entities += 1;
-    }
+    let mut entities = seed_grid_shapes(db, county, grids, now)?;
     for &i in grids {
-        let g = &county.grids[i];
-        let code = g.grid.code.as_str();
-        let gid = g.grid.id;
-        let s = county.population(i);
-        let n = s.houses.len()
-            + s.households.len()
-            + s.people.len()
-            + s.visits.len()
-            + s.records.len()
-            + s.sessions.len()
-            + s.reports.len()
-            + s.replies.len()
-            + s.tracks.len();
-        let mut seq = repo::reserve_seqs(db, n as i64)?;
-        let mut next = || {
-            seq += 1;
-            seq - 1
-        };
-        for h in &s.houses {
-            import_entity(
-                db,
-                next(),
-                EntityKind::House,
-                h.id,
-                gid,
-                code,
-                None,
-                json(h)?,
-                now,
-                now,
-            )?;
-        }
-        for h in &s.households {
-            import_entity(
-                db,
-                next(),
-                EntityKind::Household,
-                h.id,
-                gid,
-                code,
-                None,
-                json(h)?,
-                now,
-                now,
-            )?;
-        }
-        for p in &s.people {
-            import_entity(
-                db,
-                next(),
-                EntityKind::Person,
-                p.id,
-                gid,
-                code,
-                Some(p.household_id),
-                json(p)?,
-                now,
-                now,
-            )?;
-        }
-        for v in &s.visits {
-            import_entity(
-                db,
-                next(),
-                EntityKind::Visit,
-                v.id,
-                gid,
-                code,
-                Some(v.household_id),
-                json(v)?,
-                v.created_at,
-                now,
-            )?;
-        }
-        for r in &s.records {
-            let c = r.common();
-            import_entity(
-                db,
-                next(),
-                EntityKind::of_domain(r.domain()),
-                c.id,
-                gid,
-                code,
-                None,
-                r.to_json(),
-                c.created_at,
-                now,
-            )?;
-        }
-        for h in &s.history {
-            repo::add_status_change(db, h)?;
-        }
-        for m in &s.sessions {
-            import_entity(
-                db,
-                next(),
-                EntityKind::MediationSession,
-                m.id,
-                gid,
-                code,
-                Some(m.dispute_id),
-                json(m)?,
-                m.created_at,
-                now,
-            )?;
-        }
-        for r in &s.reports {
-            import_entity(
-                db,
-                next(),
-                EntityKind::EmergencyReport,
-                r.id,
-                gid,
-                code,
-                Some(r.emergency_id),
-                json(r)?,
-                r.created_at,
-                now,
-            )?;
-        }
-        for r in &s.replies {
-            import_entity(
-                db,
-                next(),
-                EntityKind::Reply,
-                r.id,
-                gid,
-                code,
-                Some(r.record_id),
-                json(r)?,
-                r.created_at,
-                now,
-            )?;
-        }
-        for t in &s.tracks {
-            import_entity(
-                db,
-                next(),
-                EntityKind::PatrolPoints,
-                t.id,
-                gid,
-                code,
-                Some(t.patrol_id),
-                json(t)?,
-                now,
-                now,
-            )?;
-        }
-        entities += n;
+        entities += seed_population(db, county, i, now)?;
     }
-    let hash = hash_password(DEMO_PASSWORD)?;
-    let village = &county.villages[0];
-    let mut accounts = vec![
-        (
-            "worker-a".to_owned(),
-            county.grids[0].worker.name.clone(),
-            Role::Worker,
-            village.code.clone(),
-            vec![county.grids[0].grid.id],
-        ),
-        (
-            "worker-b".to_owned(),
-            county.grids[1].worker.name.clone(),
-            Role::Worker,
-            village.code.clone(),
-            vec![county.grids[1].grid.id],
-        ),
-        (
-            "secretary".to_owned(),
-            village.secretary.name.clone(),
-            Role::Secretary,
-            village.code.clone(),
-            vec![],
-        ),
-        (
-            "admin".to_owned(),
-            "县综治中心".to_owned(),
-            Role::Admin,
-            crate::demo::names::COUNTY_CODE.to_owned(),
-            vec![],
-        ),
-    ];
-    // Every other grid's worker and village's secretary has an account too, so the dashboard
-    // names the author of every seeded record (the same demo password).
-    for g in &county.grids[2..] {
-        accounts.push((
-            g.worker.username.clone(),
-            g.worker.name.clone(),
-            Role::Worker,
-            county.villages[g.village].code.clone(),
-            vec![g.grid.id],
-        ));
-    }
-    for v in &county.villages[1..] {
-        accounts.push((
-            v.secretary.username.clone(),
-            v.secretary.name.clone(),
-            Role::Secretary,
-            v.code.clone(),
-            vec![],
-        ));
-    }
-    for (username, name, role, scope, grids) in &accounts {
-        repo::create_user(
-            db,
-            &NewUser {
-                username: username.clone(),
-                display_name: name.clone(),
-                role: *role,
-                scope_code: scope.clone(),
-                password_hash: hash.clone(),
-                grids: grids.clone(),
-            },
-            now,
-        )?;
+    let accounts = demo_accounts(county, &hash_password(DEMO_PASSWORD)?);
+    for account in &accounts {
+        repo::create_user(db, account, now)?;
     }
     repo::audit(
         db,
@@ -304,6 +78,218 @@ pub fn seed_grids(
         entities,
         accounts: accounts.len(),
     }))
+}
+
+/// Writes the grids themselves (their codes and boundaries); returns how many.
+fn seed_grid_shapes(
+    db: &mut dyn Sql,
+    county: &County,
+    grids: &[usize],
+    now: DateTime<Utc>,
+) -> Result<usize, Failure> {
+    let first = repo::reserve_seqs(db, grids.len() as i64)?;
+    for (seq, g) in (first..).zip(grids.iter().map(|i| &county.grids[*i])) {
+        let code = g.grid.code.as_str().to_owned();
+        let data = json(&g.grid)?;
+        import_entity(
+            db,
+            seq,
+            EntityKind::Grid,
+            g.grid.id,
+            g.grid.id,
+            &code,
+            None,
+            data,
+            now,
+            now,
+        )?;
+    }
+    Ok(grids.len())
+}
+
+/// Writes everything in grid `i` (houses, households, people, visits, records with their
+/// status history, mediation sessions, emergency reports, replies, patrol tracks), parents
+/// before children; returns how many entities.
+fn seed_population(
+    db: &mut dyn Sql,
+    county: &County,
+    i: usize,
+    now: DateTime<Utc>,
+) -> Result<usize, Failure> {
+    let g = &county.grids[i];
+    let s = county.population(i);
+    let n = s.houses.len()
+        + s.households.len()
+        + s.people.len()
+        + s.visits.len()
+        + s.records.len()
+        + s.sessions.len()
+        + s.reports.len()
+        + s.replies.len()
+        + s.tracks.len();
+    let seq = repo::reserve_seqs(db, n as i64)?;
+    let mut w = GridWriter {
+        db,
+        seq,
+        grid: g.grid.id,
+        code: g.grid.code.as_str(),
+        now,
+    };
+    for h in &s.houses {
+        w.put(EntityKind::House, h.id, None, json(h)?, now)?;
+    }
+    for h in &s.households {
+        w.put(EntityKind::Household, h.id, None, json(h)?, now)?;
+    }
+    for p in &s.people {
+        w.put(
+            EntityKind::Person,
+            p.id,
+            Some(p.household_id),
+            json(p)?,
+            now,
+        )?;
+    }
+    for v in &s.visits {
+        w.put(
+            EntityKind::Visit,
+            v.id,
+            Some(v.household_id),
+            json(v)?,
+            v.created_at,
+        )?;
+    }
+    for r in &s.records {
+        let (kind, c) = (EntityKind::of_domain(r.domain()), r.common());
+        w.put(kind, c.id, None, r.to_json(), c.created_at)?;
+    }
+    for h in &s.history {
+        repo::add_status_change(w.db, h)?;
+    }
+    for m in &s.sessions {
+        let kind = EntityKind::MediationSession;
+        w.put(kind, m.id, Some(m.dispute_id), json(m)?, m.created_at)?;
+    }
+    for r in &s.reports {
+        let kind = EntityKind::EmergencyReport;
+        w.put(kind, r.id, Some(r.emergency_id), json(r)?, r.created_at)?;
+    }
+    for r in &s.replies {
+        w.put(
+            EntityKind::Reply,
+            r.id,
+            Some(r.record_id),
+            json(r)?,
+            r.created_at,
+        )?;
+    }
+    for t in &s.tracks {
+        w.put(
+            EntityKind::PatrolPoints,
+            t.id,
+            Some(t.patrol_id),
+            json(t)?,
+            now,
+        )?;
+    }
+    Ok(n)
+}
+
+/// Writes one grid's entities under the sequence numbers reserved for them, in turn.
+struct GridWriter<'a> {
+    db: &'a mut dyn Sql,
+    /// The next reserved sequence number.
+    seq: i64,
+    grid: Uuid,
+    code: &'a str,
+    now: DateTime<Utc>,
+}
+
+impl GridWriter<'_> {
+    fn put(
+        &mut self,
+        kind: EntityKind,
+        id: Uuid,
+        parent: Option<Uuid>,
+        data: Value,
+        created_at: DateTime<Utc>,
+    ) -> Result<(), Failure> {
+        let seq = self.seq;
+        self.seq += 1;
+        import_entity(
+            self.db, seq, kind, id, self.grid, self.code, parent, data, created_at, self.now,
+        )?;
+        Ok(())
+    }
+}
+
+/// The demo accounts, all with the same password: `worker-a` and `worker-b` (the first two
+/// grids' workers), `secretary` (the first village's), `admin` (the county), then every other
+/// grid's worker and village's secretary, so the dashboard names the author of every seeded
+/// record.
+fn demo_accounts(county: &County, password_hash: &str) -> Vec<NewUser> {
+    let account = |username: &str, name: &str, role: Role, scope: &str, grids: Vec<Uuid>| NewUser {
+        username: username.to_owned(),
+        display_name: name.to_owned(),
+        role,
+        scope_code: scope.to_owned(),
+        password_hash: password_hash.to_owned(),
+        grids,
+    };
+    let village = &county.villages[0];
+    let (first, second) = (&county.grids[0], &county.grids[1]);
+    let mut accounts = vec![
+        account(
+            "worker-a",
+            &first.worker.name,
+            Role::Worker,
+            &village.code,
+            vec![first.grid.id],
+        ),
+        account(
+            "worker-b",
+            &second.worker.name,
+            Role::Worker,
+            &village.code,
+            vec![second.grid.id],
+        ),
+        account(
+            "secretary",
+            &village.secretary.name,
+            Role::Secretary,
+            &village.code,
+            vec![],
+        ),
+        account(
+            "admin",
+            "县综治中心",
+            Role::Admin,
+            crate::demo::names::COUNTY_CODE,
+            vec![],
+        ),
+    ];
+    for g in &county.grids[2..] {
+        let scope = &county.villages[g.village].code;
+        let w = &g.worker;
+        accounts.push(account(
+            &w.username,
+            &w.name,
+            Role::Worker,
+            scope,
+            vec![g.grid.id],
+        ));
+    }
+    for v in &county.villages[1..] {
+        let sec = &v.secretary;
+        accounts.push(account(
+            &sec.username,
+            &sec.name,
+            Role::Secretary,
+            &v.code,
+            vec![],
+        ));
+    }
+    accounts
 }
 
 /// The role of a code, for operators adding accounts.

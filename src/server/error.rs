@@ -5,8 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::db::DbError;
-use crate::domain::validate::ValidationErrors;
-use crate::domain::{Lang, TransitionError};
+use super::records::{self, Refusal};
 use crate::wire::ApiError;
 
 /// Machine codes of errors made outside the handlers (axum's own, turned into the JSON error
@@ -68,48 +67,14 @@ impl Failure {
         }
     }
 
-    /// Prefixes the field path (e.g. with `entries[3]`), for errors deep in a batch.
-    pub fn at(self, prefix: &str) -> Failure {
-        match self {
-            Failure::Invalid { message, field } => Failure::Invalid {
-                message,
-                field: Some(match field {
-                    Some(f) => format!("{prefix}.{f}"),
-                    None => prefix.to_owned(),
-                }),
-            },
-            Failure::NotFound(m) => Failure::NotFound(format!("{prefix}: {m}")),
-            Failure::Forbidden(m) => Failure::Forbidden(format!("{prefix}: {m}")),
-            Failure::Conflict(m) => Failure::Conflict(format!("{prefix}: {m}")),
-            other => other,
-        }
-    }
-
-    /// The machine code and, for invalid input, the field path (as an error answer has them).
-    pub fn code_and_field(&self) -> (&'static str, Option<String>) {
-        let field = match self {
-            Failure::Invalid { field, .. } => field.clone(),
-            _ => None,
-        };
-        (self.code().1, field)
-    }
-
-    /// What a device is told when its pushed entry is refused for this (internals stay in
-    /// the server's log).
-    pub fn refusal_message(&self) -> String {
-        match self {
-            Failure::Internal(_) | Failure::Db(_) => {
-                "县里服务器无法保存这条记录，已通知管理员；请稍后再试或联系县综治中心 \
-                 (the county server could not store this entry; its administrator has been told)"
-                    .into()
-            }
-            other => other.to_string(),
-        }
-    }
-
     /// The HTTP status it answers with.
     pub fn status(&self) -> StatusCode {
         self.code().0
+    }
+
+    /// The machine code of its answer (`error` in the JSON body).
+    pub fn machine_code(&self) -> &'static str {
+        self.code().1
     }
 
     /// One failure of each kind, for the API's description (its list of machine codes).
@@ -176,21 +141,29 @@ impl Failure {
     }
 }
 
-impl From<ValidationErrors> for Failure {
-    /// Chinese first, naming each field as people do, then the English with the field paths
-    /// (what a phone shows for a refused upload, and a clerk on the dashboard).
-    fn from(e: ValidationErrors) -> Failure {
-        let field = e.errors.first().map(|f| f.field.clone());
-        Failure::Invalid {
-            message: format!("{} ({e})", e.message(Lang::Zh)),
-            field,
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Failure {
+        match r {
+            Refusal::Invalid { message, field } => Failure::Invalid { message, field },
+            r @ Refusal::Lifecycle { .. } => Failure::Invalid {
+                message: r.to_string(),
+                field: r.field().map(str::to_owned),
+            },
+            Refusal::NotFound(m) => Failure::NotFound(m),
+            Refusal::Forbidden(m) => Failure::Forbidden(m),
+            Refusal::Conflict(m) => Failure::Conflict(m),
+            Refusal::Internal(m) => Failure::Internal(m),
         }
     }
 }
 
-impl From<TransitionError> for Failure {
-    fn from(e: TransitionError) -> Failure {
-        Failure::Conflict(format!("{} ({e})", e.text(Lang::Zh)))
+impl From<records::Error> for Failure {
+    fn from(e: records::Error) -> Failure {
+        match e {
+            records::Error::Refused(r) => r.into(),
+            records::Error::Db(e) => Failure::Db(e),
+            records::Error::Internal(m) => Failure::Internal(m),
+        }
     }
 }
 

@@ -342,11 +342,11 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
                     if let Drained::Through(last) = drained {
                         wake::notify(tx, Move::Applied(last), &me)?;
                     }
-                    Ok::<_, Failure>(drained)
+                    Ok::<_, records::Error>(drained)
                 })
             })
             .await
-            .unwrap_or_else(|e| Err(Failure::Internal(format!("task failed: {e}"))))
+            .unwrap_or_else(|e| Err(records::Error::Internal(format!("task failed: {e}"))))
         };
         match done {
             Ok(Drained::Empty) => {
@@ -378,7 +378,7 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
                 // the row's: it is retried as long as it takes, and counts against nothing.
                 failures += 1;
                 let row = current.load(Ordering::SeqCst);
-                let transient = matches!(&e, Failure::Db(d) if d.is_transient());
+                let transient = matches!(&e, records::Error::Db(d) if d.is_transient());
                 tracing::error!(error = %e, row, failures, transient, "applying the push inbox failed; retrying");
                 if row > 0 && !transient {
                     note_failure(&db, row, &e).await;
@@ -391,10 +391,10 @@ async fn run(inbox: Arc<Inbox>, db: Database) {
 
 /// Counts a failed application against inbox row `row`, quarantining it at
 /// [`records::MAX_INBOX_ATTEMPTS`].
-async fn note_failure(db: &Database, row: i64, e: &Failure) {
+async fn note_failure(db: &Database, row: i64, e: &records::Error) {
     let why = match e {
-        Failure::Internal(m) => m.clone(),
-        Failure::Db(d) => d.to_string(),
+        records::Error::Internal(m) => m.clone(),
+        records::Error::Db(d) => d.to_string(),
         other => other.to_string(),
     };
     let _turn = db.write_turn().await;

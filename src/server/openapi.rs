@@ -139,7 +139,7 @@ fn error_response(status: StatusCode, code: &str) -> Response {
     let (_, meaning) = error_meaning(code);
     let message = Failure::one_of_each()
         .into_iter()
-        .find(|f| f.code_and_field().0 == code)
+        .find(|f| f.machine_code() == code)
         .map(|f| f.to_string())
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| meaning.to_owned());

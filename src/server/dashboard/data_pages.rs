@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::load::RecordRow;
 use super::queue::QueueFilter;
-use super::stats::{StatsQuery, compute};
+use super::stats::{Stats, StatsQuery, compute};
 use super::{Clerk, Flash, PageError, blocking, flash, local, page};
 use crate::domain::codes::Coded;
 use crate::server::AppState;
@@ -597,9 +597,35 @@ async fn export_stats(
         })
     })
     .await?;
-    let int = |n: usize| Cell::Int(n as i64);
-    let pct = |x: f64| Cell::Float((x * 1000.0).round() / 10.0);
-    let summary = Sheet {
+    // CSV carries one table: the per-grid coverage and workers are in the XLSX.
+    let sheets = if fmt == "csv" {
+        vec![domain_sheet(&st)]
+    } else {
+        vec![
+            summary_sheet(&st),
+            domain_sheet(&st),
+            category_sheet(&st),
+            week_sheet(&st),
+            coverage_sheet(&st),
+            workers_sheet(&st),
+            ledger_sheet(&st),
+        ]
+    };
+    file_response(&fmt, "statistics", &sheets)
+}
+
+fn int(n: usize) -> Cell {
+    Cell::Int(n as i64)
+}
+
+/// A rate as a percentage with one decimal.
+fn pct(x: f64) -> Cell {
+    Cell::Float((x * 1000.0).round() / 10.0)
+}
+
+/// 概况: the period and the headline figures.
+fn summary_sheet(st: &Stats) -> Sheet {
+    Sheet {
         name: "概况".into(),
         header: vec!["指标".into(), "数值".into()],
         rows: vec![
@@ -618,8 +644,12 @@ async fn export_stats(
                 st.satisfaction_rate().map(pct).unwrap_or(Cell::Empty),
             ],
         ],
-    };
-    let by_domain = Sheet {
+    }
+}
+
+/// 按类型: handled, open and overdue records by domain.
+fn domain_sheet(st: &Stats) -> Sheet {
+    Sheet {
         name: "按类型".into(),
         header: ["类型", "已办结", "办理中", "已超期", "合计"]
             .map(String::from)
@@ -629,8 +659,12 @@ async fn export_stats(
             .iter()
             .map(|(d, h, o, x)| vec![d.zh().into(), int(*h), int(*o), int(*x), int(h + o + x)])
             .collect(),
-    };
-    let by_category = Sheet {
+    }
+}
+
+/// 按类别: records by category.
+fn category_sheet(st: &Stats) -> Sheet {
+    Sheet {
         name: "按类别".into(),
         header: vec!["类别".into(), "事项数".into()],
         rows: st
@@ -638,8 +672,12 @@ async fn export_stats(
             .iter()
             .map(|(c, n)| vec![c.as_str().into(), int(*n)])
             .collect(),
-    };
-    let by_week = Sheet {
+    }
+}
+
+/// 按周: records filed each week, by domain.
+fn week_sheet(st: &Stats) -> Sheet {
+    Sheet {
         name: "按周".into(),
         header: std::iter::once("周（起）".to_owned())
             .chain(
@@ -659,8 +697,12 @@ async fn export_stats(
                     .collect()
             })
             .collect(),
-    };
-    let coverage = Sheet {
+    }
+}
+
+/// 走访覆盖: each grid's households and those visited in the last 30 days.
+fn coverage_sheet(st: &Stats) -> Sheet {
+    Sheet {
         name: "走访覆盖".into(),
         header: [
             "村/社区",
@@ -686,8 +728,12 @@ async fn export_stats(
                 ]
             })
             .collect(),
-    };
-    let workers = Sheet {
+    }
+}
+
+/// 网格员: each worker's records, visits, patrol distance and points.
+fn workers_sheet(st: &Stats) -> Sheet {
+    Sheet {
         name: "网格员".into(),
         header: [
             "网格员",
@@ -715,8 +761,12 @@ async fn export_stats(
                 ]
             })
             .collect(),
-    };
-    let ledger = Sheet {
+    }
+}
+
+/// 积分明细: the points ledger, entry by entry.
+fn ledger_sheet(st: &Stats) -> Sheet {
+    Sheet {
         name: "积分明细".into(),
         header: ["时间", "网格员", "事由", "积分", "关联"]
             .map(String::from)
@@ -734,20 +784,5 @@ async fn export_stats(
                 ]
             })
             .collect(),
-    };
-    // CSV carries one table: the per-grid coverage and workers are in the XLSX.
-    let sheets = if fmt == "csv" {
-        vec![by_domain]
-    } else {
-        vec![
-            summary,
-            by_domain,
-            by_category,
-            by_week,
-            coverage,
-            workers,
-            ledger,
-        ]
-    };
-    file_response(&fmt, "statistics", &sheets)
+    }
 }

@@ -8,7 +8,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -340,9 +340,47 @@ async fn record(
     Query(fl): Query<Flash>,
     Query(rq): Query<RevealQuery>,
 ) -> Result<Response, PageError> {
-    let c2 = clerk.clone();
     // A reviewer may see the parties' full phones; each look is audited, as the API's.
     let reveal = rq.reveal == Some(1) && clerk.reviews();
+    let d = read_detail(s, &clerk, id, reveal).await?;
+    let f = d.facts()?;
+    let (status, urgency) = (f.status, f.urgency);
+    let content = html! {
+        p.crumbs { a href="/queue" { "← 待办队列" } }
+        h1 {
+            @if let Some(c) = &d.case_no { span.case-no { (c) } " " }
+            (d.domain.zh()) " · " (category_label(d.domain, d.text("category")))
+            " " span.status #status { (status.zh()) }
+            @if urgency != Urgency::Normal { " " span class={"urg " (urgency.code().to_lowercase())} { (urgency.zh()) } }
+        }
+        (fl.render())
+        div.cols {
+            (details_card(&d, &f, &clerk, id, reveal))
+            (location_card(&d, &f))
+        }
+        (conflicts_card(&d, &clerk, id))
+        div.cols {
+            (actions_card(&d, status, &clerk, id))
+            (history_card(&d, &f))
+        }
+    };
+    Ok(page(
+        &format!("{} {}", d.domain.zh(), status.zh()),
+        &clerk,
+        "queue",
+        content,
+    ))
+}
+
+/// The record's detail for the page; with `reveal`, the look is audited in the same
+/// transaction.
+async fn read_detail(
+    s: AppState,
+    clerk: &Clerk,
+    id: Uuid,
+    reveal: bool,
+) -> Result<Detail, PageError> {
+    let c2 = clerk.clone();
     let d = if reveal {
         let _turn = s.db.write_turn().await;
         blocking(move || {
@@ -366,124 +404,160 @@ async fn record(
         let _turn = s.db.read_turn().await;
         blocking(move || s.db.read(|db| detail(db, &c2, id))).await?
     };
-    let str_of = |k: &str| d.record.get(k).and_then(Value::as_str).unwrap_or("");
-    let status =
-        Status::from_code(str_of("status")).map_err(|e| Failure::Internal(e.to_string()))?;
-    let urgency = Urgency::from_code(str_of("urgency")).unwrap_or(Urgency::Normal);
-    let created = parse_ts(str_of("created_at")).map_err(Failure::from)?;
-    let location: Option<GeoPoint> = d
-        .record
-        .get("location")
-        .and_then(|l| serde_json::from_value(l.clone()).ok());
-    let photos: Vec<String> = d
-        .record
-        .get("photos")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p.as_str().map(str::to_owned))
-                .collect()
+    Ok(d)
+}
+
+/// What the page reads off the record itself.
+struct Facts {
+    status: Status,
+    urgency: Urgency,
+    created: DateTime<Utc>,
+    location: Option<GeoPoint>,
+}
+
+impl Detail {
+    /// A text field of the record ("" when it has none).
+    fn text(&self, k: &str) -> &str {
+        self.record.get(k).and_then(Value::as_str).unwrap_or("")
+    }
+
+    fn facts(&self) -> Result<Facts, Failure> {
+        let status =
+            Status::from_code(self.text("status")).map_err(|e| Failure::Internal(e.to_string()))?;
+        let urgency = Urgency::from_code(self.text("urgency")).unwrap_or(Urgency::Normal);
+        let created = parse_ts(self.text("created_at")).map_err(Failure::from)?;
+        let location: Option<GeoPoint> = self
+            .record
+            .get("location")
+            .and_then(|l| serde_json::from_value(l.clone()).ok());
+        Ok(Facts {
+            status,
+            urgency,
+            created,
+            location,
         })
-        .unwrap_or_default();
+    }
+
+    /// The SHA-256 of each photo the record names.
+    fn photos(&self) -> Vec<String> {
+        self.record
+            .get("photos")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The details card: case number, grid, author, times, the deadline, the record's fields
+/// (the parties' phones revealed on request), photos, mediation sessions and reports.
+fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) -> Markup {
     let policy = DeadlinePolicy::default();
     let row = load::RecordRow {
         id,
         case_no: d.case_no.clone(),
         domain: d.domain,
-        status,
-        urgency,
-        category: str_of("category").to_owned(),
-        author: str_of("author").to_owned(),
+        status: f.status,
+        urgency: f.urgency,
+        category: d.text("category").to_owned(),
+        author: d.text("author").to_owned(),
         grid_code: d.grid.as_ref().map(|g| g.code.clone()).unwrap_or_default(),
-        created_at: created,
-        updated_at: created,
+        created_at: f.created,
+        updated_at: f.created,
         summary: String::new(),
-        location,
+        location: f.location,
         satisfaction: None,
-        deadline: deadline(d.domain, urgency, status, created, &policy),
-    };
-    let moves = if clerk.reviews() {
-        reviewer_moves(d.domain, status)
-    } else {
-        vec![]
+        deadline: deadline(d.domain, f.urgency, f.status, f.created, &policy),
     };
     let shown_fields: Vec<(&str, &Value)> = FIELD_ORDER
         .iter()
         .filter_map(|k| d.record.get(*k).map(|v| (*k, v)))
         .collect();
-    let today = super::today();
-    let content = html! {
-        p.crumbs { a href="/queue" { "← 待办队列" } }
-        h1 {
-            @if let Some(c) = &d.case_no { span.case-no { (c) } " " }
-            (d.domain.zh()) " · " (category_label(d.domain, str_of("category")))
-            " " span.status #status { (status.zh()) }
-            @if urgency != Urgency::Normal { " " span class={"urg " (urgency.code().to_lowercase())} { (urgency.zh()) } }
-        }
-        (fl.render())
-        div.cols {
-            section.card {
-                h2 { "详情 Details" }
-                dl.fields {
-                    dt { "案件编号" } dd { @if let Some(c) = &d.case_no { strong.case-no { (c) } " " } small.muted { code { (id) } } }
-                    dt { "网格" } dd { @if let Some(g) = &d.grid { (g.town_name) " " (g.village_name) " " (g.name) " (" (g.code) ")" } }
-                    dt { "上报人" } dd { (super::who(&d.people, str_of("author"))) }
-                    dt { "上报时间" } dd { (local(created)) }
-                    dt { "时限" } dd { (deadline_cell(&row, Utc::now(), &policy)) }
-                    @for (k, v) in &shown_fields {
-                        dt { (field_label(k)) } dd { (show_value(d.domain, k, v, reveal))
-                            @if *k == "parties" && clerk.reviews() {
-                                @if reveal { br; small.muted #revealed { "已显示完整电话，此次查看已记入审计日志" } }
-                                @else { " " a.reveal #reveal-phones href={"/records/" (id) "?reveal=1"} { "查看完整电话（留痕）" } }
-                            }
-                        }
-                    }
-                }
-                @if !photos.is_empty() {
-                    h3 { "照片 Photos" }
-                    div.photos {
-                        @for p in &photos {
-                            a href={"/photos/" (p)} { img src={"/photos/" (p)} alt="现场照片" loading="lazy"; }
-                        }
-                    }
-                }
-                @if !d.sessions.is_empty() {
-                    h3 { "调解记录 Mediation sessions" }
-                    ol.sessions {
-                        @for m in &d.sessions {
-                            li {
-                                strong { (m.get("held_on").and_then(Value::as_str).unwrap_or("")) " "
-                                    (m.get("method").and_then(Value::as_str).map(super::label::<MediationMethod>).unwrap_or_default()) }
-                                " " (m.get("notes").and_then(Value::as_str).unwrap_or(""))
-                                @if let Some(a) = m.get("agreement").and_then(Value::as_str) { br; "协议：" (a) }
-                            }
-                        }
-                    }
-                }
-                @if !d.reports.is_empty() {
-                    h3 { "事件报告 Reports" }
-                    ol.sessions {
-                        @for r in &d.reports {
-                            li {
-                                strong { (r.get("stage").and_then(Value::as_str).map(super::label::<ReportStage>).unwrap_or_default()) }
-                                " " (r.get("text").and_then(Value::as_str).unwrap_or(""))
-                            }
+    let photos = d.photos();
+    html! {
+        section.card {
+            h2 { "详情 Details" }
+            dl.fields {
+                dt { "案件编号" } dd { @if let Some(c) = &d.case_no { strong.case-no { (c) } " " } small.muted { code { (id) } } }
+                dt { "网格" } dd { @if let Some(g) = &d.grid { (g.town_name) " " (g.village_name) " " (g.name) " (" (g.code) ")" } }
+                dt { "上报人" } dd { (super::who(&d.people, d.text("author"))) }
+                dt { "上报时间" } dd { (local(f.created)) }
+                dt { "时限" } dd { (deadline_cell(&row, Utc::now(), &policy)) }
+                @for (k, v) in &shown_fields {
+                    dt { (field_label(k)) } dd { (show_value(d.domain, k, v, reveal))
+                        @if *k == "parties" && clerk.reviews() {
+                            @if reveal { br; small.muted #revealed { "已显示完整电话，此次查看已记入审计日志" } }
+                            @else { " " a.reveal #reveal-phones href={"/records/" (id) "?reveal=1"} { "查看完整电话（留痕）" } }
                         }
                     }
                 }
             }
-            section.card {
-                h2 { "位置 Location" }
-                @if let Some(p) = &location {
-                    p { (load::place_flag(load::place_off_m(Some(p), d.grid.as_ref()))) }
-                    (location_map(d.grid.as_ref(), Some(p)))
-                    p.muted { (format!("{:.5}, {:.5}", p.lon, p.lat)) @if let Some(a) = p.accuracy_m { " ±" (format!("{a:.0}")) " 米" } }
-                } @else {
-                    (location_map(d.grid.as_ref(), None))
-                    p.muted { "未记录位置" }
+            @if !photos.is_empty() {
+                h3 { "照片 Photos" }
+                div.photos {
+                    @for p in &photos {
+                        a href={"/photos/" (p)} { img src={"/photos/" (p)} alt="现场照片" loading="lazy"; }
+                    }
+                }
+            }
+            (sessions_and_reports(d))
+        }
+    }
+}
+
+/// A dispute's mediation sessions and an emergency's reports, when it has any.
+fn sessions_and_reports(d: &Detail) -> Markup {
+    html! {
+        @if !d.sessions.is_empty() {
+            h3 { "调解记录 Mediation sessions" }
+            ol.sessions {
+                @for m in &d.sessions {
+                    li {
+                        strong { (m.get("held_on").and_then(Value::as_str).unwrap_or("")) " "
+                            (m.get("method").and_then(Value::as_str).map(super::label::<MediationMethod>).unwrap_or_default()) }
+                        " " (m.get("notes").and_then(Value::as_str).unwrap_or(""))
+                        @if let Some(a) = m.get("agreement").and_then(Value::as_str) { br; "协议：" (a) }
+                    }
                 }
             }
         }
+        @if !d.reports.is_empty() {
+            h3 { "事件报告 Reports" }
+            ol.sessions {
+                @for r in &d.reports {
+                    li {
+                        strong { (r.get("stage").and_then(Value::as_str).map(super::label::<ReportStage>).unwrap_or_default()) }
+                        " " (r.get("text").and_then(Value::as_str).unwrap_or(""))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where the record was made: whether it is inside its grid, and the minimap.
+fn location_card(d: &Detail, f: &Facts) -> Markup {
+    html! {
+        section.card {
+            h2 { "位置 Location" }
+            @if let Some(p) = &f.location {
+                p { (load::place_flag(load::place_off_m(Some(p), d.grid.as_ref()))) }
+                (location_map(d.grid.as_ref(), Some(p)))
+                p.muted { (format!("{:.5}, {:.5}", p.lon, p.lat)) @if let Some(a) = p.accuracy_m { " ±" (format!("{a:.0}")) " 米" } }
+            } @else {
+                (location_map(d.grid.as_ref(), None))
+                p.muted { "未记录位置" }
+            }
+        }
+    }
+}
+
+/// The record's sync conflicts, both values side by side, settled from here by a reviewer.
+fn conflicts_card(d: &Detail, clerk: &Clerk, id: Uuid) -> Markup {
+    html! {
         @if !d.conflicts.is_empty() {
             section.card.conflicts {
                 h2 { "同步冲突 Sync conflicts" }
@@ -514,69 +588,80 @@ async fn record(
                 }
             }
         }
-        div.cols {
-            section.card {
-                h2 { "办理 Actions" }
-                @if !clerk.reviews() {
-                    p.muted { "网格员账号只能查看；受理、分派、答复由村、乡镇和县级人员办理。" }
-                } @else if moves.is_empty() {
-                    p.muted { "当前状态「" (status.zh()) "」没有可由审核人员办理的操作。" }
-                } @else {
-                    form.action #actions method="post" action={"/records/" (id) "/transition"} {
-                        (clerk.csrf_field())
-                        @if moves.iter().any(|m| asks_assignee(*m)) {
-                            label { @if d.domain == Domain::Hazard { "整改责任人/部门（分派、移交时填写）" } @else { "分派给 部门或人员（分派、移交、上报时填写）" }
-                                input #assignee name="assignee" placeholder="如：镇安监办 王主任"; }
-                            @if d.domain == Domain::Hazard && moves.contains(&Status::Rectifying) {
-                                label { "整改期限" input #due_date type="date" name="due_date" min=(today.to_string()); }
-                            }
-                        }
-                        label.wide { "意见（随状态发送给网格员，可选）" textarea #note name="note" rows="2" {} }
-                        div.buttons {
-                            @for to in &moves {
-                                button type="submit" name="to" value=(to.code()) id={"move-" (to.code())}
-                                    class=@if matches!(to, Status::Returned | Status::Void | Status::Suspended) { "secondary" } {
-                                    (verb(*to)) " → " (to.zh())
-                                }
-                            }
+    }
+}
+
+/// A reviewer's moves from the record's status (with the assignee and due date they ask
+/// for) and the reply form; a worker's account only reads.
+fn actions_card(d: &Detail, status: Status, clerk: &Clerk, id: Uuid) -> Markup {
+    let moves = if clerk.reviews() {
+        reviewer_moves(d.domain, status)
+    } else {
+        vec![]
+    };
+    let today = super::today();
+    html! {
+        section.card {
+            h2 { "办理 Actions" }
+            @if !clerk.reviews() {
+                p.muted { "网格员账号只能查看；受理、分派、答复由村、乡镇和县级人员办理。" }
+            } @else if moves.is_empty() {
+                p.muted { "当前状态「" (status.zh()) "」没有可由审核人员办理的操作。" }
+            } @else {
+                form.action #actions method="post" action={"/records/" (id) "/transition"} {
+                    (clerk.csrf_field())
+                    @if moves.iter().any(|m| asks_assignee(*m)) {
+                        label { @if d.domain == Domain::Hazard { "整改责任人/部门（分派、移交时填写）" } @else { "分派给 部门或人员（分派、移交、上报时填写）" }
+                            input #assignee name="assignee" placeholder="如：镇安监办 王主任"; }
+                        @if d.domain == Domain::Hazard && moves.contains(&Status::Rectifying) {
+                            label { "整改期限" input #due_date type="date" name="due_date" min=(today.to_string()); }
                         }
                     }
-                }
-                @if clerk.reviews() {
-                    form.action method="post" action={"/records/" (id) "/reply"} id="reply" {
-                        (clerk.csrf_field())
-                        label { "答复网格员 Reply" textarea name="text" rows="2" required {} }
-                        button.secondary type="submit" { "发送答复" }
+                    label.wide { "意见（随状态发送给网格员，可选）" textarea #note name="note" rows="2" {} }
+                    div.buttons {
+                        @for to in &moves {
+                            button type="submit" name="to" value=(to.code()) id={"move-" (to.code())}
+                                class=@if matches!(to, Status::Returned | Status::Void | Status::Suspended) { "secondary" } {
+                                (verb(*to)) " → " (to.zh())
+                            }
+                        }
                     }
                 }
             }
-            section.card {
-                h2 { "办理记录 History" }
-                ol.history {
-                    li { strong { "上报" } " · " (super::who(&d.people, str_of("author"))) " · " (local(created)) }
-                    @for h in &d.history {
-                        li { strong { (h.from.zh()) " → " (h.to.zh()) } " · " (super::who(&d.people, &h.actor)) " · " (local(h.at))
-                            @if let Some(n) = &h.note { br; span.note { (n) } } }
-                    }
-                }
-                h3 { "答复 Replies" }
-                @if d.replies.is_empty() { p.muted { "暂无答复" } }
-                ul.replies {
-                    @for r in &d.replies {
-                        li { (r.get("text").and_then(Value::as_str).unwrap_or("")) br;
-                            small.muted { (super::who(&d.people, r.get("author").and_then(Value::as_str).unwrap_or(""))) " · "
-                                (r.get("created_at").and_then(Value::as_str).and_then(|t| parse_ts(t).ok()).map(local).unwrap_or_default()) } }
-                    }
+            @if clerk.reviews() {
+                form.action method="post" action={"/records/" (id) "/reply"} id="reply" {
+                    (clerk.csrf_field())
+                    label { "答复网格员 Reply" textarea name="text" rows="2" required {} }
+                    button.secondary type="submit" { "发送答复" }
                 }
             }
         }
-    };
-    Ok(page(
-        &format!("{} {}", d.domain.zh(), status.zh()),
-        &clerk,
-        "queue",
-        content,
-    ))
+    }
+}
+
+/// Who filed the record and every status move since, with the notes; then the replies.
+fn history_card(d: &Detail, f: &Facts) -> Markup {
+    html! {
+        section.card {
+            h2 { "办理记录 History" }
+            ol.history {
+                li { strong { "上报" } " · " (super::who(&d.people, d.text("author"))) " · " (local(f.created)) }
+                @for h in &d.history {
+                    li { strong { (h.from.zh()) " → " (h.to.zh()) } " · " (super::who(&d.people, &h.actor)) " · " (local(h.at))
+                        @if let Some(n) = &h.note { br; span.note { (n) } } }
+                }
+            }
+            h3 { "答复 Replies" }
+            @if d.replies.is_empty() { p.muted { "暂无答复" } }
+            ul.replies {
+                @for r in &d.replies {
+                    li { (r.get("text").and_then(Value::as_str).unwrap_or("")) br;
+                        small.muted { (super::who(&d.people, r.get("author").and_then(Value::as_str).unwrap_or(""))) " · "
+                            (r.get("created_at").and_then(Value::as_str).and_then(|t| parse_ts(t).ok()).map(local).unwrap_or_default()) } }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -670,7 +755,7 @@ async fn reply(
     let back = format!("/records/{id}");
     let _turn = s.db.write_turn().await;
     match blocking(move || {
-        s.db.tx(|db| records::reply(db, &clerk.user, id, &f.text, Utc::now()))
+        s.db.tx(|db| Ok(records::reply(db, &clerk.user, id, &f.text, Utc::now())?))
     })
     .await
     {
@@ -696,7 +781,15 @@ async fn settle(
     let take_lost = f.take == "lost";
     let _turn = s.db.write_turn().await;
     match blocking(move || {
-        s.db.tx(|db| records::settle_conflict(db, &clerk.user, id, take_lost, Utc::now()))
+        s.db.tx(|db| {
+            Ok(records::settle_conflict(
+                db,
+                &clerk.user,
+                id,
+                take_lost,
+                Utc::now(),
+            )?)
+        })
     })
     .await
     {

@@ -255,19 +255,46 @@ fn assemble(
 ) -> Stats {
     let now = Utc::now();
     let policy = DeadlinePolicy::default();
+    let overdue_at = |r: &RecordRow| r.deadline_state(now, &policy) == Some(DeadlineState::Overdue);
     let total = records.len();
     let handled = records.iter().filter(|r| r.handled()).count();
     let void = records.iter().filter(|r| r.status == Status::Void).count();
-    let overdue = records
-        .iter()
-        .filter(|r| r.deadline_state(now, &policy) == Some(DeadlineState::Overdue))
-        .count();
+    let overdue = records.iter().filter(|r| overdue_at(r)).count();
     let rated: Vec<Satisfaction> = records.iter().filter_map(|r| r.satisfaction).collect();
     let satisfied = rated
         .iter()
         .filter(|s| matches!(s, Satisfaction::Satisfied | Satisfaction::Basic))
         .count();
+    let coverage = coverage(&grids, &households, &visits, today);
+    let villages = villages(&coverage);
+    let (ledger, workers) = ledger_and_workers(&records, &histories, &visits, &patrol_km, from, to);
+    Stats {
+        from,
+        to,
+        total,
+        handled,
+        void,
+        overdue,
+        rated: rated.len(),
+        satisfied,
+        by_domain: by_domain(&records, &overdue_at),
+        by_category: by_category(&records),
+        by_status: by_status(&records),
+        by_week: by_week(&records, from, to),
+        coverage,
+        villages,
+        workers,
+        ledger,
+        records,
+        names: load::People::default(),
+    }
+}
 
+/// Per domain that has records: handled, open (neither handled nor overdue), overdue.
+fn by_domain(
+    records: &[RecordRow],
+    overdue: &dyn Fn(&RecordRow) -> bool,
+) -> Vec<(Domain, usize, usize, usize)> {
     let mut by_domain = Vec::new();
     for d in Domain::ALL {
         let rs: Vec<&RecordRow> = records.iter().filter(|r| r.domain == *d).collect();
@@ -275,14 +302,16 @@ fn assemble(
             continue;
         }
         let h = rs.iter().filter(|r| r.handled()).count();
-        let o = rs
-            .iter()
-            .filter(|r| r.deadline_state(now, &policy) == Some(DeadlineState::Overdue))
-            .count();
+        let o = rs.iter().filter(|r| overdue(r)).count();
         by_domain.push((*d, h, rs.len() - h - o, o));
     }
+    by_domain
+}
+
+/// Records per category (named with its domain unless it is the domain), most first.
+fn by_category(records: &[RecordRow]) -> Vec<(String, usize)> {
     let mut cats: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &records {
+    for r in records {
         let c = r.category_label();
         let key = if c == r.domain.zh() {
             c
@@ -293,13 +322,20 @@ fn assemble(
     }
     let mut by_category: Vec<(String, usize)> = cats.into_iter().collect();
     by_category.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    by_category
+}
+
+fn by_status(records: &[RecordRow]) -> Vec<(Status, usize)> {
     let mut sts: BTreeMap<Status, usize> = BTreeMap::new();
-    for r in &records {
+    for r in records {
         *sts.entry(r.status).or_default() += 1;
     }
-    let by_status: Vec<(Status, usize)> = sts.into_iter().collect();
+    sts.into_iter().collect()
+}
 
-    // Per week (Monday-based), every week of the period, empty ones too.
+/// Records filed per week (Monday-based), per domain, every week of the period, empty ones
+/// too.
+fn by_week(records: &[RecordRow], from: NaiveDate, to: NaiveDate) -> Vec<(String, Vec<usize>)> {
     let week_of = |d: NaiveDate| d - Duration::days(d.weekday().num_days_from_monday() as i64);
     let mut weeks: BTreeMap<NaiveDate, Vec<usize>> = BTreeMap::new();
     let mut w = week_of(from);
@@ -307,39 +343,60 @@ fn assemble(
         weeks.insert(w, vec![0; Domain::ALL.len()]);
         w += Duration::weeks(1);
     }
-    for r in &records {
+    for r in records {
         let d = cst::today(r.created_at);
         let i = Domain::ALL.iter().position(|x| *x == r.domain).unwrap_or(0);
         weeks
             .entry(week_of(d))
             .or_insert_with(|| vec![0; Domain::ALL.len()])[i] += 1;
     }
-    let by_week = weeks
+    weeks
         .into_iter()
         .map(|(w, n)| (w.format("%m-%d").to_string(), n))
-        .collect();
+        .collect()
+}
 
-    // Coverage: distinct households visited in the last 30 days, per grid.
-    let seen = load::visited_per_grid(&visits, today - Duration::days(30));
-    let coverage: Vec<Coverage> = grids
+/// Coverage: distinct households visited in the last 30 days, per grid.
+fn coverage(
+    grids: &BTreeMap<String, GridInfo>,
+    households: &BTreeMap<String, i64>,
+    visits: &[VisitRow],
+    today: NaiveDate,
+) -> Vec<Coverage> {
+    let seen = load::visited_per_grid(visits, today - Duration::days(30));
+    grids
         .values()
         .map(|g| Coverage {
             grid: g.clone(),
             households: households.get(&g.code).copied().unwrap_or(0),
             visited: seen.get(g.code.as_str()).map(|n| *n as i64).unwrap_or(0),
         })
-        .collect();
+        .collect()
+}
+
+/// The grids' coverage added up per village: (code, name, households, visited).
+fn villages(coverage: &[Coverage]) -> Vec<(String, String, i64, i64)> {
     let mut vs: BTreeMap<String, (String, i64, i64)> = BTreeMap::new();
-    for c in &coverage {
+    for c in coverage {
         let e =
             vs.entry(c.grid.village_code.clone())
                 .or_insert((c.grid.village_name.clone(), 0, 0));
         e.1 += c.households;
         e.2 += c.visited;
     }
-    let villages = vs.into_iter().map(|(k, (n, h, v))| (k, n, h, v)).collect();
+    vs.into_iter().map(|(k, (n, h, v))| (k, n, h, v)).collect()
+}
 
-    // The ledger: records filed in the period, visits in the period.
+/// The points ledger of the records filed and the visits made in the period, and each
+/// worker's activity (records, visits, patrol distance, points), most points first.
+fn ledger_and_workers(
+    records: &[RecordRow],
+    histories: &BTreeMap<Uuid, Vec<StatusChange>>,
+    visits: &[VisitRow],
+    patrol_km: &BTreeMap<String, f64>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> (Vec<Entry>, Vec<WorkerRow>) {
     let facts: Vec<RecordFacts<'_>> = records
         .iter()
         .map(|r| RecordFacts {
@@ -368,7 +425,7 @@ fn assemble(
             ..Default::default()
         })
     }
-    for r in &records {
+    for r in records {
         let e = row(&mut workers, &r.author);
         e.filed += 1;
         e.handled += usize::from(r.handled());
@@ -376,7 +433,7 @@ fn assemble(
     for v in &vfacts {
         row(&mut workers, v.author).visits += 1;
     }
-    for (w, km) in &patrol_km {
+    for (w, km) in patrol_km {
         row(&mut workers, w).patrol_km = *km;
     }
     for e in &ledger {
@@ -384,27 +441,7 @@ fn assemble(
     }
     let mut workers: Vec<WorkerRow> = workers.into_values().collect();
     workers.sort_by(|a, b| b.points.cmp(&a.points).then(a.worker.cmp(&b.worker)));
-
-    Stats {
-        from,
-        to,
-        total,
-        handled,
-        void,
-        overdue,
-        rated: rated.len(),
-        satisfied,
-        by_domain,
-        by_category,
-        by_status,
-        by_week,
-        coverage,
-        villages,
-        workers,
-        ledger,
-        records,
-        names: load::People::default(),
-    }
+    (ledger, workers)
 }
 
 fn pct(x: f64) -> String {

@@ -9,17 +9,17 @@ pub(super) fn apply_received(
     q: &repo::Queued,
     raw: &[OutboxEntry<RawFields>],
     now: DateTime<Utc>,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let Some(user) = user else {
         for e in raw {
-            let f = Failure::Forbidden(format!("the account {} no longer exists", q.username));
+            let f = Refusal::Forbidden(format!("the account {} no longer exists", q.username));
             reject(db, q, e, &f, now)?;
         }
         return Ok(());
     };
     // On its last try a row's database errors become its entries' refusals.
     let last_try = q.attempts + 1 >= MAX_INBOX_ATTEMPTS;
-    let parsed: Vec<Result<OutboxEntry, Failure>> = raw.iter().map(parse_entry).collect();
+    let parsed: Vec<Result<OutboxEntry, Refusal>> = raw.iter().map(parse_entry).collect();
     // Fast path: the whole row at once.
     if parsed.iter().all(Result::is_ok) {
         let entries: Vec<&OutboxEntry> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
@@ -58,31 +58,33 @@ pub(super) fn apply_received(
     Ok(())
 }
 
-/// Runs `f` in a savepoint: kept if it succeeds, undone if it is refused (the inner error).
-/// A database error is the outer one (the whole transaction fails with it) unless
-/// `db_refuses` and it is not transient ([`super::db::DbError::is_transient`]): then it too is
-/// undone and answered as the entry's refusal (`internal`).
+/// Runs `f` in a savepoint: kept if it succeeds, undone if it is refused (the inner error;
+/// a fault of the server's own refuses the entry too, as `internal`). A database error is
+/// the outer one (the whole transaction fails with it) unless `db_refuses` and it is not
+/// transient ([`DbError::is_transient`]): then it too is undone and answered as the entry's
+/// refusal (`internal`).
 pub(super) fn in_savepoint<R>(
     db: &mut dyn Sql,
     db_refuses: bool,
-    f: impl FnOnce(&mut dyn Sql) -> Result<R, Failure>,
-) -> Result<Result<R, Failure>, Failure> {
+    f: impl FnOnce(&mut dyn Sql) -> Result<R, Error>,
+) -> Result<Result<R, Refusal>, DbError> {
     db.exec("SAVEPOINT step", &[])?;
     match f(db) {
         Ok(r) => {
             db.exec("RELEASE SAVEPOINT step", &[])?;
             Ok(Ok(r))
         }
-        Err(Failure::Db(e)) if !db_refuses || e.is_transient() => Err(Failure::Db(e)),
-        Err(refused) => {
+        Err(Error::Db(e)) if !db_refuses || e.is_transient() => Err(e),
+        Err(failed) => {
             db.exec("ROLLBACK TO SAVEPOINT step", &[])?;
             db.exec("RELEASE SAVEPOINT step", &[])?;
-            Ok(Err(match refused {
-                Failure::Db(e) => {
+            Ok(Err(match failed {
+                Error::Db(e) => {
                     tracing::error!(error = %e, "an entry failed in the database on its row's last try; refused");
-                    Failure::Internal(format!("the county server could not store this entry: {e}"))
+                    Refusal::Internal(format!("the county server could not store this entry: {e}"))
                 }
-                other => other,
+                Error::Internal(m) => Refusal::Internal(m),
+                Error::Refused(r) => r,
             }))
         }
     }
@@ -93,16 +95,16 @@ pub(super) fn reject(
     db: &mut dyn Sql,
     q: &repo::Queued,
     e: &OutboxEntry<RawFields>,
-    f: &Failure,
+    f: &Refusal,
     now: DateTime<Utc>,
-) -> Result<(), Failure> {
-    let (error, field) = f.code_and_field();
+) -> Result<(), Error> {
+    let (error, field) = (f.code(), f.field().map(str::to_owned));
     // What a refusal says may quote the refused value, NUL and all; PostgreSQL's text holds
     // no NUL, and keeping the refusal must not fail on what it refuses.
     let clean = |s: String| s.replace('\0', "\\u0000");
     let field = field.map(clean);
     let seq = repo::next_seq(db)?;
-    let entry = serde_json::to_string(e).map_err(|e| Failure::Internal(e.to_string()))?;
+    let entry = serde_json::to_string(e).map_err(|e| Error::Internal(e.to_string()))?;
     let r = Rejection {
         seq,
         lane: e.lane,
@@ -111,7 +113,7 @@ pub(super) fn reject(
         record_id: e.record_id,
         op: e.op,
         error: error.to_owned(),
-        message: clean(f.refusal_message()),
+        message: clean(f.message()),
         field,
         at: now,
     };
@@ -137,7 +139,7 @@ pub(super) fn apply_entry(
     db: &mut dyn Sql,
     ctx: &mut Ctx<'_>,
     e: &OutboxEntry,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let makes_new = match (e.op, e.kind) {
         (Op::Create, k) => !k.is_append_only(),
         (Op::Append, EntityKind::Photo | EntityKind::Audit | EntityKind::Reply) => false,
@@ -161,7 +163,7 @@ pub(super) fn apply_entry(
         (Op::Append, k) if k.is_append_only() && k != EntityKind::Reply => {
             apply_append(db, ctx, e, k, at, by)
         }
-        (op, k) => Err(Failure::invalid(
+        (op, k) => Err(Error::invalid(
             format!("{op} is not an operation on {k}"),
             Some("op"),
         )),
@@ -177,10 +179,10 @@ fn apply_create(
     at: DateTime<Utc>,
     by: String,
     device: Option<Uuid>,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let mut data = e.fields.clone();
     if data.get("id").and_then(Value::as_str) != Some(e.record_id.to_string().as_str()) {
-        return Err(Failure::invalid(
+        return Err(Error::invalid(
             "the id must be the entry's record id",
             Some("fields.id"),
         ));
@@ -207,10 +209,7 @@ fn apply_create(
     let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
     let grid_code = grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
     if ctx.head(db, e.record_id)?.is_some() {
-        return Err(Failure::Conflict(format!(
-            "{} {} already exists",
-            k, e.record_id
-        )));
+        return Err(Refusal::Conflict(format!("{} {} already exists", k, e.record_id)).into());
     }
     if k.is_record() {
         link_photos(db, ctx, e.record_id, &grid_code, &photo_list(&data), &|i| {
@@ -251,7 +250,7 @@ fn apply_update(
     at: DateTime<Utc>,
     by: String,
     device: Option<Uuid>,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let what = k.code().to_lowercase();
     let mut ent = scoped(db, ctx, e.record_id, &what)?;
     if ent.kind != k {
@@ -259,7 +258,7 @@ fn apply_update(
     }
     for f in ["id", "created_at", "author", "status"] {
         if e.fields.contains_key(f) {
-            return Err(Failure::invalid(
+            return Err(Error::invalid(
                 format!("{f} cannot be edited"),
                 Some(&format!("fields.{f}")),
             ));
@@ -357,16 +356,16 @@ fn apply_transition(
     k: EntityKind,
     at: DateTime<Utc>,
     by: String,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let what = k.code().to_lowercase();
     let mut ent = scoped(db, ctx, e.record_id, &what)?;
     let domain = k.domain().expect("records have domains");
-    let code = |f: &str| -> Result<Status, Failure> {
+    let code = |f: &str| -> Result<Status, Error> {
         let s = e.fields.get(f).and_then(Value::as_str).ok_or_else(|| {
-            Failure::invalid(format!("{f} is required"), Some(&format!("fields.{f}")))
+            Error::invalid(format!("{f} is required"), Some(&format!("fields.{f}")))
         })?;
         Status::from_code(s)
-            .map_err(|err| Failure::invalid(err.to_string(), Some(&format!("fields.{f}"))))
+            .map_err(|err| Error::invalid(err.to_string(), Some(&format!("fields.{f}"))))
     };
     let (to, from) = (code("status")?, code("from")?);
     let note = e
@@ -377,10 +376,10 @@ fn apply_transition(
     let current = ent
         .status()
         .and_then(|s| Status::from_code(s).ok())
-        .ok_or_else(|| Failure::Internal(format!("record {} has no status", ent.id)))?;
+        .ok_or_else(|| Error::Internal(format!("record {} has no status", ent.id)))?;
     if current == from {
         check_transition(ent.id, domain, from, to, Actor::Worker)
-            .map_err(|err| Failure::invalid(worded(&err), Some("fields.status")))?;
+            .map_err(|err| Error::lifecycle(err, "fields.status"))?;
     } else if check_transition(ent.id, domain, current, to, Actor::Worker).is_err() {
         // The county moved it meanwhile and the worker's move no longer fits: keep the
         // county's status, and show the worker's as a conflict.
@@ -413,20 +412,20 @@ fn apply_photo(
     at: DateTime<Utc>,
     by: String,
     device: Option<Uuid>,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let record_id = e
         .fields
         .get("record_id")
         .and_then(Value::as_str)
         .and_then(|s| Uuid::parse_str(s).ok())
-        .ok_or_else(|| Failure::invalid("record_id is required", Some("fields.record_id")))?;
+        .ok_or_else(|| Error::invalid("record_id is required", Some("fields.record_id")))?;
     let sha = e
         .fields
         .get("sha256")
         .and_then(Value::as_str)
         .filter(|s| crate::domain::model::is_sha256_hex(s))
         .ok_or_else(|| {
-            Failure::invalid(
+            Error::invalid(
                 "sha256 must be 64 lower-case hex digits",
                 Some("fields.sha256"),
             )
@@ -440,7 +439,7 @@ fn apply_photo(
         .unwrap_or("image/jpeg")
         .to_owned();
     if !crate::domain::model::PHOTO_MIMES.contains(&mime.as_str()) {
-        return Err(Failure::invalid(
+        return Err(Error::invalid(
             format!(
                 "照片只能是 JPEG、PNG 或 WebP 图片 (a photo is a JPEG, PNG or WebP image, not {mime})"
             ),
@@ -448,7 +447,7 @@ fn apply_photo(
         ));
     }
     if !(1..=crate::server::MAX_PHOTO_BYTES as i64).contains(&size) {
-        return Err(Failure::invalid(
+        return Err(Error::invalid(
             format!(
                 "照片大小须在 1 到 {} 字节之间 (a photo is an image of 1 to {} bytes)",
                 crate::server::MAX_PHOTO_BYTES,
@@ -501,7 +500,7 @@ fn apply_audit(
     e: &OutboxEntry,
     at: DateTime<Utc>,
     by: String,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let action = e
         .fields
         .get("action")
@@ -533,13 +532,13 @@ fn apply_append(
     k: EntityKind,
     at: DateTime<Utc>,
     by: String,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     if ctx.head(db, e.record_id)?.is_some() {
         return Ok(()); // append-only: already here, nothing to do
     }
     let data = e.fields.clone();
     if data.get("id").and_then(Value::as_str) != Some(e.record_id.to_string().as_str()) {
-        return Err(Failure::invalid(
+        return Err(Error::invalid(
             "the id must be the entry's record id",
             Some("fields.id"),
         ));
@@ -593,16 +592,16 @@ pub(super) fn link_photos(
     grid_code: &str,
     shas: &[String],
     field: &dyn Fn(usize) -> String,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     for (i, sha) in shas.iter().enumerate() {
         if !crate::domain::model::is_sha256_hex(sha) {
-            return Err(Failure::invalid(
+            return Err(Error::invalid(
                 "照片编号应为 64 位小写十六进制 SHA-256 (must be a SHA-256 digest in 64 lower-case hex digits)",
                 Some(&field(i)),
             ));
         }
         if !repo::may_name_photo(db, sha, &ctx.user.username, &ctx.scope)? {
-            return Err(Failure::invalid(
+            return Err(Error::invalid(
                 "这张照片由其他账号上传，不能用在您的记录里；请用手机重新拍摄 \
                  (this photo was uploaded by another account and is not yours to attach)",
                 Some(&field(i)),
@@ -623,7 +622,7 @@ pub(super) fn set_status(
     note: Option<String>,
     by: &str,
     at: DateTime<Utc>,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let seq = ctx.seq(db)?;
     ent.data
         .insert("status".into(), Value::String(to.code().into()));
@@ -657,7 +656,7 @@ pub(super) fn update_patrol_distance(
     ctx: &mut Ctx<'_>,
     patrol: Uuid,
     at: DateTime<Utc>,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     ctx.flush(db)?;
     let rows = db.query(
         "SELECT data FROM entities WHERE parent_id = $1 AND kind = 'PATROL_POINTS'",
@@ -667,7 +666,7 @@ pub(super) fn update_patrol_distance(
     for r in rows {
         let b: PatrolPoints = parse(
             &serde_json::from_str::<Value>(r[0].str()?)
-                .map_err(|e| Failure::Internal(e.to_string()))?,
+                .map_err(|e| Error::Internal(e.to_string()))?,
         )?;
         points.extend(b.points);
     }
@@ -704,7 +703,7 @@ pub(super) fn record_conflict(
     lost_by: String,
     kept_at: DateTime<Utc>,
     lost_at: DateTime<Utc>,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let c = Conflict {
         id: new_id(),
         entity_kind: ent.kind,
@@ -722,7 +721,7 @@ pub(super) fn record_conflict(
         settled_at: None,
     };
     let seq = ctx.seq(db)?;
-    let data = object(serde_json::to_value(&c).map_err(|e| Failure::Internal(e.to_string()))?);
+    let data = object(serde_json::to_value(&c).map_err(|e| Error::Internal(e.to_string()))?);
     let ce = new_entity(
         EntityKind::Conflict,
         c.id,

@@ -17,7 +17,7 @@ pub fn apply_inbox(
     db: &mut dyn Sql,
     max_entries: usize,
     now: DateTime<Utc>,
-) -> Result<Option<i64>, Failure> {
+) -> Result<Option<i64>, Error> {
     Ok(
         match apply_inbox_watched(db, max_entries, now, &std::sync::atomic::AtomicI64::new(0))? {
             Drained::Through(row) => Some(row),
@@ -46,7 +46,7 @@ pub fn apply_inbox_watched(
     max_entries: usize,
     now: DateTime<Utc>,
     current: &std::sync::atomic::AtomicI64,
-) -> Result<Drained, Failure> {
+) -> Result<Drained, Error> {
     use std::sync::atomic::Ordering::SeqCst;
     current.store(0, SeqCst);
     if db.backend() == "postgres"
@@ -123,12 +123,12 @@ pub const INBOX_LOCK: i64 = 0x6772_6964_7761;
 /// An entry's fields read from their text, or the refusal that names the field: a value
 /// JSON allows but the server cannot hold (a number out of range, a lone surrogate, a NUL
 /// character, nesting past [`MAX_FIELD_DEPTH`]).
-pub fn parse_entry(e: &OutboxEntry<RawFields>) -> Result<OutboxEntry, Failure> {
+pub fn parse_entry(e: &OutboxEntry<RawFields>) -> Result<OutboxEntry, Refusal> {
     let de = &mut serde_json::Deserializer::from_str(e.fields.get());
     let fields: crate::wire::Fields = serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        Failure::invalid(
+        Refusal::invalid(
             format!("无法读取的值，请在手机上修改这条记录后重新提交 (unreadable value: {inner})"),
             Some(&if path == "." || path.is_empty() {
                 "fields".to_owned()
@@ -154,13 +154,13 @@ pub fn parse_entry(e: &OutboxEntry<RawFields>) -> Result<OutboxEntry, Failure> {
 
 /// What JSON allows but no field of ours holds: nesting past [`MAX_FIELD_DEPTH`] and NUL
 /// characters (which PostgreSQL's text refuses).
-pub(super) fn check_value(v: &Value, path: &str, depth: usize) -> Result<(), Failure> {
+pub(super) fn check_value(v: &Value, path: &str, depth: usize) -> Result<(), Refusal> {
     match v {
-        Value::String(s) if s.contains('\0') => Err(Failure::invalid(
+        Value::String(s) if s.contains('\0') => Err(Refusal::invalid(
             "文字中含有不可见的控制字符，请删除后重新提交 (text holds a NUL character)",
             Some(path),
         )),
-        Value::Array(_) | Value::Object(_) if depth > MAX_FIELD_DEPTH => Err(Failure::invalid(
+        Value::Array(_) | Value::Object(_) if depth > MAX_FIELD_DEPTH => Err(Refusal::invalid(
             format!(
                 "数据嵌套超过 {MAX_FIELD_DEPTH} 层 (nested deeper than {MAX_FIELD_DEPTH} levels)"
             ),

@@ -10,12 +10,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::db::{Sql, V};
-use super::error::Failure;
+use super::db::{DbError, Sql, V};
 use super::repo::{self, Entity, EntityMeta, Scope, User};
 use crate::domain::codes::{Coded, Domain, Tag};
 use crate::domain::geo::track_length_m;
-use crate::domain::lifecycle::{Actor, Status, TransitionError, check_transition, lifecycle};
+use crate::domain::lifecycle::{Actor, Status, check_transition, lifecycle};
 use crate::domain::model::{
     AnyRecord, Conflict, EmergencyReport, EntityKind, House, Household, MediationSession,
     PatrolPoints, Person, Reply, StatusChange, Visit, new_id,
@@ -27,28 +26,31 @@ use crate::wire::{
 
 mod apply;
 mod drain;
+mod error;
 mod pull;
 mod receive;
 mod review;
+mod upload;
 
 use apply::*;
 pub use drain::{
     Drained, INBOX_LOCK, MAX_FIELD_DEPTH, MAX_INBOX_ATTEMPTS, apply_inbox, apply_inbox_watched,
     parse_entry,
 };
+pub use error::{Error, Refusal};
 pub use pull::{cadence, pull};
 pub use receive::{Incoming, receive_group};
-use review::*;
 pub use review::{
     import_entity, list_records, record_detail, reply, review_edit, review_transition,
     settle_conflict,
 };
+pub use upload::{Upload, put_photo_chunk};
 
 /// Largest pull page.
 pub const MAX_PAGE: usize = 20_000;
 
 /// Reads JSON into a type, saying which field is wrong.
-pub fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, Failure> {
+pub fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, Refusal> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.inner().to_string();
@@ -64,11 +66,11 @@ pub fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, Failure> {
                 }
             });
         match missing {
-            Some(field) => Failure::invalid(
+            Some(field) => Refusal::invalid(
                 format!("必填项未填写 (missing field `{field}`)"),
                 Some(&field),
             ),
-            None => Failure::invalid(message, (path != ".").then_some(path.as_str())),
+            None => Refusal::invalid(message, (path != ".").then_some(path.as_str())),
         }
     })
 }
@@ -119,11 +121,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Kind and grid code of an entity, if it exists (pending ones included).
-    fn head(
-        &mut self,
-        db: &mut dyn Sql,
-        id: Uuid,
-    ) -> Result<Option<(EntityKind, String)>, Failure> {
+    fn head(&mut self, db: &mut dyn Sql, id: Uuid) -> Result<Option<(EntityKind, String)>, Error> {
         if let Some(h) = self.heads.get(&id) {
             return Ok(h.clone());
         }
@@ -133,7 +131,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Looks up these entities' heads in one query (those not looked up yet).
-    fn prefetch_heads(&mut self, db: &mut dyn Sql, ids: &[Uuid]) -> Result<(), Failure> {
+    fn prefetch_heads(&mut self, db: &mut dyn Sql, ids: &[Uuid]) -> Result<(), Error> {
         let want: Vec<Uuid> = ids
             .iter()
             .copied()
@@ -155,7 +153,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Writes the pending new entities.
-    fn flush(&mut self, db: &mut dyn Sql) -> Result<(), Failure> {
+    fn flush(&mut self, db: &mut dyn Sql) -> Result<(), Error> {
         if !self.pending.is_empty() {
             repo::put_entities(db, &self.pending, self.server_now)?;
             self.pending.clear();
@@ -164,7 +162,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The next sequence number: a reserved one, or the counter's next.
-    fn seq(&mut self, db: &mut dyn Sql) -> Result<i64, Failure> {
+    fn seq(&mut self, db: &mut dyn Sql) -> Result<i64, Error> {
         match self.seqs.next() {
             Some(s) => Ok(s),
             None => Ok(repo::next_seq(db)?),
@@ -177,13 +175,13 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn not_in_scope(what: &str, id: Uuid) -> Failure {
+fn not_in_scope(what: &str, id: Uuid) -> Error {
     // Same answer whether it exists elsewhere or not at all.
-    Failure::NotFound(format!("no {what} {id} in your scope"))
+    Refusal::NotFound(format!("no {what} {id} in your scope")).into()
 }
 
 /// An entity in scope, or the not-found answer.
-fn scoped(db: &mut dyn Sql, ctx: &Ctx<'_>, id: Uuid, what: &str) -> Result<Entity, Failure> {
+fn scoped(db: &mut dyn Sql, ctx: &Ctx<'_>, id: Uuid, what: &str) -> Result<Entity, Error> {
     let found = match ctx.pending.iter().find(|e| e.id == id) {
         Some(e) => Some(e.clone()),
         None => repo::get_entity(db, id)?,
@@ -194,7 +192,7 @@ fn scoped(db: &mut dyn Sql, ctx: &Ctx<'_>, id: Uuid, what: &str) -> Result<Entit
     }
 }
 
-fn grid_code_in_scope(db: &mut dyn Sql, ctx: &mut Ctx<'_>, grid: Uuid) -> Result<String, Failure> {
+fn grid_code_in_scope(db: &mut dyn Sql, ctx: &mut Ctx<'_>, grid: Uuid) -> Result<String, Error> {
     if let Some(code) = ctx.grids.get(&grid) {
         return Ok(code.clone());
     }
@@ -270,7 +268,7 @@ fn check_typed(
     ctx: &Ctx<'_>,
     kind: EntityKind,
     data: &Map<String, Value>,
-) -> Result<(Uuid, Option<Uuid>), Failure> {
+) -> Result<(Uuid, Option<Uuid>), Error> {
     let v = Value::Object(data.clone());
     let now = ctx.validation_now();
     if let Some(domain) = kind.domain() {
@@ -300,7 +298,7 @@ fn check_typed(
                         if e.domain == domain {
                             Ok(AnyRecord::Event(e))
                         } else {
-                            Err(Failure::invalid(
+                            Err(Refusal::invalid(
                                 format!("domain {} does not match kind {domain}", e.domain),
                                 Some("domain"),
                             ))
@@ -335,7 +333,7 @@ fn check_typed(
             let h =
                 scoped(db, ctx, vi.household_id, "household").map_err(|e| e.at("household_id"))?;
             if h.grid_id != vi.grid_id {
-                return Err(Failure::invalid(
+                return Err(Error::invalid(
                     format!("the household is in grid {}, not {}", h.grid_id, vi.grid_id),
                     Some("grid_id"),
                 ));
@@ -366,7 +364,7 @@ fn check_typed(
             let patrol = parent_of_kind(db, ctx, p.patrol_id, EntityKind::Patrol, "patrol_id")?;
             Ok((patrol.grid_id, Some(patrol.id)))
         }
-        other => Err(Failure::invalid(
+        other => Err(Error::invalid(
             format!("a device cannot send {other} entities"),
             Some("kind"),
         )),
@@ -379,7 +377,7 @@ fn parent_of_kind(
     id: Uuid,
     kind: EntityKind,
     field: &str,
-) -> Result<Entity, Failure> {
+) -> Result<Entity, Error> {
     let e = scoped(db, ctx, id, &kind.code().to_lowercase()).map_err(|e| e.at(field))?;
     if e.kind != kind {
         return Err(not_in_scope(&kind.code().to_lowercase(), id).at(field));

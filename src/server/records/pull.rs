@@ -4,10 +4,10 @@
 use super::*;
 
 /// The default visit cadence, or what the county set.
-pub fn cadence(db: &mut dyn Sql) -> Result<Vec<(Tag, u32)>, Failure> {
+pub fn cadence(db: &mut dyn Sql) -> Result<Vec<(Tag, u32)>, Error> {
     if let Some(s) = repo::get_setting(db, "cadence")? {
         return serde_json::from_str(&s)
-            .map_err(|e| Failure::Internal(format!("cadence setting: {e}")));
+            .map_err(|e| Error::Internal(format!("cadence setting: {e}")));
     }
     Ok(Tag::ALL
         .iter()
@@ -26,7 +26,7 @@ pub fn pull(
     cursor: i64,
     base: i64,
     limit: usize,
-) -> Result<PullResponse, Failure> {
+) -> Result<PullResponse, Error> {
     let limit = limit.clamp(1, MAX_PAGE);
     let base = base.clamp(0, cursor);
     let mut rows = repo::changed_since(db, &user.scope(), cursor, limit)?;
@@ -53,7 +53,7 @@ pub fn pull(
     if !more && let Some(r) = rejected.last() {
         next = next.max(r.seq);
     }
-    let internal = |e: serde_json::Error| Failure::Internal(e.to_string());
+    let internal = |e: serde_json::Error| Error::Internal(e.to_string());
     let mut changes = Vec::with_capacity(rows.len());
     for (kind, id, data, meta, seq) in rows {
         let mut data: Value = serde_json::from_str(&data).map_err(internal)?;

@@ -2,6 +2,9 @@
 //! the push inbox, all in the caller's transaction.
 
 use super::*;
+// Each push's answer is the HTTP answer to its request (a gap answers 409 with the sequence
+// number expected), handed back to the request that waits for it.
+use crate::server::error::Failure;
 
 /// A push to receive: who sent it, from which device (the session's), and what.
 pub struct Incoming<'a> {
@@ -25,7 +28,7 @@ pub fn receive_group(
     db: &mut dyn Sql,
     pushes: &[Incoming<'_>],
     server_now: DateTime<Utc>,
-) -> Result<Vec<Result<PushResponse, Failure>>, Failure> {
+) -> Result<Vec<Result<PushResponse, Failure>>, Error> {
     let shapes: Vec<Result<(), Failure>> = pushes.iter().map(check_push_shape).collect();
     let keys: Vec<(Uuid, &str, &str)> = pushes
         .iter()

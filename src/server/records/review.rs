@@ -3,11 +3,11 @@
 
 use super::*;
 
-pub(super) fn reviewer_ctx(user: &User, now: DateTime<Utc>) -> Result<Ctx<'_>, Failure> {
+fn reviewer_ctx(user: &User, now: DateTime<Utc>) -> Result<Ctx<'_>, Error> {
     if !user.role.reviews() {
-        return Err(Failure::Forbidden(
-            "only village, town and county staff may do this".into(),
-        ));
+        return Err(
+            Refusal::Forbidden("only village, town and county staff may do this".into()).into(),
+        );
     }
     Ok(Ctx::new(user, None, now, now))
 }
@@ -21,7 +21,7 @@ pub fn review_transition(
     to: Status,
     note: Option<String>,
     now: DateTime<Utc>,
-) -> Result<Value, Failure> {
+) -> Result<Value, Error> {
     let mut ctx = reviewer_ctx(user, now)?;
     let mut ent = scoped(db, &ctx, record, "record")?;
     let domain = ent
@@ -31,9 +31,9 @@ pub fn review_transition(
     let from = ent
         .status()
         .and_then(|s| Status::from_code(s).ok())
-        .ok_or_else(|| Failure::Internal(format!("record {record} has no status")))?;
+        .ok_or_else(|| Error::Internal(format!("record {record} has no status")))?;
     check_transition(record, domain, from, to, Actor::Reviewer)
-        .map_err(|e| Failure::invalid(worded(&e), Some("to")))?;
+        .map_err(|e| Error::lifecycle(e, "to"))?;
     set_status(
         db,
         &mut ctx,
@@ -67,10 +67,10 @@ pub fn reply(
     record: Uuid,
     text: &str,
     now: DateTime<Utc>,
-) -> Result<Reply, Failure> {
+) -> Result<Reply, Error> {
     let ctx = reviewer_ctx(user, now)?;
     if text.trim().is_empty() || text.chars().count() > 2000 {
-        return Err(Failure::invalid(
+        return Err(Error::invalid(
             "a reply is 1 to 2000 characters",
             Some("text"),
         ));
@@ -87,7 +87,7 @@ pub fn reply(
         created_at: now,
     };
     let seq = repo::next_seq(db)?;
-    let data = object(serde_json::to_value(&r).map_err(|e| Failure::Internal(e.to_string()))?);
+    let data = object(serde_json::to_value(&r).map_err(|e| Error::Internal(e.to_string()))?);
     let ent = new_entity(
         EntityKind::Reply,
         r.id,
@@ -121,7 +121,7 @@ pub fn settle_conflict(
     conflict: Uuid,
     take_lost: bool,
     now: DateTime<Utc>,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let ctx = reviewer_ctx(user, now)?;
     let mut ce = scoped(db, &ctx, conflict, "conflict")?;
     if ce.kind != EntityKind::Conflict {
@@ -129,14 +129,12 @@ pub fn settle_conflict(
     }
     let mut c: Conflict = parse(&Value::Object(ce.data.clone()))?;
     if c.settled_at.is_some() {
-        return Err(Failure::Conflict(format!(
-            "conflict {conflict} is already settled"
-        )));
+        return Err(Refusal::Conflict(format!("conflict {conflict} is already settled")).into());
     }
     if take_lost {
         let mut ent = scoped(db, &ctx, c.entity_id, "record")?;
         if c.field == "status" {
-            return Err(Failure::invalid(
+            return Err(Error::invalid(
                 "a status conflict is settled by a transition",
                 Some("take"),
             ));
@@ -158,7 +156,7 @@ pub fn settle_conflict(
     c.settled_by = Some(user.username.clone());
     c.settled_at = Some(now);
     let seq = repo::next_seq(db)?;
-    ce.data = object(serde_json::to_value(&c).map_err(|e| Failure::Internal(e.to_string()))?);
+    ce.data = object(serde_json::to_value(&c).map_err(|e| Error::Internal(e.to_string()))?);
     ce.version = seq;
     repo::put_entity(db, &ce, now)?;
     repo::audit(
@@ -187,7 +185,7 @@ pub fn review_edit(
     record: Uuid,
     fields: Map<String, Value>,
     now: DateTime<Utc>,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     const COUNTY_FIELDS: &[(EntityKind, &str)] = &[
         (EntityKind::Hazard, "owner"),
         (EntityKind::Hazard, "due_date"),
@@ -196,7 +194,7 @@ pub fn review_edit(
     let mut ent = scoped(db, &ctx, record, "record")?;
     for k in fields.keys() {
         if !COUNTY_FIELDS.contains(&(ent.kind, k.as_str())) {
-            return Err(Failure::invalid(
+            return Err(Error::invalid(
                 format!(
                     "{} is not a field the county sets on a {} record",
                     k,
@@ -216,7 +214,7 @@ pub fn review_edit(
         .ok_or_else(|| not_in_scope("record", record))?;
     // The edited record must still be a valid record.
     AnyRecord::from_json(domain, Value::Object(data.clone()))
-        .map_err(|e| Failure::invalid(e.to_string(), None))?;
+        .map_err(|e| Error::invalid(e.to_string(), None))?;
     let seq = repo::next_seq(db)?;
     for k in fields.keys() {
         ent.meta.set(
@@ -252,7 +250,7 @@ pub fn list_records(
     kind: Option<EntityKind>,
     status: Option<Status>,
     limit: usize,
-) -> Result<Vec<Value>, Failure> {
+) -> Result<Vec<Value>, Error> {
     let (clause, mut args) = user.scope().clause(1);
     let mut sql = format!(
         "SELECT data FROM entities WHERE {clause} AND kind IN ({})",
@@ -272,7 +270,7 @@ pub fn list_records(
         .into_iter()
         .map(|r| {
             let mut v: Value =
-                serde_json::from_str(r[0].str()?).map_err(|e| Failure::Internal(e.to_string()))?;
+                serde_json::from_str(r[0].str()?).map_err(|e| Error::Internal(e.to_string()))?;
             crate::domain::validate::mask_personal(&mut v);
             Ok(v)
         })
@@ -286,7 +284,7 @@ pub fn record_detail(
     user: &User,
     id: Uuid,
     reveal: bool,
-) -> Result<Value, Failure> {
+) -> Result<Value, Error> {
     let now = Utc::now();
     let ctx = Ctx::new(user, None, now, now);
     let ent = scoped(db, &ctx, id, "record")?;
@@ -305,7 +303,7 @@ pub fn record_detail(
         by_kind
             .entry(r[0].string()?)
             .or_default()
-            .push(serde_json::from_str(r[1].str()?).map_err(|e| Failure::Internal(e.to_string()))?);
+            .push(serde_json::from_str(r[1].str()?).map_err(|e| Error::Internal(e.to_string()))?);
     }
     let mut v = serde_json::json!({
         "kind": ent.kind,
@@ -334,7 +332,7 @@ pub fn import_entity(
     data: Value,
     created_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let ent = new_entity(
         kind,
         id,
@@ -361,9 +359,4 @@ pub fn import_entity(
         }
     }
     Ok(())
-}
-
-/// A refused status move: Chinese first, then the English with the record and both codes.
-pub(super) fn worded(e: &TransitionError) -> String {
-    format!("{} ({e})", e.text(crate::domain::Lang::Zh))
 }

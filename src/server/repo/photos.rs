@@ -135,3 +135,60 @@ pub fn photo_state_for(
     }
     Ok(Some((r[0].i64()?, r[1].i64()?, complete)))
 }
+
+/// Locks a photo's row for the rest of the transaction (PostgreSQL runs READ COMMITTED), so
+/// two uploads of the same chunk cannot both read the same offset.
+pub fn lock_photo(db: &mut dyn Sql, sha: &str) -> Result<(), DbError> {
+    db.exec(
+        "UPDATE photos SET received = received WHERE sha256 = $1",
+        args![sha],
+    )?;
+    Ok(())
+}
+
+/// Keeps a chunk of an upload at byte `pos`.
+pub fn add_photo_chunk(db: &mut dyn Sql, sha: &str, pos: i64, bytes: &[u8]) -> Result<(), DbError> {
+    db.exec(
+        "INSERT INTO photo_chunks (sha256, pos, bytes) VALUES ($1, $2, $3)",
+        args![sha, pos, bytes.to_vec()],
+    )?;
+    Ok(())
+}
+
+/// Sets how many bytes of an upload the server has (0: it starts again).
+pub fn set_photo_received(db: &mut dyn Sql, sha: &str, received: i64) -> Result<(), DbError> {
+    db.exec(
+        "UPDATE photos SET received = $2 WHERE sha256 = $1",
+        args![sha, received],
+    )?;
+    Ok(())
+}
+
+/// An upload's chunks joined in order, taken out of `photo_chunks`.
+pub fn take_photo_chunks(db: &mut dyn Sql, sha: &str, size: i64) -> Result<Vec<u8>, DbError> {
+    let chunks = db.query(
+        "SELECT bytes FROM photo_chunks WHERE sha256 = $1 ORDER BY pos",
+        args![sha],
+    )?;
+    let mut all = Vec::with_capacity(size as usize);
+    for c in chunks {
+        all.extend(c[0].bytes()?);
+    }
+    db.exec("DELETE FROM photo_chunks WHERE sha256 = $1", args![sha])?;
+    Ok(all)
+}
+
+/// Stores a whole photo's bytes, as the type they sniff as.
+pub fn complete_photo(
+    db: &mut dyn Sql,
+    sha: &str,
+    size: i64,
+    data: Vec<u8>,
+    mime: &str,
+) -> Result<(), DbError> {
+    db.exec(
+        "UPDATE photos SET received = $2, complete = 1, data = $3, mime = $4 WHERE sha256 = $1",
+        args![sha, size, data, mime],
+    )?;
+    Ok(())
+}
