@@ -1,6 +1,6 @@
 //! The API's OpenAPI description at `/api/v1/openapi.json`: read without a session or the
 //! protocol header, an OpenAPI 3 document whose operations are exactly the routes the server
-//! registers (read from `src/server/api.rs` itself, so a route added without a description
+//! registers (read from `src/server/api/` itself, so a route added without a description
 //! fails here), each described, each answering what it says, and every machine code of
 //! `Failure` listed.
 
@@ -12,8 +12,13 @@ use serde_json::Value;
 
 use super::util::{Backend, TestServer, api_client};
 
-/// The source that registers the routes.
-const API_RS: &str = include_str!("../../../src/server/api.rs");
+/// The source that registers the routes and describes the handlers (`src/server/api/`).
+const API_SOURCES: [&str; 4] = [
+    include_str!("../../../src/server/api/mod.rs"),
+    include_str!("../../../src/server/api/push_pull.rs"),
+    include_str!("../../../src/server/api/photos.rs"),
+    include_str!("../../../src/server/api/review.rs"),
+];
 /// Where the API is nested.
 const BASE: &str = "/api/v1";
 
@@ -65,17 +70,27 @@ fn calls(code: &str, name: &str) -> bool {
     })
 }
 
-/// Every (METHOD, path) that `src/server/api.rs` routes: each handler `routes!` registers,
+/// Every (METHOD, path) that `src/server/api/` routes: each handler `routes!` registers,
 /// with the method and path of its `#[utoipa::path]`; and each plain axum route (which has no
 /// description), with the methods its method router names. Paths are as written (relative to
 /// the router they are in).
 fn routes_in_source() -> (BTreeSet<(String, String)>, Vec<String>) {
-    let code: String = API_RS
+    let code: String = API_SOURCES
+        .concat()
         .lines()
         .filter(|l| !l.trim_start().starts_with("//"))
         .collect::<Vec<_>>()
         .join("\n");
     let mut problems = Vec::new();
+    // Every file of the API is read: a new one must be added to API_SOURCES.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/server/api");
+    let files = std::fs::read_dir(dir).unwrap().count();
+    if files != API_SOURCES.len() {
+        problems.push(format!(
+            "{dir} has {files} files, API_SOURCES reads {}",
+            API_SOURCES.len()
+        ));
+    }
     // The handlers' descriptions, by function name.
     let mut described: BTreeMap<String, (String, String)> = BTreeMap::new();
     for (at, _) in code.match_indices("#[utoipa::path(") {
@@ -266,7 +281,10 @@ async fn the_description_covers_every_route_and_every_error_code() {
         problems.is_empty(),
         "routes without a description: {problems:#?}"
     );
-    assert!(routed.len() >= 17, "routes found in api.rs: {routed:?}");
+    assert!(
+        routed.len() >= 17,
+        "routes found in src/server/api/: {routed:?}"
+    );
     let documented = |(m, p): &(String, String)| {
         ops.contains_key(&(m.clone(), p.clone()))
             || ops.contains_key(&(m.clone(), format!("{BASE}{p}")))
