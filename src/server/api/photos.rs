@@ -113,10 +113,12 @@ pub(super) async fn photo_put(
     s.inbox.settle(&s.db, a.device).await?;
     check_sha(&sha)?;
     let _turn = s.db.write_turn().await;
+    // A refusal is answered after its transaction commits: bytes that were not the photo
+    // leave its upload at byte 0 for the next try.
     let up = blocking(move || {
         s.db.tx(|db| {
             let (user, device) = (&a.user.username, a.device);
-            Ok(records::put_photo_chunk(
+            Ok::<_, Failure>(records::put_photo_chunk(
                 db,
                 user,
                 device,
@@ -127,7 +129,8 @@ pub(super) async fn photo_put(
             )?)
         })
     })
-    .await?;
+    .await?
+    .map_err(records::Error::Refused)?;
     let headers = upload_headers(up.size, up.received, up.complete);
     Ok((StatusCode::OK, headers).into_response())
 }

@@ -20,6 +20,11 @@ pub struct Upload {
 /// chunk that reaches its size completes the photo (stored as the type its bytes sniff as,
 /// whatever was declared: the dashboard serves it to clerks from its own origin) and audits
 /// it. A photo already complete is answered as it stands.
+///
+/// A refusal is the inner `Err`, and what it wrote is to be committed: bytes that turn out
+/// not to be the photo start the upload again from byte 0, so the device's next try (which
+/// asks where to continue) sends it whole instead of being refused at the same place for
+/// ever. Only a database error (the outer `Err`) leaves nothing.
 pub fn put_photo_chunk(
     db: &mut dyn Sql,
     username: &str,
@@ -28,53 +33,57 @@ pub fn put_photo_chunk(
     offset: i64,
     bytes: &[u8],
     now: DateTime<Utc>,
-) -> Result<Upload, Error> {
+) -> Result<Result<Upload, Refusal>, Error> {
     // Lock the photo's row first: two requests with the same chunk (a retry while the first
     // is still being applied) must not both read the same offset, or the later one sees only
     // its own chunk after the earlier completed the photo, and refuses a complete photo as a
     // SHA-256 mismatch.
     repo::lock_photo(db, sha)?;
-    let (size, received, complete) = repo::photo_state_for(db, sha, username, device)?
-        .ok_or_else(|| Refusal::NotFound("no record names this photo yet".into()))?;
+    let Some((size, received, complete)) = repo::photo_state_for(db, sha, username, device)? else {
+        return Ok(Err(Refusal::NotFound(
+            "no record names this photo yet".into(),
+        )));
+    };
     if complete {
-        return Ok(Upload {
+        return Ok(Ok(Upload {
             size,
             received,
             complete: true,
-        });
+        }));
     }
     if offset != received {
-        return Err(Refusal::Conflict(format!(
+        return Ok(Err(Refusal::Conflict(format!(
             "the upload continues at byte {received}, not {offset}"
-        ))
-        .into());
+        ))));
     }
     let now_received = received + bytes.len() as i64;
     if now_received > size {
-        return Err(Error::invalid(
+        return Ok(Err(Refusal::invalid(
             format!("the photo is {size} bytes; this chunk would end past it"),
             Some("offset"),
-        ));
+        )));
     }
     repo::add_photo_chunk(db, sha, offset, bytes)?;
     if now_received < size {
         repo::set_photo_received(db, sha, now_received)?;
-        return Ok(Upload {
+        return Ok(Ok(Upload {
             size,
             received: now_received,
             complete: false,
-        });
+        }));
     }
-    complete_photo(db, username, device, sha, size, now)?;
-    Ok(Upload {
-        size,
-        received: size,
-        complete: true,
-    })
+    Ok(
+        complete_photo(db, username, device, sha, size, now)?.map(|()| Upload {
+            size,
+            received: size,
+            complete: true,
+        }),
+    )
 }
 
 /// The last chunk is in: the photo's bytes checked against its SHA-256 and sniffed, then
-/// stored whole and audited; otherwise the upload starts again.
+/// stored whole and audited; otherwise the upload starts again (the chunks are gone and the
+/// photo has no bytes), which the caller commits with the refusal.
 fn complete_photo(
     db: &mut dyn Sql,
     username: &str,
@@ -82,21 +91,21 @@ fn complete_photo(
     sha: &str,
     size: i64,
     now: DateTime<Utc>,
-) -> Result<(), Error> {
+) -> Result<Result<(), Refusal>, Error> {
     let all = repo::take_photo_chunks(db, sha, size)?;
     if hex::encode(Sha256::digest(&all)) != sha {
         repo::set_photo_received(db, sha, 0)?;
-        return Err(Error::invalid(
-            "the bytes do not match the photo's SHA-256; upload it again",
+        return Ok(Err(Refusal::invalid(
+            "照片内容与其校验值不符，请重新上传 (the bytes do not match the photo's SHA-256; upload it again)",
             Some("body"),
-        ));
+        )));
     }
     let Some(mime) = sniff_mime(&all) else {
         repo::set_photo_received(db, sha, 0)?;
-        return Err(Error::invalid(
+        return Ok(Err(Refusal::invalid(
             "这不是 JPEG、PNG 或 WebP 照片，服务器不接收 (not a JPEG, PNG or WebP photo)",
             Some("body"),
-        ));
+        )));
     };
     repo::complete_photo(db, sha, size, all, mime)?;
     repo::audit(
@@ -109,5 +118,5 @@ fn complete_photo(
         None,
         Some(sha.to_owned()),
     )?;
-    Ok(())
+    Ok(Ok(()))
 }

@@ -301,7 +301,31 @@ async fn photos_resume_and_are_stored_once(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 409);
-    // ...and the next sync continues from byte 123,457.
+    // ...the rest arriving damaged is refused, and the upload starts again from byte 0 (not
+    // refused at the same place on every try)...
+    let mut damaged = bytes[123_457..].to_vec();
+    damaged[10] ^= 0xFF;
+    let res = super::util::api_client()
+        .put(format!("{url}?offset=123457"))
+        .bearer_auth(&token)
+        .body(damaged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().starts_with("照片内容"),
+        "{body}"
+    );
+    let res = super::util::api_client()
+        .head(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["upload-offset"], "0");
+    // ...and the next sync uploads it whole.
     let sum = client.sync(&a.store, |_| {}).await.unwrap();
     assert_eq!(sum.photos, 1);
     let (size, stored): (i64, Vec<u8>) = server
