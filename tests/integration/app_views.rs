@@ -585,10 +585,11 @@ fn the_sync_screen_lists_what_the_county_refused_until_the_worker_dismisses_it()
     let entry = store.outbox(Lane::Normal, 100).unwrap().last().unwrap().seq;
     store.ack_outbox(Lane::Normal, entry).unwrap();
     let refused_at = now() - Duration::minutes(40);
+    // Each refusal is of its own pushed entry (a device keeps one refusal per entry).
     let refusal = |seq, kind, record_id, message: &str, field: Option<&str>| Rejection {
         seq,
         lane: Lane::Normal,
-        entry_seq: entry,
+        entry_seq: entry + seq as u64,
         kind,
         record_id,
         op: Op::Create,

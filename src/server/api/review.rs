@@ -104,30 +104,24 @@ pub(super) async fn record(
         ));
     }
     let v = if reveal {
-        let _turn = s.db.write_turn().await;
-        blocking(move || {
-            s.db.tx(|db| {
-                let v = records::record_detail(db, &a.user, id, true)?;
-                repo::audit(
-                    db,
-                    Utc::now(),
-                    &a.user.username,
-                    Some(a.device),
-                    "REVEAL",
-                    None,
-                    Some(id),
-                    Some("phones and ID numbers of the record (API)".into()),
-                )?;
-                Ok(v)
-            })
+        s.write(move |db| {
+            let v = records::record_detail(db, &a.user, id, true)?;
+            repo::audit(
+                db,
+                Utc::now(),
+                &a.user.username,
+                Some(a.device),
+                "REVEAL",
+                None,
+                Some(id),
+                Some("phones and ID numbers of the record (API)".into()),
+            )?;
+            Ok(v)
         })
         .await?
     } else {
-        let _turn = s.db.read_turn().await;
-        blocking(move || {
-            s.db.read(|db| Ok(records::record_detail(db, &a.user, id, false)?))
-        })
-        .await?
+        s.read(move |db| Ok(records::record_detail(db, &a.user, id, false)?))
+            .await?
     };
     Ok(Json(v).into_response())
 }
@@ -270,18 +264,15 @@ pub(super) async fn settle(
     ApiPath(id): ApiPath<Uuid>,
     JsonBody(b): JsonBody<SettleBody>,
 ) -> Result<StatusCode, Failure> {
-    let _turn = s.db.write_turn().await;
-    blocking(move || {
-        s.db.tx(|db| {
-            let take_lost = matches!(b.take, Take::Lost);
-            Ok(records::settle_conflict(
-                db,
-                &a.user,
-                id,
-                take_lost,
-                Utc::now(),
-            )?)
-        })
+    s.write(move |db| {
+        let take_lost = matches!(b.take, Take::Lost);
+        Ok(records::settle_conflict(
+            db,
+            &a.user,
+            id,
+            take_lost,
+            Utc::now(),
+        )?)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

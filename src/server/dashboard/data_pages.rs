@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::load::RecordRow;
 use super::queue::QueueFilter;
 use super::stats::{Stats, StatsQuery, compute};
-use super::{Clerk, Flash, PageError, blocking, flash, local, page};
+use super::{Clerk, Flash, PageError, flash, local, page};
 use crate::domain::codes::Coded;
 use crate::server::AppState;
 use crate::server::data::{self, Cell, ImportKind, ImportReport, Mode, Sheet};
@@ -525,9 +525,8 @@ async fn export_records(
 ) -> Result<Response, PageError> {
     staff(&clerk)?;
     let c2 = clerk.clone();
-    let _turn = s.db.write_turn().await;
-    let sheet = blocking(move || {
-        s.db.tx(|db| {
+    let sheet = s
+        .write(move |db| {
             let rows = f.run(db, &c2)?;
             let grids = super::load::grids(db, &c2.user)?;
             repo::audit(
@@ -543,8 +542,7 @@ async fn export_records(
             let people = super::load::people(db)?;
             Ok::<_, Failure>(records_sheet(&rows, &grids, &people))
         })
-    })
-    .await?;
+        .await?;
     file_response(&fmt, "records", &[sheet])
 }
 
@@ -579,9 +577,8 @@ async fn export_stats(
 ) -> Result<Response, PageError> {
     staff(&clerk)?;
     let user = clerk.user.clone();
-    let _turn = s.db.write_turn().await;
-    let st = blocking(move || {
-        s.db.tx(|db| {
+    let st = s
+        .write(move |db| {
             let st = compute(db, &user, &q)?;
             repo::audit(
                 db,
@@ -595,8 +592,7 @@ async fn export_stats(
             )?;
             Ok::<_, Failure>(st)
         })
-    })
-    .await?;
+        .await?;
     // CSV carries one table: the per-grid coverage and workers are in the XLSX.
     let sheets = if fmt == "csv" {
         vec![domain_sheet(&st)]

@@ -15,11 +15,10 @@ use serde::Deserialize;
 
 use super::charts::{self, Projection};
 use super::load::{self, RecordSql};
-use super::{Clerk, PageError, blocking, nonempty, page};
+use super::{Clerk, PageError, nonempty, page};
 use crate::domain::codes::{Coded, Domain, Urgency};
 use crate::domain::lifecycle::lifecycle;
 use crate::server::AppState;
-use crate::server::error::Failure;
 
 /// The most hazard points drawn on one map.
 const MAX_POINTS: usize = 2000;
@@ -45,9 +44,8 @@ async fn map_page(
     let c2 = clerk.clone();
     let village = nonempty(&q.village).map(str::to_owned);
     let v2 = village.clone();
-    let _turn = s.db.read_turn().await;
-    let (grids, households, visits, hazards, all_grids) = blocking(move || {
-        s.db.read(|db| {
+    let (grids, households, visits, hazards, all_grids) = s
+        .read(move |db| {
             let all = load::grids(db, &c2.user)?;
             let user = load::narrowed(&c2.user, v2.as_deref());
             let grids: BTreeMap<_, _> = all
@@ -69,10 +67,9 @@ async fn map_page(
                 20_000,
                 load::Want::Full,
             )?;
-            Ok::<_, Failure>((grids, households, visits, hazards, all))
+            Ok((grids, households, visits, hazards, all))
         })
-    })
-    .await?;
+        .await?;
     let by_hazards = nonempty(&q.color) == Some("hazards");
     let open: Vec<&load::RecordRow> = hazards
         .iter()

@@ -10,7 +10,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::load::{self, RecordRow, RecordSql};
-use super::{Clerk, Flash, PageError, blocking, enc, local, nonempty, page};
+use super::{Clerk, Flash, PageError, enc, local, nonempty, page};
 use crate::domain::codes::{Coded, DeadlineState, Domain, Urgency};
 use crate::domain::cst;
 use crate::domain::deadline::{DeadlinePolicy, Phase, is_handled};
@@ -249,15 +249,13 @@ async fn queue(
 ) -> Result<Response, PageError> {
     let c2 = clerk.clone();
     let f2 = f.clone();
-    let _turn = s.db.read_turn().await;
-    let (rows, grids, people) = blocking(move || {
-        s.db.read(|db| -> Result<_, Failure> {
+    let (rows, grids, people) = s
+        .read(move |db| {
             let rows = f2.run(db, &c2)?;
             let grids = load::grids(db, &c2.user)?;
             Ok((rows, grids, load::people(db)?))
         })
-    })
-    .await?;
+        .await?;
     let villages = load::villages(&grids);
     let now = Utc::now();
     let policy = DeadlinePolicy::default();

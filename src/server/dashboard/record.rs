@@ -382,27 +382,23 @@ async fn read_detail(
 ) -> Result<Detail, PageError> {
     let c2 = clerk.clone();
     let d = if reveal {
-        let _turn = s.db.write_turn().await;
-        blocking(move || {
-            s.db.tx(|db| {
-                let d = detail(db, &c2, id)?;
-                repo::audit(
-                    db,
-                    Utc::now(),
-                    &c2.user.username,
-                    None,
-                    "REVEAL",
-                    None,
-                    Some(id),
-                    Some("parties' phones of the record (dashboard)".into()),
-                )?;
-                Ok::<_, Failure>(d)
-            })
+        s.write(move |db| {
+            let d = detail(db, &c2, id)?;
+            repo::audit(
+                db,
+                Utc::now(),
+                &c2.user.username,
+                None,
+                "REVEAL",
+                None,
+                Some(id),
+                Some("parties' phones of the record (dashboard)".into()),
+            )?;
+            Ok::<_, Failure>(d)
         })
         .await?
     } else {
-        let _turn = s.db.read_turn().await;
-        blocking(move || s.db.read(|db| detail(db, &c2, id))).await?
+        s.read(move |db| detail(db, &c2, id)).await?
     };
     Ok(d)
 }
@@ -753,11 +749,9 @@ async fn reply(
     Form(f): Form<ReplyForm>,
 ) -> Response {
     let back = format!("/records/{id}");
-    let _turn = s.db.write_turn().await;
-    match blocking(move || {
-        s.db.tx(|db| Ok(records::reply(db, &clerk.user, id, &f.text, Utc::now())?))
-    })
-    .await
+    match s
+        .write(move |db| Ok(records::reply(db, &clerk.user, id, &f.text, Utc::now())?))
+        .await
     {
         Ok(_) => flash(&back, true, "答复已发送，网格员下次同步时可见"),
         Err(e @ Failure::NotFound(_)) => PageError::Failure(e).into_response(),
@@ -779,9 +773,8 @@ async fn settle(
 ) -> Response {
     let back = format!("/records/{}", f.record);
     let take_lost = f.take == "lost";
-    let _turn = s.db.write_turn().await;
-    match blocking(move || {
-        s.db.tx(|db| {
+    match s
+        .write(move |db| {
             Ok(records::settle_conflict(
                 db,
                 &clerk.user,
@@ -790,8 +783,7 @@ async fn settle(
                 Utc::now(),
             )?)
         })
-    })
-    .await
+        .await
     {
         Ok(()) => flash(
             &back,
@@ -825,12 +817,16 @@ async fn photo(
     if !is_sha256_hex(&sha) {
         return Err(missing().into());
     }
-    let _turn = s.db.read_turn().await;
     let sha2 = sha.clone();
-    let found = blocking(move || {
-        Ok(s.db.read(|db| crate::server::repo::photo_in_scope(db, &clerk.user.scope(), &sha2))?)
-    })
-    .await?;
+    let found = s
+        .read(move |db| {
+            Ok(crate::server::repo::photo_in_scope(
+                db,
+                &clerk.user.scope(),
+                &sha2,
+            )?)
+        })
+        .await?;
     let (bytes, _declared) = found.ok_or_else(missing)?;
     let Some(mime) = sniff_mime(&bytes) else {
         tracing::warn!(

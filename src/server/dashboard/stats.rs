@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::charts::{self, AMBER, BLUE, GREEN, RED};
 use super::load::{self, GridInfo, RecordRow, RecordSql, VisitRow};
-use super::{Clerk, PageError, blocking, local, nonempty, page};
+use super::{Clerk, PageError, local, nonempty, page};
 use crate::domain::codes::{Coded, DeadlineState, Domain, Satisfaction};
 use crate::domain::cst;
 use crate::domain::deadline::DeadlinePolicy;
@@ -454,15 +454,13 @@ async fn stats_page(
     Query(q): Query<StatsQuery>,
 ) -> Result<Response, PageError> {
     let (c2, q2) = (clerk.clone(), q.clone());
-    let _turn = s.db.read_turn().await;
-    let (st, grids) = blocking(move || {
-        s.db.read(|db| {
+    let (st, grids) = s
+        .read(move |db| {
             let st = compute(db, &c2.user, &q2)?;
             let grids = load::grids(db, &c2.user)?;
             Ok::<_, Failure>((st, grids))
         })
-    })
-    .await?;
+        .await?;
     let villages = load::villages(&grids);
     let qs = format!(
         "from={}&to={}{}",
@@ -592,9 +590,8 @@ async fn points_page(
     Query(q): Query<StatsQuery>,
 ) -> Result<Response, PageError> {
     let (c2, q2, w2) = (clerk.clone(), q.clone(), worker.clone());
-    let _turn = s.db.read_turn().await;
-    let (st, account, cases) = blocking(move || {
-        s.db.read(|db| {
+    let (st, account, cases) = s
+        .read(move |db| {
             let st = compute(db, &c2.user, &q2)?;
             let mine: Vec<uuid::Uuid> = st
                 .ledger
@@ -605,8 +602,7 @@ async fn points_page(
             let cases = crate::server::repo::case_numbers(db, &mine)?;
             Ok::<_, Failure>((st, load::account_area(db, &w2)?, cases))
         })
-    })
-    .await?;
+        .await?;
     let entries: Vec<&Entry> = st.ledger.iter().filter(|e| e.worker == worker).collect();
     // Another worker's ledger, or one outside the scope, is "not found", as a missing one is.
     let active = !entries.is_empty() || st.workers.iter().any(|w| w.worker == worker);
