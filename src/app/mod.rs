@@ -68,6 +68,8 @@ pub enum Route {
         Settings {},
         #[route("/feedback")]
         Feedback {},
+        #[route("/points")]
+        PointsPage {},
 }
 
 /// The app: the lock/enrol gate, then the router.

@@ -23,6 +23,7 @@ pub mod drafts;
 pub mod feedback;
 pub mod outbox;
 pub mod people;
+pub mod points;
 pub mod records;
 pub mod remote;
 pub mod scope;

@@ -824,3 +824,54 @@ fn a_hazard_draft_keeps_its_photos_when_the_worker_leaves_and_comes_back() {
         .collect();
     assert!(pending.contains(&staged[0].sha256), "and waits for upload");
 }
+
+#[test]
+fn my_points_add_up_on_today_and_a_visit_earns_one() {
+    dioxus::html::set_event_converter(Box::new(SerializedHtmlEventConverter));
+    let rt = runtime();
+    let _rt = rt.enter();
+    let (_dir, store, _county, _scope) = demo_store();
+    let total = |s: &Store| -> i64 { s.my_points().unwrap().iter().map(|e| e.points).sum() };
+    let before = total(&store);
+    assert!(
+        !store.my_points().unwrap().is_empty(),
+        "worker-a's demo records and visits earn points"
+    );
+    let hh = store.due_visits(today()).unwrap()[0].id;
+    let store = shared(store);
+    // Today shows the sum, linking to the ledger.
+    let html = render(&store, Route::Today {});
+    let at = html.find("id=\"points\"").expect("the points pill");
+    let pill = &html[at..at + 200.min(html.len() - at)];
+    assert!(
+        pill.contains("我的积分") && pill.contains(&before.to_string()),
+        "{pill}"
+    );
+    // Recording a visit earns one point.
+    let mut d = dom(&store, Route::HouseholdPage { id: hh });
+    let edits = d.rebuild_to_vec().edits;
+    let save = element_with(&edits, "data-act", "visit-save").expect("the save button");
+    click(&mut d, save);
+    assert_eq!(total(&store.lock().unwrap()), before + 1);
+    // The ledger: the visit is a line with its reason and the household's address.
+    let html = render(&store, Route::PointsPage {});
+    assert!(html.contains("我的积分"), "{html}");
+    let at = html.find("id=\"points-total\"").expect("the total");
+    assert!(html[at..].contains(&(before + 1).to_string()));
+    let address = store
+        .lock()
+        .unwrap()
+        .household_detail(hh, today())
+        .unwrap()
+        .household
+        .address;
+    let lines: Vec<&str> = html.split("points-line").skip(1).collect();
+    assert!(!lines.is_empty());
+    assert!(
+        lines.iter().any(|l| {
+            let l = &l[..l.find("</li>").unwrap_or(l.len())];
+            l.contains("+1") && l.contains("入户走访") && l.contains(&address)
+        }),
+        "no line for the visit to {address}"
+    );
+}

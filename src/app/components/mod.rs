@@ -91,7 +91,7 @@ fn same_tab(a: &Route, b: &Route) -> bool {
     use Route::*;
     matches!(
         (a, b),
-        (Today {}, Today {})
+        (Today {} | PointsPage {}, Today {})
             | (Households {} | HouseholdPage { .. }, Households {})
             | (Report { .. }, Report { .. })
             | (PatrolPage {}, PatrolPage {})

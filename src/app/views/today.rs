@@ -23,6 +23,8 @@ struct Day {
     waiting: Vec<(bool, RecordSummary)>,
     /// The county's feedback not yet read.
     unread: u64,
+    /// My points (时间银行 积分), as the ledger on this phone adds up.
+    points: i64,
     /// My records with something not yet on the server.
     outbox: u64,
     last_sync: Option<String>,
@@ -71,6 +73,7 @@ pub fn Today() -> Element {
                 .map(|r| (unsent.contains(&r.id), r))
                 .collect(),
             unread: s.unread_feedback()?,
+            points: s.my_points()?.iter().map(|e| e.points).sum(),
             outbox: unsent.len() as u64,
             last_sync,
             server: s.meta(crate::store::remote::SERVER_URL)?,
@@ -89,6 +92,9 @@ pub fn Today() -> Element {
                 span { class: "pill", id: "last-sync",
                     {t(l, "上次同步 ", "Last sync ")}
                     {crate::app::context::local_stamp(day.last_sync.as_deref(), t(l, "从未", "never"))}
+                }
+                Link { class: "pill", id: "points", to: Route::PointsPage {},
+                    {t(l, "我的积分 ", "My points ")} "{day.points}"
                 }
             }
             if day.unread > 0 {
