@@ -191,6 +191,23 @@ coded_enum!(
     }
 );
 
+impl Urgency {
+    /// The more pressing of this and `floor` (普通 < 紧急 < 重大): what a worker chose, never
+    /// below what the record's own facts make it (a 重大 hazard is at least 紧急).
+    pub fn at_least(self, floor: Urgency) -> Urgency {
+        let rank = |u: Urgency| match u {
+            Urgency::Normal => 0,
+            Urgency::Urgent => 1,
+            Urgency::Major => 2,
+        };
+        if rank(self) >= rank(floor) {
+            self
+        } else {
+            floor
+        }
+    }
+}
+
 coded_enum!(
     /// Supervision level (督办) set by the county.
     Supervision, "supervision level" {
@@ -503,6 +520,16 @@ impl<T: Coded> fmt::Display for Labeled<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chosen_urgency_never_falls_below_its_floor() {
+        use Urgency::*;
+        assert_eq!(Normal.at_least(Urgent), Urgent);
+        assert_eq!(Major.at_least(Urgent), Major);
+        assert_eq!(Urgent.at_least(Normal), Urgent);
+        assert_eq!(Severity::High.urgency(), Urgent);
+        assert_eq!(Normal.at_least(Severity::High.urgency()), Urgent);
+    }
 
     fn check_unique<T: Coded + fmt::Debug>() {
         let mut codes: Vec<_> = T::ALL.iter().map(|v| v.code()).collect();

@@ -61,6 +61,10 @@ try {
   await page.waitForSelector('#hz-description');
   await page.selectOption('#hz-category', 'CORRIDOR_EBIKE');
   await page.selectOption('#hz-severity', 'HIGH');
+  // A 重大 hazard is at least 紧急: 普通 cannot be taken; the worker may raise it to 重大.
+  await page.waitForFunction(() => document.querySelector('#hz-urgency').value === 'URGENT');
+  if (!(await page.locator('#hz-urgency option[value=NORMAL]').isDisabled())) throw new Error('a 重大 hazard could be filed as 普通');
+  await page.selectOption('#hz-urgency', 'MAJOR');
   await page.fill('#hz-description', '三单元楼道内有电动车充电，飞线');
   await page.fill('#hz-place', '3号楼3单元');
   // The phone's own picker: the file input (the liveview harness reads it in the page).
@@ -70,6 +74,7 @@ try {
   await page.dblclick('#hz-submit');
   await page.waitForSelector('#record-summary >> text=三单元楼道内有电动车充电');
   await page.waitForSelector('img.thumb');
+  await page.waitForSelector('#record-status >> text=重大');
 
   step('a hazard with no description shows the message beside the field');
   await page.click('#tab-report');

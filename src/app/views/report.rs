@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::app::components::{
-    Counter, ErrorNote, Field, code_options, err, err_prefix, parse_code,
+    Counter, ErrorNote, Field, FieldCheck, code_options, err, err_prefix, parse_code,
 };
 use crate::app::context::{StoreHandle, bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
@@ -17,7 +17,7 @@ use crate::app::photo;
 use crate::app::{Route, drafts};
 use crate::domain::codes::{
     Coded, DeliberationStage, DisputeCategory, Domain, EmergencyCategory, EmergencyLevel,
-    HazardCategory, Lang, OpinionCategory, PartyRole, ReportStage, Severity,
+    HazardCategory, Lang, OpinionCategory, PartyRole, ReportStage, Severity, Urgency,
 };
 use crate::domain::geo::GeoPoint;
 use crate::domain::labels::Explain;
@@ -543,12 +543,42 @@ fn summary(
     })
 }
 
+/// 紧急程度: the worker's choice, never below `floor` (what the record's own facts make it: a
+/// 重大 hazard is at least 紧急); the choices below it are shown but cannot be taken.
+#[component]
+fn UrgencyField(
+    id: &'static str,
+    value: String,
+    floor: Urgency,
+    error: FieldCheck,
+    onchange: EventHandler<String>,
+) -> Element {
+    let l = *use_lang().read();
+    let current = parse_code(&value, Urgency::Normal).at_least(floor);
+    rsx! {
+        Field { label: t(l, "紧急程度", "Urgency").to_string(), error,
+            select { id, onchange: move |e| onchange.call(e.value()),
+                for u in Urgency::ALL.iter().copied() {
+                    option { value: u.code(), selected: u == current, disabled: u.at_least(floor) != u, {u.label(l)} }
+                }
+            }
+        }
+    }
+}
+
+/// The urgency a form files with: the chosen one (blank: the floor), never below the floor.
+fn chosen_urgency(value: &str, floor: Urgency) -> Urgency {
+    parse_code(value, Urgency::Normal).at_least(floor)
+}
+
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
 struct HazardDraft {
     category: String,
     severity: String,
     description: String,
     place: String,
+    #[serde(default)]
+    urgency: String,
 }
 
 #[component]
@@ -563,13 +593,13 @@ fn HazardForm() -> Element {
     let st0 = store.clone();
     let photos = use_signal(move || staged(&st0, form).unwrap_or_default());
     let save = move || kit.save();
-    let (s1, s2, s3, s4) = (save, save, save, save);
+    let (s1, s2, s3, s4, s5) = (save, save, save, save, save);
     let submit = move |_| {
         kit.file(
             Domain::Hazard,
             |mut common, dr: &HazardDraft| {
                 let severity = parse_code(&dr.severity, Severity::Low);
-                common.urgency = severity.urgency();
+                common.urgency = chosen_urgency(&dr.urgency, severity.urgency());
                 Ok(Hazard {
                     common,
                     category: parse_code(&dr.category, HazardCategory::Other),
@@ -592,6 +622,8 @@ fn HazardForm() -> Element {
             Field { label: t(l, "等级", "Severity").to_string(), error: err(errors, "severity"),
                 select { id: "hz-severity", onchange: move |e| { d.write().severity = e.value(); s2(); },
                     {code_options(l, parse_code(&dr.severity, Severity::Low))} } }
+            UrgencyField { id: "hz-urgency", value: dr.urgency.clone(), floor: parse_code(&dr.severity, Severity::Low).urgency(),
+                error: err(errors, "urgency"), onchange: move |v| { d.write().urgency = v; s5(); } }
             Field { label: t(l, "隐患描述", "Description").to_string(), error: err(errors, "description"),
                 textarea { id: "hz-description", rows: 4, value: "{dr.description}",
                     placeholder: t(l, "看到了什么、在哪里、有多危险", "What, where, how dangerous"),
@@ -615,6 +647,8 @@ struct OpinionDraft {
     content: String,
     raised_by: String,
     deliberation: bool,
+    #[serde(default)]
+    urgency: String,
 }
 
 #[component]
@@ -624,11 +658,12 @@ fn OpinionForm() -> Element {
     let (mut d, point, errors, general, saving) =
         (kit.draft, kit.point, kit.errors, kit.general, kit.saving);
     let save = move || kit.save();
-    let (s1, s2, s3, s4) = (save, save, save, save);
+    let (s1, s2, s3, s4, s5) = (save, save, save, save, save);
     let submit = move |_| {
         kit.file(
             Domain::Opinion,
-            |common, dr: &OpinionDraft| {
+            |mut common, dr: &OpinionDraft| {
+                common.urgency = chosen_urgency(&dr.urgency, Urgency::Normal);
                 Ok(Opinion {
                     common,
                     category: parse_code(&dr.category, OpinionCategory::ALL[0]),
@@ -652,6 +687,8 @@ fn OpinionForm() -> Element {
                 Counter { text: dr.content.clone(), max: TEXT_MAX } }
             Field { label: t(l, "反映人（可空）", "Raised by (optional)").to_string(), error: err(errors, "raised_by"),
                 input { id: "op-raised-by", value: "{dr.raised_by}", oninput: move |e| { d.write().raised_by = e.value(); s3(); } } }
+            UrgencyField { id: "op-urgency", value: dr.urgency.clone(), floor: Urgency::Normal,
+                error: err(errors, "urgency"), onchange: move |v| { d.write().urgency = v; s5(); } }
             label { class: "check",
                 input { id: "op-deliberation", r#type: "checkbox", checked: dr.deliberation, onchange: move |e| { d.write().deliberation = e.checked(); s4(); } }
                 {t(l, "进入“三议四步”议事流程（群众提→支部审→贤良议→群众评）", "Start the deliberation track (propose → branch review → elders → residents)")}
@@ -675,6 +712,8 @@ struct DisputeDraft {
     category: String,
     summary: String,
     parties: Vec<PartyDraft>,
+    #[serde(default)]
+    urgency: String,
 }
 
 #[component]
@@ -696,11 +735,12 @@ fn DisputeForm() -> Element {
         ];
     }
     let save = move || kit.save();
-    let (s1, s2) = (save, save);
+    let (s1, s2, s3) = (save, save, save);
     let submit = move |_| {
         kit.file(
             Domain::Dispute,
-            |common, dr: &DisputeDraft| {
+            |mut common, dr: &DisputeDraft| {
+                common.urgency = chosen_urgency(&dr.urgency, Urgency::Normal);
                 Ok(Dispute {
                     common,
                     category: parse_code(&dr.category, DisputeCategory::ALL[0]),
@@ -732,6 +772,8 @@ fn DisputeForm() -> Element {
             Field { label: t(l, "纠纷简述", "Summary").to_string(), error: err(errors, "summary"),
                 textarea { id: "dp-summary", rows: 3, value: "{dr.summary}", oninput: move |e| { d.write().summary = e.value(); s2(); } }
                 Counter { text: dr.summary.clone(), max: TEXT_MAX } }
+            UrgencyField { id: "dp-urgency", value: dr.urgency.clone(), floor: Urgency::Normal,
+                error: err(errors, "urgency"), onchange: move |v| { d.write().urgency = v; s3(); } }
             h3 { {t(l, "当事人", "Parties")} }
             if let Some(e) = err_prefix(l, &errs, "parties") { span { class: "field-error", role: "alert", "{e}" } }
             for (i, p) in dr.parties.iter().enumerate() {
