@@ -3,10 +3,14 @@
 //! statistics use ([`crate::domain::points`]), so the phone and the dashboard agree once the
 //! phone has synced.
 
+use std::collections::HashMap;
+
 use rusqlite::OptionalExtension;
+use uuid::Uuid;
 
 use super::{Result, Store, code, date, time, uuid};
 use crate::domain::codes::Satisfaction;
+use crate::domain::model::StatusChange;
 use crate::domain::points::{self, Entry, RecordFacts, VisitFacts};
 
 impl Store {
@@ -27,6 +31,35 @@ impl Store {
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        // Every history of my records in one query (Today shows the sum on each render).
+        let mut histories: HashMap<Uuid, Vec<StatusChange>> = HashMap::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT record_id, from_status, to_status, at, actor, note FROM status_history
+             WHERE record_id IN (SELECT id FROM records WHERE author = ?1) ORDER BY at, id",
+        )?;
+        let changes = stmt
+            .query_map([&me], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (id, from, to, at, actor, note) in changes {
+            let record_id = uuid(&id)?;
+            histories.entry(record_id).or_default().push(StatusChange {
+                record_id,
+                from: code(&from)?,
+                to: code(&to)?,
+                at: time(&at)?,
+                actor,
+                note,
+            });
+        }
         let mut records = Vec::with_capacity(rows.len());
         for (id, created_at, status, satisfaction) in rows {
             let id = uuid(&id)?;
@@ -35,7 +68,7 @@ impl Store {
                 time(&created_at)?,
                 code(&status)?,
                 satisfaction.map(|s| code::<Satisfaction>(&s)).transpose()?,
-                self.status_history(id)?,
+                histories.remove(&id).unwrap_or_default(),
             ));
         }
         let mut stmt = self
@@ -77,7 +110,7 @@ impl Store {
 
     /// What a ledger entry is about, as the worker knows it: a record's summary or a
     /// household's address.
-    pub fn points_subject(&self, id: uuid::Uuid) -> Result<Option<String>> {
+    pub fn points_subject(&self, id: Uuid) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row(
