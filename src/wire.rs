@@ -169,13 +169,14 @@ coded_enum!(
         Town = "TOWN", "乡镇总网格长", "Town";
         Secretary = "SECRETARY", "村网格长", "Village secretary";
         Worker = "WORKER", "网格员", "Grid worker";
+        Assignee = "ASSIGNEE", "承办部门", "Assignee";
     }
 );
 
 impl Role {
     /// Roles that review records (accept, assign, reply, close) on the server.
     pub fn reviews(self) -> bool {
-        !matches!(self, Role::Worker)
+        matches!(self, Role::Admin | Role::Town | Role::Secretary)
     }
 }
 

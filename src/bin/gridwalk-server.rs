@@ -158,7 +158,8 @@ enum UserCommand {
         username: String,
         #[arg(long)]
         name: String,
-        /// ADMIN, TOWN, SECRETARY or WORKER.
+        /// ADMIN, TOWN, SECRETARY, WORKER or ASSIGNEE (a department or person the county
+        /// dispatches records to; its name is the department's, its scope the area it serves).
         #[arg(long)]
         role: String,
         /// The area code the account covers (county 6, town 9, village 12 digits).
@@ -462,7 +463,7 @@ fn seed_demo(db: &Database, listen: SocketAddr, demo_size: &str) -> Result<()> {
             grids = s.grids,
             entities = s.entities,
             seconds = started.elapsed().as_secs_f64(),
-            "seeded the demo county; accounts worker-a, worker-b, secretary, admin (password {})",
+            "seeded the demo county; accounts worker-a, worker-b, secretary, admin, town-safety, town-justice, village-committee (password {})",
             demo::DEMO_PASSWORD
         ),
         None => tracing::info!("database already has accounts; not seeding"),
@@ -529,6 +530,9 @@ fn user(db: &Database, cmd: UserCommand) -> Result<()> {
                 }
                 if role == gridwalk::wire::Role::Worker && ids.is_empty() {
                     bail!("a worker needs at least one --grid");
+                }
+                if role != gridwalk::wire::Role::Worker && !ids.is_empty() {
+                    bail!("only a worker has grids; leave out --grid");
                 }
                 repo::create_user(
                     tx,

@@ -377,6 +377,19 @@ pub fn open_statuses() -> Vec<Status> {
     v
 }
 
+/// The moves an assignee (the department or person a record is dispatched to) may make on
+/// it: take it up, finish it (办结, 已整改) or answer an opinion. Each is also a reviewer's
+/// move of the record's lifecycle, checked as one.
+pub fn assignee_may(from: Status, to: Status) -> bool {
+    matches!(
+        (from, to),
+        (Status::Assigned, Status::InProgress)
+            | (Status::InProgress, Status::Resolved)
+            | (Status::Assigned, Status::Replied)
+            | (Status::Rectifying, Status::Rectified)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,5 +535,15 @@ mod tests {
                 Some(who) => prop_assert_eq!(res.is_ok(), who.admits(actor)),
             }
         }
+    }
+
+    #[test]
+    fn an_assignee_only_takes_up_and_finishes_what_it_was_given() {
+        assert!(assignee_may(S::Assigned, S::InProgress));
+        assert!(assignee_may(S::InProgress, S::Resolved));
+        assert!(assignee_may(S::Rectifying, S::Rectified));
+        assert!(!assignee_may(S::Resolved, S::Verified));
+        assert!(!assignee_may(S::Assigned, S::Returned));
+        assert!(!assignee_may(S::Submitted, S::Accepted));
     }
 }

@@ -1,6 +1,8 @@
 //! Seeds an empty server database with the demo county and its demo accounts:
 //! `worker-a` and `worker-b` (grid workers of the first two grids of 山下村), `secretary`
-//! (山下村's 网格长) and `admin` (the county), all with password `gridwalk-demo`. Every other
+//! (山下村's 网格长), `admin` (the county) and the departments records are dispatched to,
+//! `town-safety` (镇安监办) and `town-justice` (镇司法所) of the first town and
+//! `village-committee` (山下村's 村委会), all with password `gridwalk-demo`. Every other
 //! grid's worker (`grid-<grid code>`) and village's secretary (`secretary-<village code>`)
 //! has an account too, with the same password, so every seeded record has a named author.
 
@@ -279,6 +281,30 @@ fn demo_accounts(county: &County, password_hash: &str) -> Vec<NewUser> {
             vec![g.grid.id],
         ));
     }
+    // Departments the county dispatches work to: two of the first town's offices and the
+    // first village's committee, each one account (承办部门).
+    let town = &village.code[..9];
+    accounts.push(account(
+        "town-safety",
+        "镇安监办",
+        Role::Assignee,
+        town,
+        vec![],
+    ));
+    accounts.push(account(
+        "town-justice",
+        "镇司法所",
+        Role::Assignee,
+        town,
+        vec![],
+    ));
+    accounts.push(account(
+        "village-committee",
+        &format!("{}村委会", village.name.trim_end_matches('村')),
+        Role::Assignee,
+        &village.code,
+        vec![],
+    ));
     for v in &county.villages[1..] {
         let sec = &v.secretary;
         accounts.push(account(

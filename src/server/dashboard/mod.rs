@@ -18,6 +18,7 @@ mod map;
 pub mod queue;
 mod record;
 pub mod stats;
+mod todo;
 
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Query, State};
@@ -56,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .merge(map::routes())
         .merge(data_pages::routes())
         .merge(inbox::routes())
+        .merge(todo::routes())
         // Forms first (a refusal is a page too), then the headers on every answer.
         .layer(axum::middleware::from_fn(guard::check_forms))
         .layer(axum::middleware::map_response(guard::security_headers))
@@ -129,6 +131,19 @@ impl FromRequestParts<AppState> for Clerk {
         let hash = auth::token_hash(&token);
         let found = state.sessions.look_up(&state.db, hash.clone()).await?;
         match found {
+            // An assignee opens only its own list and the records on it.
+            Some(live) if live.user.role == Role::Assignee => {
+                if parts.uri.path() == "/queue" {
+                    Err(PageError::Elsewhere("/todo".into()))
+                } else if todo::assignee_may_open(&parts.method, parts.uri.path()) {
+                    Ok(Clerk {
+                        user: live.user,
+                        token_hash: hash,
+                    })
+                } else {
+                    Err(PageError::Failure(todo::not_for_assignee()))
+                }
+            }
             Some(live) => Ok(Clerk {
                 user: live.user,
                 token_hash: hash,
@@ -141,7 +156,11 @@ impl FromRequestParts<AppState> for Clerk {
 /// A dashboard failure, shown as an HTML page (or a redirect to sign in).
 #[derive(Debug)]
 pub enum PageError {
-    SignIn { next: String },
+    SignIn {
+        next: String,
+    },
+    /// A page this account has elsewhere (an assignee's queue is its 我的待办).
+    Elsewhere(String),
     Failure(Failure),
 }
 
@@ -163,6 +182,7 @@ impl IntoResponse for PageError {
             PageError::SignIn { next } => {
                 Redirect::to(&format!("/login?next={}", enc(&next))).into_response()
             }
+            PageError::Elsewhere(to) => Redirect::to(&to).into_response(),
             PageError::Failure(f) => {
                 let status = f.status();
                 match &f {
@@ -182,7 +202,7 @@ impl IntoResponse for PageError {
                         main.narrow {
                             h1 { (title) }
                             p.flash.err { (explain(&f)) }
-                            p { a href="/queue" { "返回待办队列 Back to the queue" } }
+                            p { a href="/queue" { "返回待办队列 Back to the queue" } " · " a href="/todo" { "我的待办 My tasks" } }
                         }
                     },
                 );
@@ -297,12 +317,18 @@ pub fn today() -> chrono::NaiveDate {
 /// The page frame: navigation, who is signed in, and the content.
 pub fn page(title: &str, clerk: &Clerk, active: &str, content: Markup) -> Response {
     let u = &clerk.user;
-    let nav = [
+    let all = [
         ("queue", "/queue", "待办队列", "Queue"),
+        ("todo", "/todo", "我的待办", "My tasks"),
         ("stats", "/stats", "统计分析", "Statistics"),
         ("map", "/map", "网格地图", "Map"),
         ("data", "/data", "数据导入导出", "Data"),
     ];
+    // An assignee has its list only.
+    let nav: Vec<_> = all
+        .into_iter()
+        .filter(|(key, ..)| u.role != Role::Assignee || *key == "todo")
+        .collect();
     let scope = match u.role {
         Role::Worker => u
             .grids
@@ -318,7 +344,7 @@ pub fn page(title: &str, clerk: &Clerk, active: &str, content: Markup) -> Respon
             (head(title))
             body {
                 header.top {
-                    a.brand href="/queue" { "网格通" span.en { " gridwalk · 综治中心" } }
+                    a.brand href=(if u.role == Role::Assignee { "/todo" } else { "/queue" }) { "网格通" span.en { " gridwalk · 综治中心" } }
                     nav {
                         @for (key, href, zh, en) in nav {
                             a href=(href) class=@if key == active { "active" } {

@@ -249,11 +249,13 @@ async fn queue(
 ) -> Result<Response, PageError> {
     let c2 = clerk.clone();
     let f2 = f.clone();
-    let (rows, grids, people) = s
+    let (rows, grids, people, assignees) = s
         .read(move |db| {
             let rows = f2.run(db, &c2)?;
             let grids = load::grids(db, &c2.user)?;
-            Ok((rows, grids, load::people(db)?))
+            let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
+            let assignees = crate::server::repo::assignees_of(db, &ids)?;
+            Ok((rows, grids, load::people(db)?, assignees))
         })
         .await?;
     let villages = load::villages(&grids);
@@ -351,7 +353,8 @@ async fn queue(
                         td { (r.domain.zh()) br; small.muted { (r.category_label()) } }
                         td.summary { a href={"/records/" (r.id)} { @if r.summary.is_empty() { "(无描述)" } @else { (truncate(&r.summary, 60)) } }
                             " " (load::place_flag(load::place_off_m(r.location.as_ref(), g))) }
-                        td { span.status { (r.status.zh()) } }
+                        td { span.status { (r.status.zh()) }
+                            @if let Some(a) = assignees.get(&r.id) { br; small.assignee { "承办：" (people.name(a).unwrap_or(a)) } } }
                         td { span class={"urg " (r.urgency.code().to_lowercase())} { (r.urgency.zh()) } }
                         td { (deadline_cell(r, now, &policy)) }
                         td { @if let Some(g) = g { (g.village_name) br; small.muted { (g.name) } } @else { (r.grid_code) } }

@@ -70,11 +70,11 @@ pub fn verb(to: Status) -> &'static str {
     }
 }
 
-/// Moves that hand the matter to someone: they ask who.
-fn asks_assignee(to: Status) -> bool {
+/// Moves that hand the matter to an assignee account, chosen from the list.
+fn dispatches_to_account(to: Status) -> bool {
     matches!(
         to,
-        Status::Assigned | Status::Rectifying | Status::Transferred | Status::Escalated
+        Status::Assigned | Status::Rectifying | Status::Transferred
     )
 }
 
@@ -244,6 +244,11 @@ struct Detail {
     grid: Option<load::GridInfo>,
     people: load::People,
     case_no: Option<String>,
+    /// The assignee account it is dispatched to, every dispatch, and (for a reviewer) the
+    /// accounts it may go to.
+    assignee: Option<String>,
+    dispatches: Vec<repo::Dispatch>,
+    choices: Vec<repo::AssigneeAccount>,
 }
 
 fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Result<Detail, Failure> {
@@ -285,7 +290,15 @@ fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Resul
         Some(g) => load::grid(db, &clerk.user, g)?,
         None => None,
     };
+    let grid_code = grid.as_ref().map(|g| g.code.clone()).unwrap_or_default();
     Ok(Detail {
+        assignee: repo::assignee_of(db, id)?,
+        dispatches: repo::dispatches(db, id)?,
+        choices: if clerk.reviews() {
+            repo::assignees_for(db, &grid_code)?
+        } else {
+            vec![]
+        },
         domain,
         history,
         replies: list("REPLY"),
@@ -346,7 +359,7 @@ async fn record(
     let f = d.facts()?;
     let (status, urgency) = (f.status, f.urgency);
     let content = html! {
-        p.crumbs { a href="/queue" { "← 待办队列" } }
+        p.crumbs { @if clerk.reviews() { a href="/queue" { "← 待办队列" } } @else { a href="/todo" { "← 我的待办" } } }
         h1 {
             @if let Some(c) = &d.case_no { span.case-no { (c) } " " }
             (d.domain.zh()) " · " (category_label(d.domain, d.text("category")))
@@ -367,7 +380,11 @@ async fn record(
     Ok(page(
         &format!("{} {}", d.domain.zh(), status.zh()),
         &clerk,
-        "queue",
+        if clerk.user.role == crate::wire::Role::Assignee {
+            "todo"
+        } else {
+            "queue"
+        },
         content,
     ))
 }
@@ -590,25 +607,35 @@ fn conflicts_card(d: &Detail, clerk: &Clerk, id: Uuid) -> Markup {
 /// A reviewer's moves from the record's status (with the assignee and due date they ask
 /// for) and the reply form; a worker's account only reads.
 fn actions_card(d: &Detail, status: Status, clerk: &Clerk, id: Uuid) -> Markup {
+    let assignee = clerk.user.role == crate::wire::Role::Assignee;
     let moves = if clerk.reviews() {
         reviewer_moves(d.domain, status)
+    } else if assignee {
+        reviewer_moves(d.domain, status)
+            .into_iter()
+            .filter(|to| crate::domain::lifecycle::assignee_may(status, *to))
+            .collect()
     } else {
         vec![]
     };
+    let acts = clerk.reviews() || assignee;
     let today = super::today();
     html! {
         section.card {
             h2 { "办理 Actions" }
-            @if !clerk.reviews() {
+            @if let Some(a) = &d.assignee {
+                p #assigned-to { "承办：" strong { (super::who(&d.people, a)) } }
+            }
+            @if !acts {
                 p.muted { "网格员账号只能查看；受理、分派、答复由村、乡镇和县级人员办理。" }
             } @else if moves.is_empty() {
                 p.muted { "当前状态「" (status.zh()) "」没有可由审核人员办理的操作。" }
             } @else {
                 form.action #actions method="post" action={"/records/" (id) "/transition"} {
                     (clerk.csrf_field())
-                    @if moves.iter().any(|m| asks_assignee(*m)) {
-                        label { @if d.domain == Domain::Hazard { "整改责任人/部门（分派、移交时填写）" } @else { "分派给 部门或人员（分派、移交、上报时填写）" }
-                            input #assignee name="assignee" placeholder="如：镇安监办 王主任"; }
+                    @if moves.iter().any(|m| dispatches_to_account(*m)) {
+                        label { @if d.domain == Domain::Hazard { "整改责任人/部门（分派、移交时选择）" } @else { "分派给 承办部门或人员（分派、移交时选择）" }
+                            (super::todo::chooser(&d.choices, None)) }
                         @if d.domain == Domain::Hazard && moves.contains(&Status::Rectifying) {
                             label { "整改期限" input #due_date type="date" name="due_date" min=(today.to_string()); }
                         }
@@ -624,7 +651,15 @@ fn actions_card(d: &Detail, status: Status, clerk: &Clerk, id: Uuid) -> Markup {
                     }
                 }
             }
-            @if clerk.reviews() {
+            @if clerk.reviews() && d.assignee.is_some() && !crate::domain::deadline::is_handled(status) {
+                form.action #redispatch method="post" action={"/records/" (id) "/dispatch"} {
+                    (clerk.csrf_field())
+                    label { "改派给 Re-dispatch" (super::todo::chooser(&d.choices, d.assignee.as_deref())) }
+                    label.wide { "改派说明（可选）" input name="note"; }
+                    button.secondary #move-redispatch type="submit" { "改派" }
+                }
+            }
+            @if acts {
                 form.action method="post" action={"/records/" (id) "/reply"} id="reply" {
                     (clerk.csrf_field())
                     label { "答复网格员 Reply" textarea name="text" rows="2" required {} }
@@ -647,6 +682,7 @@ fn history_card(d: &Detail, f: &Facts) -> Markup {
                         @if let Some(n) = &h.note { br; span.note { (n) } } }
                 }
             }
+            (super::todo::dispatch_log(&d.dispatches, &d.people))
             h3 { "答复 Replies" }
             @if d.replies.is_empty() { p.muted { "暂无答复" } }
             ul.replies {
@@ -681,11 +717,13 @@ async fn transition(
     let _turn = s.db.write_turn().await;
     let result = blocking(move || {
         let to = Status::from_code(f.to.trim()).map_err(|e| super::bad_code(&e, "to"))?;
-        let assignee = nonempty(&f.assignee).map(str::to_owned);
-        if asks_assignee(to) && assignee.is_none() {
+        let assignee = nonempty(&f.assignee)
+            .filter(|_| dispatches_to_account(to))
+            .map(str::to_owned);
+        if dispatches_to_account(to) && assignee.is_none() {
             return Err(Failure::invalid(
                 format!(
-                    "改为「{}」时须填写「分派给」：写明交给哪个部门或谁办理",
+                    "改为「{}」时须填写「分派给」：从列表中选择交给哪个承办部门或人员",
                     to.zh()
                 ),
                 Some("assignee"),
@@ -698,13 +736,22 @@ async fn transition(
             })
             .transpose()?;
         let note = nonempty(&f.note).map(str::to_owned);
-        let full_note = match (&assignee, &note) {
-            (Some(a), Some(n)) => Some(format!("分派给：{a}。{n}")),
-            (Some(a), None) => Some(format!("分派给：{a}")),
-            (None, n) => n.clone(),
-        };
         s.db.tx(|db| {
             let now = Utc::now();
+            // The account first (refused if it may not take the record), then the move; the
+            // worker reads the assignee by name in the history note.
+            let assignee = match &assignee {
+                Some(a) => {
+                    records::dispatch(db, &clerk.user, id, a, note.as_deref(), now)?;
+                    Some(load::people(db)?.name(a).unwrap_or(a).to_owned())
+                }
+                None => None,
+            };
+            let full_note = match (&assignee, &note) {
+                (Some(a), Some(n)) => Some(format!("分派给：{a}。{n}")),
+                (Some(a), None) => Some(format!("分派给：{a}")),
+                (None, n) => n.clone(),
+            };
             let kind = crate::server::repo::entity_head(db, id)?.map(|(k, _)| k);
             if kind == Some(EntityKind::Hazard) && to == Status::Rectifying {
                 let mut fields = Map::new();

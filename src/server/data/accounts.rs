@@ -102,6 +102,8 @@ fn check_scope(ctx: &Ctx<'_>, role: Option<Role>, scope_code: &str) -> Option<St
     let digits = match role {
         Some(Role::Admin) => 6,
         Some(Role::Town) => 9,
+        // A department serves the county, a town or a village.
+        Some(Role::Assignee) if [6, 9].contains(&scope_code.len()) => scope_code.len(),
         _ => 12,
     };
     if scope_code.len() != digits || !scope_code.bytes().all(|b| b.is_ascii_digit()) {
@@ -162,6 +164,8 @@ fn read_row(
             ("网格长", Role::Secretary),
             ("村书记", Role::Secretary),
             ("乡镇", Role::Town),
+            ("承办人", Role::Assignee),
+            ("承办单位", Role::Assignee),
         ],
     )
     .map_err(|e| err("role", e))

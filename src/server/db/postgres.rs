@@ -44,6 +44,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_case_numbers",
         include_str!("migrations/postgres/0008_case_numbers.sql"),
     ),
+    (
+        "0010_assignees",
+        include_str!("migrations/postgres/0010_assignees.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;

@@ -25,6 +25,7 @@ use crate::wire::{
 };
 
 mod apply;
+mod assign;
 mod drain;
 mod error;
 mod pull;
@@ -33,6 +34,8 @@ mod review;
 mod upload;
 
 use apply::*;
+use assign::acting_ctx;
+pub use assign::dispatch;
 pub use drain::{
     Drained, INBOX_LOCK, MAX_FIELD_DEPTH, MAX_INBOX_ATTEMPTS, apply_inbox, apply_inbox_watched,
     parse_entry,

@@ -22,7 +22,7 @@ pub fn review_transition(
     note: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<Value, Error> {
-    let mut ctx = reviewer_ctx(user, now)?;
+    let mut ctx = acting_ctx(db, user, record, now)?;
     let mut ent = scoped(db, &ctx, record, "record")?;
     let domain = ent
         .kind
@@ -32,6 +32,15 @@ pub fn review_transition(
         .status()
         .and_then(|s| Status::from_code(s).ok())
         .ok_or_else(|| Error::Internal(format!("record {record} has no status")))?;
+    if user.role == crate::wire::Role::Assignee && !crate::domain::lifecycle::assignee_may(from, to)
+    {
+        return Err(Refusal::Forbidden(format!(
+            "承办部门只能把记录从「{}」改为办理中、已办结、已答复或已整改，不能改为「{}」",
+            from.zh(),
+            to.zh()
+        ))
+        .into());
+    }
     check_transition(record, domain, from, to, Actor::Reviewer)
         .map_err(|e| Error::lifecycle(e, "to"))?;
     set_status(
@@ -68,7 +77,7 @@ pub fn reply(
     text: &str,
     now: DateTime<Utc>,
 ) -> Result<Reply, Error> {
-    let ctx = reviewer_ctx(user, now)?;
+    let ctx = acting_ctx(db, user, record, now)?;
     if text.trim().is_empty() || text.chars().count() > 2000 {
         return Err(Error::invalid(
             "a reply is 1 to 2000 characters",
@@ -251,7 +260,14 @@ pub fn list_records(
     status: Option<Status>,
     limit: usize,
 ) -> Result<Vec<Value>, Error> {
-    let (clause, mut args) = user.scope().clause(1);
+    let (clause, mut args) = if user.role == crate::wire::Role::Assignee {
+        (
+            "id IN (SELECT record_id FROM record_assignees WHERE assignee = $1)".to_owned(),
+            vec![crate::server::db::V::T(user.username.clone())],
+        )
+    } else {
+        user.scope().clause(1)
+    };
     let mut sql = format!(
         "SELECT data FROM entities WHERE {clause} AND kind IN ({})",
         repo::RECORD_KINDS
@@ -286,7 +302,10 @@ pub fn record_detail(
     reveal: bool,
 ) -> Result<Value, Error> {
     let now = Utc::now();
-    let ctx = Ctx::new(user, None, now, now);
+    let mut ctx = Ctx::new(user, None, now, now);
+    if user.role == crate::wire::Role::Assignee {
+        ctx.scope = assign::assigned_scope(db, user, id)?;
+    }
     let ent = scoped(db, &ctx, id, "record")?;
     if !ent.kind.is_record() {
         return Err(not_in_scope("record", id));

@@ -20,6 +20,9 @@ impl User {
     pub fn scope(&self) -> Scope {
         match self.role {
             Role::Worker => Scope::Grids(self.grids.clone()),
+            // An assignee reads and acts on only the records dispatched to it, one by one
+            // (`records`); no area of its own.
+            Role::Assignee => Scope::Grids(vec![]),
             _ => Scope::Area(self.scope_code.clone()),
         }
     }

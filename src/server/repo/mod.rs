@@ -33,6 +33,7 @@ fn uuid(s: &str) -> Result<Uuid, DbError> {
 }
 
 mod accounts;
+mod assignees;
 mod audit;
 mod entities;
 mod inbox;
@@ -41,6 +42,7 @@ mod settings;
 mod watermarks;
 
 pub use accounts::*;
+pub use assignees::*;
 pub use audit::*;
 pub use entities::*;
 pub use inbox::*;
