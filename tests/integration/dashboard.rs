@@ -119,7 +119,13 @@ async fn sign_in(server: &TestServer, user: &str, password: &str) -> Result<Sess
                 csrf: String::new(),
                 http: client(),
             };
-            s.csrf = csrf_of(&s.get("/queue").await.body);
+            // An assignee's queue is its 我的待办.
+            let q = s.get("/queue").await;
+            let q = match q.location {
+                Some(to) if q.status == 303 => s.get(&to).await,
+                _ => q,
+            };
+            s.csrf = csrf_of(&q.body);
             Ok(s)
         }
         None => Err(page_of(res).await),
@@ -291,7 +297,7 @@ async fn dispatch_flow(backend: Backend) {
             &path,
             &[
                 ("to", "RECTIFYING"),
-                ("assignee", "镇安监办"),
+                ("assignee", "town-safety"),
                 ("due_date", &due),
                 ("note", "请一周内设置护栏"),
             ],
@@ -1674,3 +1680,240 @@ async fn phones_are_revealed_only_on_purpose_and_audited(backend: Backend) {
     assert_eq!(audits(&server, id).await, 1);
 }
 both_backends!(phones_are_revealed_only_on_purpose_and_audited);
+
+/// An assignee's API answer for `path` (status, body).
+async fn api_get(server: &TestServer, token: &str, path: &str) -> (u16, String) {
+    let res = crate::sync::util::api_client()
+        .get(format!("{}/api/v1{path}", server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// A clerk dispatches a hazard to the town's safety office (an assignee account); the office
+/// signs in, finds it on 我的待办 and nothing else anywhere (pages, API), rectifies it, and the
+/// clerk and the worker's phone see the move; forged and out-of-scope attempts are refused;
+/// re-dispatching moves the record to another account's list.
+async fn dispatch_to_an_assignee(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = Device::enrol(&server, "worker-a").await;
+    let grid = server.county.grids[0].grid.id;
+    let (mine, other) = (hazard(grid), hazard(grid));
+    a.with(|s| s.create_record(&mine, Utc::now())).unwrap();
+    a.with(|s| s.create_record(&other, Utc::now())).unwrap();
+    a.sync().await;
+    let (id, other_id) = (mine.common.id.to_string(), other.common.id.to_string());
+
+    let clerk = sign_in(&server, "admin", gridwalk::server::demo::DEMO_PASSWORD)
+        .await
+        .ok()
+        .unwrap();
+    let path = format!("/records/{id}/transition");
+    clerk.act(&path, &[("to", "CONFIRMED")]).await;
+    // The form offers the assignee accounts whose area holds the record, by name.
+    let rec = clerk.get(&format!("/records/{id}")).await;
+    assert!(
+        rec.body.contains("<option value=\"town-safety\">镇安监办"),
+        "{}",
+        rec.body
+    );
+    // An account that is not an assignee (typed into a forged form) is refused, nothing moves.
+    let p = clerk
+        .act(&path, &[("to", "RECTIFYING"), ("assignee", "worker-b")])
+        .await;
+    assert!(
+        p.body.contains("flash err") && p.body.contains("不是可接收这条记录的承办部门账号"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("id=\"status\">已确认"), "{}", p.body);
+    let p = clerk
+        .act(
+            &path,
+            &[
+                ("to", "RECTIFYING"),
+                ("assignee", "town-safety"),
+                ("note", "请三天内设置护栏"),
+            ],
+        )
+        .await;
+    assert!(p.body.contains("id=\"status\">整改中"), "{}", p.body);
+    assert!(p.body.contains("id=\"assigned-to\""), "{}", p.body);
+    assert!(p.body.contains("分派给：镇安监办。请三天内设置护栏"));
+    // The clerk's queue names who holds it.
+    let q = clerk.get("/queue?domain=HAZARD").await;
+    assert!(q.body.contains("承办：镇安监办"), "{}", q.body);
+    // The other hazard goes to the village committee.
+    let other_path = format!("/records/{other_id}/transition");
+    clerk.act(&other_path, &[("to", "CONFIRMED")]).await;
+    clerk
+        .act(
+            &other_path,
+            &[("to", "RECTIFYING"), ("assignee", "village-committee")],
+        )
+        .await;
+
+    // The safety office: its list holds its record only, with the deadline state.
+    let office = sign_in(
+        &server,
+        "town-safety",
+        gridwalk::server::demo::DEMO_PASSWORD,
+    )
+    .await
+    .ok()
+    .unwrap();
+    let home = office.get("/queue").await;
+    assert_eq!(
+        (home.status, home.location.as_deref()),
+        (303, Some("/todo"))
+    );
+    let todo = office.get("/todo").await;
+    assert_eq!(todo.status, 200);
+    assert!(
+        todo.body.contains(&format!("data-id=\"{id}\"")),
+        "{}",
+        todo.body
+    );
+    assert!(!todo.body.contains(&other_id), "{}", todo.body);
+    assert!(todo.body.contains("class=\"dl "), "{}", todo.body);
+    assert!(!todo.body.contains("href=\"/stats\""), "{}", todo.body);
+    // Every other page is refused in Chinese; another record is not found.
+    for p in [
+        "/stats",
+        "/map",
+        "/data",
+        "/export/records.csv",
+        "/data/inbox",
+    ] {
+        let page = office.get(p).await;
+        assert_eq!(page.status, 403, "{p}");
+        assert!(
+            page.body.contains("承办部门账号只能查看"),
+            "{p}: {}",
+            page.body
+        );
+    }
+    assert_eq!(
+        office.get(&format!("/records/{other_id}")).await.status,
+        404
+    );
+    let open = office.get(&format!("/records/{id}")).await;
+    assert_eq!(open.status, 200);
+    assert!(open.body.contains("move-RECTIFIED"), "{}", open.body);
+    assert!(!open.body.contains("move-TRANSFERRED"), "{}", open.body);
+    // The API answers the same way.
+    let token = server.login("town-safety").await.token;
+    let (st, list) = api_get(&server, &token, "/records").await;
+    assert_eq!(st, 200);
+    assert!(list.contains(&id) && !list.contains(&other_id), "{list}");
+    assert_eq!(
+        api_get(&server, &token, &format!("/records/{id}")).await.0,
+        200
+    );
+    assert_eq!(
+        api_get(&server, &token, &format!("/records/{other_id}"))
+            .await
+            .0,
+        404
+    );
+    // Hostile moves: another record's, a reviewer-only move, a re-dispatch, a forged origin.
+    let p = office
+        .post(
+            &format!("/records/{other_id}/transition"),
+            &[("to", "RECTIFIED")],
+        )
+        .await;
+    assert_eq!(p.status, 404, "{}", p.body);
+    let p = office
+        .act(&path, &[("to", "TRANSFERRED"), ("assignee", "town-safety")])
+        .await;
+    assert!(p.body.contains("flash err"), "{}", p.body);
+    assert!(p.body.contains("id=\"status\">整改中"), "{}", p.body);
+    let p = office
+        .post(
+            &format!("/records/{id}/dispatch"),
+            &[("assignee", "town-justice")],
+        )
+        .await;
+    assert_eq!(p.status, 403);
+    let forged = office
+        .post_as(
+            &path,
+            &[("to", "RECTIFIED"), ("csrf", &office.csrf)],
+            &[("origin", "http://evil.example")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    // The office answers and rectifies.
+    let p = office
+        .act(&format!("/records/{id}/reply"), &[("text", "护栏已装好")])
+        .await;
+    assert!(p.body.contains("护栏已装好"), "{}", p.body);
+    let p = office.act(&path, &[("to", "RECTIFIED")]).await;
+    assert!(p.body.contains("id=\"status\">已整改"), "{}", p.body);
+
+    // The clerk sees the move by the office's name; the worker's phone gets it with its pull.
+    let rec = clerk.get(&format!("/records/{id}")).await;
+    assert!(rec.body.contains("id=\"status\">已整改"), "{}", rec.body);
+    assert!(
+        rec.body.contains("title=\"town-safety\">镇安监办"),
+        "{}",
+        rec.body
+    );
+    a.sync().await;
+    let history = a.with(|s| s.status_history(mine.common.id)).unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(
+        (last.to, last.actor.as_str()),
+        (Status::Rectified, "town-safety")
+    );
+    let replies: Vec<String> = a
+        .with(|s| s.replies(mine.common.id))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.text)
+        .collect();
+    assert!(replies.iter().any(|r| r == "护栏已装好"), "{replies:?}");
+
+    // Re-dispatch: the committee's record goes to the justice office, off the committee's list.
+    let p = clerk
+        .act(
+            &format!("/records/{other_id}/dispatch"),
+            &[("assignee", "town-justice"), ("note", "涉及纠纷")],
+        )
+        .await;
+    assert!(p.body.contains("已改派给"), "{}", p.body);
+    assert!(p.body.contains("分派记录"), "{}", p.body);
+    let committee = sign_in(
+        &server,
+        "village-committee",
+        gridwalk::server::demo::DEMO_PASSWORD,
+    )
+    .await
+    .ok()
+    .unwrap();
+    assert!(!committee.get("/todo").await.body.contains(&other_id));
+    assert_eq!(
+        committee.get(&format!("/records/{other_id}")).await.status,
+        404
+    );
+    let justice = sign_in(
+        &server,
+        "town-justice",
+        gridwalk::server::demo::DEMO_PASSWORD,
+    )
+    .await
+    .ok()
+    .unwrap();
+    assert!(justice.get("/todo").await.body.contains(&other_id));
+    // The clerk's 我的待办 lists what they dispatched and to whom.
+    let mine_list = clerk.get("/todo").await;
+    assert!(
+        mine_list.body.contains(&id) && mine_list.body.contains("镇司法所"),
+        "{}",
+        mine_list.body
+    );
+}
+both_backends!(dispatch_to_an_assignee);

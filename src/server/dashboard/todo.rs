@@ -287,9 +287,9 @@ mod tests {
             "/stats",
             "/map",
             "/data",
-            "/households",
+            "/stats/points/worker-a",
             "/export/records.csv",
-            "/inbox",
+            "/data/inbox",
             "/records/not-an-id",
         ] {
             assert!(!assignee_may_open(&get, p), "{p}");
