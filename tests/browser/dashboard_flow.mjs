@@ -1,7 +1,8 @@
 // The county dashboard in headless Chromium, against a real gridwalk-server:
 //   node dashboard_flow.mjs <server-url> <text-of-the-pushed-hazard>
 // A clerk signs in (a wrong password first), finds the hazard in the queue, accepts it and
-// dispatches it to a department with a due date and a note. With SHOT_DIR set, screenshots
+// dispatches it to a department's account with a due date and a note; the department signs
+// in, finds it on 我的待办 and rectifies it. With SHOT_DIR set, screenshots
 // of the main pages are written there (scripts/screenshots.sh uses that for the README).
 import { chromium } from 'playwright-core';
 
@@ -55,8 +56,8 @@ try {
   await page.click('#move-RECTIFYING');
   // The browser's own check or the server's: either way nothing moves.
   if ((await page.textContent('#status')).trim() !== '已确认') throw new Error('moved without assignee');
-  step('dispatch it with a due date and a note');
-  await page.fill('#assignee', '镇安监办');
+  step('dispatch it to the town safety office with a due date and a note');
+  await page.selectOption('#assignee', 'town-safety');
   const due = new Date(Date.now() + 7 * 86400e3).toISOString().slice(0, 10);
   await page.fill('#due_date', due);
   await page.fill('#note', '请一周内设置护栏');
@@ -89,6 +90,25 @@ try {
   const rows = await page.locator('#report tbody tr').count();
   if (rows < 3) throw new Error(`expected a row per error, got ${rows}`);
   await shot('dash-07-import-report');
+  step('the safety office signs in and finds it on 我的待办');
+  await page.click('form[action="/logout"] button');
+  await page.waitForSelector('#signin');
+  await page.fill('#username', 'town-safety');
+  await page.fill('#password', 'gridwalk-demo');
+  await page.click('#signin');
+  await page.waitForSelector('h1:has-text("我的待办")');
+  if (await page.locator('nav a[href="/stats"]').count()) throw new Error('an assignee sees statistics');
+  await shot('dash-08-todo');
+  await page.click(`#mine a:has-text("${text}")`);
+  await page.waitForSelector('#assigned-to');
+  step('the office reports it rectified');
+  await page.fill('#note', '护栏已装好');
+  await page.click('#move-RECTIFIED');
+  await page.waitForSelector('.flash.ok');
+  if ((await page.textContent('#status')).trim() !== '已整改') throw new Error('not rectified');
+  step('other pages are refused to the office');
+  const res = await page.goto(base + '/stats');
+  if (res.status() !== 403) throw new Error(`statistics answered ${res.status()} to an assignee`);
   step('nothing on the pages was blocked by their content security policy');
   if (blocked.length) throw new Error(`blocked by the policy:\n${blocked.join('\n')}`);
   console.log('dashboard: all steps passed');

@@ -1389,13 +1389,15 @@ async fn dashboard_in_a_real_browser() {
     .unwrap();
     a.sync().await;
     let local: Hazard = a.with(|s| s.record(h.common.id)).unwrap();
-    assert_eq!(local.common.status, Status::Rectifying);
+    // Dispatched to the safety office, which rectified it.
+    assert_eq!(local.common.status, Status::Rectified);
     assert_eq!(local.owner.as_deref(), Some("镇安监办"));
     let replies = a.with(|s| s.replies(h.common.id)).unwrap();
-    assert!(
-        replies.iter().any(|r| r.text.contains("请一周内设置护栏")),
-        "{replies:?}"
-    );
+    for r in ["请一周内设置护栏", "护栏已装好"] {
+        assert!(replies.iter().any(|x| x.text.contains(r)), "{r} in {replies:?}");
+    }
+    let history = a.with(|s| s.status_history(h.common.id)).unwrap();
+    assert_eq!(history.last().unwrap().actor, "town-safety");
 }
 
 impl Session {
