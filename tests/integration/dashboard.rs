@@ -1394,7 +1394,10 @@ async fn dashboard_in_a_real_browser() {
     assert_eq!(local.owner.as_deref(), Some("镇安监办"));
     let replies = a.with(|s| s.replies(h.common.id)).unwrap();
     for r in ["请一周内设置护栏", "护栏已装好"] {
-        assert!(replies.iter().any(|x| x.text.contains(r)), "{r} in {replies:?}");
+        assert!(
+            replies.iter().any(|x| x.text.contains(r)),
+            "{r} in {replies:?}"
+        );
     }
     let history = a.with(|s| s.status_history(h.common.id)).unwrap();
     assert_eq!(history.last().unwrap().actor, "town-safety");
@@ -1705,6 +1708,20 @@ async fn dispatch_to_an_assignee(backend: Backend) {
     let (mine, other) = (hazard(grid), hazard(grid));
     a.with(|s| s.create_record(&mine, Utc::now())).unwrap();
     a.with(|s| s.create_record(&other, Utc::now())).unwrap();
+    let photo: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0]
+        .into_iter()
+        .chain(0..200u8)
+        .collect();
+    let sha = a
+        .with(|s| s.attach_photo(mine.common.id, &photo, "image/jpeg", Utc::now()))
+        .unwrap();
+    let other_photo: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0]
+        .into_iter()
+        .chain(50..250u8)
+        .collect();
+    let other_sha = a
+        .with(|s| s.attach_photo(other.common.id, &other_photo, "image/jpeg", Utc::now()))
+        .unwrap();
     a.sync().await;
     let (id, other_id) = (mine.common.id.to_string(), other.common.id.to_string());
 
@@ -1805,6 +1822,12 @@ async fn dispatch_to_an_assignee(backend: Backend) {
     assert_eq!(open.status, 200);
     assert!(open.body.contains("move-RECTIFIED"), "{}", open.body);
     assert!(!open.body.contains("move-TRANSFERRED"), "{}", open.body);
+    // Its record's photo is served to it; another record's is not.
+    assert_eq!(office.get(&format!("/photos/{sha}")).await.status, 200);
+    assert_eq!(
+        office.get(&format!("/photos/{other_sha}")).await.status,
+        404
+    );
     // The API answers the same way.
     let token = server.login("town-safety").await.token;
     let (st, list) = api_get(&server, &token, "/records").await;

@@ -867,6 +867,9 @@ async fn photo(
     let sha2 = sha.clone();
     let found = s
         .read(move |db| {
+            if clerk.user.role == crate::wire::Role::Assignee {
+                return Ok(repo::photo_assigned_to(db, &clerk.user.username, &sha2)?);
+            }
             Ok(crate::server::repo::photo_in_scope(
                 db,
                 &clerk.user.scope(),

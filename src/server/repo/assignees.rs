@@ -150,3 +150,22 @@ pub fn assignees_for(db: &mut dyn Sql, grid_code: &str) -> Result<Vec<AssigneeAc
         .filter(|a| grid_code.starts_with(&a.scope_code))
         .collect())
 }
+
+/// A photo of a record dispatched to `assignee` ([`photo_in_scope`]'s rule, over those
+/// records only).
+pub fn photo_assigned_to(
+    db: &mut dyn Sql,
+    assignee: &str,
+    sha: &str,
+) -> Result<Option<(Vec<u8>, String)>, DbError> {
+    db.query_opt(
+        "SELECT p.data, p.mime FROM photos p
+         WHERE p.sha256 = $1 AND p.complete = 1 AND EXISTS (
+           SELECT 1 FROM record_photos r
+           WHERE r.sha256 = p.sha256 AND r.username = p.uploaded_by AND r.record_id IN (
+             SELECT record_id FROM record_assignees WHERE assignee = $2))",
+        args![sha, assignee],
+    )?
+    .map(|r| Ok((r[0].bytes()?, r[1].string()?)))
+    .transpose()
+}
