@@ -1822,6 +1822,9 @@ async fn dispatch_to_an_assignee(backend: Backend) {
     assert_eq!(open.status, 200);
     assert!(open.body.contains("move-RECTIFIED"), "{}", open.body);
     assert!(!open.body.contains("move-TRANSFERRED"), "{}", open.body);
+    // It sees where the record is: its grid, by name.
+    let grid_name = &server.county.grids[0].grid.name;
+    assert!(open.body.contains(grid_name.as_str()), "{}", open.body);
     // Its record's photo is served to it; another record's is not.
     assert_eq!(office.get(&format!("/photos/{sha}")).await.status, 200);
     assert_eq!(

@@ -287,6 +287,19 @@ fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Resul
         .and_then(Value::as_str)
         .and_then(|g| Uuid::parse_str(g).ok())
     {
+        // An assignee has no area of its own: it sees the grid of a record dispatched to it
+        // (record_detail above has checked that).
+        Some(g) if clerk.user.role == crate::wire::Role::Assignee => {
+            let grid_scope = repo::User {
+                role: crate::wire::Role::Admin,
+                scope_code: repo::entity_head(db, id)?
+                    .map(|(_, code)| code)
+                    .unwrap_or_else(|| "~".into()),
+                grids: vec![],
+                ..clerk.user.clone()
+            };
+            load::grid(db, &grid_scope, g)?
+        }
         Some(g) => load::grid(db, &clerk.user, g)?,
         None => None,
     };
