@@ -369,6 +369,30 @@ coded_enum!(
 );
 
 coded_enum!(
+    /// The service a 特殊人群服务 record gave the person served.
+    ServiceKind, "service" {
+        CareVisit = "CARE_VISIT", "走访慰问", "Visit and comfort";
+        CheckIn = "CHECK_IN", "探视", "Check-in";
+        Aid = "AID", "帮扶救助", "Aid";
+        Counselling = "COUNSELLING", "心理疏导", "Counselling";
+        PolicyErrand = "POLICY_ERRAND", "政策代办", "Policy errand";
+        Other = "OTHER", "其他", "Other";
+    }
+);
+
+coded_enum!(
+    /// The matter of a 民生服务 record.
+    LivelihoodMatter, "livelihood matter" {
+        Documents = "DOCUMENTS", "代办证件", "Documents";
+        Insurance = "INSURANCE", "医保社保", "Medical and social insurance";
+        Employment = "EMPLOYMENT", "就业", "Employment";
+        AidApplication = "AID_APPLICATION", "救助申请", "Aid application";
+        Repair = "REPAIR", "维修", "Repair";
+        Other = "OTHER", "其他", "Other";
+    }
+);
+
+coded_enum!(
     VisitPurpose, "visit purpose" {
         Routine = "ROUTINE", "日常走访", "Routine visit";
         Care = "CARE", "关爱帮扶", "Care";
@@ -564,6 +588,8 @@ mod tests {
         check_unique::<ReportStage>();
         check_unique::<DeliberationStage>();
         check_unique::<VisitPurpose>();
+        check_unique::<ServiceKind>();
+        check_unique::<LivelihoodMatter>();
         check_unique::<HouseUse>();
         check_unique::<Sex>();
         check_unique::<IdType>();
