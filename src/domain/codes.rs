@@ -348,6 +348,17 @@ coded_enum!(
     }
 );
 
+impl EmergencyLevel {
+    /// The urgency an emergency of this level is filed with: every emergency is urgent, a
+    /// 特别重大 or 重大 one (I, II) is MAJOR.
+    pub fn urgency(self) -> Urgency {
+        match self {
+            EmergencyLevel::I | EmergencyLevel::Ii => Urgency::Major,
+            EmergencyLevel::Iii | EmergencyLevel::Iv => Urgency::Urgent,
+        }
+    }
+}
+
 coded_enum!(
     /// The stage of one emergency report: 初报, 续报, 终报.
     ReportStage, "emergency report stage" {
