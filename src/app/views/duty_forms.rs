@@ -475,3 +475,33 @@ pub fn OtherForm() -> Element {
         submit,
     )
 }
+
+/// What a record of the other duties says beyond its title, on its record page: the person
+/// served (by name, from the register) and the service, the place and audience, the matter
+/// and the household, then what was done.
+#[component]
+pub fn EventExtras(event: Event) -> Element {
+    let l = *use_lang().read();
+    let store = use_store();
+    let e = event;
+    let person = e
+        .served_person_id
+        .map(|id| store.read(|s| s.person(id)).map(|p| p.name).unwrap_or_else(|_| id.to_string()));
+    let household = e.household_id.map(|id| {
+        store
+            .read(|s| s.household(id))
+            .map(|h| h.address)
+            .unwrap_or_else(|_| id.to_string())
+    });
+    rsx! {
+        dl { class: "fields", id: "event-fields",
+            if let Some(p) = person { dt { {t(l, "服务对象", "Person served")} } dd { "{p}" } }
+            if let Some(s) = e.service { dt { {t(l, "服务内容", "Service")} } dd { {s.label(l)} } }
+            if let Some(p) = &e.place { dt { {t(l, "宣传地点", "Place")} } dd { "{p}" } }
+            if let Some(n) = e.audience { dt { {t(l, "受众人数", "Audience")} } dd { "{n}" {t(l, " 人", "")} } }
+            if let Some(m) = e.matter { dt { {t(l, "事项", "Matter")} } dd { {m.label(l)} } }
+            if let Some(h) = household { dt { {t(l, "服务户", "Household")} } dd { "{h}" } }
+        }
+        p { "{e.content}" }
+    }
+}
