@@ -690,7 +690,7 @@ event_record!(Event, |s| s.domain, |_| "", |s| &s.title, |s, v, _now| {
         v.error(
             "audience",
             Problem::Headcount {
-                value: n,
+                value: n.into(),
                 max: AUDIENCE_MAX,
             },
         );
@@ -1087,17 +1087,23 @@ mod tests {
 
     #[test]
     fn a_new_service_record_names_what_a_clerk_triages_by() {
-        let e = other_event(Domain::SpecialPop).validate_new(now()).unwrap_err();
+        let e = other_event(Domain::SpecialPop)
+            .validate_new(now())
+            .unwrap_err();
         assert_eq!(
             e.problem("served_person_id"),
             Some(&Problem::NotChosen),
             "{e}"
         );
         assert_eq!(e.problem("service"), Some(&Problem::NotChosen));
-        let e = other_event(Domain::Publicity).validate_new(now()).unwrap_err();
+        let e = other_event(Domain::Publicity)
+            .validate_new(now())
+            .unwrap_err();
         assert_eq!(e.problem("place"), Some(&Problem::Required));
         assert_eq!(e.problem("audience"), Some(&Problem::Required));
-        let e = other_event(Domain::Livelihood).validate_new(now()).unwrap_err();
+        let e = other_event(Domain::Livelihood)
+            .validate_new(now())
+            .unwrap_err();
         assert_eq!(e.problem("matter"), Some(&Problem::NotChosen));
         other_event(Domain::Other).validate_new(now()).unwrap();
 
@@ -1125,7 +1131,12 @@ mod tests {
     fn an_audience_is_a_positive_headcount() {
         let mut pb = other_event(Domain::Publicity);
         pb.place = Some("村委会".into());
-        for (n, ok) in [(0, false), (1, true), (AUDIENCE_MAX, true), (AUDIENCE_MAX + 1, false)] {
+        for (n, ok) in [
+            (0, false),
+            (1, true),
+            (AUDIENCE_MAX, true),
+            (AUDIENCE_MAX + 1, false),
+        ] {
             pb.audience = Some(n);
             let r = pb.validate(now());
             assert_eq!(r.is_ok(), ok, "{n}: {r:?}");
@@ -1134,11 +1145,15 @@ mod tests {
                 assert_eq!(
                     e.problem("audience"),
                     Some(&Problem::Headcount {
-                        value: n,
+                        value: n.into(),
                         max: AUDIENCE_MAX
                     })
                 );
-                assert!(e.message(Lang::Zh).contains("受众人数"), "{}", e.message(Lang::Zh));
+                assert!(
+                    e.message(Lang::Zh).contains("受众人数"),
+                    "{}",
+                    e.message(Lang::Zh)
+                );
             }
         }
         pb.place = Some("地".repeat(SHORT_MAX + 1));

@@ -129,7 +129,7 @@ pub enum Problem {
     /// A field of another record type's form, given on a record of `domain`.
     NotForDomain { domain: Domain },
     /// A count of people outside 1..=`max`.
-    Headcount { value: u32, max: u32 },
+    Headcount { value: i64, max: u32 },
     /// Anything else, already worded (no translation: [`Problem::is_worded`] is false).
     Other(String),
 }

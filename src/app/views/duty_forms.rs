@@ -14,7 +14,7 @@ use crate::app::context::{use_services, use_store};
 use crate::app::i18n::{t, use_lang};
 use crate::domain::codes::{Coded, Domain, Lang, LivelihoodMatter, ServiceKind};
 use crate::domain::lifecycle::Status;
-use crate::domain::model::{Common, Event, SHORT_MAX, TEXT_MAX};
+use crate::domain::model::{AUDIENCE_MAX, Common, Event, SHORT_MAX, TEXT_MAX};
 use crate::domain::validate::{FieldError, Problem, ValidationErrors};
 use crate::store::StoreError;
 use crate::store::people::HouseholdQuery;
@@ -51,6 +51,17 @@ fn checked(ev: Event, extra: Option<FieldError>) -> Result<Event, StoreError> {
         .err()
         .map(|e| e.errors)
         .unwrap_or_default();
+    // The title of a service or livelihood record is its service's or matter's name: with
+    // nothing chosen, the message is the choice's, beside it.
+    let title_of = |f: &str| {
+        matches!(
+            (ev.domain, f),
+            (Domain::SpecialPop, "service") | (Domain::Livelihood, "matter")
+        )
+    };
+    if errors.iter().any(|e| title_of(&e.field)) {
+        errors.retain(|e| e.field != "title");
+    }
     if let Some(x) = extra {
         errors.retain(|e| e.field != x.field);
         errors.push(x);
@@ -91,6 +102,7 @@ impl<D: FormDraft> Kit<D> {
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
+#[serde(default)]
 struct SpecialPopDraft {
     person_id: String,
     service: String,
@@ -206,6 +218,7 @@ pub fn SpecialPopForm() -> Element {
             submit: ("提交服务记录", "Submit service record"),
             danger: false,
             after: None,
+            labels: &[("content", "服务情况", "What was done")],
         },
         fields,
         submit,
@@ -213,6 +226,7 @@ pub fn SpecialPopForm() -> Element {
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
+#[serde(default)]
 struct PublicityDraft {
     topic: String,
     place: String,
@@ -232,10 +246,23 @@ pub fn PublicityForm() -> Element {
             Domain::Publicity,
             |common: Common, dr: &PublicityDraft| {
                 let typed = dr.audience.trim();
-                // A count that is not a whole number is the worker's to fix, not to drop.
-                let (audience, unread) = match typed.parse::<u32>() {
+                // A count that is not a whole number of people is the worker's to fix, not
+                // to drop.
+                let (audience, unread) = match typed.parse::<i64>() {
                     _ if typed.is_empty() => (None, None),
-                    Ok(n) => (Some(n), None),
+                    Ok(n) => match u32::try_from(n) {
+                        Ok(n) => (Some(n), None),
+                        Err(_) => (
+                            None,
+                            Some(FieldError::new(
+                                "audience",
+                                Problem::Headcount {
+                                    value: n,
+                                    max: AUDIENCE_MAX,
+                                },
+                            )),
+                        ),
+                    },
                     Err(_) => (
                         None,
                         Some(FieldError::new(
@@ -282,6 +309,11 @@ pub fn PublicityForm() -> Element {
             submit: ("提交宣传记录", "Submit publicity record"),
             danger: false,
             after: None,
+            labels: &[
+                ("title", "宣传主题", "Topic"),
+                ("place", "宣传地点", "Place"),
+                ("content", "宣传内容", "What was said"),
+            ],
         },
         fields,
         submit,
@@ -289,6 +321,7 @@ pub fn PublicityForm() -> Element {
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
+#[serde(default)]
 struct LivelihoodDraft {
     matter: String,
     household_id: String,
@@ -417,6 +450,7 @@ pub fn LivelihoodForm() -> Element {
             submit: ("提交民生服务", "Submit livelihood service"),
             danger: false,
             after: None,
+            labels: &[("content", "办理情况", "What was done")],
         },
         fields,
         submit,
@@ -424,6 +458,7 @@ pub fn LivelihoodForm() -> Element {
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
+#[serde(default)]
 struct OtherDraft {
     title: String,
     content: String,
@@ -470,6 +505,7 @@ pub fn OtherForm() -> Element {
             submit: ("提交", "Submit"),
             danger: false,
             after: None,
+            labels: &[],
         },
         fields,
         submit,
@@ -484,9 +520,12 @@ pub fn EventExtras(event: Event) -> Element {
     let l = *use_lang().read();
     let store = use_store();
     let e = event;
-    let person = e
-        .served_person_id
-        .map(|id| store.read(|s| s.person(id)).map(|p| p.name).unwrap_or_else(|_| id.to_string()));
+    let person = e.served_person_id.map(|id| {
+        store
+            .read(|s| s.person(id))
+            .map(|p| p.name)
+            .unwrap_or_else(|_| id.to_string())
+    });
     let household = e.household_id.map(|id| {
         store
             .read(|s| s.household(id))

@@ -231,6 +231,9 @@ pub(super) struct Frame {
     pub(super) danger: bool,
     /// What happens after filing, under the button.
     pub(super) after: Option<(&'static str, &'static str)>,
+    /// The form's own names of fields whose usual label differs (field, 中文, English), for
+    /// the note over the button.
+    pub(super) labels: &'static [(&'static str, &'static str, &'static str)],
 }
 
 /// The skeleton every report form is built from: the form's own `fields`, then 紧急程度
@@ -266,7 +269,7 @@ pub(super) fn frame<D: FormDraft>(
             PhotoPicker { form, photos }
             LocationBlock { point }
             if session.patrol.read().is_some() { p { class: "hint", {t(l, "将关联到当前巡防", "Will be linked to the running patrol")} } }
-            if let Some(g) = summary(l, general, errors) { ErrorNote { text: g } }
+            if let Some(g) = summary(l, general, errors, f.labels) { ErrorNote { text: g } }
             button { id: f.submit_id, class: if f.danger { "big primary danger" } else { "big primary" }, "data-submit": form,
                 disabled: saving(), onclick: submit, {t(l, f.submit.0, f.submit.1)} }
             p { class: "hint", {t(l, "草稿随输入自动保存", "Draft saved as you type")} }
@@ -600,18 +603,28 @@ fn submit_error(
 }
 
 /// The note over a form's submit button: a failure that is no field's, or what is still wrong
-/// with the fields since the last save (nothing once every one is fixed).
+/// with the fields since the last save (nothing once every one is fixed), each field named as
+/// the form names it (`labels`: field, 中文, English) or else by its usual label.
 fn summary(
     l: Lang,
     general: Signal<Option<String>>,
     errors: Signal<Option<ValidationErrors>>,
+    labels: &[(&str, &'static str, &'static str)],
 ) -> Option<String> {
     general().or_else(|| {
         errors().map(|v| {
+            let each: Vec<String> = v
+                .errors
+                .iter()
+                .map(|e| match labels.iter().find(|(f, _, _)| *f == e.field) {
+                    Some((_, zh, en)) => e.problem.text(l, t(l, zh, en)),
+                    None => e.message(l),
+                })
+                .collect();
             format!(
                 "{}{}",
                 t(l, "没有保存，请按提示修改：", "Not saved; fix these: "),
-                v.message(l)
+                each.join(if l == Lang::Zh { "；" } else { "; " })
             )
         })
     })
@@ -676,7 +689,8 @@ struct HazardDraft {
     #[serde(default)]
     urgency: String,
 }
-form_draft!(HazardDraft, |d| parse_code(&d.severity, Severity::Low).urgency());
+form_draft!(HazardDraft, |d| parse_code(&d.severity, Severity::Low)
+    .urgency());
 
 #[component]
 fn HazardForm() -> Element {
@@ -725,6 +739,7 @@ fn HazardForm() -> Element {
             submit: ("提交隐患", "Submit hazard"),
             danger: false,
             after: None,
+            labels: &[],
         },
         fields,
         submit,
@@ -787,6 +802,7 @@ fn OpinionForm() -> Element {
             submit: ("提交社情民意", "Submit opinion"),
             danger: false,
             after: None,
+            labels: &[],
         },
         fields,
         submit,
@@ -881,6 +897,7 @@ fn DisputeForm() -> Element {
                 "登记后可在记录中添加调解、回访和满意度",
                 "After registering, add mediation sessions and the follow-up on the record",
             )),
+            labels: &[],
         },
         fields,
         submit,
@@ -922,7 +939,8 @@ struct EmergencyDraft {
     #[serde(default)]
     urgency: String,
 }
-form_draft!(EmergencyDraft, |d| parse_code(&d.level, EmergencyLevel::Iv).urgency());
+form_draft!(EmergencyDraft, |d| parse_code(&d.level, EmergencyLevel::Iv)
+    .urgency());
 
 #[component]
 fn EmergencyForm() -> Element {
@@ -999,6 +1017,7 @@ fn EmergencyForm() -> Element {
             submit: ("立即初报", "Send initial report"),
             danger: true,
             after: None,
+            labels: &[],
         },
         fields,
         submit,

@@ -305,7 +305,12 @@ fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Resul
     {
         Some(p) => repo::get_entity(db, p)?
             .filter(|e| e.kind == EntityKind::Person && clerk.user.scope().covers(&e.grid_code))
-            .and_then(|e| e.data.get("name").and_then(Value::as_str).map(str::to_owned)),
+            .and_then(|e| {
+                e.data
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            }),
         None => None,
     };
     Ok(Detail {
