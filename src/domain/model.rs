@@ -511,10 +511,8 @@ impl Event {
                     v.error("audience", Problem::Required);
                 }
             }
-            Domain::Livelihood => {
-                if self.matter.is_none() {
-                    v.error("matter", Problem::NotChosen);
-                }
+            Domain::Livelihood if self.matter.is_none() => {
+                v.error("matter", Problem::NotChosen);
             }
             _ => {}
         }
