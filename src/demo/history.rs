@@ -162,14 +162,7 @@ impl GridGen<'_> {
                         Domain::Publicity => ("防诈骗宣传", "在村民小组会上宣传防范电信诈骗"),
                         _ => ("其他事项", "协助村民办理事务"),
                     };
-                    AnyRecord::Event(Event {
-                        common: c,
-                        domain,
-                        title: title.into(),
-                        content: content.into(),
-                        household_id: None,
-                        satisfaction: None,
-                    })
+                    AnyRecord::Event(Event::new(c, domain, title.into(), content.into()))
                 }
                 _ => self.emergency(created, steps),
             };

@@ -348,6 +348,17 @@ coded_enum!(
     }
 );
 
+impl EmergencyLevel {
+    /// The urgency an emergency of this level is filed with: every emergency is urgent, a
+    /// 特别重大 or 重大 one (I, II) is MAJOR.
+    pub fn urgency(self) -> Urgency {
+        match self {
+            EmergencyLevel::I | EmergencyLevel::Ii => Urgency::Major,
+            EmergencyLevel::Iii | EmergencyLevel::Iv => Urgency::Urgent,
+        }
+    }
+}
+
 coded_enum!(
     /// The stage of one emergency report: 初报, 续报, 终报.
     ReportStage, "emergency report stage" {
@@ -365,6 +376,30 @@ coded_enum!(
         Deliberation = "DELIBERATION", "贤良议", "Deliberation by elders";
         PublicEval = "PUBLIC_EVAL", "群众评", "Evaluated by residents";
         Rejected = "REJECTED", "支部否决", "Rejected by the branch";
+    }
+);
+
+coded_enum!(
+    /// The service a 特殊人群服务 record gave the person served.
+    ServiceKind, "service" {
+        CareVisit = "CARE_VISIT", "走访慰问", "Visit and comfort";
+        CheckIn = "CHECK_IN", "探视", "Check-in";
+        Aid = "AID", "帮扶救助", "Aid";
+        Counselling = "COUNSELLING", "心理疏导", "Counselling";
+        PolicyErrand = "POLICY_ERRAND", "政策代办", "Policy errand";
+        Other = "OTHER", "其他", "Other";
+    }
+);
+
+coded_enum!(
+    /// The matter of a 民生服务 record.
+    LivelihoodMatter, "livelihood matter" {
+        Documents = "DOCUMENTS", "代办证件", "Documents";
+        Insurance = "INSURANCE", "医保社保", "Medical and social insurance";
+        Employment = "EMPLOYMENT", "就业", "Employment";
+        AidApplication = "AID_APPLICATION", "救助申请", "Aid application";
+        Repair = "REPAIR", "维修", "Repair";
+        Other = "OTHER", "其他", "Other";
     }
 );
 
@@ -564,6 +599,8 @@ mod tests {
         check_unique::<ReportStage>();
         check_unique::<DeliberationStage>();
         check_unique::<VisitPurpose>();
+        check_unique::<ServiceKind>();
+        check_unique::<LivelihoodMatter>();
         check_unique::<HouseUse>();
         check_unique::<Sex>();
         check_unique::<IdType>();

@@ -132,6 +132,11 @@ fn known(path: &str) -> Option<(&'static str, &'static str)> {
         "content" => ("内容", "Content"),
         "text" => ("内容", "Text"),
         "title" => ("标题", "Title"),
+        // Special population, publicity and livelihood services.
+        "served_person_id" => ("服务对象", "Person served"),
+        "service" => ("服务内容", "Service"),
+        "audience" => ("受众人数", "Audience"),
+        "matter" => ("事项", "Matter"),
         // Hazards.
         "description" => ("隐患描述", "Description"),
         "place" => ("具体地点", "Place"),
@@ -277,6 +282,11 @@ mod tests {
             Problem::WrongGrid,
             Problem::NotRecording,
             Problem::NotImage,
+            Problem::NotChosen,
+            Problem::NotForDomain {
+                domain: Domain::Opinion,
+            },
+            Problem::Headcount { value: 0, max: 100 },
         ]
     }
 
@@ -312,6 +322,9 @@ mod tests {
                 Problem::NotRecording => 24,
                 Problem::NotImage => 25,
                 Problem::StatusByEdit => 26,
+                Problem::NotChosen => 27,
+                Problem::NotForDomain { .. } => 28,
+                Problem::Headcount { .. } => 29,
                 // Already worded by whoever made it; validators never do (the scan below).
                 Problem::Other(_) => unreachable!("no sample of Other"),
             };
@@ -342,11 +355,14 @@ mod tests {
                     | Problem::NotFinite
                     | Problem::OutOfRange { .. }
                     | Problem::StatusByEdit
+                    | Problem::NotChosen
+                    | Problem::NotForDomain { .. }
+                    | Problem::Headcount { .. }
             ) {
                 assert!(zh.contains("某字段"), "{p:?} does not name its field: {zh}");
             }
         }
-        assert_eq!(seen.len(), 27);
+        assert_eq!(seen.len(), 30);
     }
 
     #[test]

@@ -449,6 +449,82 @@ pub struct Event {
     pub household_id: Option<Uuid>,
     #[serde(default)]
     pub satisfaction: Option<Satisfaction>,
+    /// 特殊人群服务: the person served, from the worker's register.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_person_id: Option<Uuid>,
+    /// 特殊人群服务: the service given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceKind>,
+    /// 政策宣传: where it was held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    /// 政策宣传: how many people heard it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<u32>,
+    /// 民生服务: the matter handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matter: Option<LivelihoodMatter>,
+}
+
+/// The most people one 政策宣传 session is recorded as reaching.
+pub const AUDIENCE_MAX: u32 = 100_000;
+
+impl Event {
+    /// A record of one of the other domains with only its title and content.
+    pub fn new(common: Common, domain: Domain, title: String, content: String) -> Event {
+        Event {
+            common,
+            domain,
+            title,
+            content,
+            household_id: None,
+            satisfaction: None,
+            served_person_id: None,
+            service: None,
+            place: None,
+            audience: None,
+            matter: None,
+        }
+    }
+
+    /// [`EventRecord::validate`], and what a new record of its domain must name to be
+    /// triaged: the person served and the service (特殊人群服务), the place and the audience
+    /// (政策宣传), the matter (民生服务). Records filed before these fields existed are only
+    /// held to `validate`.
+    pub fn validate_new(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
+        let base = self.validate(now).err();
+        let mut v = Validator::new();
+        match self.domain {
+            Domain::SpecialPop => {
+                if self.served_person_id.is_none() {
+                    v.error("served_person_id", Problem::NotChosen);
+                }
+                if self.service.is_none() {
+                    v.error("service", Problem::NotChosen);
+                }
+            }
+            Domain::Publicity => {
+                if self.place.as_deref().is_none_or(|p| p.trim().is_empty()) {
+                    v.error("place", Problem::Required);
+                }
+                if self.audience.is_none() {
+                    v.error("audience", Problem::Required);
+                }
+            }
+            Domain::Livelihood if self.matter.is_none() => {
+                v.error("matter", Problem::NotChosen);
+            }
+            _ => {}
+        }
+        match (base, v.finish()) {
+            (None, more) => more,
+            (Some(mut all), Err(more)) => {
+                all.errors.extend(more.errors);
+                Err(all)
+            }
+            (Some(all), Ok(())) => Err(all),
+        }
+    }
 }
 
 macro_rules! event_record {
@@ -589,6 +665,34 @@ event_record!(Event, |s| s.domain, |_| "", |s| &s.title, |s, v, _now| {
     }
     v.text("title", &s.title, SHORT_MAX);
     v.text("content", &s.content, TEXT_MAX);
+    // Each domain's own fields: checked when given, refused on another domain's record.
+    let own = |field: &str, given: bool, domain: Domain, v: &mut Validator| {
+        if given && s.domain != domain {
+            v.error(field, Problem::NotForDomain { domain: s.domain });
+        }
+    };
+    own(
+        "served_person_id",
+        s.served_person_id.is_some(),
+        Domain::SpecialPop,
+        &mut v,
+    );
+    own("service", s.service.is_some(), Domain::SpecialPop, &mut v);
+    own("place", s.place.is_some(), Domain::Publicity, &mut v);
+    own("audience", s.audience.is_some(), Domain::Publicity, &mut v);
+    own("matter", s.matter.is_some(), Domain::Livelihood, &mut v);
+    v.optional_text("place", s.place.as_deref(), SHORT_MAX);
+    if let Some(n) = s.audience
+        && !(1..=AUDIENCE_MAX).contains(&n)
+    {
+        v.error(
+            "audience",
+            Problem::Headcount {
+                value: n.into(),
+                max: AUDIENCE_MAX,
+            },
+        );
+    }
 });
 
 /// A record of any domain, for code that handles records generically (store, sync, server).
@@ -956,20 +1060,140 @@ mod tests {
 
     #[test]
     fn event_refuses_domains_that_have_their_own_type() {
-        let ev = Event {
-            common: Common::new(Domain::Hazard, new_id(), "w", now()),
-            domain: Domain::Hazard,
-            title: "t".into(),
-            content: "c".into(),
-            household_id: None,
-            satisfaction: None,
-        };
+        let ev = Event::new(
+            Common::new(Domain::Hazard, new_id(), "w", now()),
+            Domain::Hazard,
+            "t".into(),
+            "c".into(),
+        );
         assert!(
             ev.validate(now())
                 .unwrap_err()
                 .for_field("domain")
                 .is_some()
         );
+    }
+
+    fn other_event(domain: Domain) -> Event {
+        Event::new(
+            Common::new(domain, new_id(), "w", now()),
+            domain,
+            "t".into(),
+            "c".into(),
+        )
+    }
+
+    #[test]
+    fn a_new_service_record_names_what_a_clerk_triages_by() {
+        let e = other_event(Domain::SpecialPop)
+            .validate_new(now())
+            .unwrap_err();
+        assert_eq!(
+            e.problem("served_person_id"),
+            Some(&Problem::NotChosen),
+            "{e}"
+        );
+        assert_eq!(e.problem("service"), Some(&Problem::NotChosen));
+        let e = other_event(Domain::Publicity)
+            .validate_new(now())
+            .unwrap_err();
+        assert_eq!(e.problem("place"), Some(&Problem::Required));
+        assert_eq!(e.problem("audience"), Some(&Problem::Required));
+        let e = other_event(Domain::Livelihood)
+            .validate_new(now())
+            .unwrap_err();
+        assert_eq!(e.problem("matter"), Some(&Problem::NotChosen));
+        other_event(Domain::Other).validate_new(now()).unwrap();
+
+        let mut sp = other_event(Domain::SpecialPop);
+        sp.served_person_id = Some(new_id());
+        sp.service = Some(ServiceKind::CareVisit);
+        sp.validate_new(now()).unwrap();
+        let mut pb = other_event(Domain::Publicity);
+        pb.place = Some("村委会".into());
+        pb.audience = Some(40);
+        pb.validate_new(now()).unwrap();
+        let mut lv = other_event(Domain::Livelihood);
+        lv.matter = Some(LivelihoodMatter::Insurance);
+        lv.validate_new(now()).unwrap();
+        // A record filed before these fields existed still passes the plain check.
+        other_event(Domain::SpecialPop).validate(now()).unwrap();
+        // Title and content errors come with the domain's own.
+        let mut blank = other_event(Domain::Livelihood);
+        blank.title = " ".into();
+        let e = blank.validate_new(now()).unwrap_err();
+        assert!(e.problem("title").is_some() && e.problem("matter").is_some());
+    }
+
+    #[test]
+    fn an_audience_is_a_positive_headcount() {
+        let mut pb = other_event(Domain::Publicity);
+        pb.place = Some("村委会".into());
+        for (n, ok) in [
+            (0, false),
+            (1, true),
+            (AUDIENCE_MAX, true),
+            (AUDIENCE_MAX + 1, false),
+        ] {
+            pb.audience = Some(n);
+            let r = pb.validate(now());
+            assert_eq!(r.is_ok(), ok, "{n}: {r:?}");
+            if !ok {
+                let e = r.unwrap_err();
+                assert_eq!(
+                    e.problem("audience"),
+                    Some(&Problem::Headcount {
+                        value: n.into(),
+                        max: AUDIENCE_MAX
+                    })
+                );
+                assert!(
+                    e.message(Lang::Zh).contains("受众人数"),
+                    "{}",
+                    e.message(Lang::Zh)
+                );
+            }
+        }
+        pb.place = Some("地".repeat(SHORT_MAX + 1));
+        pb.audience = Some(3);
+        assert!(matches!(
+            pb.validate(now()).unwrap_err().problem("place"),
+            Some(Problem::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn a_field_of_another_domain_is_refused() {
+        let mut ev = other_event(Domain::Other);
+        ev.audience = Some(5);
+        ev.matter = Some(LivelihoodMatter::Repair);
+        ev.served_person_id = Some(new_id());
+        let e = ev.validate(now()).unwrap_err();
+        for f in ["audience", "matter", "served_person_id"] {
+            assert_eq!(
+                e.problem(f),
+                Some(&Problem::NotForDomain {
+                    domain: Domain::Other
+                }),
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_new_fields_leave_an_older_event_json_as_it_was() {
+        let ev = other_event(Domain::Other);
+        let json = serde_json::to_value(&ev).unwrap();
+        for f in ["served_person_id", "service", "place", "audience", "matter"] {
+            assert!(json.get(f).is_none(), "{f} written while empty: {json}");
+        }
+        let mut lv = other_event(Domain::Livelihood);
+        lv.matter = Some(LivelihoodMatter::Documents);
+        lv.household_id = Some(new_id());
+        let json = serde_json::to_value(&lv).unwrap();
+        assert_eq!(json["matter"], "DOCUMENTS");
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, lv);
     }
 
     #[test]

@@ -124,6 +124,12 @@ pub enum Problem {
     NotRecording,
     /// A file that is not a JPEG, PNG or WebP photo.
     NotImage,
+    /// A choice (from a list) not made.
+    NotChosen,
+    /// A field of another record type's form, given on a record of `domain`.
+    NotForDomain { domain: Domain },
+    /// A count of people outside 1..=`max`.
+    Headcount { value: i64, max: u32 },
     /// Anything else, already worded (no translation: [`Problem::is_worded`] is false).
     Other(String),
 }
@@ -319,6 +325,27 @@ impl Problem {
                     format!("请在{l}中至少填写一人")
                 } else {
                     format!("{l}: name at least one participant")
+                }
+            }
+            Problem::NotChosen => {
+                if zh {
+                    format!("请选择{l}")
+                } else {
+                    format!("choose the {l}")
+                }
+            }
+            Problem::NotForDomain { domain } => {
+                if zh {
+                    format!("{}不填{l}，请去掉{l}", domain.zh())
+                } else {
+                    format!("a {} record has no {l}", domain.en())
+                }
+            }
+            Problem::Headcount { value, max } => {
+                if zh {
+                    format!("{l}须为 1 到 {max} 之间的人数（现为 {value}），请核对")
+                } else {
+                    format!("{l} must be between 1 and {max} people (got {value})")
                 }
             }
             Problem::OwnRecordType { domain } => {

@@ -965,3 +965,58 @@ fn person(conn: &Connection, id: Uuid) -> Result<Person> {
             id: id.to_string(),
         })
 }
+
+/// A person a 特殊人群服务 record may be about, as its chooser lists them: an active person
+/// with a care or managed tag in the worker's grids. Holds only the care tags, so the chooser
+/// can never show a managed one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServedPerson {
+    pub id: Uuid,
+    pub name: String,
+    pub address: String,
+    pub care_tags: Vec<Tag>,
+}
+
+impl Store {
+    /// The people the worker serves (any special-population tag), by name; `text` narrows to
+    /// names containing it. At most `limit`.
+    pub fn people_served(&self, text: Option<&str>, limit: usize) -> Result<Vec<ServedPerson>> {
+        let text = text.map(str::trim).filter(|t| !t.is_empty()).unwrap_or("");
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.id, p.name, h.address, group_concat(t.tag) FROM people p
+             JOIN households h ON h.id = p.household_id
+             JOIN grids g ON g.id = h.grid_id
+             JOIN person_tags t ON t.person_id = p.id
+             WHERE p.status = 'ACTIVE' AND instr(p.name, ?1) > 0
+             GROUP BY p.id ORDER BY p.name, h.address LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![text, limit as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(id, name, address, tags)| {
+                let mut care_tags = Vec::new();
+                for t in tags.split(',') {
+                    let tag: Tag = code(t)?;
+                    if !tag.is_managed() {
+                        care_tags.push(tag);
+                    }
+                }
+                care_tags.sort();
+                Ok(ServedPerson {
+                    id: uuid(&id)?,
+                    name,
+                    address,
+                    care_tags,
+                })
+            })
+            .collect()
+    }
+}

@@ -720,7 +720,7 @@ impl Store {
     }
 }
 
-fn transition_in(
+pub(crate) fn transition_in(
     tx: &Connection,
     id: Uuid,
     to: Status,

@@ -151,3 +151,85 @@ fn worker_flows_in_a_real_browser() {
     assert!(matches!(s.any_record(d.id).unwrap(), AnyRecord::Dispute(_)));
     assert!(s.outbox_len().unwrap() >= 6, "everything waits to upload");
 }
+
+#[test]
+#[ignore = "needs chromium and tests/browser/node_modules: run by scripts/test-app.sh"]
+fn duty_forms_in_a_real_browser() {
+    use gridwalk::domain::codes::{LivelihoodMatter, ServiceKind, Urgency};
+    use gridwalk::domain::model::Event;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("device.db");
+    let county = small_county();
+    {
+        let mut s = Store::open_encrypted(&db, "123456").unwrap();
+        seed_device(&mut s, &county, &[0], "worker-a").unwrap();
+    }
+    let c = county.grids[0].grid.boundary.centroid().unwrap();
+    let here = GeoPoint::new(c.x(), c.y(), Some(6.0)).unwrap();
+    let db2 = db.clone();
+    let make: MakeServices = Arc::new(move || Services {
+        db_path: Some(db2.clone()),
+        store: None::<Arc<Mutex<Store>>>,
+        location: Arc::new(FixedLocation::new(here, 0.0)),
+        camera: Arc::new(NoCamera),
+        sync: Arc::new(NoSyncClient),
+        clock: Arc::new(chrono::Utc::now),
+        fix_interval_ms: 60_000,
+        start: None,
+        lang: Lang::Zh,
+        autosync: None,
+    });
+    let started = chrono::Utc::now();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (addr, server) = rt
+        .block_on(gridwalk::app::harness::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            make,
+        ))
+        .unwrap();
+    rt.spawn(server);
+    crate::util::run_node(
+        "duties.mjs",
+        &[&format!("http://{addr}/")],
+        "duties: all steps passed",
+    );
+
+    // One record of each duty (double taps filed once), with the fields the worker gave.
+    let s = Store::open_encrypted(&db, "123456").unwrap();
+    let mine = |domain: Domain| -> Vec<Event> {
+        s.records(&RecordQuery {
+            domain: Some(domain),
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.created_at >= started)
+        .map(|r| s.record::<Event>(r.id).unwrap())
+        .collect()
+    };
+    let sp = mine(Domain::SpecialPop);
+    assert_eq!(sp.len(), 1, "one 特殊人群服务");
+    assert_eq!(sp[0].service, Some(ServiceKind::CareVisit));
+    let person = s.person(sp[0].served_person_id.expect("a person")).unwrap();
+    assert!(
+        !person.tags.is_empty(),
+        "the person served is on the register"
+    );
+    assert_eq!(sp[0].content, "上门看望，送去米油");
+    let pb = mine(Domain::Publicity);
+    assert_eq!(pb.len(), 1, "one 政策宣传");
+    assert_eq!(
+        (pb[0].title.as_str(), pb[0].place.as_deref(), pb[0].audience),
+        ("防范电信诈骗", Some("村委会"), Some(45))
+    );
+    let lv = mine(Domain::Livelihood);
+    assert_eq!(lv.len(), 1, "one 民生服务");
+    assert_eq!(lv[0].matter, Some(LivelihoodMatter::Insurance));
+    assert!(lv[0].household_id.is_some());
+    assert_eq!(lv[0].common.status, Status::Resolved);
+    let ot = mine(Domain::Other);
+    assert_eq!(ot.len(), 1, "one 其他");
+    assert_eq!(ot[0].title, "村口路灯不亮");
+    assert_eq!(ot[0].common.urgency, Urgency::Urgent);
+}

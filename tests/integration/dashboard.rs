@@ -1945,3 +1945,127 @@ async fn dispatch_to_an_assignee(backend: Backend) {
     );
 }
 both_backends!(dispatch_to_an_assignee);
+
+/// Records of 特殊人群服务, 政策宣传 and 民生服务 filed offline reach the county with their
+/// own fields intact (a livelihood matter resolved on the spot with its move), the record
+/// page shows them in words (the person served by name), and a service record naming a
+/// person outside the worker's grids is refused, naming the field.
+async fn service_records_reach_the_county_intact(backend: Backend) {
+    use gridwalk::domain::codes::{Domain, LivelihoodMatter, ServiceKind};
+    use gridwalk::domain::model::{Common, Event};
+
+    let server = TestServer::start(backend).await;
+    let a = Device::enrol(&server, "worker-a").await;
+    let grid = server.county.grids[0].grid.id;
+    let now = Utc::now();
+    let person = a.with(|s| s.people_served(None, 1).unwrap().remove(0));
+    let household = a.with(|s| s.households(&Default::default(), now.date_naive()).unwrap()[0].id);
+    let event = |domain: Domain, title: &str, content: &str| {
+        Event::new(
+            Common::new(domain, grid, "worker-a", now),
+            domain,
+            title.into(),
+            content.into(),
+        )
+    };
+    let mut sp = event(Domain::SpecialPop, "心理疏导", "与老人谈心，情绪稳定");
+    sp.served_person_id = Some(person.id);
+    sp.service = Some(ServiceKind::Counselling);
+    let mut pb = event(Domain::Publicity, "防范电信诈骗", "讲解常见诈骗手法");
+    pb.place = Some("村委会".into());
+    pb.audience = Some(45);
+    let mut lv = event(Domain::Livelihood, "医保社保", "代办医保缴费");
+    lv.matter = Some(LivelihoodMatter::Insurance);
+    lv.household_id = Some(household);
+    // Someone of another grid, as a tampered phone might name them.
+    let stranger = server
+        .county
+        .scope(&[1])
+        .people
+        .iter()
+        .find(|p| !p.tags.is_empty())
+        .expect("grid 1 has a special-population person")
+        .id;
+    let mut bad = event(Domain::SpecialPop, "探视", "不在本网格的人");
+    bad.served_person_id = Some(stranger);
+    bad.service = Some(gridwalk::domain::codes::ServiceKind::CheckIn);
+    a.with(|s| {
+        for r in [&sp, &pb, &lv, &bad] {
+            s.create_record(r, now).unwrap();
+        }
+        s.transition(lv.common.id, Status::Resolved, Some("就地办结"), now)
+            .unwrap();
+    });
+    a.sync().await;
+    server.applied().await;
+
+    for ev in [&sp, &pb, &lv] {
+        let on_server = server
+            .entity(ev.common.id)
+            .await
+            .unwrap_or_else(|| panic!("{:?} reached the county", ev.domain));
+        let mut back: Event = serde_json::from_value(on_server).unwrap();
+        if ev.domain == Domain::Livelihood {
+            assert_eq!(
+                back.common.status,
+                Status::Resolved,
+                "就地办结 reached the county"
+            );
+            back.common.status = ev.common.status;
+        }
+        assert_eq!(
+            (
+                back.served_person_id,
+                back.service,
+                &back.place,
+                back.audience,
+                back.matter,
+                back.household_id
+            ),
+            (
+                ev.served_person_id,
+                ev.service,
+                &ev.place,
+                ev.audience,
+                ev.matter,
+                ev.household_id
+            ),
+            "{:?} intact",
+            ev.domain
+        );
+    }
+    assert!(
+        server.entity(bad.common.id).await.is_none(),
+        "the stranger's record is refused"
+    );
+    a.sync().await;
+    let refused = a.with(|s| s.rejections(true).unwrap());
+    let r = refused
+        .iter()
+        .find(|r| r.rejection.record_id == bad.common.id)
+        .expect("the refusal comes back to the phone");
+    assert!(
+        r.rejection.error == "not_found" && r.rejection.message.contains("served_person_id"),
+        "{:?}",
+        r.rejection
+    );
+
+    let clerk = sign_in(&server, "admin", gridwalk::server::demo::DEMO_PASSWORD)
+        .await
+        .ok()
+        .unwrap();
+    let page = clerk.get(&format!("/records/{}", sp.common.id)).await;
+    assert_eq!(page.status, 200);
+    for shown in ["服务对象", person.name.as_str(), "服务内容", "心理疏导"] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    let page = clerk.get(&format!("/records/{}", pb.common.id)).await;
+    for shown in ["受众人数", "45 人", "村委会"] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    let page = clerk.get(&format!("/records/{}", lv.common.id)).await;
+    for shown in ["事项", "医保社保", "已办结"] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+}
+both_backends!(service_records_reach_the_county_intact);

@@ -198,14 +198,12 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
     s.apply_pull(&echo, now()).unwrap();
     assert_eq!(s.patrol_track(p.common.id).unwrap(), pts.points);
 
-    let ev = Event {
-        common: Common::new(Domain::Livelihood, grid, "worker-a", now()),
-        domain: Domain::Livelihood,
-        title: "代办认证".into(),
-        content: "为老人代办养老金资格认证".into(),
-        household_id: None,
-        satisfaction: None,
-    };
+    let ev = Event::new(
+        Common::new(Domain::Livelihood, grid, "worker-a", now()),
+        Domain::Livelihood,
+        "代办认证".into(),
+        "为老人代办养老金资格认证".into(),
+    );
     s.create_record(&ev, now()).unwrap();
     expected.push((EntityKind::Livelihood, Op::Create));
 

@@ -1,5 +1,6 @@
 //! One file per screen; each is the component its [`Route`](super::Route) variant names.
 
+pub mod duty_forms;
 pub mod feedback;
 pub mod households;
 pub mod map;

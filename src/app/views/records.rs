@@ -148,7 +148,7 @@ pub fn RecordPage(id: Uuid) -> Element {
                     if let Some(e) = p.ended_at { "–" {crate::app::context::local_time(e, "%H:%M")} } if !p.notes.is_empty() { " · {p.notes}" } } },
                 AnyRecord::Dispute(d) => rsx! { DisputeExtras { dispute: d.clone() } },
                 AnyRecord::Emergency(e) => rsx! { p { {e.category.label(l)} " · " {e.level.label(l)} } EmergencyExtras { id: e.common.id } },
-                AnyRecord::Event(e) => rsx! { p { "{e.content}" } },
+                AnyRecord::Event(e) => rsx! { super::duty_forms::EventExtras { event: e.clone() } },
             }
             if !photos.is_empty() {
                 div { class: "thumbs",

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::app::components::{
     Counter, ErrorNote, Field, FieldCheck, code_options, err, err_prefix, parse_code,
 };
-use crate::app::context::{StoreHandle, bump, use_services, use_session, use_store};
+use crate::app::context::{StoreHandle, bump, use_services, use_store};
 use crate::app::i18n::{t, use_lang};
 use crate::app::photo;
 use crate::app::{Route, drafts};
@@ -30,11 +30,17 @@ use crate::domain::validate::{Problem, ValidationErrors};
 use crate::store::drafts::StagedPhoto;
 use crate::store::{Store, StoreError};
 
+/// The report kinds, in the kind chooser's order: (route kind, 中文, English). The route kind
+/// is also the form's draft name and its chooser link's id (`kind-…`).
 const KINDS: &[(&str, &str, &str)] = &[
     ("hazard", "安全隐患", "Hazard"),
     ("opinion", "社情民意", "Opinion"),
     ("dispute", "矛盾纠纷", "Dispute"),
     ("emergency", "突发事件", "Emergency"),
+    ("special-pop", "特殊人群服务", "Special population"),
+    ("publicity", "政策宣传", "Publicity"),
+    ("livelihood", "民生服务", "Livelihood"),
+    ("other", "其他", "Other"),
 ];
 
 #[component]
@@ -43,7 +49,7 @@ pub fn Report(kind: String) -> Element {
     rsx! {
         section { class: "report",
             h1 { {t(l, "上报", "Report")} }
-            nav { class: "segmented",
+            nav { class: "segmented kinds",
                 for (k, zh, en) in KINDS.iter().copied() {
                     Link { class: if kind == k { "seg active" } else { "seg" }, id: "kind-{k}", to: Route::Report { kind: k.to_string() }, {t(l, zh, en)} }
                 }
@@ -53,40 +59,40 @@ pub fn Report(kind: String) -> Element {
                 "opinion" => rsx! { OpinionForm {} },
                 "dispute" => rsx! { DisputeForm {} },
                 "emergency" => rsx! { EmergencyForm {} },
+                "special-pop" => rsx! { super::duty_forms::SpecialPopForm {} },
+                "publicity" => rsx! { super::duty_forms::PublicityForm {} },
+                "livelihood" => rsx! { super::duty_forms::LivelihoodForm {} },
+                "other" => rsx! { super::duty_forms::OtherForm {} },
                 _ => rsx! { ErrorNote { text: format!("unknown report type {kind}") } },
             }
         }
     }
 }
 
-/// Loads a form's draft once, and returns a saver to call on every keystroke.
-fn use_draft<T>(form: &'static str) -> (Signal<T>, impl FnMut() + Clone)
-where
-    T: Serialize + for<'de> Deserialize<'de> + Default + 'static,
+/// A report form's draft: what the worker has typed so far, saved on every change. Every
+/// draft carries the chosen 紧急程度; `floor` is the lowest the draft's own facts allow.
+pub(super) trait FormDraft:
+    Serialize + for<'de> Deserialize<'de> + Default + Clone + 'static
 {
-    let store = use_store();
-    let s0 = store.clone();
-    let draft = use_signal(move || {
-        s0.read(|s| drafts::load::<T>(s, form))
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-    });
-    let save = move || {
-        let _ = store.read(|s| drafts::save(s, form, &*draft.peek()));
-    };
-    (draft, save)
+    /// The chosen urgency's code (blank: the floor).
+    fn urgency(&self) -> &str;
+    fn set_urgency(&mut self, code: String);
+    /// What the record's own facts make its urgency at least.
+    fn floor(&self) -> Urgency {
+        Urgency::Normal
+    }
 }
 
 /// What every report form shares: its draft (saved as the worker types), the id its record
-/// will have (the same for every tap on one draft), the location, the field errors, and the
-/// one submit that files it all.
-struct Kit<D: 'static> {
-    form: &'static str,
-    draft: Signal<D>,
+/// will have (the same for every tap on one draft), the location, the photos, the field
+/// errors, and the one submit that files it all.
+pub(super) struct Kit<D: 'static> {
+    pub(super) form: &'static str,
+    pub(super) draft: Signal<D>,
     id: Uuid,
     point: Signal<Option<GeoPoint>>,
-    errors: Signal<Option<ValidationErrors>>,
+    photos: Signal<Vec<StagedPhoto>>,
+    pub(super) errors: Signal<Option<ValidationErrors>>,
     general: Signal<Option<String>>,
     saving: Signal<bool>,
 }
@@ -98,36 +104,40 @@ impl<D> Clone for Kit<D> {
 }
 impl<D> Copy for Kit<D> {}
 
-fn use_kit<D>(form: &'static str) -> Kit<D>
-where
-    D: Serialize + for<'de> Deserialize<'de> + Default + 'static,
-{
+/// The kit of the form whose draft is named `form`: its draft loaded once, its record's id,
+/// the location fixed as it opens, the photos kept with the draft.
+pub(super) fn use_kit<D: FormDraft>(form: &'static str) -> Kit<D> {
     let services = use_services();
     let store = use_store();
-    let (draft, _) = use_draft::<D>(form);
+    let s0 = store.clone();
+    let draft = use_signal(move || {
+        s0.read(|s| drafts::load::<D>(s, form))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    });
     let id = use_hook(|| {
         store
             .read(|s| s.draft_id(form))
             .unwrap_or_else(|_| new_id())
     });
+    let st = store.clone();
     let loc = services.location.clone();
     Kit {
         form,
         draft,
         id,
         point: use_signal(move || loc.fix().ok()),
+        photos: use_signal(move || staged(&st, form).unwrap_or_default()),
         errors: use_signal(|| None),
         general: use_signal(|| None),
         saving: use_signal(|| false),
     }
 }
 
-impl<D> Kit<D>
-where
-    D: Serialize + Clone + 'static,
-{
-    /// Saves the draft as it stands (every keystroke calls it).
-    fn save(&self) {
+impl<D: FormDraft> Kit<D> {
+    /// Saves the draft as it stands (every change calls it).
+    pub(super) fn save(&self) {
         let session = consume_context::<crate::app::Session>();
         if let Some(store) = session.store.peek().as_ref()
             && let Ok(s) = store.lock()
@@ -136,11 +146,18 @@ where
         }
     }
 
-    /// Files the record `build` makes from the draft (with the draft's id, location, grid and
-    /// running patrol already in its header) together with the draft's photos and whatever
-    /// `then` adds, in one transaction, then opens it. A tap while saving, or a second tap on
-    /// the same draft, files nothing twice.
-    fn file<R: EventRecord>(
+    /// Changes the draft with `f` and saves it.
+    pub(super) fn edit(mut self, f: impl FnOnce(&mut D)) {
+        f(&mut self.draft.write());
+        self.save();
+    }
+
+    /// Files the record `build` makes from the draft together with the draft's photos and
+    /// whatever `then` adds, in one transaction, then opens it. The record's header is made
+    /// here and only here: the draft's id, domain, grid (from the location), author, time,
+    /// location, the running patrol and the urgency (the chosen one, never below the draft's
+    /// floor). A tap while saving, or a second tap on the same draft, files nothing twice.
+    pub(super) fn file<R: EventRecord>(
         self,
         domain: Domain,
         build: impl FnOnce(Common, &D) -> Result<R, StoreError>,
@@ -159,6 +176,7 @@ where
             mut errors,
             general,
             mut saving,
+            ..
         } = self;
         if *saving.peek() {
             return;
@@ -184,6 +202,7 @@ where
             common.id = id;
             common.location = p;
             common.patrol_id = patrol;
+            common.urgency = chosen_urgency(dr.urgency(), dr.floor());
             let rec = build(common, &dr)?;
             let actor = s.worker().to_owned();
             s.file_draft_with(form, &rec, now, |tx| then(tx, &rec, &actor, now))?;
@@ -197,6 +216,64 @@ where
                 navigator().push(Route::RecordPage { id });
             }
             Err(e) => submit_error(store.1, e, errors, general),
+        }
+    }
+}
+
+/// How one report form's frame differs from the others'.
+pub(super) struct Frame {
+    /// The 紧急程度 select's id.
+    pub(super) urgency_id: &'static str,
+    /// The submit button's id and words.
+    pub(super) submit_id: &'static str,
+    pub(super) submit: (&'static str, &'static str),
+    /// An emergency's button is red.
+    pub(super) danger: bool,
+    /// What happens after filing, under the button.
+    pub(super) after: Option<(&'static str, &'static str)>,
+    /// The form's own names of fields whose usual label differs (field, 中文, English), for
+    /// the note over the button.
+    pub(super) labels: &'static [(&'static str, &'static str, &'static str)],
+}
+
+/// The skeleton every report form is built from: the form's own `fields`, then 紧急程度
+/// (never below what the draft's facts make it), photos, location with its grid, the link to a
+/// running patrol, what is still wrong (a failure that is no field's, or the fields left to
+/// fix), and the submit button (disabled while filing). Every change saves the draft.
+pub(super) fn frame<D: FormDraft>(
+    kit: Kit<D>,
+    l: Lang,
+    f: Frame,
+    fields: Element,
+    submit: impl FnMut(MouseEvent) + 'static,
+) -> Element {
+    let Kit {
+        form,
+        draft,
+        point,
+        photos,
+        errors,
+        general,
+        saving,
+        ..
+    } = kit;
+    let session = consume_context::<crate::app::Session>();
+    let dr = draft.read();
+    let (value, floor) = (dr.urgency().to_owned(), dr.floor());
+    drop(dr);
+    rsx! {
+        div { class: "form {form}-form",
+            {fields}
+            UrgencyField { id: f.urgency_id, value, floor, error: err(errors, "urgency"),
+                onchange: move |v| kit.edit(|d: &mut D| d.set_urgency(v)) }
+            PhotoPicker { form, photos }
+            LocationBlock { point }
+            if session.patrol.read().is_some() { p { class: "hint", {t(l, "将关联到当前巡防", "Will be linked to the running patrol")} } }
+            if let Some(g) = summary(l, general, errors, f.labels) { ErrorNote { text: g } }
+            button { id: f.submit_id, class: if f.danger { "big primary danger" } else { "big primary" }, "data-submit": form,
+                disabled: saving(), onclick: submit, {t(l, f.submit.0, f.submit.1)} }
+            p { class: "hint", {t(l, "草稿随输入自动保存", "Draft saved as you type")} }
+            if let Some((zh, en)) = f.after { p { class: "hint", {t(l, zh, en)} } }
         }
     }
 }
@@ -526,18 +603,28 @@ fn submit_error(
 }
 
 /// The note over a form's submit button: a failure that is no field's, or what is still wrong
-/// with the fields since the last save (nothing once every one is fixed).
+/// with the fields since the last save (nothing once every one is fixed), each field named as
+/// the form names it (`labels`: field, 中文, English) or else by its usual label.
 fn summary(
     l: Lang,
     general: Signal<Option<String>>,
     errors: Signal<Option<ValidationErrors>>,
+    labels: &[(&str, &'static str, &'static str)],
 ) -> Option<String> {
     general().or_else(|| {
         errors().map(|v| {
+            let each: Vec<String> = v
+                .errors
+                .iter()
+                .map(|e| match labels.iter().find(|(f, _, _)| *f == e.field) {
+                    Some((_, zh, en)) => e.problem.text(l, t(l, zh, en)),
+                    None => e.message(l),
+                })
+                .collect();
             format!(
                 "{}{}",
                 t(l, "没有保存，请按提示修改：", "Not saved; fix these: "),
-                v.message(l)
+                each.join(if l == Lang::Zh { "；" } else { "; " })
             )
         })
     })
@@ -571,6 +658,28 @@ fn chosen_urgency(value: &str, floor: Urgency) -> Urgency {
     parse_code(value, Urgency::Normal).at_least(floor)
 }
 
+/// The `FormDraft` of a draft struct with an `urgency` field, its floor from `floor`.
+macro_rules! form_draft {
+    ($t:ty) => {
+        form_draft!($t, |_d| $crate::domain::codes::Urgency::Normal);
+    };
+    ($t:ty, |$d:ident| $floor:expr) => {
+        impl $crate::app::views::report::FormDraft for $t {
+            fn urgency(&self) -> &str {
+                &self.urgency
+            }
+            fn set_urgency(&mut self, code: String) {
+                self.urgency = code;
+            }
+            fn floor(&self) -> $crate::domain::codes::Urgency {
+                let $d = self;
+                $floor
+            }
+        }
+    };
+}
+pub(super) use form_draft;
+
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
 struct HazardDraft {
     category: String,
@@ -580,30 +689,22 @@ struct HazardDraft {
     #[serde(default)]
     urgency: String,
 }
+form_draft!(HazardDraft, |d| parse_code(&d.severity, Severity::Low)
+    .urgency());
 
 #[component]
 fn HazardForm() -> Element {
-    let session = use_session();
-    let store = use_store();
     let l = *use_lang().read();
-    let form = "hazard";
-    let kit = use_kit::<HazardDraft>(form);
-    let (mut d, point, errors, general, saving) =
-        (kit.draft, kit.point, kit.errors, kit.general, kit.saving);
-    let st0 = store.clone();
-    let photos = use_signal(move || staged(&st0, form).unwrap_or_default());
-    let save = move || kit.save();
-    let (s1, s2, s3, s4, s5) = (save, save, save, save, save);
+    let kit = use_kit::<HazardDraft>("hazard");
+    let (d, errors) = (kit.draft, kit.errors);
     let submit = move |_| {
         kit.file(
             Domain::Hazard,
-            |mut common, dr: &HazardDraft| {
-                let severity = parse_code(&dr.severity, Severity::Low);
-                common.urgency = chosen_urgency(&dr.urgency, severity.urgency());
+            |common, dr: &HazardDraft| {
                 Ok(Hazard {
                     common,
                     category: parse_code(&dr.category, HazardCategory::Other),
-                    severity,
+                    severity: parse_code(&dr.severity, Severity::Low),
                     description: dr.description.trim().to_owned(),
                     place: dr.place.trim().to_owned(),
                     owner: None,
@@ -614,31 +715,35 @@ fn HazardForm() -> Element {
         )
     };
     let dr = d();
-    rsx! {
-        div { class: "form hazard-form",
-            Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
-                select { id: "hz-category", onchange: move |e| { d.write().category = e.value(); s1(); },
-                    {code_options(l, parse_code(&dr.category, HazardCategory::Other))} } }
-            Field { label: t(l, "等级", "Severity").to_string(), error: err(errors, "severity"),
-                select { id: "hz-severity", onchange: move |e| { d.write().severity = e.value(); s2(); },
-                    {code_options(l, parse_code(&dr.severity, Severity::Low))} } }
-            UrgencyField { id: "hz-urgency", value: dr.urgency.clone(), floor: parse_code(&dr.severity, Severity::Low).urgency(),
-                error: err(errors, "urgency"), onchange: move |v| { d.write().urgency = v; s5(); } }
-            Field { label: t(l, "隐患描述", "Description").to_string(), error: err(errors, "description"),
-                textarea { id: "hz-description", rows: 4, value: "{dr.description}",
-                    placeholder: t(l, "看到了什么、在哪里、有多危险", "What, where, how dangerous"),
-                    oninput: move |e| { d.write().description = e.value(); s3(); } }
-                Counter { text: dr.description.clone(), max: TEXT_MAX } }
-            Field { label: t(l, "具体地点", "Place").to_string(), error: err(errors, "place"),
-                input { id: "hz-place", value: "{dr.place}", oninput: move |e| { d.write().place = e.value(); s4(); } } }
-            PhotoPicker { form, photos }
-            LocationBlock { point }
-            if let Some(g) = summary(l, general, errors) { ErrorNote { text: g } }
-            if session.patrol.read().is_some() { p { class: "hint", {t(l, "将关联到当前巡防", "Will be linked to the running patrol")} } }
-            button { id: "hz-submit", class: "big primary", "data-submit": form, disabled: saving(), onclick: submit, {t(l, "提交隐患", "Submit hazard")} }
-            p { class: "hint", {t(l, "草稿随输入自动保存", "Draft saved as you type")} }
-        }
-    }
+    let fields = rsx! {
+        Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
+            select { id: "hz-category", onchange: move |e| kit.edit(|d| d.category = e.value()),
+                {code_options(l, parse_code(&dr.category, HazardCategory::Other))} } }
+        Field { label: t(l, "等级", "Severity").to_string(), error: err(errors, "severity"),
+            select { id: "hz-severity", onchange: move |e| kit.edit(|d| d.severity = e.value()),
+                {code_options(l, parse_code(&dr.severity, Severity::Low))} } }
+        Field { label: t(l, "隐患描述", "Description").to_string(), error: err(errors, "description"),
+            textarea { id: "hz-description", rows: 4, value: "{dr.description}",
+                placeholder: t(l, "看到了什么、在哪里、有多危险", "What, where, how dangerous"),
+                oninput: move |e| kit.edit(|d| d.description = e.value()) }
+            Counter { text: dr.description.clone(), max: TEXT_MAX } }
+        Field { label: t(l, "具体地点", "Place").to_string(), error: err(errors, "place"),
+            input { id: "hz-place", value: "{dr.place}", oninput: move |e| kit.edit(|d| d.place = e.value()) } }
+    };
+    frame(
+        kit,
+        l,
+        Frame {
+            urgency_id: "hz-urgency",
+            submit_id: "hz-submit",
+            submit: ("提交隐患", "Submit hazard"),
+            danger: false,
+            after: None,
+            labels: &[],
+        },
+        fields,
+        submit,
+    )
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
@@ -650,20 +755,17 @@ struct OpinionDraft {
     #[serde(default)]
     urgency: String,
 }
+form_draft!(OpinionDraft);
 
 #[component]
 fn OpinionForm() -> Element {
     let l = *use_lang().read();
     let kit = use_kit::<OpinionDraft>("opinion");
-    let (mut d, point, errors, general, saving) =
-        (kit.draft, kit.point, kit.errors, kit.general, kit.saving);
-    let save = move || kit.save();
-    let (s1, s2, s3, s4, s5) = (save, save, save, save, save);
+    let (d, errors) = (kit.draft, kit.errors);
     let submit = move |_| {
         kit.file(
             Domain::Opinion,
-            |mut common, dr: &OpinionDraft| {
-                common.urgency = chosen_urgency(&dr.urgency, Urgency::Normal);
+            |common, dr: &OpinionDraft| {
                 Ok(Opinion {
                     common,
                     category: parse_code(&dr.category, OpinionCategory::ALL[0]),
@@ -677,27 +779,34 @@ fn OpinionForm() -> Element {
         )
     };
     let dr = d();
-    rsx! {
-        div { class: "form opinion-form",
-            Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
-                select { id: "op-category", onchange: move |e| { d.write().category = e.value(); s1(); },
-                    {code_options(l, parse_code(&dr.category, OpinionCategory::ALL[0]))} } }
-            Field { label: t(l, "内容", "Content").to_string(), error: err(errors, "content"),
-                textarea { id: "op-content", rows: 4, value: "{dr.content}", oninput: move |e| { d.write().content = e.value(); s2(); } }
-                Counter { text: dr.content.clone(), max: TEXT_MAX } }
-            Field { label: t(l, "反映人（可空）", "Raised by (optional)").to_string(), error: err(errors, "raised_by"),
-                input { id: "op-raised-by", value: "{dr.raised_by}", oninput: move |e| { d.write().raised_by = e.value(); s3(); } } }
-            UrgencyField { id: "op-urgency", value: dr.urgency.clone(), floor: Urgency::Normal,
-                error: err(errors, "urgency"), onchange: move |v| { d.write().urgency = v; s5(); } }
-            label { class: "check",
-                input { id: "op-deliberation", r#type: "checkbox", checked: dr.deliberation, onchange: move |e| { d.write().deliberation = e.checked(); s4(); } }
-                {t(l, "进入“三议四步”议事流程（群众提→支部审→贤良议→群众评）", "Start the deliberation track (propose → branch review → elders → residents)")}
-            }
-            LocationBlock { point }
-            if let Some(g) = summary(l, general, errors) { ErrorNote { text: g } }
-            button { id: "op-submit", class: "big primary", "data-submit": "opinion", disabled: saving(), onclick: submit, {t(l, "提交社情民意", "Submit opinion")} }
+    let fields = rsx! {
+        Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
+            select { id: "op-category", onchange: move |e| kit.edit(|d| d.category = e.value()),
+                {code_options(l, parse_code(&dr.category, OpinionCategory::ALL[0]))} } }
+        Field { label: t(l, "内容", "Content").to_string(), error: err(errors, "content"),
+            textarea { id: "op-content", rows: 4, value: "{dr.content}", oninput: move |e| kit.edit(|d| d.content = e.value()) }
+            Counter { text: dr.content.clone(), max: TEXT_MAX } }
+        Field { label: t(l, "反映人（可空）", "Raised by (optional)").to_string(), error: err(errors, "raised_by"),
+            input { id: "op-raised-by", value: "{dr.raised_by}", oninput: move |e| kit.edit(|d| d.raised_by = e.value()) } }
+        label { class: "check",
+            input { id: "op-deliberation", r#type: "checkbox", checked: dr.deliberation, onchange: move |e| kit.edit(|d| d.deliberation = e.checked()) }
+            {t(l, "进入“三议四步”议事流程（群众提→支部审→贤良议→群众评）", "Start the deliberation track (propose → branch review → elders → residents)")}
         }
-    }
+    };
+    frame(
+        kit,
+        l,
+        Frame {
+            urgency_id: "op-urgency",
+            submit_id: "op-submit",
+            submit: ("提交社情民意", "Submit opinion"),
+            danger: false,
+            after: None,
+            labels: &[],
+        },
+        fields,
+        submit,
+    )
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, PartialEq)]
@@ -715,13 +824,13 @@ struct DisputeDraft {
     #[serde(default)]
     urgency: String,
 }
+form_draft!(DisputeDraft);
 
 #[component]
 fn DisputeForm() -> Element {
     let l = *use_lang().read();
     let kit = use_kit::<DisputeDraft>("dispute");
-    let (mut d, point, errors, general, saving) =
-        (kit.draft, kit.point, kit.errors, kit.general, kit.saving);
+    let (mut d, errors) = (kit.draft, kit.errors);
     if d.peek().parties.is_empty() {
         d.write().parties = vec![
             PartyDraft {
@@ -734,13 +843,10 @@ fn DisputeForm() -> Element {
             },
         ];
     }
-    let save = move || kit.save();
-    let (s1, s2, s3) = (save, save, save);
     let submit = move |_| {
         kit.file(
             Domain::Dispute,
-            |mut common, dr: &DisputeDraft| {
-                common.urgency = chosen_urgency(&dr.urgency, Urgency::Normal);
+            |common, dr: &DisputeDraft| {
                 Ok(Dispute {
                     common,
                     category: parse_code(&dr.category, DisputeCategory::ALL[0]),
@@ -764,29 +870,38 @@ fn DisputeForm() -> Element {
     };
     let dr = d();
     let errs = errors();
-    rsx! {
-        div { class: "form dispute-form",
-            Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
-                select { id: "dp-category", onchange: move |e| { d.write().category = e.value(); s1(); },
-                    {code_options(l, parse_code(&dr.category, DisputeCategory::ALL[0]))} } }
-            Field { label: t(l, "纠纷简述", "Summary").to_string(), error: err(errors, "summary"),
-                textarea { id: "dp-summary", rows: 3, value: "{dr.summary}", oninput: move |e| { d.write().summary = e.value(); s2(); } }
-                Counter { text: dr.summary.clone(), max: TEXT_MAX } }
-            UrgencyField { id: "dp-urgency", value: dr.urgency.clone(), floor: Urgency::Normal,
-                error: err(errors, "urgency"), onchange: move |v| { d.write().urgency = v; s3(); } }
-            h3 { {t(l, "当事人", "Parties")} }
-            if let Some(e) = err_prefix(l, &errs, "parties") { span { class: "field-error", role: "alert", "{e}" } }
-            for (i, p) in dr.parties.iter().enumerate() {
-                PartyRow { key: "{i}", index: i, party: p.clone(), draft: d }
-            }
-            button { id: "dp-add-party", class: "small", onclick: move |_| d.write().parties.push(PartyDraft { role: "THIRD".into(), ..Default::default() }),
-                {t(l, "+ 添加当事人", "+ Add party")} }
-            LocationBlock { point }
-            if let Some(g) = summary(l, general, errors) { ErrorNote { text: g } }
-            button { id: "dp-submit", class: "big primary", "data-submit": "dispute", disabled: saving(), onclick: submit, {t(l, "登记纠纷", "Register dispute")} }
-            p { class: "hint", {t(l, "登记后可在记录中添加调解、回访和满意度", "After registering, add mediation sessions and the follow-up on the record")} }
+    let fields = rsx! {
+        Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
+            select { id: "dp-category", onchange: move |e| kit.edit(|d| d.category = e.value()),
+                {code_options(l, parse_code(&dr.category, DisputeCategory::ALL[0]))} } }
+        Field { label: t(l, "纠纷简述", "Summary").to_string(), error: err(errors, "summary"),
+            textarea { id: "dp-summary", rows: 3, value: "{dr.summary}", oninput: move |e| kit.edit(|d| d.summary = e.value()) }
+            Counter { text: dr.summary.clone(), max: TEXT_MAX } }
+        h3 { {t(l, "当事人", "Parties")} }
+        if let Some(e) = err_prefix(l, &errs, "parties") { span { class: "field-error", role: "alert", "{e}" } }
+        for (i, p) in dr.parties.iter().enumerate() {
+            PartyRow { key: "{i}", index: i, party: p.clone(), draft: d }
         }
-    }
+        button { id: "dp-add-party", class: "small", onclick: move |_| kit.edit(|d| d.parties.push(PartyDraft { role: "THIRD".into(), ..Default::default() })),
+            {t(l, "+ 添加当事人", "+ Add party")} }
+    };
+    frame(
+        kit,
+        l,
+        Frame {
+            urgency_id: "dp-urgency",
+            submit_id: "dp-submit",
+            submit: ("登记纠纷", "Register dispute"),
+            danger: false,
+            after: Some((
+                "登记后可在记录中添加调解、回访和满意度",
+                "After registering, add mediation sessions and the follow-up on the record",
+            )),
+            labels: &[],
+        },
+        fields,
+        submit,
+    )
 }
 
 #[component]
@@ -821,16 +936,17 @@ struct EmergencyDraft {
     title: String,
     text: String,
     casualties: String,
+    #[serde(default)]
+    urgency: String,
 }
+form_draft!(EmergencyDraft, |d| parse_code(&d.level, EmergencyLevel::Iv)
+    .urgency());
 
 #[component]
 fn EmergencyForm() -> Element {
     let l = *use_lang().read();
     let kit = use_kit::<EmergencyDraft>("emergency");
-    let (mut d, point, mut errors, general, saving) =
-        (kit.draft, kit.point, kit.errors, kit.general, kit.saving);
-    let save = move || kit.save();
-    let (s1, s2, s3, s4, s5) = (save, save, save, save, save);
+    let (d, mut errors) = (kit.draft, kit.errors);
     let submit = move |_| {
         // A count that is not a number is the worker's to fix, not to drop.
         let typed = d.peek().casualties.trim().to_owned();
@@ -852,8 +968,7 @@ fn EmergencyForm() -> Element {
         };
         kit.file(
             Domain::Emergency,
-            |mut common, dr: &EmergencyDraft| {
-                common.urgency = crate::domain::codes::Urgency::Urgent;
+            |common, dr: &EmergencyDraft| {
                 Ok(Emergency {
                     occurred_at: common.created_at,
                     common,
@@ -877,25 +992,34 @@ fn EmergencyForm() -> Element {
         )
     };
     let dr = d();
-    rsx! {
-        div { class: "form emergency-form",
-            p { class: "note warn", {t(l, "突发事件优先上传；先初报，后续报、终报。", "Emergencies upload first: initial report now, updates and final later.")} }
-            Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
-                select { id: "em-category", onchange: move |e| { d.write().category = e.value(); s1(); },
-                    {code_options(l, parse_code(&dr.category, EmergencyCategory::Natural))} } }
-            Field { label: t(l, "等级", "Level").to_string(), error: err(errors, "level"),
-                select { id: "em-level", onchange: move |e| { d.write().level = e.value(); s2(); },
-                    {code_options(l, parse_code(&dr.level, EmergencyLevel::Iv))} } }
-            Field { label: t(l, "标题", "Title").to_string(), error: err(errors, "title"),
-                input { id: "em-title", value: "{dr.title}", oninput: move |e| { d.write().title = e.value(); s3(); } } }
-            Field { label: t(l, "初报内容", "Initial report").to_string(), error: err(errors, "text"),
-                textarea { id: "em-text", rows: 4, value: "{dr.text}", oninput: move |e| { d.write().text = e.value(); s4(); } }
-                Counter { text: dr.text.clone(), max: TEXT_MAX } }
-            Field { label: t(l, "伤亡人数（可空）", "Casualties (optional)").to_string(), error: err(errors, "casualties"),
-                input { id: "em-casualties", inputmode: "numeric", value: "{dr.casualties}", oninput: move |e| { d.write().casualties = e.value(); s5(); } } }
-            LocationBlock { point }
-            if let Some(g) = summary(l, general, errors) { ErrorNote { text: g } }
-            button { id: "em-submit", class: "big primary danger", "data-submit": "emergency", disabled: saving(), onclick: submit, {t(l, "立即初报", "Send initial report")} }
-        }
-    }
+    let fields = rsx! {
+        p { class: "note warn", {t(l, "突发事件优先上传；先初报，后续报、终报。", "Emergencies upload first: initial report now, updates and final later.")} }
+        Field { label: t(l, "类别", "Category").to_string(), error: err(errors, "category"),
+            select { id: "em-category", onchange: move |e| kit.edit(|d| d.category = e.value()),
+                {code_options(l, parse_code(&dr.category, EmergencyCategory::Natural))} } }
+        Field { label: t(l, "等级", "Level").to_string(), error: err(errors, "level"),
+            select { id: "em-level", onchange: move |e| kit.edit(|d| d.level = e.value()),
+                {code_options(l, parse_code(&dr.level, EmergencyLevel::Iv))} } }
+        Field { label: t(l, "标题", "Title").to_string(), error: err(errors, "title"),
+            input { id: "em-title", value: "{dr.title}", oninput: move |e| kit.edit(|d| d.title = e.value()) } }
+        Field { label: t(l, "初报内容", "Initial report").to_string(), error: err(errors, "text"),
+            textarea { id: "em-text", rows: 4, value: "{dr.text}", oninput: move |e| kit.edit(|d| d.text = e.value()) }
+            Counter { text: dr.text.clone(), max: TEXT_MAX } }
+        Field { label: t(l, "伤亡人数（可空）", "Casualties (optional)").to_string(), error: err(errors, "casualties"),
+            input { id: "em-casualties", inputmode: "numeric", value: "{dr.casualties}", oninput: move |e| kit.edit(|d| d.casualties = e.value()) } }
+    };
+    frame(
+        kit,
+        l,
+        Frame {
+            urgency_id: "em-urgency",
+            submit_id: "em-submit",
+            submit: ("立即初报", "Send initial report"),
+            danger: true,
+            after: None,
+            labels: &[],
+        },
+        fields,
+        submit,
+    )
 }

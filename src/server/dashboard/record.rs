@@ -19,8 +19,8 @@ use super::load::{self, category_label};
 use super::queue::deadline_cell;
 use super::{Clerk, Flash, PageError, blocking, explain, flash, local, nonempty, page};
 use crate::domain::codes::{
-    Coded, Domain, EmergencyLevel, MediationMethod, PartyRole, ReportStage, Satisfaction, Severity,
-    Urgency,
+    Coded, Domain, EmergencyLevel, LivelihoodMatter, MediationMethod, PartyRole, ReportStage,
+    Satisfaction, ServiceKind, Severity, Urgency,
 };
 use crate::domain::deadline::{DeadlinePolicy, deadline};
 use crate::domain::geo::GeoPoint;
@@ -113,6 +113,10 @@ const FIELD_ORDER: &[&str] = &[
     "follow_up",
     "satisfaction",
     "household_id",
+    "served_person_id",
+    "service",
+    "audience",
+    "matter",
 ];
 
 fn field_label(k: &str) -> &'static str {
@@ -140,6 +144,10 @@ fn field_label(k: &str) -> &'static str {
         "satisfaction" => "满意度",
         "domain" => "类型",
         "household_id" => "关联户",
+        "served_person_id" => "服务对象",
+        "service" => "服务内容",
+        "audience" => "受众人数",
+        "matter" => "事项",
         "status" => "状态",
         "urgency" => "紧急程度",
         "location" => "位置",
@@ -157,6 +165,9 @@ fn show_value(domain: Domain, k: &str, v: &Value, reveal: bool) -> String {
         ("severity", _) => super::label::<Severity>(s),
         ("level", _) => super::label::<EmergencyLevel>(s),
         ("satisfaction", _) => super::label::<Satisfaction>(s),
+        ("service", _) => super::label::<ServiceKind>(s),
+        ("matter", _) => super::label::<LivelihoodMatter>(s),
+        ("audience", Value::Number(n)) => format!("{n} 人"),
         ("status", _) => super::label::<Status>(s),
         ("urgency", _) => super::label::<Urgency>(s),
         ("domain", _) => super::label::<Domain>(s),
@@ -249,6 +260,8 @@ struct Detail {
     assignee: Option<String>,
     dispatches: Vec<repo::Dispatch>,
     choices: Vec<repo::AssigneeAccount>,
+    /// The name of the person a 特殊人群服务 record served, when the clerk's scope holds them.
+    served: Option<String>,
 }
 
 fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Result<Detail, Failure> {
@@ -304,6 +317,21 @@ fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Resul
         None => None,
     };
     let grid_code = grid.as_ref().map(|g| g.code.clone()).unwrap_or_default();
+    let served = match record
+        .get("served_person_id")
+        .and_then(Value::as_str)
+        .and_then(|p| Uuid::parse_str(p).ok())
+    {
+        Some(p) => repo::get_entity(db, p)?
+            .filter(|e| e.kind == EntityKind::Person && clerk.user.scope().covers(&e.grid_code))
+            .and_then(|e| {
+                e.data
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            }),
+        None => None,
+    };
     Ok(Detail {
         assignee: repo::assignee_of(db, id)?,
         dispatches: repo::dispatches(db, id)?,
@@ -313,6 +341,7 @@ fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Resul
             vec![]
         },
         domain,
+        served,
         history,
         replies: list("REPLY"),
         conflicts,
@@ -513,7 +542,12 @@ fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) ->
                 dt { "上报时间" } dd { (local(f.created)) }
                 dt { "时限" } dd { (deadline_cell(&row, Utc::now(), &policy)) }
                 @for (k, v) in &shown_fields {
-                    dt { (field_label(k)) } dd { (show_value(d.domain, k, v, reveal))
+                    dt { (field_label(k)) } dd {
+                        @if let ("served_person_id", Some(name)) = (*k, &d.served) {
+                            (name) " " small.muted { (show_value(d.domain, k, v, reveal)) }
+                        } @else {
+                            (show_value(d.domain, k, v, reveal))
+                        }
                         @if *k == "parties" && clerk.reviews() {
                             @if reveal { br; small.muted #revealed { "已显示完整电话，此次查看已记入审计日志" } }
                             @else { " " a.reveal #reveal-phones href={"/records/" (id) "?reveal=1"} { "查看完整电话（留痕）" } }

@@ -310,6 +310,12 @@ fn check_typed(
                 }
             })?;
         r.validate(now)?;
+        // The person a service record names must be one this account may see.
+        if let AnyRecord::Event(ev) = &r
+            && let Some(p) = ev.served_person_id
+        {
+            parent_of_kind(db, ctx, p, EntityKind::Person, "served_person_id")?;
+        }
         return Ok((r.common().grid_id, None));
     }
     match kind {
