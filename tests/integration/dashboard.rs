@@ -1674,3 +1674,5 @@ async fn phones_are_revealed_only_on_purpose_and_audited(backend: Backend) {
     assert_eq!(audits(&server, id).await, 1);
 }
 both_backends!(phones_are_revealed_only_on_purpose_and_audited);
+
+mod settings;

@@ -323,7 +323,7 @@ pub fn records(
         Want::Full => sql.push_str(&format!(" ORDER BY created_at DESC LIMIT ${}", args.len())),
         Want::Counts => sql.push_str(&format!(" LIMIT ${}", args.len())),
     }
-    let policy = DeadlinePolicy::default();
+    let policy = repo::deadline_policy(db)?;
     let mut out = Vec::new();
     for r in db.query(&sql, &args)? {
         let bad = |e: String| Failure::Internal(e);

@@ -17,6 +17,7 @@ pub mod load;
 mod map;
 pub mod queue;
 mod record;
+mod settings;
 pub mod stats;
 
 use axum::Router;
@@ -56,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .merge(map::routes())
         .merge(data_pages::routes())
         .merge(inbox::routes())
+        .merge(settings::routes())
         // Forms first (a refusal is a page too), then the headers on every answer.
         .layer(axum::middleware::from_fn(guard::check_forms))
         .layer(axum::middleware::map_response(guard::security_headers))
@@ -297,12 +299,15 @@ pub fn today() -> chrono::NaiveDate {
 /// The page frame: navigation, who is signed in, and the content.
 pub fn page(title: &str, clerk: &Clerk, active: &str, content: Markup) -> Response {
     let u = &clerk.user;
-    let nav = [
+    let mut nav = vec![
         ("queue", "/queue", "待办队列", "Queue"),
         ("stats", "/stats", "统计分析", "Statistics"),
         ("map", "/map", "网格地图", "Map"),
         ("data", "/data", "数据导入导出", "Data"),
     ];
+    if u.role == Role::Admin {
+        nav.push(("settings", "/settings", "县级设置", "Settings"));
+    }
     let scope = match u.role {
         Role::Worker => u
             .grids

@@ -139,7 +139,7 @@ impl QueueFilter {
             load::Want::Full,
         )?;
         let now = Utc::now();
-        let policy = DeadlinePolicy::default();
+        let policy = crate::server::repo::deadline_policy(db)?;
         let q = nonempty(&self.q).map(str::to_lowercase);
         let people = match q {
             Some(_) => load::people(db)?,
@@ -249,16 +249,16 @@ async fn queue(
 ) -> Result<Response, PageError> {
     let c2 = clerk.clone();
     let f2 = f.clone();
-    let (rows, grids, people) = s
+    let (rows, grids, people, policy) = s
         .read(move |db| {
             let rows = f2.run(db, &c2)?;
             let grids = load::grids(db, &c2.user)?;
-            Ok((rows, grids, load::people(db)?))
+            let policy = crate::server::repo::deadline_policy(db)?;
+            Ok((rows, grids, load::people(db)?, policy))
         })
         .await?;
     let villages = load::villages(&grids);
     let now = Utc::now();
-    let policy = DeadlinePolicy::default();
     let overdue = rows
         .iter()
         .filter(|r| r.deadline_state(now, &policy) == Some(DeadlineState::Overdue))

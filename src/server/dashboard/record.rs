@@ -244,6 +244,8 @@ struct Detail {
     grid: Option<load::GridInfo>,
     people: load::People,
     case_no: Option<String>,
+    /// The county's deadline policy.
+    policy: DeadlinePolicy,
 }
 
 fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Result<Detail, Failure> {
@@ -296,6 +298,7 @@ fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Resul
         record,
         people: load::people(db)?,
         case_no: repo::case_numbers(db, &[id])?.remove(&id),
+        policy: repo::deadline_policy(db)?,
     })
 }
 
@@ -451,7 +454,7 @@ impl Detail {
 /// The details card: case number, grid, author, times, the deadline, the record's fields
 /// (the parties' phones revealed on request), photos, mediation sessions and reports.
 fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) -> Markup {
-    let policy = DeadlinePolicy::default();
+    let policy = &d.policy;
     let row = load::RecordRow {
         id,
         case_no: d.case_no.clone(),
@@ -466,7 +469,7 @@ fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) ->
         summary: String::new(),
         location: f.location,
         satisfaction: None,
-        deadline: deadline(d.domain, f.urgency, f.status, f.created, &policy),
+        deadline: deadline(d.domain, f.urgency, f.status, f.created, policy),
     };
     let shown_fields: Vec<(&str, &Value)> = FIELD_ORDER
         .iter()
@@ -481,7 +484,7 @@ fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) ->
                 dt { "网格" } dd { @if let Some(g) = &d.grid { (g.town_name) " " (g.village_name) " " (g.name) " (" (g.code) ")" } }
                 dt { "上报人" } dd { (super::who(&d.people, d.text("author"))) }
                 dt { "上报时间" } dd { (local(f.created)) }
-                dt { "时限" } dd { (deadline_cell(&row, Utc::now(), &policy)) }
+                dt { "时限" } dd { (deadline_cell(&row, Utc::now(), policy)) }
                 @for (k, v) in &shown_fields {
                     dt { (field_label(k)) } dd { (show_value(d.domain, k, v, reveal))
                         @if *k == "parties" && clerk.reviews() {

@@ -44,6 +44,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_case_numbers",
         include_str!("migrations/postgres/0008_case_numbers.sql"),
     ),
+    (
+        "0009_county_settings",
+        include_str!("migrations/postgres/0009_county_settings.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;
