@@ -1676,3 +1676,4 @@ async fn phones_are_revealed_only_on_purpose_and_audited(backend: Backend) {
 both_backends!(phones_are_revealed_only_on_purpose_and_audited);
 
 mod settings;
+mod supervision;

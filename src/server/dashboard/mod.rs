@@ -19,6 +19,7 @@ pub mod queue;
 mod record;
 mod settings;
 pub mod stats;
+mod supervision;
 
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Query, State};
@@ -58,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         .merge(data_pages::routes())
         .merge(inbox::routes())
         .merge(settings::routes())
+        .merge(supervision::routes())
         // Forms first (a refusal is a page too), then the headers on every answer.
         .layer(axum::middleware::from_fn(guard::check_forms))
         .layer(axum::middleware::map_response(guard::security_headers))

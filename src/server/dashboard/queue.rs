@@ -349,7 +349,7 @@ async fn queue(
                     tr class=(row_class(r, now, &policy)) data-id=(r.id) {
                         td.case-no { a href={"/records/" (r.id)} { (r.case_no.as_deref().unwrap_or("—")) } }
                         td { (r.domain.zh()) br; small.muted { (r.category_label()) } }
-                        td.summary { a href={"/records/" (r.id)} { @if r.summary.is_empty() { "(无描述)" } @else { (truncate(&r.summary, 60)) } }
+                        td.summary { a href={"/records/" (r.id)} { @if r.summary.is_empty() { "(无描述)" } @else { (truncate(&r.summary, 60)) } } (super::supervision::badge(r.supervision))
                             " " (load::place_flag(load::place_off_m(r.location.as_ref(), g))) }
                         td { span.status { (r.status.zh()) } }
                         td { span class={"urg " (r.urgency.code().to_lowercase())} { (r.urgency.zh()) } }

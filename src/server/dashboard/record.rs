@@ -355,6 +355,7 @@ async fn record(
             (d.domain.zh()) " · " (category_label(d.domain, d.text("category")))
             " " span.status #status { (status.zh()) }
             @if urgency != Urgency::Normal { " " span class={"urg " (urgency.code().to_lowercase())} { (urgency.zh()) } }
+            (super::supervision::badge(super::supervision::level(&d.record)))
         }
         (fl.render())
         div.cols {
@@ -366,6 +367,13 @@ async fn record(
             (actions_card(&d, status, &clerk, id))
             (history_card(&d, &f))
         }
+        (super::supervision::card(
+            &d.record,
+            crate::domain::deadline::phase(d.domain, status) != crate::domain::deadline::Phase::Done,
+            deadline(d.domain, urgency, status, f.created, &d.policy).map(|dl| dl.state(Utc::now(), &d.policy)),
+            &clerk,
+            id,
+        ))
     };
     Ok(page(
         &format!("{} {}", d.domain.zh(), status.zh()),
@@ -470,6 +478,7 @@ fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) ->
         location: f.location,
         satisfaction: None,
         deadline: deadline(d.domain, f.urgency, f.status, f.created, policy),
+        supervision: super::supervision::level(&d.record),
     };
     let shown_fields: Vec<(&str, &Value)> = FIELD_ORDER
         .iter()

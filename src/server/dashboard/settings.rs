@@ -182,11 +182,14 @@ fn parse_cadence(typed: &str, label: &str) -> Result<u32, String> {
     Ok(n as u32)
 }
 
+/// Errors by form field, each in words for beside it.
+type FieldErrors = BTreeMap<String, String>;
+
 /// The form as typed, checked: the policy and cadence it sets, or the errors by field.
 fn parse(
     form: &HashMap<String, String>,
     stored: &DeadlinePolicy,
-) -> Result<(DeadlinePolicy, Vec<(Tag, u32)>), BTreeMap<String, String>> {
+) -> Result<(DeadlinePolicy, Vec<(Tag, u32)>), FieldErrors> {
     let mut errors = BTreeMap::new();
     let typed = |f: &str| form.get(f).map(String::as_str).unwrap_or("");
     let mut p = stored.clone();
