@@ -127,12 +127,9 @@ fn parse_limit(typed: &str, label: &str) -> Result<i64, String> {
     if t.is_empty() {
         return Err(format!("请填写{label}"));
     }
-    let n: i64 = t.parse().map_err(|_| {
-        Problem::NotWholeNumber {
-            typed: t.to_owned(),
-        }
-        .text(Lang::Zh, label)
-    })?;
+    let n: i64 = t
+        .parse()
+        .map_err(|_| format!("{label}须为大于 0 的整数，如 30（现为「{t}」）"))?;
     if n <= 0 {
         return Err(format!(
             "{label}必须大于 0，请填写 1 到 {LIMIT_MAX} 之间的整数"
@@ -168,12 +165,9 @@ fn parse_dates(typed: &str, label: &str) -> Result<Vec<NaiveDate>, String> {
 /// A visit cadence as typed: 1 to 365 days.
 fn parse_cadence(typed: &str, label: &str) -> Result<u32, String> {
     let t = typed.trim();
-    let n: i64 = t.parse().map_err(|_| {
-        Problem::NotWholeNumber {
-            typed: t.to_owned(),
-        }
-        .text(Lang::Zh, label)
-    })?;
+    let n: i64 = t
+        .parse()
+        .map_err(|_| format!("{label}的走访周期须为 1 到 365 之间的整数天数（现为「{t}」）"))?;
     if !(1..=365).contains(&n) {
         return Err(format!(
             "{label}的走访周期必须在 1 到 365 天之间（填写的是 {n}）"
