@@ -344,7 +344,8 @@ pub struct PullResponse {
     pub base: i64,
     /// More changes wait after this page.
     pub more: bool,
-    /// Visit cadence per tag, sent with the first page (cursor 0).
+    /// Visit cadence per tag, sent with the first page (cursor 0) and with the last page of a
+    /// pull whose cursor is before the county's last change of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cadence: Option<Vec<(crate::domain::codes::Tag, u32)>>,
     /// This device's pushed entries the server took but could not apply (checked when it

@@ -82,6 +82,7 @@ impl GridGen<'_> {
             location: Some(loc),
             photos: Vec::new(),
             patrol_id: None,
+            supervision: Default::default(),
         }
     }
 

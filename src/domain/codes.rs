@@ -218,6 +218,29 @@ coded_enum!(
     }
 );
 
+#[allow(clippy::derivable_impls)] // the enum comes from `coded_enum!`, which derives no Default
+impl Default for Supervision {
+    fn default() -> Self {
+        Supervision::None
+    }
+}
+
+impl Supervision {
+    pub fn is_none(&self) -> bool {
+        *self == Supervision::None
+    }
+
+    /// How high the level is (none 0, village 1, town 2, county 3).
+    pub fn rank(self) -> u8 {
+        match self {
+            Supervision::None => 0,
+            Supervision::Village => 1,
+            Supervision::Town => 2,
+            Supervision::County => 3,
+        }
+    }
+}
+
 coded_enum!(
     /// Where a record stands against its deadline.
     DeadlineState, "deadline state" {

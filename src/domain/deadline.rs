@@ -4,16 +4,17 @@
 //! The defaults are the domain notes' suggestions: URGENT (and MAJOR, and every emergency)
 //! accept within 30 minutes and close within 24 hours; NORMAL accept within 1 working day and
 //! close within 5; disputes close within 15 working days. Working days skip Saturday and
-//! Sunday in China Standard Time (UTC+8); public holidays are left to the county's policy.
+//! Sunday in China Standard Time (UTC+8), and the county's policy lists its public holidays
+//! (节假日) and the weekend days worked in their place (调休).
 
-use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
 use super::codes::{DeadlineState, Domain, Urgency};
 use super::lifecycle::{Status, lifecycle};
 
 /// A county's deadline policy (stored as a server setting when it differs from the default).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadlinePolicy {
     pub urgent_accept_minutes: i64,
     pub urgent_close_hours: i64,
@@ -22,6 +23,12 @@ pub struct DeadlinePolicy {
     pub dispute_close_working_days: i64,
     /// A deadline is "due soon" when less than this share of its window is left.
     pub due_soon_share: f64,
+    /// Public holidays (节假日) that fall on weekdays: not working days.
+    #[serde(default)]
+    pub holidays: Vec<NaiveDate>,
+    /// Weekend days worked in a holiday's place (调休): working days.
+    #[serde(default)]
+    pub workdays: Vec<NaiveDate>,
 }
 
 impl Default for DeadlinePolicy {
@@ -33,7 +40,53 @@ impl Default for DeadlinePolicy {
             normal_close_working_days: 5,
             dispute_close_working_days: 15,
             due_soon_share: 0.25,
+            holidays: Vec::new(),
+            workdays: Vec::new(),
         }
+    }
+}
+
+impl DeadlinePolicy {
+    /// Whether `day` (a date in UTC+8) is a working day: a weekday that is not a holiday, or a
+    /// weekend day worked in a holiday's place.
+    pub fn is_working_day(&self, day: NaiveDate) -> bool {
+        if self.workdays.contains(&day) {
+            return true;
+        }
+        !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) && !self.holidays.contains(&day)
+    }
+
+    /// `start` plus `n` working days (same wall-clock time, UTC+8; a start on a day off counts
+    /// from the next working day at 09:00).
+    pub fn add_working_days(&self, start: DateTime<Utc>, n: i64) -> DateTime<Utc> {
+        let tz = super::cst::offset();
+        let mut t = start.with_timezone(&tz);
+        if !self.is_working_day(t.date_naive()) {
+            // At most a year of days off in a row: a policy cannot stop the clock for good.
+            for _ in 0..366 {
+                t += Duration::days(1);
+                if self.is_working_day(t.date_naive()) {
+                    break;
+                }
+            }
+            let nine = t
+                .date_naive()
+                .and_time(NaiveTime::from_hms_opt(9, 0, 0).expect("09:00"));
+            t = tz
+                .from_local_datetime(&nine)
+                .single()
+                .expect("UTC+8 is unambiguous");
+        }
+        let mut left = n;
+        let mut guard = 0;
+        while left > 0 && guard < 366 * 3 {
+            t += Duration::days(1);
+            guard += 1;
+            if self.is_working_day(t.date_naive()) {
+                left -= 1;
+            }
+        }
+        t.with_timezone(&Utc)
     }
 }
 
@@ -82,32 +135,9 @@ pub fn phase(domain: Domain, status: Status) -> Phase {
     }
 }
 
-/// `start` plus `n` working days (same wall-clock time, UTC+8; a weekend start counts from the
-/// following Monday at 09:00).
+/// `start` plus `n` working days by the default policy (weekends only).
 pub fn add_working_days(start: DateTime<Utc>, n: i64) -> DateTime<Utc> {
-    let tz = super::cst::offset();
-    let mut t = start.with_timezone(&tz);
-    let weekend = |d: Weekday| matches!(d, Weekday::Sat | Weekday::Sun);
-    if weekend(t.weekday()) {
-        while weekend(t.weekday()) {
-            t += Duration::days(1);
-        }
-        let nine = t
-            .date_naive()
-            .and_time(NaiveTime::from_hms_opt(9, 0, 0).expect("09:00"));
-        t = tz
-            .from_local_datetime(&nine)
-            .single()
-            .expect("UTC+8 is unambiguous");
-    }
-    let mut left = n;
-    while left > 0 {
-        t += Duration::days(1);
-        if !weekend(t.weekday()) {
-            left -= 1;
-        }
-    }
-    t.with_timezone(&Utc)
+    DeadlinePolicy::default().add_working_days(start, n)
 }
 
 /// A record's deadline: what it runs against, and when.
@@ -149,11 +179,15 @@ pub fn deadline(
         (Phase::Done, _) => return None,
         (Phase::Accept, true) => created_at + Duration::minutes(policy.urgent_accept_minutes),
         (Phase::Close, true) => created_at + Duration::hours(policy.urgent_close_hours),
-        (Phase::Accept, false) => add_working_days(created_at, policy.normal_accept_working_days),
-        (Phase::Close, false) if domain == Domain::Dispute => {
-            add_working_days(created_at, policy.dispute_close_working_days)
+        (Phase::Accept, false) => {
+            policy.add_working_days(created_at, policy.normal_accept_working_days)
         }
-        (Phase::Close, false) => add_working_days(created_at, policy.normal_close_working_days),
+        (Phase::Close, false) if domain == Domain::Dispute => {
+            policy.add_working_days(created_at, policy.dispute_close_working_days)
+        }
+        (Phase::Close, false) => {
+            policy.add_working_days(created_at, policy.normal_close_working_days)
+        }
     };
     Some(Deadline {
         phase: ph,
@@ -186,6 +220,46 @@ mod tests {
             add_working_days(t("2026-11-23T08:00:00+08:00"), 5),
             t("2026-11-30T08:00:00+08:00")
         );
+    }
+
+    #[test]
+    fn holidays_are_skipped_and_make_up_days_worked() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let p = DeadlinePolicy {
+            // 2026-10-01 (Thursday) and 10-02 off; Saturday 10-10 worked in their place.
+            holidays: vec![d("2026-10-01"), d("2026-10-02")],
+            workdays: vec![d("2026-10-10")],
+            ..DeadlinePolicy::default()
+        };
+        assert!(!p.is_working_day(d("2026-10-01")));
+        assert!(p.is_working_day(d("2026-10-10")));
+        // Wednesday 10:00 + 1 working day skips the holidays and the weekend: Monday.
+        assert_eq!(
+            p.add_working_days(t("2026-09-30T10:00:00+08:00"), 1),
+            t("2026-10-05T10:00:00+08:00")
+        );
+        // Friday 10-09 + 1 is the make-up Saturday.
+        assert_eq!(
+            p.add_working_days(t("2026-10-09T10:00:00+08:00"), 1),
+            t("2026-10-10T10:00:00+08:00")
+        );
+        // Filed on a holiday: counts from the next working day at 09:00.
+        assert_eq!(
+            p.add_working_days(t("2026-10-01T15:00:00+08:00"), 1),
+            t("2026-10-06T09:00:00+08:00")
+        );
+        // A normal report filed before the holiday closes later than the default says.
+        let filed = t("2026-09-30T10:00:00+08:00");
+        let due = |p: &DeadlinePolicy| {
+            deadline(Domain::Hazard, Urgency::Normal, Status::Confirmed, filed, p)
+                .unwrap()
+                .due
+        };
+        assert_eq!(
+            due(&DeadlinePolicy::default()),
+            t("2026-10-07T10:00:00+08:00")
+        );
+        assert_eq!(due(&p), t("2026-10-09T10:00:00+08:00"));
     }
 
     #[test]

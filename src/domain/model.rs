@@ -267,6 +267,10 @@ pub struct Common {
     /// The patrol during which it was found, if any.
     #[serde(default)]
     pub patrol_id: Option<Uuid>,
+    /// Supervision (督办) the village, town or county put on the matter; only the county's
+    /// side sets it (absent means none).
+    #[serde(default, skip_serializing_if = "Supervision::is_none")]
+    pub supervision: Supervision,
 }
 
 impl Common {
@@ -282,6 +286,7 @@ impl Common {
             location: None,
             photos: Vec::new(),
             patrol_id: None,
+            supervision: Supervision::None,
         }
     }
 

@@ -36,6 +36,8 @@ pub struct RecordSummary {
     pub updated_at: DateTime<Utc>,
     /// Server version; 0 until the server has it.
     pub version: i64,
+    /// Supervision (督办) the county put on it.
+    pub supervision: crate::domain::codes::Supervision,
 }
 
 /// Which records a list asks for.
@@ -247,7 +249,16 @@ fn summary_from_row(r: &Row<'_>) -> Result<RecordSummary> {
         created_at: time(&r.get::<_, String>("created_at")?)?,
         updated_at: time(&r.get::<_, String>("updated_at")?)?,
         version: r.get("version")?,
+        supervision: supervision_in(&r.get::<_, String>("data")?),
     })
+}
+
+/// The supervision level in a record's stored JSON, read without parsing the rest.
+fn supervision_in(data: &str) -> crate::domain::codes::Supervision {
+    data.split_once("\"supervision\":\"")
+        .and_then(|(_, rest)| rest.split('"').next())
+        .and_then(|c| crate::domain::codes::Supervision::from_code(c).ok())
+        .unwrap_or_default()
 }
 
 /// Adds an emergency's report (初报, 续报, 终报) and moves the emergency's status, inside the

@@ -2069,3 +2069,6 @@ async fn service_records_reach_the_county_intact(backend: Backend) {
     }
 }
 both_backends!(service_records_reach_the_county_intact);
+
+mod settings;
+mod supervision;

@@ -73,6 +73,7 @@ pub fn Records() -> Element {
                                     div { class: "card-title", {r.domain.label(l)} if !r.summary.is_empty() { " · {r.summary}" } }
                                     div { class: "card-tags",
                                         SyncState { unsent, status: r.status, domain: r.domain }
+                                        SupervisionPill { level: r.supervision }
                                         span { class: "muted", " " {crate::app::context::local_time(r.created_at, "%Y-%m-%d %H:%M")} }
                                     }
                                 }
@@ -134,6 +135,7 @@ pub fn RecordPage(id: Uuid) -> Element {
             div { class: "card-tags", id: "record-status",
                 SyncState { unsent, status: c.status, domain: rec.domain() }
                 Pill { text: c.urgency.label(l).to_string(), kind: "" }
+                SupervisionPill { level: c.supervision }
             }
             p { class: "summary", id: "record-summary", {rec.summary().to_string()} }
             p { class: "muted",
@@ -384,4 +386,18 @@ fn EmergencyExtras(id: Uuid) -> Element {
         button { id: "em-add", class: "big", disabled: sent(), onclick: add, {t(l, "提交", "Send")} }
         if let Some(g) = general() { ErrorNote { text: g } }
     }
+}
+
+/// The mark of a matter under supervision (督办): "区县督办" and the like; nothing when none.
+#[component]
+pub fn SupervisionPill(level: crate::domain::codes::Supervision) -> Element {
+    let l = *use_lang().read();
+    if level == crate::domain::codes::Supervision::None {
+        return rsx! {};
+    }
+    let text = match l {
+        crate::domain::codes::Lang::Zh => level.label(l).to_string(),
+        _ => format!("Supervised: {}", level.label(l)),
+    };
+    rsx! { Pill { text, kind: "late supervised" } }
 }

@@ -130,7 +130,8 @@ pub fn Today() -> Element {
                     li { key: "{r.id}",
                         Link { class: "card", to: Route::RecordPage { id: r.id },
                             div { class: "card-title", {r.domain.label(l)} " · {r.summary}" }
-                            div { class: "card-tags", SyncState { unsent: *unsent, status: r.status, domain: r.domain } }
+                            div { class: "card-tags", SyncState { unsent: *unsent, status: r.status, domain: r.domain }
+                                super::records::SupervisionPill { level: r.supervision } }
                         }
                     }
                 }

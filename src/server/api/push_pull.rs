@@ -90,7 +90,8 @@ impl PullQuery {
     description = "Waits until the device's own queued pushes are applied (30 s at most), then \
         answers the entities in the account's scope changed after `cursor`, in version order, \
         with the device's pushed entries refused when applied (`rejected`) and, on the first page \
-        (cursor 0), the visit cadence. Entities the device holds as of `base` may come as partial \
+        (cursor 0) and on the last page of a pull from before the county last changed it, the \
+        visit cadence. Entities the device holds as of `base` may come as partial \
         changes. `changes` travel column-wise (see ARCHITECTURE.md, \"Pull pages\"). \
         Compressed with zstd or gzip as `Accept-Encoding` allows. `frame` is ignored here.",
     params(PullQuery),

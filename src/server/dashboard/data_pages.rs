@@ -429,9 +429,9 @@ fn records_sheet(
     rows: &[RecordRow],
     grids: &std::collections::BTreeMap<String, super::load::GridInfo>,
     people: &super::load::People,
+    policy: &crate::domain::deadline::DeadlinePolicy,
 ) -> Sheet {
     let now = Utc::now();
-    let policy = crate::domain::deadline::DeadlinePolicy::default();
     let t = |d: DateTime<Utc>| Cell::DateTime(crate::domain::cst::local(d).naive_local());
     Sheet {
         name: "事项".into(),
@@ -465,7 +465,7 @@ fn records_sheet(
                     r.category_label().into(),
                     r.status.zh().into(),
                     r.urgency.zh().into(),
-                    r.deadline_state(now, &policy).map(|s| s.zh()).into(),
+                    r.deadline_state(now, policy).map(|s| s.zh()).into(),
                     r.deadline.map(|d| t(d.due)).unwrap_or(Cell::Empty),
                     g.map(|g| g.village_name.as_str()).into(),
                     g.map(|g| g.name.as_str()).into(),
@@ -540,7 +540,8 @@ async fn export_records(
                 Some(format!("{} records; {}", rows.len(), f.query_string())),
             )?;
             let people = super::load::people(db)?;
-            Ok::<_, Failure>(records_sheet(&rows, &grids, &people))
+            let policy = repo::deadline_policy(db)?;
+            Ok::<_, Failure>(records_sheet(&rows, &grids, &people, &policy))
         })
         .await?;
     file_response(&fmt, "records", &[sheet])

@@ -138,6 +138,8 @@ pub struct RecordRow {
     pub location: Option<GeoPoint>,
     pub satisfaction: Option<Satisfaction>,
     pub deadline: Option<Deadline>,
+    /// Supervision (督办) on the matter; lists of counts leave it out.
+    pub supervision: crate::domain::codes::Supervision,
 }
 
 impl RecordRow {
@@ -200,6 +202,8 @@ struct RecordJson {
     satisfaction: Option<String>,
     #[serde(default)]
     follow_up: Option<FollowUpJson>,
+    #[serde(default)]
+    supervision: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -323,7 +327,7 @@ pub fn records(
         Want::Full => sql.push_str(&format!(" ORDER BY created_at DESC LIMIT ${}", args.len())),
         Want::Counts => sql.push_str(&format!(" LIMIT ${}", args.len())),
     }
-    let policy = DeadlinePolicy::default();
+    let policy = repo::deadline_policy(db)?;
     let mut out = Vec::new();
     for r in db.query(&sql, &args)? {
         let bad = |e: String| Failure::Internal(e);
@@ -357,6 +361,11 @@ pub fn records(
             satisfaction: json.satisfaction(),
             location: json.location,
             deadline: deadline(domain, urgency, status, created_at, &policy),
+            supervision: json
+                .supervision
+                .as_deref()
+                .and_then(|c| crate::domain::codes::Supervision::from_code(c).ok())
+                .unwrap_or_default(),
         });
     }
     Ok(out)

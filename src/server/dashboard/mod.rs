@@ -17,8 +17,10 @@ pub mod load;
 mod map;
 pub mod queue;
 mod record;
+mod settings;
 pub mod stats;
 mod todo;
+mod supervision;
 
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Query, State};
@@ -58,6 +60,8 @@ pub fn routes() -> Router<AppState> {
         .merge(data_pages::routes())
         .merge(inbox::routes())
         .merge(todo::routes())
+        .merge(settings::routes())
+        .merge(supervision::routes())
         // Forms first (a refusal is a page too), then the headers on every answer.
         .layer(axum::middleware::from_fn(guard::check_forms))
         .layer(axum::middleware::map_response(guard::security_headers))
@@ -317,13 +321,16 @@ pub fn today() -> chrono::NaiveDate {
 /// The page frame: navigation, who is signed in, and the content.
 pub fn page(title: &str, clerk: &Clerk, active: &str, content: Markup) -> Response {
     let u = &clerk.user;
-    let all = [
+    let mut all = vec![
         ("queue", "/queue", "待办队列", "Queue"),
         ("todo", "/todo", "我的待办", "My tasks"),
         ("stats", "/stats", "统计分析", "Statistics"),
         ("map", "/map", "网格地图", "Map"),
         ("data", "/data", "数据导入导出", "Data"),
     ];
+    if u.role == Role::Admin {
+        all.push(("settings", "/settings", "县级设置", "Settings"));
+    }
     // An assignee has its list only.
     let nav: Vec<_> = all
         .into_iter()

@@ -139,7 +139,7 @@ impl QueueFilter {
             load::Want::Full,
         )?;
         let now = Utc::now();
-        let policy = DeadlinePolicy::default();
+        let policy = crate::server::repo::deadline_policy(db)?;
         let q = nonempty(&self.q).map(str::to_lowercase);
         let people = match q {
             Some(_) => load::people(db)?,
@@ -249,18 +249,18 @@ async fn queue(
 ) -> Result<Response, PageError> {
     let c2 = clerk.clone();
     let f2 = f.clone();
-    let (rows, grids, people, assignees) = s
+    let (rows, grids, people, assignees, policy) = s
         .read(move |db| {
             let rows = f2.run(db, &c2)?;
             let grids = load::grids(db, &c2.user)?;
             let ids: Vec<_> = rows.iter().map(|r| r.id).collect();
             let assignees = crate::server::repo::assignees_of(db, &ids)?;
-            Ok((rows, grids, load::people(db)?, assignees))
+            let policy = crate::server::repo::deadline_policy(db)?;
+            Ok((rows, grids, load::people(db)?, assignees, policy))
         })
         .await?;
     let villages = load::villages(&grids);
     let now = Utc::now();
-    let policy = DeadlinePolicy::default();
     let overdue = rows
         .iter()
         .filter(|r| r.deadline_state(now, &policy) == Some(DeadlineState::Overdue))
@@ -351,7 +351,7 @@ async fn queue(
                     tr class=(row_class(r, now, &policy)) data-id=(r.id) {
                         td.case-no { a href={"/records/" (r.id)} { (r.case_no.as_deref().unwrap_or("—")) } }
                         td { (r.domain.zh()) br; small.muted { (r.category_label()) } }
-                        td.summary { a href={"/records/" (r.id)} { @if r.summary.is_empty() { "(无描述)" } @else { (truncate(&r.summary, 60)) } }
+                        td.summary { a href={"/records/" (r.id)} { @if r.summary.is_empty() { "(无描述)" } @else { (truncate(&r.summary, 60)) } } (super::supervision::badge(r.supervision))
                             " " (load::place_flag(load::place_off_m(r.location.as_ref(), g))) }
                         td { span.status { (r.status.zh()) }
                             @if let Some(a) = assignees.get(&r.id) { br; small.assignee { "承办：" (people.name(a).unwrap_or(a)) } } }

@@ -262,6 +262,8 @@ struct Detail {
     choices: Vec<repo::AssigneeAccount>,
     /// The name of the person a 特殊人群服务 record served, when the clerk's scope holds them.
     served: Option<String>,
+    /// The county's deadline policy.
+    policy: DeadlinePolicy,
 }
 
 fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Result<Detail, Failure> {
@@ -351,6 +353,7 @@ fn detail(db: &mut dyn crate::server::db::Sql, clerk: &Clerk, id: Uuid) -> Resul
         record,
         people: load::people(db)?,
         case_no: repo::case_numbers(db, &[id])?.remove(&id),
+        policy: repo::deadline_policy(db)?,
     })
 }
 
@@ -407,6 +410,7 @@ async fn record(
             (d.domain.zh()) " · " (category_label(d.domain, d.text("category")))
             " " span.status #status { (status.zh()) }
             @if urgency != Urgency::Normal { " " span class={"urg " (urgency.code().to_lowercase())} { (urgency.zh()) } }
+            (super::supervision::badge(super::supervision::level(&d.record)))
         }
         (fl.render())
         div.cols {
@@ -418,6 +422,13 @@ async fn record(
             (actions_card(&d, status, &clerk, id))
             (history_card(&d, &f))
         }
+        (super::supervision::card(
+            &d.record,
+            crate::domain::deadline::phase(d.domain, status) != crate::domain::deadline::Phase::Done,
+            deadline(d.domain, urgency, status, f.created, &d.policy).map(|dl| dl.state(Utc::now(), &d.policy)),
+            &clerk,
+            id,
+        ))
     };
     Ok(page(
         &format!("{} {}", d.domain.zh(), status.zh()),
@@ -510,7 +521,7 @@ impl Detail {
 /// The details card: case number, grid, author, times, the deadline, the record's fields
 /// (the parties' phones revealed on request), photos, mediation sessions and reports.
 fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) -> Markup {
-    let policy = DeadlinePolicy::default();
+    let policy = &d.policy;
     let row = load::RecordRow {
         id,
         case_no: d.case_no.clone(),
@@ -525,7 +536,8 @@ fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) ->
         summary: String::new(),
         location: f.location,
         satisfaction: None,
-        deadline: deadline(d.domain, f.urgency, f.status, f.created, &policy),
+        deadline: deadline(d.domain, f.urgency, f.status, f.created, policy),
+        supervision: super::supervision::level(&d.record),
     };
     let shown_fields: Vec<(&str, &Value)> = FIELD_ORDER
         .iter()
@@ -540,7 +552,7 @@ fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) ->
                 dt { "网格" } dd { @if let Some(g) = &d.grid { (g.town_name) " " (g.village_name) " " (g.name) " (" (g.code) ")" } }
                 dt { "上报人" } dd { (super::who(&d.people, d.text("author"))) }
                 dt { "上报时间" } dd { (local(f.created)) }
-                dt { "时限" } dd { (deadline_cell(&row, Utc::now(), &policy)) }
+                dt { "时限" } dd { (deadline_cell(&row, Utc::now(), policy)) }
                 @for (k, v) in &shown_fields {
                     dt { (field_label(k)) } dd {
                         @if let ("served_person_id", Some(name)) = (*k, &d.served) {

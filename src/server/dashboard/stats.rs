@@ -25,7 +25,7 @@ use crate::domain::points::{self, Entry, RecordFacts, VisitFacts};
 use crate::server::AppState;
 use crate::server::db::Sql;
 use crate::server::error::Failure;
-use crate::server::repo::{Scope, User, ts};
+use crate::server::repo::{self, Scope, User, ts};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -173,8 +173,9 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
     lap("histories");
     let patrol_km = patrol_km(db, user, start, end)?;
     lap("patrols");
+    let policy = repo::deadline_policy(db)?;
     let mut st = assemble(
-        from, to, today, records, grids, households, visits, histories, patrol_km,
+        from, to, today, records, grids, households, visits, histories, patrol_km, &policy,
     );
     lap("assembled");
     st.names = load::people(db)?;
@@ -252,10 +253,10 @@ fn assemble(
     visits: Vec<VisitRow>,
     histories: BTreeMap<Uuid, Vec<StatusChange>>,
     patrol_km: BTreeMap<String, f64>,
+    policy: &DeadlinePolicy,
 ) -> Stats {
     let now = Utc::now();
-    let policy = DeadlinePolicy::default();
-    let overdue_at = |r: &RecordRow| r.deadline_state(now, &policy) == Some(DeadlineState::Overdue);
+    let overdue_at = |r: &RecordRow| r.deadline_state(now, policy) == Some(DeadlineState::Overdue);
     let total = records.len();
     let handled = records.iter().filter(|r| r.handled()).count();
     let void = records.iter().filter(|r| r.status == Status::Void).count();

@@ -45,6 +45,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/postgres/0008_case_numbers.sql"),
     ),
     (
+        "0009_county_settings",
+        include_str!("migrations/postgres/0009_county_settings.sql"),
         "0010_assignees",
         include_str!("migrations/postgres/0010_assignees.sql"),
     ),

@@ -189,6 +189,15 @@ fn apply_create(
     }
     if let Some(domain) = k.domain() {
         data.insert("author".into(), Value::String(by.clone()));
+        if data
+            .get("supervision")
+            .is_some_and(|v| v.as_str() != Some("NONE"))
+        {
+            return Err(Error::invalid(
+                "supervision is set by the county, not by a device",
+                Some("fields.supervision"),
+            ));
+        }
         let initial = lifecycle(domain).initial;
         let status = data.get("status").and_then(Value::as_str);
         if status != Some(initial.code()) {
@@ -256,7 +265,8 @@ fn apply_update(
     if ent.kind != k {
         return Err(not_in_scope(&what, e.record_id));
     }
-    for f in ["id", "created_at", "author", "status"] {
+    // Supervision (督办) is the county's to set, never a device's.
+    for f in ["id", "created_at", "author", "status", "supervision"] {
         if e.fields.contains_key(f) {
             return Err(Error::invalid(
                 format!("{f} cannot be edited"),

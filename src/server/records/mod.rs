@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::db::{DbError, Sql, V};
 use super::repo::{self, Entity, EntityMeta, Scope, User};
-use crate::domain::codes::{Coded, Domain, Tag};
+use crate::domain::codes::{Coded, Domain, Supervision, Tag};
 use crate::domain::geo::track_length_m;
 use crate::domain::lifecycle::{Actor, Status, check_transition, lifecycle};
 use crate::domain::model::{
@@ -45,7 +45,7 @@ pub use pull::{cadence, pull};
 pub use receive::{Incoming, receive_group};
 pub use review::{
     import_entity, list_records, record_detail, reply, review_edit, review_transition,
-    settle_conflict,
+    set_supervision, settle_conflict, supervision_limit,
 };
 pub use upload::{Upload, put_photo_chunk};
 

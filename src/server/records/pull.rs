@@ -5,14 +5,7 @@ use super::*;
 
 /// The default visit cadence, or what the county set.
 pub fn cadence(db: &mut dyn Sql) -> Result<Vec<(Tag, u32)>, Error> {
-    if let Some(s) = repo::get_setting(db, "cadence")? {
-        return serde_json::from_str(&s)
-            .map_err(|e| Error::Internal(format!("cadence setting: {e}")));
-    }
-    Ok(Tag::ALL
-        .iter()
-        .map(|t| (*t, t.default_cadence_days()))
-        .collect())
+    Ok(repo::cadence(db)?)
 }
 
 /// One page of changes in the user's scope after `cursor`. An event record the device holds
@@ -52,6 +45,13 @@ pub fn pull(
     };
     if !more && let Some(r) = rejected.last() {
         next = next.max(r.seq);
+    }
+    // The visit cadence comes with the first page, and again once the county changed it after
+    // the device's cursor (on the last page, which moves the cursor past the change).
+    let settings = repo::settings_seq(db)?;
+    let send_cadence = cursor == 0 || (!more && settings > cursor);
+    if !more {
+        next = next.max(settings);
     }
     let internal = |e: serde_json::Error| Error::Internal(e.to_string());
     let mut changes = Vec::with_capacity(rows.len());
@@ -94,7 +94,7 @@ pub fn pull(
         cursor: next,
         base,
         more,
-        cadence: if cursor == 0 {
+        cadence: if send_cadence {
             Some(cadence(db)?)
         } else {
             None

@@ -123,6 +123,118 @@ pub fn reply(
     Ok(r)
 }
 
+/// The highest supervision (督办) an account may set or lift: a village secretary the
+/// village's, a town account the town's, the county's administrator any.
+pub fn supervision_limit(role: crate::wire::Role) -> Supervision {
+    use crate::wire::Role::*;
+    match role {
+        Admin => Supervision::County,
+        Town => Supervision::Town,
+        Secretary => Supervision::Village,
+        Worker => Supervision::None,
+    }
+}
+
+/// A reviewer puts a matter under supervision (督办) at a level, or lifts it
+/// ([`Supervision::None`]), with a note. Any open matter may be supervised (the dashboard
+/// points at overdue ones); handled and ended ones and patrol logs may not. The note reaches
+/// the worker as a reply on the record, so the record's thread keeps who did it and why.
+pub fn set_supervision(
+    db: &mut dyn Sql,
+    user: &User,
+    record: Uuid,
+    level: Supervision,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let ctx = reviewer_ctx(user, now)?;
+    let mut ent = scoped(db, &ctx, record, "record")?;
+    let domain = ent
+        .kind
+        .domain()
+        .ok_or_else(|| not_in_scope("record", record))?;
+    let status = ent
+        .status()
+        .and_then(|s| Status::from_code(s).ok())
+        .ok_or_else(|| Error::Internal(format!("record {record} has no status")))?;
+    if crate::domain::deadline::phase(domain, status) == crate::domain::deadline::Phase::Done {
+        return Err(Error::invalid(
+            format!(
+                "督办：此事项{}，不在办理中，不能督办或取消督办",
+                status.zh()
+            ),
+            Some("supervision"),
+        ));
+    }
+    let current = ent
+        .data
+        .get("supervision")
+        .and_then(Value::as_str)
+        .and_then(|c| Supervision::from_code(c).ok())
+        .unwrap_or_default();
+    let limit = supervision_limit(user.role);
+    if level.rank() > limit.rank() || current.rank() > limit.rank() {
+        return Err(Refusal::Forbidden(format!(
+            "督办：{}只能设置或取消{}及以下的督办（此事项现为{}）",
+            user.role.zh(),
+            limit.zh(),
+            current.zh()
+        ))
+        .into());
+    }
+    let note = note.trim();
+    if level != Supervision::None && note.is_empty() {
+        return Err(Error::invalid(
+            "督办说明：请写明督办的原因和要求（如限期几日内办结）",
+            Some("note"),
+        ));
+    }
+    if note.chars().count() > 500 {
+        return Err(Error::invalid(
+            "督办说明：最多 500 字，请精简后再提交",
+            Some("note"),
+        ));
+    }
+    if level == current {
+        return Ok(());
+    }
+    let seq = repo::next_seq(db)?;
+    ent.data
+        .insert("supervision".into(), Value::String(level.code().into()));
+    ent.meta.set(
+        "supervision",
+        FieldMeta {
+            version: seq,
+            at: now,
+            by: user.username.clone(),
+            device: None,
+        },
+    );
+    ent.version = seq;
+    repo::put_entity(db, &ent, now)?;
+    let words = match level {
+        Supervision::None => format!("取消{}", current.zh()),
+        l => l.zh().to_owned(),
+    };
+    let text = if note.is_empty() {
+        words.clone()
+    } else {
+        format!("{words}：{note}")
+    };
+    repo::audit(
+        db,
+        now,
+        &user.username,
+        None,
+        &format!("SUPERVISE {}", level.code()),
+        Some(ent.kind),
+        Some(record),
+        Some(text.clone()),
+    )?;
+    reply(db, user, record, &text, now)?;
+    Ok(())
+}
+
 /// Settles a conflict: keep the value that won, or put the losing one in its place.
 pub fn settle_conflict(
     db: &mut dyn Sql,

@@ -70,3 +70,32 @@ pub fn audit_many(db: &mut dyn Sql, lines: &[AuditLine]) -> Result<(), DbError> 
     }
     Ok(())
 }
+
+/// A change of the county settings as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingsChange {
+    pub at: DateTime<Utc>,
+    pub username: String,
+    pub detail: String,
+}
+
+/// The latest `limit` audit lines of `action` (newest first).
+pub fn settings_changes(
+    db: &mut dyn Sql,
+    action: &str,
+    limit: i64,
+) -> Result<Vec<SettingsChange>, DbError> {
+    db.query(
+        "SELECT at, username, detail FROM audit WHERE action = $1 ORDER BY at DESC LIMIT $2",
+        args![action, limit],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(SettingsChange {
+            at: parse_ts(r[0].str()?)?,
+            username: r[1].string()?,
+            detail: r[2].opt_string()?.unwrap_or_default(),
+        })
+    })
+    .collect()
+}

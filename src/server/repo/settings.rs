@@ -1,6 +1,8 @@
 //! County settings (the database's generation among them) and grid lookups.
 
 use super::*;
+use crate::domain::codes::Tag;
+use crate::domain::deadline::DeadlinePolicy;
 
 /// The settings key of the database's generation: a random UUID made when the database is
 /// first migrated and replaced when a backup is restored into it. Pull answers carry it
@@ -44,6 +46,74 @@ pub fn set_setting(db: &mut dyn Sql, key: &str, value: &str) -> Result<(), DbErr
         "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         args![key, value],
     )?;
+    Ok(())
+}
+
+/// The settings key of the county's deadline policy (JSON of [`DeadlinePolicy`]).
+pub const DEADLINE_POLICY: &str = "deadline_policy";
+/// The settings key of the visit cadence per tag (JSON of `[(tag, days)]`).
+pub const CADENCE: &str = "cadence";
+/// The settings key of the change sequence number the settings devices hold last changed at:
+/// a pull from a cursor before it carries them again.
+pub const SETTINGS_SEQ: &str = "settings_seq";
+
+/// The county's deadline policy, or the default when it set none.
+pub fn deadline_policy(db: &mut dyn Sql) -> Result<DeadlinePolicy, DbError> {
+    match get_setting(db, DEADLINE_POLICY)? {
+        Some(s) => serde_json::from_str(&s)
+            .map_err(|e| DbError::Type(format!("deadline policy setting: {e}"))),
+        None => Ok(DeadlinePolicy::default()),
+    }
+}
+
+/// The visit cadence per tag: every tag, the county's days where it set them, else the default.
+pub fn cadence(db: &mut dyn Sql) -> Result<Vec<(Tag, u32)>, DbError> {
+    let set: Vec<(Tag, u32)> = match get_setting(db, CADENCE)? {
+        Some(s) => {
+            serde_json::from_str(&s).map_err(|e| DbError::Type(format!("cadence setting: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    Ok(Tag::ALL
+        .iter()
+        .map(|t| {
+            let days = set
+                .iter()
+                .find(|(s, _)| s == t)
+                .map(|(_, d)| *d)
+                .unwrap_or_else(|| t.default_cadence_days());
+            (*t, days)
+        })
+        .collect())
+}
+
+/// The change sequence number at which the settings devices hold (the visit cadence) last
+/// changed; 0 when never.
+pub fn settings_seq(db: &mut dyn Sql) -> Result<i64, DbError> {
+    Ok(get_setting(db, SETTINGS_SEQ)?
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Stores the county's settings (the one transaction of the settings page): the visit
+/// cadence takes a new change sequence number, so every device's next pull carries it.
+pub fn save_county_settings(
+    db: &mut dyn Sql,
+    policy: &DeadlinePolicy,
+    cadence: &[(Tag, u32)],
+) -> Result<(), DbError> {
+    let bad = |e: serde_json::Error| DbError::Type(format!("settings: {e}"));
+    set_setting(
+        db,
+        DEADLINE_POLICY,
+        &serde_json::to_string(policy).map_err(bad)?,
+    )?;
+    let new_cadence = serde_json::to_string(cadence).map_err(bad)?;
+    if get_setting(db, CADENCE)?.as_deref() != Some(new_cadence.as_str()) {
+        set_setting(db, CADENCE, &new_cadence)?;
+        let seq = next_seq(db)?;
+        set_setting(db, SETTINGS_SEQ, &seq.to_string())?;
+    }
     Ok(())
 }
 
