@@ -47,6 +47,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_county_settings",
         include_str!("migrations/postgres/0009_county_settings.sql"),
+    ),
+    (
         "0010_assignees",
         include_str!("migrations/postgres/0010_assignees.sql"),
     ),
