@@ -18,6 +18,7 @@ mod map;
 pub mod queue;
 mod record;
 pub mod stats;
+mod tasks;
 
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Query, State};
@@ -56,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .merge(map::routes())
         .merge(data_pages::routes())
         .merge(inbox::routes())
+        .merge(tasks::routes())
         // Forms first (a refusal is a page too), then the headers on every answer.
         .layer(axum::middleware::from_fn(guard::check_forms))
         .layer(axum::middleware::map_response(guard::security_headers))
@@ -301,6 +303,7 @@ pub fn page(title: &str, clerk: &Clerk, active: &str, content: Markup) -> Respon
         ("queue", "/queue", "待办队列", "Queue"),
         ("stats", "/stats", "统计分析", "Statistics"),
         ("map", "/map", "网格地图", "Map"),
+        ("tasks", "/tasks", "任务", "Tasks"),
         ("data", "/data", "数据导入导出", "Data"),
     ];
     let scope = match u.role {
