@@ -127,8 +127,7 @@ pub fn TaskPage(id: Uuid) -> Element {
     };
     let st = store.clone();
     let needs_photo = task.kind.needs_photo();
-    let complete = move |ev: FormEvent| {
-        ev.prevent_default();
+    let complete = move |_| {
         let text = note.peek().clone();
         match st.write(|s| s.complete_task(id, &text, services.now())) {
             Ok(_) => {
@@ -181,7 +180,7 @@ pub fn TaskPage(id: Uuid) -> Element {
                     p { class: "hint", {t(l, "这项任务派给了本网格的其他网格员。", "This task is another worker's of this grid.")} }
                 },
                 TaskStatus::Open => rsx! {
-                    form { class: "form", id: "task-form", onsubmit: complete,
+                    div { class: "form", id: "task-form",
                         Field { label: t(l, "完成情况", "What was done").to_string(), error: err(errors, "done_note"),
                             textarea { id: "done-note", name: "done_note", rows: "3", value: "{note}",
                                 placeholder: t(l, "写明核实或整改的结果", "What you found or what was fixed"),
@@ -195,7 +194,7 @@ pub fn TaskPage(id: Uuid) -> Element {
                             p { class: "hint", {t(l, "只上传最后添加的一张照片。", "Only the last photo added is sent.")} }
                         }
                         if let Some(f) = failure() { ErrorNote { text: f } }
-                        button { class: "big primary", id: "task-complete", r#type: "submit", {t(l, "完成", "Complete")} }
+                        button { class: "big primary", id: "task-complete", onclick: complete, {t(l, "完成", "Complete")} }
                     }
                 },
             }
