@@ -294,3 +294,46 @@ async fn a_task_reaches_its_worker_and_its_completion_the_county(backend: Backen
     );
 }
 both_backends!(a_task_reaches_its_worker_and_its_completion_the_county);
+
+async fn a_visit_is_given_about_a_household_and_completed_with_a_note(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let a = Device::enrol(&server, "worker-a").await;
+    let household = server.county.scope(&[0]).households[0].clone();
+    let t = give(
+        &server,
+        "secretary",
+        TaskKind::VisitHousehold,
+        household.id,
+        "worker-a",
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.household_id, Some(household.id));
+    assert!(t.about.contains(&household.address), "{}", t.about);
+    // Another village's secretary does not find the household.
+    let far = server
+        .county
+        .scope(&[server.county.grids.len() - 1])
+        .households[0]
+        .id;
+    assert!(matches!(
+        give(
+            &server,
+            "secretary",
+            TaskKind::VisitHousehold,
+            far,
+            "worker-a"
+        )
+        .await,
+        Err(Failure::NotFound(_))
+    ));
+    a.sync().await;
+    assert_eq!(a.with(|s| s.open_tasks()).unwrap().len(), 1);
+    // A visit asks for no photo.
+    a.with(|s| s.complete_task(t.id, "已走访，家中一切正常", Utc::now()))
+        .unwrap();
+    a.sync().await;
+    let done = on_server(&server, t.id).await;
+    assert_eq!((done.status, done.done_photo), (TaskStatus::Done, None));
+}
+both_backends!(a_visit_is_given_about_a_household_and_completed_with_a_note);
