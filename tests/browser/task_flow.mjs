@@ -28,6 +28,8 @@ const sync = async () => {
   console.log(await phone.textContent('#sync-summary'));
   await phone.click('#tab-today');
 };
+// Screenshots for a person to look at, when SHOTS names a directory.
+const shot = async (page, name) => { if (process.env.SHOTS) await page.screenshot({ path: `${process.env.SHOTS}/${name}.png`, fullPage: true }); };
 let failed = false;
 try {
   step('enrol worker-a');
@@ -67,6 +69,7 @@ try {
     return !!(t && r && (t.compareDocumentPosition(r) & Node.DOCUMENT_POSITION_FOLLOWING));
   });
   if (!first) throw new Error('the tasks are not above the rest of Today');
+  await shot(phone, 'task-01-today');
   await phone.waitForSelector('#feedback-badge');
   await phone.click('#task-list a.card');
   await phone.waitForSelector('#task-note:has-text("请复查护栏是否装好")');
@@ -76,12 +79,14 @@ try {
   await phone.click('#task-complete');
   await phone.waitForSelector('.field.invalid .field-error:has-text("现场照片")');
   if (await phone.inputValue('#done-note') !== '护栏已装好，警示牌已立') throw new Error('the note was lost');
+  await shot(phone, 'task-02-refused');
 
   step('with a photo it is done');
   await phone.setInputFiles('#photo-file', photo);
   await phone.waitForSelector('.photo-list li');
   await phone.click('#task-complete');
   await phone.waitForSelector('#task-done:has-text("护栏已装好")');
+  await shot(phone, 'task-03-done');
   await sync();
   if (await phone.locator('#task-list').count() !== 0) throw new Error('a done task still on Today');
 
@@ -95,6 +100,7 @@ try {
   const loaded = await row.locator('img.task-photo').evaluate((img) => img.complete && img.naturalWidth > 0);
   if (!loaded) throw new Error('the photo does not show');
   console.log('county: ' + who.replace(/\s+/g, ' '));
+  await shot(county, 'task-04-county');
   if (blocked.length) throw new Error(`the page policy blocked: ${blocked.join('; ')}`);
   console.log('flows: all steps passed');
 } catch (e) {
