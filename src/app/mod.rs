@@ -70,6 +70,8 @@ pub enum Route {
         Feedback {},
         #[route("/points")]
         PointsPage {},
+        #[route("/tasks/:id")]
+        TaskPage { id: Uuid },
 }
 
 /// The app: the lock/enrol gate, then the router.

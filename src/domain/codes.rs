@@ -575,6 +575,32 @@ impl<T: Coded> fmt::Display for Labeled<T> {
     }
 }
 
+coded_enum!(
+    /// What the county asks a grid worker to do (派给网格员的任务).
+    TaskKind, "task kind" {
+        RecheckHazard = "RECHECK_HAZARD", "复查隐患", "Recheck a hazard";
+        VisitHousehold = "VISIT_HOUSEHOLD", "入户走访", "Visit a household";
+        Verify = "VERIFY", "核实情况", "Verify a report";
+        Other = "OTHER", "其他", "Other";
+    }
+);
+
+impl TaskKind {
+    /// Whether completing it needs a photo of the site (a hazard recheck is evidence).
+    pub fn needs_photo(self) -> bool {
+        self == TaskKind::RecheckHazard
+    }
+}
+
+coded_enum!(
+    /// Where a task stands: open until its worker completes it, or the county cancels it.
+    TaskStatus, "task status" {
+        Open = "OPEN", "待完成", "Open";
+        Done = "DONE", "已完成", "Done";
+        Cancelled = "CANCELLED", "已撤销", "Cancelled";
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,6 +658,8 @@ mod tests {
         check_unique::<PersonStatus>();
         check_unique::<Relation>();
         check_unique::<Tag>();
+        check_unique::<TaskKind>();
+        check_unique::<TaskStatus>();
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod model;
 pub mod points;
 pub mod scope;
 pub mod spatial;
+pub mod task;
 pub mod validate;
 
 pub use codes::{Coded, Lang};

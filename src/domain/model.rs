@@ -14,6 +14,8 @@ use super::geo::{GeoPoint, TrackPoint};
 use super::lifecycle::{Status, lifecycle};
 use super::validate::{IdNumber, Phone, Problem, ValidationErrors, Validator};
 
+pub use super::task::Task;
+
 /// A new id, made where the record is created: UUIDv7, so ids sort by creation time.
 pub fn new_id() -> Uuid {
     Uuid::now_v7()
@@ -43,6 +45,7 @@ coded_enum!(
         Audit = "AUDIT", "审计", "Audit entry";
         Grid = "GRID", "网格", "Grid";
         Conflict = "CONFLICT", "同步冲突", "Sync conflict";
+        Task = "TASK", "任务", "Task";
     }
 );
 

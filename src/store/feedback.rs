@@ -18,6 +18,8 @@ use crate::domain::model::{Reply, StatusChange};
 pub enum FeedbackKind {
     Reply,
     Status,
+    /// A task the county gave (`record_id` is the task's id).
+    Task,
 }
 
 /// One thing the county did on one of my records.
@@ -95,10 +97,10 @@ impl Store {
                 id,
                 record_id: Uuid::parse_str(&record)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                kind: if kind == "REPLY" {
-                    FeedbackKind::Reply
-                } else {
-                    FeedbackKind::Status
+                kind: match kind.as_str() {
+                    "REPLY" => FeedbackKind::Reply,
+                    "TASK" => FeedbackKind::Task,
+                    _ => FeedbackKind::Status,
                 },
                 actor,
                 status: status.and_then(|s| Status::from_code(&s).ok()),

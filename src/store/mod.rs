@@ -27,6 +27,7 @@ pub mod points;
 pub mod records;
 pub mod remote;
 pub mod scope;
+pub mod tasks;
 
 /// Every migration of the device schema, in order. Append only.
 pub const MIGRATIONS: &[&str] = &[
@@ -38,6 +39,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_rejections.sql"),
     include_str!("migrations/0007_feedback.sql"),
     include_str!("migrations/0008_restores.sql"),
+    include_str!("migrations/0011_tasks.sql"),
 ];
 
 impl crate::domain::labels::Explain for StoreError {

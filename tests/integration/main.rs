@@ -8,6 +8,8 @@ mod app_browser;
 mod app_forms;
 #[cfg(all(feature = "browser", feature = "server"))]
 mod app_sync_browser;
+#[cfg(all(feature = "browser", feature = "server"))]
+mod app_task_browser;
 #[cfg(feature = "app")]
 mod app_views;
 #[cfg(all(feature = "server", feature = "client"))]

@@ -21,6 +21,7 @@ const FIXTURES: &[&str] = &[
     include_str!("../fixtures/store/v5.sql"),
     include_str!("../fixtures/store/v6.sql"),
     include_str!("../fixtures/store/v7.sql"),
+    include_str!("../fixtures/store/v8.sql"),
 ];
 
 #[test]
@@ -118,6 +119,11 @@ fn every_earlier_schema_version_upgrades_with_its_data() {
                 (1, "现场1.jpg", 3)
             );
         }
+        if version >= 8 {
+            assert_eq!(s.acked_len().unwrap(), 1, "the kept acknowledged entry");
+        }
+        // No task has come down to an upgraded device yet; the table is there and empty.
+        assert!(s.tasks().unwrap().is_empty());
     }
 }
 

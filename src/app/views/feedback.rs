@@ -24,6 +24,7 @@ fn what(l: Lang, f: &FeedbackItem) -> String {
             f.text
         ),
         (FeedbackKind::Status, None) => f.text.clone(),
+        (FeedbackKind::Task, _) => format!("{}{}", t(l, "新任务：", "New task: "), f.text),
     }
 }
 
@@ -39,6 +40,9 @@ pub fn Feedback() -> Element {
         let titles: Vec<Option<String>> = items
             .iter()
             .map(|f| {
+                if f.kind == FeedbackKind::Task {
+                    return s.task(f.record_id).ok().map(|t| t.about);
+                }
                 s.any_record(f.record_id).ok().map(|r| {
                     let sum = r.summary();
                     if sum.is_empty() {
@@ -76,7 +80,8 @@ pub fn Feedback() -> Element {
                 for (f, title) in items.into_iter().zip(titles) {
                     li { key: "{f.id}",
                         Link { class: if f.read { "card feedback-item" } else { "card feedback-item unread" },
-                            "data-feedback": "{f.id}", to: Route::RecordPage { id: f.record_id },
+                            "data-feedback": "{f.id}",
+                            to: if f.kind == FeedbackKind::Task { Route::TaskPage { id: f.record_id } } else { Route::RecordPage { id: f.record_id } },
                             div { class: "card-title",
                                 if !f.read { span { class: "dot", title: t(l, "未读", "unread") } }
                                 {title.unwrap_or_else(|| t(l, "（记录不在本机）", "(record not on this phone)").to_string())}

@@ -10,6 +10,7 @@ pub mod records;
 pub mod report;
 pub mod settings;
 pub mod sync;
+pub mod tasks;
 pub mod today;
 pub mod unlock;
 
@@ -22,4 +23,5 @@ pub use records::{RecordPage, Records};
 pub use report::Report;
 pub use settings::Settings;
 pub use sync::SyncPage;
+pub use tasks::TaskPage;
 pub use today::Today;

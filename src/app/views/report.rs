@@ -508,7 +508,7 @@ async fn picked_files(files: Vec<dioxus::html::FileData>) -> Result<Vec<Picked>,
 /// store with the draft of `form` the moment it is added, so leaving the screen or closing the
 /// app loses none of them.
 #[component]
-fn PhotoPicker(form: &'static str, photos: Signal<Vec<StagedPhoto>>) -> Element {
+pub(crate) fn PhotoPicker(form: &'static str, photos: Signal<Vec<StagedPhoto>>) -> Element {
     let services = use_services();
     let store = use_store();
     let l = *use_lang().read();

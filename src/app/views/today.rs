@@ -101,6 +101,7 @@ pub fn Today() -> Element {
                 Link { class: "note ok feedback-link", id: "feedback-badge", to: Route::Feedback {},
                     {t(l, "县里新反馈 ", "New county feedback ")} span { class: "badge", "{day.unread}" } {t(l, " 条，点此查看 →", ": open →")} }
             }
+            crate::app::views::tasks::TodayTasks {}
             Link { class: "big primary report-hazard", id: "report-hazard", to: Route::Report { kind: "hazard".into() }, {t(l, "上报隐患", "Report a hazard")} }
             h2 { {t(l, "待走访（今日及逾期）", "Visits due (today and overdue)")} " ({day.due.len()})" }
             if day.due.is_empty() { p { class: "hint", {t(l, "今天没有待走访的住户。", "No visits due today.")} } }

@@ -21,6 +21,7 @@ mod settings;
 pub mod stats;
 mod todo;
 mod supervision;
+mod tasks;
 
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Query, State};
@@ -62,6 +63,7 @@ pub fn routes() -> Router<AppState> {
         .merge(todo::routes())
         .merge(settings::routes())
         .merge(supervision::routes())
+        .merge(tasks::routes())
         // Forms first (a refusal is a page too), then the headers on every answer.
         .layer(axum::middleware::from_fn(guard::check_forms))
         .layer(axum::middleware::map_response(guard::security_headers))
@@ -326,6 +328,7 @@ pub fn page(title: &str, clerk: &Clerk, active: &str, content: Markup) -> Respon
         ("todo", "/todo", "我的待办", "My tasks"),
         ("stats", "/stats", "统计分析", "Statistics"),
         ("map", "/map", "网格地图", "Map"),
+        ("tasks", "/tasks", "任务", "Tasks"),
         ("data", "/data", "数据导入导出", "Data"),
     ];
     if u.role == Role::Admin {

@@ -418,6 +418,7 @@ async fn record(
             (location_card(&d, &f))
         }
         (conflicts_card(&d, &clerk, id))
+        (super::tasks::give_link(&clerk, id, false))
         div.cols {
             (actions_card(&d, status, &clerk, id))
             (history_card(&d, &f))

@@ -156,6 +156,7 @@ pub(super) fn apply_entry(
     let device = ctx.device;
     match (e.op, e.kind) {
         (Op::Create, k) if !k.is_append_only() => apply_create(db, ctx, e, k, at, by, device),
+        (Op::Update, EntityKind::Task) => super::tasks::apply_done(db, ctx, e, at, by, device),
         (Op::Update, k) if !k.is_append_only() => apply_update(db, ctx, e, k, at, by, device),
         (Op::Transition, k) if k.is_record() => apply_transition(db, ctx, e, k, at, by),
         (Op::Append, EntityKind::Photo) => apply_photo(db, ctx, e, at, by, device),

@@ -31,6 +31,7 @@ mod error;
 mod pull;
 mod receive;
 mod review;
+mod tasks;
 mod upload;
 
 use apply::*;
@@ -46,6 +47,9 @@ pub use receive::{Incoming, receive_group};
 pub use review::{
     import_entity, list_records, record_detail, reply, review_edit, review_transition,
     set_supervision, settle_conflict, supervision_limit,
+};
+pub use tasks::{
+    NewTask, cancel_task, create_task, list_tasks, task_in_scope, task_target, workers_of_grid,
 };
 pub use upload::{Upload, put_photo_chunk};
 

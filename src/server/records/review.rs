@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn reviewer_ctx(user: &User, now: DateTime<Utc>) -> Result<Ctx<'_>, Error> {
+pub(super) fn reviewer_ctx(user: &User, now: DateTime<Utc>) -> Result<Ctx<'_>, Error> {
     if !user.role.reviews() {
         return Err(
             Refusal::Forbidden("only village, town and county staff may do this".into()).into(),

@@ -271,6 +271,10 @@ fn apply_change(
                 out.conflicts.push(cf);
             }
         }
+        EntityKind::Task => {
+            let t: crate::domain::model::Task = parse(kind, id, v)?;
+            crate::store::tasks::apply_task(tx, &t, c.seq, reader.me, reader.news)?;
+        }
         k if k.is_record() => {
             let data = if c.partial {
                 with_stored_record(tx, k, id, fields)?

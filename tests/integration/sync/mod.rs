@@ -11,6 +11,7 @@ mod partial;
 mod replicas;
 mod restore;
 mod sessions;
+mod tasks;
 pub mod util;
 
 pub use e2e::hazard as e2e_hazard;
