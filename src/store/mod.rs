@@ -39,7 +39,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_rejections.sql"),
     include_str!("migrations/0007_feedback.sql"),
     include_str!("migrations/0008_restores.sql"),
-    include_str!("migrations/0011_tasks.sql"),
+    include_str!("migrations/0009_tasks.sql"),
 ];
 
 impl crate::domain::labels::Explain for StoreError {
