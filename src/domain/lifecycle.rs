@@ -388,13 +388,13 @@ impl DeliberationError {
         if lang == super::codes::Lang::En {
             return self.to_string();
         }
-        let next: Vec<&str> = next_deliberation(self.from).iter().map(|d| d.zh()).collect();
+        let next: Vec<&str> = next_deliberation(self.from)
+            .iter()
+            .map(|d| d.zh())
+            .collect();
         let now = self.from.map(|f| f.zh()).unwrap_or("尚未开始");
         if next.is_empty() {
-            format!(
-                "三议四步已到「{now}」，不能再改为「{}」",
-                self.to.zh()
-            )
+            format!("三议四步已到「{now}」，不能再改为「{}」", self.to.zh())
         } else {
             format!(
                 "三议四步现为「{now}」，不能跳到「{}」；下一步请选「{}」",
@@ -579,7 +579,10 @@ mod tests {
             worker_moves(Domain::Hazard, S::Reported),
             vec![S::Rectified, S::Void]
         );
-        assert_eq!(worker_moves(Domain::Hazard, S::Rectifying), vec![S::Rectified]);
+        assert_eq!(
+            worker_moves(Domain::Hazard, S::Rectifying),
+            vec![S::Rectified]
+        );
         assert_eq!(worker_moves(Domain::Hazard, S::Recheck), vec![]);
         assert_eq!(
             worker_moves(Domain::Dispute, S::Failed),
@@ -611,10 +614,17 @@ mod tests {
         check_deliberation(Some(D::Deliberation), D::PublicEval).unwrap();
         let e = check_deliberation(Some(D::Proposed), D::PublicEval).unwrap_err();
         let zh = e.text(Lang::Zh);
-        assert!(zh.contains("群众提") && zh.contains("群众评") && zh.contains("支部审"), "{zh}");
+        assert!(
+            zh.contains("群众提") && zh.contains("群众评") && zh.contains("支部审"),
+            "{zh}"
+        );
         assert!(check_deliberation(None, D::Deliberation).is_err());
         let done = check_deliberation(Some(D::Rejected), D::Deliberation).unwrap_err();
-        assert!(done.text(Lang::Zh).contains("不能再改为"), "{}", done.text(Lang::Zh));
+        assert!(
+            done.text(Lang::Zh).contains("不能再改为"),
+            "{}",
+            done.text(Lang::Zh)
+        );
     }
 
     fn any_status() -> impl Strategy<Value = Status> {

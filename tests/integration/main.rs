@@ -4,6 +4,8 @@
 mod app_autosync;
 #[cfg(feature = "browser")]
 mod app_browser;
+#[cfg(feature = "app")]
+mod app_moves;
 #[cfg(all(feature = "browser", feature = "server"))]
 mod app_sync_browser;
 #[cfg(feature = "app")]

@@ -3,6 +3,7 @@
 pub mod feedback;
 pub mod households;
 pub mod map;
+pub mod moves;
 pub mod patrol;
 pub mod points;
 pub mod records;
