@@ -23,8 +23,11 @@ use crate::store::{Store, StoreError};
 
 /// The moves the panel offers on a record of `domain` that is now `from`: the worker's moves
 /// by the lifecycle, less an emergency's 续报 and 终报 (the reports form below makes those,
-/// each with its report).
+/// each with its report); none on a patrol (the patrol screen ends it, with its track).
 pub fn panel_moves(domain: Domain, from: Status) -> Vec<Status> {
+    if domain == Domain::Patrol {
+        return Vec::new();
+    }
     worker_moves(domain, from)
         .into_iter()
         .filter(|to| !(domain == Domain::Emergency && matches!(to, Status::Update | Status::Final)))
@@ -267,6 +270,9 @@ pub fn MovesPanel(id: Uuid) -> Element {
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
     let domain = rec.domain();
+    if domain == Domain::Patrol {
+        return rsx! {};
+    }
     let from = rec.common().status;
     let moves = panel_moves(domain, from);
     let return_note = (from == Status::Returned)
