@@ -363,6 +363,74 @@ pub fn check_transition(
     }
 }
 
+/// The moves the grid worker may make on a record of `domain` that is now `from`: every row of
+/// the domain's lifecycle that starts at `from` and admits the worker, in table order.
+pub fn worker_moves(domain: Domain, from: Status) -> Vec<Status> {
+    lifecycle(domain)
+        .transitions
+        .iter()
+        .filter(|(a, _, who)| *a == from && who.admits(Actor::Worker))
+        .map(|(_, b, _)| *b)
+        .collect()
+}
+
+/// An out-of-order step of the 三议四步 deliberation track.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("deliberation cannot go from {} to {}", .from.map(|f| f.code()).unwrap_or("nothing"), .to.code())]
+pub struct DeliberationError {
+    pub from: Option<super::codes::DeliberationStage>,
+    pub to: super::codes::DeliberationStage,
+}
+
+impl DeliberationError {
+    /// The message in `lang`: which stage comes next instead.
+    pub fn text(&self, lang: super::codes::Lang) -> String {
+        if lang == super::codes::Lang::En {
+            return self.to_string();
+        }
+        let next: Vec<&str> = next_deliberation(self.from)
+            .iter()
+            .map(|d| d.zh())
+            .collect();
+        let now = self.from.map(|f| f.zh()).unwrap_or("尚未开始");
+        if next.is_empty() {
+            format!("三议四步已到「{now}」，不能再改为「{}」", self.to.zh())
+        } else {
+            format!(
+                "三议四步现为「{now}」，不能跳到「{}」；下一步请选「{}」",
+                self.to.zh(),
+                next.join("」或「")
+            )
+        }
+    }
+}
+
+/// The deliberation stages that may follow `from` (`None`: not started, so 群众提).
+pub fn next_deliberation(
+    from: Option<super::codes::DeliberationStage>,
+) -> Vec<super::codes::DeliberationStage> {
+    match from {
+        None => vec![super::codes::DeliberationStage::Proposed],
+        Some(f) => DELIBERATION
+            .iter()
+            .filter(|(a, _)| *a == f)
+            .map(|(_, b)| *b)
+            .collect(),
+    }
+}
+
+/// Checks one step of the deliberation track: only the next stage by [`DELIBERATION`].
+pub fn check_deliberation(
+    from: Option<super::codes::DeliberationStage>,
+    to: super::codes::DeliberationStage,
+) -> Result<(), DeliberationError> {
+    if next_deliberation(from).contains(&to) {
+        Ok(())
+    } else {
+        Err(DeliberationError { from, to })
+    }
+}
+
 /// The statuses that count as open for any domain (for queries across domains).
 pub fn open_statuses() -> Vec<Status> {
     let mut v: Vec<Status> = Domain::ALL
@@ -507,6 +575,69 @@ mod tests {
         assert!(!EVENT.is_open(S::Archived));
         assert!(open_statuses().contains(&S::Rectifying));
         assert!(!open_statuses().contains(&S::Void));
+    }
+
+    #[test]
+    fn the_worker_is_offered_exactly_the_rows_that_admit_the_worker() {
+        assert_eq!(
+            worker_moves(Domain::Livelihood, S::Submitted),
+            vec![S::Resolved, S::Void]
+        );
+        assert_eq!(worker_moves(Domain::Livelihood, S::Accepted), vec![]);
+        assert_eq!(
+            worker_moves(Domain::Opinion, S::Returned),
+            vec![S::Submitted, S::Void]
+        );
+        assert_eq!(
+            worker_moves(Domain::Hazard, S::Reported),
+            vec![S::Rectified, S::Void]
+        );
+        assert_eq!(
+            worker_moves(Domain::Hazard, S::Rectifying),
+            vec![S::Rectified]
+        );
+        assert_eq!(worker_moves(Domain::Hazard, S::Recheck), vec![]);
+        assert_eq!(
+            worker_moves(Domain::Dispute, S::Failed),
+            vec![S::Mediating, S::Referred]
+        );
+        assert_eq!(
+            worker_moves(Domain::Emergency, S::Update),
+            vec![S::Update, S::Handling, S::Final]
+        );
+        // Every move offered passes the worker's check; no other status does.
+        for d in Domain::ALL {
+            for from in Status::ALL {
+                let moves = worker_moves(*d, *from);
+                for to in Status::ALL {
+                    let ok = check_transition(Uuid::nil(), *d, *from, *to, Actor::Worker).is_ok();
+                    assert_eq!(ok, moves.contains(to), "{d:?} {from} -> {to}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deliberation_goes_in_order_and_says_what_comes_next() {
+        use crate::domain::codes::{DeliberationStage as D, Lang};
+        check_deliberation(None, D::Proposed).unwrap();
+        check_deliberation(Some(D::Proposed), D::BranchReview).unwrap();
+        check_deliberation(Some(D::BranchReview), D::Rejected).unwrap();
+        check_deliberation(Some(D::BranchReview), D::Deliberation).unwrap();
+        check_deliberation(Some(D::Deliberation), D::PublicEval).unwrap();
+        let e = check_deliberation(Some(D::Proposed), D::PublicEval).unwrap_err();
+        let zh = e.text(Lang::Zh);
+        assert!(
+            zh.contains("群众提") && zh.contains("群众评") && zh.contains("支部审"),
+            "{zh}"
+        );
+        assert!(check_deliberation(None, D::Deliberation).is_err());
+        let done = check_deliberation(Some(D::Rejected), D::Deliberation).unwrap_err();
+        assert!(
+            done.text(Lang::Zh).contains("不能再改为"),
+            "{}",
+            done.text(Lang::Zh)
+        );
     }
 
     fn any_status() -> impl Strategy<Value = Status> {

@@ -6,6 +6,8 @@ mod app_autosync;
 mod app_browser;
 #[cfg(feature = "app")]
 mod app_forms;
+#[cfg(feature = "app")]
+mod app_moves;
 #[cfg(all(feature = "browser", feature = "server"))]
 mod app_sync_browser;
 #[cfg(all(feature = "browser", feature = "server"))]

@@ -4,6 +4,7 @@ pub mod duty_forms;
 pub mod feedback;
 pub mod households;
 pub mod map;
+pub mod moves;
 pub mod patrol;
 pub mod points;
 pub mod records;

@@ -152,6 +152,7 @@ pub fn RecordPage(id: Uuid) -> Element {
                 AnyRecord::Emergency(e) => rsx! { p { {e.category.label(l)} " · " {e.level.label(l)} } EmergencyExtras { id: e.common.id } },
                 AnyRecord::Event(e) => rsx! { super::duty_forms::EventExtras { event: e.clone() } },
             }
+            super::moves::MovesPanel { id }
             if !photos.is_empty() {
                 div { class: "thumbs",
                     for (h, src) in photos { img { key: "{h}", class: "thumb", src: "{src}", alt: "{&h[..8]}" } }
@@ -270,7 +271,16 @@ fn DisputeExtras(dispute: Dispute) -> Element {
             satisfaction: parse_code(&sat.peek(), Satisfaction::Satisfied),
             notes: fu_notes.peek().trim().to_owned(),
         };
-        match st2.write(|s| s.update_record::<Dispute>(id, |d| d.follow_up = Some(fu), now)) {
+        // The follow-up of a settled or referred dispute is also its move to 回访.
+        let res = st2.write(|s| {
+            let d = s.update_record::<Dispute>(id, |d| d.follow_up = Some(fu), now)?;
+            if matches!(d.common.status, Status::Success | Status::Referred) {
+                let notes = d.follow_up.map(|f| f.notes).filter(|n| !n.is_empty());
+                s.transition(id, Status::FollowUp, notes.as_deref(), now)?;
+            }
+            Ok(())
+        });
+        match res {
             Ok(_) => {
                 general.set(None);
                 bump(session);

@@ -6,6 +6,7 @@ mod api;
 mod e2e;
 mod faults;
 mod hostile;
+mod moves;
 mod openapi;
 mod partial;
 mod replicas;
