@@ -99,6 +99,8 @@ fn known(path: &str) -> Option<(&'static str, &'static str)> {
         "person_type" => ("人员类别", "Person type"),
         "residence" => ("居住状态", "Residence"),
         "relation" => ("与户主关系", "Relation to head"),
+        "status_on" => ("变动日期", "Date of the change"),
+        "origin" => ("户籍地", "Registered at"),
         "household_id" => ("户编号", "Household id"),
         "person_id" => ("人员编号", "Person id"),
         "address" => ("地址", "Address"),
@@ -277,6 +279,13 @@ mod tests {
             Problem::WrongGrid,
             Problem::NotRecording,
             Problem::NotImage,
+            Problem::DuplicatePerson {
+                name: "王小明".into(),
+            },
+            Problem::NewbornRelation,
+            Problem::NotActiveMember {
+                status: crate::domain::codes::PersonStatus::Deceased,
+            },
         ]
     }
 
@@ -312,6 +321,9 @@ mod tests {
                 Problem::NotRecording => 24,
                 Problem::NotImage => 25,
                 Problem::StatusByEdit => 26,
+                Problem::DuplicatePerson { .. } => 27,
+                Problem::NewbornRelation => 28,
+                Problem::NotActiveMember { .. } => 29,
                 // Already worded by whoever made it; validators never do (the scan below).
                 Problem::Other(_) => unreachable!("no sample of Other"),
             };
