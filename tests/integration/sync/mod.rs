@@ -8,6 +8,7 @@ mod faults;
 mod hostile;
 mod openapi;
 mod partial;
+mod register;
 mod replicas;
 mod restore;
 mod sessions;
