@@ -347,6 +347,7 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
 
 /// What the "add a person" form holds while the worker types (its draft).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct PersonDraft {
     /// MEMBER, NEWBORN or FLOATING.
     kind: String,
@@ -664,6 +665,8 @@ fn MemberActions(person: Person) -> Element {
         }
     };
     let key = format!("{pid}");
+    // A dynamic attribute, so view tests can find the button's element.
+    let act = "member-save";
     rsx! {
         div { class: "member-actions",
             button { class: "small", "data-mark": "{key}:moved", onclick: move |_| open(MemberEdit::MovedOut, today.to_string()), {t(l, "迁出", "Moved out")} }
@@ -704,7 +707,7 @@ fn MemberActions(person: Person) -> Element {
                     },
                 }
                 div { class: "member-actions",
-                    button { class: "primary", "data-act": "member-save", "data-person": "{key}", onclick: save, {t(l, "保存", "Save")} }
+                    button { class: "primary", "data-act": act, onclick: save, {t(l, "保存", "Save")} }
                     button { onclick: move |_| editing.set(None), {t(l, "取消", "Cancel")} }
                 }
             }

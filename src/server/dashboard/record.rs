@@ -483,7 +483,9 @@ fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) ->
                 dt { "上报时间" } dd { (local(f.created)) }
                 dt { "时限" } dd { (deadline_cell(&row, Utc::now(), &policy)) }
                 @for (k, v) in &shown_fields {
-                    dt { (field_label(k)) } dd { (show_value(d.domain, k, v, reveal))
+                    dt { (field_label(k)) } dd {
+                        @if let ("household_id", Some(h)) = (*k, v.as_str()) { a.household href={"/households/" (h)} { "查看该户" } }
+                        @else { (show_value(d.domain, k, v, reveal)) }
                         @if *k == "parties" && clerk.reviews() {
                             @if reveal { br; small.muted #revealed { "已显示完整电话，此次查看已记入审计日志" } }
                             @else { " " a.reveal #reveal-phones href={"/records/" (id) "?reveal=1"} { "查看完整电话（留痕）" } }
