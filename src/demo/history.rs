@@ -82,6 +82,7 @@ impl GridGen<'_> {
             location: Some(loc),
             photos: Vec::new(),
             patrol_id: None,
+            household_id: None,
         }
     }
 
@@ -167,7 +168,6 @@ impl GridGen<'_> {
                         domain,
                         title: title.into(),
                         content: content.into(),
-                        household_id: None,
                         satisfaction: None,
                     })
                 }

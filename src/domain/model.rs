@@ -342,6 +342,9 @@ pub struct Common {
     /// The patrol during which it was found, if any.
     #[serde(default)]
     pub patrol_id: Option<Uuid>,
+    /// The household it is about, when the worker reported it from the household's page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household_id: Option<Uuid>,
 }
 
 impl Common {
@@ -357,6 +360,7 @@ impl Common {
             location: None,
             photos: Vec::new(),
             patrol_id: None,
+            household_id: None,
         }
     }
 
@@ -520,8 +524,6 @@ pub struct Event {
     pub domain: Domain,
     pub title: String,
     pub content: String,
-    #[serde(default)]
-    pub household_id: Option<Uuid>,
     #[serde(default)]
     pub satisfaction: Option<Satisfaction>,
 }
@@ -1036,7 +1038,6 @@ mod tests {
             domain: Domain::Hazard,
             title: "t".into(),
             content: "c".into(),
-            household_id: None,
             satisfaction: None,
         };
         assert!(

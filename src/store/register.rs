@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::drafts::{Filed, draft_key};
 use super::outbox::{all_fields, append};
 use super::people::{Cadence, household, person, refresh_summary, write_household, write_person};
+use super::records::{RecordSummary, summary_from_row};
 use super::{Result, Store, StoreError};
 use crate::domain::codes::{PersonStatus, Relation, Tag};
 use crate::domain::model::{EntityKind, Household, Person, Registration};
@@ -249,5 +250,23 @@ impl Store {
     pub fn set_tags(&mut self, id: Uuid, tags: Vec<Tag>, now: DateTime<Utc>) -> Result<Person> {
         active(&self.conn, id, "tags")?;
         self.update_person(id, |p| p.tags = tags, now)
+    }
+}
+
+impl Store {
+    /// A household's records, newest first: those reported from its page, and disputes
+    /// whose parties name one of its people.
+    pub fn household_records(&self, household: Uuid) -> Result<Vec<RecordSummary>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT * FROM records WHERE household_id = ?1
+             UNION
+             SELECT * FROM records WHERE kind = 'DISPUTE' AND EXISTS (
+               SELECT 1 FROM json_each(records.data, '$.parties') p
+               JOIN people ON people.id = json_extract(p.value, '$.person_id')
+               WHERE people.household_id = ?1)
+             ORDER BY created_at DESC, id DESC",
+        )?;
+        let rows = stmt.query_map([household.to_string()], |r| Ok(summary_from_row(r)))?;
+        rows.map(|r| r?).collect()
     }
 }

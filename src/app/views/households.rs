@@ -136,6 +136,7 @@ pub fn HouseholdPage(id: Uuid) -> Element {
         Ok(d) => d,
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
+    let records = store.read(|s| s.household_records(id)).unwrap_or_default();
     let store2 = store.clone();
     let services2 = services.clone();
     let reveal = use_callback(move |(person, field): (Uuid, RevealField)| {
@@ -220,6 +221,23 @@ pub fn HouseholdPage(id: Uuid) -> Element {
                 }
             }
             AddPerson { household: id }
+            h2 { {t(l, "事项", "Records")} " ({records.len()})" }
+            div { class: "member-actions",
+                for (k, zh, en) in [("hazard", "隐患", "Hazard"), ("opinion", "民意", "Opinion"), ("dispute", "纠纷", "Dispute")] {
+                    Link { class: "button", id: "report-for-{k}", to: Route::HouseholdReport { id, kind: k.to_string() },
+                        {t(l, "为此户上报", "Report for this household")} "·" {t(l, zh, en)} }
+                }
+            }
+            ul { class: "cards hh-records",
+                for r in records.iter() {
+                    li { key: "{r.id}",
+                        Link { class: "card", to: Route::RecordPage { id: r.id },
+                            div { class: "card-title", {r.domain.label(l)} " · " "{r.summary}" }
+                            div { class: "card-sub", {r.status.label(l)} " · " {crate::app::local_time(r.created_at, "%Y-%m-%d")} }
+                        }
+                    }
+                }
+            }
             RecordVisit { household: id, grid: hh.grid_id }
             h2 { {t(l, "走访记录", "Visit history")} " ({detail.visits.len()})" }
             ul { class: "visits",
@@ -342,6 +360,23 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
             button { id: "visit-save", "data-act": act, class: "big primary", disabled: saved(), onclick: submit, {t(l, "保存走访", "Save visit")} }
             if saved() { p { class: "note ok", id: "visit-saved", {t(l, "已保存，待同步上传", "Saved; will upload at next sync")} } }
         }
+    }
+}
+
+/// The report forms for one household ("为此户上报"): whatever they file is linked to it.
+#[component]
+pub fn HouseholdReport(id: Uuid, kind: String) -> Element {
+    let store = use_store();
+    let l = *use_lang().read();
+    use_context_provider(|| crate::app::views::report::ReportFor(id));
+    let address = store
+        .read(|s| s.household(id))
+        .map(|h| h.address)
+        .unwrap_or_default();
+    rsx! {
+        Link { class: "back", to: Route::HouseholdPage { id }, {t(l, "‹ 返回该户", "‹ Back to the household")} }
+        p { class: "note", id: "report-for", {t(l, "为此户上报：", "Reporting for: ")} "{address}" }
+        crate::app::views::report::Report { kind: kind.clone() }
     }
 }
 

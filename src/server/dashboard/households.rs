@@ -1,6 +1,7 @@
 //! One household as the county holds it: its address, its members (added on the phone or
 //! imported) with their status and its date (迁出, 死亡 on a day; a newborn without an ID
-//! number yet), ID numbers and phones masked, and its visits. Read within the account's scope.
+//! number yet), ID numbers and phones masked, the records reported from its page, and its
+//! visits. Read within the account's scope.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -14,6 +15,7 @@ use super::{Clerk, PageError, label, page};
 use crate::domain::codes::{
     Coded, PersonStatus, PersonType, Relation, ResidenceStatus, Sex, Tag, VisitPurpose,
 };
+use crate::domain::lifecycle::Status;
 use crate::domain::model::EntityKind;
 use crate::domain::validate::{mask_id, mask_phone};
 use crate::server::db::Sql;
@@ -29,6 +31,8 @@ struct Page {
     grid_code: String,
     people: Vec<Map<String, Value>>,
     visits: Vec<Map<String, Value>>,
+    /// Records reported from the household's page: (id, kind, grid code, the record).
+    records: Vec<(String, EntityKind, Map<String, Value>)>,
 }
 
 fn children(
@@ -55,11 +59,29 @@ fn load(db: &mut dyn Sql, clerk: &Clerk, id: Uuid) -> Result<Page, Failure> {
     if e.kind != EntityKind::Household || !clerk.user.scope().covers(&e.grid_code) {
         return Err(not_found());
     }
+    let scope = clerk.user.scope();
+    let mut records = Vec::new();
+    for r in db.query(
+        "SELECT id, kind, grid_code, data FROM entities WHERE household_id = $1
+         ORDER BY created_at DESC, id DESC",
+        crate::args![id.to_string()],
+    )? {
+        let (Ok(kind), true) = (
+            EntityKind::from_code(r[1].str()?),
+            scope.covers(r[2].str()?),
+        ) else {
+            continue;
+        };
+        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(r[3].str()?) {
+            records.push((r[0].string()?, kind, m));
+        }
+    }
     Ok(Page {
         household: e.data,
         grid_code: e.grid_code,
         people: children(db, id, EntityKind::Person)?,
         visits: children(db, id, EntityKind::Visit)?,
+        records,
     })
 }
 
@@ -138,6 +160,15 @@ async fn household_page(
                             }
                         }
                     }
+                }
+            }
+        }
+        div.card {
+            h2 { "为此户上报的事项 (" (p.records.len()) ")" }
+            ul #records {
+                @for (rid, kind, r) in &p.records {
+                    li { a href={"/records/" (rid)} { (kind.zh()) " · " (label::<Status>(text(r, "status"))) }
+                        " · " (text(r, "created_at").get(..10).unwrap_or("")) }
                 }
             }
         }

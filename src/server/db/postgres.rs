@@ -44,6 +44,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_case_numbers",
         include_str!("migrations/postgres/0008_case_numbers.sql"),
     ),
+    (
+        "0013_record_household",
+        include_str!("migrations/postgres/0013_record_household.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;

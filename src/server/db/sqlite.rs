@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0006_hostile_clients.sql"),
     include_str!("migrations/sqlite/0007_sliding_sessions.sql"),
     include_str!("migrations/sqlite/0008_case_numbers.sql"),
+    include_str!("migrations/sqlite/0013_record_household.sql"),
 ];
 const MAX_READERS: usize = 8;
 /// Reads at once: as many as this machine's cores. A pull page is CPU work (reading,
