@@ -404,3 +404,59 @@ fn a_new_household_in_a_known_house_comes_with_its_head() {
         .unwrap();
     assert_eq!(card.head_name.as_deref(), Some("陈分户"));
 }
+
+#[test]
+fn a_households_records_are_those_reported_for_it_and_disputes_naming_its_people() {
+    use gridwalk::domain::geo::GeoPoint;
+    let (_d, mut s, county, _) = demo_store();
+    let grid = county.grids[0].grid.id;
+    let hh = household(&s);
+    let member = s.household_detail(hh, today()).unwrap().members[0].clone();
+    let before = s.household_records(hh).unwrap().len();
+    // A hazard reported for the household: its header names it, and the JSON carries it.
+    let mut c = Common::new(Domain::Hazard, grid, "worker-a", now());
+    c.location = Some(GeoPoint::new(116.4, 28.1, Some(6.0)).unwrap());
+    c.household_id = Some(hh);
+    let h = Hazard {
+        common: c,
+        category: HazardCategory::CorridorEbike,
+        severity: Severity::Medium,
+        description: "楼道内电动车充电".into(),
+        place: "本户楼道".into(),
+        owner: None,
+        due_date: None,
+    };
+    s.create_record(&h, now()).unwrap();
+    assert_eq!(last(&s).fields["household_id"], hh.to_string());
+    // One that is not: no household_id key at all.
+    let mut other = h.clone();
+    other.common.id = new_id();
+    other.common.household_id = None;
+    s.create_record(&other, now()).unwrap();
+    assert!(!last(&s).fields.contains_key("household_id"));
+    // A dispute whose party is a member.
+    let d = Dispute {
+        common: Common::new(Domain::Dispute, grid, "worker-a", now()),
+        category: DisputeCategory::Neighbor,
+        summary: "屋檐滴水纠纷".into(),
+        parties: vec![Party {
+            name: member.name.clone(),
+            role: PartyRole::Applicant,
+            phone: None,
+            person_id: Some(member.id),
+        }],
+        follow_up: None,
+    };
+    s.create_record(&d, now()).unwrap();
+    let ids: Vec<Uuid> = s
+        .household_records(hh)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids.len(), before + 2, "{ids:?}");
+    assert!(ids.contains(&h.common.id) && ids.contains(&d.common.id));
+    assert!(!ids.contains(&other.common.id));
+    let back: Hazard = s.record(h.common.id).unwrap();
+    assert_eq!(back.common.household_id, Some(hh));
+}

@@ -203,7 +203,6 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
         domain: Domain::Livelihood,
         title: "代办认证".into(),
         content: "为老人代办养老金资格认证".into(),
-        household_id: None,
         satisfaction: None,
     };
     s.create_record(&ev, now()).unwrap();
