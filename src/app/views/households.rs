@@ -222,10 +222,10 @@ pub fn HouseholdPage(id: Uuid) -> Element {
             }
             AddPerson { household: id }
             h2 { {t(l, "事项", "Records")} " ({records.len()})" }
-            div { class: "member-actions",
-                for (k, zh, en) in [("hazard", "隐患", "Hazard"), ("opinion", "民意", "Opinion"), ("dispute", "纠纷", "Dispute")] {
-                    Link { class: "button", id: "report-for-{k}", to: Route::HouseholdReport { id, kind: k.to_string() },
-                        {t(l, "为此户上报", "Report for this household")} "·" {t(l, zh, en)} }
+            p { class: "card-sub", {t(l, "为此户上报：", "Report for this household:")} }
+            nav { class: "segmented",
+                for (k, zh, en) in [("hazard", "安全隐患", "Hazard"), ("opinion", "社情民意", "Opinion"), ("dispute", "矛盾纠纷", "Dispute")] {
+                    Link { class: "seg", id: "report-for-{k}", to: Route::HouseholdReport { id, kind: k.to_string() }, {t(l, zh, en)} }
                 }
             }
             ul { class: "cards hh-records",
@@ -578,7 +578,7 @@ fn AddPerson(household: Uuid) -> Element {
     let read_id = IdNumber::parse(d.id_number.trim(), today).ok();
     let act = "person-save";
     rsx! {
-        details { class: "add-person", open: !d.name.is_empty() || errors.read().is_some(),
+        details { class: "add-person", open: saved() || !d.name.is_empty() || errors.read().is_some(),
             summary { h2 { {t(l, "添加人员", "Add a person")} } }
             Field { label: t(l, "登记类型", "Kind").to_string(), error: FieldCheck::none(),
                 select { id: "person-kind", onchange: move |e| edit(("kind", e.value())),
