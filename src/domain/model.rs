@@ -909,6 +909,8 @@ mod tests {
             status: PersonStatus::Active,
             relation: Relation::Head,
             tags: vec![Tag::ElderlyAlone],
+            status_on: None,
+            origin: None,
         }
     }
 
