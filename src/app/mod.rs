@@ -54,6 +54,8 @@ pub enum Route {
         HouseholdPage { id: Uuid },
         #[route("/report/:kind")]
         Report { kind: String },
+        #[route("/households/:id/report/:kind")]
+        HouseholdReport { id: Uuid, kind: String },
         #[route("/patrol")]
         PatrolPage {},
         #[route("/map")]

@@ -83,6 +83,7 @@ impl GridGen<'_> {
             photos: Vec::new(),
             patrol_id: None,
             supervision: Default::default(),
+            household_id: None,
         }
     }
 

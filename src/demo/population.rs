@@ -117,6 +117,8 @@ impl<'a> GridGen<'a> {
             status: PersonStatus::Active,
             relation,
             tags: Vec::new(),
+            status_on: None,
+            origin: None,
         }
     }
 

@@ -99,6 +99,8 @@ fn known(path: &str) -> Option<(&'static str, &'static str)> {
         "person_type" => ("人员类别", "Person type"),
         "residence" => ("居住状态", "Residence"),
         "relation" => ("与户主关系", "Relation to head"),
+        "status_on" => ("变动日期", "Date of the change"),
+        "origin" => ("户籍地", "Registered at"),
         "household_id" => ("户编号", "Household id"),
         "person_id" => ("人员编号", "Person id"),
         "address" => ("地址", "Address"),
@@ -293,6 +295,13 @@ mod tests {
                 domain: Domain::Opinion,
             },
             Problem::Headcount { value: 0, max: 100 },
+            Problem::DuplicatePerson {
+                name: "王小明".into(),
+            },
+            Problem::NewbornRelation,
+            Problem::NotActiveMember {
+                status: crate::domain::codes::PersonStatus::Deceased,
+            },
         ]
     }
 
@@ -331,6 +340,9 @@ mod tests {
                 Problem::NotChosen => 27,
                 Problem::NotForDomain { .. } => 28,
                 Problem::Headcount { .. } => 29,
+                Problem::DuplicatePerson { .. } => 30,
+                Problem::NewbornRelation => 31,
+                Problem::NotActiveMember { .. } => 32,
                 // Already worded by whoever made it; validators never do (the scan below).
                 Problem::Other(_) => unreachable!("no sample of Other"),
             };
@@ -368,7 +380,7 @@ mod tests {
                 assert!(zh.contains("某字段"), "{p:?} does not name its field: {zh}");
             }
         }
-        assert_eq!(seen.len(), 30);
+        assert_eq!(seen.len(), 33);
     }
 
     #[test]

@@ -162,6 +162,12 @@ pub struct Person {
     pub relation: Relation,
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// When the person moved out or died (with `status` MOVED_OUT or DECEASED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_on: Option<NaiveDate>,
+    /// Where a floating person (流动人口) is registered, as the worker was told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl Person {
@@ -204,9 +210,78 @@ impl Person {
         if tags.len() != self.tags.len() {
             v.error("tags", Problem::DuplicateTag);
         }
+        if let Some(d) = self.status_on {
+            v.not_future_date("status_on", d, today);
+        }
+        v.optional_text("origin", self.origin.as_deref(), SHORT_MAX);
         v.finish()
     }
 
+    /// Checks a person the worker is adding to a household, as `how` says, beside
+    /// [`Person::validate`]: a member or head by their ID number, a newborn by name, sex and
+    /// birth date (relation child or grandchild), a floating person by where they are from.
+    pub fn check_registration(
+        &self,
+        how: Registration,
+        today: NaiveDate,
+    ) -> Result<(), ValidationErrors> {
+        let mut v = Validator::new();
+        match how {
+            Registration::Member | Registration::Head => {
+                if self
+                    .id_number
+                    .as_deref()
+                    .is_none_or(|n| n.trim().is_empty())
+                {
+                    v.error("id_number", Problem::Required);
+                }
+            }
+            Registration::Newborn => {
+                if self.birth_date.is_none() {
+                    v.error("birth_date", Problem::Required);
+                }
+                if !matches!(
+                    self.relation,
+                    Relation::Son | Relation::Daughter | Relation::Grandchild
+                ) {
+                    v.error("relation", Problem::NewbornRelation);
+                }
+            }
+            Registration::Floating => {
+                if self.origin.as_deref().is_none_or(|o| o.trim().is_empty()) {
+                    v.error("origin", Problem::Required);
+                }
+            }
+        }
+        match (self.validate(today), v.finish()) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+            (Err(mut a), Err(b)) => {
+                // One message per field: the registration's own (a missing value) first.
+                a.errors
+                    .retain(|x| !b.errors.iter().any(|y| y.field == x.field));
+                let mut all = b;
+                all.errors.extend(a.errors);
+                Err(all)
+            }
+        }
+    }
+}
+
+/// How a person comes into a household's register on the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Registration {
+    /// A resident with a 居民身份证 number.
+    Member,
+    /// A baby with no ID number yet.
+    Newborn,
+    /// 流动人口: living here, registered elsewhere.
+    Floating,
+    /// The head of a new household.
+    Head,
+}
+
+impl Person {
     /// Age in whole years on `today`, when the birth date is known.
     pub fn age(&self, today: NaiveDate) -> Option<u32> {
         self.birth_date.and_then(|b| today.years_since(b))
@@ -274,6 +349,9 @@ pub struct Common {
     /// side sets it (absent means none).
     #[serde(default, skip_serializing_if = "Supervision::is_none")]
     pub supervision: Supervision,
+    /// The household it is about, when the worker reported it from the household's page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub household_id: Option<Uuid>,
 }
 
 impl Common {
@@ -290,6 +368,7 @@ impl Common {
             photos: Vec::new(),
             patrol_id: None,
             supervision: Supervision::None,
+            household_id: None,
         }
     }
 
@@ -454,8 +533,6 @@ pub struct Event {
     pub title: String,
     pub content: String,
     #[serde(default)]
-    pub household_id: Option<Uuid>,
-    #[serde(default)]
     pub satisfaction: Option<Satisfaction>,
     /// 特殊人群服务: the person served, from the worker's register.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -485,7 +562,6 @@ impl Event {
             domain,
             title,
             content,
-            household_id: None,
             satisfaction: None,
             served_person_id: None,
             service: None,
@@ -944,6 +1020,8 @@ mod tests {
             status: PersonStatus::Active,
             relation: Relation::Head,
             tags: vec![Tag::ElderlyAlone],
+            status_on: None,
+            origin: None,
         }
     }
 
@@ -1197,7 +1275,7 @@ mod tests {
         }
         let mut lv = other_event(Domain::Livelihood);
         lv.matter = Some(LivelihoodMatter::Documents);
-        lv.household_id = Some(new_id());
+        lv.common.household_id = Some(new_id());
         let json = serde_json::to_value(&lv).unwrap();
         assert_eq!(json["matter"], "DOCUMENTS");
         let back: Event = serde_json::from_value(json).unwrap();

@@ -130,6 +130,12 @@ pub enum Problem {
     NotForDomain { domain: Domain },
     /// A count of people outside 1..=`max`.
     Headcount { value: i64, max: u32 },
+    /// A person already in the household: the same ID number, or the same name and birth date.
+    DuplicatePerson { name: String },
+    /// A newborn entered with a relation other than child or grandchild.
+    NewbornRelation,
+    /// A change of someone no longer in the household (moved out, deceased).
+    NotActiveMember { status: super::codes::PersonStatus },
     /// Anything else, already worded (no translation: [`Problem::is_worded`] is false).
     Other(String),
 }
@@ -399,6 +405,27 @@ impl Problem {
                     format!("所选文件不是照片（只收 JPEG、PNG、WebP），请重新选择{l}")
                 } else {
                     format!("{l}: the file is not a JPEG, PNG or WebP photo")
+                }
+            }
+            Problem::DuplicatePerson { name } => {
+                if zh {
+                    format!("本户已登记「{name}」（{l}相同），请勿重复添加")
+                } else {
+                    format!("{name} is already in this household (same {l})")
+                }
+            }
+            Problem::NewbornRelation => {
+                if zh {
+                    format!("新生儿的{l}应为子、女或孙子女，请重新选择")
+                } else {
+                    format!("a newborn's {l} is son, daughter or grandchild")
+                }
+            }
+            Problem::NotActiveMember { status } => {
+                if zh {
+                    format!("此人已{}，不能再修改{l}", status.zh())
+                } else {
+                    format!("this person is {}; {l} no longer changes", status.en())
                 }
             }
             Problem::Other(s) => s.clone(),

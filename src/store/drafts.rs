@@ -174,7 +174,9 @@ impl Store {
                 .conn
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM records WHERE id = ?1)
-                         OR EXISTS (SELECT 1 FROM visits WHERE id = ?1)",
+                         OR EXISTS (SELECT 1 FROM visits WHERE id = ?1)
+                         OR EXISTS (SELECT 1 FROM people WHERE id = ?1)
+                         OR EXISTS (SELECT 1 FROM households WHERE id = ?1)",
                 )?
                 .query_row([id.to_string()], |r| r.get(0))?;
             if !filed {

@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod people;
 pub mod points;
 pub mod records;
+pub mod register;
 pub mod remote;
 pub mod scope;
 pub mod tasks;
@@ -40,6 +41,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_feedback.sql"),
     include_str!("migrations/0008_restores.sql"),
     include_str!("migrations/0009_tasks.sql"),
+    include_str!("migrations/0010_person_register.sql"),
 ];
 
 impl crate::domain::labels::Explain for StoreError {

@@ -153,16 +153,19 @@ pub(crate) fn write_household(conn: &Connection, h: &Household, version: i64) ->
 /// to delete first).
 pub(crate) fn write_person(conn: &Connection, p: &Person, version: i64, new: bool) -> Result<()> {
     const INSERT: &str = "INSERT INTO people (id, household_id, name, sex, birth_date, id_type,
-           id_number, id_rev, phone, person_type, residence, status, relation, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+           id_number, id_rev, phone, person_type, residence, status, relation, version,
+           status_on, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
     const UPSERT: &str = "INSERT INTO people (id, household_id, name, sex, birth_date, id_type,
-           id_number, id_rev, phone, person_type, residence, status, relation, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+           id_number, id_rev, phone, person_type, residence, status, relation, version,
+           status_on, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
          ON CONFLICT (id) DO UPDATE SET household_id = excluded.household_id, name = excluded.name,
            sex = excluded.sex, birth_date = excluded.birth_date, id_type = excluded.id_type,
            id_number = excluded.id_number, id_rev = excluded.id_rev, phone = excluded.phone,
            person_type = excluded.person_type, residence = excluded.residence,
-           status = excluded.status, relation = excluded.relation, version = excluded.version";
+           status = excluded.status, relation = excluded.relation, version = excluded.version,
+           status_on = excluded.status_on, origin = excluded.origin";
     let id_rev: Option<String> = p.id_number.as_ref().map(|n| n.chars().rev().collect());
     let id = p.id.to_string();
     conn.prepare_cached(if new { INSERT } else { UPSERT })?
@@ -180,7 +183,9 @@ pub(crate) fn write_person(conn: &Connection, p: &Person, version: i64, new: boo
             p.residence.code(),
             p.status.code(),
             p.relation.code(),
-            version
+            version,
+            p.status_on.map(|d| d.to_string()),
+            p.origin
         ])?;
     if !new {
         conn.prepare_cached("DELETE FROM person_tags WHERE person_id = ?1")?
@@ -268,6 +273,11 @@ fn person_from_row(conn: &Connection, r: &Row<'_>) -> Result<Person> {
         status: code(&r.get::<_, String>("status")?)?,
         relation: code(&r.get::<_, String>("relation")?)?,
         tags,
+        status_on: r
+            .get::<_, Option<String>>("status_on")?
+            .map(|s| date(&s))
+            .transpose()?,
+        origin: r.get("origin")?,
     })
 }
 
@@ -289,7 +299,7 @@ fn visit_from_row(r: &Row<'_>) -> Result<Visit> {
     })
 }
 
-fn version_of(conn: &Connection, table: &str, id: Uuid) -> Result<Option<i64>> {
+pub(crate) fn version_of(conn: &Connection, table: &str, id: Uuid) -> Result<Option<i64>> {
     Ok(conn
         .query_row(
             &format!("SELECT version FROM {table} WHERE id = ?1"),
@@ -944,7 +954,7 @@ fn search_households(conn: &Connection, text: &str) -> Result<HashSet<String>> {
     Ok(ids)
 }
 
-fn household(conn: &Connection, id: Uuid) -> Result<Household> {
+pub(crate) fn household(conn: &Connection, id: Uuid) -> Result<Household> {
     conn.prepare_cached("SELECT * FROM households WHERE id = ?1")?
         .query_row([id.to_string()], |r| Ok(household_from_row(r)))
         .optional()?
@@ -955,7 +965,7 @@ fn household(conn: &Connection, id: Uuid) -> Result<Household> {
         })
 }
 
-fn person(conn: &Connection, id: Uuid) -> Result<Person> {
+pub(crate) fn person(conn: &Connection, id: Uuid) -> Result<Person> {
     conn.prepare_cached("SELECT * FROM people WHERE id = ?1")?
         .query_row([id.to_string()], |r| Ok(person_from_row(conn, r)))
         .optional()?

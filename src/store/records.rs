@@ -55,8 +55,8 @@ pub struct RecordQuery {
 
 const RECORD_COLUMNS: &str =
     "INSERT INTO records (id, kind, grid_id, author, status, urgency, category,
-        summary, lon, lat, patrol_id, created_at, updated_at, data, version)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+        summary, lon, lat, patrol_id, created_at, updated_at, data, version, household_id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 /// Writes a record's row: its indexed columns from the header and the whole record as JSON.
 /// `insert_only` refuses an existing id instead of replacing it.
@@ -80,7 +80,8 @@ fn write_row(
                author = excluded.author, status = excluded.status, urgency = excluded.urgency,
                category = excluded.category, summary = excluded.summary, lon = excluded.lon,
                lat = excluded.lat, patrol_id = excluded.patrol_id, updated_at = excluded.updated_at,
-               data = excluded.data, version = excluded.version"
+               data = excluded.data, version = excluded.version,
+               household_id = excluded.household_id"
         )
     };
     let res = conn.prepare_cached(&sql)?.execute(params![
@@ -99,6 +100,7 @@ fn write_row(
         ts(updated_at),
         data,
         version,
+        c.household_id.map(|h| h.to_string()),
     ]);
     match res {
         Err(rusqlite::Error::SqliteFailure(e, _))
@@ -235,7 +237,7 @@ pub(crate) fn track(conn: &Connection, patrol_id: Uuid) -> Result<Vec<TrackPoint
     .collect()
 }
 
-fn summary_from_row(r: &Row<'_>) -> Result<RecordSummary> {
+pub(crate) fn summary_from_row(r: &Row<'_>) -> Result<RecordSummary> {
     Ok(RecordSummary {
         id: uuid(&r.get::<_, String>("id")?)?,
         domain: code(&r.get::<_, String>("kind")?)?,

@@ -211,19 +211,17 @@ fn dispute(store: &Store) -> Dispute {
 
 fn event(store: &Store) -> Matter {
     let grid = store.grids().unwrap()[0].id;
-    Matter {
-        common: Common::new(
+    Matter::new(
+        Common::new(
             Domain::Livelihood,
             grid,
             "worker-a",
             now() - Duration::hours(2),
         ),
-        domain: Domain::Livelihood,
-        title: "路灯不亮".into(),
-        content: "村口两盏路灯不亮，夜间行人不便".into(),
-        household_id: None,
-        satisfaction: None,
-    }
+        Domain::Livelihood,
+        "路灯不亮".into(),
+        "村口两盏路灯不亮，夜间行人不便".into(),
+    )
 }
 
 #[test]

@@ -135,3 +135,68 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
         "the county's reply reached the device: {replies:?}"
     );
 }
+
+/// The household register in a real browser: the worker adds a newborn and marks a member
+/// deceased on the phone, syncs, and the county's household page shows both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and tests/browser/node_modules: run by scripts/test-app.sh"]
+async fn a_newborn_and_a_death_on_the_phone_reach_the_countys_household_page() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("device.db");
+    let grid = &server.county.grids[0].grid;
+    let c = geo::Centroid::centroid(&grid.boundary).unwrap();
+    let here = GeoPoint::new(c.x(), c.y(), Some(5.0)).unwrap();
+    let db2 = db.clone();
+    let make: MakeServices = Arc::new(move || Services {
+        db_path: Some(db2.clone()),
+        store: None::<Arc<Mutex<Store>>>,
+        location: Arc::new(FixedLocation::new(here, 0.0)),
+        camera: Arc::new(NoCamera),
+        sync: Arc::new(ClientSync),
+        clock: Arc::new(chrono::Utc::now),
+        fix_interval_ms: 1000,
+        start: None,
+        lang: Lang::Zh,
+        autosync: None,
+    });
+    let (addr, app) = gridwalk::app::harness::bind("127.0.0.1:0".parse().unwrap(), make)
+        .await
+        .unwrap();
+    tokio::spawn(app);
+    let app_url = format!("http://{addr}/");
+    let date =
+        (gridwalk::domain::cst::today(chrono::Utc::now()) - chrono::Duration::days(2)).to_string();
+    let (u, s, d) = (app_url, server.url.clone(), date.clone());
+    let log = tokio::task::spawn_blocking(move || {
+        crate::util::run_node(
+            "register_flow.mjs",
+            &["phone", &u, &s, &d],
+            "flows: all steps passed",
+        )
+    })
+    .await
+    .unwrap();
+    let line = |key: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} in {log}"))
+            .trim()
+            .to_owned()
+    };
+    let (household, deceased) = (line("household:"), line("deceased:"));
+    {
+        let s = Store::open_encrypted(&db, "123456").unwrap();
+        assert_eq!(s.outbox_len().unwrap(), 0, "everything went up");
+    }
+    let s = server.url.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::util::run_node(
+            "register_flow.mjs",
+            &["county", &s, &household, &deceased, &date],
+            "flows: all steps passed",
+        )
+    })
+    .await
+    .unwrap();
+}

@@ -875,3 +875,182 @@ fn my_points_add_up_on_today_and_a_visit_earns_one() {
         "no line for the visit to {address}"
     );
 }
+
+/// The household page with the "add a person" draft `draft` (as the form saves it while the
+/// worker types), after a tap on 保存人员: the page's HTML.
+fn save_person_draft(
+    store: &Arc<Mutex<Store>>,
+    hh: uuid::Uuid,
+    draft: serde_json::Value,
+) -> (VirtualDom, String) {
+    gridwalk::app::drafts::save(&store.lock().unwrap(), &format!("person:{hh}"), &draft).unwrap();
+    let mut d = dom(store, Route::HouseholdPage { id: hh });
+    let edits = d.rebuild_to_vec().edits;
+    let save = element_with(&edits, "data-act", "person-save").expect("the save button");
+    click(&mut d, save);
+    let html = dioxus_ssr::render(&d);
+    (d, html)
+}
+
+fn person_draft(
+    kind: &str,
+    name: &str,
+    id_number: &str,
+    birth: &str,
+    relation: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "kind": kind, "name": name, "relation": relation, "id_number": id_number,
+        "sex": "2", "birth": birth, "phone": "", "origin": "",
+    })
+}
+
+/// The text of the field error beside the field labelled `label` (the first after it).
+fn error_beside(html: &str, label: &str) -> Option<String> {
+    let at = html.find(&format!(r#"<span class="field-label">{label}</span>"#))?;
+    let rest = &html[at..];
+    let end = rest.find("</label>")?;
+    let field = &rest[..end];
+    let e = field.find(r#"class="field-error""#)?;
+    let text = &field[e..];
+    let start = text.find('>')? + 1;
+    let stop = text.find("</span>")?;
+    Some(text[start..stop].to_owned())
+}
+
+#[test]
+fn adding_a_person_shows_each_error_beside_its_field_and_keeps_what_was_typed() {
+    dioxus::html::set_event_converter(Box::new(SerializedHtmlEventConverter));
+    let rt = runtime();
+    let _rt = rt.enter();
+    let (_dir, store, _county, _scope) = demo_store();
+    let hh = store
+        .households(&HouseholdQuery::default(), today())
+        .unwrap()
+        .into_iter()
+        .find(|c| c.members >= 2)
+        .unwrap()
+        .id;
+    let member = store.household_detail(hh, today()).unwrap().members[0].clone();
+    let store = shared(store);
+    let outbox = || store.lock().unwrap().outbox_len().unwrap();
+    let n0 = outbox();
+    let birth = chrono::NaiveDate::from_ymd_opt(1990, 5, 17).unwrap();
+    let good = crate::register::id_number(birth, 24);
+    // A wrong check digit: beside 证件号码, in Chinese, naming it; the typed name stays.
+    let bad = format!(
+        "{}{}",
+        &good[..17],
+        if good.ends_with('0') { '1' } else { '0' }
+    );
+    let (_d, html) = save_person_draft(
+        &store,
+        hh,
+        person_draft("MEMBER", "刘晓燕", &bad, "", "DAUGHTER"),
+    );
+    let e = error_beside(&html, "证件号码").expect(&html);
+    assert!(e.contains("证件号码校验码不对"), "{e}");
+    assert!(html.contains(r#"value="刘晓燕""#), "the typed name is kept");
+    // A newborn born tomorrow: beside 出生日期.
+    let tomorrow = (today() + chrono::Duration::days(1)).to_string();
+    let (_d, html) = save_person_draft(
+        &store,
+        hh,
+        person_draft("NEWBORN", "刘小宝", "", &tomorrow, "GRANDCHILD"),
+    );
+    let e = error_beside(&html, "出生日期").expect(&html);
+    assert!(e.starts_with("出生日期") && e.contains("晚于今天"), "{e}");
+    // Someone already in the household (their ID number): beside 证件号码.
+    let (_d, html) = save_person_draft(
+        &store,
+        hh,
+        person_draft(
+            "MEMBER",
+            "另一人",
+            member.id_number.as_deref().unwrap(),
+            "",
+            "SON",
+        ),
+    );
+    let e = error_beside(&html, "证件号码").expect(&html);
+    assert!(e.contains(&format!("本户已登记「{}」", member.name)), "{e}");
+    // A floating person without where from: beside 户籍地.
+    let (_d, html) = save_person_draft(
+        &store,
+        hh,
+        person_draft("FLOATING", "外来工", &good, "", "OTHER"),
+    );
+    let e = error_beside(&html, "户籍地").expect(&html);
+    assert!(e.contains("请填写户籍地"), "{e}");
+    assert_eq!(outbox(), n0, "nothing refused was written");
+    // A good member: sex and birth date read from the ID number are shown before saving.
+    gridwalk::app::drafts::save(
+        &store.lock().unwrap(),
+        &format!("person:{hh}"),
+        &person_draft("MEMBER", "刘晓燕", &good, "", "DAUGHTER"),
+    )
+    .unwrap();
+    let html = render(&store, Route::HouseholdPage { id: hh });
+    assert!(html.contains("由证件号码得出：女 · 1990-05-17"), "{html}");
+    let (_d, html) = save_person_draft(
+        &store,
+        hh,
+        person_draft("MEMBER", "刘晓燕", &good, "", "DAUGHTER"),
+    );
+    assert!(html.contains("已添加，待同步上传"), "{html}");
+    assert_eq!(outbox(), n0 + 1);
+    let s = store.lock().unwrap();
+    let added = s.household_detail(hh, today()).unwrap().members;
+    let p = added.iter().find(|m| m.name == "刘晓燕").expect("added");
+    assert_eq!(
+        (p.birth_date, p.sex),
+        (Some(birth), gridwalk::domain::codes::Sex::Female)
+    );
+    // The draft is gone with the save.
+    assert_eq!(
+        gridwalk::app::drafts::load::<serde_json::Value>(&s, &format!("person:{hh}"))
+            .unwrap()
+            .filter(|v| !v.is_null()),
+        None
+    );
+}
+
+#[test]
+fn marking_a_member_deceased_greys_them_with_the_date() {
+    dioxus::html::set_event_converter(Box::new(SerializedHtmlEventConverter));
+    let rt = runtime();
+    let _rt = rt.enter();
+    let (_dir, store, _county, _scope) = demo_store();
+    let hh = store
+        .households(&HouseholdQuery::default(), today())
+        .unwrap()
+        .into_iter()
+        .find(|c| c.members >= 2)
+        .unwrap()
+        .id;
+    let member = store.household_detail(hh, today()).unwrap().members[1].clone();
+    let store = shared(store);
+    let mut d = dom(&store, Route::HouseholdPage { id: hh });
+    let edits = d.rebuild_to_vec().edits;
+    let dead = element_with(&edits, "data-mark", &format!("{}:dead", member.id)).expect("死亡");
+    let edits = click(&mut d, dead);
+    let save = element_with(&edits, "data-act", "member-save").expect("保存");
+    click(&mut d, save);
+    let p = store.lock().unwrap().person(member.id).unwrap();
+    assert_eq!(
+        (p.status, p.status_on),
+        (
+            gridwalk::domain::codes::PersonStatus::Deceased,
+            Some(today())
+        )
+    );
+    let html = dioxus_ssr::render(&d);
+    assert!(
+        html.contains(&format!(
+            r#"class="member gone" data-person="{}""#,
+            member.id
+        )),
+        "{html}"
+    );
+    assert!(html.contains(&format!("死亡 {}", today())), "{html}");
+}

@@ -1976,7 +1976,7 @@ async fn service_records_reach_the_county_intact(backend: Backend) {
     pb.audience = Some(45);
     let mut lv = event(Domain::Livelihood, "医保社保", "代办医保缴费");
     lv.matter = Some(LivelihoodMatter::Insurance);
-    lv.household_id = Some(household);
+    lv.common.household_id = Some(household);
     // Someone of another grid, as a tampered phone might name them.
     let stranger = server
         .county
@@ -2020,7 +2020,7 @@ async fn service_records_reach_the_county_intact(backend: Backend) {
                 &back.place,
                 back.audience,
                 back.matter,
-                back.household_id
+                back.common.household_id
             ),
             (
                 ev.served_person_id,
@@ -2028,7 +2028,7 @@ async fn service_records_reach_the_county_intact(backend: Backend) {
                 &ev.place,
                 ev.audience,
                 ev.matter,
-                ev.household_id
+                ev.common.household_id
             ),
             "{:?} intact",
             ev.domain
@@ -2072,3 +2072,73 @@ both_backends!(service_records_reach_the_county_intact);
 
 mod settings;
 mod supervision;
+
+/// The household a phone changed, as the county's dashboard shows it after the sync: the
+/// newborn (no ID number yet) and the member marked deceased with the date, greyed; within
+/// scope only.
+async fn household_page_shows_the_phones_register(backend: Backend) {
+    use gridwalk::domain::codes::{PersonStatus, Relation, Sex};
+    use gridwalk::domain::model::Registration;
+    let server = TestServer::start(backend).await;
+    let phone = Device::enrol(&server, "worker-a").await;
+    let today = gridwalk::domain::cst::today(Utc::now());
+    let d = phone
+        .with(|s| {
+            let c = s
+                .households(&Default::default(), today)?
+                .into_iter()
+                .find(|c| c.members >= 2)
+                .unwrap();
+            s.household_detail(c.id, today)
+        })
+        .unwrap();
+    let gone = d
+        .members
+        .iter()
+        .find(|m| m.relation != Relation::Head)
+        .unwrap()
+        .clone();
+    let mut baby = crate::register::blank(d.household.id);
+    baby.name = "新生宝宝".into();
+    baby.sex = Sex::Female;
+    baby.relation = Relation::Grandchild;
+    baby.birth_date = Some(today - Duration::days(5));
+    let died = today - Duration::days(1);
+    phone
+        .with(|s| {
+            s.register_person(None, &baby, Registration::Newborn, Utc::now())?;
+            s.mark_person(gone.id, PersonStatus::Deceased, died, Utc::now())
+        })
+        .unwrap();
+    phone.sync().await;
+    server.applied().await;
+    let path = format!("/households/{}", d.household.id);
+    let Ok(admin) = sign_in(&server, "admin", "gridwalk-demo").await else {
+        panic!("admin signs in")
+    };
+    let p = admin.get(&path).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains(&d.household.address), "{}", p.body);
+    assert!(p.body.contains("新生宝宝"), "the newborn is listed");
+    assert!(p.body.contains("未办证（新生儿）"));
+    assert!(
+        p.body.contains(&format!("死亡（{died}）")),
+        "the death with its date: {}",
+        p.body
+    );
+    assert!(
+        p.body
+            .contains(&format!(r#"class="member gone" data-person="{}""#, gone.id)),
+        "the deceased stays listed, greyed"
+    );
+    // ID numbers masked on the page.
+    if let Some(n) = &d.members[0].id_number {
+        assert!(!p.body.contains(n.as_str()), "an ID number in full");
+    }
+    // Another grid's worker opens nothing of it.
+    let Ok(b) = sign_in(&server, "worker-b", "gridwalk-demo").await else {
+        panic!("worker-b signs in")
+    };
+    assert_eq!(b.get(&path).await.status, 404);
+}
+both_backends!(household_page_shows_the_phones_register);

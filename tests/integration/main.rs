@@ -21,6 +21,7 @@ mod data;
 mod demo;
 mod migrations;
 mod queries;
+mod register;
 mod spatial;
 mod store_writes;
 #[cfg(all(feature = "server", feature = "client"))]

@@ -112,6 +112,14 @@ fn every_earlier_schema_version_upgrades_with_its_data() {
             // No refusal has come down yet; the table is there and empty.
             assert!(s.rejections(false).unwrap().is_empty());
         }
+        // People from before the register's dates carry none; records no household.
+        let members = s.household_detail(found[0].id, today()).unwrap().members;
+        assert!(
+            members
+                .iter()
+                .all(|p| p.status_on.is_none() && p.origin.is_none())
+        );
+        assert!(s.household_records(found[0].id).unwrap().is_empty());
         if version >= 5 {
             let staged = s.staged_photos("hazard").unwrap();
             assert_eq!(

@@ -258,6 +258,8 @@ fn every_record_type_and_child_write_lands_in_the_outbox() {
         status: PersonStatus::Active,
         relation: Relation::Grandchild,
         tags: vec![],
+        status_on: None,
+        origin: None,
     };
     s.add_person(&newborn, now()).unwrap();
     expected.push((EntityKind::Person, Op::Create));

@@ -10,14 +10,18 @@ use dioxus::prelude::*;
 use uuid::Uuid;
 
 use crate::app::Route;
-use crate::app::components::{ErrorNote, Field, Pill, code_options, err, metres, parse_code};
+use crate::app::components::{
+    ErrorNote, Field, FieldCheck, Pill, code_options, err, metres, parse_code,
+};
 use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
 use crate::app::views::today::due_words;
-use crate::domain::codes::{Coded, Tag, VisitPurpose};
+use crate::domain::codes::{
+    Coded, IdType, PersonStatus, PersonType, Relation, ResidenceStatus, Sex, Tag, VisitPurpose,
+};
 use crate::domain::labels::Explain;
-use crate::domain::model::{Visit, new_id};
-use crate::domain::validate::{Problem, ValidationErrors, mask_id, mask_phone};
+use crate::domain::model::{Person, Registration, Visit, new_id};
+use crate::domain::validate::{IdNumber, Problem, ValidationErrors, mask_id, mask_phone};
 use crate::store::StoreError;
 use crate::store::people::{HouseholdQuery, RevealField};
 
@@ -132,6 +136,7 @@ pub fn HouseholdPage(id: Uuid) -> Element {
         Ok(d) => d,
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
+    let records = store.read(|s| s.household_records(id)).unwrap_or_default();
     let store2 = store.clone();
     let services2 = services.clone();
     let reveal = use_callback(move |(person, field): (Uuid, RevealField)| {
@@ -161,9 +166,17 @@ pub fn HouseholdPage(id: Uuid) -> Element {
             h2 { {t(l, "成员", "Members")} " ({detail.members.len()})" }
             ul { class: "members",
                 for p in detail.members.iter() {
-                    li { key: "{p.id}", class: "member",
+                    li { key: "{p.id}", class: if p.status == PersonStatus::Active { "member" } else { "member gone" }, "data-person": "{p.id}",
                         div { class: "card-title", "{p.name} " span { class: "muted", {p.relation.label(l)} " · " {p.sex.label(l)}
-                            if let Some(a) = p.age(today) { " · {a}" {t(l, "岁", " y")} } } }
+                            if let Some(a) = p.age(today) { " · {a}" {t(l, "岁", " y")} } }
+                            if p.status != PersonStatus::Active {
+                                " " span { class: "pill gone", {p.status.label(l)} if let Some(on) = p.status_on { " {on}" } }
+                            }
+                            if p.person_type == PersonType::Floating { " " Pill { text: p.person_type.label(l).to_string(), kind: "care" } }
+                        }
+                        if p.id_number.is_none() && p.status == PersonStatus::Active {
+                            div { class: "muted", {t(l, "未办身份证", "No ID number yet")} }
+                        }
                         if let Some(idn) = &p.id_number {
                             div { class: "masked-row",
                                 span { class: "k", {t(l, "证件号 ", "ID ")} }
@@ -200,6 +213,27 @@ pub fn HouseholdPage(id: Uuid) -> Element {
                             for tg in p.tags.iter() {
                                 Pill { text: tg.label(l).to_string(), kind: tag_kind(*tg) }
                             }
+                        }
+                        if p.status == PersonStatus::Active {
+                            MemberActions { key: "{p.id}-{p.phone:?}-{p.tags:?}", person: p.clone() }
+                        }
+                    }
+                }
+            }
+            AddPerson { household: id }
+            h2 { {t(l, "事项", "Records")} " ({records.len()})" }
+            p { class: "card-sub", {t(l, "为此户上报：", "Report for this household:")} }
+            nav { class: "segmented",
+                for (k, zh, en) in [("hazard", "安全隐患", "Hazard"), ("opinion", "社情民意", "Opinion"), ("dispute", "矛盾纠纷", "Dispute")] {
+                    Link { class: "seg", id: "report-for-{k}", to: Route::HouseholdReport { id, kind: k.to_string() }, {t(l, zh, en)} }
+                }
+            }
+            ul { class: "cards hh-records",
+                for r in records.iter() {
+                    li { key: "{r.id}",
+                        Link { class: "card", to: Route::RecordPage { id: r.id },
+                            div { class: "card-title", {r.domain.label(l)} " · " "{r.summary}" }
+                            div { class: "card-sub", {r.status.label(l)} " · " {crate::app::local_time(r.created_at, "%Y-%m-%d")} }
                         }
                     }
                 }
@@ -325,6 +359,393 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
             }
             button { id: "visit-save", "data-act": act, class: "big primary", disabled: saved(), onclick: submit, {t(l, "保存走访", "Save visit")} }
             if saved() { p { class: "note ok", id: "visit-saved", {t(l, "已保存，待同步上传", "Saved; will upload at next sync")} } }
+        }
+    }
+}
+
+/// The report forms for one household ("为此户上报"): whatever they file is linked to it.
+#[component]
+pub fn HouseholdReport(id: Uuid, kind: String) -> Element {
+    let store = use_store();
+    let l = *use_lang().read();
+    use_context_provider(|| crate::app::views::report::ReportFor(id));
+    let address = store
+        .read(|s| s.household(id))
+        .map(|h| h.address)
+        .unwrap_or_default();
+    rsx! {
+        Link { class: "back", to: Route::HouseholdPage { id }, {t(l, "‹ 返回该户", "‹ Back to the household")} }
+        p { class: "note", id: "report-for", {t(l, "为此户上报：", "Reporting for: ")} "{address}" }
+        crate::app::views::report::Report { kind: kind.clone() }
+    }
+}
+
+/// What the "add a person" form holds while the worker types (its draft).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+struct PersonDraft {
+    /// MEMBER, NEWBORN or FLOATING.
+    kind: String,
+    name: String,
+    relation: String,
+    id_number: String,
+    sex: String,
+    birth: String,
+    phone: String,
+    origin: String,
+}
+
+impl PersonDraft {
+    fn how(&self) -> Registration {
+        match self.kind.as_str() {
+            "NEWBORN" => Registration::Newborn,
+            "FLOATING" => Registration::Floating,
+            _ => Registration::Member,
+        }
+    }
+}
+
+/// A date typed in a form: empty is `None`, anything else a date or a message for `field`.
+fn typed_date(field: &'static str, s: &str) -> Result<Option<NaiveDate>, ValidationErrors> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| {
+            ValidationErrors::single(
+                field,
+                Problem::DateFormat {
+                    typed: s.to_owned(),
+                },
+            )
+        })
+}
+
+/// The person the form describes: sex and birth date from the ID number when it reads, else
+/// as typed (a newborn's).
+fn person_of(
+    d: &PersonDraft,
+    id: Uuid,
+    household: Uuid,
+    today: NaiveDate,
+) -> Result<Person, ValidationErrors> {
+    let how = d.how();
+    let id_number = Some(d.id_number.trim().to_uppercase())
+        .filter(|n| !n.is_empty() && how != Registration::Newborn);
+    let parsed = id_number
+        .as_deref()
+        .and_then(|n| IdNumber::parse(n, today).ok());
+    let birth = match &parsed {
+        Some(n) => Some(n.birth_date()),
+        None if how == Registration::Newborn => typed_date("birth_date", &d.birth)?,
+        None => None,
+    };
+    let floating = how == Registration::Floating;
+    Ok(Person {
+        id,
+        household_id: household,
+        name: d.name.trim().to_owned(),
+        sex: parsed
+            .as_ref()
+            .map(|n| n.sex())
+            .unwrap_or_else(|| parse_code(&d.sex, Sex::Male)),
+        birth_date: birth,
+        id_type: IdType::ResidentCard,
+        id_number,
+        phone: Some(d.phone.trim().to_owned()).filter(|p| !p.is_empty()),
+        person_type: if floating {
+            PersonType::Floating
+        } else {
+            PersonType::Household
+        },
+        residence: if floating {
+            ResidenceStatus::PersonOnly
+        } else {
+            ResidenceStatus::Both
+        },
+        status: PersonStatus::Active,
+        relation: parse_code(
+            &d.relation,
+            if how == Registration::Newborn {
+                Relation::Son
+            } else {
+                Relation::Other
+            },
+        ),
+        tags: Vec::new(),
+        status_on: None,
+        origin: Some(d.origin.trim().to_owned()).filter(|o| floating && !o.is_empty()),
+    })
+}
+
+/// "Add a person": a member by ID number (sex and birth date read from it and shown before
+/// saving), a newborn (name, sex, birth date) or a floating person (where from). The draft is
+/// kept per household as the worker types.
+#[component]
+fn AddPerson(household: Uuid) -> Element {
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let form = format!("person:{household}");
+    let (store0, form0) = (store.clone(), form.clone());
+    let mut draft = use_signal(move || {
+        store0
+            .read(|s| crate::app::drafts::load::<PersonDraft>(s, &form0))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| PersonDraft {
+                kind: "MEMBER".into(),
+                relation: Relation::Son.code().into(),
+                sex: Sex::Male.code().into(),
+                ..Default::default()
+            })
+    });
+    let mut errors = use_signal(|| None::<ValidationErrors>);
+    let mut saved = use_signal(|| false);
+    let (store_id, form_id) = (store.clone(), form.clone());
+    let mut person_id = use_signal(move || {
+        store_id
+            .read(|s| s.draft_id(&form_id))
+            .unwrap_or_else(|_| new_id())
+    });
+    let (store_s, form_s) = (store.clone(), form.clone());
+    // One field typed: the draft is saved at once, so leaving the form loses nothing.
+    let edit = use_callback(move |(field, v): (&'static str, String)| {
+        {
+            let mut d = draft.write();
+            match field {
+                "kind" => {
+                    if v == "NEWBORN" {
+                        d.relation = Relation::Son.code().into();
+                    }
+                    d.kind = v;
+                }
+                "name" => d.name = v,
+                "relation" => d.relation = v,
+                "id_number" => d.id_number = v,
+                "sex" => d.sex = v,
+                "birth" => d.birth = v,
+                "phone" => d.phone = v,
+                _ => d.origin = v,
+            }
+        }
+        let _ = store_s.read(|s| crate::app::drafts::save(s, &form_s, &*draft.peek()));
+        saved.set(false);
+    });
+    let today = services.today();
+    let submit = move |_| {
+        if *saved.peek() {
+            return;
+        }
+        let d = draft.peek().clone();
+        let now = services.now();
+        let p = match person_of(&d, *person_id.peek(), household, services.today()) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.set(Some(e));
+                return;
+            }
+        };
+        match store.write(|s| {
+            s.register_person(Some(&form), &p, d.how(), now)?;
+            s.draft_id(&form)
+        }) {
+            Ok(next) => {
+                errors.set(None);
+                draft.set(PersonDraft {
+                    kind: d.kind.clone(),
+                    relation: d.relation.clone(),
+                    sex: d.sex.clone(),
+                    ..Default::default()
+                });
+                person_id.set(next);
+                saved.set(true);
+                bump(session);
+            }
+            Err(StoreError::Invalid(e)) => errors.set(Some(e)),
+            Err(e) => errors.set(Some(ValidationErrors::single(
+                "name",
+                Problem::Other(e.explain(l)),
+            ))),
+        }
+    };
+    let d = draft();
+    let how = d.how();
+    // What the ID number says, shown before saving.
+    let read_id = IdNumber::parse(d.id_number.trim(), today).ok();
+    let act = "person-save";
+    rsx! {
+        details { class: "add-person", open: saved() || !d.name.is_empty() || errors.read().is_some(),
+            summary { h2 { {t(l, "添加人员", "Add a person")} } }
+            Field { label: t(l, "登记类型", "Kind").to_string(), error: FieldCheck::none(),
+                select { id: "person-kind", onchange: move |e| edit(("kind", e.value())),
+                    option { value: "MEMBER", selected: how == Registration::Member, {t(l, "成员（有身份证）", "Member (with ID card)")} }
+                    option { value: "NEWBORN", selected: how == Registration::Newborn, {t(l, "新生儿（未办身份证）", "Newborn (no ID yet)")} }
+                    option { value: "FLOATING", selected: how == Registration::Floating, {t(l, "流动人口", "Floating resident")} }
+                }
+            }
+            Field { label: t(l, "姓名", "Name").to_string(), error: err(errors, "name"),
+                input { id: "person-name", value: "{d.name}", oninput: move |e| edit(("name", e.value())) }
+            }
+            Field { label: t(l, "与户主关系", "Relation to head").to_string(), error: err(errors, "relation"),
+                select { id: "person-relation", onchange: move |e| edit(("relation", e.value())),
+                    {code_options(l, parse_code(&d.relation, Relation::Other))} }
+            }
+            if how != Registration::Newborn {
+                Field { label: t(l, "证件号码", "ID number").to_string(), error: err(errors, "id_number"),
+                    input { id: "person-id", value: "{d.id_number}", inputmode: "text", maxlength: 18,
+                        oninput: move |e| edit(("id_number", e.value())) }
+                }
+                if let Some(n) = &read_id {
+                    p { class: "hint", id: "person-from-id",
+                        {t(l, "由证件号码得出：", "From the ID number: ")} {n.sex().label(l)} " · " "{n.birth_date()}" }
+                }
+            } else {
+                Field { label: t(l, "性别", "Sex").to_string(), error: err(errors, "sex"),
+                    select { id: "person-sex", onchange: move |e| edit(("sex", e.value())),
+                        {code_options(l, parse_code(&d.sex, Sex::Male))} }
+                }
+                Field { label: t(l, "出生日期", "Birth date").to_string(), error: err(errors, "birth_date"),
+                    input { id: "person-birth", r#type: "date", value: "{d.birth}", max: "{today}",
+                        oninput: move |e| edit(("birth", e.value())) }
+                }
+            }
+            if how == Registration::Floating {
+                Field { label: t(l, "户籍地", "Registered at").to_string(), error: err(errors, "origin"),
+                    input { id: "person-origin", value: "{d.origin}", placeholder: t(l, "从哪里来，如 湖南省长沙市", "Where from"),
+                        oninput: move |e| edit(("origin", e.value())) }
+                }
+            }
+            Field { label: t(l, "联系电话（可空）", "Phone (optional)").to_string(), error: err(errors, "phone"),
+                input { id: "person-phone", r#type: "tel", value: "{d.phone}", oninput: move |e| edit(("phone", e.value())) }
+            }
+            if let Some(e) = errors.read().as_ref().and_then(|e| e.problem("birth_date").filter(|_| how != Registration::Newborn).map(|p| p.text(l, t(l, "出生日期", "Birth date")))) {
+                p { class: "field-error", role: "alert", "{e}" }
+            }
+            button { id: "person-save", "data-act": act, class: "big primary", disabled: saved(), onclick: submit, {t(l, "保存人员", "Save person")} }
+            if saved() { p { class: "note ok", id: "person-saved", {t(l, "已添加，待同步上传", "Added; will upload at next sync")} } }
+        }
+    }
+}
+
+/// What a member's row is changing, if anything.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MemberEdit {
+    MovedOut,
+    Deceased,
+    Phone,
+    Tags,
+}
+
+/// The changes of an active member: moved out or deceased on a date, a new phone, tags.
+#[component]
+fn MemberActions(person: Person) -> Element {
+    let services = use_services();
+    let session = use_session();
+    let store = use_store();
+    let l = *use_lang().read();
+    let mut editing = use_signal(|| None::<MemberEdit>);
+    let mut value = use_signal(String::new);
+    let mut tags = use_signal(|| person.tags.clone());
+    let mut errors = use_signal(|| None::<ValidationErrors>);
+    let pid = person.id;
+    let today = services.today();
+    let mut open = move |m: MemberEdit, v: String| {
+        editing.set(Some(m));
+        value.set(v);
+        errors.set(None);
+    };
+    let phone0 = person.phone.clone().unwrap_or_default();
+    let save = move |_| {
+        let Some(m) = *editing.peek() else { return };
+        let now = services.now();
+        let v = value.peek().clone();
+        let res = match m {
+            MemberEdit::MovedOut | MemberEdit::Deceased => {
+                let status = if m == MemberEdit::Deceased {
+                    PersonStatus::Deceased
+                } else {
+                    PersonStatus::MovedOut
+                };
+                match typed_date("status_on", &v) {
+                    Ok(Some(on)) => store
+                        .write(|s| s.mark_person(pid, status, on, now))
+                        .map(|_| ()),
+                    Ok(None) => {
+                        Err(ValidationErrors::single("status_on", Problem::Required).into())
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            MemberEdit::Phone => store.write(|s| s.set_phone(pid, Some(v), now)).map(|_| ()),
+            MemberEdit::Tags => {
+                let tg = tags.peek().clone();
+                store.write(|s| s.set_tags(pid, tg, now)).map(|_| ())
+            }
+        };
+        match res {
+            Ok(()) => {
+                editing.set(None);
+                errors.set(None);
+                bump(session);
+            }
+            Err(StoreError::Invalid(e)) => errors.set(Some(e)),
+            Err(e) => errors.set(Some(ValidationErrors::single(
+                "status_on",
+                Problem::Other(e.explain(l)),
+            ))),
+        }
+    };
+    let key = format!("{pid}");
+    // A dynamic attribute, so view tests can find the button's element.
+    let act = "member-save";
+    rsx! {
+        div { class: "member-actions",
+            button { class: "small", "data-mark": "{key}:moved", onclick: move |_| open(MemberEdit::MovedOut, today.to_string()), {t(l, "迁出", "Moved out")} }
+            button { class: "small", "data-mark": "{key}:dead", onclick: move |_| open(MemberEdit::Deceased, today.to_string()), {t(l, "死亡", "Deceased")} }
+            button { class: "small", "data-mark": "{key}:phone", onclick: move |_| open(MemberEdit::Phone, phone0.clone()), {t(l, "改电话", "Phone")} }
+            button { class: "small", "data-mark": "{key}:tags", onclick: move |_| open(MemberEdit::Tags, String::new()), {t(l, "改标签", "Tags")} }
+        }
+        if let Some(m) = editing() {
+            div { class: "member-edit",
+                match m {
+                    MemberEdit::MovedOut | MemberEdit::Deceased => rsx! {
+                        Field { label: if m == MemberEdit::Deceased { t(l, "死亡日期", "Date of death").to_string() } else { t(l, "迁出日期", "Date moved out").to_string() },
+                            error: err(errors, "status_on"),
+                            input { class: "status-on", r#type: "date", value: "{value}", max: "{today}", oninput: move |e| value.set(e.value()) }
+                        }
+                        if let Some(e) = errors.read().as_ref().and_then(|e| e.problem("status")).map(|p| p.text(l, t(l, "状态", "Status"))) {
+                            p { class: "field-error", role: "alert", "{e}" }
+                        }
+                    },
+                    MemberEdit::Phone => rsx! {
+                        Field { label: t(l, "联系电话", "Phone").to_string(), error: err(errors, "phone"),
+                            input { class: "phone-edit", r#type: "tel", value: "{value}", oninput: move |e| value.set(e.value()) }
+                        }
+                    },
+                    MemberEdit::Tags => rsx! {
+                        Field { label: t(l, "标签", "Tags").to_string(), error: err(errors, "tags"),
+                            div { class: "tag-checks",
+                                for tg in Tag::ALL.iter().copied() {
+                                    label { class: "check", key: "{tg.code()}",
+                                        input { r#type: "checkbox", "data-tag": tg.code(), checked: tags.read().contains(&tg),
+                                            onchange: move |e| { let mut v = tags.write(); v.retain(|x| *x != tg); if e.checked() { v.push(tg); } } }
+                                        {tg.label(l)}
+                                        if tg.is_managed() { span { class: "muted", {t(l, "（管控，不上列表）", " (managed, never on lists)")} } }
+                                    }
+                                }
+                            }
+                        }
+                    },
+                }
+                div { class: "member-actions",
+                    button { class: "primary", "data-act": act, onclick: save, {t(l, "保存", "Save")} }
+                    button { onclick: move |_| editing.set(None), {t(l, "取消", "Cancel")} }
+                }
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod today;
 pub mod unlock;
 
 pub use feedback::Feedback;
-pub use households::{HouseholdPage, Households};
+pub use households::{HouseholdPage, HouseholdReport, Households};
 pub use map::MapPage;
 pub use patrol::PatrolPage;
 pub use points::PointsPage;

@@ -203,6 +203,7 @@ impl<D: FormDraft> Kit<D> {
             common.location = p;
             common.patrol_id = patrol;
             common.urgency = chosen_urgency(dr.urgency(), dr.floor());
+            common.household_id = try_consume_context::<ReportFor>().map(|r| r.0);
             let rec = build(common, &dr)?;
             let actor = s.worker().to_owned();
             s.file_draft_with(form, &rec, now, |tx| then(tx, &rec, &actor, now))?;
@@ -277,6 +278,11 @@ pub(super) fn frame<D: FormDraft>(
         }
     }
 }
+
+/// The household a report is for, when it was started from the household's page
+/// ([`super::households::HouseholdReport`] provides it around the form).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReportFor(pub Uuid);
 
 /// The services, from an event handler (outside a component's hooks).
 fn use_services_now() -> crate::app::Services {

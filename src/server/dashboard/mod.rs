@@ -12,6 +12,7 @@
 pub mod charts;
 mod data_pages;
 pub mod guard;
+mod households;
 mod inbox;
 pub mod load;
 mod map;
@@ -64,6 +65,7 @@ pub fn routes() -> Router<AppState> {
         .merge(settings::routes())
         .merge(supervision::routes())
         .merge(tasks::routes())
+        .merge(households::routes())
         // Forms first (a refusal is a page too), then the headers on every answer.
         .layer(axum::middleware::from_fn(guard::check_forms))
         .layer(axum::middleware::map_response(guard::security_headers))

@@ -556,7 +556,8 @@ fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) ->
                 dt { "时限" } dd { (deadline_cell(&row, Utc::now(), policy)) }
                 @for (k, v) in &shown_fields {
                     dt { (field_label(k)) } dd {
-                        @if let ("served_person_id", Some(name)) = (*k, &d.served) {
+                        @if let ("household_id", Some(h)) = (*k, v.as_str()) { a.household href={"/households/" (h)} { "查看该户" } }
+                        @else if let ("served_person_id", Some(name)) = (*k, &d.served) {
                             (name) " " small.muted { (show_value(d.domain, k, v, reveal)) }
                         } @else {
                             (show_value(d.domain, k, v, reveal))

@@ -52,6 +52,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0010_assignees",
         include_str!("migrations/postgres/0010_assignees.sql"),
     ),
+    (
+        "0011_record_household",
+        include_str!("migrations/postgres/0011_record_household.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;

@@ -266,8 +266,19 @@ fn apply_update(
     if ent.kind != k {
         return Err(not_in_scope(&what, e.record_id));
     }
-    // Supervision (督办) is the county's to set, never a device's.
+    // A record's status moves only by its lifecycle; a person's (在册, 迁出, 死亡) is a plain
+    // field the worker keeps, but merging two people is the county's. Supervision (督办) is
+    // the county's to set, never a device's.
     for f in ["id", "created_at", "author", "status", "supervision"] {
+        if f == "status" && k == EntityKind::Person {
+            if e.fields.get(f).and_then(Value::as_str) == Some(PersonStatus::Merged.code()) {
+                return Err(Error::invalid(
+                    "only the county merges people",
+                    Some("fields.status"),
+                ));
+            }
+            continue;
+        }
         if e.fields.contains_key(f) {
             return Err(Error::invalid(
                 format!("{f} cannot be edited"),

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::db::{DbError, Sql, V};
 use super::repo::{self, Entity, EntityMeta, Scope, User};
-use crate::domain::codes::{Coded, Domain, Supervision, Tag};
+use crate::domain::codes::{Coded, Domain, PersonStatus, Supervision, Tag};
 use crate::domain::geo::track_length_m;
 use crate::domain::lifecycle::{Actor, Status, check_transition, lifecycle};
 use crate::domain::model::{

@@ -120,7 +120,7 @@ pub fn put_entity(db: &mut dyn Sql, e: &Entity, now: DateTime<Utc>) -> Result<()
 /// Inserts or replaces entities, 100 to a statement (one round trip each on PostgreSQL). No
 /// id may appear twice in `es`.
 pub fn put_entities(db: &mut dyn Sql, es: &[Entity], now: DateTime<Utc>) -> Result<(), DbError> {
-    const COLS: usize = 14;
+    const COLS: usize = 15;
     for chunk in es.chunks(100) {
         let mut rows = Vec::with_capacity(chunk.len());
         let mut args: Vec<V> = Vec::with_capacity(chunk.len() * COLS);
@@ -144,18 +144,25 @@ pub fn put_entities(db: &mut dyn Sql, es: &[Entity], now: DateTime<Utc>) -> Resu
                 V::T(Value::Object(e.data.clone()).to_string()),
                 V::T(serde_json::to_string(&e.meta).map_err(|e| DbError::Type(e.to_string()))?),
                 V::I(e.version),
+                // A record's household; a person's and a visit's is their parent.
+                if e.kind.is_record() {
+                    s("household_id")
+                } else {
+                    None
+                }
+                .into(),
             ]);
         }
         db.exec(
             &format!(
                 "INSERT INTO entities (id, kind, grid_id, grid_code, parent_id, status, urgency, category, author,
-                                       created_at, updated_at, data, meta, version)
+                                       created_at, updated_at, data, meta, version, household_id)
                  VALUES {}
                  ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, grid_id = excluded.grid_id,
                    grid_code = excluded.grid_code, parent_id = excluded.parent_id, status = excluded.status,
                    urgency = excluded.urgency, category = excluded.category, author = excluded.author,
                    updated_at = excluded.updated_at, data = excluded.data, meta = excluded.meta,
-                   version = excluded.version",
+                   version = excluded.version, household_id = excluded.household_id",
                 rows.join(", ")
             ),
             &args,

@@ -9,6 +9,7 @@ mod hostile;
 mod moves;
 mod openapi;
 mod partial;
+mod register;
 mod replicas;
 mod restore;
 mod sessions;

@@ -44,7 +44,6 @@ fn records(grid: Uuid) -> Vec<(AnyRecord, Status, Status)> {
                 domain: Domain::Livelihood,
                 title: "路灯不亮".into(),
                 content: "村口两盏路灯不亮".into(),
-                household_id: None,
                 satisfaction: None,
                 served_person_id: None,
                 service: None,

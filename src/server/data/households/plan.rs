@@ -515,6 +515,8 @@ impl Planner<'_> {
                 .unwrap_or(PersonStatus::Active),
             relation,
             tags: tags_of(&p.tags, old.as_ref()),
+            status_on: old.as_ref().and_then(|o| o.status_on),
+            origin: old.as_ref().and_then(|o| o.origin.clone()),
         };
         if let Err(e) = person.validate(self.today) {
             report_person(&mut row_err, e);

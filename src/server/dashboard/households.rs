@@ -1,0 +1,187 @@
+//! One household as the county holds it: its address, its members (added on the phone or
+//! imported) with their status and its date (迁出, 死亡 on a day; a newborn without an ID
+//! number yet), ID numbers and phones masked, the records reported from its page, and its
+//! visits. Read within the account's scope.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use maud::html;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{Clerk, PageError, label, page};
+use crate::domain::codes::{
+    Coded, PersonStatus, PersonType, Relation, ResidenceStatus, Sex, Tag, VisitPurpose,
+};
+use crate::domain::lifecycle::Status;
+use crate::domain::model::EntityKind;
+use crate::domain::validate::{mask_id, mask_phone};
+use crate::server::db::Sql;
+use crate::server::error::Failure;
+use crate::server::{AppState, repo};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/households/{id}", get(household_page))
+}
+
+struct Page {
+    household: Map<String, Value>,
+    grid_code: String,
+    people: Vec<Map<String, Value>>,
+    visits: Vec<Map<String, Value>>,
+    /// Records reported from the household's page: (id, kind, grid code, the record).
+    records: Vec<(String, EntityKind, Map<String, Value>)>,
+}
+
+fn children(
+    db: &mut dyn Sql,
+    id: Uuid,
+    kind: EntityKind,
+) -> Result<Vec<Map<String, Value>>, Failure> {
+    let rows = db.query(
+        "SELECT data FROM entities WHERE parent_id = $1 AND kind = $2 ORDER BY created_at, id",
+        crate::args![id.to_string(), kind.code()],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(r[0].str()?) {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+fn load(db: &mut dyn Sql, clerk: &Clerk, id: Uuid) -> Result<Page, Failure> {
+    let not_found = || Failure::NotFound(format!("no household {id} in your scope"));
+    let e = repo::get_entity(db, id)?.ok_or_else(not_found)?;
+    if e.kind != EntityKind::Household || !clerk.user.scope().covers(&e.grid_code) {
+        return Err(not_found());
+    }
+    let scope = clerk.user.scope();
+    let mut records = Vec::new();
+    for r in db.query(
+        "SELECT id, kind, grid_code, data FROM entities WHERE household_id = $1
+         ORDER BY created_at DESC, id DESC",
+        crate::args![id.to_string()],
+    )? {
+        let (Ok(kind), true) = (
+            EntityKind::from_code(r[1].str()?),
+            scope.covers(r[2].str()?),
+        ) else {
+            continue;
+        };
+        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(r[3].str()?) {
+            records.push((r[0].string()?, kind, m));
+        }
+    }
+    Ok(Page {
+        household: e.data,
+        grid_code: e.grid_code,
+        people: children(db, id, EntityKind::Person)?,
+        visits: children(db, id, EntityKind::Visit)?,
+        records,
+    })
+}
+
+fn text<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
+    m.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A person's status in words, with its date: "死亡（2026-11-30）".
+fn status_words(p: &Map<String, Value>) -> String {
+    let status = label::<PersonStatus>(text(p, "status"));
+    match p.get("status_on").and_then(Value::as_str) {
+        Some(on) => format!("{status}（{on}）"),
+        None => status,
+    }
+}
+
+async fn household_page(
+    State(s): State<AppState>,
+    clerk: Clerk,
+    Path(id): Path<Uuid>,
+) -> Result<Response, PageError> {
+    let c = clerk.clone();
+    let mut p = s.read(move |db| load(db, &c, id)).await?;
+    // The head first, then by birth date; people who left or died stay listed, after.
+    p.people.sort_by_key(|m| {
+        (
+            text(m, "status") != PersonStatus::Active.code(),
+            text(m, "relation") != Relation::Head.code(),
+            text(m, "birth_date").to_owned(),
+        )
+    });
+    p.visits
+        .sort_by(|a, b| text(b, "visited_on").cmp(text(a, "visited_on")));
+    let active = p
+        .people
+        .iter()
+        .filter(|m| text(m, "status") == PersonStatus::Active.code())
+        .count();
+    let address = text(&p.household, "address").to_owned();
+    let content = html! {
+        p.crumbs { a href="/map" { "← 网格地图" } }
+        h1 #household-address { (address) }
+        p.muted { "网格 " (p.grid_code) " · 在册 " (active) " 人 · 登记 " (p.people.len()) " 人" }
+        div.card {
+            h2 { "成员" }
+            table #members {
+                thead { tr { th { "姓名" } th { "与户主关系" } th { "性别" } th { "出生日期" }
+                    th { "证件号码" } th { "联系电话" } th { "人员类别" } th { "状态" } th { "标签" } } }
+                tbody {
+                    @for m in &p.people {
+                        @let gone = text(m, "status") != PersonStatus::Active.code();
+                        tr.member.gone[gone] data-person=(text(m, "id")) {
+                            td.name { (text(m, "name")) }
+                            td { (label::<Relation>(text(m, "relation"))) }
+                            td { (label::<Sex>(text(m, "sex"))) }
+                            td { (text(m, "birth_date")) }
+                            td {
+                                @match m.get("id_number").and_then(Value::as_str) {
+                                    Some(n) => (mask_id(n)),
+                                    None => span.muted { "未办证（新生儿）" },
+                                }
+                            }
+                            td { @if let Some(ph) = m.get("phone").and_then(Value::as_str) { (mask_phone(ph)) } }
+                            td {
+                                (label::<PersonType>(text(m, "person_type")))
+                                @if text(m, "person_type") == PersonType::Floating.code() {
+                                    " · " (label::<ResidenceStatus>(text(m, "residence")))
+                                    @if let Some(o) = m.get("origin").and_then(Value::as_str) { " · 来自 " (o) }
+                                }
+                            }
+                            td.status { (status_words(m)) }
+                            td {
+                                @for t in m.get("tags").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                                    span.pill { (label::<Tag>(t)) } " "
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        div.card {
+            h2 { "为此户上报的事项 (" (p.records.len()) ")" }
+            ul #records {
+                @for (rid, kind, r) in &p.records {
+                    li { a href={"/records/" (rid)} { (kind.zh()) " · " (label::<Status>(text(r, "status"))) }
+                        " · " (text(r, "created_at").get(..10).unwrap_or("")) }
+                }
+            }
+        }
+        div.card {
+            h2 { "走访记录 (" (p.visits.len()) ")" }
+            ul #visits {
+                @for v in &p.visits {
+                    li { (text(v, "visited_on")) " · " (label::<VisitPurpose>(text(v, "purpose")))
+                        " · " (text(v, "author"))
+                        @if !text(v, "notes").is_empty() { " · " (text(v, "notes")) } }
+                }
+            }
+        }
+    };
+    Ok(page(&format!("住户 {address}"), &clerk, "map", content))
+}
