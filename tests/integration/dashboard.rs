@@ -2121,6 +2121,13 @@ async fn household_page_shows_the_phones_register(backend: Backend) {
     assert!(p.body.contains(&d.household.address), "{}", p.body);
     assert!(p.body.contains("新生宝宝"), "the newborn is listed");
     assert!(p.body.contains("未办证（新生儿）"));
+    // A reviewer can send the worker to visit it (a task about the household).
+    assert!(
+        p.body
+            .contains(&format!("href=\"/tasks/new?about={}\"", d.household.id)),
+        "{}",
+        p.body
+    );
     assert!(
         p.body.contains(&format!("死亡（{died}）")),
         "the death with its date: {}",

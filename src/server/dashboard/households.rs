@@ -125,6 +125,7 @@ async fn household_page(
         p.crumbs { a href="/map" { "← 网格地图" } }
         h1 #household-address { (address) }
         p.muted { "网格 " (p.grid_code) " · 在册 " (active) " 人 · 登记 " (p.people.len()) " 人" }
+        (super::tasks::give_link(&clerk, id, true))
         div.card {
             h2 { "成员" }
             table #members {
