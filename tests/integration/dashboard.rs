@@ -2072,3 +2072,4 @@ both_backends!(service_records_reach_the_county_intact);
 
 mod settings;
 mod supervision;
+mod volunteers;

@@ -52,6 +52,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0010_assignees",
         include_str!("migrations/postgres/0010_assignees.sql"),
     ),
+    (
+        "0011_volunteers",
+        include_str!("migrations/postgres/0011_volunteers.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;
