@@ -253,7 +253,8 @@ async fn register(
             return Ok(res);
         }
     };
-    let words = format!("{}（{}，{}）", v.name, v.team, v.village_code);
+    let village = villages.get(&v.village_code).cloned().unwrap_or_default();
+    let words = format!("{}（{}，{village}）", v.name, v.team);
     let result = s
         .write(move |db| {
             repo::add_volunteer(db, &v)?;
