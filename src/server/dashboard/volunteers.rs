@@ -2,7 +2,8 @@
 //! (银龄使者服务队 and other teams). They never sign in. A reviewer registers one for a village
 //! of its area (name, phone checked as a phone number and shown masked, team), sees them by
 //! village and deactivates one; every change is audited. Workers and assignee accounts may not
-//! open these pages.
+//! open these pages. From a record's page a reviewer credits volunteers of the record's
+//! village for the matter they helped with (记功), once per volunteer and record.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/volunteers", get(list).post(register))
         .route("/volunteers/{id}/deactivate", post(deactivate))
+        .route("/volunteers/credit", get(credit_form).post(credit))
 }
 
 /// Only reviewers (village, town, county) keep the register, each within its area.
@@ -314,5 +316,143 @@ async fn deactivate(
         Ok(name) => Ok(flash("/volunteers", true, &format!("已停用志愿者 {name}"))),
         Err(e @ Failure::NotFound(_)) => Err(PageError::Failure(e)),
         Err(e) => Ok(flash("/volunteers", false, &explain(&e))),
+    }
+}
+
+/// The link a record's page shows to credit volunteers who helped with it.
+pub fn credit_link(clerk: &Clerk, record: Uuid) -> Markup {
+    html! {
+        @if clerk.reviews() {
+            p { a.button #credit-volunteer href={"/volunteers/credit?record=" (record)} { "志愿者记功" } }
+        }
+    }
+}
+
+/// The record (checked in the clerk's scope), its village's volunteers and its credits.
+fn credit_facts(
+    db: &mut dyn crate::server::db::Sql,
+    user: &crate::server::repo::User,
+    record: Uuid,
+) -> Result<(String, Vec<Volunteer>, Vec<repo::Credit>), Failure> {
+    crate::server::records::record_detail(db, user, record, false)?;
+    let grid = repo::grid_code_of(db, record)?
+        .ok_or_else(|| Failure::NotFound("找不到这条记录，请返回列表重新打开".into()))?;
+    let village: String = grid.chars().take(12).collect();
+    let people = repo::volunteers_in(db, &village)?;
+    let credits = repo::credits_of_record(db, record)?;
+    Ok((village, people, credits))
+}
+
+#[derive(Deserialize)]
+struct CreditQuery {
+    record: Uuid,
+}
+
+async fn credit_form(
+    State(s): State<AppState>,
+    clerk: Clerk,
+    Query(q): Query<CreditQuery>,
+    Query(fl): Query<Flash>,
+) -> Result<Response, PageError> {
+    allowed(&clerk)?;
+    let user = clerk.user.clone();
+    let record = q.record;
+    let (_, people, credits) = s.read(move |db| credit_facts(db, &user, record)).await?;
+    let name = |id: Uuid| {
+        people
+            .iter()
+            .find(|v| v.id == id)
+            .map(|v| v.name.clone())
+            .unwrap_or_default()
+    };
+    let free: Vec<&Volunteer> = people
+        .iter()
+        .filter(|v| v.active && !credits.iter().any(|c| c.volunteer_id == v.id))
+        .collect();
+    let content = html! {
+        p.crumbs { a href={"/records/" (record)} { "← 返回记录" } }
+        h1 { "志愿者记功" span.en { " Credit a volunteer" } }
+        (fl.render())
+        @if credits.is_empty() {
+            p.muted #no-credits { "还没有志愿者因这件事记功。" }
+        } @else {
+            ul #credits {
+                @for c in &credits {
+                    li { strong { (name(c.volunteer_id)) } " · " (c.note) " · " span.muted { (local(c.credited_at)) } }
+                }
+            }
+        }
+        @if free.is_empty() {
+            p.muted #no-volunteers { "这条记录所在村没有可记功的在册志愿者；请先在「志愿者」页登记。" }
+        } @else {
+            form.action #credit-form method="post" action="/volunteers/credit" {
+                (clerk.csrf_field())
+                input type="hidden" name="record" value=(record);
+                label { "志愿者（本村在册）"
+                    select #volunteer name="volunteer" {
+                        @for v in &free { option value=(v.id) { (v.name) "（" (v.team) "）" } }
+                    }
+                }
+                label.wide { "协助内容" textarea #credit-note name="note" rows="2" required {} }
+                div.buttons { button #credit type="submit" { "记功" } }
+            }
+        }
+    };
+    Ok(page("志愿者记功", &clerk, "volunteers", content))
+}
+
+#[derive(Deserialize)]
+struct CreditForm {
+    record: Uuid,
+    volunteer: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn credit(
+    State(s): State<AppState>,
+    clerk: Clerk,
+    Form(f): Form<CreditForm>,
+) -> Result<Response, PageError> {
+    allowed(&clerk)?;
+    let back = format!("/volunteers/credit?record={}", f.record);
+    let user = clerk.user.clone();
+    let result = s
+        .write(move |db| {
+            let (_, people, _) = credit_facts(db, &user, f.record)?;
+            let v = Uuid::parse_str(f.volunteer.trim())
+                .ok()
+                .and_then(|id| people.into_iter().find(|v| v.id == id && v.active))
+                .ok_or_else(|| {
+                    Failure::invalid("请从列表中选择本村在册的「志愿者」", Some("volunteer"))
+                })?;
+            let note = f.note.trim();
+            if note.is_empty() {
+                return Err(Failure::invalid("请填写「协助内容」", Some("note")));
+            }
+            let now = Utc::now();
+            if !repo::credit_volunteer(db, f.record, v.id, note, &user.username, now)? {
+                return Err(Failure::invalid(
+                    format!("{} 已因这件事记过功，同一件事只能记一次", v.name),
+                    Some("volunteer"),
+                ));
+            }
+            repo::audit(
+                db,
+                now,
+                &user.username,
+                None,
+                "VOLUNTEER_CREDIT",
+                None,
+                Some(f.record),
+                Some(format!("{} {} {note}", v.id, v.name)),
+            )?;
+            Ok(v.name)
+        })
+        .await;
+    match result {
+        Ok(name) => Ok(flash(&back, true, &format!("已为志愿者 {name} 记功"))),
+        Err(e @ Failure::NotFound(_)) => Err(PageError::Failure(e)),
+        Err(e) => Ok(flash(&back, false, &explain(&e))),
     }
 }

@@ -83,3 +83,65 @@ pub fn deactivate_volunteer(db: &mut dyn Sql, id: Uuid) -> Result<bool, DbError>
         args![id.to_string()],
     )? > 0)
 }
+
+/// A volunteer credited for a record they helped with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credit {
+    pub volunteer_id: Uuid,
+    pub note: String,
+    pub credited_by: String,
+    pub credited_at: DateTime<Utc>,
+}
+
+/// Credits `volunteer` for `record`; false (nothing written) when already credited for it.
+pub fn credit_volunteer(
+    db: &mut dyn Sql,
+    record: Uuid,
+    volunteer: Uuid,
+    note: &str,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let found = db.query_opt(
+        "SELECT 1 FROM volunteer_credits WHERE record_id = $1 AND volunteer_id = $2",
+        args![record.to_string(), volunteer.to_string()],
+    )?;
+    if found.is_some() {
+        return Ok(false);
+    }
+    db.exec(
+        "INSERT INTO volunteer_credits (record_id, volunteer_id, note, credited_by, credited_at)
+         VALUES ($1, $2, $3, $4, $5)",
+        args![record.to_string(), volunteer.to_string(), note, by, ts(now)],
+    )?;
+    Ok(true)
+}
+
+/// The volunteers credited for a record, oldest first.
+pub fn credits_of_record(db: &mut dyn Sql, record: Uuid) -> Result<Vec<Credit>, DbError> {
+    db.query(
+        "SELECT volunteer_id, note, credited_by, credited_at FROM volunteer_credits
+         WHERE record_id = $1 ORDER BY credited_at",
+        args![record.to_string()],
+    )?
+    .into_iter()
+    .map(|r| {
+        Ok(Credit {
+            volunteer_id: uuid(r[0].str()?)?,
+            note: r[1].string()?,
+            credited_by: r[2].string()?,
+            credited_at: parse_ts(r[3].str()?)?,
+        })
+    })
+    .collect()
+}
+
+/// The grid code of an entity (the caller has checked it is in scope).
+pub fn grid_code_of(db: &mut dyn Sql, id: Uuid) -> Result<Option<String>, DbError> {
+    db.query_opt(
+        "SELECT grid_code FROM entities WHERE id = $1",
+        args![id.to_string()],
+    )?
+    .map(|r| r[0].string())
+    .transpose()
+}

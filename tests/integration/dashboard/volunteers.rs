@@ -5,8 +5,9 @@
 
 use gridwalk::server::demo::DEMO_PASSWORD;
 
-use super::{Session, sign_in};
+use super::{Session, import_hazard, sign_in};
 use crate::both_backends;
+use crate::sync::e2e_hazard as hazard;
 use crate::sync::util::{Backend, TestServer};
 
 async fn signed_in(server: &TestServer, user: &str) -> Session {
@@ -146,6 +147,56 @@ async fn volunteers_are_registered_within_the_area(backend: Backend) {
     assert_eq!(refused.status, 404, "{}", refused.body);
     assert!(sec.get("/volunteers").await.body.contains("在册"));
     assert_eq!(audited(&server, "VOLUNTEER_DEACTIVATE").await, 0);
+
+    // Credited for a matter of the village: once; a second time is refused; a secretary of
+    // another village cannot open or credit the record.
+    let grid = &server.county.grids[0].grid;
+    let h = hazard(grid.id);
+    import_hazard(&server, grid.code.as_str(), &h).await;
+    let record = h.common.id.to_string();
+    let rec = sec.get(&format!("/records/{record}")).await;
+    assert!(
+        rec.body
+            .contains(&format!("/volunteers/credit?record={record}")),
+        "{}",
+        rec.body
+    );
+    let form = sec
+        .get(&format!("/volunteers/credit?record={record}"))
+        .await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(
+        form.body.contains(&format!("value=\"{id}\"")),
+        "{}",
+        form.body
+    );
+    let give = [
+        ("record", record.as_str()),
+        ("volunteer", id.as_str()),
+        ("note", "协助劝离飞线充电"),
+    ];
+    let first = sec.post("/volunteers/credit", &give).await;
+    assert_eq!(first.status, 303, "{}", first.body);
+    let shown = sec
+        .get(&format!("/volunteers/credit?record={record}"))
+        .await;
+    assert!(shown.body.contains("协助劝离飞线充电"), "{}", shown.body);
+    let again = sec.post("/volunteers/credit", &give).await;
+    assert_eq!(again.status, 303);
+    let refused_page = sec.get(again.location.as_deref().unwrap()).await;
+    assert!(
+        refused_page.body.contains("同一件事只能记一次"),
+        "{}",
+        refused_page.body
+    );
+    assert_eq!(audited(&server, "VOLUNTEER_CREDIT").await, 1);
+    let foreign = stranger
+        .get(&format!("/volunteers/credit?record={record}"))
+        .await;
+    assert_eq!(foreign.status, 404, "{}", foreign.body);
+    let foreign = stranger.post("/volunteers/credit", &give).await;
+    assert_eq!(foreign.status, 404, "{}", foreign.body);
+    assert_eq!(audited(&server, "VOLUNTEER_CREDIT").await, 1);
 
     // Deactivated: kept in the list as 已停用, no longer counted, audited.
     let off = sec.post(&format!("/volunteers/{id}/deactivate"), &[]).await;

@@ -12,3 +12,14 @@ CREATE TABLE volunteers (
     created_at   TEXT NOT NULL
 );
 CREATE INDEX volunteers_by_village ON volunteers (village_code, name);
+
+-- A volunteer credited for a matter they helped with: once per record, with a note.
+CREATE TABLE volunteer_credits (
+    record_id    TEXT NOT NULL,
+    volunteer_id TEXT NOT NULL,
+    note         TEXT NOT NULL,
+    credited_by  TEXT NOT NULL,
+    credited_at  TEXT NOT NULL,
+    PRIMARY KEY (record_id, volunteer_id)
+);
+CREATE INDEX volunteer_credits_by_volunteer ON volunteer_credits (volunteer_id);
