@@ -20,9 +20,10 @@ pub mod queue;
 mod record;
 mod settings;
 pub mod stats;
-mod todo;
 mod supervision;
 mod tasks;
+mod todo;
+mod volunteers;
 
 use axum::Router;
 use axum::extract::{Form, FromRequestParts, Query, State};
@@ -66,6 +67,7 @@ pub fn routes() -> Router<AppState> {
         .merge(supervision::routes())
         .merge(tasks::routes())
         .merge(households::routes())
+        .merge(volunteers::routes())
         // Forms first (a refusal is a page too), then the headers on every answer.
         .layer(axum::middleware::from_fn(guard::check_forms))
         .layer(axum::middleware::map_response(guard::security_headers))
@@ -333,6 +335,9 @@ pub fn page(title: &str, clerk: &Clerk, active: &str, content: Markup) -> Respon
         ("tasks", "/tasks", "任务", "Tasks"),
         ("data", "/data", "数据导入导出", "Data"),
     ];
+    if u.role.reviews() {
+        all.push(("volunteers", "/volunteers", "志愿者", "Volunteers"));
+    }
     if u.role == Role::Admin {
         all.push(("settings", "/settings", "县级设置", "Settings"));
     }

@@ -419,6 +419,7 @@ async fn record(
         }
         (conflicts_card(&d, &clerk, id))
         (super::tasks::give_link(&clerk, id, false))
+        (super::volunteers::credit_link(&clerk, id))
         div.cols {
             (actions_card(&d, status, &clerk, id))
             (history_card(&d, &f))

@@ -56,6 +56,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0011_record_household",
         include_str!("migrations/postgres/0011_record_household.sql"),
     ),
+    (
+        "0012_volunteers",
+        include_str!("migrations/postgres/0012_volunteers.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;

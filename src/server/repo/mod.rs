@@ -39,6 +39,7 @@ mod entities;
 mod inbox;
 mod photos;
 mod settings;
+mod volunteers;
 mod watermarks;
 
 pub use accounts::*;
@@ -48,6 +49,7 @@ pub use entities::*;
 pub use inbox::*;
 pub use photos::*;
 pub use settings::*;
+pub use volunteers::*;
 pub use watermarks::*;
 
 #[cfg(test)]
