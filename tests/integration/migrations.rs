@@ -22,6 +22,7 @@ const FIXTURES: &[&str] = &[
     include_str!("../fixtures/store/v6.sql"),
     include_str!("../fixtures/store/v7.sql"),
     include_str!("../fixtures/store/v8.sql"),
+    include_str!("../fixtures/store/v9.sql"),
 ];
 
 #[test]
@@ -130,8 +131,16 @@ fn every_earlier_schema_version_upgrades_with_its_data() {
         if version >= 8 {
             assert_eq!(s.acked_len().unwrap(), 1, "the kept acknowledged entry");
         }
-        // No task has come down to an upgraded device yet; the table is there and empty.
-        assert!(s.tasks().unwrap().is_empty());
+        let tasks = s.tasks().unwrap();
+        if version >= 9 {
+            // The open task is still on Today's list, about its hazard.
+            let open = s.open_tasks().unwrap();
+            assert_eq!((tasks.len(), open.len()), (1, 1));
+            assert_eq!(open[0].note, "护栏装好后请复查");
+        } else {
+            // No task has come down to an upgraded device yet; the table is there and empty.
+            assert!(tasks.is_empty());
+        }
     }
 }
 
