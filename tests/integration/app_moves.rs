@@ -223,6 +223,11 @@ fn event(store: &Store) -> Matter {
         content: "村口两盏路灯不亮，夜间行人不便".into(),
         household_id: None,
         satisfaction: None,
+        served_person_id: None,
+        service: None,
+        place: None,
+        audience: None,
+        matter: None,
     }
 }
 
