@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::app::components::{Counter, ErrorNote, Field, code_options, err, parse_code};
 use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
+use crate::app::views::report::PhotoPicker;
 use crate::domain::Lang;
 use crate::domain::codes::{Coded, DeliberationStage, Domain, Satisfaction};
 use crate::domain::labels::Explain;
@@ -59,6 +60,33 @@ pub fn needs(from: Status, to: Status) -> Needs {
         confirm: to == Status::Void,
         edit,
     }
+}
+
+/// Whether the move `to` takes a photo of the site: required to ask for a recheck (the
+/// reviewer judges the rectification by it), optional when marking a hazard rectified.
+pub fn photo_need(to: Status) -> Option<bool> {
+    match to {
+        Status::Recheck => Some(true),
+        Status::Rectified => Some(false),
+        _ => None,
+    }
+}
+
+/// The staging form of the photos of a move on record `id`, as the picker takes it: one name
+/// per record, kept for the app's life (a few bytes each).
+pub fn photo_form(id: Uuid) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let name = format!("move-photo:{id}");
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let set = names.get_or_insert_with(HashSet::new);
+    if let Some(n) = set.get(name.as_str()) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    set.insert(leaked);
+    leaked
 }
 
 /// The move's name on the button.
@@ -165,14 +193,38 @@ pub fn make_move(
     today: chrono::NaiveDate,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), StoreError> {
+    make_move_with_photos(s, id, m, None, today, now)
+}
+
+/// [`make_move`] with the photos staged under `photos` (see [`photo_form`]) kept with the
+/// record in the move's own transaction, where the move takes a photo ([`photo_need`]):
+/// refused with a field message on `photo` when the move needs one and none is staged.
+pub fn make_move_with_photos(
+    s: &mut Store,
+    id: Uuid,
+    m: &Move,
+    photos: Option<&str>,
+    today: chrono::NaiveDate,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
     let rec = s.any_record(id)?;
     let from = rec.common().status;
     check_transition(id, rec.domain(), from, m.to, Actor::Worker)?;
     let n = needs(from, m.to);
     let note = m.note.trim();
+    let photos = photos.filter(|_| photo_need(m.to).is_some());
+    let staged = match photos {
+        Some(f) => s.staged_photos(f)?.len(),
+        None => 0,
+    };
+    let mut v = crate::domain::validate::Validator::new();
     if n.note && note.is_empty() {
-        return Err(ValidationErrors::single("note", Problem::Required).into());
+        v.error("note", Problem::Required);
     }
+    if photo_need(m.to) == Some(true) && staged == 0 {
+        v.error("photo", Problem::Required);
+    }
+    v.finish()?;
     let len = note.chars().count();
     if len > TEXT_MAX {
         return Err(
@@ -204,7 +256,12 @@ pub fn make_move(
         }
     }
     let note = Some(note).filter(|n| !n.is_empty());
-    s.transition(id, m.to, note.as_deref(), now)
+    match photos {
+        Some(f) => s
+            .transition_with_photos(id, m.to, note.as_deref(), f, now)
+            .map(|_| ()),
+        None => s.transition(id, m.to, note.as_deref(), now),
+    }
 }
 
 /// Takes an opinion one stage along 三议四步, with what the stage decided: refused when it is
@@ -265,6 +322,13 @@ pub fn MovesPanel(id: Uuid) -> Element {
     let mut sent = use_signal(|| false);
     let mut errors = use_signal(|| None::<ValidationErrors>);
     let mut general = use_signal(|| None::<String>);
+    let pform = photo_form(id);
+    let st_photos = store.clone();
+    let mut photos = use_signal(move || {
+        st_photos
+            .read(|s| s.staged_photos(pform))
+            .unwrap_or_default()
+    });
     let (rec, history) = match data {
         Ok(d) => d,
         Err(e) => return rsx! { ErrorNote { text: e } },
@@ -322,7 +386,7 @@ pub fn MovesPanel(id: Uuid) -> Element {
         };
         let form = form.clone();
         let res = st.write(|s| {
-            make_move(s, id, &m, sv.today(), sv.now())?;
+            make_move_with_photos(s, id, &m, Some(pform), sv.today(), sv.now())?;
             crate::app::drafts::clear(s, &form)
         });
         match res {
@@ -332,6 +396,7 @@ pub fn MovesPanel(id: Uuid) -> Element {
                 chosen.set(String::new());
                 note.set(String::new());
                 text.set(None);
+                photos.set(Vec::new());
                 errors.set(None);
                 general.set(None);
                 bump(session);
@@ -374,6 +439,11 @@ pub fn MovesPanel(id: Uuid) -> Element {
                         Field { label: t(l, "群众满意度", "Resident's satisfaction").to_string(), error: err(errors, "satisfaction"),
                             select { id: "move-sat", onchange: move |e| { sat.set(e.value()); sd3(); },
                                 {code_options(l, parse_code(&sat(), Satisfaction::Satisfied))} } }
+                    }
+                    if let Some(required) = photo_need(to) {
+                        Field { label: if required { t(l, "现场照片（必须）", "Photo of the site (required)").to_string() } else { t(l, "现场照片（可选）", "Photo of the site (optional)").to_string() },
+                            error: err(errors, "photo"),
+                            PhotoPicker { form: pform, photos } }
                     }
                     Field { label: note_label(l, from, to).to_string(), error: err(errors, "note"),
                         textarea { id: "move-note", rows: 3, value: "{note}", oninput: move |e| { note.set(e.value()); sd4(); } }
