@@ -66,6 +66,9 @@ try {
   await phone.waitForSelector('#move-text');
   if (await phone.inputValue('#move-text') !== '村头池塘无护栏，暑期有儿童玩水') throw new Error('the text to edit is not the record\'s');
   await phone.fill('#move-text', '村头池塘（村委会东侧50米）无护栏，水深约2米，暑期有儿童玩水');
+  if (await phone.inputValue('#move-place') !== '村头池塘') throw new Error('the place to edit is not the record\'s');
+  await phone.fill('#move-place', '村委会东侧池塘');
+  await phone.selectOption('#move-urgency', 'MAJOR');
   await shot(phone, 'moves-01-resubmit');
   await phone.click('#move-submit');
   await phone.waitForSelector('ol.history li:has-text("退回 → 已上报")');

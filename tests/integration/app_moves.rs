@@ -415,6 +415,8 @@ fn settling_an_event_on_the_spot_keeps_satisfaction_where_the_points_read_it() {
     let id = e.common.id;
     store.create_record(&e, now() - Duration::hours(2)).unwrap();
     let m = Move {
+        urgency: None,
+        place: None,
         to: Status::Resolved,
         note: "  ".into(),
         satisfaction: Satisfaction::Basic,
@@ -425,6 +427,8 @@ fn settling_an_event_on_the_spot_keeps_satisfaction_where_the_points_read_it() {
         other => panic!("a note is required: {other:?}"),
     }
     let m = Move {
+        urgency: None,
+        place: None,
         note: "已联系电工修好".into(),
         ..m
     };
@@ -451,6 +455,8 @@ fn settling_an_event_on_the_spot_keeps_satisfaction_where_the_points_read_it() {
         "写明杂物",
     );
     let m = Move {
+        urgency: None,
+        place: None,
         to: Status::Reported,
         note: String::new(),
         satisfaction: Satisfaction::Satisfied,
@@ -476,6 +482,8 @@ fn settling_an_event_on_the_spot_keeps_satisfaction_where_the_points_read_it() {
         .unwrap();
     for to in [Status::Mediating, Status::Success, Status::FollowUp] {
         let m = Move {
+            urgency: None,
+            place: None,
             to,
             note: "双方同意疏通水沟".into(),
             satisfaction: Satisfaction::Satisfied,
@@ -570,6 +578,8 @@ fn marking_rectified_takes_a_photo_but_does_not_need_one() {
         county_moves(&mut store, id, EntityKind::Hazard, to, "");
     }
     let m = Move {
+        urgency: None,
+        place: None,
         to: Status::Rectified,
         note: "已清理杂物".into(),
         satisfaction: Satisfaction::Satisfied,
@@ -595,6 +605,8 @@ fn marking_rectified_takes_a_photo_but_does_not_need_one() {
         .stage_photo(dform, &bytes, "image/jpeg", "x.jpg", now())
         .unwrap();
     let m = Move {
+        urgency: None,
+        place: None,
         to: Status::Mediating,
         note: String::new(),
         satisfaction: Satisfaction::Satisfied,
@@ -602,4 +614,61 @@ fn marking_rectified_takes_a_photo_but_does_not_need_one() {
     };
     make_move_with_photos(&mut store, did, &m, Some(dform), today(), now()).unwrap();
     assert_eq!(store.staged_photos(dform).unwrap().len(), 1);
+}
+
+#[test]
+fn a_resubmitted_hazard_takes_a_new_place_and_urgency_never_below_its_severity() {
+    let (_dir, mut store, _county, _scope) = demo_store();
+    let h = hazard(&store);
+    let id = h.common.id;
+    store.create_record(&h, now() - Duration::hours(2)).unwrap();
+    county_moves(
+        &mut store,
+        id,
+        EntityKind::Hazard,
+        Status::Returned,
+        "请写明具体单元",
+    );
+    let store = Arc::new(Mutex::new(store));
+    let html = {
+        let mut screen = Screen::open(&store, id);
+        screen.tap("data-move", "REPORTED");
+        screen.html()
+    };
+    assert!(html.contains("id=\"move-urgency\""), "{html}");
+    assert!(html.contains("id=\"move-place\""), "{html}");
+    assert!(
+        html.contains("3号楼一单元"),
+        "the place to edit is the record's"
+    );
+    let mut s = store.lock().unwrap();
+    // 重大 (High) makes it at least 紧急: a lower choice is raised to the floor.
+    let m = Move {
+        to: Status::Reported,
+        note: String::new(),
+        satisfaction: Satisfaction::Satisfied,
+        text: None,
+        urgency: Some(Urgency::Normal),
+        place: Some(" 3号楼二单元楼道 ".into()),
+    };
+    make_move(&mut s, id, &m, today(), now()).unwrap();
+    let after: Hazard = s.record(id).unwrap();
+    assert_eq!(after.common.status, Status::Reported);
+    assert_eq!(after.place, "3号楼二单元楼道");
+    assert_eq!(after.common.urgency, Severity::High.urgency());
+    // Another, resubmitted as 重大 (above the floor): taken as chosen, its place kept.
+    let h2 = hazard(&s);
+    let id2 = h2.common.id;
+    s.create_record(&h2, now() - Duration::hours(2)).unwrap();
+    county_moves(&mut s, id2, EntityKind::Hazard, Status::Returned, "再核实");
+    let m = Move {
+        urgency: Some(Urgency::Major),
+        place: None,
+        ..m
+    };
+    make_move(&mut s, id2, &m, today(), now()).unwrap();
+    let after: Hazard = s.record(id2).unwrap();
+    assert_eq!(after.common.status, Status::Reported);
+    assert_eq!(after.common.urgency, Urgency::Major);
+    assert_eq!(after.place, "3号楼一单元", "the place kept");
 }

@@ -85,6 +85,8 @@ async fn a_returned_hazard_and_a_mediated_dispute_are_handled_on_the_phone_in_a_
         hz["description"].as_str().unwrap().contains("水深约2米"),
         "{hz}"
     );
+    assert_eq!(hz["place"], "村委会东侧池塘", "{hz}");
+    assert_eq!(hz["urgency"], "MAJOR", "{hz}");
     // And the dispute at 回访, with the resident's satisfaction and the mediation session.
     let disputes: Vec<serde_json::Value> = server
         .read(|db| {

@@ -9,9 +9,9 @@ use uuid::Uuid;
 use crate::app::components::{Counter, ErrorNote, Field, code_options, err, parse_code};
 use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
-use crate::app::views::report::PhotoPicker;
+use crate::app::views::report::{PhotoPicker, UrgencyField};
 use crate::domain::Lang;
-use crate::domain::codes::{Coded, DeliberationStage, Domain, Satisfaction};
+use crate::domain::codes::{Coded, DeliberationStage, Domain, Satisfaction, Urgency};
 use crate::domain::labels::Explain;
 use crate::domain::lifecycle::{
     Actor, Status, check_deliberation, check_transition, next_deliberation, worker_moves,
@@ -179,6 +179,49 @@ pub struct Move {
     pub satisfaction: Satisfaction,
     /// The edited main text (a resubmitted record).
     pub text: Option<String>,
+    /// The urgency chosen on a resubmitted record (never below what its facts make it).
+    pub urgency: Option<Urgency>,
+    /// The edited place of a resubmitted hazard.
+    pub place: Option<String>,
+}
+
+/// The least urgency record `rec`'s own facts allow (a 重大 hazard is at least 紧急).
+pub fn urgency_floor(rec: &AnyRecord) -> Urgency {
+    match rec {
+        AnyRecord::Hazard(h) => h.severity.urgency(),
+        _ => Urgency::Normal,
+    }
+}
+
+/// Sets the record's urgency (an edit, checked and queued like any other).
+fn set_urgency(
+    s: &mut Store,
+    rec: &AnyRecord,
+    u: Urgency,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    let id = rec.common().id;
+    match rec {
+        AnyRecord::Hazard(_) => {
+            s.update_record::<Hazard>(id, |r| r.common.urgency = u, now)?;
+        }
+        AnyRecord::Opinion(_) => {
+            s.update_record::<Opinion>(id, |r| r.common.urgency = u, now)?;
+        }
+        AnyRecord::Dispute(_) => {
+            s.update_record::<Dispute>(id, |r| r.common.urgency = u, now)?;
+        }
+        AnyRecord::Event(_) => {
+            s.update_record::<Event>(id, |r| r.common.urgency = u, now)?;
+        }
+        AnyRecord::Emergency(_) => {
+            s.update_record::<Emergency>(id, |r| r.common.urgency = u, now)?;
+        }
+        AnyRecord::Patrol(_) => {
+            s.update_record::<Patrol>(id, |r| r.common.urgency = u, now)?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes the worker's move on record `id`: refused with the lifecycle's own message when the
@@ -236,6 +279,21 @@ pub fn make_move_with_photos(
         && text.trim() != main_text(&rec).1
     {
         set_main_text(s, &rec, text.trim().to_owned(), now)?;
+    }
+    if n.edit
+        && let Some(u) = m.urgency
+    {
+        let u = u.at_least(urgency_floor(&rec));
+        if u != rec.common().urgency {
+            set_urgency(s, &rec, u, now)?;
+        }
+    }
+    if n.edit
+        && let (AnyRecord::Hazard(h), Some(place)) = (&rec, &m.place)
+        && place.trim() != h.place
+    {
+        let place = place.trim().to_owned();
+        s.update_record::<Hazard>(id, |r| r.place = place, now)?;
     }
     let mut note = note.to_owned();
     if n.satisfaction {
@@ -322,6 +380,23 @@ pub fn MovesPanel(id: Uuid) -> Element {
     let mut sent = use_signal(|| false);
     let mut errors = use_signal(|| None::<ValidationErrors>);
     let mut general = use_signal(|| None::<String>);
+    // The urgency and place chosen on a resubmit, a draft of their own.
+    let xform = format!("move-extra:{id}");
+    let (st1, x1) = (store.clone(), xform.clone());
+    let extra: (Option<String>, Option<String>) = use_hook(move || {
+        st1.read(|s| crate::app::drafts::load(s, &x1))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    });
+    let mut urgency = use_signal(|| extra.0.clone());
+    let mut place = use_signal(|| extra.1.clone());
+    let st_x = store.clone();
+    let save_extra = move || {
+        let d = (urgency.peek().clone(), place.peek().clone());
+        let _ = st_x.read(|s| crate::app::drafts::save(s, &xform, &d));
+    };
+    let (sx1, sx2) = (save_extra.clone(), save_extra);
     let pform = photo_form(id);
     let st_photos = store.clone();
     let mut photos = use_signal(move || {
@@ -383,11 +458,17 @@ pub fn MovesPanel(id: Uuid) -> Element {
             note: note.peek().clone(),
             satisfaction: parse_code(&sat.peek(), Satisfaction::Satisfied),
             text: Some(text.peek().clone().unwrap_or_else(|| orig.clone())),
+            urgency: urgency
+                .peek()
+                .as_deref()
+                .and_then(|c| Urgency::from_code(c).ok()),
+            place: place.peek().clone(),
         };
         let form = form.clone();
         let res = st.write(|s| {
             make_move_with_photos(s, id, &m, Some(pform), sv.today(), sv.now())?;
-            crate::app::drafts::clear(s, &form)
+            crate::app::drafts::clear(s, &form)?;
+            crate::app::drafts::clear(s, &format!("move-extra:{id}"))
         });
         match res {
             Ok(()) => {
@@ -396,6 +477,8 @@ pub fn MovesPanel(id: Uuid) -> Element {
                 chosen.set(String::new());
                 note.set(String::new());
                 text.set(None);
+                urgency.set(None);
+                place.set(None);
                 photos.set(Vec::new());
                 errors.set(None);
                 general.set(None);
@@ -434,6 +517,14 @@ pub fn MovesPanel(id: Uuid) -> Element {
                             textarea { id: "move-text", rows: 4, value: text().unwrap_or(original.clone()),
                                 oninput: move |e| { text.set(Some(e.value())); sd2(); } }
                             Counter { text: text().unwrap_or(original.clone()), max: TEXT_MAX } }
+                        UrgencyField { id: "move-urgency", value: urgency().unwrap_or(rec.common().urgency.code().to_owned()),
+                            floor: urgency_floor(&rec), error: err(errors, "urgency"),
+                            onchange: move |v: String| { urgency.set(Some(v)); sx1(); } }
+                        if let AnyRecord::Hazard(h) = &rec {
+                            Field { label: t(l, "具体地点", "Place").to_string(), error: err(errors, "place"),
+                                input { id: "move-place", value: place().unwrap_or(h.place.clone()),
+                                    oninput: move |e| { place.set(Some(e.value())); sx2(); } } }
+                        }
                     }
                     if needs(from, to).satisfaction {
                         Field { label: t(l, "群众满意度", "Resident's satisfaction").to_string(), error: err(errors, "satisfaction"),
