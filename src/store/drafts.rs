@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 
-use super::records::{create_in, link_photo_in};
+use super::records::{create_in, link_photo_in, transition_in};
 use super::{Result, Store, ts};
 use crate::domain::model::EventRecord;
 use crate::domain::validate::ValidationErrors;
@@ -158,6 +158,35 @@ impl Store {
             Ok(Filed::New {
                 photos: staged.len(),
             })
+        })
+    }
+
+    /// Moves record `id` to `to` with the photos the draft of `form` holds linked to the record
+    /// (each with its outbox entry) and the draft emptied, in one transaction: a refused move
+    /// leaves the photos in the draft. Returns how many photos went with the move.
+    pub fn transition_with_photos(
+        &mut self,
+        id: uuid::Uuid,
+        to: crate::domain::lifecycle::Status,
+        note: Option<&str>,
+        form: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let actor = self.worker.clone();
+        self.tx(|tx| {
+            transition_in(tx, id, to, note, &actor, now)?;
+            let staged: Vec<(String, String, i64)> = tx
+                .prepare_cached(
+                    "SELECT d.sha256, p.mime, length(p.bytes) FROM draft_photos d
+                     JOIN photos p ON p.sha256 = d.sha256 WHERE d.form = ?1 ORDER BY d.position",
+                )?
+                .query_map([form], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (sha, mime, size) in &staged {
+                link_photo_in(tx, id, sha, mime, *size as usize, now)?;
+            }
+            tx.execute("DELETE FROM draft_photos WHERE form = ?1", [form])?;
+            Ok(staged.len())
         })
     }
 

@@ -13,7 +13,7 @@ use dioxus::html::{PlatformEventData, SerializedHtmlEventConverter, SerializedMo
 use dioxus::prelude::*;
 use gridwalk::app::platform::{FixedLocation, NoCamera};
 use gridwalk::app::sync_port::NoSyncClient;
-use gridwalk::app::views::moves::{Move, make_move, panel_moves};
+use gridwalk::app::views::moves::{Move, make_move, make_move_with_photos, panel_moves};
 use gridwalk::app::{App, AppProps, Route, Services};
 use gridwalk::domain::codes::*;
 use gridwalk::domain::geo::GeoPoint;
@@ -408,6 +408,8 @@ fn settling_an_event_on_the_spot_keeps_satisfaction_where_the_points_read_it() {
     let id = e.common.id;
     store.create_record(&e, now() - Duration::hours(2)).unwrap();
     let m = Move {
+        urgency: None,
+        place: None,
         to: Status::Resolved,
         note: "  ".into(),
         satisfaction: Satisfaction::Basic,
@@ -418,6 +420,8 @@ fn settling_an_event_on_the_spot_keeps_satisfaction_where_the_points_read_it() {
         other => panic!("a note is required: {other:?}"),
     }
     let m = Move {
+        urgency: None,
+        place: None,
         note: "已联系电工修好".into(),
         ..m
     };
@@ -444,6 +448,8 @@ fn settling_an_event_on_the_spot_keeps_satisfaction_where_the_points_read_it() {
         "写明杂物",
     );
     let m = Move {
+        urgency: None,
+        place: None,
         to: Status::Reported,
         note: String::new(),
         satisfaction: Satisfaction::Satisfied,
@@ -469,6 +475,8 @@ fn settling_an_event_on_the_spot_keeps_satisfaction_where_the_points_read_it() {
         .unwrap();
     for to in [Status::Mediating, Status::Success, Status::FollowUp] {
         let m = Move {
+            urgency: None,
+            place: None,
             to,
             note: "双方同意疏通水沟".into(),
             satisfaction: Satisfaction::Satisfied,
@@ -482,4 +490,178 @@ fn settling_an_event_on_the_spot_keeps_satisfaction_where_the_points_read_it() {
         dsp.follow_up.map(|f| f.satisfaction),
         Some(Satisfaction::Satisfied)
     );
+}
+
+#[test]
+fn asking_for_a_recheck_needs_a_photo_kept_with_the_record_in_the_move() {
+    let (_dir, mut store, _county, _scope) = demo_store();
+    let h = hazard(&store);
+    let id = h.common.id;
+    store.create_record(&h, now() - Duration::hours(2)).unwrap();
+    for to in [Status::Confirmed, Status::Rectifying, Status::Rectified] {
+        county_moves(&mut store, id, EntityKind::Hazard, to, "");
+    }
+    gridwalk::app::drafts::save(
+        &store,
+        &format!("move:{id}"),
+        &(
+            "RECHECK",
+            "杂物已清走，通道畅通",
+            "SATISFIED",
+            None::<String>,
+        ),
+    )
+    .unwrap();
+    let store = Arc::new(Mutex::new(store));
+    let mut screen = Screen::open(&store, id);
+    assert!(screen.html().contains("现场照片（必须）"));
+    let queued = store.lock().unwrap().outbox_len().unwrap();
+    // Without a photo: refused beside the field, the note kept, nothing queued.
+    screen.tap("data-act", "move-submit");
+    let html = screen.html();
+    assert!(html.contains("请填写现场照片"), "{html}");
+    assert!(html.contains("杂物已清走，通道畅通"), "the note was lost");
+    {
+        let s = store.lock().unwrap();
+        assert_eq!(s.any_record(id).unwrap().common().status, Status::Rectified);
+        assert_eq!(s.outbox_len().unwrap(), queued, "nothing queued");
+    }
+    // With a photo staged: the move is made and the photo goes with the record.
+    let form = gridwalk::app::views::moves::photo_form(id);
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/photos/pole-gps.jpg"
+    ))
+    .unwrap();
+    let sha = store
+        .lock()
+        .unwrap()
+        .stage_photo(form, &bytes, "image/jpeg", "site.jpg", now())
+        .unwrap();
+    screen.tap("data-act", "move-submit");
+    let s = store.lock().unwrap();
+    let rec = s.any_record(id).unwrap();
+    assert_eq!(rec.common().status, Status::Recheck);
+    assert!(
+        rec.to_json()["photos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == &serde_json::json!(sha)),
+        "{}",
+        rec.to_json()
+    );
+    assert!(
+        s.staged_photos(form).unwrap().is_empty(),
+        "the draft let go"
+    );
+    assert!(
+        s.pending_photos().unwrap().iter().any(|p| p.sha256 == sha),
+        "the photo waits for upload"
+    );
+}
+
+#[test]
+fn marking_rectified_takes_a_photo_but_does_not_need_one() {
+    let (_dir, mut store, _county, _scope) = demo_store();
+    let h = hazard(&store);
+    let id = h.common.id;
+    store.create_record(&h, now() - Duration::hours(2)).unwrap();
+    for to in [Status::Confirmed, Status::Rectifying] {
+        county_moves(&mut store, id, EntityKind::Hazard, to, "");
+    }
+    let m = Move {
+        urgency: None,
+        place: None,
+        to: Status::Rectified,
+        note: "已清理杂物".into(),
+        satisfaction: Satisfaction::Satisfied,
+        text: None,
+    };
+    let form = gridwalk::app::views::moves::photo_form(id);
+    make_move_with_photos(&mut store, id, &m, Some(form), today(), now()).unwrap();
+    assert_eq!(
+        store.any_record(id).unwrap().common().status,
+        Status::Rectified
+    );
+    // A move that takes no photo leaves a staged one where it is.
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/photos/pole-gps.jpg"
+    ))
+    .unwrap();
+    let d = dispute(&store);
+    let did = d.common.id;
+    store.create_record(&d, now()).unwrap();
+    let dform = gridwalk::app::views::moves::photo_form(did);
+    store
+        .stage_photo(dform, &bytes, "image/jpeg", "x.jpg", now())
+        .unwrap();
+    let m = Move {
+        urgency: None,
+        place: None,
+        to: Status::Mediating,
+        note: String::new(),
+        satisfaction: Satisfaction::Satisfied,
+        text: None,
+    };
+    make_move_with_photos(&mut store, did, &m, Some(dform), today(), now()).unwrap();
+    assert_eq!(store.staged_photos(dform).unwrap().len(), 1);
+}
+
+#[test]
+fn a_resubmitted_hazard_takes_a_new_place_and_urgency_never_below_its_severity() {
+    let (_dir, mut store, _county, _scope) = demo_store();
+    let h = hazard(&store);
+    let id = h.common.id;
+    store.create_record(&h, now() - Duration::hours(2)).unwrap();
+    county_moves(
+        &mut store,
+        id,
+        EntityKind::Hazard,
+        Status::Returned,
+        "请写明具体单元",
+    );
+    let store = Arc::new(Mutex::new(store));
+    let html = {
+        let mut screen = Screen::open(&store, id);
+        screen.tap("data-move", "REPORTED");
+        screen.html()
+    };
+    assert!(html.contains("id=\"move-urgency\""), "{html}");
+    assert!(html.contains("id=\"move-place\""), "{html}");
+    assert!(
+        html.contains("3号楼一单元"),
+        "the place to edit is the record's"
+    );
+    let mut s = store.lock().unwrap();
+    // 重大 (High) makes it at least 紧急: a lower choice is raised to the floor.
+    let m = Move {
+        to: Status::Reported,
+        note: String::new(),
+        satisfaction: Satisfaction::Satisfied,
+        text: None,
+        urgency: Some(Urgency::Normal),
+        place: Some(" 3号楼二单元楼道 ".into()),
+    };
+    make_move(&mut s, id, &m, today(), now()).unwrap();
+    let after: Hazard = s.record(id).unwrap();
+    assert_eq!(after.common.status, Status::Reported);
+    assert_eq!(after.place, "3号楼二单元楼道");
+    assert_eq!(after.common.urgency, Severity::High.urgency());
+    // Another, resubmitted as 重大 (above the floor): taken as chosen, its place kept.
+    let h2 = hazard(&s);
+    let id2 = h2.common.id;
+    s.create_record(&h2, now() - Duration::hours(2)).unwrap();
+    county_moves(&mut s, id2, EntityKind::Hazard, Status::Returned, "再核实");
+    let m = Move {
+        urgency: Some(Urgency::Major),
+        place: None,
+        ..m
+    };
+    make_move(&mut s, id2, &m, today(), now()).unwrap();
+    let after: Hazard = s.record(id2).unwrap();
+    assert_eq!(after.common.status, Status::Reported);
+    assert_eq!(after.common.urgency, Urgency::Major);
+    assert_eq!(after.place, "3号楼一单元", "the place kept");
 }

@@ -9,6 +9,8 @@ mod app_forms;
 #[cfg(feature = "app")]
 mod app_moves;
 #[cfg(all(feature = "browser", feature = "server"))]
+mod app_moves_browser;
+#[cfg(all(feature = "browser", feature = "server"))]
 mod app_sync_browser;
 #[cfg(all(feature = "browser", feature = "server"))]
 mod app_task_browser;

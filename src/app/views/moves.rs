@@ -9,8 +9,9 @@ use uuid::Uuid;
 use crate::app::components::{Counter, ErrorNote, Field, code_options, err, parse_code};
 use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
+use crate::app::views::report::{PhotoPicker, UrgencyField};
 use crate::domain::Lang;
-use crate::domain::codes::{Coded, DeliberationStage, Domain, Satisfaction};
+use crate::domain::codes::{Coded, DeliberationStage, Domain, Satisfaction, Urgency};
 use crate::domain::labels::Explain;
 use crate::domain::lifecycle::{
     Actor, Status, check_deliberation, check_transition, next_deliberation, worker_moves,
@@ -59,6 +60,33 @@ pub fn needs(from: Status, to: Status) -> Needs {
         confirm: to == Status::Void,
         edit,
     }
+}
+
+/// Whether the move `to` takes a photo of the site: required to ask for a recheck (the
+/// reviewer judges the rectification by it), optional when marking a hazard rectified.
+pub fn photo_need(to: Status) -> Option<bool> {
+    match to {
+        Status::Recheck => Some(true),
+        Status::Rectified => Some(false),
+        _ => None,
+    }
+}
+
+/// The staging form of the photos of a move on record `id`, as the picker takes it: one name
+/// per record, kept for the app's life (a few bytes each).
+pub fn photo_form(id: Uuid) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let name = format!("move-photo:{id}");
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let set = names.get_or_insert_with(HashSet::new);
+    if let Some(n) = set.get(name.as_str()) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    set.insert(leaked);
+    leaked
 }
 
 /// The move's name on the button.
@@ -151,6 +179,49 @@ pub struct Move {
     pub satisfaction: Satisfaction,
     /// The edited main text (a resubmitted record).
     pub text: Option<String>,
+    /// The urgency chosen on a resubmitted record (never below what its facts make it).
+    pub urgency: Option<Urgency>,
+    /// The edited place of a resubmitted hazard.
+    pub place: Option<String>,
+}
+
+/// The least urgency record `rec`'s own facts allow (a 重大 hazard is at least 紧急).
+pub fn urgency_floor(rec: &AnyRecord) -> Urgency {
+    match rec {
+        AnyRecord::Hazard(h) => h.severity.urgency(),
+        _ => Urgency::Normal,
+    }
+}
+
+/// Sets the record's urgency (an edit, checked and queued like any other).
+fn set_urgency(
+    s: &mut Store,
+    rec: &AnyRecord,
+    u: Urgency,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    let id = rec.common().id;
+    match rec {
+        AnyRecord::Hazard(_) => {
+            s.update_record::<Hazard>(id, |r| r.common.urgency = u, now)?;
+        }
+        AnyRecord::Opinion(_) => {
+            s.update_record::<Opinion>(id, |r| r.common.urgency = u, now)?;
+        }
+        AnyRecord::Dispute(_) => {
+            s.update_record::<Dispute>(id, |r| r.common.urgency = u, now)?;
+        }
+        AnyRecord::Event(_) => {
+            s.update_record::<Event>(id, |r| r.common.urgency = u, now)?;
+        }
+        AnyRecord::Emergency(_) => {
+            s.update_record::<Emergency>(id, |r| r.common.urgency = u, now)?;
+        }
+        AnyRecord::Patrol(_) => {
+            s.update_record::<Patrol>(id, |r| r.common.urgency = u, now)?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes the worker's move on record `id`: refused with the lifecycle's own message when the
@@ -165,14 +236,38 @@ pub fn make_move(
     today: chrono::NaiveDate,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), StoreError> {
+    make_move_with_photos(s, id, m, None, today, now)
+}
+
+/// [`make_move`] with the photos staged under `photos` (see [`photo_form`]) kept with the
+/// record in the move's own transaction, where the move takes a photo ([`photo_need`]):
+/// refused with a field message on `photo` when the move needs one and none is staged.
+pub fn make_move_with_photos(
+    s: &mut Store,
+    id: Uuid,
+    m: &Move,
+    photos: Option<&str>,
+    today: chrono::NaiveDate,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
     let rec = s.any_record(id)?;
     let from = rec.common().status;
     check_transition(id, rec.domain(), from, m.to, Actor::Worker)?;
     let n = needs(from, m.to);
     let note = m.note.trim();
+    let photos = photos.filter(|_| photo_need(m.to).is_some());
+    let staged = match photos {
+        Some(f) => s.staged_photos(f)?.len(),
+        None => 0,
+    };
+    let mut v = crate::domain::validate::Validator::new();
     if n.note && note.is_empty() {
-        return Err(ValidationErrors::single("note", Problem::Required).into());
+        v.error("note", Problem::Required);
     }
+    if photo_need(m.to) == Some(true) && staged == 0 {
+        v.error("photo", Problem::Required);
+    }
+    v.finish()?;
     let len = note.chars().count();
     if len > TEXT_MAX {
         return Err(
@@ -184,6 +279,21 @@ pub fn make_move(
         && text.trim() != main_text(&rec).1
     {
         set_main_text(s, &rec, text.trim().to_owned(), now)?;
+    }
+    if n.edit
+        && let Some(u) = m.urgency
+    {
+        let u = u.at_least(urgency_floor(&rec));
+        if u != rec.common().urgency {
+            set_urgency(s, &rec, u, now)?;
+        }
+    }
+    if n.edit
+        && let (AnyRecord::Hazard(h), Some(place)) = (&rec, &m.place)
+        && place.trim() != h.place
+    {
+        let place = place.trim().to_owned();
+        s.update_record::<Hazard>(id, |r| r.place = place, now)?;
     }
     let mut note = note.to_owned();
     if n.satisfaction {
@@ -204,7 +314,12 @@ pub fn make_move(
         }
     }
     let note = Some(note).filter(|n| !n.is_empty());
-    s.transition(id, m.to, note.as_deref(), now)
+    match photos {
+        Some(f) => s
+            .transition_with_photos(id, m.to, note.as_deref(), f, now)
+            .map(|_| ()),
+        None => s.transition(id, m.to, note.as_deref(), now),
+    }
 }
 
 /// Takes an opinion one stage along 三议四步, with what the stage decided: refused when it is
@@ -265,6 +380,30 @@ pub fn MovesPanel(id: Uuid) -> Element {
     let mut sent = use_signal(|| false);
     let mut errors = use_signal(|| None::<ValidationErrors>);
     let mut general = use_signal(|| None::<String>);
+    // The urgency and place chosen on a resubmit, a draft of their own.
+    let xform = format!("move-extra:{id}");
+    let (st1, x1) = (store.clone(), xform.clone());
+    let extra: (Option<String>, Option<String>) = use_hook(move || {
+        st1.read(|s| crate::app::drafts::load(s, &x1))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    });
+    let mut urgency = use_signal(|| extra.0.clone());
+    let mut place = use_signal(|| extra.1.clone());
+    let st_x = store.clone();
+    let save_extra = move || {
+        let d = (urgency.peek().clone(), place.peek().clone());
+        let _ = st_x.read(|s| crate::app::drafts::save(s, &xform, &d));
+    };
+    let (sx1, sx2) = (save_extra.clone(), save_extra);
+    let pform = photo_form(id);
+    let st_photos = store.clone();
+    let mut photos = use_signal(move || {
+        st_photos
+            .read(|s| s.staged_photos(pform))
+            .unwrap_or_default()
+    });
     let (rec, history) = match data {
         Ok(d) => d,
         Err(e) => return rsx! { ErrorNote { text: e } },
@@ -319,11 +458,17 @@ pub fn MovesPanel(id: Uuid) -> Element {
             note: note.peek().clone(),
             satisfaction: parse_code(&sat.peek(), Satisfaction::Satisfied),
             text: Some(text.peek().clone().unwrap_or_else(|| orig.clone())),
+            urgency: urgency
+                .peek()
+                .as_deref()
+                .and_then(|c| Urgency::from_code(c).ok()),
+            place: place.peek().clone(),
         };
         let form = form.clone();
         let res = st.write(|s| {
-            make_move(s, id, &m, sv.today(), sv.now())?;
-            crate::app::drafts::clear(s, &form)
+            make_move_with_photos(s, id, &m, Some(pform), sv.today(), sv.now())?;
+            crate::app::drafts::clear(s, &form)?;
+            crate::app::drafts::clear(s, &format!("move-extra:{id}"))
         });
         match res {
             Ok(()) => {
@@ -332,6 +477,9 @@ pub fn MovesPanel(id: Uuid) -> Element {
                 chosen.set(String::new());
                 note.set(String::new());
                 text.set(None);
+                urgency.set(None);
+                place.set(None);
+                photos.set(Vec::new());
                 errors.set(None);
                 general.set(None);
                 bump(session);
@@ -369,11 +517,24 @@ pub fn MovesPanel(id: Uuid) -> Element {
                             textarea { id: "move-text", rows: 4, value: text().unwrap_or(original.clone()),
                                 oninput: move |e| { text.set(Some(e.value())); sd2(); } }
                             Counter { text: text().unwrap_or(original.clone()), max: TEXT_MAX } }
+                        UrgencyField { id: "move-urgency", value: urgency().unwrap_or(rec.common().urgency.code().to_owned()),
+                            floor: urgency_floor(&rec), error: err(errors, "urgency"),
+                            onchange: move |v: String| { urgency.set(Some(v)); sx1(); } }
+                        if let AnyRecord::Hazard(h) = &rec {
+                            Field { label: t(l, "具体地点", "Place").to_string(), error: err(errors, "place"),
+                                input { id: "move-place", value: place().unwrap_or(h.place.clone()),
+                                    oninput: move |e| { place.set(Some(e.value())); sx2(); } } }
+                        }
                     }
                     if needs(from, to).satisfaction {
                         Field { label: t(l, "群众满意度", "Resident's satisfaction").to_string(), error: err(errors, "satisfaction"),
                             select { id: "move-sat", onchange: move |e| { sat.set(e.value()); sd3(); },
                                 {code_options(l, parse_code(&sat(), Satisfaction::Satisfied))} } }
+                    }
+                    if let Some(required) = photo_need(to) {
+                        Field { label: if required { t(l, "现场照片（必须）", "Photo of the site (required)").to_string() } else { t(l, "现场照片（可选）", "Photo of the site (optional)").to_string() },
+                            error: err(errors, "photo"),
+                            PhotoPicker { form: pform, photos } }
                     }
                     Field { label: note_label(l, from, to).to_string(), error: err(errors, "note"),
                         textarea { id: "move-note", rows: 3, value: "{note}", oninput: move |e| { note.set(e.value()); sd4(); } }

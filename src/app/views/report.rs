@@ -639,7 +639,7 @@ fn summary(
 /// 紧急程度: the worker's choice, never below `floor` (what the record's own facts make it: a
 /// 重大 hazard is at least 紧急); the choices below it are shown but cannot be taken.
 #[component]
-fn UrgencyField(
+pub(crate) fn UrgencyField(
     id: &'static str,
     value: String,
     floor: Urgency,
