@@ -226,7 +226,7 @@ fn duty_forms_in_a_real_browser() {
     let lv = mine(Domain::Livelihood);
     assert_eq!(lv.len(), 1, "one 民生服务");
     assert_eq!(lv[0].matter, Some(LivelihoodMatter::Insurance));
-    assert!(lv[0].household_id.is_some());
+    assert!(lv[0].common.household_id.is_some());
     assert_eq!(lv[0].common.status, Status::Resolved);
     let ot = mine(Domain::Other);
     assert_eq!(ot.len(), 1, "one 其他");

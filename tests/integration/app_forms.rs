@@ -359,7 +359,7 @@ fn a_livelihood_record_names_the_matter_and_may_be_resolved_on_the_spot() {
     assert_eq!(filed.len(), 1);
     let e = &filed[0];
     assert_eq!(e.matter, Some(LivelihoodMatter::Insurance));
-    assert_eq!(e.household_id, Some(household.id));
+    assert_eq!(e.common.household_id, Some(household.id));
     assert_eq!(e.title, "医保社保");
     assert_eq!(e.common.status, Status::Resolved, "就地办结");
     let history = store.lock().unwrap().status_history(e.common.id).unwrap();

@@ -409,7 +409,9 @@ pub fn LivelihoodForm() -> Element {
                     dr.content.trim().to_owned(),
                 );
                 ev.matter = matter;
-                ev.household_id = chosen_id(&dr.household_id);
+                if let Some(h) = chosen_id(&dr.household_id) {
+                    ev.common.household_id = Some(h);
+                }
                 checked(ev, None)
             },
             move |tx, ev: &Event, actor, now| {
@@ -526,7 +528,7 @@ pub fn EventExtras(event: Event) -> Element {
             .map(|p| p.name)
             .unwrap_or_else(|_| id.to_string())
     });
-    let household = e.household_id.map(|id| {
+    let household = e.common.household_id.map(|id| {
         store
             .read(|s| s.household(id))
             .map(|h| h.address)
