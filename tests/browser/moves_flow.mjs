@@ -78,8 +78,14 @@ try {
   await sync();
 
   step('(a) the county confirms; the phone shows it after a sync');
-  await county.goto(`${server}/records/${hazard}`);
-  await county.waitForSelector('text=水深约2米');
+  // A push is acknowledged once it is queued in the county's inbox, and applied moments
+  // later: the clerk's page shows the edit on a reload.
+  for (let i = 0; ; i++) {
+    await county.goto(`${server}/records/${hazard}`);
+    if (await county.locator('text=水深约2米').count()) break;
+    if (i === 40) throw new Error('the resubmitted edit never reached the county');
+    await county.waitForTimeout(500);
+  }
   await countyMove('CONFIRMED', '');
   await sync();
   await openHazard();

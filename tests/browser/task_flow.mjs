@@ -91,9 +91,15 @@ try {
   if (await phone.locator('#task-list').count() !== 0) throw new Error('a done task still on Today');
 
   step('the county sees it done, with who, the note and the photo');
-  await county.goto(server + '/tasks');
+  // A push is acknowledged once it is queued in the county's inbox, and applied moments
+  // later: the clerk's page shows it on a reload.
   const row = county.locator('#tasks tr:has-text("请复查护栏是否装好")');
-  await row.locator('.task-status:has-text("已完成")').waitFor();
+  for (let i = 0; ; i++) {
+    await county.goto(server + '/tasks');
+    if (await row.locator('.task-status:has-text("已完成")').count()) break;
+    if (i === 40) throw new Error('the completion never reached the county');
+    await county.waitForTimeout(500);
+  }
   await row.locator('td.done:has-text("护栏已装好，警示牌已立")').waitFor();
   const who = await row.locator('td.done').textContent();
   if (!/网格员/.test(who)) throw new Error(`who completed it is not named: ${who}`);

@@ -78,6 +78,8 @@ async fn a_returned_hazard_and_a_mediated_dispute_are_handled_on_the_phone_in_a_
     .await
     .unwrap();
 
+    // Everything the last sync pushed is applied (a push is acknowledged once queued).
+    server.applied().await;
     // The county holds the hazard confirmed, with the worker's edit.
     let hz = server.entity(hazard).await.expect("the hazard");
     assert_eq!(hz["status"], "CONFIRMED");

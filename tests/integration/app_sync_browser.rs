@@ -189,6 +189,8 @@ async fn a_newborn_and_a_death_on_the_phone_reach_the_countys_household_page() {
         let s = Store::open_encrypted(&db, "123456").unwrap();
         assert_eq!(s.outbox_len().unwrap(), 0, "everything went up");
     }
+    // A push is acknowledged once queued in the county's inbox: wait until it is applied.
+    server.applied().await;
     let s = server.url.clone();
     tokio::task::spawn_blocking(move || {
         crate::util::run_node(
