@@ -4,12 +4,6 @@
 //! goes from registration through a mediation session to 调解成功 and a 回访 on the phone and
 //! reaches the county as FOLLOW_UP with the resident's satisfaction.
 
-use std::sync::{Arc, Mutex};
-
-use gridwalk::app::platform::{FixedLocation, NoCamera};
-use gridwalk::app::sync_port::client::ClientSync;
-use gridwalk::app::{MakeServices, Services};
-use gridwalk::domain::codes::Lang;
 use gridwalk::domain::geo::GeoPoint;
 use gridwalk::store::Store;
 
@@ -50,23 +44,7 @@ async fn a_returned_hazard_and_a_mediated_dispute_are_handled_on_the_phone_in_a_
     .await
     .unwrap()
     .unwrap();
-    let db2 = db.clone();
-    let make: MakeServices = Arc::new(move || Services {
-        db_path: Some(db2.clone()),
-        store: None::<Arc<Mutex<Store>>>,
-        location: Arc::new(FixedLocation::new(here, 0.0)),
-        camera: Arc::new(NoCamera),
-        sync: Arc::new(ClientSync),
-        clock: Arc::new(chrono::Utc::now),
-        fix_interval_ms: 1000,
-        start: None,
-        lang: Lang::Zh,
-        autosync: None,
-    });
-    let (addr, app) = gridwalk::app::harness::bind("127.0.0.1:0".parse().unwrap(), make)
-        .await
-        .unwrap();
-    tokio::spawn(app);
+    let addr = crate::app_sync_browser::phone_app(&db, here).await;
     let (u, s, h) = (
         format!("http://{addr}/"),
         server.url.clone(),

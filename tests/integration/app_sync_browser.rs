@@ -136,20 +136,12 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
     );
 }
 
-/// The household register in a real browser: the worker adds a newborn and marks a member
-/// deceased on the phone, syncs, and the county's household page shows both.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs chromium and tests/browser/node_modules: run by scripts/test-app.sh"]
-async fn a_newborn_and_a_death_on_the_phone_reach_the_countys_household_page() {
-    let server = TestServer::start(Backend::Sqlite).await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("device.db");
-    let grid = &server.county.grids[0].grid;
-    let c = geo::Centroid::centroid(&grid.boundary).unwrap();
-    let here = GeoPoint::new(c.x(), c.y(), Some(5.0)).unwrap();
-    let db2 = db.clone();
+/// The phone app at 390 px's harness on 127.0.0.1:0, over the device store at `db` (made at
+/// enrolment), located at `here`: its address.
+pub(crate) async fn phone_app(db: &std::path::Path, here: GeoPoint) -> std::net::SocketAddr {
+    let db = db.to_path_buf();
     let make: MakeServices = Arc::new(move || Services {
-        db_path: Some(db2.clone()),
+        db_path: Some(db.clone()),
         store: None::<Arc<Mutex<Store>>>,
         location: Arc::new(FixedLocation::new(here, 0.0)),
         camera: Arc::new(NoCamera),
@@ -164,6 +156,21 @@ async fn a_newborn_and_a_death_on_the_phone_reach_the_countys_household_page() {
         .await
         .unwrap();
     tokio::spawn(app);
+    addr
+}
+
+/// The household register in a real browser: the worker adds a newborn and marks a member
+/// deceased on the phone, syncs, and the county's household page shows both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and tests/browser/node_modules: run by scripts/test-app.sh"]
+async fn a_newborn_and_a_death_on_the_phone_reach_the_countys_household_page() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("device.db");
+    let grid = &server.county.grids[0].grid;
+    let c = geo::Centroid::centroid(&grid.boundary).unwrap();
+    let here = GeoPoint::new(c.x(), c.y(), Some(5.0)).unwrap();
+    let addr = phone_app(&db, here).await;
     let app_url = format!("http://{addr}/");
     let date =
         (gridwalk::domain::cst::today(chrono::Utc::now()) - chrono::Duration::days(2)).to_string();

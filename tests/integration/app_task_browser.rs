@@ -3,12 +3,7 @@
 //! next sync, the worker completes it with a photo, and the county's 任务 page shows it done
 //! with who, the note and the photo. The sync tests' in-process server (SQLite backend).
 
-use std::sync::{Arc, Mutex};
-
-use gridwalk::app::platform::{FixedLocation, NoCamera};
-use gridwalk::app::sync_port::client::ClientSync;
-use gridwalk::app::{MakeServices, Services};
-use gridwalk::domain::codes::{Lang, TaskStatus};
+use gridwalk::domain::codes::TaskStatus;
 use gridwalk::domain::geo::GeoPoint;
 use gridwalk::domain::model::Task;
 use gridwalk::store::Store;
@@ -56,23 +51,7 @@ async fn the_county_gives_a_recheck_and_sees_it_done_with_a_photo_in_a_real_brow
     .await
     .unwrap()
     .unwrap();
-    let db2 = db.clone();
-    let make: MakeServices = Arc::new(move || Services {
-        db_path: Some(db2.clone()),
-        store: None::<Arc<Mutex<Store>>>,
-        location: Arc::new(FixedLocation::new(here, 0.0)),
-        camera: Arc::new(NoCamera),
-        sync: Arc::new(ClientSync),
-        clock: Arc::new(chrono::Utc::now),
-        fix_interval_ms: 1000,
-        start: None,
-        lang: Lang::Zh,
-        autosync: None,
-    });
-    let (addr, app) = gridwalk::app::harness::bind("127.0.0.1:0".parse().unwrap(), make)
-        .await
-        .unwrap();
-    tokio::spawn(app);
+    let addr = crate::app_sync_browser::phone_app(&db, here).await;
     let (u, s, h) = (
         format!("http://{addr}/"),
         server.url.clone(),
