@@ -206,26 +206,26 @@ async fn household_page(
                     @for m in &p.people {
                         @let gone = text(m, "status") != PersonStatus::Active.code();
                         tr.member.gone[gone] data-person=(text(m, "id")) {
-                            td.name { (text(m, "name")) }
-                            td { (label::<Relation>(text(m, "relation"))) }
-                            td { (label::<Sex>(text(m, "sex"))) }
-                            td { (text(m, "birth_date")) }
-                            td {
+                            td.name data-label="姓名" { (text(m, "name")) }
+                            td data-label="与户主关系" { (label::<Relation>(text(m, "relation"))) }
+                            td data-label="性别" { (label::<Sex>(text(m, "sex"))) }
+                            td data-label="出生日期" { (text(m, "birth_date")) }
+                            td.idno data-label="证件号码" {
                                 @match m.get("id_number").and_then(Value::as_str) {
                                     Some(n) => (mask_id(n)),
                                     None => span.muted { "未办证（新生儿）" },
                                 }
                             }
-                            td { @if let Some(ph) = m.get("phone").and_then(Value::as_str) { (mask_phone(ph)) } }
-                            td {
+                            td data-label="联系电话" { @if let Some(ph) = m.get("phone").and_then(Value::as_str) { (mask_phone(ph)) } }
+                            td data-label="人员类别" {
                                 (label::<PersonType>(text(m, "person_type")))
                                 @if text(m, "person_type") == PersonType::Floating.code() {
                                     " · " (label::<ResidenceStatus>(text(m, "residence")))
                                     @if let Some(o) = m.get("origin").and_then(Value::as_str) { " · 来自 " (o) }
                                 }
                             }
-                            td.status { (status_words(m)) }
-                            td {
+                            td.status data-label="状态" { (status_words(m)) }
+                            td data-label="标签" {
                                 @for t in m.get("tags").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
                                     span.pill { (label::<Tag>(t)) } " "
                                 }
