@@ -33,9 +33,12 @@ struct Page {
     visits: Vec<Map<String, Value>>,
     /// Records reported from the household's page: (id, kind, grid code, the record).
     records: Vec<(String, EntityKind, Map<String, Value>)>,
-    /// Disputes whose parties are its members: (id, the record, the members as parties).
-    disputes: Vec<(String, Map<String, Value>, Vec<String>)>,
+    /// Disputes whose parties are its members.
+    disputes: Vec<MemberDispute>,
 }
+
+/// A dispute a member is a party to: its id, the record, the members as parties (名（角色）).
+type MemberDispute = (String, Map<String, Value>, Vec<String>);
 
 fn children(
     db: &mut dyn Sql,
@@ -99,7 +102,7 @@ fn disputes_of(
     clerk: &Clerk,
     people: &[Map<String, Value>],
     listed: &[(String, EntityKind, Map<String, Value>)],
-) -> Result<Vec<(String, Map<String, Value>, Vec<String>)>, Failure> {
+) -> Result<Vec<MemberDispute>, Failure> {
     let members: std::collections::BTreeMap<&str, &str> = people
         .iter()
         .filter_map(|p| Some((p.get("id")?.as_str()?, text(p, "name"))))

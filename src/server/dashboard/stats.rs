@@ -443,7 +443,7 @@ fn volunteer_rows(volunteers: Vec<repo::Volunteer>, ledger: &[Entry]) -> Vec<Vol
         })
         .filter(|r| r.volunteer.active || r.matters > 0)
         .collect();
-    rows.sort_by(|a, b| b.points.cmp(&a.points));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.points));
     rows
 }
 

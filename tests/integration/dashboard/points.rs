@@ -382,3 +382,63 @@ async fn import(server: &TestServer, grid_code: &str, d: &Dispute) {
     .unwrap()
     .unwrap();
 }
+
+/// An emergency's 处置中 move, with its note, is among its reports on the county's record
+/// page, as the 续报 it stands for.
+async fn handling_reads_as_an_update_report(backend: Backend) {
+    use gridwalk::domain::codes::{EmergencyCategory, EmergencyLevel};
+    use gridwalk::domain::model::Emergency;
+    let server = TestServer::start(backend).await;
+    let grid = server.county.grids[0].grid.clone();
+    let e = Emergency {
+        common: Common::new(Domain::Emergency, grid.id, "worker-a", Utc::now()),
+        category: EmergencyCategory::Accident,
+        level: EmergencyLevel::Iv,
+        title: "村道货车侧翻".into(),
+        occurred_at: Utc::now() - chrono::Duration::minutes(20),
+    };
+    let data = serde_json::to_value(&e).unwrap();
+    let (id, gid, code) = (e.common.id, grid.id, grid.code.as_str().to_owned());
+    let db = server.db.clone();
+    tokio::task::spawn_blocking(move || {
+        db.tx(|tx| {
+            let seq = gridwalk::server::repo::reserve_seqs(tx, 1)?;
+            gridwalk::server::records::import_entity(
+                tx,
+                seq,
+                EntityKind::Emergency,
+                id,
+                gid,
+                &code,
+                None,
+                data,
+                Utc::now(),
+                Utc::now(),
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let sec = signed_in(&server, "secretary").await;
+    let moved = sec
+        .post(
+            &format!("/records/{id}/transition"),
+            &[("to", "HANDLING"), ("note", "消防队已到场疏导交通")],
+        )
+        .await;
+    assert_eq!(moved.status, 303, "{}", moved.body);
+    let p = sec.get(&format!("/records/{id}")).await;
+    let reports = p
+        .body
+        .split("id=\"reports\"")
+        .nth(1)
+        .and_then(|r| r.split("</ol>").next())
+        .unwrap_or_else(|| panic!("no reports: {}", p.body))
+        .to_owned();
+    assert!(
+        reports.contains("续报（处置中）") && reports.contains("消防队已到场疏导交通"),
+        "{reports}"
+    );
+}
+both_backends!(handling_reads_as_an_update_report);
