@@ -164,7 +164,28 @@ impl GridGen<'_> {
                         Domain::Publicity => ("防诈骗宣传", "在村民小组会上宣传防范电信诈骗"),
                         _ => ("其他事项", "协助村民办理事务"),
                     };
-                    AnyRecord::Event(Event::new(c, domain, title.into(), content.into()))
+                    let mut ev = Event::new(c, domain, title.into(), content.into());
+                    // What a new record of its domain must name (`Event::validate_new`), with
+                    // no draw of the random stream: the grid's first person with a care tag.
+                    match domain {
+                        Domain::SpecialPop => {
+                            ev.served_person_id = self
+                                .out
+                                .people
+                                .iter()
+                                .find(|p| p.tags.iter().any(|t| !t.is_managed()))
+                                .or(self.out.people.first())
+                                .map(|p| p.id);
+                            ev.service = Some(ServiceKind::CareVisit);
+                        }
+                        Domain::Livelihood => ev.matter = Some(LivelihoodMatter::Insurance),
+                        Domain::Publicity => {
+                            ev.place = Some("村民小组会场".into());
+                            ev.audience = Some(30);
+                        }
+                        _ => {}
+                    }
+                    AnyRecord::Event(ev)
                 }
                 _ => self.emergency(created, steps),
             };

@@ -925,6 +925,19 @@ impl EmergencyReport {
     }
 }
 
+/// The report stage an emergency's move into `status` stands for, as the county reads the
+/// reports (初报, 续报, 终报): 初报 at INITIAL, 终报 at FINAL, and 续报 for an update and for a
+/// 处置中 (HANDLING) move, whose note says how the handling goes on; none for the county's
+/// ARCHIVED or a status no emergency has.
+pub fn report_stage(status: Status) -> Option<ReportStage> {
+    match status {
+        Status::Initial => Some(ReportStage::Initial),
+        Status::Update | Status::Handling => Some(ReportStage::Update),
+        Status::Final => Some(ReportStage::Final),
+        _ => None,
+    }
+}
+
 /// A batch of GPS fixes appended to a running patrol: append-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatrolPoints {
@@ -1003,6 +1016,40 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-11-29T08:00:00Z")
             .unwrap()
             .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn every_emergency_move_a_worker_makes_has_its_report_stage() {
+        use crate::domain::lifecycle::{Actor, EMERGENCY};
+        // 处置中 is a 续报: the handling goes on and is reported on, not finished.
+        assert_eq!(report_stage(Status::Handling), Some(ReportStage::Update));
+        assert_eq!(report_stage(Status::Initial), Some(ReportStage::Initial));
+        assert_eq!(report_stage(Status::Final), Some(ReportStage::Final));
+        assert_eq!(report_stage(Status::Archived), None);
+        assert_eq!(report_stage(Status::Submitted), None);
+        // A report's own stage and the status it moves to agree both ways.
+        for stage in [
+            ReportStage::Initial,
+            ReportStage::Update,
+            ReportStage::Final,
+        ] {
+            let r = EmergencyReport {
+                id: Uuid::nil(),
+                emergency_id: Uuid::nil(),
+                stage,
+                text: "x".into(),
+                casualties: None,
+                author: "w".into(),
+                created_at: now(),
+            };
+            assert_eq!(report_stage(r.status_after()), Some(stage));
+        }
+        // Every status the worker can move an emergency into is a report stage.
+        for (_, to, who) in EMERGENCY.transitions {
+            if who.admits(Actor::Worker) {
+                assert!(report_stage(*to).is_some(), "{to}");
+            }
+        }
     }
 
     fn person() -> Person {

@@ -110,6 +110,24 @@ pub fn ledger(records: &[RecordFacts<'_>], visits: &[VisitFacts<'_>]) -> Vec<Ent
     out
 }
 
+/// The ledger of the volunteers credited for records: each credited record earns its
+/// volunteer what it earns its author under the same rules (上报, 办结质量, 退回, 居民满意度),
+/// the entry's `worker` being the volunteer's key in `credits` (record id, volunteer). A
+/// credit for a record not among `records` earns nothing. Oldest entry first.
+pub fn credited(records: &[RecordFacts<'_>], credits: &[(Uuid, &str)]) -> Vec<Entry> {
+    let facts: Vec<RecordFacts<'_>> = credits
+        .iter()
+        .filter_map(|(id, who)| {
+            let r = records.iter().find(|r| r.id == *id)?;
+            Some(RecordFacts {
+                author: who,
+                ..r.clone()
+            })
+        })
+        .collect();
+    ledger(&facts, &[])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +218,38 @@ mod tests {
         assert_eq!(sum("worker-a"), FILED + RETURNED);
         assert_eq!(sum("worker-b"), VISIT);
         assert!(l.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    }
+
+    #[test]
+    fn a_volunteer_earns_what_the_credited_matter_earns_and_nothing_else() {
+        let id = Uuid::now_v7();
+        let h = vec![
+            change(id, Status::Submitted, Status::Accepted, t(9)),
+            change(id, Status::Accepted, Status::Resolved, t(11)),
+        ];
+        let r = RecordFacts {
+            id,
+            author: "worker-a",
+            created_at: t(8),
+            status: Status::Resolved,
+            history: &h,
+            satisfaction: Some(Satisfaction::Basic),
+        };
+        let other = RecordFacts {
+            id: Uuid::now_v7(),
+            author: "worker-a",
+            created_at: t(8),
+            status: Status::Submitted,
+            history: &[],
+            satisfaction: None,
+        };
+        let records = [r, other];
+        let l = credited(&records, &[(id, "v1"), (Uuid::now_v7(), "v2")]);
+        assert!(l.iter().all(|e| e.worker == "v1"), "{l:?}");
+        let total: i64 = l.iter().map(|e| e.points).sum();
+        // The same as the author's entries of that record.
+        let authors: i64 = ledger(&records[..1], &[]).iter().map(|e| e.points).sum();
+        assert_eq!(total, authors);
+        assert_eq!(total, FILED + HANDLED_CLEAN + 1);
     }
 }

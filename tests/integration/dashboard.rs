@@ -2149,4 +2149,5 @@ async fn household_page_shows_the_phones_register(backend: Backend) {
     assert_eq!(b.get(&path).await.status, 404);
 }
 both_backends!(household_page_shows_the_phones_register);
+mod points;
 mod volunteers;

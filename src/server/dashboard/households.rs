@@ -1,7 +1,7 @@
 //! One household as the county holds it: its address, its members (added on the phone or
 //! imported) with their status and its date (迁出, 死亡 on a day; a newborn without an ID
-//! number yet), ID numbers and phones masked, the records reported from its page, and its
-//! visits. Read within the account's scope.
+//! number yet), ID numbers and phones masked, the records reported from its page, the
+//! disputes its members are parties to, and its visits. Read within the account's scope.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{Clerk, PageError, label, page};
 use crate::domain::codes::{
-    Coded, PersonStatus, PersonType, Relation, ResidenceStatus, Sex, Tag, VisitPurpose,
+    Coded, PartyRole, PersonStatus, PersonType, Relation, ResidenceStatus, Sex, Tag, VisitPurpose,
 };
 use crate::domain::lifecycle::Status;
 use crate::domain::model::EntityKind;
@@ -33,7 +33,12 @@ struct Page {
     visits: Vec<Map<String, Value>>,
     /// Records reported from the household's page: (id, kind, grid code, the record).
     records: Vec<(String, EntityKind, Map<String, Value>)>,
+    /// Disputes whose parties are its members.
+    disputes: Vec<MemberDispute>,
 }
+
+/// A dispute a member is a party to: its id, the record, the members as parties (名（角色）).
+type MemberDispute = (String, Map<String, Value>, Vec<String>);
 
 fn children(
     db: &mut dyn Sql,
@@ -76,13 +81,82 @@ fn load(db: &mut dyn Sql, clerk: &Clerk, id: Uuid) -> Result<Page, Failure> {
             records.push((r[0].string()?, kind, m));
         }
     }
+    let people = children(db, id, EntityKind::Person)?;
+    let disputes = disputes_of(db, clerk, &people, &records)?;
     Ok(Page {
         household: e.data,
         grid_code: e.grid_code,
-        people: children(db, id, EntityKind::Person)?,
+        people,
         visits: children(db, id, EntityKind::Visit)?,
         records,
+        disputes,
     })
+}
+
+/// The disputes in the clerk's scope one of whose parties is a member of the household (by
+/// the party's person id, as the phone's household page finds them), newest first, less those
+/// already listed as reported from the household: (id, the record, the members who are
+/// parties, with their role).
+fn disputes_of(
+    db: &mut dyn Sql,
+    clerk: &Clerk,
+    people: &[Map<String, Value>],
+    listed: &[(String, EntityKind, Map<String, Value>)],
+) -> Result<Vec<MemberDispute>, Failure> {
+    let members: std::collections::BTreeMap<&str, &str> = people
+        .iter()
+        .filter_map(|p| Some((p.get("id")?.as_str()?, text(p, "name"))))
+        .collect();
+    if members.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (clause, mut args) = clerk.user.scope().clause(1);
+    // A person's id is a UUID: found in a dispute's text only where the dispute names them,
+    // then checked against its parties below.
+    let likes: Vec<String> = members
+        .keys()
+        .map(|m| {
+            args.push(format!("%{m}%").into());
+            format!("data LIKE ${}", args.len())
+        })
+        .collect();
+    let rows = db.query(
+        &format!(
+            "SELECT id, data FROM entities WHERE kind = 'DISPUTE' AND {clause} AND ({})
+             ORDER BY created_at DESC, id DESC",
+            likes.join(" OR ")
+        ),
+        &args,
+    )?;
+    let mut out = Vec::new();
+    for r in rows {
+        let id = r[0].string()?;
+        if listed.iter().any(|(l, _, _)| *l == id) {
+            continue;
+        }
+        let Ok(Value::Object(m)) = serde_json::from_str::<Value>(r[1].str()?) else {
+            continue;
+        };
+        let parties: Vec<String> = m
+            .get("parties")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let name = members.get(p.get("person_id")?.as_str()?)?;
+                let role = p
+                    .get("role")
+                    .and_then(Value::as_str)
+                    .map(label::<PartyRole>)
+                    .unwrap_or_default();
+                Some(format!("{name}（{role}）"))
+            })
+            .collect();
+        if !parties.is_empty() {
+            out.push((id, m, parties));
+        }
+    }
+    Ok(out)
 }
 
 fn text<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
@@ -135,26 +209,26 @@ async fn household_page(
                     @for m in &p.people {
                         @let gone = text(m, "status") != PersonStatus::Active.code();
                         tr.member.gone[gone] data-person=(text(m, "id")) {
-                            td.name { (text(m, "name")) }
-                            td { (label::<Relation>(text(m, "relation"))) }
-                            td { (label::<Sex>(text(m, "sex"))) }
-                            td { (text(m, "birth_date")) }
-                            td {
+                            td.name data-label="姓名" { (text(m, "name")) }
+                            td data-label="与户主关系" { (label::<Relation>(text(m, "relation"))) }
+                            td data-label="性别" { (label::<Sex>(text(m, "sex"))) }
+                            td data-label="出生日期" { (text(m, "birth_date")) }
+                            td.idno data-label="证件号码" {
                                 @match m.get("id_number").and_then(Value::as_str) {
                                     Some(n) => (mask_id(n)),
                                     None => span.muted { "未办证（新生儿）" },
                                 }
                             }
-                            td { @if let Some(ph) = m.get("phone").and_then(Value::as_str) { (mask_phone(ph)) } }
-                            td {
+                            td data-label="联系电话" { @if let Some(ph) = m.get("phone").and_then(Value::as_str) { (mask_phone(ph)) } }
+                            td data-label="人员类别" {
                                 (label::<PersonType>(text(m, "person_type")))
                                 @if text(m, "person_type") == PersonType::Floating.code() {
                                     " · " (label::<ResidenceStatus>(text(m, "residence")))
                                     @if let Some(o) = m.get("origin").and_then(Value::as_str) { " · 来自 " (o) }
                                 }
                             }
-                            td.status { (status_words(m)) }
-                            td {
+                            td.status data-label="状态" { (status_words(m)) }
+                            td data-label="标签" {
                                 @for t in m.get("tags").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
                                     span.pill { (label::<Tag>(t)) } " "
                                 }
@@ -170,6 +244,20 @@ async fn household_page(
                 @for (rid, kind, r) in &p.records {
                     li { a href={"/records/" (rid)} { (kind.zh()) " · " (label::<Status>(text(r, "status"))) }
                         " · " (text(r, "created_at").get(..10).unwrap_or("")) }
+                }
+            }
+        }
+        div.card {
+            h2 { "成员涉及的矛盾纠纷 (" (p.disputes.len()) ")" }
+            @if p.disputes.is_empty() {
+                p.muted #no-disputes { "本户成员没有作为当事人的矛盾纠纷。" }
+            } @else {
+                ul #disputes {
+                    @for (rid, r, parties) in &p.disputes {
+                        li { a href={"/records/" (rid)} { "矛盾纠纷 · " (label::<Status>(text(r, "status"))) }
+                            " · " (text(r, "created_at").get(..10).unwrap_or(""))
+                            " · 当事人 " (parties.join("、")) }
+                    }
                 }
             }
         }

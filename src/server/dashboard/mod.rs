@@ -18,6 +18,7 @@ pub mod load;
 mod map;
 pub mod queue;
 mod record;
+mod redemptions;
 mod settings;
 pub mod stats;
 mod supervision;

@@ -583,6 +583,39 @@ fn details_card(d: &Detail, f: &Facts, clerk: &Clerk, id: Uuid, reveal: bool) ->
     }
 }
 
+/// An emergency's reports as the county reads them, oldest first: each report with its
+/// stage, and each 处置中 move the worker made with its note, at the stage that move stands
+/// for (`report_stage`: a 续报). (time, stage, whether it is a 处置中 move, text.)
+fn emergency_reports(d: &Detail) -> Vec<(String, Option<ReportStage>, bool, String)> {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let mut out: Vec<(String, Option<ReportStage>, bool, String)> = d
+        .reports
+        .iter()
+        .map(|r| {
+            let stage = r
+                .get("stage")
+                .and_then(Value::as_str)
+                .and_then(|c| ReportStage::from_code(c).ok());
+            (text(r, "created_at"), stage, false, text(r, "text"))
+        })
+        .collect();
+    if d.domain == Domain::Emergency {
+        for h in d.history.iter().filter(|h| h.to == Status::Handling) {
+            out.push((
+                h.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                crate::domain::model::report_stage(h.to),
+                true,
+                h.note.clone().unwrap_or_default(),
+            ));
+        }
+    }
+    out.sort_by(|a, b| {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).ok();
+        at(&a.0).cmp(&at(&b.0))
+    });
+    out
+}
+
 /// A dispute's mediation sessions and an emergency's reports, when it has any.
 fn sessions_and_reports(d: &Detail) -> Markup {
     html! {
@@ -599,13 +632,14 @@ fn sessions_and_reports(d: &Detail) -> Markup {
                 }
             }
         }
-        @if !d.reports.is_empty() {
+        @let reports = emergency_reports(d);
+        @if !reports.is_empty() {
             h3 { "事件报告 Reports" }
-            ol.sessions {
-                @for r in &d.reports {
+            ol.sessions #reports {
+                @for (_, stage, handling, text) in &reports {
                     li {
-                        strong { (r.get("stage").and_then(Value::as_str).map(super::label::<ReportStage>).unwrap_or_default()) }
-                        " " (r.get("text").and_then(Value::as_str).unwrap_or(""))
+                        strong { (stage.map(|s| s.zh()).unwrap_or_default()) @if *handling { "（处置中）" } }
+                        " " (text)
                     }
                 }
             }

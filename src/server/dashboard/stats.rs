@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use super::charts::{self, AMBER, BLUE, GREEN, RED};
 use super::load::{self, GridInfo, RecordRow, RecordSql, VisitRow};
-use super::{Clerk, PageError, local, nonempty, page};
+use super::volunteers::Shown;
+use super::{Clerk, Flash, PageError, local, nonempty, page, redemptions};
 use crate::domain::codes::{Coded, DeadlineState, Domain, Satisfaction};
 use crate::domain::cst;
 use crate::domain::deadline::DeadlinePolicy;
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/stats", get(stats_page))
         .route("/stats/points/{worker}", get(points_page))
+        .merge(redemptions::routes())
 }
 
 /// The period and area of the statistics.
@@ -73,6 +75,15 @@ pub struct WorkerRow {
     pub points: i64,
 }
 
+/// One volunteer in the points ledger: the matters they were credited for in the period and
+/// the points those earn them.
+#[derive(Debug, Clone)]
+pub struct VolunteerRow {
+    pub volunteer: repo::Volunteer,
+    pub matters: usize,
+    pub points: i64,
+}
+
 /// Everything the statistics page and its export show.
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -94,6 +105,10 @@ pub struct Stats {
     pub villages: Vec<(String, String, i64, i64)>,
     pub workers: Vec<WorkerRow>,
     pub ledger: Vec<Entry>,
+    /// The volunteers of the scope (none for a worker account), most points first.
+    pub volunteers: Vec<VolunteerRow>,
+    /// The volunteers' ledger (`Entry::worker` is the volunteer's id).
+    pub volunteer_ledger: Vec<Entry>,
     /// The accounts' names and roles.
     pub names: load::People,
 }
@@ -174,9 +189,26 @@ pub fn compute(db: &mut dyn Sql, user: &User, q: &StatsQuery) -> Result<Stats, F
     let patrol_km = patrol_km(db, user, start, end)?;
     lap("patrols");
     let policy = repo::deadline_policy(db)?;
+    // The volunteers of the (narrowed) area and what they were credited for; a worker
+    // account sees only its own ledger, so none.
+    let (volunteers, credits) = match (clerk.role, user.scope()) {
+        (crate::wire::Role::Worker | crate::wire::Role::Assignee, _) | (_, Scope::Grids(_)) => {
+            (Vec::new(), Vec::new())
+        }
+        (_, Scope::Area(area)) => (
+            repo::volunteers_in(db, &area)?,
+            repo::credits_in(db, &area)?,
+        ),
+    };
+    let credits: Vec<(Uuid, String)> = credits
+        .into_iter()
+        .map(|(r, v)| (r, v.to_string()))
+        .collect();
     let mut st = assemble(
         from, to, today, records, grids, households, visits, histories, patrol_km, &policy,
+        &credits,
     );
+    st.volunteers = volunteer_rows(volunteers, &st.volunteer_ledger);
     lap("assembled");
     st.names = load::people(db)?;
     // Only the workers whose ledgers this account may open (a worker sees only itself).
@@ -254,6 +286,7 @@ fn assemble(
     histories: BTreeMap<Uuid, Vec<StatusChange>>,
     patrol_km: BTreeMap<String, f64>,
     policy: &DeadlinePolicy,
+    credits: &[(Uuid, String)],
 ) -> Stats {
     let now = Utc::now();
     let overdue_at = |r: &RecordRow| r.deadline_state(now, policy) == Some(DeadlineState::Overdue);
@@ -268,7 +301,8 @@ fn assemble(
         .count();
     let coverage = coverage(&grids, &households, &visits, today);
     let villages = villages(&coverage);
-    let (ledger, workers) = ledger_and_workers(&records, &histories, &visits, &patrol_km, from, to);
+    let (ledger, workers, volunteer_ledger) =
+        ledger_and_workers(&records, &histories, &visits, &patrol_km, from, to, credits);
     Stats {
         from,
         to,
@@ -286,6 +320,8 @@ fn assemble(
         villages,
         workers,
         ledger,
+        volunteers: Vec::new(),
+        volunteer_ledger,
         records,
         names: load::People::default(),
     }
@@ -388,8 +424,32 @@ fn villages(coverage: &[Coverage]) -> Vec<(String, String, i64, i64)> {
     vs.into_iter().map(|(k, (n, h, v))| (k, n, h, v)).collect()
 }
 
-/// The points ledger of the records filed and the visits made in the period, and each
-/// worker's activity (records, visits, patrol distance, points), most points first.
+/// Each volunteer with the matters and points of their ledger, most points first (then by
+/// village and name); deactivated ones only when they have entries in the period.
+fn volunteer_rows(volunteers: Vec<repo::Volunteer>, ledger: &[Entry]) -> Vec<VolunteerRow> {
+    let mut rows: Vec<VolunteerRow> = volunteers
+        .into_iter()
+        .map(|v| {
+            let key = v.id.to_string();
+            let mine: Vec<&Entry> = ledger.iter().filter(|e| e.worker == key).collect();
+            let mut matters: Vec<Uuid> = mine.iter().filter_map(|e| e.subject).collect();
+            matters.sort();
+            matters.dedup();
+            VolunteerRow {
+                matters: matters.len(),
+                points: mine.iter().map(|e| e.points).sum(),
+                volunteer: v,
+            }
+        })
+        .filter(|r| r.volunteer.active || r.matters > 0)
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.points));
+    rows
+}
+
+/// The points ledger of the records filed and the visits made in the period, each worker's
+/// activity (records, visits, patrol distance, points), most points first, and the
+/// volunteers' ledger of the records they were credited for (`credits`: record, volunteer).
 fn ledger_and_workers(
     records: &[RecordRow],
     histories: &BTreeMap<Uuid, Vec<StatusChange>>,
@@ -397,7 +457,8 @@ fn ledger_and_workers(
     patrol_km: &BTreeMap<String, f64>,
     from: NaiveDate,
     to: NaiveDate,
-) -> (Vec<Entry>, Vec<WorkerRow>) {
+    credits: &[(Uuid, String)],
+) -> (Vec<Entry>, Vec<WorkerRow>, Vec<Entry>) {
     let facts: Vec<RecordFacts<'_>> = records
         .iter()
         .map(|r| RecordFacts {
@@ -419,6 +480,8 @@ fn ledger_and_workers(
         })
         .collect();
     let ledger = points::ledger(&facts, &vfacts);
+    let credited: Vec<(Uuid, &str)> = credits.iter().map(|(r, v)| (*r, v.as_str())).collect();
+    let volunteer_ledger = points::credited(&facts, &credited);
     let mut workers: BTreeMap<String, WorkerRow> = BTreeMap::new();
     fn row<'m>(m: &'m mut BTreeMap<String, WorkerRow>, w: &str) -> &'m mut WorkerRow {
         m.entry(w.to_owned()).or_insert_with(|| WorkerRow {
@@ -442,7 +505,7 @@ fn ledger_and_workers(
     }
     let mut workers: Vec<WorkerRow> = workers.into_values().collect();
     workers.sort_by(|a, b| b.points.cmp(&a.points).then(a.worker.cmp(&b.worker)));
-    (ledger, workers)
+    (ledger, workers, volunteer_ledger)
 }
 
 fn pct(x: f64) -> String {
@@ -455,13 +518,23 @@ async fn stats_page(
     Query(q): Query<StatsQuery>,
 ) -> Result<Response, PageError> {
     let (c2, q2) = (clerk.clone(), q.clone());
-    let (st, grids) = s
+    let (st, grids, earned, redeemed) = s
         .read(move |db| {
             let st = compute(db, &c2.user, &q2)?;
             let grids = load::grids(db, &c2.user)?;
-            Ok::<_, Failure>((st, grids))
+            let earned = redemptions::earned_all_time(
+                db,
+                &c2.user,
+                nonempty(&q2.village).map(str::to_owned),
+            )?;
+            Ok::<_, Failure>((st, grids, earned, repo::redeemed_totals(db)?))
         })
         .await?;
+    let totals = |p: &repo::Person| {
+        let e = earned.get(p).copied().unwrap_or(0);
+        let r = redeemed.get(p).copied().unwrap_or(0);
+        (r, e - r)
+    };
     let villages = load::villages(&grids);
     let qs = format!(
         "from={}&to={}{}",
@@ -570,14 +643,26 @@ async fn stats_page(
         }
         section.card {
             h2 { "网格员工作量与积分 Workers and points (时间银行)" }
-            p.muted { "积分规则：入户走访 +1；上报 +1；办结且未被退回 +2；被退回 −1；居民满意 +2、基本满意 +1。积分为逐条记账，可点开查看明细。" }
+            p.muted { "积分规则：入户走访 +1；上报 +1；办结且未被退回 +2；被退回 −1；居民满意 +2、基本满意 +1。志愿者因协助的事项记功，按同样规则得到该事项的积分。积分为逐条记账，可点开查看明细和登记兑换；「积分」为所选期间所得，「已兑换」「余额」为累计。" }
             table.workers {
-                thead { tr { th { "网格员" } th { "上报" } th { "已办结" } th { "走访" } th { "巡防里程" } th { "积分" } } }
-                tbody { @for w in &st.workers {
-                    tr { td { (super::who(&st.names, &w.worker)) } td.num { (w.filed) } td.num { (w.handled) } td.num { (w.visits) }
-                        td.num { (format!("{:.1} 公里", w.patrol_km)) }
-                        td.num { a href={"/stats/points/" (super::enc(&w.worker)) "?" (qs)} { (w.points) } } }
-                } }
+                thead { tr { th { "网格员 / 志愿者" } th { "上报" } th { "已办结" } th { "走访" } th { "巡防里程" } th { "积分" } th { "已兑换" } th { "余额" } } }
+                tbody {
+                    @for w in &st.workers {
+                        @let (r, bal) = totals(&repo::Person::Worker(w.worker.clone()));
+                        tr { td { (super::who(&st.names, &w.worker)) } td.num { (w.filed) } td.num { (w.handled) } td.num { (w.visits) }
+                            td.num { (format!("{:.1} 公里", w.patrol_km)) }
+                            td.num { a href={"/stats/points/" (super::enc(&w.worker)) "?" (qs)} { (w.points) } }
+                            td.num { (r) } td.num { (bal) } }
+                    }
+                    @for v in &st.volunteers {
+                        @let (r, bal) = totals(&repo::Person::Volunteer(v.volunteer.id));
+                        tr.volunteer id={"ledger-volunteer-" (v.volunteer.id)} {
+                            td { (v.volunteer.name) " " span.pill { "银龄志愿者" } " " small.muted { (v.volunteer.team) } }
+                            td.muted colspan="4" { "记功事项 " (v.matters) " 件" }
+                            td.num { a href={"/stats/volunteers/" (v.volunteer.id) "?" (qs)} { (v.points) } }
+                            td.num { (r) } td.num { (bal) } }
+                    }
+                }
             }
         }
     };
@@ -589,9 +674,22 @@ async fn points_page(
     clerk: Clerk,
     Path(worker): Path<String>,
     Query(q): Query<StatsQuery>,
+    Query(fl): Query<Flash>,
+) -> Result<Response, PageError> {
+    worker_ledger(&s, clerk, worker, q, fl, Shown::default()).await
+}
+
+/// A worker's ledger in the period, and (for a worker account) their balance and redemptions.
+pub(super) async fn worker_ledger(
+    s: &AppState,
+    clerk: Clerk,
+    worker: String,
+    q: StatsQuery,
+    fl: Flash,
+    shown: Shown,
 ) -> Result<Response, PageError> {
     let (c2, q2, w2) = (clerk.clone(), q.clone(), worker.clone());
-    let (st, account, cases) = s
+    let (st, account, cases, balance) = s
         .read(move |db| {
             let st = compute(db, &c2.user, &q2)?;
             let mine: Vec<uuid::Uuid> = st
@@ -601,7 +699,8 @@ async fn points_page(
                 .filter_map(|e| e.subject)
                 .collect();
             let cases = crate::server::repo::case_numbers(db, &mine)?;
-            Ok::<_, Failure>((st, load::account_area(db, &w2)?, cases))
+            let balance = redemptions::balance_of(db, &c2.user, &repo::Person::Worker(w2.clone()))?;
+            Ok::<_, Failure>((st, load::account_area(db, &w2)?, cases, balance))
         })
         .await?;
     let entries: Vec<&Entry> = st.ledger.iter().filter(|e| e.worker == worker).collect();
@@ -617,6 +716,7 @@ async fn points_page(
     let content = html! {
         p.crumbs { a href="/stats" { "← 统计分析" } }
         h1 { (st.names.name(&worker).unwrap_or(&worker)) " 的积分明细" span.en { " Points ledger" } }
+        (fl.render())
         p { (st.from) " 至 " (st.to) "：共 " strong #points-total { (total) } " 分，" (entries.len()) " 条" }
         table.ledger {
             thead { tr { th { "时间" } th { "事由" } th { "积分" } th { "关联" } } }
@@ -624,6 +724,9 @@ async fn points_page(
                 tr { td { (local(e.at)) } td { (e.reason) } td.num { (format!("{:+}", e.points)) }
                     td { @if let Some(id) = e.subject { @if e.reason == "入户走访" { "户 " code { (id.to_string()[..8]) } } @else { a href={"/records/" (id)} { "案件 " (cases.get(&id).cloned().unwrap_or_else(|| id.to_string()[..8].to_owned())) } } } } }
             } }
+        }
+        @if let Some(b) = &balance {
+            (redemptions::section(&clerk, &format!("/stats/points/{}/redeem", super::enc(&worker)), b, &st.names, &shown))
         }
     };
     Ok(page("积分明细", &clerk, "stats", content))

@@ -48,17 +48,17 @@ fn allowed(clerk: &Clerk) -> Result<(), PageError> {
 
 /// What the registration form shows: the values typed and the error beside each field.
 #[derive(Default)]
-struct Shown {
-    values: BTreeMap<&'static str, String>,
-    errors: BTreeMap<&'static str, String>,
+pub(super) struct Shown {
+    pub(super) values: BTreeMap<&'static str, String>,
+    pub(super) errors: BTreeMap<&'static str, String>,
 }
 
 impl Shown {
-    fn value(&self, f: &str) -> &str {
+    pub(super) fn value(&self, f: &str) -> &str {
         self.values.get(f).map(String::as_str).unwrap_or("")
     }
 
-    fn error(&self, f: &str) -> Markup {
+    pub(super) fn error(&self, f: &str) -> Markup {
         html! {
             @if let Some(e) = self.errors.get(f) {
                 span.field-error id={"err-" (f)} role="alert" { (e) }

@@ -216,7 +216,7 @@ fn apply_create(
             .into());
         }
     }
-    let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
+    let (grid, parent) = check_typed(db, ctx, k, &data, true).map_err(|f| f.at("fields"))?;
     let grid_code = grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
     if ctx.head(db, e.record_id)?.is_some() {
         return Err(Refusal::Conflict(format!("{} {} already exists", k, e.record_id)).into());
@@ -334,7 +334,8 @@ fn apply_update(
                 },
             );
         }
-        let (grid, parent) = check_typed(db, ctx, k, &ent.data).map_err(|f| f.at("fields"))?;
+        let (grid, parent) =
+            check_typed(db, ctx, k, &ent.data, false).map_err(|f| f.at("fields"))?;
         if grid != ent.grid_id {
             ent.grid_code =
                 grid_code_in_scope(db, ctx, grid).map_err(|f| f.at("fields.grid_id"))?;
@@ -565,7 +566,7 @@ fn apply_append(
             Some("fields.id"),
         ));
     }
-    let (grid, parent) = check_typed(db, ctx, k, &data).map_err(|f| f.at("fields"))?;
+    let (grid, parent) = check_typed(db, ctx, k, &data, false).map_err(|f| f.at("fields"))?;
     let grid_code = grid_code_in_scope(db, ctx, grid)?;
     let seq = ctx.seq(db)?;
     let ent = new_entity(

@@ -269,12 +269,15 @@ fn new_entity(
     }
 }
 
-/// Checks a whole entity's data by its type; returns (grid, parent) it belongs to.
+/// Checks a whole entity's data by its type; returns (grid, parent) it belongs to. A `new`
+/// record (a device's CREATE) is also checked for what a new record of its domain must name
+/// (`Event::validate_new`: a 民生服务 its matter, a 政策宣传 its place and audience, ...).
 fn check_typed(
     db: &mut dyn Sql,
     ctx: &Ctx<'_>,
     kind: EntityKind,
     data: &Map<String, Value>,
+    new: bool,
 ) -> Result<(Uuid, Option<Uuid>), Error> {
     let v = Value::Object(data.clone());
     let now = ctx.validation_now();
@@ -313,7 +316,10 @@ fn check_typed(
                     }),
                 }
             })?;
-        r.validate(now)?;
+        match &r {
+            AnyRecord::Event(ev) if new => ev.validate_new(now)?,
+            _ => r.validate(now)?,
+        }
         // The person a service record names must be one this account may see.
         if let AnyRecord::Event(ev) = &r
             && let Some(p) = ev.served_person_id

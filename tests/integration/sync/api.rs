@@ -756,6 +756,83 @@ async fn bad_input_is_explained_and_nothing_of_it_is_kept(backend: Backend) {
 }
 both_backends!(bad_input_is_explained_and_nothing_of_it_is_kept);
 
+/// A new 民生服务 record (an `Event`) must name its matter, as the phone's form requires
+/// (`Event::validate_new`): a hostile or old client's entry without one is refused with the
+/// field named, and the device's later entries still apply.
+async fn a_new_event_missing_its_duty_field_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let dev = Uuid::now_v7();
+    let a = gridwalk::client::login(&server.url, "worker-a", "gridwalk-demo", dev)
+        .await
+        .unwrap();
+    let grid = server.county.grids[0].grid.id;
+    let livelihood = |seq: u64, matter: Option<LivelihoodMatter>| {
+        let mut ev = Event::new(
+            Common::new(Domain::Livelihood, grid, "worker-a", Utc::now()),
+            Domain::Livelihood,
+            "代办医保缴费".into(),
+            "为行动不便老人代办医保缴费".into(),
+        );
+        ev.matter = matter;
+        let serde_json::Value::Object(fields) = serde_json::to_value(&ev).unwrap() else {
+            unreachable!()
+        };
+        OutboxEntry {
+            lane: Lane::Normal,
+            seq,
+            kind: EntityKind::Livelihood,
+            record_id: ev.common.id,
+            op: Op::Create,
+            fields,
+            base_version: 0,
+            edited_at: Utc::now(),
+        }
+    };
+    let batch = vec![
+        livelihood(1, None),
+        livelihood(2, Some(LivelihoodMatter::Insurance)),
+        hazard_entry(3, grid, |_| {}),
+    ];
+    let (st, body) = push(&server, &a.token, dev, batch.clone()).await;
+    assert_eq!(st, 200, "{body}");
+    let r = refused(&server, &a.token).await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (
+            r[0].entry_seq,
+            r[0].record_id,
+            r[0].error.as_str(),
+            r[0].field.as_deref()
+        ),
+        (1, batch[0].record_id, "invalid", Some("fields.matter"))
+    );
+    assert!(r[0].message.contains("事项"), "{r:?}");
+    assert!(
+        server.entity(batch[0].record_id).await.is_none(),
+        "nothing of it stored"
+    );
+    let kept = server
+        .entity(batch[1].record_id)
+        .await
+        .expect("the good one applies");
+    assert_eq!(kept["matter"], "INSURANCE");
+    assert!(
+        server.entity(batch[2].record_id).await.is_some(),
+        "and the hazard after it"
+    );
+    // The next push goes on from the refused entry's number.
+    let (st, body) = push(
+        &server,
+        &a.token,
+        dev,
+        vec![livelihood(4, Some(LivelihoodMatter::Repair))],
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(refused(&server, &a.token).await.len(), 1);
+}
+both_backends!(a_new_event_missing_its_duty_field_is_refused);
+
 async fn health_answers_when_the_database_is_reachable(backend: Backend) {
     let server = TestServer::start(backend).await;
     let res = reqwest::get(format!("{}/healthz", server.url))

@@ -49,7 +49,7 @@ fn records(grid: Uuid) -> Vec<(AnyRecord, Status, Status)> {
                 service: None,
                 place: None,
                 audience: None,
-                matter: None,
+                matter: Some(gridwalk::domain::codes::LivelihoodMatter::Repair),
             }),
             Status::Resolved,
             Status::Accepted,
