@@ -46,5 +46,5 @@ done
 addr=$(cat "$data/server.addr")
 echo "county server and dashboard: http://$addr/ (accounts worker-a, worker-b, secretary, admin; password gridwalk-demo)"
 
-"$target/debug/gridwalk" app --db "$data/device.db" --pin 123456 --walk-m 5 \
+"$target/debug/gridwalk" app --db "$data/device.db" --pin 123456 --walk-m 6 \
   --server "http://$addr" --user worker-a --password gridwalk-demo "$@"

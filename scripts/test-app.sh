@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Field app tests: installs what they need (webkit2gtk and friends for the desktop build,
 # Debian chromium, Node.js and npm, playwright-core from npm; no browser download), then runs
-#   1. clippy on the app features,
+#   1. clippy on the app features (desktop, desktop+server, and the phone build's `mobile`
+#      checked for this machine),
 #   2. the view tests (dioxus-ssr) and the browser flows (Playwright + headless Chromium
 #      against the liveview harness on 127.0.0.1:0).
 # Idempotent; CI=true runs it with no stdin. The lead's scripts/test.sh calls it.
@@ -36,6 +37,10 @@ fi
 
 cargo clippy --all-targets --features desktop -- -D warnings
 cargo clippy --all-targets --features desktop,server -- -D warnings
+# The phone build (Dioxus's mobile launcher, the robius-location provider, the phone's data
+# directory) for this machine's target: a check with lints, not a second build. Its
+# Android- and iOS-only lines need the NDK or Xcode and are not compiled here.
+cargo clippy --all-targets --no-default-features --features mobile -- -D warnings
 # View tests, encryption, the browser flows and the sync flow against a real in-process
 # gridwalk-server (ignored by default: they need chromium). `server` is on only in this test
 # build, never in the app.

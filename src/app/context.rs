@@ -88,6 +88,9 @@ pub struct Session {
     pub patrol: Signal<Option<Uuid>>,
     /// Bumped on every recorded fix (the Patrol and Map screens follow it).
     pub track: Signal<u64>,
+    /// The last reading the patrol recorder received while a patrol runs (the Patrol screen
+    /// shows its accuracy and age, or why there is none).
+    pub located: Signal<Option<super::platform::Locating>>,
 }
 
 /// What a screen reaches the store through, and the language its errors are worded in.

@@ -23,6 +23,8 @@ pub mod drafts;
 #[cfg(feature = "browser")]
 pub mod harness;
 pub mod i18n;
+#[cfg(feature = "mobile")]
+pub mod phone;
 pub mod photo;
 pub mod platform;
 pub mod recorder;
@@ -88,11 +90,13 @@ pub fn App(services: Services) -> Element {
     let rev = use_signal(|| 0u64);
     let patrol = use_signal(|| None);
     let track = use_signal(|| 0u64);
+    let located = use_signal(|| None);
     let session = use_context_provider(|| Session {
         store,
         rev,
         patrol,
         track,
+        located,
     });
     autosync::use_autosync_provider(&services, session, services.autosync);
     let unlocked = store.read().is_some();
@@ -121,13 +125,15 @@ pub fn App(services: Services) -> Element {
 /// Makes the services of one app instance (a window, or one browser tab of the harness).
 pub type MakeServices = Arc<dyn Fn() -> Services + Send + Sync>;
 
-#[cfg(feature = "desktop")]
-static DESKTOP_SERVICES: std::sync::OnceLock<MakeServices> = std::sync::OnceLock::new();
+/// The services of the desktop window or the phone app (their launchers take a plain function
+/// as the root, so the services wait here).
+#[cfg(any(feature = "desktop", feature = "mobile"))]
+static WINDOW_SERVICES: std::sync::OnceLock<MakeServices> = std::sync::OnceLock::new();
 
-#[cfg(feature = "desktop")]
+#[cfg(any(feature = "desktop", feature = "mobile"))]
 #[component]
-fn DesktopRoot() -> Element {
-    let services = use_hook(|| DESKTOP_SERVICES.get().map(|make| make()));
+fn WindowRoot() -> Element {
+    let services = use_hook(|| WINDOW_SERVICES.get().map(|make| make()));
     match services {
         Some(services) => rsx! { App { services } },
         None => rsx! { "no services" },
@@ -138,12 +144,21 @@ fn DesktopRoot() -> Element {
 #[cfg(feature = "desktop")]
 pub fn launch_desktop(make: MakeServices) {
     use dioxus::desktop::{Config, LogicalSize, WindowBuilder};
-    let _ = DESKTOP_SERVICES.set(make);
+    let _ = WINDOW_SERVICES.set(make);
     let window = WindowBuilder::new()
         .with_title("网格通 gridwalk")
         .with_inner_size(LogicalSize::new(400.0, 820.0));
     let cfg = Config::new().with_window(window).with_menu(None);
     dioxus::LaunchBuilder::desktop()
         .with_cfg(cfg)
-        .launch(DesktopRoot);
+        .launch(WindowRoot);
+}
+
+/// Starts the app through Dioxus's mobile launcher (a full-screen webview on Android and iOS;
+/// a window elsewhere). Blocks while the app runs. On a phone, [`phone::launch`] calls it with
+/// the phone's services.
+#[cfg(feature = "mobile")]
+pub fn launch_mobile(make: MakeServices) {
+    let _ = WINDOW_SERVICES.set(make);
+    dioxus::LaunchBuilder::mobile().launch(WindowRoot);
 }

@@ -80,6 +80,13 @@ fn spec(size: &str, seed: u64, today: NaiveDate) -> Result<CountySpec> {
 }
 
 fn main() -> Result<()> {
+    // On a phone the app is all there is: no command line, the phone's own data directory.
+    #[cfg(all(feature = "mobile", any(target_os = "android", target_os = "ios")))]
+    {
+        gridwalk::app::phone::launch();
+        return Ok(());
+    }
+    #[allow(unreachable_code)]
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Day(cli.day)) {
         Command::Day(a) => day(a),
@@ -251,7 +258,7 @@ mod app_cmd {
     use anyhow::{Context, Result};
     use chrono::Utc;
     use geo::Centroid;
-    use gridwalk::app::platform::{FixedLocation, Location, NoCamera, PlatformError};
+    use gridwalk::app::platform::{FixFeed, FixedLocation, Location, NoCamera, PlatformError};
     use gridwalk::app::sync_port::SyncPort;
     use gridwalk::app::sync_port::client::ClientSync;
     use gridwalk::app::{MakeServices, Services};
@@ -282,7 +289,15 @@ mod app_cmd {
         /// Simulated walk: metres moved east per fix (0 = stand still).
         #[arg(long, default_value_t = 0.0)]
         walk_m: f64,
-        /// Milliseconds between fixes while a patrol runs.
+        /// Accuracy of the simulated fixes, in metres (worse than 30 is a poor fix: the forms
+        /// warn, the patrol track leaves it out).
+        #[arg(long, default_value_t = 8.0)]
+        accuracy_m: f64,
+        /// The simulated location's state, to try the forms without GPS: ok (a fix at --at),
+        /// refused (permission refused) or nofix (no fix yet).
+        #[arg(long, default_value = "ok", value_parser = ["ok", "refused", "nofix"])]
+        gps: String,
+        /// Milliseconds between the simulated fixes pushed while a patrol runs.
         #[arg(long, default_value_t = 5000)]
         fix_interval_ms: u64,
         /// Serve the browser harness even if a display exists.
@@ -305,17 +320,12 @@ mod app_cmd {
         password: Option<String>,
     }
 
-    /// Location when none was configured: the worker types it in the form.
-    struct ManualOnly;
-    impl Location for ManualOnly {
-        fn fix(&self) -> Result<GeoPoint, PlatformError> {
-            Err(PlatformError::NoFix(
-                "没有定位来源，请手动输入经纬度 (no location source: type lon,lat)".into(),
-            ))
-        }
-        fn source(&self) -> &'static str {
-            "手动 manual"
-        }
+    /// A location that never fixes: none configured (the worker types it in the form), or a
+    /// refusal or no fix asked for with --gps.
+    fn without_fix(reading: PlatformError) -> Arc<dyn Location> {
+        let feed = FixFeed::new("手动 manual");
+        feed.push(Err(reading));
+        Arc::new(feed)
     }
 
     pub fn run(a: AppArgs) -> Result<()> {
@@ -326,7 +336,7 @@ mod app_cmd {
                 Some(GeoPoint::new(
                     lon.trim().parse()?,
                     lat.trim().parse()?,
-                    Some(8.0),
+                    Some(a.accuracy_m),
                 )?)
             }
             None => None,
@@ -339,7 +349,7 @@ mod app_cmd {
                     .boundary
                     .centroid()
                     .context("grid has no area")?;
-                at = Some(GeoPoint::new(c.x(), c.y(), Some(8.0))?);
+                at = Some(GeoPoint::new(c.x(), c.y(), Some(a.accuracy_m))?);
             }
             if !a.db.exists() {
                 let mut store = Store::open_encrypted(&a.db, &a.pin)
@@ -398,19 +408,26 @@ mod app_cmd {
             if let Some(g) = store.grids()?.first()
                 && let Some(c) = g.boundary.centroid()
             {
-                at = Some(GeoPoint::new(c.x(), c.y(), Some(8.0))?);
+                at = Some(GeoPoint::new(c.x(), c.y(), Some(a.accuracy_m))?);
             }
         }
         let db = a.db.clone();
-        let (walk, interval, lang) = (
+        let (walk, interval, lang, gps) = (
             a.walk_m,
             a.fix_interval_ms,
             if a.en { Lang::En } else { Lang::Zh },
+            a.gps.clone(),
         );
         let make: MakeServices = Arc::new(move || {
-            let location: Arc<dyn Location> = match at {
-                Some(p) => Arc::new(FixedLocation::new(p, walk)),
-                None => Arc::new(ManualOnly),
+            let location: Arc<dyn Location> = match (gps.as_str(), at) {
+                ("refused", _) => without_fix(PlatformError::Refused),
+                ("nofix", _) => without_fix(PlatformError::NoFix(
+                    "模拟：尚无定位 (simulated: no fix yet)".into(),
+                )),
+                (_, Some(p)) => Arc::new(FixedLocation::new(p, walk)),
+                (_, None) => without_fix(PlatformError::NoFix(
+                    "没有定位来源，请手动输入经纬度 (no location source: type lon,lat)".into(),
+                )),
             };
             let sync: Arc<dyn SyncPort> = Arc::new(ClientSync);
             Services {
@@ -445,6 +462,13 @@ mod app_cmd {
                 server.await?;
                 Ok(())
             });
+        }
+        // The mobile launcher (the phone build's code path, in a window here).
+        #[cfg(feature = "mobile")]
+        {
+            let _ = has_display;
+            gridwalk::app::launch_mobile(make);
+            return Ok(());
         }
         #[allow(unreachable_code)]
         {

@@ -7,6 +7,8 @@ mod app_browser;
 #[cfg(feature = "app")]
 mod app_forms;
 #[cfg(feature = "app")]
+mod app_location;
+#[cfg(feature = "app")]
 mod app_moves;
 #[cfg(all(feature = "browser", feature = "server"))]
 mod app_moves_browser;

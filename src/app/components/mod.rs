@@ -266,6 +266,33 @@ pub fn metres(m: f64) -> String {
     }
 }
 
+/// How long ago a location fix was taken, as the worker reads it ("刚刚", "12 秒前", "3 分钟前").
+pub fn fix_age(l: crate::domain::codes::Lang, age: chrono::Duration) -> String {
+    use crate::app::i18n::t;
+    let s = age.num_seconds().max(0);
+    match s {
+        0..5 => t(l, "刚刚", "just now").into(),
+        5..60 => format!("{s} {}", t(l, "秒前", "s ago")),
+        60..3600 => format!("{} {}", s / 60, t(l, "分钟前", "min ago")),
+        _ => format!("{} {}", s / 3600, t(l, "小时前", "h ago")),
+    }
+}
+
+/// A location fix's accuracy and age, as a form shows them ("± 8 m · 12 秒前"; "精度未知"
+/// where the source gives none).
+pub fn fix_quality(
+    l: crate::domain::codes::Lang,
+    fix: &crate::app::platform::Fix,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    use crate::app::i18n::t;
+    let acc = match fix.accuracy_m() {
+        Some(a) => format!("± {a:.0} m"),
+        None => t(l, "精度未知", "accuracy unknown").into(),
+    };
+    format!("{acc} · {}", fix_age(l, fix.age(now)))
+}
+
 /// A duration in seconds as h:mm:ss.
 pub fn hms(secs: i64) -> String {
     let s = secs.max(0);

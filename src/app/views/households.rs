@@ -41,7 +41,7 @@ pub fn Households() -> Element {
     let _rev = session.rev.read();
     let today = services.today();
     let near = if nearest() {
-        services.location.fix().ok()
+        services.location.fix().ok().map(|f| f.point)
     } else {
         None
     };
@@ -319,7 +319,7 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
                 purpose: parse_code(&purpose, VisitPurpose::Routine),
                 notes: notes.trim().to_owned(),
                 next_due,
-                location: services.location.fix().ok(),
+                location: services.location.fix().ok().map(|f| f.point),
                 created_at: now,
             };
             s.file_visit(&form, &v, now)?;

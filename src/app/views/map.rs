@@ -97,7 +97,7 @@ pub fn MapPage() -> Element {
     let Some(proj) = proj else {
         return rsx! { p { class: "hint", {t(l, "本机还没有网格数据，请先同步。", "No grid on this device yet: sync first.")} } };
     };
-    let here = services.location.fix().ok();
+    let here = services.location.fix().ok().map(|f| f.point);
     // Marks keep the same size on screen whatever the grid's shape.
     let mark = (proj.height.max(W) / 90.0).max(3.0);
     let nav = navigator();

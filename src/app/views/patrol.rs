@@ -10,12 +10,13 @@ use dioxus::prelude::*;
 use uuid::Uuid;
 
 use crate::app::Route;
-use crate::app::components::{ErrorNote, hms, metres};
+use crate::app::components::{ErrorNote, fix_quality, hms, metres};
 use crate::app::context::{
     Services, Session, StoreHandle, bump, use_services, use_session, use_store,
 };
 use crate::app::i18n::{t, use_lang};
-use crate::app::recorder::record_fix;
+use crate::app::platform::Locating;
+use crate::app::recorder::record_current;
 use crate::domain::codes::{Coded, Domain, Lang};
 use crate::domain::labels::Explain;
 use crate::domain::model::{Common, Patrol};
@@ -56,7 +57,7 @@ pub fn PatrolPage() -> Element {
         }
         match start_patrol(&st, &sv2) {
             Ok(id) => {
-                let _ = record_fix(&st, &sv2, id);
+                record_current(&st, &sv2, id);
                 session.patrol.set(Some(id));
                 error.set(None);
                 bump(session);
@@ -69,7 +70,7 @@ pub fn PatrolPage() -> Element {
         let Some(id) = *session.patrol.peek() else {
             return;
         };
-        let _ = record_fix(&st2, &sv3, id);
+        record_current(&st2, &sv3, id);
         let t1 = sv3.now();
         match st2.write(|s| {
             s.finish_patrol(id, t1, notes.peek().trim(), t1)?;
@@ -134,7 +135,7 @@ fn use_clock(services: &Services) -> Signal<DateTime<Utc>> {
 /// fix in the device's first grid); its id.
 fn start_patrol(store: &StoreHandle, services: &Services) -> Result<Uuid, StoreError> {
     let t0 = services.now();
-    let fix = services.location.fix().ok();
+    let fix = services.location.fix().ok().map(|f| f.point);
     store.write(|s| {
         let grid = match &fix {
             Some(p) => s.locate(p)?.grid(),
@@ -193,6 +194,7 @@ fn running_patrol(
             div { class: "stat", span { class: "k", {t(l, "距离", "Distance")} } span { class: "v", id: "patrol-distance", {metres(p.distance_m)} } }
             div { class: "stat", span { class: "k", {t(l, "时长", "Duration")} } span { class: "v", id: "patrol-duration", {hms((now - p.started_at).num_seconds())} } }
         }
+        {located_note(l, session.located.read().clone(), now)}
         label { class: "field", span { class: "field-label", {t(l, "巡防记录", "Notes")} }
             textarea { id: "patrol-notes", rows: 3, value: "{notes}", oninput: move |e| {
                 notes.set(e.value());
@@ -213,6 +215,33 @@ fn running_patrol(
             },
             Err(e) => rsx! { ErrorNote { text: e } },
         }
+    }
+}
+
+/// What the recorder last heard from the location source: the fix's accuracy and age, a poor
+/// fix the track leaves out, a refusal, or no fix yet (nothing is recorded until one comes).
+fn located_note(l: Lang, located: Option<Locating>, now: DateTime<Utc>) -> Element {
+    match located {
+        None => rsx! {
+            p { id: "patrol-fix", class: "hint", {t(l, "正在等待定位…", "Waiting for a location fix…")} }
+        },
+        Some(Locating::Good(f)) => rsx! {
+            p { id: "patrol-fix", class: "hint", {t(l, "最近定位：", "Last fix: ")} {fix_quality(l, &f, now)} }
+        },
+        Some(Locating::Poor(f)) => rsx! {
+            p { id: "patrol-fix", class: "note warn", role: "status",
+                {t(l, "⚠ 定位精度较差（", "⚠ Poor location accuracy (")} {fix_quality(l, &f, now)}
+                {t(l, "），这些点不计入轨迹；到开阔处会好转。", "): these points are left out of the track; it improves in the open.")} }
+        },
+        Some(Locating::Refused) => rsx! {
+            p { id: "patrol-fix", class: "note error", role: "alert",
+                {t(l, "定位权限被拒绝，轨迹无法记录：请在手机“设置 → 应用 → 网格通 → 权限”中允许使用位置。巡防记录和发现的问题照常保存。",
+                   "Location permission refused, so no track is recorded: allow it in the phone's settings (Apps → gridwalk → Permissions). Notes and findings are still saved.")} }
+        },
+        Some(Locating::NoFix(_)) => rsx! {
+            p { id: "patrol-fix", class: "note warn", role: "status",
+                {t(l, "还没有定位：请打开手机定位并到开阔处，定位到后自动记录轨迹。", "No location fix yet: switch location on and go into the open; the track starts once a fix comes.")} }
+        },
     }
 }
 

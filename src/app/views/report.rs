@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::app::components::{
-    Counter, ErrorNote, Field, FieldCheck, code_options, err, err_prefix, parse_code,
+    Counter, ErrorNote, Field, FieldCheck, code_options, err, err_prefix, fix_quality, parse_code,
 };
 use crate::app::context::{StoreHandle, bump, use_services, use_store};
 use crate::app::i18n::{t, use_lang};
 use crate::app::photo;
+use crate::app::platform::{Locating, PlatformError};
 use crate::app::{Route, drafts};
 use crate::domain::codes::{
     Coded, DeliberationStage, DisputeCategory, Domain, EmergencyCategory, EmergencyLevel,
@@ -90,7 +91,7 @@ pub(super) struct Kit<D: 'static> {
     pub(super) form: &'static str,
     pub(super) draft: Signal<D>,
     id: Uuid,
-    point: Signal<Option<GeoPoint>>,
+    place: Signal<Place>,
     photos: Signal<Vec<StagedPhoto>>,
     pub(super) errors: Signal<Option<ValidationErrors>>,
     general: Signal<Option<String>>,
@@ -127,7 +128,7 @@ pub(super) fn use_kit<D: FormDraft>(form: &'static str) -> Kit<D> {
         form,
         draft,
         id,
-        point: use_signal(move || loc.fix().ok()),
+        place: use_signal(move || Place::Sensed(Locating::of(loc.fix()))),
         photos: use_signal(move || staged(&st, form).unwrap_or_default()),
         errors: use_signal(|| None),
         general: use_signal(|| None),
@@ -172,7 +173,7 @@ impl<D: FormDraft> Kit<D> {
             form,
             draft,
             id,
-            point,
+            place,
             mut errors,
             general,
             mut saving,
@@ -194,7 +195,7 @@ impl<D: FormDraft> Kit<D> {
         );
         let now = services.now();
         let dr = draft.peek().clone();
-        let p = *point.peek();
+        let p = place.peek().point();
         let patrol = *session.patrol.peek();
         let res = store.write(|s| {
             let (grid, _) = place_grid(s, p.as_ref())?;
@@ -251,7 +252,7 @@ pub(super) fn frame<D: FormDraft>(
     let Kit {
         form,
         draft,
-        point,
+        place,
         photos,
         errors,
         general,
@@ -268,13 +269,32 @@ pub(super) fn frame<D: FormDraft>(
             UrgencyField { id: f.urgency_id, value, floor, error: err(errors, "urgency"),
                 onchange: move |v| kit.edit(|d: &mut D| d.set_urgency(v)) }
             PhotoPicker { form, photos }
-            LocationBlock { point }
+            LocationBlock { place }
             if session.patrol.read().is_some() { p { class: "hint", {t(l, "将关联到当前巡防", "Will be linked to the running patrol")} } }
             if let Some(g) = summary(l, general, errors, f.labels) { ErrorNote { text: g } }
             button { id: f.submit_id, class: if f.danger { "big primary danger" } else { "big primary" }, "data-submit": form,
                 disabled: saving(), onclick: submit, {t(l, f.submit.0, f.submit.1)} }
             p { class: "hint", {t(l, "草稿随输入自动保存", "Draft saved as you type")} }
             if let Some((zh, en)) = f.after { p { class: "hint", {t(l, zh, en)} } }
+        }
+    }
+}
+
+/// Where a report is placed: what the location source said as the form opened (or at the
+/// last 重新定位), or the coordinates the worker typed.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Place {
+    Sensed(Locating),
+    Typed(GeoPoint),
+}
+
+impl Place {
+    /// The point the record is filed with: a fix (a poor one too, with its accuracy, which the
+    /// record keeps), the typed one, or none.
+    fn point(&self) -> Option<GeoPoint> {
+        match self {
+            Place::Sensed(s) => s.fix().map(|f| f.point),
+            Place::Typed(p) => Some(*p),
         }
     }
 }
@@ -308,17 +328,20 @@ fn place_grid(s: &Store, p: Option<&GeoPoint>) -> Result<(Uuid, Option<String>),
     })
 }
 
-/// The captured location with its accuracy and grid; re-capture and manual entry.
+/// The captured location with its accuracy, age and grid, or why there is none (permission
+/// refused, no fix yet), with a warning on a poor fix; re-capture and manual entry always.
 #[component]
-fn LocationBlock(point: Signal<Option<GeoPoint>>) -> Element {
+fn LocationBlock(place: Signal<Place>) -> Element {
     let services = use_services();
     let store = use_store();
     let l = *use_lang().read();
-    let mut point = point;
+    let mut place = place;
     let mut manual = use_signal(String::new);
     let mut error = use_signal(|| None::<String>);
     let loc = services.location.clone();
-    let p = point();
+    let now = services.now();
+    let here = place();
+    let p = here.point();
     let info = store.read(|s| {
         let grids = s.grids()?;
         let name = |id: Uuid| {
@@ -340,18 +363,42 @@ fn LocationBlock(point: Signal<Option<GeoPoint>>) -> Element {
             }),
         })
     });
+    let refused = PlatformError::Refused.explain(l);
     rsx! {
         div { class: "location",
             span { class: "field-label", {t(l, "位置（自动获取）", "Location (captured automatically)")} }
-            match &p {
-                Some(p) => rsx! {
+            match &here {
+                Place::Sensed(Locating::Good(f) | Locating::Poor(f)) => rsx! {
                     div { id: "loc-coords", class: "coords",
-                        "{p.lon:.5}, {p.lat:.5}"
-                        if let Some(a) = p.accuracy_m { " ± {a:.0} m" }
+                        "{f.point.lon:.5}, {f.point.lat:.5}"
                         span { class: "muted", " · " {services.location.source()} }
                     }
+                    div { id: "loc-quality", class: "muted", {fix_quality(l, f, now)} }
                 },
-                None => rsx! { div { class: "coords muted", {t(l, "未定位", "No fix")} } },
+                Place::Typed(p) => rsx! {
+                    div { id: "loc-coords", class: "coords",
+                        "{p.lon:.5}, {p.lat:.5}"
+                        span { class: "muted", " · " {t(l, "手动输入", "typed in")} }
+                    }
+                },
+                Place::Sensed(_) => rsx! { div { id: "loc-coords", class: "coords muted", {t(l, "未定位", "No fix")} } },
+            }
+            match &here {
+                Place::Sensed(Locating::Poor(f)) => rsx! {
+                    div { id: "loc-state", class: "note warn", role: "alert",
+                        {t(l, "⚠ 定位精度较差", "⚠ Poor accuracy")}
+                        if let Some(a) = f.accuracy_m() { "（± {a:.0} m）" }
+                        {t(l, "：可到开阔处点“重新定位”，或在下方手动输入经纬度。", ": tap Locate again in the open, or type lon,lat below.")} }
+                },
+                Place::Sensed(Locating::Refused) => rsx! {
+                    div { id: "loc-state", class: "note warn", role: "alert", "data-state": "refused", "{refused}" }
+                },
+                Place::Sensed(Locating::NoFix(_)) => rsx! {
+                    div { id: "loc-state", class: "note warn", role: "alert", "data-state": "no-fix",
+                        {t(l, "还没有定位：请打开手机的定位并到开阔处稍候，点“重新定位”，或在下方手动输入经纬度。",
+                           "No location fix yet: switch location on and wait in the open, tap Locate again, or type lon,lat below.")} }
+                },
+                _ => rsx! {},
             }
             match info {
                 Ok(Some((name, false))) => rsx! { div { id: "loc-grid", class: "grid-ok", {t(l, "所在网格：", "Grid: ")} "{name}" } },
@@ -361,16 +408,22 @@ fn LocationBlock(point: Signal<Option<GeoPoint>>) -> Element {
                 Err(e) => rsx! { ErrorNote { text: e } },
             }
             div { class: "row",
-                button { id: "loc-refresh", class: "small", onclick: move |_| match loc.fix() {
-                    Ok(f) => { point.set(Some(f)); error.set(None); }
-                    Err(e) => error.set(Some(e.explain(l))),
+                button { id: "loc-refresh", class: "small", onclick: move |_| {
+                    // A new reading replaces a sensed one; a typed point stays unless a fix comes.
+                    let reading = loc.fix();
+                    if reading.is_ok() || matches!(*place.peek(), Place::Sensed(_)) {
+                        place.set(Place::Sensed(Locating::of(reading)));
+                        error.set(None);
+                    } else if let Err(e) = reading {
+                        error.set(Some(e.explain(l)));
+                    }
                 }, {t(l, "重新定位", "Locate again")} }
                 input { id: "loc-manual", class: "grow", placeholder: t(l, "手动输入 经度,纬度", "Manual lon,lat"), value: "{manual}",
                     oninput: move |e| manual.set(e.value()) }
                 button { id: "loc-set", class: "small", onclick: move |_| {
                     let parsed = manual.peek().split_once(',').and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)));
                     match parsed.map(|(lon, lat)| GeoPoint::new(lon, lat, None)) {
-                        Some(Ok(g)) => { point.set(Some(g)); error.set(None); }
+                        Some(Ok(g)) => { place.set(Place::Typed(g)); error.set(None); }
                         Some(Err(e)) => error.set(Some(e.message(l))),
                         None => error.set(Some(t(l, "请按「经度,纬度」填写，如 115.8921,28.6765", "Write it as lon,lat, e.g. 115.8921,28.6765").into())),
                     }
