@@ -20,9 +20,18 @@ const county = await browser.newPage({ viewport: { width: 1280, height: 900 } })
 phone.setDefaultTimeout(20000);
 county.setDefaultTimeout(20000);
 const step = (name) => console.log(`step: ${name}`);
+// A sync has ended when the run shown under the button is a new one (its start, to the
+// microsecond) and the button is free again: an earlier run's summary is still on the screen
+// while the next one runs, and two runs can start within the same displayed second.
 const sync = async () => {
   await phone.click('#tab-sync');
+  const before = await phone.evaluate(() => document.querySelector('#sync-last-run')?.dataset.at ?? null);
   await phone.click('#sync-now');
+  await phone.waitForFunction((before) => {
+    const last = document.querySelector('#sync-last-run');
+    const button = document.querySelector('#sync-now');
+    return last && last.dataset.at !== before && button && !button.disabled;
+  }, before);
   await phone.waitForSelector('#sync-summary');
   console.log(await phone.textContent('#sync-summary'));
 };

@@ -122,7 +122,7 @@ pub fn SyncPage() -> Element {
                 }
             }
             if let Some(run) = &last_run {
-                p { class: "muted", id: "sync-last-run",
+                p { class: "muted", id: "sync-last-run", "data-at": "{run.at.timestamp_micros()}",
                     {t(l, "最近一次", "Last run")} " " {crate::app::context::local_time(run.at, "%H:%M:%S")} " · " {reason_label(l, run.reason)}
                 }
             }
