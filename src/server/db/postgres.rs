@@ -60,6 +60,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0012_volunteers",
         include_str!("migrations/postgres/0012_volunteers.sql"),
     ),
+    (
+        "0014_device_recovery",
+        include_str!("migrations/postgres/0014_device_recovery.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;
