@@ -118,7 +118,8 @@ pub fn lock_now(services: &Services, mut session: Session) {
 
 /// Keeps the vault's unsent counts current after every save, and locks the app after the
 /// store's idle minutes without a touch (never while a patrol records its track, which runs
-/// with the screen off). `last_active` is moved by every click, key and input in the app.
+/// with the screen off). `last_active` is moved by every touch or click (`mousedown`, which a tap also fires), key
+/// and input in the app.
 /// Only an app with a store file locks (view tests handed a store do not).
 pub fn use_auto_lock(
     services: &Services,

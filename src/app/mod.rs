@@ -110,7 +110,7 @@ pub fn App(services: Services) -> Element {
         document::Meta { name: "viewport", content: "width=device-width, initial-scale=1" }
         style { {CSS} }
         div { class: "app", lang: if zh { "zh-CN" } else { "en" },
-            onclick: move |_| t1(), oninput: move |_| t2(), onkeydown: move |_| t3(),
+            onmousedown: move |_| t1(), oninput: move |_| t2(), onkeydown: move |_| t3(),
             if unlocked {
                 if let Some(start) = start {
                     HistoryProvider {

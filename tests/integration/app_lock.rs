@@ -127,6 +127,16 @@ impl Screen {
         );
     }
 
+    /// A finger on `id` (what the app counts as use).
+    fn touch(&mut self, id: &str) {
+        let el = self.id_of(id);
+        self.fire(
+            "mousedown",
+            PlatformEventData::new(Box::<SerializedMouseData>::default()),
+            el,
+        );
+    }
+
     fn type_into(&mut self, id: &str, text: &str) {
         let el = self.id_of(id);
         self.fire(
@@ -266,7 +276,7 @@ fn app_lock_the_app_locks_itself_after_the_idle_minutes_and_a_draft_survives() {
     clock.advance(Duration::seconds(90));
     s.run_for(700);
     assert!(s.html().contains("今日工作"), "not yet: 1.5 of 2 minutes");
-    s.tap("tab-records");
+    s.touch("tab-records");
     clock.advance(Duration::seconds(90));
     s.run_for(700);
     assert!(!s.html().contains("id=\"pin\""), "the tap counted as use");
