@@ -66,7 +66,8 @@ pub struct Kdf {
 
 impl Kdf {
     /// What the app uses: 128 MiB, 3 passes, 1 lane (about 0.35 s per try on the
-    /// development machine; README "The store key" gives the command that measures it).
+    /// development machine; README "The store key and the PIN" gives the command that
+    /// measures it).
     pub const DEFAULT: Kdf = Kdf {
         m_kib: 128 * 1024,
         t: 3,
@@ -768,8 +769,8 @@ mod tests {
     use super::*;
 
     /// What one PIN guess costs with [`Kdf::DEFAULT`] on this machine, and so 10^6 of them
-    /// (every 6-digit PIN) on one core: `cargo test --release --features vault --lib pin_cost
-    /// -- --ignored --nocapture`.
+    /// (every 6-digit PIN) on one core: `cargo test --features desktop --lib pin_cost --
+    /// --ignored --nocapture` (argon2 is optimised in the dev profile too).
     #[test]
     #[ignore]
     fn pin_cost() {
