@@ -85,7 +85,7 @@ fn main() {
     let county = County::generate(&CountySpec::bench(1, today));
     let t = Instant::now();
     {
-        let mut s = Store::open_encrypted(&path, "123456").expect("open");
+        let mut s = gridwalk::store::vault::open_with_pin(&path, "123456").expect("open");
         seed_device(&mut s, &county, &grids, "worker-a").expect("seed");
     }
     let c = county.grids[0].grid.boundary.centroid().expect("centroid");
@@ -115,7 +115,7 @@ fn main() {
     let cold: Vec<Duration> = (0..runs.min(10))
         .map(|_| {
             let t = Instant::now();
-            let s = Store::open_encrypted(&path, "123456").expect("open");
+            let s = gridwalk::store::vault::open_with_pin(&path, "123456").expect("open");
             let html = render(services(
                 Arc::new(Mutex::new(s)),
                 here,
@@ -127,7 +127,7 @@ fn main() {
         })
         .collect();
     let store = Arc::new(Mutex::new(
-        Store::open_encrypted(&path, "123456").expect("open"),
+        gridwalk::store::vault::open_with_pin(&path, "123456").expect("open"),
     ));
     let n = store
         .lock()

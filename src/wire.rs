@@ -225,6 +225,23 @@ pub struct LoginResponse {
     pub protocol: u32,
 }
 
+/// `PUT /api/v1/device/recovery`: the device's recovery secret (32 bytes, base64), which
+/// seals its database key in the app's key file. The county never sees the key itself.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryStore {
+    pub secret: String,
+}
+
+/// `POST /api/v1/device/recovery/release`: the device's recovery secret, released to its own
+/// account signing in with its password from that device, and the new session.
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryRelease {
+    pub secret: String,
+    pub session: LoginResponse,
+}
+
 /// `POST /api/v1/sync/push`: one lane's entries, in order (sent and received with
 /// [`RawFields`]).
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]

@@ -23,6 +23,7 @@ pub mod drafts;
 #[cfg(feature = "browser")]
 pub mod harness;
 pub mod i18n;
+pub mod lock;
 #[cfg(feature = "mobile")]
 pub mod phone;
 pub mod photo;
@@ -99,6 +100,13 @@ pub fn App(services: Services) -> Element {
         located,
     });
     autosync::use_autosync_provider(&services, session, services.autosync);
+    let mut last_active = use_signal(|| services.now());
+    lock::use_auto_lock(&services, session, last_active);
+    let touch = {
+        let services = services.clone();
+        move || last_active.set(services.now())
+    };
+    let (mut t1, mut t2, mut t3) = (touch.clone(), touch.clone(), touch);
     let unlocked = store.read().is_some();
     let zh = *lang.read() == Lang::Zh;
     rsx! {
@@ -106,6 +114,7 @@ pub fn App(services: Services) -> Element {
         document::Meta { name: "viewport", content: "width=device-width, initial-scale=1" }
         style { {CSS} }
         div { class: "app", lang: if zh { "zh-CN" } else { "en" },
+            onmousedown: move |_| t1(), oninput: move |_| t2(), onkeydown: move |_| t3(),
             if unlocked {
                 if let Some(start) = start {
                     HistoryProvider {

@@ -352,7 +352,7 @@ mod app_cmd {
                 at = Some(GeoPoint::new(c.x(), c.y(), Some(a.accuracy_m))?);
             }
             if !a.db.exists() {
-                let mut store = Store::open_encrypted(&a.db, &a.pin)
+                let mut store = gridwalk::store::vault::open_with_pin(&a.db, &a.pin)
                     .with_context(|| format!("creating {}", a.db.display()))?;
                 seed_device(&mut store, &county, &[0], "worker-a")?;
                 println!(
@@ -368,7 +368,7 @@ mod app_cmd {
             let (Some(user), Some(password)) = (&a.user, &a.password) else {
                 anyhow::bail!("--server needs --user and --password (or GRIDWALK_PASSWORD)");
             };
-            let store = Store::open_encrypted(&a.db, &a.pin)
+            let store = gridwalk::store::vault::open_with_pin(&a.db, &a.pin)
                 .with_context(|| format!("creating {}", a.db.display()))?;
             let store = Arc::new(Mutex::new(store));
             let rt = tokio::runtime::Runtime::new()?;
@@ -389,7 +389,7 @@ mod app_cmd {
         {
             // An existing store keeps its records and outbox; only the address it syncs with
             // changes (as the Settings screen does).
-            let store = Store::open_encrypted(&a.db, &a.pin)
+            let store = gridwalk::store::vault::open_with_pin(&a.db, &a.pin)
                 .with_context(|| format!("opening {}", a.db.display()))?;
             let server = server.trim_end_matches('/');
             let before = store.meta(gridwalk::store::remote::SERVER_URL)?;
@@ -404,7 +404,7 @@ mod app_cmd {
         }
         if at.is_none() && a.server.is_some() {
             // Desktop has no GPS: stand in the middle of the worker's first grid.
-            let store = Store::open_encrypted(&a.db, &a.pin)?;
+            let store = gridwalk::store::vault::open_with_pin(&a.db, &a.pin)?;
             if let Some(g) = store.grids()?.first()
                 && let Some(c) = g.boundary.centroid()
             {

@@ -244,6 +244,31 @@ pub async fn login(
     decode(res).await
 }
 
+/// Gets this device's recovery secret back from the county: signs in with the account's
+/// password from this device (the server checks it as a sign-in, with its limits) and
+/// answers the secret the device stored, with a new session.
+pub async fn release_recovery(
+    server: &str,
+    username: &str,
+    password: &str,
+    device_id: Uuid,
+) -> Result<crate::wire::RecoveryRelease, SyncError> {
+    let http = http_client()?;
+    let base = server.trim_end_matches('/').to_owned();
+    let res = http
+        .post(format!("{base}/api/v1/device/recovery/release"))
+        .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+        .json(&LoginRequest {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            device_id,
+        })
+        .send()
+        .await
+        .map_err(|e| SyncError::Offline(e.to_string()))?;
+    decode(res).await
+}
+
 /// Checks that a gridwalk county server answers at `server`: its `/healthz` says it is up.
 /// Quick (5 s at most), for the address a worker types before it is saved.
 pub async fn check_health(server: &str) -> Result<(), SyncError> {
@@ -440,6 +465,23 @@ impl SyncClient {
     /// Whether the server answers ([`probe`]), over this client's connections.
     pub async fn probe(&self) -> Result<(), SyncError> {
         probe_with(&self.http, &self.base).await
+    }
+
+    /// Keeps this device's recovery secret (base64) at the county.
+    pub async fn store_recovery(&self, secret: &str) -> Result<(), SyncError> {
+        let body = crate::wire::RecoveryStore {
+            secret: secret.to_owned(),
+        };
+        let url = format!("{}/api/v1/device/recovery", self.base);
+        let res = self
+            .send(|| self.http.put(&url).json(&body), &mut 0)
+            .await?;
+        let status = res.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(error_of(status, res).await)
+        }
     }
 
     /// Sends a request, retrying network errors, 5xx and 429 with exponential backoff.

@@ -29,6 +29,8 @@ pub mod register;
 pub mod remote;
 pub mod scope;
 pub mod tasks;
+#[cfg(feature = "vault")]
+pub mod vault;
 
 /// Every migration of the device schema, in order. Append only.
 pub const MIGRATIONS: &[&str] = &[
@@ -174,6 +176,29 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         Self::init(conn)
+    }
+
+    /// Re-encrypts the whole database under `key` (SQLCipher's `PRAGMA rekey`), for moving a
+    /// store from the PIN as its passphrase to the vault's random key.
+    pub fn rekey(&self, key: &str) -> Result<()> {
+        // Out of WAL first, so every page is in the main file when it is rewritten.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.conn.pragma_update(None, "journal_mode", "DELETE")?;
+        self.conn.pragma_update(None, "rekey", key)?;
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        Ok(())
+    }
+
+    /// The entries waiting in the outbox, counted by kind code (what a wipe would lose).
+    pub fn unsent_by_kind(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT kind, count(*) FROM outbox GROUP BY kind")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<Result<std::collections::BTreeMap<_, _>, rusqlite::Error>>()?)
     }
 
     /// A throwaway store in memory, for tests and previews.

@@ -292,7 +292,9 @@ async fn the_app_syncs_with_no_click_when_the_server_comes_back_in_a_real_browse
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("device.db");
     {
-        let s = Arc::new(Mutex::new(Store::open_encrypted(&db, "123456").unwrap()));
+        let s = Arc::new(Mutex::new(
+            gridwalk::store::vault::open_with_pin(&db, "123456").unwrap(),
+        ));
         gridwalk::client::enrol(&gate.url, "worker-a", "gridwalk-demo", &s)
             .await
             .unwrap();
@@ -343,7 +345,7 @@ async fn the_app_syncs_with_no_click_when_the_server_comes_back_in_a_real_browse
     // The hazard the worker saves, as the device store holds it.
     let mut hazard_id = None;
     for _ in 0..1200 {
-        if let Ok(s) = Store::open_encrypted(&db, "123456")
+        if let Ok(s) = gridwalk::store::vault::open_with_pin(&db, "123456")
             && let Some(r) = s
                 .records(&RecordQuery {
                     domain: Some(Domain::Hazard),

@@ -32,7 +32,7 @@ fn worker_flows_in_a_real_browser() {
     let db = dir.path().join("device.db");
     let county = small_county();
     {
-        let mut s = Store::open_encrypted(&db, "123456").unwrap();
+        let mut s = gridwalk::store::vault::open_with_pin(&db, "123456").unwrap();
         seed_device(&mut s, &county, &[0], "worker-a").unwrap();
     }
     let photo = phone_photo();
@@ -68,7 +68,7 @@ fn worker_flows_in_a_real_browser() {
     );
 
     // What the worker did is in the encrypted device store.
-    let s = Store::open_encrypted(&db, "123456").unwrap();
+    let s = gridwalk::store::vault::open_with_pin(&db, "123456").unwrap();
     let visits: i64 = s
         .conn()
         .query_row(
@@ -162,7 +162,7 @@ fn duty_forms_in_a_real_browser() {
     let db = dir.path().join("device.db");
     let county = small_county();
     {
-        let mut s = Store::open_encrypted(&db, "123456").unwrap();
+        let mut s = gridwalk::store::vault::open_with_pin(&db, "123456").unwrap();
         seed_device(&mut s, &county, &[0], "worker-a").unwrap();
     }
     let c = county.grids[0].grid.boundary.centroid().unwrap();
@@ -196,7 +196,7 @@ fn duty_forms_in_a_real_browser() {
     );
 
     // One record of each duty (double taps filed once), with the fields the worker gave.
-    let s = Store::open_encrypted(&db, "123456").unwrap();
+    let s = gridwalk::store::vault::open_with_pin(&db, "123456").unwrap();
     let mine = |domain: Domain| -> Vec<Event> {
         s.records(&RecordQuery {
             domain: Some(domain),

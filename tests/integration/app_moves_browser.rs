@@ -5,7 +5,6 @@
 //! reaches the county as FOLLOW_UP with the resident's satisfaction.
 
 use gridwalk::domain::geo::GeoPoint;
-use gridwalk::store::Store;
 
 use crate::sync::util::{Backend, TestServer};
 
@@ -101,6 +100,6 @@ async fn a_returned_hazard_and_a_mediated_dispute_are_handled_on_the_phone_in_a_
         })
         .await;
     assert_eq!(sessions, 1, "the mediation session reached the county");
-    let s = Store::open_encrypted(&db, "123456").unwrap();
+    let s = gridwalk::store::vault::open_with_pin(&db, "123456").unwrap();
     assert_eq!(s.outbox_len().unwrap(), 0, "everything went up");
 }

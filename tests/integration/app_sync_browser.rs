@@ -60,7 +60,7 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
 
     // The hazard reached the county; a county clerk confirms it and replies.
     let hazard_id = {
-        let s = Store::open_encrypted(&db, "123456").unwrap();
+        let s = gridwalk::store::vault::open_with_pin(&db, "123456").unwrap();
         assert_eq!(s.worker(), "worker-a");
         assert_eq!(s.outbox_len().unwrap(), 0, "everything went up");
         s.records(&RecordQuery {
@@ -82,7 +82,7 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
     // Its photo went up as the device stored it (upright, 1600 px, no EXIF), and the county
     // sees it.
     let sha = {
-        let s = Store::open_encrypted(&db, "123456").unwrap();
+        let s = gridwalk::store::vault::open_with_pin(&db, "123456").unwrap();
         let h: gridwalk::domain::model::Hazard = s.record(hazard_id).unwrap();
         assert_eq!(h.common.photos.len(), 1, "the photo attached");
         h.common.photos[0].clone()
@@ -128,7 +128,7 @@ async fn enrol_report_sync_and_read_the_county_answer_in_a_real_browser() {
         log.contains("已确认") || log.contains("CONFIRMED") || log.contains("确认"),
         "{log}"
     );
-    let s = Store::open_encrypted(&db, "123456").unwrap();
+    let s = gridwalk::store::vault::open_with_pin(&db, "123456").unwrap();
     let replies = s.replies(hazard_id).unwrap();
     assert!(
         replies.iter().any(|r| r.text == answer),
@@ -193,7 +193,7 @@ async fn a_newborn_and_a_death_on_the_phone_reach_the_countys_household_page() {
     };
     let (household, deceased) = (line("household:"), line("deceased:"));
     {
-        let s = Store::open_encrypted(&db, "123456").unwrap();
+        let s = gridwalk::store::vault::open_with_pin(&db, "123456").unwrap();
         assert_eq!(s.outbox_len().unwrap(), 0, "everything went up");
     }
     // A push is acknowledged once queued in the county's inbox: wait until it is applied.

@@ -6,7 +6,6 @@
 use gridwalk::domain::codes::TaskStatus;
 use gridwalk::domain::geo::GeoPoint;
 use gridwalk::domain::model::Task;
-use gridwalk::store::Store;
 
 use crate::sync::util::{Backend, TestServer};
 
@@ -94,7 +93,7 @@ async fn the_county_gives_a_recheck_and_sees_it_done_with_a_photo_in_a_real_brow
         })
         .await;
     assert_eq!(complete, 1, "the photo's bytes reached the county");
-    let s = Store::open_encrypted(&db, "123456").unwrap();
+    let s = gridwalk::store::vault::open_with_pin(&db, "123456").unwrap();
     assert_eq!(s.outbox_len().unwrap(), 0, "everything went up");
     assert!(s.open_tasks().unwrap().is_empty());
 }

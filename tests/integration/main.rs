@@ -6,6 +6,8 @@ mod app_autosync;
 mod app_browser;
 #[cfg(feature = "app")]
 mod app_forms;
+#[cfg(all(feature = "app", feature = "server"))]
+mod app_lock;
 #[cfg(feature = "app")]
 mod app_location;
 #[cfg(feature = "app")]
@@ -31,3 +33,5 @@ mod store_writes;
 #[cfg(all(feature = "server", feature = "client"))]
 mod sync;
 mod util;
+#[cfg(feature = "vault")]
+mod vault;

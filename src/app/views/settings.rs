@@ -1,6 +1,8 @@
 //! Settings: the county server's address (checked with its `/healthz` before it is saved;
 //! the store and its outbox stay), signing in again on this store when the session expired or
-//! was revoked (only its own worker), and how often the app fetches the county's feedback.
+//! was revoked (only its own worker), how often the app fetches the county's feedback, the
+//! minutes after which it locks itself, and changing the PIN (the store's key rewrapped, the
+//! database untouched).
 
 use dioxus::prelude::*;
 
@@ -8,9 +10,13 @@ use crate::app::autosync::{FEEDBACK_CHOICES, FEEDBACK_MINUTES, use_autosync};
 use crate::app::components::ErrorNote;
 use crate::app::context::{bump, use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
+use crate::app::lock;
+use crate::app::views::unlock::{act, check_pin};
 use crate::client::schedule::{Config, Event};
 use crate::domain::codes::Lang;
+use crate::domain::labels::Explain;
 use crate::store::remote::SERVER_URL;
+use crate::store::vault::{Vault, VaultError};
 
 /// What a settings form is doing.
 #[derive(Clone, PartialEq)]
@@ -30,6 +36,8 @@ pub fn Settings() -> Element {
             ServerAddress {}
             SignInAgain {}
             FeedbackInterval {}
+            AutoLock {}
+            ChangePin {}
         }
     }
 }
@@ -245,6 +253,153 @@ fn FeedbackInterval() -> Element {
             }
         }
         if let Some(e) = error() { ErrorNote { text: e } }
+    }
+}
+
+#[component]
+fn AutoLock() -> Element {
+    let l = *use_lang().read();
+    let session = use_session();
+    let store = use_store();
+    let _rev = session.rev.read();
+    let minutes = store
+        .read(|s| Ok(lock::auto_lock_minutes(s)))
+        .unwrap_or(lock::AUTO_LOCK_DEFAULT);
+    let mut error = use_signal(|| None::<String>);
+    let change = move |e: FormEvent| {
+        let v = e.value();
+        match store.write(|s| s.set_meta(lock::AUTO_LOCK_MINUTES, &v)) {
+            Ok(()) => {
+                error.set(None);
+                bump(session);
+            }
+            Err(e) => error.set(Some(format!("保存失败：{e}"))),
+        }
+    };
+    rsx! {
+        h2 { {t(l, "自动锁定", "Lock by itself")} }
+        label { class: "field",
+            span { class: "field-label", {t(l, "无操作多久后锁定", "Lock after no use for")} }
+            select { id: "settings-autolock", onchange: change,
+                for m in lock::AUTO_LOCK_CHOICES {
+                    option { value: "{m}", selected: m == minutes, "{m} " {t(l, "分钟", "min")} }
+                }
+            }
+        }
+        p { class: "hint", {t(l, "锁定后需输入 PIN 才能继续；正在填写的表单会保留。巡防记录轨迹时不会自动锁定。",
+            "Then the PIN is needed again; a form being filled in is kept. It does not lock while a patrol records its track.")} }
+        if let Some(e) = error() { ErrorNote { text: e } }
+    }
+}
+
+/// Changing the PIN: the old one, the new one twice; the vault's key is rewrapped.
+#[component]
+fn ChangePin() -> Element {
+    let l = *use_lang().read();
+    let services = use_services();
+    let mut old = use_signal(String::new);
+    let mut new = use_signal(String::new);
+    let mut new2 = use_signal(String::new);
+    // (field, message) beside that field; ("done", message) once changed.
+    let mut note = use_signal(|| None::<(&'static str, String)>);
+    let Some(db) = services.db_path.clone() else {
+        return rsx! {};
+    };
+    let submit = move |_| {
+        if old.peek().is_empty() {
+            note.set(Some((
+                "old",
+                t(l, "请输入现在的 PIN", "Enter the current PIN").into(),
+            )));
+            return;
+        }
+        if let Err(e) = check_pin(&new.peek()) {
+            note.set(Some(("new", t(l, e, "The PIN is 6 to 12 digits").into())));
+            return;
+        }
+        if *new.peek() == *old.peek() {
+            note.set(Some((
+                "new",
+                t(
+                    l,
+                    "新 PIN 与现在的 PIN 相同，请换一个",
+                    "The new PIN is the current one",
+                )
+                .into(),
+            )));
+            return;
+        }
+        if *new.peek() != *new2.peek() {
+            note.set(Some((
+                "new2",
+                t(
+                    l,
+                    "两次输入的新 PIN 不一致，请重新输入",
+                    "The two new PINs differ",
+                )
+                .into(),
+            )));
+            return;
+        }
+        let res = match Vault::load(&db) {
+            Ok(Some(mut v)) => {
+                v.change_pin(&old.peek(), &new.peek(), services.now(), lock::keystore())
+            }
+            Ok(None) => Err(VaultError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no key file",
+            ))),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(()) => {
+                old.set(String::new());
+                new.set(String::new());
+                new2.set(String::new());
+                note.set(Some((
+                    "done",
+                    t(
+                        l,
+                        "PIN 已修改，下次解锁请用新 PIN",
+                        "PIN changed: unlock with the new one from now on",
+                    )
+                    .into(),
+                )));
+            }
+            Err(
+                e @ (VaultError::WrongPin { .. } | VaultError::Wait { .. } | VaultError::LockedOut),
+            ) => {
+                old.set(String::new());
+                note.set(Some(("old", e.explain(l))));
+            }
+            Err(e) => note.set(Some(("form", e.explain(l)))),
+        }
+    };
+    let n = note();
+    let beside = move |f: &str| n.as_ref().filter(|(k, _)| *k == f).map(|(_, m)| m.clone());
+    rsx! {
+        h2 { id: "change-pin-title", {t(l, "修改 PIN", "Change the PIN")} }
+        label { class: "field",
+            span { class: "field-label", {t(l, "现在的 PIN", "Current PIN")} }
+            input { id: "pin-old", "data-act": act("pin-old"), r#type: "password", inputmode: "numeric", autocomplete: "off", value: "{old}",
+                oninput: move |e| old.set(e.value()) }
+            if let Some(e) = beside("old") { span { class: "field-error", role: "alert", id: "pin-old-error", "{e}" } }
+        }
+        label { class: "field",
+            span { class: "field-label", {t(l, "新 PIN（6-12 位数字）", "New PIN (6-12 digits)")} }
+            input { id: "pin-new", "data-act": act("pin-new"), r#type: "password", inputmode: "numeric", autocomplete: "off", value: "{new}",
+                oninput: move |e| new.set(e.value()) }
+            if let Some(e) = beside("new") { span { class: "field-error", role: "alert", id: "pin-new-error", "{e}" } }
+        }
+        label { class: "field",
+            span { class: "field-label", {t(l, "再次输入新 PIN", "New PIN again")} }
+            input { id: "pin-new2", "data-act": act("pin-new2"), r#type: "password", inputmode: "numeric", autocomplete: "off", value: "{new2}",
+                oninput: move |e| new2.set(e.value()) }
+            if let Some(e) = beside("new2") { span { class: "field-error", role: "alert", id: "pin-new2-error", "{e}" } }
+        }
+        if let Some(e) = beside("form") { ErrorNote { text: e } }
+        button { id: "change-pin", "data-act": act("change-pin"), class: "big", onclick: submit, {t(l, "修改 PIN", "Change the PIN")} }
+        if let Some(m) = beside("done") { p { class: "note ok", id: "change-pin-done", "{m}" } }
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod photos;
 mod push_pull;
+mod recovery;
 pub use push_pull::{DEFAULT_FRAME, FIRST_FRAME, MAX_STREAM};
 mod review;
 
@@ -52,6 +53,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(logout))
         .routes(routes!(me))
+        .routes(routes!(recovery::recovery_store))
+        .routes(routes!(recovery::recovery_release))
         .routes(routes!(push_pull::push))
         .routes(routes!(push_pull::pull))
         .routes(routes!(push_pull::pull_stream))

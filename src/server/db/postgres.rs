@@ -64,6 +64,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0013_redemptions",
         include_str!("migrations/postgres/0013_redemptions.sql"),
     ),
+    (
+        "0014_device_recovery",
+        include_str!("migrations/postgres/0014_device_recovery.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;

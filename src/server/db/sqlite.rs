@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0011_record_household.sql"),
     include_str!("migrations/sqlite/0012_volunteers.sql"),
     include_str!("migrations/sqlite/0013_redemptions.sql"),
+    include_str!("migrations/sqlite/0014_device_recovery.sql"),
 ];
 const MAX_READERS: usize = 8;
 /// Reads at once: as many as this machine's cores. A pull page is CPU work (reading,

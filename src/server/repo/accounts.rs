@@ -404,5 +404,40 @@ pub fn release_device(db: &mut dyn Sql, device: Uuid) -> Result<Option<String>, 
     )?;
     db.exec("DELETE FROM watermarks WHERE device_id = $1", args![&d])?;
     db.exec("DELETE FROM devices WHERE device_id = $1", args![&d])?;
+    db.exec(
+        "DELETE FROM device_recovery WHERE device_id = $1",
+        args![&d],
+    )?;
     Ok(owner)
+}
+
+/// Keeps (or replaces) the recovery secret a device sent for its account.
+pub fn put_recovery(
+    db: &mut dyn Sql,
+    device: Uuid,
+    username: &str,
+    secret: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    db.exec(
+        "INSERT INTO device_recovery (device_id, username, secret, stored_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (device_id) DO UPDATE SET username = excluded.username,
+             secret = excluded.secret, stored_at = excluded.stored_at",
+        args![device.to_string(), username, secret, ts(now)],
+    )?;
+    Ok(())
+}
+
+/// The recovery secret a device keeps at the county, only if it is `username`'s.
+pub fn recovery_secret(
+    db: &mut dyn Sql,
+    device: Uuid,
+    username: &str,
+) -> Result<Option<String>, DbError> {
+    db.query_opt(
+        "SELECT secret FROM device_recovery WHERE device_id = $1 AND username = $2",
+        args![device.to_string(), username],
+    )?
+    .map(|r| r[0].string())
+    .transpose()
 }
