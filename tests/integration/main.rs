@@ -6,10 +6,10 @@ mod app_autosync;
 mod app_browser;
 #[cfg(feature = "app")]
 mod app_forms;
-#[cfg(all(feature = "app", feature = "server"))]
-mod app_lock;
 #[cfg(feature = "app")]
 mod app_location;
+#[cfg(all(feature = "app", feature = "server"))]
+mod app_lock;
 #[cfg(feature = "app")]
 mod app_moves;
 #[cfg(all(feature = "browser", feature = "server"))]
