@@ -43,13 +43,26 @@ pub struct Task {
     pub done_by: Option<String>,
     #[serde(default)]
     pub done_note: Option<String>,
+    /// The first photo of the completion (what a phone or server that knows one photo reads).
     #[serde(default)]
     pub done_photo: Option<String>,
+    /// Every photo of the completion, in the order the worker added them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done_photos: Vec<String>,
     #[serde(default)]
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
 impl Task {
+    /// The completion's photos: all of them, or the one a completion of a single photo names.
+    pub fn photos(&self) -> Vec<&str> {
+        if self.done_photos.is_empty() {
+            self.done_photo.iter().map(String::as_str).collect()
+        } else {
+            self.done_photos.iter().map(String::as_str).collect()
+        }
+    }
+
     /// A new task's own fields, as the county fills its form.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut v = Validator::new();
@@ -106,6 +119,7 @@ mod tests {
             done_by: None,
             done_note: None,
             done_photo: None,
+            done_photos: vec![],
             cancelled_at: None,
         }
     }

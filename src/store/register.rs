@@ -12,7 +12,7 @@ use super::outbox::{all_fields, append};
 use super::people::{Cadence, household, person, refresh_summary, write_household, write_person};
 use super::records::{RecordSummary, summary_from_row};
 use super::{Result, Store, StoreError};
-use crate::domain::codes::{PersonStatus, Relation, Tag};
+use crate::domain::codes::{PersonStatus, PersonType, Relation, Tag};
 use crate::domain::model::{EntityKind, Household, Person, Registration};
 use crate::domain::validate::{Problem, ValidationErrors};
 use crate::wire::Op;
@@ -128,9 +128,12 @@ impl Store {
         })
     }
 
-    /// Opens a new household in the house of `h.house_id` with `head` (relation 户主) as its
-    /// first member; the household takes the house's grid. One transaction, two creates (the
-    /// household first, so the county has it when the head arrives).
+    /// Opens a new household with `head` (relation 户主) as its first member: in the house of
+    /// `h.house_id` (同址分户; the household takes the house's grid), or with no house in
+    /// `h.grid_id`, which must be one of this device's grids (新立户). The head needs an ID
+    /// number and a phone, and a floating head (流动人口) where they are registered (户籍地).
+    /// One transaction, two creates (the household first, so the county has it when the head
+    /// arrives); a household with this id already filed (a second tap) is not filed again.
     pub fn register_household(
         &mut self,
         form: Option<&str>,
@@ -149,7 +152,7 @@ impl Store {
         head.status = PersonStatus::Active;
         head.status_on = None;
         // Both checks at once, so every field at fault shows its message.
-        let errors: Vec<_> = [
+        let mut errors: Vec<_> = [
             h.validate(),
             head.check_registration(Registration::Head, today),
         ]
@@ -157,6 +160,16 @@ impl Store {
         .filter_map(|r| r.err())
         .flat_map(|e| e.errors)
         .collect();
+        let mut missing = |field: &str, value: Option<&str>| {
+            if value.is_none_or(|v| v.trim().is_empty()) && !errors.iter().any(|e| e.field == field)
+            {
+                errors.extend(ValidationErrors::single(field, Problem::Required).errors);
+            }
+        };
+        missing("phone", head.phone.as_deref());
+        if head.person_type == PersonType::Floating {
+            missing("origin", head.origin.as_deref());
+        }
         if !errors.is_empty() {
             return Err(ValidationErrors { errors }.into());
         }
@@ -164,19 +177,23 @@ impl Store {
             if exists(tx, "households", h.id)? {
                 return Ok(Filed::Already);
             }
-            let house = h.house_id.ok_or_else(|| StoreError::NotFound {
-                kind: "house",
-                id: String::new(),
-            })?;
-            let grid: Option<String> = tx
-                .prepare_cached("SELECT grid_id FROM houses WHERE id = ?1")?
-                .query_row([house.to_string()], |r| r.get(0))
-                .optional()?;
-            let grid = grid.ok_or_else(|| StoreError::NotFound {
-                kind: "house",
-                id: house.to_string(),
-            })?;
-            h.grid_id = super::uuid(&grid)?;
+            match h.house_id {
+                Some(house) => {
+                    let grid: Option<String> = tx
+                        .prepare_cached("SELECT grid_id FROM houses WHERE id = ?1")?
+                        .query_row([house.to_string()], |r| r.get(0))
+                        .optional()?;
+                    let grid = grid.ok_or_else(|| StoreError::NotFound {
+                        kind: "house",
+                        id: house.to_string(),
+                    })?;
+                    h.grid_id = super::uuid(&grid)?;
+                }
+                None if exists(tx, "grids", h.grid_id)? => {}
+                None => {
+                    return Err(ValidationErrors::single("grid_id", Problem::NotChosen).into());
+                }
+            }
             write_household(tx, &h, 0)?;
             write_person(tx, &head, 0, true)?;
             refresh_summary(tx, &Cadence::load(tx)?, &h.id.to_string())?;

@@ -1,6 +1,6 @@
 //! The county's tasks for this device's worker: written as pulls bring them (a new open task
 //! is noted in the feedback inbox), listed for Today (open first, by due date), and completed
-//! on the device (a note, a photo where the task asks for one) with its outbox entry in the
+//! on the device (a note, photos; a hazard recheck needs one) with its outbox entry in the
 //! same transaction.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -43,10 +43,21 @@ pub(crate) fn apply_task(tx: &Connection, t: &Task, seq: i64, me: &str, news: bo
             .get("done_note")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        t.done_photo = f
-            .get("done_photo")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        t.done_photos = f
+            .get("done_photos")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.get("sha256").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        t.done_photo = t.done_photos.first().cloned().or_else(|| {
+            f.get("done_photo")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
         t.done_by = Some(me.to_owned());
     }
     write_task(tx, &t, Some(seq))?;
@@ -134,9 +145,9 @@ impl Store {
             })
     }
 
-    /// Completes an open task of this worker with `note` and, where it asks for one, the photo
-    /// staged for it (`photo_form`): the task, its outbox entry and the photo's move out of the
-    /// staging in one transaction. A note missing, or the photo of a hazard recheck, is a
+    /// Completes an open task of this worker with `note` and the photos staged for it
+    /// (`photo_form`; a hazard recheck needs one): the task, its outbox entry and the photos'
+    /// move out of the staging in one transaction. A note missing, or the photo of a hazard recheck, is a
     /// field error and nothing is written.
     pub fn complete_task(&mut self, id: Uuid, note: &str, now: DateTime<Utc>) -> Result<Task> {
         let me = self.worker.clone();
@@ -157,49 +168,41 @@ impl Store {
                     t.status.zh()
                 )));
             }
-            // The last photo staged for it (an earlier one was replaced).
+            // Every photo staged for it, in the order the worker added them.
             let staged: Vec<(String, String, i64)> = tx
                 .prepare_cached(
                     "SELECT d.sha256, p.mime, length(p.bytes) FROM draft_photos d
                      JOIN photos p ON p.sha256 = d.sha256 WHERE d.form = ?1
-                     ORDER BY d.position DESC",
+                     ORDER BY d.position",
                 )?
                 .query_map([&form], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
-            let photo = staged.first().cloned();
-            t.check_completion(note, photo.as_ref().map(|p| p.0.as_str()))?;
+            t.check_completion(note, staged.first().map(|p| p.0.as_str()))?;
             let mut fields = Map::new();
             fields.insert(
                 "status".into(),
                 Value::String(TaskStatus::Done.code().into()),
             );
             fields.insert("done_note".into(), Value::String(note.trim().to_owned()));
-            if let Some((sha, mime, size)) = &photo {
-                fields.insert("done_photo".into(), Value::String(sha.clone()));
-                fields.insert("done_photo_mime".into(), Value::String(mime.clone()));
-                fields.insert("done_photo_size".into(), Value::from(*size));
+            if !staged.is_empty() {
+                let photos = staged
+                    .iter()
+                    .map(|(sha, mime, size)| {
+                        serde_json::json!({ "sha256": sha, "mime": mime, "size": size })
+                    })
+                    .collect();
+                fields.insert("done_photos".into(), Value::Array(photos));
             }
             t.status = TaskStatus::Done;
             t.done_note = Some(note.trim().to_owned());
-            t.done_photo = photo.as_ref().map(|p| p.0.clone());
+            t.done_photos = staged.iter().map(|p| p.0.clone()).collect();
+            t.done_photo = t.done_photos.first().cloned();
             t.done_at = Some(now);
             t.done_by = Some(me.clone());
             write_task(tx, &t, None)?;
-            // The photo leaves the staging: now the task names it, it waits for upload.
+            // The photos leave the staging: now the task names them, they wait for upload.
             tx.prepare_cached("DELETE FROM draft_photos WHERE form = ?1")?
                 .execute([&form])?;
-            for (sha, _, _) in staged.iter().skip(1) {
-                tx.prepare_cached(
-                    "DELETE FROM photos WHERE sha256 = ?1 AND uploaded = 0 AND sha256 <> ?2
-                       AND NOT EXISTS (SELECT 1 FROM draft_photos d WHERE d.sha256 = photos.sha256)
-                       AND NOT EXISTS (SELECT 1 FROM records r, json_each(r.data, '$.photos') j
-                                       WHERE j.value = photos.sha256)",
-                )?
-                .execute(params![
-                    sha,
-                    photo.as_ref().map(|p| p.0.as_str()).unwrap_or("")
-                ])?;
-            }
             append(tx, EntityKind::Task, id, Op::Update, fields, version, now)?;
             Ok(t)
         })
@@ -238,6 +241,7 @@ mod tests {
             done_by: None,
             done_note: None,
             done_photo: None,
+            done_photos: vec![],
             cancelled_at: None,
         }
     }
@@ -260,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pulled_task_is_listed_noted_once_in_the_inbox_and_completed_with_its_photo_in_the_outbox()
+    fn a_pulled_task_is_listed_noted_once_in_the_inbox_and_completed_with_its_photos_in_the_outbox()
     {
         let (mut s, grid) = crate::store::testing::store_with_grid();
         let t = task(grid, TaskKind::RecheckHazard, "worker-a");
@@ -303,9 +307,23 @@ mod tests {
                 at(3),
             )
             .unwrap();
+        let sha2 = s
+            .stage_photo(
+                &photo_form(t.id),
+                b"\xff\xd8\xff second jpeg",
+                "image/jpeg",
+                "b.jpg",
+                at(3),
+            )
+            .unwrap();
         let done = s.complete_task(t.id, "  已清理，通道畅通 ", at(3)).unwrap();
         assert_eq!(done.status, TaskStatus::Done);
         assert_eq!(done.done_photo.as_deref(), Some(sha.as_str()));
+        assert_eq!(
+            done.photos(),
+            [sha.as_str(), sha2.as_str()],
+            "both, in order"
+        );
         assert!(s.open_tasks().unwrap().is_empty());
         let out = s.outbox(Lane::Normal, 10).unwrap();
         assert_eq!(out.len(), 1);
@@ -316,13 +334,21 @@ mod tests {
         assert_eq!(out[0].base_version, 5);
         assert_eq!(out[0].fields["status"], "DONE");
         assert_eq!(out[0].fields["done_note"], "已清理，通道畅通");
-        assert_eq!(out[0].fields["done_photo"], sha.as_str());
+        let sent: Vec<&str> = out[0].fields["done_photos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["sha256"].as_str().unwrap())
+            .collect();
+        assert_eq!(sent, [sha.as_str(), sha2.as_str()]);
+        assert_eq!(out[0].fields["done_photos"][1]["mime"], "image/jpeg");
         let pending = s.pending_photos().unwrap();
         assert_eq!(
             pending.len(),
-            1,
-            "the photo waits for upload once the task names it"
+            2,
+            "both photos wait for upload once the task names them"
         );
+        assert!(s.staged_photos(&photo_form(t.id)).unwrap().is_empty());
         // Completing twice is refused.
         assert!(matches!(
             s.complete_task(t.id, "again", at(4)),
@@ -360,7 +386,7 @@ mod tests {
         assert!(
             !s.outbox(Lane::Normal, 10).unwrap()[0]
                 .fields
-                .contains_key("done_photo")
+                .contains_key("done_photos")
         );
     }
 }

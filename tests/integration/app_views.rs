@@ -1054,3 +1054,226 @@ fn marking_a_member_deceased_greys_them_with_the_date() {
     );
     assert!(html.contains(&format!("死亡 {}", today())), "{html}");
 }
+
+/// The page at `start` with the new-household draft `draft` (as the form saves it while the
+/// worker types), after `taps` taps on 保存新户: the page's HTML.
+fn save_household_draft(
+    store: &Arc<Mutex<Store>>,
+    start: Route,
+    form: &str,
+    draft: serde_json::Value,
+    taps: usize,
+) -> String {
+    gridwalk::app::drafts::save(&store.lock().unwrap(), form, &draft).unwrap();
+    let mut d = dom(store, start);
+    let edits = d.rebuild_to_vec().edits;
+    let save = element_with(&edits, "data-act", "household-save").expect("the save button");
+    for _ in 0..taps {
+        click(&mut d, save);
+    }
+    dioxus_ssr::render(&d)
+}
+
+fn household_draft(
+    address: &str,
+    kind: &str,
+    name: &str,
+    id: &str,
+    phone: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "address": address,
+        "head": { "kind": kind, "name": name, "relation": "HEAD", "id_number": id,
+                  "sex": "1", "birth": "", "phone": phone, "origin": "" },
+    })
+}
+
+#[test]
+fn a_new_household_at_the_same_address_shows_errors_beside_fields_and_a_double_tap_files_one() {
+    use gridwalk::app::views::new_household::form_name;
+    dioxus::html::set_event_converter(Box::new(SerializedHtmlEventConverter));
+    let rt = runtime();
+    let _rt = rt.enter();
+    let (_dir, store, _county, _scope) = demo_store();
+    let (hh, house) = store
+        .households(&HouseholdQuery::default(), today())
+        .unwrap()
+        .into_iter()
+        .find_map(|c| {
+            let d = store.household_detail(c.id, today()).unwrap();
+            d.house.map(|h| (d.household, h))
+        })
+        .expect("a household in a house");
+    let store = shared(store);
+    let outbox = || store.lock().unwrap().outbox_len().unwrap();
+    let count = || {
+        store
+            .lock()
+            .unwrap()
+            .households(&HouseholdQuery::default(), today())
+            .unwrap()
+            .len()
+    };
+    let (n0, c0) = (outbox(), count());
+    let page = || Route::HouseholdPage { id: hh.id };
+    let form = form_name(Some(hh.id));
+    let birth = chrono::NaiveDate::from_ymd_opt(1986, 4, 12).unwrap();
+    let good = crate::register::id_number(birth, 41);
+    let bad = format!(
+        "{}{}",
+        &good[..17],
+        if good.ends_with('0') { '1' } else { '0' }
+    );
+    // The form opens with the household's address.
+    let html = render(&store, page());
+    assert!(html.contains("同址分户 / 新立户"), "{html}");
+    assert!(
+        html.contains(&format!(r#"value="{}""#, hh.address)),
+        "{html}"
+    );
+    // A wrong check digit, no phone, no address: each beside its field, in Chinese.
+    let html = save_household_draft(
+        &store,
+        page(),
+        &form,
+        household_draft("", "MEMBER", "陈分户", &bad, ""),
+        1,
+    );
+    let e = error_beside(&html, "证件号码").expect(&html);
+    assert!(e.contains("证件号码校验码不对"), "{e}");
+    let e = error_beside(&html, "联系电话").expect(&html);
+    assert!(e.starts_with("联系电话"), "{e}");
+    assert!(
+        error_beside(&html, "住址（可加室号、单元）").is_some(),
+        "{html}"
+    );
+    assert!(html.contains(r#"value="陈分户""#), "the typed name is kept");
+    // A bad phone, and a floating head without where they are registered.
+    let mut floating = household_draft(&hh.address, "FLOATING", "外来户", &good, "12");
+    floating["head"]["origin"] = "".into();
+    let html = save_household_draft(&store, page(), &form, floating, 1);
+    assert!(error_beside(&html, "联系电话").is_some(), "{html}");
+    let e = error_beside(&html, "户籍地").expect(&html);
+    assert!(e.contains("户籍地"), "{e}");
+    assert_eq!(outbox(), n0, "nothing refused was written");
+    // Sex and birth date read from the ID number are shown before saving.
+    gridwalk::app::drafts::save(
+        &store.lock().unwrap(),
+        &form,
+        &household_draft("x", "MEMBER", "陈分户", &good, ""),
+    )
+    .unwrap();
+    let html = render(&store, page());
+    assert!(html.contains("由证件号码得出：男 · 1986-04-12"), "{html}");
+    // A good one, tapped twice: one household, two creates (the household and its head).
+    let address = format!("{}（东厢房）", hh.address);
+    let html = save_household_draft(
+        &store,
+        page(),
+        &form,
+        household_draft(&address, "MEMBER", "陈分户", &good, "13907941234"),
+        2,
+    );
+    assert!(html.contains("已立户，待同步上传"), "{html}");
+    assert_eq!(outbox(), n0 + 2);
+    assert_eq!(count(), c0 + 1, "one household, at once in the list");
+    let s = store.lock().unwrap();
+    let card = s
+        .households(&HouseholdQuery::default(), today())
+        .unwrap()
+        .into_iter()
+        .find(|c| c.address == address)
+        .expect("listed");
+    assert_eq!(card.head_name.as_deref(), Some("陈分户"));
+    let d = s.household_detail(card.id, today()).unwrap();
+    assert_eq!(d.household.house_id, Some(house.id), "the same house");
+    assert_eq!(d.household.grid_id, hh.grid_id);
+    assert_eq!(
+        (d.members[0].birth_date, d.members[0].sex),
+        (Some(birth), gridwalk::domain::codes::Sex::Male)
+    );
+}
+
+#[test]
+fn the_households_list_starts_a_household_with_no_house_in_the_workers_grid() {
+    use gridwalk::app::views::new_household::form_name;
+    dioxus::html::set_event_converter(Box::new(SerializedHtmlEventConverter));
+    let rt = runtime();
+    let _rt = rt.enter();
+    let (_dir, store, _county, _scope) = demo_store();
+    let grid = store.grids().unwrap()[0].id;
+    let store = shared(store);
+    let good = crate::register::id_number(chrono::NaiveDate::from_ymd_opt(1992, 1, 5).unwrap(), 42);
+    let html = render(&store, Route::Households {});
+    assert!(html.contains("新立户（本网格）"), "{html}");
+    // No grid chosen (a grid not this phone's): beside 所属网格.
+    let mut draft = household_draft("新村路 8 号", "MEMBER", "王新户", &good, "13807945678");
+    draft["grid"] = uuid::Uuid::nil().to_string().into();
+    let html = save_household_draft(
+        &store,
+        Route::Households {},
+        &form_name(None),
+        draft.clone(),
+        1,
+    );
+    assert!(error_beside(&html, "所属网格").is_some(), "{html}");
+    draft["grid"] = grid.to_string().into();
+    let html = save_household_draft(&store, Route::Households {}, &form_name(None), draft, 2);
+    assert!(html.contains("已立户，待同步上传"), "{html}");
+    assert!(
+        html.contains("新村路 8 号"),
+        "the new household is listed at once:\n{html}"
+    );
+    let s = store.lock().unwrap();
+    let found: Vec<_> = s
+        .households(&HouseholdQuery::default(), today())
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.address == "新村路 8 号")
+        .collect();
+    assert_eq!(found.len(), 1);
+    let h = s.household(found[0].id).unwrap();
+    assert_eq!((h.grid_id, h.house_id), (grid, None));
+}
+
+#[test]
+fn a_report_for_a_household_keeps_its_link_on_every_kind() {
+    let (_dir, store, _county, _scope) = demo_store();
+    let hh = store
+        .households(&HouseholdQuery::default(), today())
+        .unwrap()[0]
+        .clone();
+    let store = shared(store);
+    for kind in ["hazard", "opinion", "dispute", "livelihood", "other"] {
+        let html = render(
+            &store,
+            Route::HouseholdReport {
+                id: hh.id,
+                kind: kind.into(),
+            },
+        );
+        assert!(
+            html.contains("为此户上报：") && html.contains(&hh.address),
+            "{kind}: which household it is for:\n{html}"
+        );
+        // The kind chooser stays on the household's report routes.
+        for other in ["hazard", "opinion", "emergency", "other"] {
+            assert!(
+                html.contains(&format!(r#"href="/households/{}/report/{other}""#, hh.id)),
+                "{kind} → {other}:\n{html}"
+            );
+        }
+        assert!(
+            !html.contains(r#"href="/report/"#),
+            "{kind}: a link drops the household"
+        );
+    }
+    // Started from Report, the chooser is the plain one.
+    let html = render(
+        &store,
+        Route::Report {
+            kind: "hazard".into(),
+        },
+    );
+    assert!(html.contains(r#"href="/report/opinion""#), "{html}");
+}

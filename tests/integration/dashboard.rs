@@ -15,16 +15,16 @@ use crate::sync::util::{Backend, Device, TestServer};
 
 /// A browser session: the session cookie and the CSRF token its pages' forms carry, no
 /// automatic redirects (tests look at them).
-struct Session {
+pub(crate) struct Session {
     base: String,
     cookie: String,
     csrf: String,
     http: reqwest::Client,
 }
 
-struct Page {
-    status: u16,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) body: String,
     location: Option<String>,
 }
 
@@ -109,7 +109,11 @@ fn session_cookie(res: &reqwest::Response) -> Option<String> {
         .find(|c| c.starts_with("gw_session=") && c.len() > "gw_session=".len())
 }
 
-async fn sign_in(server: &TestServer, user: &str, password: &str) -> Result<Session, Page> {
+pub(crate) async fn sign_in(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+) -> Result<Session, Page> {
     let res = post_login(server, user, password, "/queue").await;
     match session_cookie(&res) {
         Some(cookie) => {
@@ -133,7 +137,7 @@ async fn sign_in(server: &TestServer, user: &str, password: &str) -> Result<Sess
 }
 
 impl Session {
-    async fn get(&self, path: &str) -> Page {
+    pub(crate) async fn get(&self, path: &str) -> Page {
         page_of(
             self.http
                 .get(format!("{}{path}", self.base))

@@ -378,7 +378,15 @@ fn a_new_household_in_a_known_house_comes_with_its_head() {
     assert_eq!(field, "id_number");
     assert_eq!(s.outbox_len().unwrap(), n0);
     head.id_number = Some(id_number(NaiveDate::from_ymd_opt(1985, 2, 3).unwrap(), 21));
+    // Without a phone: refused beside it.
+    let (field, _) = invalid(s.register_household(None, &h, &head, now()));
+    assert_eq!(field, "phone");
+    assert_eq!(s.outbox_len().unwrap(), n0);
+    head.phone = Some("13907940021".into());
     s.register_household(None, &h, &head, now()).unwrap();
+    // A second tap: nothing filed twice.
+    s.register_household(None, &h, &head, now()).unwrap();
+    assert_eq!(s.outbox_len().unwrap(), n0 + 2);
     let entries = s.outbox(Lane::Normal, 100_000).unwrap();
     let tail: Vec<_> = entries[entries.len() - 2..]
         .iter()

@@ -61,6 +61,7 @@ pub fn Households() -> Element {
     rsx! {
         section { class: "households",
             h1 { {t(l, "住户", "Households")} }
+            crate::app::views::new_household::NewHousehold { at: None }
             input { id: "hh-search", class: "search", r#type: "search", value: "{text}",
                 placeholder: t(l, "搜索姓名、地址、证件号后几位", "Search name, address, last ID digits"),
                 oninput: move |e| { text.set(e.value()); limit.set(PAGE); } }
@@ -221,6 +222,7 @@ pub fn HouseholdPage(id: Uuid) -> Element {
                 }
             }
             AddPerson { household: id }
+            crate::app::views::new_household::NewHousehold { key: "{id}", at: Some(id) }
             h2 { {t(l, "事项", "Records")} " ({records.len()})" }
             p { class: "card-sub", {t(l, "为此户上报：", "Report for this household:")} }
             nav { class: "segmented",
@@ -366,6 +368,13 @@ fn RecordVisit(household: Uuid, grid: Uuid) -> Element {
 /// The report forms for one household ("为此户上报"): whatever they file is linked to it.
 #[component]
 pub fn HouseholdReport(id: Uuid, kind: String) -> Element {
+    // Keyed by the household, so another household's report never keeps this one's link.
+    rsx! { ReportForHousehold { key: "{id}", id, kind } }
+}
+
+/// The report forms inside the household link they file with.
+#[component]
+fn ReportForHousehold(id: Uuid, kind: String) -> Element {
     let store = use_store();
     let l = *use_lang().read();
     use_context_provider(|| crate::app::views::report::ReportFor(id));
@@ -383,20 +392,20 @@ pub fn HouseholdReport(id: Uuid, kind: String) -> Element {
 /// What the "add a person" form holds while the worker types (its draft).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
-struct PersonDraft {
+pub(super) struct PersonDraft {
     /// MEMBER, NEWBORN or FLOATING.
-    kind: String,
-    name: String,
-    relation: String,
-    id_number: String,
-    sex: String,
-    birth: String,
-    phone: String,
-    origin: String,
+    pub(super) kind: String,
+    pub(super) name: String,
+    pub(super) relation: String,
+    pub(super) id_number: String,
+    pub(super) sex: String,
+    pub(super) birth: String,
+    pub(super) phone: String,
+    pub(super) origin: String,
 }
 
 impl PersonDraft {
-    fn how(&self) -> Registration {
+    pub(super) fn how(&self) -> Registration {
         match self.kind.as_str() {
             "NEWBORN" => Registration::Newborn,
             "FLOATING" => Registration::Floating,
@@ -425,7 +434,7 @@ fn typed_date(field: &'static str, s: &str) -> Result<Option<NaiveDate>, Validat
 
 /// The person the form describes: sex and birth date from the ID number when it reads, else
 /// as typed (a newborn's).
-fn person_of(
+pub(super) fn person_of(
     d: &PersonDraft,
     id: Uuid,
     household: Uuid,

@@ -5,6 +5,7 @@ pub mod feedback;
 pub mod households;
 pub mod map;
 pub mod moves;
+pub mod new_household;
 pub mod patrol;
 pub mod points;
 pub mod records;

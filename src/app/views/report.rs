@@ -47,12 +47,23 @@ const KINDS: &[(&str, &str, &str)] = &[
 #[component]
 pub fn Report(kind: String) -> Element {
     let l = *use_lang().read();
+    // Started from a household's page: every kind stays that household's report.
+    let for_household = try_consume_context::<ReportFor>().map(|r| r.0);
+    let route = move |k: &str| match for_household {
+        Some(id) => Route::HouseholdReport {
+            id,
+            kind: k.to_string(),
+        },
+        None => Route::Report {
+            kind: k.to_string(),
+        },
+    };
     rsx! {
         section { class: "report",
             h1 { {t(l, "上报", "Report")} }
             nav { class: "segmented kinds",
                 for (k, zh, en) in KINDS.iter().copied() {
-                    Link { class: if kind == k { "seg active" } else { "seg" }, id: "kind-{k}", to: Route::Report { kind: k.to_string() }, {t(l, zh, en)} }
+                    Link { class: if kind == k { "seg active" } else { "seg" }, id: "kind-{k}", to: route(k), {t(l, zh, en)} }
                 }
             }
             match kind.as_str() {

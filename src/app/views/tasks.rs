@@ -1,6 +1,6 @@
 //! The county's tasks on the phone: the open ones at the top of Today (due date, overdue in
 //! red, what each is about) and a task's own screen with the county's note, what it is about,
-//! and the 完成 form (a note; a photo where the task asks for one, a hazard recheck).
+//! and the 完成 form (a note; photos, at least one for a hazard recheck).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -96,12 +96,13 @@ pub fn TaskPage(id: Uuid) -> Element {
     let data = store.read(|s| {
         let task = s.task(id)?;
         let on_phone = task.record_id.is_some_and(|r| s.any_record(r).is_ok());
-        let photo = task
-            .done_photo
-            .as_ref()
-            .and_then(|h| s.photo(h).ok())
-            .map(|(b, m)| format!("data:{m};base64,{}", crate::app::components::base64(&b)));
-        Ok((task, on_phone, photo, s.worker().to_owned()))
+        let photos: Vec<String> = task
+            .photos()
+            .into_iter()
+            .filter_map(|h| s.photo(h).ok())
+            .map(|(b, m)| format!("data:{m};base64,{}", crate::app::components::base64(&b)))
+            .collect();
+        Ok((task, on_phone, photos, s.worker().to_owned()))
     });
     // Opening a task reads its feedback item.
     let (st_read, sv_read) = (store.clone(), services.clone());
@@ -121,7 +122,7 @@ pub fn TaskPage(id: Uuid) -> Element {
     let mut note = use_signal(String::new);
     let mut errors = use_signal(|| None::<ValidationErrors>);
     let mut failure = use_signal(|| None::<String>);
-    let (task, on_phone, done_photo, me) = match data {
+    let (task, on_phone, done_photos, me) = match data {
         Ok(d) => d,
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
@@ -171,7 +172,9 @@ pub fn TaskPage(id: Uuid) -> Element {
                         {t(l, "已完成：", "Done: ")} {task.done_note.clone().unwrap_or_default()}
                         if let Some(at) = task.done_at { " · " {crate::app::context::local_time(at, "%m-%d %H:%M")} }
                     }
-                    if let Some(src) = done_photo { img { class: "thumb", src: "{src}", alt: t(l, "现场照片", "Photo of the site") } }
+                    div { class: "photos", id: "task-done-photos",
+                        for src in done_photos.iter() { img { class: "thumb", src: "{src}", alt: t(l, "现场照片", "Photo of the site") } }
+                    }
                 },
                 TaskStatus::Cancelled => rsx! {
                     p { class: "note", id: "task-cancelled", {t(l, "县里已撤销这项任务，无需再办。", "The county cancelled this task; nothing more to do.")} }
@@ -186,12 +189,12 @@ pub fn TaskPage(id: Uuid) -> Element {
                                 placeholder: t(l, "写明核实或整改的结果", "What you found or what was fixed"),
                                 oninput: move |e| note.set(e.value()) }
                         }
-                        Field { label: if needs_photo { t(l, "现场照片（必须）", "Photo of the site (required)").to_string() } else { t(l, "现场照片（可选）", "Photo of the site (optional)").to_string() },
+                        Field { label: if needs_photo { t(l, "现场照片（至少一张）", "Photos of the site (at least one)").to_string() } else { t(l, "现场照片（可选）", "Photos of the site (optional)").to_string() },
                             error: err(errors, "done_photo"),
                             PhotoPicker { form, photos }
                         }
                         if staged.len() > 1 {
-                            p { class: "hint", {t(l, "只上传最后添加的一张照片。", "Only the last photo added is sent.")} }
+                            p { class: "hint", id: "task-photo-count", {t(l, "完成时上传全部 ", "All ")} "{staged.len()}" {t(l, " 张照片。", " photos are sent with the completion.")} }
                         }
                         if let Some(f) = failure() { ErrorNote { text: f } }
                         button { class: "big primary", id: "task-complete", onclick: complete, {t(l, "完成", "Complete")} }

@@ -1,5 +1,5 @@
 //! Tasks for grid workers (任务): the list of tasks in scope, open ones first by due date with
-//! the overdue in red and the completed ones with who, when, the note and the photo; the form
+//! the overdue in red and the completed ones with who, when, the note and the photos; the form
 //! that gives a task about a record or a household to a worker of its grid; cancelling.
 
 use axum::Router;
@@ -104,8 +104,13 @@ async fn list(
                                     div { (t.done_by.as_deref().map(|u| people.label(u)).unwrap_or_default())
                                         " · " (t.done_at.map(local).unwrap_or_default()) }
                                     div.note { (t.done_note.as_deref().unwrap_or("")) }
-                                    @if let Some(sha) = &t.done_photo {
-                                        div.photos { a href={"/photos/" (sha)} { img.task-photo src={"/photos/" (sha)} alt="现场照片"; } }
+                                    @let photos = t.photos();
+                                    @if !photos.is_empty() {
+                                        div.photos {
+                                            @for sha in photos {
+                                                a href={"/photos/" (sha)} { img.task-photo src={"/photos/" (sha)} alt="现场照片"; }
+                                            }
+                                        }
                                     }
                                 } @else if let Some(at) = t.cancelled_at {
                                     span.muted { "撤销于 " (local(at)) }

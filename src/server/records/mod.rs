@@ -337,6 +337,16 @@ fn check_typed(
         EntityKind::Household => {
             let h: Household = parse(&v)?;
             h.validate()?;
+            // A household in a house (同址分户) is in the house's grid, one this account sees.
+            if let Some(house) = h.house_id {
+                let found = scoped(db, ctx, house, "house").map_err(|e| e.at("house_id"))?;
+                if found.kind != EntityKind::House || found.grid_id != h.grid_id {
+                    return Err(Error::invalid(
+                        format!("the house is in grid {}, not {}", found.grid_id, h.grid_id),
+                        Some("house_id"),
+                    ));
+                }
+            }
             Ok((h.grid_id, None))
         }
         EntityKind::Person => {

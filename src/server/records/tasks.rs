@@ -95,6 +95,7 @@ pub fn create_task(
         done_by: None,
         done_note: None,
         done_photo: None,
+        done_photos: vec![],
         cancelled_at: None,
     };
     task.validate()?;
@@ -221,11 +222,65 @@ const DONE_FIELDS: &[&str] = &[
     "done_photo",
     "done_photo_size",
     "done_photo_mime",
+    "done_photos",
 ];
 
-/// The assignee's device completes an open task: `status` DONE, `done_note`, and where the
-/// task asks for one `done_photo` (with its `done_photo_size` and `done_photo_mime`, so its
-/// upload is expected). Anyone else's completion, or one of a task no longer open, is refused.
+/// The most photos one completion may carry.
+const MAX_DONE_PHOTOS: usize = 9;
+
+/// The photos a completion sends, as (SHA-256, size, mime): the list `done_photos` of
+/// `{sha256, size, mime}`, or the single `done_photo` (with `done_photo_size` and
+/// `done_photo_mime`) of a phone that sends one.
+fn done_photos(fields: &Map<String, Value>) -> Result<Vec<(String, i64, String)>, Error> {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let list = match fields.get("done_photos") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let sha = text(p, "sha256").ok_or_else(|| {
+                    Error::invalid(
+                        "照片缺少编号 (a photo without its sha256)",
+                        Some(&format!("fields.done_photos[{i}]")),
+                    )
+                })?;
+                let size = p.get("size").and_then(Value::as_i64).unwrap_or(0);
+                let mime = text(p, "mime").unwrap_or_else(|| "image/jpeg".into());
+                Ok((sha, size, mime))
+            })
+            .collect::<Result<Vec<_>, Error>>()?,
+        Some(Value::Null) | None => {
+            let f = Value::Object(fields.clone());
+            match text(&f, "done_photo").filter(|p| !p.is_empty()) {
+                Some(sha) => vec![(
+                    sha,
+                    f.get("done_photo_size")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0),
+                    text(&f, "done_photo_mime").unwrap_or_else(|| "image/jpeg".into()),
+                )],
+                None => vec![],
+            }
+        }
+        Some(_) => {
+            return Err(Error::invalid(
+                "照片应为列表 (done_photos must be a list)",
+                Some("fields.done_photos"),
+            ));
+        }
+    };
+    if list.len() > MAX_DONE_PHOTOS {
+        return Err(Error::invalid(
+            format!("一次完成最多附 {MAX_DONE_PHOTOS} 张照片 (at most {MAX_DONE_PHOTOS} photos)"),
+            Some("fields.done_photos"),
+        ));
+    }
+    Ok(list)
+}
+
+/// The assignee's device completes an open task: `status` DONE, `done_note`, and its photos
+/// (`done_photos`, each with its size and mime so its upload is expected; a hazard recheck
+/// needs one). Anyone else's completion, or one of a task no longer open, is refused.
 pub(super) fn apply_done(
     db: &mut dyn Sql,
     ctx: &mut Ctx<'_>,
@@ -279,33 +334,35 @@ pub(super) fn apply_done(
         }
     }
     let note = text("done_note").unwrap_or("");
-    let photo = text("done_photo").filter(|p| !p.is_empty());
-    task.check_completion(note, photo)
+    let photos = done_photos(&e.fields)?;
+    task.check_completion(note, photos.first().map(|p| p.0.as_str()))
         .map_err(|v| Error::from(v).at("fields"))?;
-    if let Some(sha) = photo {
+    let grid_code = ent.grid_code.clone();
+    for (i, (sha, size, mime)) in photos.iter().enumerate() {
+        let field = |_| {
+            if e.fields.contains_key("done_photos") {
+                format!("fields.done_photos[{i}]")
+            } else {
+                "fields.done_photo".to_owned()
+            }
+        };
         link_photos(
             db,
             ctx,
             ent.id,
-            &ent.grid_code.clone(),
-            &[sha.to_owned()],
-            &|_| "fields.done_photo".to_owned(),
+            &grid_code,
+            std::slice::from_ref(sha),
+            &field,
         )?;
-        let size = e
-            .fields
-            .get("done_photo_size")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let mime = text("done_photo_mime").unwrap_or("image/jpeg");
-        if !crate::domain::model::PHOTO_MIMES.contains(&mime)
-            || !(1..=crate::server::MAX_PHOTO_BYTES as i64).contains(&size)
+        if !crate::domain::model::PHOTO_MIMES.contains(&mime.as_str())
+            || !(1..=crate::server::MAX_PHOTO_BYTES as i64).contains(size)
         {
             return Err(Error::invalid(
                 "照片应为 JPEG、PNG 或 WebP 图片，且不超过上限 (the photo's type or size is wrong)",
-                Some("fields.done_photo"),
+                Some(&field(0)),
             ));
         }
-        repo::add_photo(db, sha, size, mime, &by, device, ctx.server_now)?;
+        repo::add_photo(db, sha, *size, mime, &by, device, ctx.server_now)?;
     }
     let seq = ctx.seq(db)?;
     let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -315,8 +372,12 @@ pub(super) fn apply_done(
         ("done_at", Value::String(stamp)),
         ("done_by", Value::String(by.clone())),
     ];
-    if let Some(sha) = photo {
-        set.push(("done_photo", Value::String(sha.to_owned())));
+    if let Some((sha, _, _)) = photos.first() {
+        set.push(("done_photo", Value::String(sha.clone())));
+        set.push((
+            "done_photos",
+            Value::Array(photos.iter().map(|p| Value::String(p.0.clone())).collect()),
+        ));
     }
     for (f, v) in set {
         ent.data.insert(f.into(), v);

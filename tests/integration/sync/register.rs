@@ -216,3 +216,144 @@ async fn newborn_and_death_reach_the_county_and_merge_with_its_edit(backend: Bac
     );
 }
 both_backends!(newborn_and_death_reach_the_county_and_merge_with_its_edit);
+
+/// A household pushed as a hostile device would, past its own store (which only knows its
+/// own grids): the device's session and id, the next sequence number of its lane.
+async fn push_household(server: &TestServer, d: &Device, h: &Household) {
+    use gridwalk::wire::{Lane, Op, OutboxEntry};
+    let token = d.with(|s| s.meta("token")).unwrap().unwrap();
+    let device = d.with(|s| s.device_id());
+    let seq = d.with(|s| s.outbox_last_seq(Lane::Normal)).unwrap() + 1;
+    let entry = OutboxEntry {
+        lane: Lane::Normal,
+        seq,
+        kind: EntityKind::Household,
+        record_id: h.id,
+        op: Op::Create,
+        fields: serde_json::to_value(h)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .clone(),
+        base_version: 0,
+        edited_at: Utc::now(),
+    };
+    let body = serde_json::json!({
+        "device_id": device, "lane": "NORMAL", "device_now": Utc::now(), "entries": [entry],
+    });
+    let res = super::util::api_client()
+        .post(format!("{}/api/v1/sync/push", server.url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    server.applied().await;
+}
+
+async fn a_new_household_reaches_the_county_with_its_head_only_in_the_workers_grid(
+    backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
+    let phone = Device::enrol(&server, "worker-a").await;
+    let today = gridwalk::domain::cst::today(Utc::now());
+    let (from, house) = phone
+        .with(|s| {
+            for c in s.households(&Default::default(), today)? {
+                let d = s.household_detail(c.id, today)?;
+                if let Some(house) = d.house {
+                    return Ok::<_, gridwalk::store::StoreError>(Some((d.household, house)));
+                }
+            }
+            Ok(None)
+        })
+        .unwrap()
+        .expect("a household in a house");
+    // 同址分户: a son's family in the same house, its own room.
+    let split = Household {
+        id: new_id(),
+        grid_id: from.grid_id,
+        house_id: Some(house.id),
+        head_id: None,
+        address: format!("{}（东厢房）", from.address),
+        location: from.location,
+    };
+    let mut head = crate::register::blank(split.id);
+    head.name = "陈分户".into();
+    head.id_number = Some(crate::register::id_number(
+        chrono::NaiveDate::from_ymd_opt(1988, 3, 9).unwrap(),
+        31,
+    ));
+    head.phone = Some("13907941234".into());
+    // 新立户: a floating family with no house yet, in the worker's grid.
+    let fresh = Household {
+        id: new_id(),
+        grid_id: from.grid_id,
+        house_id: None,
+        head_id: None,
+        address: "新村路 8 号".into(),
+        location: None,
+    };
+    let mut head2 = crate::register::blank(fresh.id);
+    head2.name = "王外来".into();
+    head2.id_number = Some(crate::register::id_number(
+        chrono::NaiveDate::from_ymd_opt(1990, 7, 1).unwrap(),
+        33,
+    ));
+    head2.phone = Some("13807945678".into());
+    head2.person_type = PersonType::Floating;
+    head2.residence = ResidenceStatus::PersonOnly;
+    head2.origin = Some("湖南省长沙市".into());
+    phone
+        .with(|s| {
+            s.register_household(None, &split, &head, Utc::now())?;
+            s.register_household(None, &fresh, &head2, Utc::now())
+        })
+        .unwrap();
+    phone.sync().await;
+    server.applied().await;
+    assert!(phone.with(|s| s.rejections(true)).unwrap().is_empty());
+    for (h, p) in [(&split, &head), (&fresh, &head2)] {
+        let on_server = server.entity(h.id).await.expect("the household");
+        assert_eq!(on_server["address"], h.address.as_str());
+        assert_eq!(on_server["head_id"], p.id.to_string());
+        assert_eq!(on_server["grid_id"], from.grid_id.to_string());
+        let person = server.entity(p.id).await.expect("its head");
+        assert_eq!(person["relation"], "HEAD");
+        assert_eq!(person["household_id"], h.id.to_string());
+        assert_eq!(person["phone"], p.phone.as_deref().unwrap());
+    }
+    assert_eq!(
+        server.entity(fresh.id).await.unwrap()["house_id"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        server.entity(head2.id).await.unwrap()["origin"],
+        "湖南省长沙市"
+    );
+
+    // A household in a grid that is not the worker's, and one in a house of such a grid:
+    // refused, and the refusal reaches the phone.
+    let far = server.county.grids.last().unwrap().grid.id;
+    assert_ne!(far, from.grid_id);
+    let outside = Household {
+        id: new_id(),
+        grid_id: far,
+        house_id: None,
+        head_id: None,
+        address: "别村 1 号".into(),
+        location: None,
+    };
+    push_household(&server, &phone, &outside).await;
+    phone.sync().await;
+    assert!(server.entity(outside.id).await.is_none());
+    let refused = phone.with(|s| s.rejections(true)).unwrap();
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.rejection.record_id == outside.id && r.rejection.error == "not_found"),
+        "{refused:#?}"
+    );
+}
+both_backends!(a_new_household_reaches_the_county_with_its_head_only_in_the_workers_grid);

@@ -209,8 +209,10 @@ async fn a_task_reaches_its_worker_and_its_completion_the_county(backend: Backen
     }
     assert_eq!(on_server(&server, t.id).await.status, TaskStatus::Open);
 
-    // worker-a completes it with a photo of the site.
+    // worker-a completes it with two photos of the site.
     let photo = jpeg();
+    let mut photo_b = jpeg();
+    photo_b.extend(b"the second view");
     let sha = a
         .with(|s| {
             s.stage_photo(
@@ -218,6 +220,17 @@ async fn a_task_reaches_its_worker_and_its_completion_the_county(backend: Backen
                 &photo,
                 "image/jpeg",
                 "site.jpg",
+                Utc::now(),
+            )
+        })
+        .unwrap();
+    let sha_b = a
+        .with(|s| {
+            s.stage_photo(
+                &photo_form(t.id),
+                &photo_b,
+                "image/jpeg",
+                "site-2.jpg",
                 Utc::now(),
             )
         })
@@ -232,21 +245,37 @@ async fn a_task_reaches_its_worker_and_its_completion_the_county(backend: Backen
     assert_eq!(done.done_by.as_deref(), Some("worker-a"));
     assert_eq!(done.done_note.as_deref(), Some("护栏已装好"));
     assert_eq!(done.done_photo.as_deref(), Some(sha.as_str()));
+    assert_eq!(done.photos(), [sha.as_str(), sha_b.as_str()], "both photos");
     assert!(done.done_at.is_some());
-    let sha2 = sha.clone();
-    let stored = server
-        .read(move |db| {
-            Ok(db
-                .query_opt(
-                    "SELECT complete, data FROM photos WHERE sha256 = $1",
-                    &[sha2.into()],
-                )?
-                .map(|r| (r[0].i64().unwrap(), r[1].bytes().unwrap())))
-        })
+    for (sha, bytes) in [(&sha, &photo), (&sha_b, &photo_b)] {
+        let sha2 = sha.clone();
+        let stored = server
+            .read(move |db| {
+                Ok(db
+                    .query_opt(
+                        "SELECT complete, data FROM photos WHERE sha256 = $1",
+                        &[sha2.into()],
+                    )?
+                    .map(|r| (r[0].i64().unwrap(), r[1].bytes().unwrap())))
+            })
+            .await
+            .expect("the photo is stored");
+        assert_eq!(stored.0, 1);
+        assert_eq!(&stored.1, bytes);
+    }
+    // The dashboard's task page shows both.
+    let clerk = crate::dashboard::sign_in(&server, "admin", gridwalk::server::demo::DEMO_PASSWORD)
         .await
-        .expect("the photo is stored");
-    assert_eq!(stored.0, 1);
-    assert_eq!(stored.1, photo);
+        .unwrap_or_else(|p| panic!("{}", p.body));
+    let page = clerk.get("/tasks").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for sha in [&sha, &sha_b] {
+        assert!(
+            page.body.contains(&format!(r#"src="/photos/{sha}""#)),
+            "{sha} on the task page:\n{}",
+            page.body
+        );
+    }
     // The county's list shows it done; worker-a's phone agrees after the next pull.
     let listed = {
         let db = server.db.clone();
