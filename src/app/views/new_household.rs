@@ -140,7 +140,7 @@ pub fn NewHousehold(at: Option<Uuid>) -> Element {
             address: d.address.trim().to_owned(),
             location: match &from_s {
                 Some(f) => f.location,
-                None => services_s.location.fix().ok(),
+                None => services_s.location.fix().ok().map(|f| f.point),
             },
         };
         match store.write(|s| s.register_household(Some(&form), &h, &head, now)) {
