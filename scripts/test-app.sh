@@ -41,7 +41,10 @@ cargo clippy --all-targets --features desktop,server -- -D warnings
 # directory) for this machine's target: a check with lints, not a second build. Its
 # Android- and iOS-only lines need the NDK or Xcode and are not compiled here.
 cargo clippy --all-targets --no-default-features --features mobile -- -D warnings
-# View tests, encryption, the browser flows and the sync flow against a real in-process
-# gridwalk-server (ignored by default: they need chromium). `server` is on only in this test
-# build, never in the app.
-cargo test --features desktop,server --test integration app_ -- --include-ignored
+# View tests, encryption and the store key (`vault`), the browser flows and the sync flow
+# against a real in-process gridwalk-server (ignored by default: they need chromium; the
+# ignored `pin_cost` measurement is a library test, not run here). `server` is on only in this
+# test build, never in the app.
+cargo test --features desktop,server --test integration -- --include-ignored app_ vault::
+# The key file's own unit tests (the waits' schedule, sealing): the library with only `vault`.
+cargo test --no-default-features --features vault --lib vault::
