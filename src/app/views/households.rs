@@ -221,8 +221,14 @@ pub fn HouseholdPage(id: Uuid) -> Element {
                     }
                 }
             }
-            AddPerson { household: id }
-            crate::app::views::new_household::NewHousehold { key: "{id}", at: Some(id) }
+            // Keyed by the household, so going from one household's page to another's (the
+            // new household's link) mounts fresh forms with that household's drafts.
+            for hid in [id] {
+                AddPerson { key: "{hid}", household: hid }
+            }
+            for hid in [id] {
+                crate::app::views::new_household::NewHousehold { key: "{hid}", at: Some(hid) }
+            }
             h2 { {t(l, "事项", "Records")} " ({records.len()})" }
             p { class: "card-sub", {t(l, "为此户上报：", "Report for this household:")} }
             nav { class: "segmented",
