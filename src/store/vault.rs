@@ -769,7 +769,7 @@ mod tests {
     use super::*;
 
     /// What one PIN guess costs with [`Kdf::DEFAULT`] on this machine, and so 10^6 of them
-    /// (every 6-digit PIN) on one core: `cargo test --features desktop --lib pin_cost --
+    /// (every 6-digit PIN) on one core: `cargo test --no-default-features --features vault --lib pin_cost --
     /// --ignored --nocapture` (argon2 is optimised in the dev profile too).
     #[test]
     #[ignore]
