@@ -228,20 +228,7 @@ pub async fn login(
     password: &str,
     device_id: Uuid,
 ) -> Result<LoginResponse, SyncError> {
-    let http = http_client()?;
-    let base = server.trim_end_matches('/').to_owned();
-    let res = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
-        .json(&LoginRequest {
-            username: username.to_owned(),
-            password: password.to_owned(),
-            device_id,
-        })
-        .send()
-        .await
-        .map_err(|e| SyncError::Offline(e.to_string()))?;
-    decode(res).await
+    post_sign_in(server, "auth/login", username, password, device_id).await
 }
 
 /// Gets this device's recovery secret back from the county: signs in with the account's
@@ -253,10 +240,28 @@ pub async fn release_recovery(
     password: &str,
     device_id: Uuid,
 ) -> Result<crate::wire::RecoveryRelease, SyncError> {
+    post_sign_in(
+        server,
+        "device/recovery/release",
+        username,
+        password,
+        device_id,
+    )
+    .await
+}
+
+/// Posts a sign-in (username, password, device) to `/api/v1/{path}` and decodes the answer.
+async fn post_sign_in<T: DeserializeOwned>(
+    server: &str,
+    path: &str,
+    username: &str,
+    password: &str,
+    device_id: Uuid,
+) -> Result<T, SyncError> {
     let http = http_client()?;
-    let base = server.trim_end_matches('/').to_owned();
+    let base = server.trim_end_matches('/');
     let res = http
-        .post(format!("{base}/api/v1/device/recovery/release"))
+        .post(format!("{base}/api/v1/{path}"))
         .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
         .json(&LoginRequest {
             username: username.to_owned(),
