@@ -218,38 +218,22 @@ async fn newborn_and_death_reach_the_county_and_merge_with_its_edit(backend: Bac
 both_backends!(newborn_and_death_reach_the_county_and_merge_with_its_edit);
 
 /// A household pushed as a hostile device would, past its own store (which only knows its
-/// own grids): the device's session and id, the next sequence number of its lane.
+/// own grids).
 async fn push_household(server: &TestServer, d: &Device, h: &Household) {
-    use gridwalk::wire::{Lane, Op, OutboxEntry};
-    let token = d.with(|s| s.meta("token")).unwrap().unwrap();
-    let device = d.with(|s| s.device_id());
-    let seq = d.with(|s| s.outbox_last_seq(Lane::Normal)).unwrap() + 1;
-    let entry = OutboxEntry {
-        lane: Lane::Normal,
-        seq,
-        kind: EntityKind::Household,
-        record_id: h.id,
-        op: Op::Create,
-        fields: serde_json::to_value(h)
-            .unwrap()
-            .as_object()
-            .unwrap()
-            .clone(),
-        base_version: 0,
-        edited_at: Utc::now(),
-    };
-    let body = serde_json::json!({
-        "device_id": device, "lane": "NORMAL", "device_now": Utc::now(), "entries": [entry],
-    });
-    let res = super::util::api_client()
-        .post(format!("{}/api/v1/sync/push", server.url))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    server.applied().await;
+    let fields = serde_json::to_value(h)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone();
+    super::util::push_past_the_store(
+        server,
+        d,
+        EntityKind::Household,
+        h.id,
+        gridwalk::wire::Op::Create,
+        fields,
+    )
+    .await;
 }
 
 async fn a_new_household_reaches_the_county_with_its_head_only_in_the_workers_grid(

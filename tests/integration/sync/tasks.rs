@@ -13,7 +13,7 @@ use gridwalk::server::records::{self, NewTask};
 use gridwalk::server::repo;
 use gridwalk::store::feedback::FeedbackKind;
 use gridwalk::store::tasks::photo_form;
-use gridwalk::wire::{Lane, Op, OutboxEntry, Role};
+use gridwalk::wire::{Op, Role};
 use uuid::Uuid;
 
 use super::util::{Backend, Device, TestServer};
@@ -63,37 +63,13 @@ async fn on_server(server: &TestServer, id: Uuid) -> Task {
     serde_json::from_value(server.entity(id).await.expect("the task is stored")).unwrap()
 }
 
-/// A completion of `task` pushed as a hostile device would, past its own store: the device's
-/// session and id, the next sequence number of its lane.
+/// A completion of `task` pushed as a hostile device would, past its own store.
 async fn push_completion(server: &TestServer, d: &Device, task: Uuid) {
-    let token = d.with(|s| s.meta("token")).unwrap().unwrap();
-    let device = d.with(|s| s.device_id());
-    let seq = d.with(|s| s.outbox_last_seq(Lane::Normal)).unwrap() + 1;
-    let entry = OutboxEntry {
-        lane: Lane::Normal,
-        seq,
-        kind: EntityKind::Task,
-        record_id: task,
-        op: Op::Update,
-        fields: serde_json::json!({"status": "DONE", "done_note": "我来完成"})
-            .as_object()
-            .unwrap()
-            .clone(),
-        base_version: 0,
-        edited_at: Utc::now(),
-    };
-    let body = serde_json::json!({
-        "device_id": device, "lane": "NORMAL", "device_now": Utc::now(), "entries": [entry],
-    });
-    let res = super::util::api_client()
-        .post(format!("{}/api/v1/sync/push", server.url))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    server.applied().await;
+    let fields = serde_json::json!({"status": "DONE", "done_note": "我来完成"})
+        .as_object()
+        .unwrap()
+        .clone();
+    super::util::push_past_the_store(server, d, EntityKind::Task, task, Op::Update, fields).await;
 }
 
 fn jpeg() -> Vec<u8> {

@@ -242,3 +242,42 @@ pub fn api_client() -> reqwest::Client {
 pub fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
+
+/// Pushes one entry as a hostile device would, past its own store (which refuses what the
+/// county would): the device's session and id, the next sequence number of its normal lane.
+/// Answers once the county has applied it.
+pub async fn push_past_the_store(
+    server: &TestServer,
+    d: &Device,
+    kind: gridwalk::domain::model::EntityKind,
+    record_id: uuid::Uuid,
+    op: gridwalk::wire::Op,
+    fields: serde_json::Map<String, serde_json::Value>,
+) {
+    use gridwalk::wire::{Lane, OutboxEntry};
+    let token = d.with(|s| s.meta("token")).unwrap().unwrap();
+    let device = d.with(|s| s.device_id());
+    let seq = d.with(|s| s.outbox_last_seq(Lane::Normal)).unwrap() + 1;
+    let entry = OutboxEntry {
+        lane: Lane::Normal,
+        seq,
+        kind,
+        record_id,
+        op,
+        fields,
+        base_version: 0,
+        edited_at: Utc::now(),
+    };
+    let body = serde_json::json!({
+        "device_id": device, "lane": "NORMAL", "device_now": Utc::now(), "entries": [entry],
+    });
+    let res = api_client()
+        .post(format!("{}/api/v1/sync/push", server.url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    server.applied().await;
+}
