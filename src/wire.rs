@@ -170,6 +170,7 @@ coded_enum!(
         Secretary = "SECRETARY", "村网格长", "Village secretary";
         Worker = "WORKER", "网格员", "Grid worker";
         Assignee = "ASSIGNEE", "承办部门", "Assignee";
+        Relay = "RELAY", "村办中转站", "Village-office relay";
     }
 );
 
@@ -299,6 +300,12 @@ pub struct PushResponse {
     pub queued: u32,
     /// Entries at or below the watermark, answered as already received.
     pub replayed: u32,
+    /// Only a village-office relay answers this: every entry up to and including this
+    /// sequence number is held at the office (已交村办) and will be forwarded to the county.
+    /// The device keeps them in its outbox, marked held, until `acked_through` (the county's
+    /// own acknowledgement, relayed back) covers them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_through: Option<u64>,
 }
 
 /// One entity as it stands on the server, in a pull page.
@@ -425,6 +432,7 @@ pub struct ApiError {
 /// tables for keys whose value is an object in every row, and per row the `rest` (the keys
 /// not every row has), left out when every rest is empty.
 pub mod columns;
+pub mod relay;
 
 /// An API error's `message` is Chinese with the English after it in parentheses
 /// (`隐患描述须填写 (Description is required)`): its two parts, for a screen that shows the

@@ -86,6 +86,7 @@ pub fn receive_group(
                 acked_through: acked,
                 queued: fresh.len() as u32,
                 replayed,
+                held_through: None,
             })
         });
         answers.push(answer);

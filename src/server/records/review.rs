@@ -131,7 +131,7 @@ pub fn supervision_limit(role: crate::wire::Role) -> Supervision {
         Admin => Supervision::County,
         Town => Supervision::Town,
         Secretary => Supervision::Village,
-        Worker | Assignee => Supervision::None,
+        Worker | Assignee | Relay => Supervision::None,
     }
 }
 
