@@ -211,6 +211,11 @@ pub struct Account {
     pub scope_code: String,
     /// A worker's own grids (empty for other roles: their scope is the area code).
     pub grids: Vec<GridRef>,
+    /// The village office's relay, where the county knows one for the account's village
+    /// (the address the relay gave when it last synced with the county): the device syncs
+    /// there when it answers, with the county otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_url: Option<String>,
 }
 
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]

@@ -42,6 +42,7 @@ impl User {
                     name: grid_names.get(id).cloned().unwrap_or_default(),
                 })
                 .collect(),
+            relay_url: None,
         }
     }
 }
