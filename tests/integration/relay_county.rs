@@ -492,5 +492,44 @@ async fn a_relayed_push_lands_as_the_devices_own(backend: Backend) {
     .unwrap()
     .unwrap();
     assert_eq!(now, wm + 1);
+
+    // A page under another county generation (the county was restored) empties the mirror
+    // first: it starts over from that page.
+    let m = mirror.clone();
+    tokio::task::spawn_blocking(move || {
+        let (cursor, generation) = m.read(repo::mirror_cursor).unwrap();
+        assert!(cursor > 0 && generation.is_some());
+        let entities = |m: &Database| {
+            m.read(|db| db.query_one("SELECT count(*) FROM entities", &[])?[0].i64())
+                .unwrap()
+        };
+        assert!(entities(&m) > 0);
+        let restored = MirrorPage {
+            generation: "restored".into(),
+            cursor: 0,
+            more: false,
+            entities: vec![],
+            histories: vec![],
+            rejections: vec![],
+            accounts: vec![],
+            sessions: vec![],
+            devices: vec![],
+            watermarks: vec![],
+            settings: vec![],
+        };
+        m.tx(|db| repo::apply_page(db, &restored)).unwrap();
+        assert_eq!(entities(&m), 0);
+        assert_eq!(
+            m.read(repo::mirror_cursor).unwrap(),
+            (0, Some("restored".to_owned()))
+        );
+        assert_eq!(
+            m.read(|db| repo::county_watermark(db, device, Lane::Normal))
+                .unwrap(),
+            0
+        );
+    })
+    .await
+    .unwrap();
 }
 both_backends!(a_relayed_push_lands_as_the_devices_own);
