@@ -286,6 +286,11 @@ async fn the_mirror_answers_a_pull_as_the_county_does(backend: Backend) {
             let at_county = pull_all(&county, "worker-a", device, cursor, base, limit);
             let at_office = pull_all(&m, "worker-a", device, cursor, base, limit);
             assert_eq!(at_county, at_office, "cursor {cursor}, base {base}, limit {limit}");
+            // The secretary's village, too.
+            let phone = Uuid::now_v7();
+            let at_county = pull_all(&county, "secretary", phone, cursor, base, limit);
+            let at_office = pull_all(&m, "secretary", phone, cursor, base, limit);
+            assert_eq!(at_county, at_office, "secretary: cursor {cursor}, base {base}");
         }
         let last = pull_all(&county, "worker-a", device, base, base, records::MAX_PAGE);
         let changes: usize = last.iter().map(|p| p.changes.len()).sum();
