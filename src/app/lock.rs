@@ -11,7 +11,11 @@ use dioxus::prelude::*;
 
 use super::context::{Services, Session};
 use crate::store::Store;
-use crate::store::vault::{self, DbKey, Keystore, NoKeystore, Unlocked, Vault};
+#[cfg(any(target_os = "android", target_os = "ios"))]
+use crate::store::keystore::{DeviceKeystore, UnavailableKeystore};
+#[cfg(not(any(target_os = "android", target_os = "ios")))]
+use crate::store::vault::NoKeystore;
+use crate::store::vault::{self, DbKey, Keystore, Unlocked, Vault};
 
 /// `meta`: minutes without a touch after which the app locks itself.
 pub const AUTO_LOCK_MINUTES: &str = "auto_lock_minutes";
@@ -22,11 +26,64 @@ pub const AUTO_LOCK_CHOICES: [i64; 6] = [1, 2, 5, 10, 15, 30];
 /// `meta`: a recovery secret (base64) sealed into the vault but not yet kept by the county.
 pub const RECOVERY_PENDING: &str = "recovery_pending";
 
-/// The keystore this build seals the PIN-wrapped key with. Every build made on this machine
-/// (desktop, the browser harness, tests) has none; the phones' (Android Keystore, iOS
-/// Keychain) are not built yet, so a phone build also has none and says so in the README.
+/// The keystore this build seals the PIN-wrapped key with: on Android and iOS a
+/// [`DeviceKeystore`] over the platform's credential store, opened once it opens; everywhere else
+/// (desktop, the browser harness, tests) none. A phone whose store cannot be opened gets an
+/// [`UnavailableKeystore`], which refuses to seal or open with the reason, shown by the
+/// enrol and unlock screens: never a silent fall back to a vault without the phone's layer.
 pub fn keystore() -> &'static dyn Keystore {
-    &NoKeystore
+    #[cfg(any(target_os = "android", target_os = "ios"))]
+    {
+        static KEYSTORE: std::sync::OnceLock<DeviceKeystore> = std::sync::OnceLock::new();
+        if let Some(ks) = KEYSTORE.get() {
+            return ks;
+        }
+        match phone_keystore() {
+            Ok(ks) => KEYSTORE.get_or_init(|| ks),
+            // Not kept: the next unlock or enrolment tries again (a failure is rare, leaks
+            // only this message).
+            Err(e) => {
+                tracing::error!(error = %e, "the phone's keystore cannot be opened");
+                Box::leak(Box::new(UnavailableKeystore(e)))
+            }
+        }
+    }
+    #[cfg(not(any(target_os = "android", target_os = "ios")))]
+    {
+        &NoKeystore
+    }
+}
+
+/// Android's: SharedPreferences encrypted by an Android Keystore key
+/// (`android-native-keyring-store`). Needs the activity's context in ndk-context, which the
+/// mobile launcher sets up; it panics without one, so any panic is caught into an error.
+#[cfg(target_os = "android")]
+fn phone_keystore() -> Result<DeviceKeystore, String> {
+    Ok(DeviceKeystore::new(android_store()?))
+}
+
+/// iOS's: the Keychain (data protection keychain), the entry `WhenUnlockedThisDeviceOnly`
+/// so it never leaves the phone, not even in a backup restored on another. Compiles only on
+/// Apple targets: not compiled or run where this app is developed (see README).
+#[cfg(target_os = "ios")]
+fn phone_keystore() -> Result<DeviceKeystore, String> {
+    let store = apple_native_keyring_store::protected::Store::new().map_err(|e| e.to_string())?;
+    Ok(DeviceKeystore::with_modifiers(
+        store,
+        &[("access-policy", "when-unlocked-this-device-only")],
+    ))
+}
+
+/// Opens Android's credential store. Compiled in every `mobile` build (the crate builds on
+/// Linux) so it is checked here, but called on Android only: elsewhere ndk-context has no
+/// context.
+#[cfg(feature = "mobile")]
+#[cfg_attr(not(target_os = "android"), allow(dead_code))]
+fn android_store() -> Result<std::sync::Arc<keyring_core::CredentialStore>, String> {
+    let opened = std::panic::catch_unwind(android_native_keyring_store::Store::new)
+        .map_err(|_| "no Android context for the keystore".to_string())?;
+    let store: std::sync::Arc<keyring_core::CredentialStore> = opened.map_err(|e| e.to_string())?;
+    Ok(store)
 }
 
 /// The minutes of idleness after which the app locks (the store's setting, else 5).
@@ -165,6 +222,11 @@ pub fn use_auto_lock(
             }
         }
     });
+}
+
+/// Removes the store at `db`, its key file and this build's device secret (清除本机数据).
+pub fn wipe(db: &Path) -> std::io::Result<()> {
+    vault::wipe(db, keystore())
 }
 
 /// Unlocks the store at `db` with the app's keystore (the vault's own argon2id cost).

@@ -21,6 +21,8 @@ use crate::domain::validate::ValidationErrors;
 
 pub mod drafts;
 pub mod feedback;
+#[cfg(feature = "vault")]
+pub mod keystore;
 pub mod outbox;
 pub mod people;
 pub mod points;

@@ -3,9 +3,10 @@
 //!
 //! - **The PIN** releases the key: a key-encryption key is derived from the PIN with argon2id
 //!   ([`Kdf`], a per-device random salt), and the database key is sealed under it with
-//!   ChaCha20-Poly1305. On a phone the sealed key is sealed once more by the platform's
-//!   keystore ([`Keystore`]), so a copied file cannot even check a PIN guess off the phone.
-//!   Changing the PIN rewraps the key; the database is not re-encrypted.
+//!   ChaCha20-Poly1305. On a phone the sealed key is sealed once more under a device secret
+//!   the platform's keystore keeps ([`Keystore`]; [`super::keystore::DeviceKeystore`]), so a
+//!   copied file cannot even check a PIN guess off the phone. Changing the PIN rewraps the
+//!   key; the database is not re-encrypted.
 //! - **The recovery secret** `R` (32 random bytes) seals the same key a second time. `R` is
 //!   sent to the county for this device; the county never sees the database key, and the file
 //!   alone never holds `R`.
@@ -102,6 +103,12 @@ pub enum VaultError {
     Io(#[from] std::io::Error),
     #[error("the device keystore: {0}")]
     Keystore(String),
+    /// The key file's outer layer was sealed by another device's keystore (a copied file, data
+    /// restored on a new phone, the app reinstalled): the PIN cannot open it here.
+    #[error(
+        "this key file was not sealed on this device, or the app was reinstalled ({0}): recover online with your account password"
+    )]
+    NotThisDevice(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -154,8 +161,11 @@ impl crate::domain::labels::Explain for VaultError {
                 format!("读写本机密钥文件出错：请确认存储空间足够后再试（{e}）")
             }
             VaultError::Keystore(e) => {
-                format!("手机的安全密钥库不可用，无法解锁：请重启手机后再试（{e}）")
+                format!("手机的安全密钥库不可用，本机数据无法加密或解锁：请重启手机后再试（{e}）")
             }
+            VaultError::NotThisDevice(e) => format!(
+                "本机的密钥文件不是在这台设备上加密的（或应用重装过），PIN 无法解锁：请用“联网找回”，输入账号密码后设置新 PIN（{e}）"
+            ),
             VaultError::Store(e) => e.explain(lang),
         }
     }
@@ -187,7 +197,13 @@ pub trait Keystore: Send + Sync {
     /// Written into the vault file; a vault is opened only by the keystore that sealed it.
     fn name(&self) -> &'static str;
     fn seal(&self, data: &[u8]) -> Result<Vec<u8>, VaultError>;
+    /// Never makes a new device secret: a file sealed elsewhere is
+    /// [`VaultError::NotThisDevice`].
     fn open(&self, data: &[u8]) -> Result<Vec<u8>, VaultError>;
+    /// Deletes what the keystore keeps for this app (the wipe); nothing kept is no error.
+    fn forget(&self) -> Result<(), VaultError> {
+        Ok(())
+    }
 }
 
 /// No hardware keystore (desktop, the browser harness, tests): the PIN's argon2id key alone.
@@ -469,8 +485,8 @@ impl Vault {
     /// The key, if `pin` is right (no counting).
     fn try_pin(&self, pin: &str, ks: &dyn Keystore) -> Result<Option<DbKey>, VaultError> {
         if self.file.keystore != ks.name() {
-            return Err(VaultError::Keystore(format!(
-                "the key file was sealed by {:?}, this build has {:?}",
+            return Err(VaultError::NotThisDevice(format!(
+                "the key file was sealed by the keystore {:?}, this build has {:?}",
                 self.file.keystore,
                 ks.name()
             )));
@@ -665,7 +681,9 @@ pub fn unlock(
 }
 
 /// Opens the store with the key a recovery secret releases, sets `new_pin` (fresh salt) and
-/// clears the wrong-PIN count.
+/// clears the wrong-PIN count. The keystore's layer is not needed to open (R seals the key
+/// directly), so this works where the PIN cannot: another phone, the app reinstalled; the new
+/// PIN is sealed under `ks`, this phone's.
 pub fn recover(
     db: &Path,
     secret: &RecoverySecret,
@@ -734,8 +752,9 @@ fn finish_legacy(
     Ok(store)
 }
 
-/// Removes the store at `db`, its WAL companions and its vault.
-pub fn wipe(db: &Path) -> std::io::Result<()> {
+/// Removes the store at `db`, its WAL companions and its vault, then (best effort: the files
+/// are gone either way) what `ks` keeps for this app, the phone's device secret.
+pub fn wipe(db: &Path, ks: &dyn Keystore) -> std::io::Result<()> {
     let mut paths = Vec::new();
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = db.as_os_str().to_owned();
@@ -749,6 +768,9 @@ pub fn wipe(db: &Path) -> std::io::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+    }
+    if let Err(e) = ks.forget() {
+        tracing::warn!(error = %e, "could not delete the device secret from the keystore");
     }
     Ok(())
 }

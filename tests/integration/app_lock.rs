@@ -256,6 +256,36 @@ fn app_lock_after_ten_wrong_pins_the_wipe_names_the_unsent_entries_then_removes_
 }
 
 #[test]
+fn app_lock_a_key_file_sealed_on_another_phone_offers_recovery_or_the_wipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("device.db");
+    // Sealed by a phone's keystore; this build (desktop) has none, as another phone has
+    // another secret.
+    let phone =
+        gridwalk::store::keystore::DeviceKeystore::new(keyring_core::sample::Store::new().unwrap());
+    drop(vault::create(&db, "123456", Kdf::TEST, &phone).unwrap());
+    let clock = FakeClock::new();
+    let mut s = Screen::open(services(&db, None, &clock));
+    s.type_into("pin", "123456");
+    s.tap("unlock");
+    let html = s.html();
+    assert!(
+        html.contains("本机的密钥文件不是在这台设备上加密的（或应用重装过）"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"not-this-device\""), "{html}");
+    assert!(html.contains("联网找回（用账号密码）") && html.contains("清除本机数据"));
+    assert!(!html.contains("id=\"pin\""), "no PIN to try again");
+    assert_eq!(
+        Vault::load(&db).unwrap().unwrap().failures(),
+        0,
+        "not counted"
+    );
+    s.tap("choose-recover");
+    assert!(s.html().contains("找回并设置新 PIN"), "{}", s.html());
+}
+
+#[test]
 fn app_lock_the_app_locks_itself_after_the_idle_minutes_and_a_draft_survives() {
     let dir = tempfile::tempdir().unwrap();
     let db = store_at(dir.path(), 0);

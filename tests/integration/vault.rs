@@ -2,6 +2,8 @@
 //! else opens the database; a changed PIN opens the same data with the database untouched; a
 //! store made with the PIN as its passphrase migrates on its first unlock; wrong PINs are
 //! counted in the key file (a restart resets nothing), wait after 5 and lock out after 10.
+//! With a phone's keystore layer (`DeviceKeystore` over keyring's in-memory sample store, one
+//! per phone) a copied key file opens on no other phone, and recovery moves it to one.
 
 use std::path::Path;
 
@@ -9,11 +11,14 @@ use chrono::{Duration, Utc};
 use gridwalk::demo::seed_device;
 use gridwalk::domain::codes::*;
 use gridwalk::domain::geo::GeoPoint;
+use gridwalk::domain::labels::Explain;
 use gridwalk::domain::model::*;
+use gridwalk::store::keystore::{self, DeviceKeystore};
 use gridwalk::store::vault::{
-    self, Gate, Kdf, MAX_PIN_FAILURES, NoKeystore, Vault, VaultError, sidecar,
+    self, Gate, Kdf, Keystore, MAX_PIN_FAILURES, NoKeystore, Vault, VaultError, sidecar,
 };
 use gridwalk::store::{Store, StoreError};
+use keyring_core::CredentialStore;
 
 use crate::util::{now, small_county};
 
@@ -268,4 +273,149 @@ fn a_recovery_secret_opens_the_store_and_sets_a_new_pin() {
     drop(s);
     let s = unlock(&db, "777777", now() + Duration::days(3)).unwrap();
     assert_eq!(s.outbox_len().unwrap(), 1);
+}
+
+/// A phone's credential store (in memory) and the vault's layer over it.
+fn phone() -> (std::sync::Arc<CredentialStore>, DeviceKeystore) {
+    let store: std::sync::Arc<CredentialStore> = keyring_core::sample::Store::new().unwrap();
+    (store.clone(), DeviceKeystore::new(store))
+}
+
+/// Whether the phone's store holds the device secret.
+fn has_secret(store: &std::sync::Arc<CredentialStore>) -> bool {
+    match keyring_core::Entry::new_in_store(store, keystore::SERVICE, keystore::USER)
+        .unwrap()
+        .get_secret()
+    {
+        Ok(_) => true,
+        Err(keyring_core::Error::NoEntry) => false,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `db` and its key file copied into `to` (what someone with the phone's files has).
+fn copy_store(db: &Path, to: &Path) -> std::path::PathBuf {
+    let copy = to.join("device.db");
+    std::fs::copy(db, &copy).unwrap();
+    std::fs::copy(sidecar(db), sidecar(&copy)).unwrap();
+    copy
+}
+
+#[test]
+fn a_key_file_sealed_by_a_phones_keystore_opens_on_no_other_phone_until_recovered() {
+    let (store1, phone1) = phone();
+    let (store2, phone2) = phone();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("device.db");
+    let (n, secret) = {
+        let mut u = vault::create(&db, "123456", Kdf::TEST, &phone1).unwrap();
+        seed_device(&mut u.store, &small_county(), &[0], "worker-a").unwrap();
+        let grid = u.store.grids().unwrap()[0].id;
+        u.store.create_record(&hazard(grid), Utc::now()).unwrap();
+        (households(&u.store), u.vault.add_recovery(&u.key).unwrap())
+    };
+    assert!(has_secret(&store1) && !has_secret(&store2));
+    let key_file = std::fs::read_to_string(sidecar(&db)).unwrap();
+    assert!(key_file.contains("\"keystore\": \"device\""), "{key_file}");
+    let s = vault::unlock(&db, "123456", now(), Kdf::TEST, &phone1)
+        .unwrap()
+        .store;
+    assert_eq!(households(&s), n);
+    drop(s);
+
+    // Another phone with a copy: the right PIN and a wrong one meet the same refusal, so no
+    // guess can be checked, and none is counted.
+    let other = tempfile::tempdir().unwrap();
+    let copy = copy_store(&db, other.path());
+    for pin in ["123456", "000000"] {
+        match vault::unlock(&copy, pin, now(), Kdf::TEST, &phone2) {
+            Err(e @ VaultError::NotThisDevice(_)) => {
+                let zh = e.explain(Lang::Zh);
+                assert!(
+                    zh.starts_with("本机的密钥文件不是在这台设备上加密的（或应用重装过）")
+                        && zh.contains("联网找回"),
+                    "{zh}"
+                );
+            }
+            Err(e) => panic!("{pin}: {e}"),
+            Ok(_) => panic!("{pin} opened a copy on another phone"),
+        }
+    }
+    assert!(!has_secret(&store2), "an open never makes a device secret");
+    assert_eq!(Vault::load(&copy).unwrap().unwrap().failures(), 0);
+    // Nor without a keystore (desktop): the key file names the one that sealed it.
+    assert!(matches!(
+        vault::unlock(&copy, "123456", now(), Kdf::TEST, &NoKeystore),
+        Err(VaultError::NotThisDevice(_))
+    ));
+    // Nor by changing the PIN there.
+    let mut v = Vault::load(&copy).unwrap().unwrap();
+    assert!(matches!(
+        v.change_pin("123456", "246810", now(), &phone2),
+        Err(VaultError::NotThisDevice(_))
+    ));
+
+    // On its own phone the PIN still counts wrong ones, and changes.
+    assert!(matches!(
+        vault::unlock(&db, "000000", now(), Kdf::TEST, &phone1),
+        Err(VaultError::WrongPin { failures: 1, .. })
+    ));
+    let mut v = Vault::load(&db).unwrap().unwrap();
+    v.change_pin("123456", "246810", now(), &phone1).unwrap();
+    assert!(matches!(
+        vault::unlock(&db, "123456", now(), Kdf::TEST, &phone1),
+        Err(VaultError::WrongPin { .. })
+    ));
+    let s = vault::unlock(&db, "246810", now(), Kdf::TEST, &phone1)
+        .unwrap()
+        .store;
+    assert_eq!(households(&s), n);
+    drop(s);
+
+    // Recovery with the county's R moves the copy to the other phone: the new PIN is sealed
+    // under a new device secret there, which the first phone's does not open.
+    let s = vault::recover(&copy, &secret, "777777", now(), &phone2)
+        .unwrap()
+        .store;
+    assert_eq!(households(&s), n);
+    assert_eq!(s.outbox_len().unwrap(), 1);
+    drop(s);
+    assert!(has_secret(&store2));
+    let s = vault::unlock(&copy, "777777", now(), Kdf::TEST, &phone2)
+        .unwrap()
+        .store;
+    assert_eq!(households(&s), n);
+    drop(s);
+    assert!(matches!(
+        vault::unlock(&copy, "777777", now(), Kdf::TEST, &phone1),
+        Err(VaultError::NotThisDevice(_))
+    ));
+
+    // The wipe removes the files and the phone's device secret.
+    vault::wipe(&copy, &phone2).unwrap();
+    assert!(!copy.exists() && !sidecar(&copy).exists());
+    assert!(!has_secret(&store2));
+    assert!(has_secret(&store1), "the other phone's is its own");
+}
+
+#[test]
+fn after_a_reinstall_the_pin_cannot_open_the_key_file_and_recovery_does() {
+    let (store1, phone1) = phone();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("device.db");
+    let secret = {
+        let mut u = vault::create(&db, "123456", Kdf::TEST, &phone1).unwrap();
+        u.vault.add_recovery(&u.key).unwrap()
+    };
+    // A reinstall (or data restored on a new phone) keeps the files, not the device secret.
+    phone1.forget().unwrap();
+    assert!(!has_secret(&store1));
+    assert!(matches!(
+        vault::unlock(&db, "123456", now(), Kdf::TEST, &phone1),
+        Err(VaultError::NotThisDevice(_))
+    ));
+    assert!(!has_secret(&store1));
+    vault::recover(&db, &secret, "654321", now(), &phone1).unwrap();
+    assert!(has_secret(&store1));
+    vault::unlock(&db, "654321", now(), Kdf::TEST, &phone1).unwrap();
 }

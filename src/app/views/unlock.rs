@@ -69,6 +69,9 @@ fn Unlock() -> Element {
     let mut busy = use_signal(|| false);
     let mut tick = use_signal(|| 0u64);
     let mode = use_signal(|| Mode::Pin);
+    // The PIN cannot open this key file here (sealed on another phone, or before the app was
+    // reinstalled): only recovery or the wipe go on.
+    let mut not_here = use_signal(|| false);
     let path = services.db_path.clone();
     // The wait counts down on screen.
     use_future(move || async move {
@@ -89,12 +92,13 @@ fn Unlock() -> Element {
         Some(Err(e)) => Some(e.explain(l)),
         _ => None,
     };
-    if gate == PinGate::LockedOut {
+    if gate == PinGate::LockedOut || not_here() {
         let v = match vault {
             Some(Ok(Some(v))) => v,
             _ => return rsx! {},
         };
-        return rsx! { LockedOut { vault: v, mode } };
+        let why = (gate != PinGate::LockedOut).then(|| error().unwrap_or_default());
+        return rsx! { LockedOut { vault: v, mode, not_here: why } };
     }
     let waiting = match gate {
         PinGate::Wait { remaining_s, .. } => Some(remaining_s),
@@ -119,7 +123,12 @@ fn Unlock() -> Element {
                 spawn(lock::send_recovery(store.clone()));
                 session.store.set(Some(store));
             }
-            Err(e) => error.set(Some(e.explain(l))),
+            Err(e) => {
+                if matches!(e, vault::VaultError::NotThisDevice(_)) {
+                    not_here.set(true);
+                }
+                error.set(Some(e.explain(l)));
+            }
         }
         pin.set(String::new());
         busy.set(false);
@@ -151,19 +160,25 @@ fn Unlock() -> Element {
     }
 }
 
-/// After [`vault::MAX_PIN_FAILURES`] wrong PINs: recover online, or wipe.
+/// After [`vault::MAX_PIN_FAILURES`] wrong PINs, or a key file the PIN cannot open on this
+/// phone (`not_here`: why, as the unlock said it): recover online, or wipe.
 #[component]
-fn LockedOut(vault: Vault, mode: Signal<Mode>) -> Element {
+fn LockedOut(vault: Vault, mode: Signal<Mode>, not_here: Option<String>) -> Element {
     let l = *use_lang().read();
     let m = mode();
     rsx! {
         div { class: "gate", id: "locked-out",
             h1 { {t(l, "本机已锁定", "This phone is locked")} }
-            p { class: "note error", role: "alert",
-                {match l {
-                    Lang::Zh => format!("PIN 已连续错 {} 次，不能再用 PIN 解锁。请选择：", vault::MAX_PIN_FAILURES),
-                    Lang::En => format!("{} wrong PINs in a row: the PIN no longer unlocks. Choose:", vault::MAX_PIN_FAILURES),
-                }}
+            if let Some(why) = not_here {
+                p { class: "note error", role: "alert", id: "not-this-device", "{why}" }
+                p { class: "hint", {t(l, "请选择：", "Choose:")} }
+            } else {
+                p { class: "note error", role: "alert",
+                    {match l {
+                        Lang::Zh => format!("PIN 已连续错 {} 次，不能再用 PIN 解锁。请选择：", vault::MAX_PIN_FAILURES),
+                        Lang::En => format!("{} wrong PINs in a row: the PIN no longer unlocks. Choose:", vault::MAX_PIN_FAILURES),
+                    }}
+                }
             }
             {match m {
                 Mode::Recover => rsx! { Recover { vault: vault.clone(), mode } },
@@ -331,7 +346,7 @@ fn Wipe(vault: Vault, mode: Signal<Mode>) -> Element {
         let Some(path) = services.db_path.clone() else {
             return;
         };
-        match vault::wipe(&path) {
+        match lock::wipe(&path) {
             Ok(()) => {
                 let mut rev = gate.0;
                 let next = *rev.peek() + 1;
@@ -408,7 +423,7 @@ fn Enrol() -> Element {
             return;
         }
         // A half-made store of an earlier try goes first.
-        let _ = vault::wipe(&path);
+        let _ = lock::wipe(&path);
         let unlocked = match vault::create(&path, &pin.peek(), Kdf::DEFAULT, lock::keystore()) {
             Ok(u) => u,
             Err(e) => {
@@ -441,7 +456,7 @@ fn Enrol() -> Element {
                 }
                 Err(e) => {
                     drop(store);
-                    let _ = vault::wipe(&path);
+                    let _ = lock::wipe(&path);
                     error.set(Some(e.message));
                 }
             }
