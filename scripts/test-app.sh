@@ -47,4 +47,4 @@ cargo clippy --all-targets --no-default-features --features mobile -- -D warning
 # test build, never in the app.
 cargo test --features desktop,server --test integration -- --include-ignored app_ vault::
 # The key file's own unit tests (the waits' schedule, sealing): the library with only `vault`.
-cargo test --no-default-features --features vault --lib vault::
+cargo test --no-default-features --features vault --lib -- vault:: keystore::
