@@ -26,6 +26,8 @@ mod dashboard;
 mod data;
 mod demo;
 mod migrations;
+#[cfg(all(feature = "server", feature = "client"))]
+mod phone_relay;
 mod queries;
 mod register;
 mod spatial;
