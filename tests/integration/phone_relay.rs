@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use chrono::Utc;
+use gridwalk::client::SyncError;
 use gridwalk::store::feedback::Unsent;
 use gridwalk::store::remote::TOKEN;
 use gridwalk::wire::{Lane, PROTOCOL_HEADER, PROTOCOL_VERSION};
@@ -29,14 +30,17 @@ enum Mode {
     Refuse(u16),
     /// Pushes are kept here and answered as held; everything else passes.
     Hold,
+    /// The connection drops without an answer (the office's network went away mid-sync);
+    /// with `ping` too, the relay is gone altogether.
+    Drop { ping: bool },
 }
 
 #[derive(Clone)]
 struct Relay {
     county: String,
     mode: Arc<Mutex<Mode>>,
-    /// Every push body that reached the relay: (lane, the entries' sequence numbers).
-    pushes: Arc<Mutex<Vec<(String, Vec<u64>)>>>,
+    /// The sequence numbers of every entry pushed to the relay, in order.
+    pushes: Arc<Mutex<Vec<u64>>>,
     /// The entries held here, as pushed (to forward to the county later).
     held: Arc<Mutex<Vec<serde_json::Value>>>,
     http: reqwest::Client,
@@ -65,8 +69,7 @@ impl Relay {
     }
 
     fn pushed_seqs(&self) -> Vec<u64> {
-        let p = self.pushes.lock().unwrap();
-        p.iter().flat_map(|(_, s)| s.iter().copied()).collect()
+        self.pushes.lock().unwrap().clone()
     }
 }
 
@@ -87,6 +90,12 @@ async fn handle(
             .body(Body::from(v.to_string()))
             .unwrap()
     };
+    if let Mode::Drop { ping } = mode
+        && (ping || path != "/api/v1/ping")
+    {
+        // A panicking handler ends the connection without an answer.
+        std::panic::resume_unwind(Box::new("the office's network went away"));
+    }
     if path != "/api/v1/ping" {
         if let Mode::Refuse(status) = mode {
             return json(
@@ -111,11 +120,7 @@ async fn handle(
                 .iter()
                 .map(|e| e["seq"].as_u64().unwrap())
                 .collect();
-            relay
-                .pushes
-                .lock()
-                .unwrap()
-                .push((lane.clone(), seqs.clone()));
+            relay.pushes.lock().unwrap().extend(&seqs);
             if mode == Mode::Hold && !seqs.is_empty() {
                 relay.held.lock().unwrap().push(push);
                 return json(
@@ -316,4 +321,34 @@ async fn entries_held_at_the_relay_leave_the_outbox_with_the_countys_acknowledge
         .await;
     assert_eq!(watermark, 3);
     assert_eq!(d.with(|s| s.outbox_last_seq(Lane::Normal)).unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_gone_mid_sync_fails_that_sync_and_the_next_one_asks_it_then_the_county() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let d = phone(&server).await;
+    let grid = server.county.grids[0].grid.id;
+    let (relay, url) = Relay::start(&server.url, Mode::Drop { ping: false }).await;
+    set_relay(&d, &url);
+    let token = d.with(|s| s.meta(TOKEN)).unwrap();
+    let h = hazard(grid);
+    d.with(|s| s.create_record(&h, Utc::now())).unwrap();
+    let mut client = d.client();
+    client.retry.attempts = 2;
+    client.retry.first_delay = std::time::Duration::from_millis(50);
+    // Its ping answered, then nothing: the sync fails as offline, nothing marked held, the
+    // session kept.
+    let e = client.sync(&d.store, |_| {}).await.unwrap_err();
+    assert!(matches!(e, SyncError::Offline(_)), "{e:?}");
+    assert_eq!(
+        d.with(|s| (s.outbox_len().unwrap(), s.held_len().unwrap())),
+        (1, 0)
+    );
+    assert_eq!(d.with(|s| s.meta(TOKEN)).unwrap(), token);
+    // Next time the relay does not answer its ping at all: the county, in the same sync.
+    relay.set(Mode::Drop { ping: true });
+    let sum = client.sync(&d.store, |_| {}).await.unwrap();
+    assert!(!sum.via_relay);
+    assert_eq!(d.with(|s| s.outbox_len()).unwrap(), 0);
+    assert!(server.entity(h.common.id).await.is_some());
 }
