@@ -14,6 +14,8 @@ mod app_lock;
 mod app_moves;
 #[cfg(all(feature = "browser", feature = "server"))]
 mod app_moves_browser;
+#[cfg(feature = "app")]
+mod app_relay;
 #[cfg(all(feature = "browser", feature = "server"))]
 mod app_sync_browser;
 #[cfg(all(feature = "browser", feature = "server"))]
