@@ -16,6 +16,19 @@
 //!    lane stands and re-sends what the server lost, has its photos probed again, and pulls
 //!    whole, all in the same sync ([`Store::take_generation`]).
 //!
+//! **The village office's relay.** Where the store names one ([`Store::relay_url`]) and it
+//! answers `GET /api/v1/ping` within [`RELAY_PROBE_TIMEOUT`], the sync runs there: the same
+//! protocol, token and cursor. A push answer's `held_through` marks entries held at the
+//! office ([`Store::hold`]): they stay in the outbox, are not sent to the relay again, and
+//! leave it with the county's acknowledgement, which a relay passes on as `acked_through`, or
+//! which a later sync with the county gives (those entries go there too; its watermark answers
+//! the ones the relay already forwarded as replayed). A photo the relay has whole is held the
+//! same way. A relay answering 401 or 5xx (it does not know the session yet, has not mirrored
+//! yet) or speaking another protocol is left for the county in the same sync, the session
+//! untouched; a relay that stops answering mid-sync fails the sync as offline, and the next
+//! one asks the relay again first. The way the last sync went is kept in `meta`
+//! ([`Store::last_sync_via_relay`]).
+//!
 //! Every pull's answer says how long the session lasts; the device keeps it in `meta`
 //! ([`Store::session_times`]). [`probe`] asks whether the server answers at all, without a
 //! session: the [`schedule`]r's probe while idle or unreachable.
@@ -38,9 +51,10 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use crate::domain::codes::Coded;
 use crate::domain::model::Conflict;
 pub use crate::store::remote::SessionTimes;
-use crate::store::remote::{SERVER_URL, TOKEN};
+use crate::store::remote::{LAST_SYNC_VIA, SERVER_URL, TOKEN, VIA_COUNTY, VIA_RELAY};
 use crate::store::{Store, StoreError};
 use crate::wire::{
     Account, ApiError, GENERATION_HEADER, Lane, LoginRequest, LoginResponse, PROTOCOL_HEADER,
@@ -54,6 +68,9 @@ pub const PUSH_BATCH: usize = 500;
 pub const PHOTO_CHUNK: usize = 256 * 1024;
 /// How long a reachability probe waits for the server's answer, connecting included.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the village office's relay has to answer its ping before a sync (or a probe)
+/// goes to the county instead: it is on the office's own network or not there at all.
+pub const RELAY_PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The phases a sync reports progress in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +115,11 @@ pub struct SyncSummary {
     pub restored: bool,
     /// Acknowledged entries this sync pushed again because the server had lost them.
     pub resent: u64,
+    /// Entries the village office's relay took to hold (已交村办) in this sync, not yet
+    /// acknowledged by the county.
+    pub held: u64,
+    /// The sync was completed at the village office's relay (not straight with the county).
+    pub via_relay: bool,
 }
 
 /// Why a sync stopped.
@@ -183,6 +205,8 @@ pub struct SyncClient {
     /// How far this device's clock is off (zero on a real device, which uses its own clock;
     /// simulations and tests set it to play a device whose clock runs fast or slow).
     pub clock_offset: chrono::Duration,
+    /// This client talks to the village office's relay, not the county.
+    relay: bool,
 }
 
 fn http_client() -> Result<reqwest::Client, SyncError> {
@@ -326,6 +350,9 @@ pub async fn enrol(
         s.set_meta(SERVER_URL, server.trim_end_matches('/'))?;
         s.set_meta(TOKEN, &res.token)?;
         s.set_worker(&res.account.username)?;
+        if let Some(relay) = &res.account.relay_url {
+            s.set_relay_url(Some(relay))?;
+        }
         s.keep_session_times(&SessionTimes {
             expires_at: res.expires_at,
             ends_at: res.ends_at,
@@ -344,14 +371,32 @@ pub async fn enrol(
 /// [`PROBE_TIMEOUT`]: for the scheduler's probe while idle or unreachable. A new HTTP client
 /// each time; [`SyncClient::probe`] reuses the client's connections.
 pub async fn probe(base: &str) -> Result<(), SyncError> {
-    probe_with(&http_client()?, base.trim_end_matches('/')).await
+    probe_with(&http_client()?, base.trim_end_matches('/'), PROBE_TIMEOUT).await
 }
 
-async fn probe_with(http: &reqwest::Client, base: &str) -> Result<(), SyncError> {
+/// [`probe`] for a device that may be at its village office: the relay (if any) answering
+/// within [`RELAY_PROBE_TIMEOUT`] is enough, as a sync would go there; else the county.
+pub async fn probe_either(county: &str, relay: Option<&str>) -> Result<(), SyncError> {
+    let http = http_client()?;
+    if let Some(relay) = relay
+        && probe_with(&http, relay.trim_end_matches('/'), RELAY_PROBE_TIMEOUT)
+            .await
+            .is_ok()
+    {
+        return Ok(());
+    }
+    probe_with(&http, county.trim_end_matches('/'), PROBE_TIMEOUT).await
+}
+
+async fn probe_with(
+    http: &reqwest::Client,
+    base: &str,
+    timeout: Duration,
+) -> Result<(), SyncError> {
     let res = http
         .get(format!("{base}/api/v1/ping"))
         .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
-        .timeout(PROBE_TIMEOUT)
+        .timeout(timeout)
         .send()
         .await
         .map_err(|e| SyncError::Offline(e.to_string()))?;
@@ -446,6 +491,7 @@ impl SyncClient {
             page: 20_000,
             frame: 2_000,
             clock_offset: chrono::Duration::zero(),
+            relay: false,
         })
     }
 
@@ -469,7 +515,21 @@ impl SyncClient {
 
     /// Whether the server answers ([`probe`]), over this client's connections.
     pub async fn probe(&self) -> Result<(), SyncError> {
-        probe_with(&self.http, &self.base).await
+        probe_with(&self.http, &self.base, PROBE_TIMEOUT).await
+    }
+
+    /// Whether this client talks to a village office's relay.
+    pub fn is_relay(&self) -> bool {
+        self.relay
+    }
+
+    /// The same session at the village office's relay at `url`.
+    pub fn at_relay(&self, url: &str) -> SyncClient {
+        SyncClient {
+            base: url.trim_end_matches('/').to_owned(),
+            relay: true,
+            ..self.clone()
+        }
     }
 
     /// Keeps this device's recovery secret (base64) at the county.
@@ -506,6 +566,10 @@ impl SyncClient {
                 .send()
                 .await;
             let retry_err = match res {
+                // A relay not ready for this device (not mirrored yet): the county, at once.
+                Ok(r) if self.relay && r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    return Err(error_of(r.status(), r).await);
+                }
                 Ok(r)
                     if r.status().is_server_error()
                         || r.status() == StatusCode::TOO_MANY_REQUESTS =>
@@ -525,21 +589,66 @@ impl SyncClient {
         }
     }
 
-    /// Runs a whole sync: push (urgent lane first), photos, pull. A pull that finds the
-    /// county's database restored from a backup resets the store for it
-    /// ([`Store::take_generation`]), and the sync runs once more: push (re-sending what the
-    /// server lost first), photos (each asked for again), and a pull from 0.
+    /// Runs a whole sync: at the village office's relay when the store names one and it
+    /// answers its ping within [`RELAY_PROBE_TIMEOUT`], else (or when the relay turns it away:
+    /// 401, 5xx, another protocol) with the county; see the module's documentation. Which way
+    /// it went is kept in `meta` ([`Store::last_sync_via_relay`]) and in the summary.
     pub async fn sync(
         &self,
         store: &Arc<Mutex<Store>>,
         mut progress: impl FnMut(Progress),
     ) -> Result<SyncSummary, SyncError> {
         let mut sum = SyncSummary::default();
+        let relay = if self.relay {
+            None
+        } else {
+            on_store(store, |s| s.relay_url()).await?
+        };
+        if let Some(url) = relay {
+            let at = self.at_relay(&url);
+            if probe_with(&at.http, &at.base, RELAY_PROBE_TIMEOUT)
+                .await
+                .is_ok()
+            {
+                match at.sync_here(store, &mut progress, &mut sum).await {
+                    Ok(()) => {
+                        sum.via_relay = true;
+                        on_store(store, |s| s.set_meta(LAST_SYNC_VIA, VIA_RELAY)).await?;
+                        return Ok(sum);
+                    }
+                    Err(
+                        e @ (SyncError::Unauthorized
+                        | SyncError::Server(_)
+                        | SyncError::Incompatible(_)),
+                    ) => {
+                        tracing::info!(error = %e, "the office relay turned the sync away; the county");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.sync_here(store, &mut progress, &mut sum).await?;
+        sum.via_relay = self.relay;
+        let via = if self.relay { VIA_RELAY } else { VIA_COUNTY };
+        on_store(store, move |s| s.set_meta(LAST_SYNC_VIA, via)).await?;
+        Ok(sum)
+    }
+
+    /// A whole sync at this client's server: push (urgent lane first), photos, pull. A pull
+    /// that finds the county's database restored from a backup resets the store for it
+    /// ([`Store::take_generation`]), and the sync runs once more: push (re-sending what the
+    /// server lost first), photos (each asked for again), and a pull from 0.
+    async fn sync_here(
+        &self,
+        store: &Arc<Mutex<Store>>,
+        progress: &mut impl FnMut(Progress),
+        sum: &mut SyncSummary,
+    ) -> Result<(), SyncError> {
         for _ in 0..2 {
-            self.push(store, &mut progress, &mut sum).await?;
-            self.photos(store, &mut progress, &mut sum).await?;
-            if !self.pull(store, &mut progress, &mut sum).await? {
-                return Ok(sum);
+            self.push(store, progress, sum).await?;
+            self.photos(store, progress, sum).await?;
+            if !self.pull(store, progress, sum).await? {
+                return Ok(());
             }
             sum.restored = true;
         }
@@ -616,7 +725,11 @@ impl SyncClient {
         if check {
             self.restore_check(store, device, sum).await?;
         }
-        let mut total = on_store(store, |s| s.outbox_len()).await?;
+        let relay = self.relay;
+        let mut total = on_store(store, move |s| -> Result<u64, StoreError> {
+            Ok(s.outbox_len()? - if relay { s.held_len()? } else { 0 })
+        })
+        .await?;
         let pushed_before = sum.pushed;
         progress(Progress {
             phase: Phase::Upload,
@@ -632,11 +745,12 @@ impl SyncClient {
                 let offset = self.clock_offset;
                 let batch = on_store(
                     store,
-                    move |s| -> Result<Option<(u64, Vec<u8>)>, SyncError> {
-                        let entries = s.outbox_to_push(lane, PUSH_BATCH)?;
-                        if entries.is_empty() {
+                    move |s| -> Result<Option<(u64, u64, Vec<u8>)>, SyncError> {
+                        // The relay is not sent what it holds already; the county is.
+                        let entries = s.outbox_to_push_at(lane, PUSH_BATCH, relay)?;
+                        let Some(first) = entries.first().map(|e| e.seq) else {
                             return Ok(None);
-                        }
+                        };
                         let n = entries.len() as u64;
                         let req = PushRequest {
                             device_id: device,
@@ -646,20 +760,30 @@ impl SyncClient {
                         };
                         let json = serde_json::to_vec(&req)
                             .map_err(|e| SyncError::Server(e.to_string()))?;
-                        Ok(Some((n, gzip(&json))))
+                        Ok(Some((first, n, gzip(&json))))
                     },
                 )
                 .await?;
-                let Some((n, body)) = batch else {
+                let Some((first, n, body)) = batch else {
                     break;
                 };
                 let ack = match self.post_push(body, sum).await {
                     // The server lost entries it had acknowledged (its database was restored
                     // from a backup): they go again from where it stands, once, if this
                     // device still keeps them.
+                    // A relay that lost what it held expects it again: it is no longer held.
                     Err(SyncError::Gap { expected }) if !gap_filled => {
                         gap_filled = true;
-                        match on_store(store, move |s| s.requeue_acked(lane, expected)).await? {
+                        let again = on_store(store, move |s| -> Result<_, StoreError> {
+                            let unheld = if relay { s.unhold(lane, expected)? } else { 0 };
+                            Ok(match s.requeue_acked(lane, expected)? {
+                                Some(k) => Some(k + unheld),
+                                None if unheld > 0 => Some(unheld),
+                                None => None,
+                            })
+                        })
+                        .await?;
+                        match again {
                             Some(k) if k > 0 => {
                                 sum.resent += k as u64;
                                 total += k as u64;
@@ -671,7 +795,23 @@ impl SyncClient {
                     other => other?,
                 };
                 let now = Utc::now() + self.clock_offset;
-                on_store(store, move |s| s.acknowledge(lane, ack.acked_through, now)).await?;
+                let held = on_store(store, move |s| -> Result<_, StoreError> {
+                    s.acknowledge(lane, ack.acked_through, now)?;
+                    match ack.held_through {
+                        Some(h) => s.hold(lane, h, now),
+                        None => Ok(0),
+                    }
+                })
+                .await?;
+                sum.held += held as u64;
+                // A relay that neither holds nor passes on an acknowledgement for what it was
+                // sent would be sent it forever: the county takes it instead.
+                if relay && ack.acked_through.max(ack.held_through.unwrap_or(0)) < first {
+                    return Err(SyncError::Server(format!(
+                        "the office relay took none of entries {first}.. of lane {}",
+                        lane.code()
+                    )));
+                }
                 sum.pushed += n;
                 progress(Progress {
                     phase: Phase::Upload,
@@ -689,7 +829,8 @@ impl SyncClient {
         progress: &mut impl FnMut(Progress),
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
-        let pending = on_store(store, |s| s.pending_photos()).await?;
+        let relay = self.relay;
+        let pending = on_store(store, move |s| s.pending_photos_at(relay)).await?;
         let total = pending.len() as u64;
         for (i, p) in pending.into_iter().enumerate() {
             progress(Progress {
@@ -755,7 +896,13 @@ impl SyncClient {
                 }
             }
             let sha = p.sha256.clone();
-            on_store(store, move |s| s.mark_photo_uploaded(&sha)).await?;
+            // Whole at the relay: held there (the county may not have it yet).
+            let now = Utc::now() + self.clock_offset;
+            on_store(store, move |s| match relay {
+                true => s.mark_photo_held(&sha, now),
+                false => s.mark_photo_uploaded(&sha),
+            })
+            .await?;
             sum.photos += 1;
         }
         progress(Progress {

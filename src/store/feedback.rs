@@ -1,8 +1,9 @@
 //! The feedback inbox: what the county did on this worker's records since they last looked
 //! (replies, status moves made by someone else), written once per change while a pull is
-//! applied, read and marked read by the app; and which records still have something unsent.
+//! applied, read and marked read by the app; and which records still have something unsent,
+//! and whether that is held at the village office.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -12,6 +13,16 @@ use super::{Result, Store, StoreError, ts};
 use crate::domain::codes::Coded;
 use crate::domain::lifecycle::Status;
 use crate::domain::model::{Reply, StatusChange};
+
+/// Where a record with something not yet at the county stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsent {
+    /// Something of it is only on this phone (待上传).
+    Waiting,
+    /// Everything of it not yet at the county is held at the village office, which forwards
+    /// it (已交村办).
+    Held,
+}
 
 /// What kind of feedback an item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,29 +151,54 @@ impl Store {
 
     /// The records with something not yet on the server: an outbox entry of the record or of
     /// a child of it (a mediation session, an emergency report, a patrol's track, a photo), or
-    /// a photo it names not uploaded yet. One pass over the outbox, for a whole list.
+    /// a photo it names not uploaded yet. One pass over the outbox, for a whole list. Those
+    /// held at the village office are among them: the county does not have them yet.
     pub fn unsent_records(&self) -> Result<HashSet<Uuid>> {
-        let mut ids = HashSet::new();
+        Ok(self.unsent_states()?.into_keys().collect())
+    }
+
+    /// [`Store::unsent_records`] with where each stands: [`Unsent::Held`] when everything of
+    /// it not yet at the county is held at the village office (its entries, and its photos the
+    /// office has whole), [`Unsent::Waiting`] while anything of it is still only on this phone.
+    pub fn unsent_states(&self) -> Result<HashMap<Uuid, Unsent>> {
+        let mut out = HashMap::new();
         let mut stmt = self.conn.prepare_cached(
-            "SELECT coalesce(json_extract(fields, '$.dispute_id'), json_extract(fields, '$.emergency_id'),
-                             json_extract(fields, '$.patrol_id'), json_extract(fields, '$.record_id'),
-                             record_id)
-             FROM outbox
-             UNION
-             SELECT r.id FROM records r, json_each(r.data, '$.photos') j
-             JOIN photos p ON p.sha256 = j.value WHERE p.uploaded = 0",
+            "SELECT id, max(waiting) FROM (
+               SELECT coalesce(json_extract(fields, '$.dispute_id'), json_extract(fields, '$.emergency_id'),
+                               json_extract(fields, '$.patrol_id'), json_extract(fields, '$.record_id'),
+                               record_id) AS id, held_at IS NULL AS waiting
+               FROM outbox
+               UNION ALL
+               SELECT r.id, p.held_at IS NULL FROM records r, json_each(r.data, '$.photos') j
+               JOIN photos p ON p.sha256 = j.value WHERE p.uploaded = 0)
+             GROUP BY id",
         )?;
-        for id in stmt.query_map([], |r| r.get::<_, Option<String>>(0))? {
-            if let Some(id) = id?.and_then(|s| Uuid::parse_str(&s).ok()) {
-                ids.insert(id);
+        for row in stmt.query_map([], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, bool>(1)?))
+        })? {
+            let (id, waiting) = row?;
+            if let Some(id) = id.and_then(|s| Uuid::parse_str(&s).ok()) {
+                out.insert(
+                    id,
+                    if waiting {
+                        Unsent::Waiting
+                    } else {
+                        Unsent::Held
+                    },
+                );
             }
         }
-        Ok(ids)
+        Ok(out)
     }
 
     /// Whether one record has something not yet on the server.
     pub fn is_unsent(&self, record: Uuid) -> Result<bool> {
-        Ok(self.unsent_records()?.contains(&record))
+        Ok(self.unsent_state(record)?.is_some())
+    }
+
+    /// Where one record stands on its way to the county (`None`: all of it is there).
+    pub fn unsent_state(&self, record: Uuid) -> Result<Option<Unsent>> {
+        Ok(self.unsent_states()?.get(&record).copied())
     }
 
     /// The record a feedback item belongs to, if this device holds it.

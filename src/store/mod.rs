@@ -46,6 +46,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_restores.sql"),
     include_str!("migrations/0009_tasks.sql"),
     include_str!("migrations/0010_person_register.sql"),
+    include_str!("migrations/0011_relay_held.sql"),
 ];
 
 impl crate::domain::labels::Explain for StoreError {

@@ -8,6 +8,10 @@
 //! acknowledgement, and never fewer than the lane's last [`ACKED_KEEP_LAST`]. A county
 //! database restored from a backup has lost what it acknowledged after the backup; the device
 //! puts those entries back in the outbox ([`Store::requeue_acked`]) and pushes them again.
+//!
+//! An entry a village office's relay took is *held* (`held_at`, [`Store::hold`]): it stays in
+//! the outbox until the county's own acknowledgement covers it, is not sent to the relay
+//! again, and is sent to the county like any other waiting entry.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -104,7 +108,18 @@ impl Store {
     /// [`Store::outbox`] as a push sends it: the fields as the outbox holds them, checked to
     /// be a JSON object but not parsed.
     pub fn outbox_to_push(&self, lane: Lane, limit: usize) -> Result<Vec<OutboxEntry<RawFields>>> {
-        self.outbox_with(lane, limit, |json| {
+        self.outbox_to_push_at(lane, limit, false)
+    }
+
+    /// [`Store::outbox_to_push`], leaving out the entries held at the village office when
+    /// `skip_held` (a push to the relay, which has them already).
+    pub fn outbox_to_push_at(
+        &self,
+        lane: Lane,
+        limit: usize,
+        skip_held: bool,
+    ) -> Result<Vec<OutboxEntry<RawFields>>> {
+        self.outbox_where(lane, limit, skip_held, |json| {
             RawFields::from_json(json)
                 .map_err(|e| super::StoreError::Corrupt(format!("outbox fields: {e}")))
         })
@@ -116,11 +131,21 @@ impl Store {
         limit: usize,
         fields: impl Fn(String) -> Result<F>,
     ) -> Result<Vec<OutboxEntry<F>>> {
+        self.outbox_where(lane, limit, false, fields)
+    }
+
+    fn outbox_where<F>(
+        &self,
+        lane: Lane,
+        limit: usize,
+        skip_held: bool,
+        fields: impl Fn(String) -> Result<F>,
+    ) -> Result<Vec<OutboxEntry<F>>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT lane, seq, kind, record_id, op, fields, base_version, edited_at
-             FROM outbox WHERE lane = ?1 ORDER BY seq LIMIT ?2",
+             FROM outbox WHERE lane = ?1 AND (?3 = 0 OR held_at IS NULL) ORDER BY seq LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![lane.code(), limit as i64], |r| {
+        let rows = stmt.query_map(params![lane.code(), limit as i64, skip_held], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, i64>(1)?,
@@ -155,6 +180,42 @@ impl Store {
             .conn
             .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
         Ok(n as u64)
+    }
+
+    /// How many waiting entries, in all lanes, are held at the village office.
+    pub fn held_len(&self) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM outbox WHERE held_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// The village office's relay holds the entries of a lane up to and including `seq`
+    /// (已交村办, a push answer's `held_through`): they stay in the outbox, marked held at
+    /// `now` (the first time), until the county's acknowledgement ([`Store::acknowledge`])
+    /// takes them out. How many were newly marked.
+    pub fn hold(&mut self, lane: Lane, seq: u64, now: DateTime<Utc>) -> Result<usize> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE outbox SET held_at = ?3
+                 WHERE lane = ?1 AND seq <= ?2 AND held_at IS NULL",
+            )?
+            .execute(params![lane.code(), seq as i64, ts(now)])?)
+    }
+
+    /// The relay does not have the entries of a lane from `from` on after all (it expects an
+    /// earlier one: it lost them): they are no longer held and go to it again. How many.
+    pub fn unhold(&mut self, lane: Lane, from: u64) -> Result<usize> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE outbox SET held_at = NULL
+                 WHERE lane = ?1 AND seq >= ?2 AND held_at IS NOT NULL",
+            )?
+            .execute(params![lane.code(), from as i64])?)
     }
 
     /// The last sequence number handed out in a lane.
@@ -385,6 +446,69 @@ mod tests {
             .unwrap();
         assert_eq!(s.requeue_acked(Lane::Normal, 1).unwrap(), None);
         assert_eq!(seqs(&s), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn entries_held_at_the_office_wait_for_the_county_and_are_not_sent_there_again() {
+        use crate::store::feedback::Unsent;
+        let (mut s, grid) = crate::store::testing::store_with_grid();
+        let now: DateTime<Utc> = "2026-11-29T09:30:00Z".parse().unwrap();
+        let a = hazard(grid, now);
+        s.create_record(&a, now).unwrap(); // 1
+        let sha = s
+            .attach_photo(a.common.id, b"\xFF\xD8\xFFphoto", "image/jpeg", now)
+            .unwrap(); // 2
+        let b = hazard(grid, now);
+        s.create_record(&b, now).unwrap(); // 3
+        let states = s.unsent_states().unwrap();
+        assert_eq!(states.get(&a.common.id), Some(&Unsent::Waiting));
+
+        // The relay holds 1 and 2, and the photo whole: record a is 已交村办, b still waits.
+        assert_eq!(s.hold(Lane::Normal, 2, now).unwrap(), 2);
+        s.mark_photo_held(&sha, now).unwrap();
+        let states = s.unsent_states().unwrap();
+        assert_eq!(states.get(&a.common.id), Some(&Unsent::Held));
+        assert_eq!(states.get(&b.common.id), Some(&Unsent::Waiting));
+        assert_eq!((s.outbox_len().unwrap(), s.held_len().unwrap()), (3, 2));
+        // The relay is sent only what it lacks; the county everything waiting.
+        let to = |s: &Store, skip| -> Vec<u64> {
+            s.outbox_to_push_at(Lane::Normal, 10, skip)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!((to(&s, true), to(&s, false)), (vec![3], vec![1, 2, 3]));
+        assert!(s.pending_photos_at(true).unwrap().is_empty());
+        assert_eq!(s.pending_photos().unwrap()[0].sha256, sha);
+        // Held again (a replayed answer): the first time stays, nothing newly marked.
+        assert_eq!(s.hold(Lane::Normal, 2, now).unwrap(), 0);
+        // The photo alone still only on the phone keeps the record waiting.
+        s.conn
+            .execute("UPDATE photos SET held_at = NULL", [])
+            .unwrap();
+        assert_eq!(s.unsent_state(a.common.id).unwrap(), Some(Unsent::Waiting));
+        s.mark_photo_held(&sha, now).unwrap();
+
+        // The county acknowledges through 2 (the relay forwarded them, or the phone pushed
+        // them there): they leave the outbox; the photo goes once the county has it.
+        assert_eq!(s.acknowledge(Lane::Normal, 2, now).unwrap(), 2);
+        assert_eq!((s.outbox_len().unwrap(), s.held_len().unwrap()), (1, 0));
+        assert_eq!(s.unsent_state(a.common.id).unwrap(), Some(Unsent::Held));
+        s.mark_photo_uploaded(&sha).unwrap();
+        assert_eq!(s.unsent_state(a.common.id).unwrap(), None);
+        assert!(s.pending_photos().unwrap().is_empty());
+
+        // A relay that lost what it held (it expects 3 again) gets it again.
+        s.hold(Lane::Normal, 3, now).unwrap();
+        assert!(to(&s, true).is_empty());
+        assert_eq!(s.unhold(Lane::Normal, 3).unwrap(), 1);
+        assert_eq!(to(&s, true), vec![3]);
+        // An acknowledged entry put back for a restored county is waiting, not held.
+        s.hold(Lane::Normal, 3, now).unwrap();
+        s.acknowledge(Lane::Normal, 3, now).unwrap();
+        assert_eq!(s.requeue_acked(Lane::Normal, 3).unwrap(), Some(1));
+        assert_eq!((to(&s, true), s.held_len().unwrap()), (vec![3], 0));
     }
 
     #[test]

@@ -14,6 +14,8 @@ mod app_lock;
 mod app_moves;
 #[cfg(all(feature = "browser", feature = "server"))]
 mod app_moves_browser;
+#[cfg(feature = "app")]
+mod app_relay;
 #[cfg(all(feature = "browser", feature = "server"))]
 mod app_sync_browser;
 #[cfg(all(feature = "browser", feature = "server"))]
@@ -26,6 +28,8 @@ mod dashboard;
 mod data;
 mod demo;
 mod migrations;
+#[cfg(all(feature = "server", feature = "client"))]
+mod phone_relay;
 mod queries;
 mod register;
 #[cfg(all(feature = "server", feature = "client"))]

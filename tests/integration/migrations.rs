@@ -23,6 +23,7 @@ const FIXTURES: &[&str] = &[
     include_str!("../fixtures/store/v7.sql"),
     include_str!("../fixtures/store/v8.sql"),
     include_str!("../fixtures/store/v9.sql"),
+    include_str!("../fixtures/store/v10.sql"),
 ];
 
 #[test]
@@ -131,6 +132,27 @@ fn every_earlier_schema_version_upgrades_with_its_data() {
         if version >= 8 {
             assert_eq!(s.acked_len().unwrap(), 1, "the kept acknowledged entry");
         }
+        if version >= 10 {
+            // The second household's person keeps where they are registered.
+            let other = s
+                .households(
+                    &HouseholdQuery {
+                        text: Some("乐美阳".into()),
+                        ..Default::default()
+                    },
+                    today(),
+                )
+                .unwrap();
+            let members = s.household_detail(other[0].id, today()).unwrap().members;
+            assert_eq!(members[0].origin.as_deref(), Some("江西省抚州市临川区"));
+        }
+        // Nothing of an upgraded device was left at a village office: what waits, waits.
+        let unsent = s.unsent_states().unwrap();
+        assert_eq!(
+            unsent.get(&open[0].id),
+            Some(&gridwalk::store::feedback::Unsent::Waiting),
+            "v{version}"
+        );
         let tasks = s.tasks().unwrap();
         if version >= 9 {
             // The open task is still on Today's list, about its hazard.

@@ -103,18 +103,25 @@ fn same_tab(a: &Route, b: &Route) -> bool {
 
 /// A record's sync state beside its status: 待上传 while anything of it is still on this
 /// phone only (its status then says only what the phone did: a just-filed record shows no
-/// 已上报 until the county has it), 已上传 once it is all on the server.
+/// 已上报 until the county has it), 已交村办 when all that the county lacks of it is held at
+/// the village office's relay (its entries, and its photos the office has whole), 已上传 once
+/// it is all on the server.
 #[component]
 pub fn SyncState(
-    unsent: bool,
+    unsent: Option<crate::store::feedback::Unsent>,
     status: crate::domain::lifecycle::Status,
     domain: crate::domain::codes::Domain,
 ) -> Element {
+    use crate::store::feedback::Unsent;
     let l = *use_lang().read();
     let initial = crate::domain::lifecycle::lifecycle(domain).initial;
     rsx! {
-        if unsent {
-            span { class: "pill warn sync-state", "data-sync": "unsent", {t(l, "待上传", "Not sent")} }
+        if let Some(state) = unsent {
+            if state == Unsent::Held {
+                span { class: "pill held sync-state", "data-sync": "held", {t(l, "已交村办", "At the village office")} }
+            } else {
+                span { class: "pill warn sync-state", "data-sync": "unsent", {t(l, "待上传", "Not sent")} }
+            }
             if status != initial { Pill { text: status.label(l).to_string(), kind: "status" } }
         } else {
             span { class: "pill ok sync-state", "data-sync": "sent", {t(l, "已上传", "Sent")} }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::client::schedule::Failure;
 use crate::client::{Phase, Retry, SyncClient, SyncError, enrol};
 use crate::store::Store;
+use crate::store::feedback::Unsent;
 use crate::store::remote::{SERVER_URL, SessionTimes, TOKEN};
 
 use super::{LocalFuture, SyncFailure, SyncPhase, SyncPort, SyncProgress, SyncReport};
@@ -72,7 +73,7 @@ impl SyncPort for ClientSync {
                 store
                     .lock()
                     .ok()
-                    .and_then(|s| s.unsent_records().ok())
+                    .and_then(|s| s.unsent_states().ok())
                     .unwrap_or_default()
             };
             let before = unsent(&store);
@@ -92,7 +93,14 @@ impl SyncPort for ClientSync {
                 .map_err(failure)?;
             let after = unsent(&store);
             Ok(SyncReport {
-                pushed: before.difference(&after).count() as u64,
+                pushed: before.keys().filter(|id| !after.contains_key(id)).count() as u64,
+                held: after
+                    .iter()
+                    .filter(|(id, st)| {
+                        **st == Unsent::Held && before.get(id) != Some(&Unsent::Held)
+                    })
+                    .count() as u64,
+                via_relay: summary.via_relay,
                 entries: summary.pushed,
                 pulled: summary.pulled,
                 photos: summary.photos,
@@ -105,13 +113,20 @@ impl SyncPort for ClientSync {
 
     fn probe<'a>(&'a self, store: Arc<Mutex<Store>>) -> LocalFuture<'a, Result<(), SyncFailure>> {
         Box::pin(async move {
-            let server = {
+            let (server, relay) = {
                 let s = store.lock().map_err(|_| poisoned())?;
-                s.meta(SERVER_URL)
-                    .map_err(|e| failure(e.into()))?
-                    .ok_or_else(|| failure(SyncError::NotEnrolled))?
+                (
+                    s.meta(SERVER_URL)
+                        .map_err(|e| failure(e.into()))?
+                        .ok_or_else(|| failure(SyncError::NotEnrolled))?,
+                    s.relay_url().map_err(|e| failure(e.into()))?,
+                )
             };
-            crate::client::probe(&server).await.map_err(failure)
+            // At the office the county may be out of reach while its relay answers: a sync
+            // would go there, so the phone counts as online.
+            crate::client::probe_either(&server, relay.as_deref())
+                .await
+                .map_err(failure)
         })
     }
 
@@ -151,6 +166,10 @@ impl SyncPort for ClientSync {
             }
             let s = store.lock().map_err(|_| poisoned())?;
             s.set_meta(TOKEN, &res.token)
+                .and_then(|_| match &res.account.relay_url {
+                    Some(relay) => s.set_relay_url(Some(relay)),
+                    None => Ok(()),
+                })
                 .and_then(|_| {
                     s.keep_session_times(&SessionTimes {
                         expires_at: res.expires_at,

@@ -42,6 +42,11 @@ pub struct SyncReport {
     /// Pushed entries the county refused after taking them, brought down by this sync (the
     /// screen lists every one not yet dismissed from the store).
     pub rejected: u64,
+    /// My records this sync left at the village office's relay (已交村办), which forwards
+    /// them to the county.
+    pub held: u64,
+    /// The sync went through the village office's relay, not straight to the county.
+    pub via_relay: bool,
 }
 
 /// A failed enrolment, probe or sync, in plain words, whether trying again may help, and
@@ -73,7 +78,8 @@ pub trait SyncPort {
         progress: Box<dyn FnMut(SyncProgress) + 'a>,
     ) -> LocalFuture<'a, Result<SyncReport, SyncFailure>>;
 
-    /// Asks whether the enrolled server answers (cheap, quick; no sign-in needed).
+    /// Asks whether the enrolled server, or the village office's relay, answers (cheap,
+    /// quick; no sign-in needed).
     fn probe<'a>(&'a self, store: Arc<Mutex<Store>>) -> LocalFuture<'a, Result<(), SyncFailure>>;
 
     /// Signs the store's own worker in again (an expired or revoked session) and keeps the

@@ -37,11 +37,11 @@ pub fn Records() -> Element {
     };
     let list = store.read(|s| {
         let me = s.worker().to_owned();
-        let unsent = s.unsent_records()?;
+        let unsent = s.unsent_states()?;
         Ok(s.records(&q)?
             .into_iter()
             .filter(|r| r.author == me)
-            .map(|r| (unsent.contains(&r.id), r))
+            .map(|r| (unsent.get(&r.id).copied(), r))
             .collect::<Vec<_>>())
     });
     let unread = store.read(|s| s.unread_feedback()).unwrap_or(0);
@@ -110,7 +110,7 @@ pub fn RecordPage(id: Uuid) -> Element {
             s.status_history(id)?,
             s.replies(id)?,
             photos,
-            (s.is_unsent(id)?, s.worker().to_owned()),
+            (s.unsent_state(id)?, s.worker().to_owned()),
         ))
     });
     // Opening a record reads the county's feedback on it.

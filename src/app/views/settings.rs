@@ -1,5 +1,6 @@
 //! Settings: the county server's address (checked with its `/healthz` before it is saved;
-//! the store and its outbox stay), signing in again on this store when the session expired or
+//! the store and its outbox stay), the village office's relay address (checked as an address;
+//! blank for none; it need not answer where the worker types it), signing in again on this store when the session expired or
 //! was revoked (only its own worker), how often the app fetches the county's feedback, the
 //! minutes after which it locks itself, and changing the PIN (the store's key rewrapped, the
 //! database untouched).
@@ -34,6 +35,7 @@ pub fn Settings() -> Element {
         section { class: "settings",
             h1 { {t(l, "设置", "Settings")} }
             ServerAddress {}
+            RelayAddress {}
             SignInAgain {}
             FeedbackInterval {}
             AutoLock {}
@@ -55,6 +57,94 @@ fn check_address(url: &str) -> Result<String, &'static str> {
         );
     }
     Ok(url.to_owned())
+}
+
+/// The village office's relay address as typed: `Ok(None)` when blank (there is none), the
+/// address without a trailing `/`, or what is wrong with it, naming the field and saying what
+/// to type.
+fn check_relay_address(url: &str) -> Result<Option<String>, &'static str> {
+    let url = url.trim().trim_end_matches('/');
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("村办中转站地址须以 http:// 或 https:// 开头，如 http://192.168.1.10:8090；没有中转站请留空 (the relay address starts with http:// or https://; leave it blank if there is none)")?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') || rest.contains(char::is_whitespace) {
+        return Err(
+            "村办中转站地址里缺少地址或含有空格，请填写如 http://192.168.1.10:8090 (the relay address needs a host and no spaces)",
+        );
+    }
+    if let Some((_, port)) = host.rsplit_once(':')
+        && !host.ends_with(']')
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err(
+            "村办中转站地址的端口不对，冒号后须是 1–65535 的数字，如 http://192.168.1.10:8090 (the relay address's port must be a number from 1 to 65535)",
+        );
+    }
+    Ok(Some(url.to_owned()))
+}
+
+/// The village office's relay: where the county named one at sign-in, or typed here. A sync
+/// goes there when it answers, to the county otherwise.
+#[component]
+fn RelayAddress() -> Element {
+    let l = *use_lang().read();
+    let session = use_session();
+    let store = use_store();
+    let auto = use_autosync();
+    let _rev = session.rev.read();
+    let current = store.read(|s| s.relay_url()).ok().flatten();
+    let mut typed = use_signal(|| current.clone().unwrap_or_default());
+    let mut step = use_signal(|| Step::Idle);
+    let save = move |_| {
+        let url = match check_relay_address(&typed.peek()) {
+            Ok(u) => u,
+            Err(e) => {
+                step.set(Step::Failed(e.into()));
+                return;
+            }
+        };
+        match store.write(|s| s.set_relay_url(url.as_deref())) {
+            Ok(()) => {
+                auto.send(Event::ServerChanged);
+                typed.set(url.clone().unwrap_or_default());
+                step.set(Step::Done(match (l, url) {
+                    (Lang::Zh, Some(u)) => format!(
+                        "已保存：{u}。在村办附近同步时先连中转站，连不上时直连县里"
+                    ),
+                    (Lang::En, Some(u)) => format!(
+                        "Saved: {u}. Syncs go there near the village office, straight to the county otherwise"
+                    ),
+                    (Lang::Zh, None) => "已清除：同步都直连县里".into(),
+                    (Lang::En, None) => "Cleared: every sync goes straight to the county".into(),
+                }));
+                bump(session);
+            }
+            Err(e) => step.set(Step::Failed(format!("保存失败：{e}"))),
+        }
+    };
+    let st = step();
+    rsx! {
+        h2 { {t(l, "村办中转站", "Village office relay")} }
+        p { class: "muted", id: "settings-relay-now",
+            {t(l, "当前：", "Now: ")} {current.unwrap_or_else(|| t(l, "无", "none").into())}
+        }
+        label { class: "field",
+            span { class: "field-label", {t(l, "村办中转站地址", "Relay address")} }
+            input { id: "settings-relay", "data-act": act("settings-relay"), value: "{typed}", inputmode: "url", autocomplete: "off",
+                placeholder: "http://192.168.1.10:8090",
+                oninput: move |e| { typed.set(e.value()); step.set(Step::Idle); } }
+            if let Step::Failed(e) = &st { span { class: "field-error", role: "alert", id: "settings-relay-error", "{e}" } }
+        }
+        p { class: "hint", {t(l, "村委会的中转站在村里网络上转交县里：在村办附近同步时先连中转站（交给它的记录显示“已交村办”），连不上时直连县里。留空表示没有中转站。",
+            "The village office's relay passes records on to the county: near the office the app syncs there first (records it took read “At the village office”), straight to the county otherwise. Leave blank if there is none.")} }
+        button { id: "settings-relay-save", "data-act": act("settings-relay-save"), class: "big", onclick: save, {t(l, "保存", "Save")} }
+        if let Step::Done(m) = &st { p { class: "note ok", id: "settings-relay-saved", "{m}" } }
+    }
 }
 
 #[component]
@@ -405,7 +495,34 @@ fn ChangePin() -> Element {
 
 #[cfg(test)]
 mod tests {
-    use super::check_address;
+    use super::{check_address, check_relay_address};
+
+    #[test]
+    fn a_relay_address_is_blank_or_an_address_with_a_host_and_a_port_that_is_one() {
+        assert_eq!(check_relay_address("  ").unwrap(), None);
+        assert_eq!(
+            check_relay_address(" http://192.168.1.10:8090/ ").unwrap(),
+            Some("http://192.168.1.10:8090".into())
+        );
+        assert_eq!(
+            check_relay_address("https://cun.example").unwrap(),
+            Some("https://cun.example".into())
+        );
+        for bad in [
+            "192.168.1.10:8090",
+            "http://",
+            "http://:8090",
+            "http://a b",
+            "http://h:99999",
+            "http://h:x",
+        ] {
+            let e = check_relay_address(bad).unwrap_err();
+            assert!(
+                e.starts_with("村办中转站地址") && e.contains("http://192.168.1.10:8090"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn an_address_needs_a_scheme_and_a_host() {

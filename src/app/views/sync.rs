@@ -17,6 +17,7 @@ use crate::app::views::today::LAST_SYNC_KEY;
 use crate::client::schedule::{Event, Reason, Status};
 use crate::domain::codes::Lang;
 use crate::domain::labels::Explain;
+use crate::store::feedback::Unsent;
 
 fn reason_label(l: Lang, r: Reason) -> &'static str {
     match r {
@@ -45,8 +46,10 @@ pub fn SyncPage() -> Element {
     let l = *use_lang().read();
     let _rev = session.rev.read();
     let info = store.read(|s| {
+        let unsent = s.unsent_states()?;
+        let held = unsent.values().filter(|u| **u == Unsent::Held).count();
         Ok((
-            s.unsent_records()?.len(),
+            (unsent.len() - held, held, s.last_sync_via_relay()?),
             s.meta(LAST_SYNC_KEY)?,
             s.session_times()?,
             s.meta(crate::store::remote::SERVER_URL)?,
@@ -60,7 +63,7 @@ pub fn SyncPage() -> Element {
                 .collect::<Vec<_>>(),
         ))
     });
-    let (pending, last, times, server, conflicts, rejections) = match info {
+    let ((pending, held, via_relay), last, times, server, conflicts, rejections) = match info {
         Ok(i) => i,
         Err(e) => return rsx! { ErrorNote { text: e } },
     };
@@ -82,7 +85,19 @@ pub fn SyncPage() -> Element {
                 " · " {t(l, "上次同步 ", "Last sync ")}
                 {crate::app::context::local_stamp(last.as_deref(), t(l, "从未", "never"))}
             }
+            if let Some(relay) = via_relay {
+                p { class: "muted", id: "sync-via",
+                    {t(l, "上次同步：", "Last sync: ")}
+                    if relay { {t(l, "经村办中转站", "through the village office's relay")} } else { {t(l, "直连县里", "straight to the county")} }
+                }
+            }
             p { id: "sync-pending", class: "pending", {t(l, "待上传 ", "Waiting to upload ")} strong { "{pending}" } {t(l, " 条记录", " records")} }
+            if held > 0 {
+                p { id: "sync-held", class: "pending",
+                    {t(l, "已交村办 ", "Left at the village office ")} strong { "{held}" } {t(l, " 条记录", " records")}
+                    span { class: "hint", {t(l, "（村办中转站会转交县里，县里收到后显示“已上传”）", " (the office's relay passes them on; they read “Sent” once the county has them)")} }
+                }
+            }
             if let Some(st) = status {
                 p { id: "sync-state", class: if st.is_ok() { "pill ok" } else { "pill warn" },
                     {if l == Lang::Zh { st.zh() } else { st.en() }} }
@@ -132,6 +147,7 @@ pub fn SyncPage() -> Element {
                         {t(l, "同步完成：上传记录 ", "Done: records sent ")} "{r.pushed}" {t(l, " 条，县里更新 ", ", county updates ")} "{r.pulled}"
                         {t(l, " 项，照片 ", ", photos ")} "{r.photos}"
                         {t(l, "，县里新反馈 ", ", new county feedback ")} "{r.feedback}"
+                        if r.held > 0 { {t(l, "，已交村办 ", ", left at the village office ")} "{r.held}" {t(l, " 条", "")} }
                     }
                     if r.conflicts > 0 {
                         p { class: "note warn", {t(l, "本次同步带来新冲突 ", "New conflicts from this sync: ")} "{r.conflicts}" }

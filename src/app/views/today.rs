@@ -11,6 +11,7 @@ use crate::app::context::{use_services, use_session, use_store};
 use crate::app::i18n::{t, use_lang};
 use crate::domain::codes::{Coded, Lang};
 use crate::domain::lifecycle::Status;
+use crate::store::feedback::Unsent;
 use crate::store::people::HouseholdCard;
 use crate::store::records::{RecordQuery, RecordSummary};
 
@@ -19,13 +20,13 @@ pub const LAST_SYNC_KEY: &str = crate::store::remote::LAST_SYNC;
 
 struct Day {
     due: Vec<HouseholdCard>,
-    /// My open records, each with whether something of it is still unsent.
-    waiting: Vec<(bool, RecordSummary)>,
+    /// My open records, each with where what is still unsent of it stands.
+    waiting: Vec<(Option<Unsent>, RecordSummary)>,
     /// The county's feedback not yet read.
     unread: u64,
     /// My points (时间银行 积分), as the ledger on this phone adds up.
     points: i64,
-    /// My records with something not yet on the server.
+    /// My records with something only on this phone (not those held at the village office).
     outbox: u64,
     last_sync: Option<String>,
     server: Option<String>,
@@ -65,16 +66,16 @@ pub fn Today() -> Element {
                 r.author == me && r.status != Status::Draft && r.status != Status::Recording
             })
             .collect();
-        let unsent = s.unsent_records()?;
+        let unsent = s.unsent_states()?;
         Ok(Day {
             due: s.due_visits(today)?,
             waiting: waiting
                 .into_iter()
-                .map(|r| (unsent.contains(&r.id), r))
+                .map(|r| (unsent.get(&r.id).copied(), r))
                 .collect(),
             unread: s.unread_feedback()?,
             points: s.my_points()?.iter().map(|e| e.points).sum(),
-            outbox: unsent.len() as u64,
+            outbox: unsent.values().filter(|u| **u == Unsent::Waiting).count() as u64,
             last_sync,
             server: s.meta(crate::store::remote::SERVER_URL)?,
         })

@@ -35,6 +35,14 @@ pub const SESSION_EXPIRES: &str = "session_expires_at";
 /// again before then.
 pub const SESSION_ENDS: &str = "session_ends_at";
 
+/// The village office's relay (its address, as the county named it at sign-in or the worker
+/// typed it in Settings): a sync goes there when it answers, to the county otherwise.
+pub const RELAY_URL: &str = "relay_url";
+/// Which way the last sync that completed went: [`VIA_RELAY`] or [`VIA_COUNTY`].
+pub const LAST_SYNC_VIA: &str = "last_sync_via";
+pub const VIA_RELAY: &str = "relay";
+pub const VIA_COUNTY: &str = "county";
+
 /// How long the device's session lasts, as the server last said (at sign-in or in a sync's
 /// answer), for "登录有效至 …" and a warning before `ends_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,17 +194,51 @@ impl Store {
         }
     }
 
+    /// The village office's relay address, if any.
+    pub fn relay_url(&self) -> Result<Option<String>> {
+        Ok(self.meta(RELAY_URL)?.filter(|u| !u.trim().is_empty()))
+    }
+
+    /// Keeps the relay's address (`None` or blank: there is none).
+    pub fn set_relay_url(&self, url: Option<&str>) -> Result<()> {
+        match url.map(str::trim).filter(|u| !u.is_empty()) {
+            Some(u) => self.set_meta(RELAY_URL, u.trim_end_matches('/')),
+            None => {
+                self.conn
+                    .execute("DELETE FROM meta WHERE key = ?1", [RELAY_URL])?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the last sync that completed went through the village office's relay
+    /// (`Some(true)`), straight to the county (`Some(false)`), or none is known.
+    pub fn last_sync_via_relay(&self) -> Result<Option<bool>> {
+        Ok(match self.meta(LAST_SYNC_VIA)?.as_deref() {
+            Some(VIA_RELAY) => Some(true),
+            Some(VIA_COUNTY) => Some(false),
+            _ => None,
+        })
+    }
+
     /// Photos not yet uploaded, oldest first. A photo only a report draft holds waits until a
     /// record names it (the server takes no photo that no record names).
     pub fn pending_photos(&self) -> Result<Vec<PendingPhoto>> {
+        self.pending_photos_at(false)
+    }
+
+    /// [`Store::pending_photos`], leaving out those the village office holds whole when
+    /// `skip_held` (an upload to the relay).
+    pub fn pending_photos_at(&self, skip_held: bool) -> Result<Vec<PendingPhoto>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT sha256, mime, length(bytes) FROM photos WHERE uploaded = 0
+               AND (?1 = 0 OR held_at IS NULL)
                AND (NOT EXISTS (SELECT 1 FROM draft_photos d WHERE d.sha256 = photos.sha256)
                     OR EXISTS (SELECT 1 FROM records r, json_each(r.data, '$.photos') j
                                WHERE j.value = photos.sha256))
              ORDER BY created_at",
         )?;
-        stmt.query_map([], |r| {
+        stmt.query_map([skip_held], |r| {
             Ok(PendingPhoto {
                 sha256: r.get(0)?,
                 mime: r.get(1)?,
@@ -205,6 +247,16 @@ impl Store {
         })?
         .map(|r| Ok(r?))
         .collect()
+    }
+
+    /// The village office's relay has the photo whole: it is held there (已交村办) until the
+    /// county has it.
+    pub fn mark_photo_held(&mut self, sha256: &str, now: DateTime<Utc>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE photos SET held_at = coalesce(held_at, ?2) WHERE sha256 = ?1",
+            params![sha256, ts(now)],
+        )?;
+        Ok(())
     }
 
     pub fn mark_photo_uploaded(&mut self, sha256: &str) -> Result<()> {
