@@ -28,6 +28,8 @@ mod demo;
 mod migrations;
 mod queries;
 mod register;
+#[cfg(all(feature = "server", feature = "client"))]
+mod relay;
 mod spatial;
 mod store_writes;
 #[cfg(all(feature = "server", feature = "client"))]
