@@ -185,8 +185,9 @@ enum UserCommand {
         username: String,
         #[arg(long)]
         name: String,
-        /// ADMIN, TOWN, SECRETARY, WORKER or ASSIGNEE (a department or person the county
-        /// dispatches records to; its name is the department's, its scope the area it serves).
+        /// ADMIN, TOWN, SECRETARY, WORKER, ASSIGNEE (a department or person the county
+        /// dispatches records to; its name is the department's, its scope the area it serves)
+        /// or RELAY (a village office's relay; its scope the village).
         #[arg(long)]
         role: String,
         /// The area code the account covers (county 6, town 9, village 12 digits).
@@ -532,7 +533,7 @@ fn seed_demo(db: &Database, listen: SocketAddr, demo_size: &str) -> Result<()> {
             grids = s.grids,
             entities = s.entities,
             seconds = started.elapsed().as_secs_f64(),
-            "seeded the demo county; accounts worker-a, worker-b, secretary, admin, town-safety, town-justice, village-committee (password {})",
+            "seeded the demo county; accounts worker-a, worker-b, secretary, admin, town-safety, town-justice, village-committee, office (password {})",
             demo::DEMO_PASSWORD
         ),
         None => tracing::info!("database already has accounts; not seeding"),
@@ -602,6 +603,11 @@ fn user(db: &Database, cmd: UserCommand) -> Result<()> {
                 }
                 if role != gridwalk::wire::Role::Worker && !ids.is_empty() {
                     bail!("only a worker has grids; leave out --grid");
+                }
+                if role == gridwalk::wire::Role::Relay
+                    && (scope.len() != 12 || !scope.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    bail!("a relay serves one village: --scope is its 12-digit village code");
                 }
                 repo::create_user(
                     tx,

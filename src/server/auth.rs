@@ -17,7 +17,7 @@ use super::AppState;
 use super::db::{Database, DbError};
 use super::error::Failure;
 use super::repo::{self, LiveSession, User};
-use crate::wire::{LoginRequest, LoginResponse, PROTOCOL_VERSION};
+use crate::wire::{Account, LoginRequest, LoginResponse, PROTOCOL_VERSION, Role};
 
 /// How long a session lasts unused: a worker may stay offline for weeks between syncs. Each
 /// use slides it out to this many days from then ([`renewal`]).
@@ -148,7 +148,7 @@ pub fn login_from(
     let expires = now + Duration::days(SESSION_DAYS);
     let ends = now + Duration::days(SESSION_MAX_DAYS);
     let grid_ids: Vec<Uuid> = user.grids.iter().map(|g| g.0).collect();
-    let names = state.db.tx(|db| -> Result<_, Failure> {
+    let (names, relay_url) = state.db.tx(|db| -> Result<_, Failure> {
         // Enrolled by its first sign-in; two first sign-ins at once: the first to commit
         // keeps it, the other is refused.
         if !repo::enrol_device(db, req.device_id, &user.username, now)? {
@@ -176,13 +176,19 @@ pub fn login_from(
             None,
             None,
         )?;
-        Ok(repo::grid_names(db, &grid_ids)?)
+        Ok((
+            repo::grid_names(db, &grid_ids)?,
+            repo::relay_url_for(db, &user)?,
+        ))
     })?;
     Ok(LoginResponse {
         token,
         expires_at: expires,
         ends_at: Some(ends),
-        account: user.account(&names),
+        account: Account {
+            relay_url,
+            ..user.account(&names)
+        },
         protocol: PROTOCOL_VERSION,
     })
 }
@@ -226,6 +232,16 @@ impl FromRequestParts<AppState> for Auth {
         if let Some(times) = parts.extensions.get::<SessionTimes>() {
             let _ = times.0.set((live.expires_at, live.ends_at));
         }
+        if live.user.role == Role::Relay {
+            let path = parts
+                .extensions
+                .get::<axum::extract::OriginalUri>()
+                .map(|u| u.path().to_owned())
+                .unwrap_or_else(|| parts.uri.path().to_owned());
+            if !relay_may(&path) {
+                return Err(Failure::Forbidden(RELAY_ONLY.into()));
+            }
+        }
         Ok(Auth {
             user: live.user,
             device: live.device,
@@ -234,6 +250,17 @@ impl FromRequestParts<AppState> for Auth {
             ends_at: live.ends_at,
         })
     }
+}
+
+/// What a relay account is told anywhere but its own routes (the API's and the dashboard's).
+pub const RELAY_ONLY: &str = "中转站账号只用于村办中转站同步，不能登录工作台或办理业务 \
+     (a village-office relay account only syncs its office)";
+
+/// The API paths a relay account may use (its own routes, `/me` and sign-out), as the
+/// request names them, with or without the API's prefix.
+pub fn relay_may(path: &str) -> bool {
+    let path = path.strip_prefix(super::openapi::BASE).unwrap_or(path);
+    path.starts_with("/relay/") || path == "/me" || path == "/auth/logout"
 }
 
 /// Session lookups waiting together, at most, in one group.

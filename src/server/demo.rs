@@ -2,7 +2,8 @@
 //! `worker-a` and `worker-b` (grid workers of the first two grids of 山下村), `secretary`
 //! (山下村's 网格长), `admin` (the county) and the departments records are dispatched to,
 //! `town-safety` (镇安监办) and `town-justice` (镇司法所) of the first town and
-//! `village-committee` (山下村's 村委会), all with password `gridwalk-demo`. Every other
+//! `village-committee` (山下村's 村委会), and `office` (山下村's 村办中转站, a relay account),
+//! all with password `gridwalk-demo`. Every other
 //! grid's worker (`grid-<grid code>`) and village's secretary (`secretary-<village code>`)
 //! has an account too, with the same password, so every seeded record has a named author.
 
@@ -302,6 +303,14 @@ fn demo_accounts(county: &County, password_hash: &str) -> Vec<NewUser> {
         "village-committee",
         &format!("{}村委会", village.name.trim_end_matches('村')),
         Role::Assignee,
+        &village.code,
+        vec![],
+    ));
+    // The first village's office relay (村办中转站): it mirrors the village from the county.
+    accounts.push(account(
+        "office",
+        &format!("{}村办中转站", village.name),
+        Role::Relay,
         &village.code,
         vec![],
     ));

@@ -304,6 +304,11 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
                 "records",
                 "The county's reads and moves on records in scope.",
             ),
+            (
+                "relay",
+                "A village-office relay (role RELAY): the mirror of its village, and the pushes \
+                 its devices left at the office.",
+            ),
         ]
         .into_iter()
         .map(|(name, what)| {
@@ -370,6 +375,15 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
             let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
             if !open {
                 protocol_header(op, !login);
+            }
+            // A relay account is refused every route but its own, `/me` and sign-out.
+            if secured && !super::auth::relay_may(path) {
+                op.responses
+                    .responses
+                    .entry("403".to_owned())
+                    .or_insert_with(|| {
+                        RefOr::Ref(Ref::from_response_name(error_response_name("forbidden")))
+                    });
             }
             for (status, response) in op.responses.responses.iter_mut() {
                 let RefOr::T(r) = response else { continue };

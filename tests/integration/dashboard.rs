@@ -25,7 +25,7 @@ pub(crate) struct Session {
 pub(crate) struct Page {
     pub(crate) status: u16,
     pub(crate) body: String,
-    location: Option<String>,
+    pub(crate) location: Option<String>,
 }
 
 fn client() -> reqwest::Client {

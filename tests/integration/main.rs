@@ -30,6 +30,8 @@ mod queries;
 mod register;
 #[cfg(all(feature = "server", feature = "client"))]
 mod relay;
+#[cfg(all(feature = "server", feature = "client"))]
+mod relay_county;
 mod spatial;
 mod store_writes;
 #[cfg(all(feature = "server", feature = "client"))]

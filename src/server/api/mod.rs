@@ -7,6 +7,7 @@
 mod photos;
 pub(crate) mod push_pull;
 mod recovery;
+mod relay;
 pub use push_pull::{DEFAULT_FRAME, FIRST_FRAME, MAX_STREAM};
 mod review;
 
@@ -68,6 +69,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(review::transition))
         .routes(routes!(review::reply))
         .routes(routes!(review::settle))
+        .routes(routes!(relay::relay_mirror))
+        .routes(routes!(relay::relay_push))
         .fallback(|| async { Failure::NotFound("没有这个地址 (no such route)".into()) })
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES.max(MAX_PHOTO_BYTES)))
         .layer(middleware::from_fn(api_edge));
@@ -480,7 +483,8 @@ async fn logout(State(s): State<AppState>, a: Auth) -> Result<StatusCode, Failur
     path = "/me",
     tag = "session",
     summary = "Who is signed in",
-    description = "The session's account and, for a worker, their grids.",
+    description = "The session's account and, for a worker, their grids; for a worker or \
+        secretary of a village whose office relay the county knows, its address (`relay_url`).",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The account.", body = Account),
@@ -491,6 +495,13 @@ async fn logout(State(s): State<AppState>, a: Auth) -> Result<StatusCode, Failur
 )]
 async fn me(State(s): State<AppState>, a: Auth) -> Result<Response, Failure> {
     let ids: Vec<Uuid> = a.user.grids.iter().map(|g| g.0).collect();
-    let names = s.read(move |db| Ok(repo::grid_names(db, &ids)?)).await?;
-    Ok(Json(a.user.account(&names)).into_response())
+    let user = a.user.clone();
+    let (names, relay_url) = s
+        .read(move |db| Ok((repo::grid_names(db, &ids)?, repo::relay_url_for(db, &user)?)))
+        .await?;
+    Ok(Json(Account {
+        relay_url,
+        ..a.user.account(&names)
+    })
+    .into_response())
 }

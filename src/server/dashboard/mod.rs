@@ -155,6 +155,10 @@ impl FromRequestParts<AppState> for Clerk {
                     Err(PageError::Failure(todo::not_for_assignee()))
                 }
             }
+            // A relay account syncs its village office, and nothing here.
+            Some(live) if live.user.role == Role::Relay => Err(PageError::Failure(
+                Failure::Forbidden(auth::RELAY_ONLY.into()),
+            )),
             Some(live) => Ok(Clerk {
                 user: live.user,
                 token_hash: hash,
@@ -513,6 +517,9 @@ struct LoginForm {
     next: Option<String>,
 }
 
+/// What the sign-in page says to a relay account.
+const RELAY_SIGN_IN: &str = "中转站账号只用于村办中转站同步，不能登录工作台：请用本人的账号登录 (a village-office relay account cannot sign in to the dashboard)";
+
 async fn login_submit(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -531,7 +538,17 @@ async fn login_submit(
         device_id: Uuid::now_v7(),
     };
     let _turn = s.db.write_turn().await;
-    let res = blocking(move || auth::login_from(&s, &req, from, Utc::now())).await;
+    let res = blocking(move || {
+        let r = auth::login_from(&s, &req, from, Utc::now())?;
+        if r.account.role == Role::Relay {
+            // Its password was right, but it has nothing here: the session just opened ends.
+            let h = auth::token_hash(&r.token);
+            s.db.tx(|db| repo::revoke_session(db, &h))?;
+            return Err(Failure::Forbidden(RELAY_SIGN_IN.into()));
+        }
+        Ok(r)
+    })
+    .await;
     match res {
         Ok(r) => {
             let cookie = format!(

@@ -97,7 +97,8 @@ impl AccountsImport {
     }
 }
 
-/// A role's scope code: its length by role, digits, within the importer's own scope.
+/// A role's scope code: its length by role (a relay's, like a secretary's, its village's 12),
+/// digits, within the importer's own scope.
 fn check_scope(ctx: &Ctx<'_>, role: Option<Role>, scope_code: &str) -> Option<String> {
     let digits = match role {
         Some(Role::Admin) => 6,
@@ -166,6 +167,7 @@ fn read_row(
             ("乡镇", Role::Town),
             ("承办人", Role::Assignee),
             ("承办单位", Role::Assignee),
+            ("中转站", Role::Relay),
         ],
     )
     .map_err(|e| err("role", e))

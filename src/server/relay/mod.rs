@@ -12,11 +12,13 @@
 //! - [`store`]: the relay's own tables (server migration 0015).
 
 pub mod api;
-pub mod standin;
 pub mod store;
 pub mod upstream;
 
-pub use standin as mirror;
+/// The county's mirror, as the relay's database holds it.
+pub mod mirror {
+    pub use crate::server::repo::{apply_page, county_watermark, mirror_cursor};
+}
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,6 +1,6 @@
 //! What the server stores, written once against [`Sql`]: accounts and sessions, scopes,
 //! entities with per-field versions, the change sequence, watermarks, status history,
-//! conflicts, audit and photos.
+//! conflicts, audit and photos, and a village's rows as its office relay mirrors them.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -37,6 +37,7 @@ mod assignees;
 mod audit;
 mod entities;
 mod inbox;
+mod mirror;
 mod photos;
 mod redemptions;
 mod settings;
@@ -48,6 +49,7 @@ pub use assignees::*;
 pub use audit::*;
 pub use entities::*;
 pub use inbox::*;
+pub use mirror::*;
 pub use photos::*;
 pub use redemptions::*;
 pub use settings::*;

@@ -618,6 +618,31 @@ fn accounts_import_creates_updates_and_generates_passwords(backend: Backend) {
         u.grids.iter().map(|g| g.1.clone()).collect::<Vec<_>>(),
         vec![g1]
     );
+    // A village office's relay: its village's 12 digits, no grids.
+    let town = &village[..9];
+    let csv3 = format!(
+        "用户名,姓名,角色,范围编码,网格\n\
+         office-1,村办中转站,中转站,{village},\n\
+         office-2,镇中转站,RELAY,{town},\n\
+         office-3,带网格,村办中转站,{village},{g0}\n"
+    );
+    let r = t
+        .import(
+            "admin",
+            ImportKind::Accounts,
+            "accounts.csv",
+            csv3.as_bytes(),
+            Mode::ValidRowsOnly,
+        )
+        .unwrap();
+    assert_eq!(r.created, 1, "{r:#?}");
+    assert_eq!(t.user("office-1").role, gridwalk::wire::Role::Relay);
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.row == 3 && e.field == "范围编码" && e.reason.contains("12 位"))
+    );
+    assert!(r.errors.iter().any(|e| e.row == 4 && e.field == "网格"));
 }
 on_both!(accounts_import_creates_updates_and_generates_passwords);
 

@@ -13,12 +13,13 @@ use serde_json::Value;
 use super::util::{Backend, TestServer, api_client};
 
 /// The source that registers the routes and describes the handlers (`src/server/api/`).
-const API_SOURCES: [&str; 5] = [
+const API_SOURCES: [&str; 6] = [
     include_str!("../../../src/server/api/mod.rs"),
     include_str!("../../../src/server/api/push_pull.rs"),
     include_str!("../../../src/server/api/photos.rs"),
     include_str!("../../../src/server/api/review.rs"),
     include_str!("../../../src/server/api/recovery.rs"),
+    include_str!("../../../src/server/api/relay.rs"),
 ];
 /// Where the API is nested.
 const BASE: &str = "/api/v1";
