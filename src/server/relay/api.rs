@@ -116,14 +116,14 @@ async fn login(
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Response {
     match r.link.pass_login(&req).await {
-        Ok((status, body)) => {
+        Ok((status, retry_after, body)) => {
             if status == 200 && !r.round_now(SIGN_IN_MIRROR_WAIT).await {
                 tracing::warn!(
                     "a device signed in, but the mirror did not bring its session in time"
                 );
             }
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            (
+            let mut res = (
                 status,
                 [(
                     header::CONTENT_TYPE,
@@ -131,7 +131,11 @@ async fn login(
                 )],
                 body,
             )
-                .into_response()
+                .into_response();
+            if let Some(v) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            res
         }
         Err(e) => {
             tracing::info!(error = %e, "a sign-in while the county does not answer");

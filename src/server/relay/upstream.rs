@@ -106,8 +106,11 @@ impl Link {
         decode(res).await
     }
 
-    /// A device's sign-in passed on: the county's status and body, as they are.
-    pub async fn pass_login(&self, req: &LoginRequest) -> Result<(u16, Bytes), LinkError> {
+    /// A device's sign-in passed on: the county's status, `Retry-After` and body, as they are.
+    pub async fn pass_login(
+        &self,
+        req: &LoginRequest,
+    ) -> Result<(u16, Option<String>, Bytes), LinkError> {
         let res = self
             .http
             .post(self.url("auth/login"))
@@ -120,11 +123,16 @@ impl Link {
         if status >= 500 {
             return Err(LinkError::Down(format!("HTTP {status}")));
         }
+        let retry_after = res
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = res
             .bytes()
             .await
             .map_err(|e| LinkError::Down(e.to_string()))?;
-        Ok((status, body))
+        Ok((status, retry_after, body))
     }
 
     /// One mirror page after `cursor`.
