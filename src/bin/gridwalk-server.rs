@@ -1,5 +1,5 @@
 //! `gridwalk-server`: the county server. `serve` (optionally seeding the demo county),
-//! `migrate`, `user add | passwd | disable` for operators, `import` and `export` of the
+//! `relay` (a village-office relay), `migrate`, `user add | passwd | disable` for operators, `import` and `export` of the
 //! county's data, `backup` and `restore`, and `demo-files` (the demo county as import files).
 
 use std::io::IsTerminal;
@@ -46,6 +46,33 @@ enum Command {
         /// Demo county size: small or full.
         #[arg(long, default_value = "small")]
         demo_size: String,
+        /// Write the bound address to this file once listening (for scripts and tests).
+        #[arg(long)]
+        addr_file: Option<std::path::PathBuf>,
+    },
+    /// Run as a village-office relay: devices at the office sync here (pushes held for the
+    /// county, pulls answered from a mirror of the village's rows), and the relay forwards
+    /// and mirrors whenever the county answers. The relay's account (role RELAY) signs in
+    /// upstream; its password comes from GRIDWALK_PASSWORD or the first line of stdin. Give
+    /// the relay its own database with --db (e.g. sqlite://relay.db).
+    Relay {
+        /// The county server's address, e.g. https://county.example.cn
+        #[arg(long)]
+        upstream: String,
+        /// Where devices reach the relay.
+        #[arg(long, env = "GRIDWALK_LISTEN", default_value = gridwalk::server::relay::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// The relay's account at the county (role RELAY, scoped to the village).
+        #[arg(long)]
+        user: String,
+        /// The address the office's phones reach this relay at (told to the county, which
+        /// tells the village's accounts), e.g. http://192.168.1.10:8090
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Seconds between syncs with the county while it answers (and at once when a device
+        /// pushes).
+        #[arg(long, default_value_t = gridwalk::server::relay::DEFAULT_EVERY.as_secs())]
+        every: u64,
         /// Write the bound address to this file once listening (for scripts and tests).
         #[arg(long)]
         addr_file: Option<std::path::PathBuf>,
@@ -257,7 +284,49 @@ fn main() -> Result<()> {
             demo_size,
             addr_file,
         } => serve(db, listen, demo, &demo_size, addr_file),
+        Command::Relay {
+            upstream,
+            listen,
+            user,
+            advertise,
+            every,
+            addr_file,
+        } => {
+            let config = gridwalk::server::relay::Config {
+                upstream,
+                user,
+                password: read_password()?,
+                advertise,
+                every: std::time::Duration::from_secs(every.max(1)),
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(run_relay(db, config, listen, addr_file))
+        }
     }
+}
+
+/// Serves a village-office relay until Ctrl-C, syncing with the county meanwhile.
+async fn run_relay(
+    db: Database,
+    config: gridwalk::server::relay::Config,
+    listen: SocketAddr,
+    addr_file: Option<PathBuf>,
+) -> Result<()> {
+    let listener =
+        gridwalk::server::listen(listen).with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    if let Some(f) = addr_file {
+        std::fs::write(&f, addr.to_string()).with_context(|| format!("writing {}", f.display()))?;
+    }
+    tracing::info!(%addr, upstream = %config.upstream, user = %config.user, "gridwalk relay listening");
+    println!("gridwalk relay listening on http://{addr}");
+    let relay = gridwalk::server::relay::Relay::new(db, config)?;
+    relay.start();
+    gridwalk::server::relay::serve(relay, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
 }
 
 /// Shows the database's generation, or gives it a new one (after a restore made by hand).

@@ -17,6 +17,7 @@ pub mod error;
 pub mod inbox;
 pub mod openapi;
 pub mod records;
+pub mod relay;
 pub mod repo;
 pub mod state;
 pub mod wake;

@@ -1,7 +1,7 @@
 //! What every handler shares: the database handle, the push inbox's applier and the grouped
 //! session lookups. The one piece of process state the routers are built over.
 
-use super::db::{Database, Sql};
+use super::db::{Database, DbError, Sql};
 use super::error::Failure;
 use super::{auth, inbox};
 
@@ -15,7 +15,13 @@ pub struct AppState {
     /// The database's generation, read once: it changes only when a backup is restored into
     /// the database, which `restore` does only while no server uses it.
     generation: std::sync::Arc<tokio::sync::OnceCell<String>>,
+    /// Where the generation comes from when it is not this database's own: a village-office
+    /// relay answers with the county's, as mirrored, read for every pull (none yet: 503).
+    generation_from: Option<GenerationFrom>,
 }
+
+/// Reads the generation pulls answer with, if there is one yet.
+pub type GenerationFrom = fn(&mut dyn Sql) -> Result<Option<String>, DbError>;
 
 impl AppState {
     pub fn new(db: Database) -> AppState {
@@ -24,11 +30,24 @@ impl AppState {
             inbox: Default::default(),
             sessions: Default::default(),
             generation: Default::default(),
+            generation_from: None,
         }
+    }
+
+    /// The same state answering pulls with the generation `f` reads, read again for every
+    /// pull (a relay's mirror of the county).
+    pub fn with_generation_from(mut self, f: GenerationFrom) -> AppState {
+        self.generation_from = Some(f);
+        self
     }
 
     /// The database's generation (`repo::GENERATION`), for every pull's answer.
     pub async fn generation(&self) -> Result<String, Failure> {
+        if let Some(f) = self.generation_from {
+            return self.read(move |db| Ok(f(db)?)).await?.ok_or_else(|| {
+                Failure::Db(DbError::Type("no generation to answer with yet".into()))
+            });
+        }
         self.generation
             .get_or_try_init(|| self.write(|db| Ok(super::repo::ensure_generation(db)?)))
             .await

@@ -33,6 +33,8 @@ mod phone_relay;
 mod queries;
 mod register;
 #[cfg(all(feature = "server", feature = "client"))]
+mod relay;
+#[cfg(all(feature = "server", feature = "client"))]
 mod relay_county;
 mod spatial;
 mod store_writes;

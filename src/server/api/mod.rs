@@ -5,7 +5,7 @@
 //! JSON body.
 
 mod photos;
-mod push_pull;
+pub(crate) mod push_pull;
 mod recovery;
 mod relay;
 pub use push_pull::{DEFAULT_FRAME, FIRST_FRAME, MAX_STREAM};
@@ -106,7 +106,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// zstd level of every compressed answer, streamed pulls' included.
-const ZSTD_LEVEL: i32 = 6;
+pub(crate) const ZSTD_LEVEL: i32 = 6;
 
 /// Answers smaller than this many bytes are sent uncompressed: a push's acknowledgement
 /// (about 90 bytes of JSON) comes out of zstd no smaller, and making a compression context
@@ -125,7 +125,7 @@ pub const COMPRESS_ABOVE: u16 = 1024;
 ///
 /// The description (`/openapi.json`) is read whatever the header says: a client reads it
 /// before it knows which version to speak.
-async fn api_edge(mut req: Request, next: Next) -> Response {
+pub(crate) async fn api_edge(mut req: Request, next: Next) -> Response {
     let sign_in = req.uri().path().ends_with("/auth/login");
     let description = req.uri().path().ends_with("/openapi.json");
     let session = auth::SessionTimes::default();
@@ -186,7 +186,7 @@ async fn api_edge(mut req: Request, next: Next) -> Response {
         operators' check, which asks the database.",
     responses((status = 204, description = "The server answers and speaks this protocol."))
 )]
-async fn ping() -> StatusCode {
+pub(crate) async fn ping() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 

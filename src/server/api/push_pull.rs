@@ -41,7 +41,7 @@ pub(super) async fn push(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(super) struct PullQuery {
+pub(crate) struct PullQuery {
     /// The cursor the last page answered (0 at first): changes after it come.
     #[serde(default)]
     #[param(minimum = 0)]
@@ -104,7 +104,7 @@ impl PullQuery {
         (status = 503, response = Unavailable),
     )
 )]
-pub(super) async fn pull(
+pub(crate) async fn pull(
     State(s): State<AppState>,
     a: Auth,
     q: Result<ApiQuery<PullQuery>, Failure>,
@@ -171,7 +171,7 @@ pub const MAX_STREAM: usize = 100_000;
         (status = 503, response = Unavailable),
     )
 )]
-pub(super) async fn pull_stream(
+pub(crate) async fn pull_stream(
     State(s): State<AppState>,
     headers: HeaderMap,
     a: Auth,

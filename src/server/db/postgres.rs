@@ -68,6 +68,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0014_device_recovery",
         include_str!("migrations/postgres/0014_device_recovery.sql"),
     ),
+    (
+        "0015_relay",
+        include_str!("migrations/postgres/0015_relay.sql"),
+    ),
 ];
 
 type Pool = r2d2::Pool<Manager>;

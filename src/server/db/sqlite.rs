@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0012_volunteers.sql"),
     include_str!("migrations/sqlite/0013_redemptions.sql"),
     include_str!("migrations/sqlite/0014_device_recovery.sql"),
+    include_str!("migrations/sqlite/0015_relay.sql"),
 ];
 const MAX_READERS: usize = 8;
 /// Reads at once: as many as this machine's cores. A pull page is CPU work (reading,

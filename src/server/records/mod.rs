@@ -43,7 +43,7 @@ pub use drain::{
 };
 pub use error::{Error, Refusal};
 pub use pull::{cadence, pull};
-pub use receive::{Incoming, receive_group};
+pub use receive::{Incoming, check_push_shape, receive_group};
 pub use review::{
     import_entity, list_records, record_detail, reply, review_edit, review_transition,
     set_supervision, settle_conflict, supervision_limit,

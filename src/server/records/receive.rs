@@ -99,7 +99,7 @@ pub fn receive_group(
 
 /// The checks of a push that need no database: its device is the session's, and its
 /// entries are of its lane, in sequence without gaps.
-pub(super) fn check_push_shape(p: &Incoming<'_>) -> Result<(), Failure> {
+pub fn check_push_shape(p: &Incoming<'_>) -> Result<(), Failure> {
     let req = p.req;
     if req.device_id != p.device {
         return Err(Failure::Forbidden(format!(

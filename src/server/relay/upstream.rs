@@ -1,0 +1,440 @@
+//! The relay's link to the county: signing in as the relay's account, forwarding the entries
+//! devices left at the office (`POST /api/v1/relay/push`, as each device pushed them), and
+//! mirroring the village's rows (`GET /api/v1/relay/mirror`), in rounds every `--every` and at
+//! once when a device pushes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use chrono::Utc;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::{Relay, mirror, store};
+use crate::domain::codes::Coded;
+use crate::server::db::DbError;
+use crate::server::repo;
+use crate::wire::relay::{MirrorPage, RelayPushRequest};
+use crate::wire::{
+    ApiError, Lane, LoginRequest, LoginResponse, OutboxEntry, PROTOCOL_HEADER, PROTOCOL_VERSION,
+    PushResponse, RawFields,
+};
+
+/// Entries forwarded in one request, at most.
+pub const FORWARD_BATCH: i64 = 500;
+/// Mirror pages asked for in one round, at most (the next round goes on from the cursor).
+pub const MIRROR_PAGES: usize = 1_000;
+/// The first wait after a failed round; it doubles up to [`BACKOFF_CAP`].
+pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
+/// The longest wait between tries while the county does not answer.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// The settings key of the device id the relay signs in upstream with (made once).
+pub const DEVICE_ID: &str = "relay_device_id";
+/// The settings key of the relay's upstream session token.
+pub const TOKEN: &str = "relay_token";
+/// The settings key of the relay's village code (its account's scope).
+pub const VILLAGE: &str = "relay_village";
+/// The settings key of the last round that completed (RFC 3339).
+pub const LAST_SYNC: &str = "relay_last_sync";
+
+/// What went wrong talking to the county.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// No answer, or the county says it cannot answer now (5xx, 429): try again later.
+    #[error("县里服务器暂时连不上 (the county server does not answer: {0})")]
+    Down(String),
+    /// The county refused the request.
+    #[error("县里服务器拒绝了请求 (the county refused: {status} {}: {})", .error.error, .error.message)]
+    Refused { status: u16, error: ApiError },
+    #[error("中转站数据库出错 (the relay's database: {0})")]
+    Db(#[from] DbError),
+    /// The county's answer is not what the protocol says.
+    #[error("县里服务器的回答无法读取 (the county's answer cannot be read: {0})")]
+    Garbled(String),
+}
+
+impl LinkError {
+    fn status(&self) -> Option<u16> {
+        match self {
+            LinkError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The HTTP side of the link: the county's address and a client.
+#[derive(Debug, Clone)]
+pub struct Link {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Link {
+    pub fn new(upstream: &str) -> Result<Link, LinkError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| LinkError::Down(e.to_string()))?;
+        Ok(Link {
+            http,
+            base: upstream.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The county's address.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1/{path}", self.base)
+    }
+
+    /// Signs in upstream.
+    pub async fn login(&self, req: &LoginRequest) -> Result<LoginResponse, LinkError> {
+        let res = self
+            .http
+            .post(self.url("auth/login"))
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| LinkError::Down(e.to_string()))?;
+        decode(res).await
+    }
+
+    /// A device's sign-in passed on: the county's status, `Retry-After` and body, as they are.
+    pub async fn pass_login(
+        &self,
+        req: &LoginRequest,
+    ) -> Result<(u16, Option<String>, Bytes), LinkError> {
+        let res = self
+            .http
+            .post(self.url("auth/login"))
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| LinkError::Down(e.to_string()))?;
+        let status = res.status().as_u16();
+        if status >= 500 {
+            return Err(LinkError::Down(format!("HTTP {status}")));
+        }
+        let retry_after = res
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| LinkError::Down(e.to_string()))?;
+        Ok((status, retry_after, body))
+    }
+
+    /// One mirror page after `cursor`.
+    pub async fn mirror(
+        &self,
+        token: &str,
+        cursor: i64,
+        advertise: Option<&str>,
+    ) -> Result<MirrorPage, LinkError> {
+        let mut q = vec![("cursor", cursor.to_string())];
+        if let Some(a) = advertise {
+            q.push(("advertise", a.to_owned()));
+        }
+        let res = self
+            .http
+            .get(self.url("relay/mirror"))
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+            .bearer_auth(token)
+            .query(&q)
+            .send()
+            .await
+            .map_err(|e| LinkError::Down(e.to_string()))?;
+        decode(res).await
+    }
+
+    /// Forwards a device's entries.
+    pub async fn push(
+        &self,
+        token: &str,
+        req: &RelayPushRequest,
+    ) -> Result<PushResponse, LinkError> {
+        let res = self
+            .http
+            .post(self.url("relay/push"))
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+            .bearer_auth(token)
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| LinkError::Down(e.to_string()))?;
+        decode(res).await
+    }
+}
+
+/// A county answer: the body on success, the error otherwise (5xx and 429 as down).
+async fn decode<T: DeserializeOwned>(res: reqwest::Response) -> Result<T, LinkError> {
+    let status = res.status();
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(|e| LinkError::Down(e.to_string()))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| LinkError::Garbled(e.to_string()));
+    }
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(LinkError::Down(format!("HTTP {}", status.as_u16())));
+    }
+    let error = serde_json::from_slice(&bytes).unwrap_or_else(|_| ApiError {
+        error: "unknown".into(),
+        message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+        field: None,
+        expected: None,
+    });
+    Err(LinkError::Refused {
+        status: status.as_u16(),
+        error,
+    })
+}
+
+/// Runs rounds until the process ends: one at once, then every `every` while the county
+/// answers (or at once when woken), and after a failure with a growing wait.
+pub async fn run(relay: Arc<Relay>) {
+    let mut backoff = BACKOFF_BASE;
+    loop {
+        let n = relay.begin_round();
+        let outcome = round(&relay).await;
+        let wait = match &outcome {
+            Ok(()) => {
+                backoff = BACKOFF_BASE;
+                relay.config.every
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "upstream round failed");
+                let w = backoff;
+                backoff = (backoff * 2).min(BACKOFF_CAP);
+                w
+            }
+        };
+        relay.end_round(n, outcome.err());
+        let _ = tokio::time::timeout(wait, relay.wake.notified()).await;
+    }
+}
+
+/// One round: signed in, held entries forwarded, the mirror brought up to date.
+async fn round(relay: &Relay) -> Result<(), LinkError> {
+    let forwarded = forward(relay).await?;
+    let (pages, rows) = mirror_all(relay).await?;
+    let now = Utc::now();
+    relay
+        .app
+        .write(move |db| Ok(repo::set_setting(db, LAST_SYNC, &repo::ts(now))?))
+        .await
+        .map_err(|f| LinkError::Garbled(f.to_string()))?;
+    if forwarded > 0 || rows > 0 {
+        tracing::info!(forwarded, pages, rows, "upstream round done");
+    } else {
+        tracing::debug!(pages, "upstream round done, nothing new");
+    }
+    Ok(())
+}
+
+/// The upstream token, signing in if there is none.
+async fn token(relay: &Relay) -> Result<String, LinkError> {
+    let stored = relay.db_read(|db| repo::get_setting(db, TOKEN)).await?;
+    match stored {
+        Some(t) => Ok(t),
+        None => sign_in(relay).await,
+    }
+}
+
+/// Signs in upstream as the relay's account (its device id made once and kept), and keeps the
+/// token and the village.
+async fn sign_in(relay: &Relay) -> Result<String, LinkError> {
+    let device = relay
+        .db_write(|db| {
+            let made = Uuid::now_v7().to_string();
+            db.exec(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                crate::args![DEVICE_ID, made],
+            )?;
+            repo::get_setting(db, DEVICE_ID)
+        })
+        .await?
+        .and_then(|d| Uuid::parse_str(&d).ok())
+        .ok_or_else(|| LinkError::Garbled("relay device id".into()))?;
+    let res = relay
+        .link
+        .login(&LoginRequest {
+            username: relay.config.user.clone(),
+            password: relay.config.password.clone(),
+            device_id: device,
+        })
+        .await?;
+    let (token, village) = (res.token.clone(), res.account.scope_code.clone());
+    relay
+        .db_write(move |db| {
+            repo::set_setting(db, TOKEN, &token)?;
+            repo::set_setting(db, VILLAGE, &village)
+        })
+        .await?;
+    tracing::info!(user = %relay.config.user, village = %res.account.scope_code, "signed in upstream");
+    Ok(res.token)
+}
+
+/// Runs an upstream call with the token, signing in again once on 401.
+async fn authed<T, F, Fut>(relay: &Relay, call: F) -> Result<T, LinkError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, LinkError>>,
+{
+    let t = token(relay).await?;
+    match call(t).await {
+        Err(e) if e.status() == Some(401) => {
+            let t = sign_in(relay).await?;
+            call(t).await
+        }
+        other => other,
+    }
+}
+
+/// Forwards every lane's held entries above what the county acknowledged, in order, grouped
+/// by the push they came in (one skew). A lane the county refuses is logged and left; the
+/// others go on. Returns the entries the county took.
+async fn forward(relay: &Relay) -> Result<u64, LinkError> {
+    let lanes = relay.db_read(store::lanes_to_forward).await?;
+    let mut forwarded = 0;
+    for (device, lane, state) in lanes {
+        match forward_lane(relay, device, lane, state).await {
+            Ok(n) => forwarded += n,
+            Err(e @ LinkError::Refused { .. }) => {
+                tracing::warn!(%device, lane = lane.code(), error = %e, "the county refused a lane's entries; left held");
+                relay.note_error(&e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(forwarded)
+}
+
+async fn forward_lane(
+    relay: &Relay,
+    device: Uuid,
+    lane: Lane,
+    state: store::LaneState,
+) -> Result<u64, LinkError> {
+    if state.gap_expected.is_some() {
+        // The county expects an entry the office does not hold: the device sends it again
+        // (its next push here is answered with the gap).
+        return Ok(0);
+    }
+    let mut after = state.county_acked;
+    let mut forwarded = 0;
+    loop {
+        let held = relay
+            .db_read(move |db| store::held_after(db, device, lane, after, FORWARD_BATCH))
+            .await?;
+        let Some(first) = held.first() else {
+            return Ok(forwarded);
+        };
+        // One request per run of entries pushed together (one skew).
+        let skew = first.skew_ms;
+        let run: Vec<&store::Held> = held.iter().take_while(|h| h.skew_ms == skew).collect();
+        let mut entries = Vec::with_capacity(run.len());
+        for h in &run {
+            let e: OutboxEntry<RawFields> = serde_json::from_str(&h.entry)
+                .map_err(|e| LinkError::Garbled(format!("held entry: {e}")))?;
+            entries.push(e);
+        }
+        let req = RelayPushRequest {
+            device_id: device,
+            lane,
+            device_now: Utc::now() - chrono::Duration::milliseconds(skew),
+            entries,
+        };
+        let last = run.last().map(|h| h.seq).unwrap_or(after);
+        match authed(relay, |t| {
+            let req = &req;
+            async move { relay.link.push(&t, req).await }
+        })
+        .await
+        {
+            Ok(res) => {
+                let through = res.acked_through as i64;
+                relay
+                    .db_write(move |db| store::county_acked(db, device, lane, through))
+                    .await?;
+                forwarded += u64::from(res.queued);
+                tracing::debug!(%device, lane = lane.code(), through, "forwarded");
+                if through < last {
+                    return Ok(forwarded); // the county took less than sent: next round
+                }
+                after = through;
+            }
+            Err(LinkError::Refused { status: 409, error }) if error.error == "gap" => {
+                let expected = error.expected.unwrap_or(1) as i64;
+                tracing::warn!(%device, lane = lane.code(), expected, "the county expects earlier entries");
+                relay
+                    .db_write(move |db| store::county_gap(db, device, lane, expected))
+                    .await?;
+                return Ok(forwarded);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Asks mirror pages from the mirror's cursor while `more`, each applied in its own
+/// transaction. Under a new county generation the mirror starts again from 0, and what the
+/// county acknowledged before is forgotten. Returns pages and rows applied.
+async fn mirror_all(relay: &Relay) -> Result<(u64, u64), LinkError> {
+    let (mut pages, mut rows) = (0, 0);
+    for _ in 0..MIRROR_PAGES {
+        let (cursor, generation) = relay.db_read(mirror::mirror_cursor).await?;
+        let advertise = relay.config.advertise.clone();
+        let page = authed(relay, |t| {
+            let advertise = advertise.clone();
+            async move { relay.link.mirror(&t, cursor, advertise.as_deref()).await }
+        })
+        .await?;
+        let renewed = generation.as_deref().is_some_and(|g| g != page.generation);
+        if renewed && cursor != 0 {
+            tracing::warn!(county = %page.generation, "the county's database is another generation; mirroring again from 0");
+            let page0 = authed(relay, |t| {
+                let advertise = advertise.clone();
+                async move { relay.link.mirror(&t, 0, advertise.as_deref()).await }
+            })
+            .await?;
+            rows += apply(relay, page0, true).await?;
+            pages += 1;
+            continue;
+        }
+        let more = page.more;
+        rows += apply(relay, page, renewed).await?;
+        pages += 1;
+        if !more {
+            break;
+        }
+    }
+    Ok((pages, rows))
+}
+
+/// Applies one mirror page in its own transaction (forgetting the county's acknowledgements
+/// too when it is another generation's). Returns its rows.
+async fn apply(relay: &Relay, page: MirrorPage, renewed: bool) -> Result<u64, LinkError> {
+    let rows = (page.entities.len() + page.rejections.len()) as u64;
+    relay
+        .db_write(move |db| {
+            if renewed {
+                store::forget_county_acks(db)?;
+            }
+            mirror::apply_page(db, &page)
+        })
+        .await?;
+    Ok(rows)
+}
