@@ -36,6 +36,8 @@ mod register;
 mod relay;
 #[cfg(all(feature = "server", feature = "client"))]
 mod relay_county;
+#[cfg(all(feature = "server", feature = "client"))]
+mod relay_faults;
 mod spatial;
 mod store_writes;
 #[cfg(all(feature = "server", feature = "client"))]

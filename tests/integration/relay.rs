@@ -26,8 +26,8 @@ use uuid::Uuid;
 use crate::sync::util::{TestServer, api_client, tiny_spec};
 
 /// The relay's account at the county.
-const RELAY_USER: &str = "relay-village-1";
-const RELAY_PASSWORD: &str = "relay-password-1";
+pub(crate) const RELAY_USER: &str = "relay-village-1";
+pub(crate) const RELAY_PASSWORD: &str = "relay-password-1";
 
 struct TestRelay {
     url: String,
@@ -262,7 +262,10 @@ async fn sign_in(url: &str, username: &str) -> reqwest::Response {
 }
 
 /// Waits until `f` holds, at most 30 s.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+pub(crate) async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) {
     for _ in 0..300 {
         if f().await {
             return;
@@ -499,7 +502,7 @@ async fn with_the_county_out_of_reach_pushes_are_held_and_pulls_served_from_the_
 }
 
 /// A relay account at the county for the village of `worker-a`'s first grid.
-async fn relay_account(server: &TestServer) {
+pub(crate) async fn relay_account(server: &TestServer) {
     let village = server.county.grids[0].grid.code.village().to_owned();
     let hash = auth::hash_password(RELAY_PASSWORD).unwrap();
     let db = server.db.clone();

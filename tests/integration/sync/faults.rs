@@ -100,7 +100,7 @@ impl Fault {
 }
 
 struct ProxyState {
-    upstream: SocketAddr,
+    upstream: Mutex<SocketAddr>,
     mode: Mutex<Mode>,
     rng: Mutex<Rng>,
     requests: AtomicU64,
@@ -132,7 +132,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(ProxyState {
-            upstream,
+            upstream: Mutex::new(upstream),
             mode: Mutex::new(Mode::Pass),
             rng: Mutex::new(Rng::new(0)),
             requests: AtomicU64::new(0),
@@ -162,6 +162,16 @@ impl Proxy {
         *self.state.mode.lock().unwrap() = mode;
         *self.state.rng.lock().unwrap() = Rng::new(seed);
         self.state.requests.store(0, Ordering::SeqCst);
+    }
+
+    /// Sends what comes from now on to another server (a restarted one at a new address).
+    pub fn retarget(&self, upstream: &str) {
+        let addr: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .parse()
+            .expect("a test server on 127.0.0.1");
+        assert!(addr.ip().is_loopback());
+        *self.state.upstream.lock().unwrap() = addr;
     }
 
     pub fn requests(&self) -> u64 {
@@ -237,6 +247,7 @@ async fn handle(st: Arc<ProxyState>, mut sock: TcpStream) {
         return;
     };
     let n = st.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let upstream = *st.upstream.lock().unwrap();
     let mode = *st.mode.lock().unwrap();
     let (fault, r) = match mode {
         Mode::Pass => (Fault::Pass, 0),
@@ -258,7 +269,7 @@ async fn handle(st: Arc<ProxyState>, mut sock: TcpStream) {
         Mode::KillAt { k, applied } if n == k => {
             if applied {
                 // The server applies it; the device dies before hearing the answer.
-                forward(st.upstream, &req).await;
+                forward(upstream, &req).await;
             }
             st.killed.notify_one();
             return;
@@ -272,17 +283,17 @@ async fn handle(st: Arc<ProxyState>, mut sock: TcpStream) {
     }
     let answer = match fault {
         Fault::DropBefore => return,
-        Fault::Pass => forward(st.upstream, &req).await,
+        Fault::Pass => forward(upstream, &req).await,
         Fault::Delay => {
             tokio::time::sleep(Duration::from_millis(1 + r % 80)).await;
-            forward(st.upstream, &req).await
+            forward(upstream, &req).await
         }
         Fault::DropAnswer => {
-            forward(st.upstream, &req).await;
+            forward(upstream, &req).await;
             return;
         }
         Fault::CutAnswer => {
-            let Some(res) = forward(st.upstream, &req).await else {
+            let Some(res) = forward(upstream, &req).await else {
                 return;
             };
             let cut = (r as usize) % res.len().max(1);
@@ -291,8 +302,8 @@ async fn handle(st: Arc<ProxyState>, mut sock: TcpStream) {
             return;
         }
         Fault::Duplicate => {
-            forward(st.upstream, &req).await;
-            forward(st.upstream, &req).await
+            forward(upstream, &req).await;
+            forward(upstream, &req).await
         }
     };
     if let Some(res) = answer {
@@ -310,7 +321,7 @@ fn no_keepalive() -> reqwest::Client {
         .unwrap()
 }
 
-fn client_via(device: &Device, url: &str) -> SyncClient {
+pub(crate) fn client_via(device: &Device, url: &str) -> SyncClient {
     let token = device
         .with(|s| s.meta(gridwalk::store::remote::TOKEN))
         .unwrap()
@@ -331,7 +342,7 @@ fn client_via(device: &Device, url: &str) -> SyncClient {
 }
 
 /// "Kills the app and starts it again": drops the store and reopens it from its file.
-fn reopen(device: &Device) {
+pub(crate) fn reopen(device: &Device) {
     let mut s = device.store.lock().unwrap();
     *s = Store::open(&device.path).unwrap();
 }
@@ -340,7 +351,7 @@ fn reopen(device: &Device) {
 // What a device wrote, and the check that the server holds exactly that.
 
 #[derive(Default)]
-struct Written {
+pub(crate) struct Written {
     /// Records created (hazards, emergencies), with how many transitions each got.
     records: BTreeMap<uuid::Uuid, usize>,
     visits: BTreeMap<uuid::Uuid, Visit>,
@@ -351,7 +362,12 @@ struct Written {
 
 /// Random local writes: hazards, household edits, visits, a transition, a photo, emergencies
 /// (urgent lane). `scale` multiplies the counts.
-fn write_randomly(device: &Device, server: &TestServer, rng: &mut Rng, scale: u64) -> Written {
+pub(crate) fn write_randomly(
+    device: &Device,
+    server: &TestServer,
+    rng: &mut Rng,
+    scale: u64,
+) -> Written {
     let mut w = Written::default();
     let grid = server.county.grids[0].grid.id;
     let households: Vec<uuid::Uuid> = device
@@ -442,7 +458,7 @@ async fn count(server: &TestServer, sql: &'static str, args: Vec<String>) -> i64
 /// Every record, visit, edit and photo the device wrote is on the server exactly once with
 /// the same data, nothing else from this device is there, the outbox is empty, and the
 /// device's copy equals the server's.
-async fn verify_exactly_once(server: &TestServer, device: &Device, w: &Written) {
+pub(crate) async fn verify_exactly_once(server: &TestServer, device: &Device, w: &Written) {
     let device_id = device.with(|s| s.device_id()).to_string();
     assert_eq!(device.with(|s| s.outbox_len()).unwrap(), 0, "outbox empty");
     assert!(
@@ -577,7 +593,7 @@ async fn verify_exactly_once(server: &TestServer, device: &Device, w: &Written) 
 // ---------------------------------------------------------------------------------------------
 // Randomized runs.
 
-fn env_u64(name: &str) -> Option<u64> {
+pub(crate) fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
         v.trim()
             .parse()
@@ -666,7 +682,7 @@ async fn randomized(backend: Backend) {
 both_backends!(randomized);
 
 /// Runs a future, catching a panic (to print the failing seed first).
-async fn futures_catch<F: std::future::Future<Output = ()>>(
+pub(crate) async fn futures_catch<F: std::future::Future<Output = ()>>(
     f: std::panic::AssertUnwindSafe<F>,
 ) -> Result<(), Box<dyn std::any::Any + Send>> {
     let mut f = std::pin::pin!(f);

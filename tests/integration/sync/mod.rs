@@ -4,7 +4,7 @@
 
 mod api;
 mod e2e;
-mod faults;
+pub mod faults;
 mod hostile;
 mod moves;
 mod openapi;
