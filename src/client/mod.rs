@@ -738,6 +738,7 @@ impl SyncClient {
         });
         for lane in [Lane::Urgent, Lane::Normal] {
             let mut gap_filled = false;
+            let mut asked_acks = false;
             loop {
                 // The batch is read and its body made (JSON, gzip) off the runtime, like the
                 // rest of the store work: with hundreds of syncs on one runtime (a load test)
@@ -748,8 +749,18 @@ impl SyncClient {
                     move |s| -> Result<Option<(u64, u64, Vec<u8>)>, SyncError> {
                         // The relay is not sent what it holds already; the county is.
                         let entries = s.outbox_to_push_at(lane, PUSH_BATCH, relay)?;
-                        let Some(first) = entries.first().map(|e| e.seq) else {
-                            return Ok(None);
+                        let first = match entries.first() {
+                            Some(e) => e.seq,
+                            // Only entries the relay holds wait in this lane: a push of none
+                            // asks the relay what the county has acknowledged of them since
+                            // (once a sync), so they leave the outbox at the office too.
+                            None if relay
+                                && !asked_acks
+                                && !s.outbox_to_push_at(lane, 1, false)?.is_empty() =>
+                            {
+                                0
+                            }
+                            None => return Ok(None),
                         };
                         let n = entries.len() as u64;
                         let req = PushRequest {
@@ -767,6 +778,8 @@ impl SyncClient {
                 let Some((first, n, body)) = batch else {
                     break;
                 };
+                let asking = first == 0;
+                asked_acks |= asking;
                 let ack = match self.post_push(body, sum).await {
                     // The server lost entries it had acknowledged (its database was restored
                     // from a backup): they go again from where it stands, once, if this

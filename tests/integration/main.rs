@@ -37,6 +37,8 @@ mod relay;
 #[cfg(all(feature = "server", feature = "client"))]
 mod relay_county;
 #[cfg(all(feature = "server", feature = "client"))]
+mod relay_e2e;
+#[cfg(all(feature = "server", feature = "client"))]
 mod relay_faults;
 mod spatial;
 mod store_writes;

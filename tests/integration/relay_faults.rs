@@ -212,6 +212,11 @@ async fn one_run(
         .await
         .unwrap();
     assert!(sum.via_relay, "the healed office answers");
+    assert_eq!(
+        device.with(|s| s.outbox_len()).unwrap(),
+        0,
+        "the county's acknowledgement of everything reaches the device at the office"
+    );
     // Photos the relay holds go up with a direct sync (entries are all at the county now).
     device.with(|s| s.set_relay_url(None)).unwrap();
     client_via(&device, &links.direct.url)

@@ -68,6 +68,8 @@ impl Rng {
 pub enum Mode {
     /// Forwards everything.
     Pass,
+    /// Forwards nothing: every connection is closed unanswered (a link that is down).
+    Down,
     /// A fault on `percent` of the requests, chosen by the seeded RNG.
     Random { percent: u64 },
     /// Kills the device at request number `k` (1-based, counted from the last reset): with
@@ -251,6 +253,7 @@ async fn handle(st: Arc<ProxyState>, mut sock: TcpStream) {
     let mode = *st.mode.lock().unwrap();
     let (fault, r) = match mode {
         Mode::Pass => (Fault::Pass, 0),
+        Mode::Down => (Fault::DropBefore, 0),
         Mode::Random { percent } => {
             let mut rng = st.rng.lock().unwrap();
             let fault = if rng.chance(percent) {

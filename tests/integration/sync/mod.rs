@@ -3,7 +3,7 @@
 //! Every test runs on both backends.
 
 mod api;
-mod e2e;
+pub mod e2e;
 pub mod faults;
 mod hostile;
 mod moves;
