@@ -124,7 +124,7 @@ impl Phone {
     async fn enrol(county: &str, office: &str, username: &str) -> Phone {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Mutex::new(
-            Store::open(&dir.path().join("device.db")).unwrap(),
+            Store::open(dir.path().join("device.db")).unwrap(),
         ));
         enrol(county, username, PASSWORD, &store).await.unwrap();
         store.lock().unwrap().set_relay_url(Some(office)).unwrap();
@@ -222,11 +222,7 @@ async fn the_office_syncs_through_a_county_outage_with_real_processes() {
         assert!(sum.via_relay, "synced at the office");
         assert_eq!(sum.held, n, "{sum:?}");
         let s = p.store.lock().unwrap();
-        assert_eq!(
-            s.outbox_len().unwrap(),
-            n as u64,
-            "kept until the county has them"
-        );
+        assert_eq!(s.outbox_len().unwrap(), n, "kept until the county has them");
         assert_eq!(
             s.meta(gridwalk::store::remote::LAST_SYNC_VIA)
                 .unwrap()
