@@ -336,6 +336,38 @@ async fn the_office_syncs_through_a_county_outage_with_real_processes() {
     .await;
     // worker-a's session still works there.
     assert_eq!(pull_status(&relay.url, &a.token()).await.0, 200);
+
+    // A phone that syncs only at the office stays signed in: its use there reaches the county
+    // with the relay's next round and slides the session as a use at the county would.
+    let hash = gridwalk::server::auth::token_hash(&a.token());
+    let soon = gridwalk::server::repo::ts(Utc::now() + chrono::Duration::days(2));
+    county_read
+        .tx(|tx| {
+            tx.exec(
+                "UPDATE sessions SET expires_at = $1 WHERE token_hash = $2",
+                &[soon.into(), hash.clone().into()],
+            )
+        })
+        .unwrap();
+    let sum = a.client().sync(&a.store, |_| {}).await.unwrap();
+    assert!(sum.via_relay);
+    until(
+        "the county slides the session used at the office",
+        async || {
+            let expires = county_read
+                .read(|tx| {
+                    tx.query_one(
+                        "SELECT expires_at FROM sessions WHERE token_hash = $1",
+                        &[hash.clone().into()],
+                    )?[0]
+                        .string()
+                })
+                .unwrap();
+            gridwalk::server::repo::parse_ts(&expires).unwrap()
+                > Utc::now() + chrono::Duration::days(29)
+        },
+    )
+    .await;
 }
 
 /// A raw pull at `url` with `token`: its status and body.

@@ -48,6 +48,34 @@ pub(super) struct MirrorQuery {
     /// village's workers and secretary in their account answers (`relay_url`).
     #[serde(default)]
     advertise: Option<String>,
+    /// Sessions used at the office since the relay last said: their token hashes (64 hex
+    /// digits each, comma-separated, at most 1,000). Each live one of the village's accounts
+    /// slides as a use at the county would.
+    #[serde(default)]
+    used: Option<String>,
+}
+
+/// Most token hashes one mirror request may report as used.
+const MAX_USED: usize = 1000;
+
+fn parse_used(used: Option<&str>) -> Result<Vec<String>, Failure> {
+    let Some(used) = used.filter(|u| !u.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let hashes: Vec<String> = used.split(',').map(str::to_owned).collect();
+    if hashes.len() > MAX_USED
+        || hashes
+            .iter()
+            .any(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(Failure::invalid(
+            format!(
+                "used must be at most {MAX_USED} session token hashes (64 hex digits), comma-separated"
+            ),
+            Some("used"),
+        ));
+    }
+    Ok(hashes)
 }
 
 fn default_mirror_limit() -> usize {
@@ -120,7 +148,13 @@ pub(super) async fn relay_mirror(
         ));
     }
     let advertise = q.advertise.as_deref().map(check_advertise).transpose()?;
+    let used = parse_used(q.used.as_deref())?;
     let generation = s.generation().await?;
+    if !used.is_empty() {
+        let v = village.clone();
+        s.write(move |db| Ok(repo::slide_used_sessions(db, &v, &used, Utc::now())?))
+            .await?;
+    }
     if let Some(url) = advertise {
         let v = village.clone();
         let known = s

@@ -42,6 +42,28 @@ pub const SIGN_IN_NEEDS_COUNTY: &str = "登录需要连接县里服务器，请�
 /// Said to a pull before the relay has mirrored anything.
 pub const NOT_MIRRORED: &str = "中转站尚未与县里同步，请稍后再试 (the office relay has not synced with the county yet: try again later)";
 
+/// Notes the session of every request answered successfully, so the county hears of its use
+/// with the relay's next round and slides it as its own use would.
+async fn note_session_use(
+    axum::extract::State(relay): axum::extract::State<Arc<Relay>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let token = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(crate::server::auth::token_hash);
+    let res = next.run(req).await;
+    if let Some(hash) = token
+        && res.status().is_success()
+    {
+        relay.note_use(hash);
+    }
+    res
+}
+
 /// The relay's routes: the device API under `/api/v1`, `/healthz`, and the status page.
 pub fn router(relay: Arc<Relay>) -> Router {
     let api = Router::new()
@@ -54,6 +76,10 @@ pub fn router(relay: Arc<Relay>) -> Router {
         .route("/photos/{sha}", head(photo_head).put(photo_put))
         .fallback(|| async { Failure::NotFound("没有这个地址 (no such route)".into()) })
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES.max(MAX_PHOTO_BYTES)))
+        .layer(middleware::from_fn_with_state(
+            relay.clone(),
+            note_session_use,
+        ))
         .layer(middleware::from_fn(api_edge));
     let pages = Router::new()
         .route("/", get(status_page))

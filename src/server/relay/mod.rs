@@ -73,6 +73,10 @@ pub struct Relay {
     /// Rounds begun; and rounds ended (their number), for a request waiting for a round.
     begun: AtomicU64,
     ended: watch::Sender<u64>,
+    /// Sessions (token hashes) that devices used here since the county was last told: the
+    /// next mirror request reports them, so the county slides them as if used there. Kept in
+    /// memory only: a restart loses at most one round's uses, and the next use records again.
+    used: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Relay {
@@ -87,12 +91,39 @@ impl Relay {
             wake: Notify::new(),
             begun: AtomicU64::new(0),
             ended: watch::channel(0).0,
+            used: Default::default(),
         }))
     }
 
     /// Starts the upstream rounds. Needs a tokio runtime.
     pub fn start(self: &Arc<Self>) {
         tokio::spawn(upstream::run(self.clone()));
+    }
+
+    /// Notes a session a device used here (its token's hash).
+    pub fn note_use(&self, token_hash: String) {
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token_hash);
+    }
+
+    /// The sessions used here since the last call (at most 1,000; the rest stay).
+    fn take_used(&self) -> Vec<String> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let taken: Vec<String> = used.iter().take(1000).cloned().collect();
+        for h in &taken {
+            used.remove(h);
+        }
+        taken
+    }
+
+    /// Puts back uses the county was not told of (the request failed).
+    fn keep_used(&self, hashes: Vec<String>) {
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(hashes);
     }
 
     /// Asks for a round now (a device pushed).

@@ -141,10 +141,14 @@ impl Link {
         token: &str,
         cursor: i64,
         advertise: Option<&str>,
+        used: &[String],
     ) -> Result<MirrorPage, LinkError> {
         let mut q = vec![("cursor", cursor.to_string())];
         if let Some(a) = advertise {
             q.push(("advertise", a.to_owned()));
+        }
+        if !used.is_empty() {
+            q.push(("used", used.join(",")));
         }
         let res = self
             .http
@@ -394,20 +398,39 @@ async fn forward_lane(
 /// county acknowledged before is forgotten. Returns pages and rows applied.
 async fn mirror_all(relay: &Relay) -> Result<(u64, u64), LinkError> {
     let (mut pages, mut rows) = (0, 0);
-    for _ in 0..MIRROR_PAGES {
+    for page_no in 0..MIRROR_PAGES {
         let (cursor, generation) = relay.db_read(mirror::mirror_cursor).await?;
         let advertise = relay.config.advertise.clone();
-        let page = authed(relay, |t| {
+        // The first page of a round reports the sessions used here since the last one.
+        let used = if page_no == 0 {
+            relay.take_used()
+        } else {
+            Vec::new()
+        };
+        let asked = authed(relay, |t| {
             let advertise = advertise.clone();
-            async move { relay.link.mirror(&t, cursor, advertise.as_deref()).await }
+            let used = &used;
+            async move {
+                relay
+                    .link
+                    .mirror(&t, cursor, advertise.as_deref(), used)
+                    .await
+            }
         })
-        .await?;
+        .await;
+        let page = match asked {
+            Ok(p) => p,
+            Err(e) => {
+                relay.keep_used(used);
+                return Err(e);
+            }
+        };
         let renewed = generation.as_deref().is_some_and(|g| g != page.generation);
         if renewed && cursor != 0 {
             tracing::warn!(county = %page.generation, "the county's database is another generation; mirroring again from 0");
             let page0 = authed(relay, |t| {
                 let advertise = advertise.clone();
-                async move { relay.link.mirror(&t, 0, advertise.as_deref()).await }
+                async move { relay.link.mirror(&t, 0, advertise.as_deref(), &[]).await }
             })
             .await?;
             rows += apply(relay, page0, true).await?;

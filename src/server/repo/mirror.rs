@@ -283,6 +283,54 @@ pub fn read_page(
     })
 }
 
+/// Sessions used at a village's office since its relay last said (token hashes): each one of
+/// the village's mirrored accounts, live at `now`, slides as a use at the county would
+/// ([`crate::server::auth::renewal`]), so a phone that syncs only at the office stays signed
+/// in. Others (another village's, revoked, lapsed, unknown) are left as they are. Returns how
+/// many slid.
+pub fn slide_used_sessions(
+    db: &mut dyn Sql,
+    village: &str,
+    hashes: &[String],
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    if hashes.is_empty() {
+        return Ok(0);
+    }
+    let ours: std::collections::BTreeSet<String> = village_accounts(db, village)?
+        .into_iter()
+        .map(|a| a.id.to_string())
+        .collect();
+    let mut slid = 0;
+    for chunk in hashes.chunks(256) {
+        let args: Vec<V> = chunk.iter().map(|h| V::T(h.clone())).collect();
+        let rows = db.query(
+            &format!(
+                "SELECT token_hash, user_id, expires_at, ends_at FROM sessions
+                 WHERE revoked = 0 AND token_hash IN ({})",
+                params(1, chunk.len())
+            ),
+            &args,
+        )?;
+        for r in rows {
+            let (hash, user) = (r[0].str()?.to_owned(), r[1].str()?.to_owned());
+            let (expires, ends) = (parse_ts(r[2].str()?)?, parse_ts(r[3].str()?)?);
+            if !ours.contains(&user) || expires <= now {
+                continue;
+            }
+            if let Some(to) = crate::server::auth::renewal(expires, ends, now) {
+                if to == ends {
+                    super::renew_sessions(db, &[], to, &[hash.as_str()])?;
+                } else {
+                    super::renew_sessions(db, &[hash.as_str()], to, &[])?;
+                }
+                slid += 1;
+            }
+        }
+    }
+    Ok(slid)
+}
+
 /// The accounts a village's relay mirrors: its secretaries, and the workers whose grids are
 /// all in it, each with its grids.
 fn village_accounts(db: &mut dyn Sql, village: &str) -> Result<Vec<MirrorAccount>, DbError> {
