@@ -202,11 +202,7 @@ pub(super) async fn relay_push(
 
 /// The account `device` is enrolled to, if the relay's `village` mirrors it (404 otherwise)
 /// and it is not disabled (403).
-async fn village_device(
-    s: &AppState,
-    village: &str,
-    device: Uuid,
-) -> Result<repo::User, Failure> {
+async fn village_device(s: &AppState, village: &str, device: Uuid) -> Result<repo::User, Failure> {
     let owner = s
         .read(move |db| {
             let Some(owner) = repo::device_owner(db, device)? else {

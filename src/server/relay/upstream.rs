@@ -498,7 +498,10 @@ async fn county_photo(
     device: Uuid,
     sha: &str,
 ) -> Result<Option<CountyPhoto>, LinkError> {
-    authed(relay, |t| async move { relay.link.photo_head(&t, device, sha).await }).await
+    authed(relay, |t| async move {
+        relay.link.photo_head(&t, device, sha).await
+    })
+    .await
 }
 
 /// One photo to the county, from its offset there; whether the county has it whole. A cut
