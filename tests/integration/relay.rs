@@ -3,7 +3,9 @@
 //! closed port): pushes are held and answered with `held_through`, pulls are served from the
 //! mirror under the county's generation, sign-ins are 503, and the status says the uplink is
 //! down. With a real county: the relay mirrors, forwards held entries once, brings the county's
-//! answers down, and a direct push of the same entries afterwards is replayed.
+//! answers down, and a direct push of the same entries afterwards is replayed; photos left at
+//! the office reach the county whole (through a link cut mid-photo), and the phone then sends
+//! the county none of their bytes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -924,6 +926,8 @@ async fn the_link_forwards_each_entry_once_through_outages_revoked_tokens_and_ga
 struct Switch {
     county: String,
     budget: Arc<std::sync::atomic::AtomicI64>,
+    /// Bytes of `PUT` bodies passed on (photo chunks).
+    put_bytes: Arc<std::sync::atomic::AtomicU64>,
     http: reqwest::Client,
 }
 
@@ -932,6 +936,7 @@ impl Switch {
         let switch = Switch {
             county: county.to_owned(),
             budget: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
+            put_bytes: Arc::default(),
             http: reqwest::Client::new(),
         };
         let app = axum::Router::new()
@@ -959,6 +964,10 @@ async fn pass(
     if sw.budget.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 0 {
         // A panicking handler ends the connection without an answer.
         std::panic::resume_unwind(Box::new("the county's link went away"));
+    }
+    if method == axum::http::Method::PUT {
+        sw.put_bytes
+            .fetch_add(body.len() as u64, std::sync::atomic::Ordering::SeqCst);
     }
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut req = sw
@@ -1226,4 +1235,79 @@ async fn photos_left_at_the_office_reach_the_county_whole() {
         403
     );
     drop(r);
+}
+
+/// The phone's own way round: its sync at the office (county out of reach) leaves a record and
+/// its photo there, held; the relay forwards both once the county answers; the phone's next
+/// sync straight with the county finds the photo complete there and sends no photo bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_whose_photo_the_relay_forwarded_sends_the_county_no_bytes() {
+    let server = TestServer::start(crate::sync::util::Backend::Sqlite).await;
+    relay_account(&server).await;
+    let grid = server.county.grids[0].grid.id;
+    let (uplink, upstream) = Switch::start(&server.url).await;
+    let r = TestRelay::start(&upstream, Duration::from_secs(3600), |_| {}).await;
+    let phone = crate::sync::util::Device::enrol(&server, "worker-a").await;
+    // The relay mirrors the phone's session.
+    assert!(r.relay.round_now(Duration::from_secs(20)).await);
+
+    uplink.allow(0);
+    let (jpeg, _) = jpeg_of(gridwalk::wire::PHOTO_CHUNK + 5000, 3);
+    let h = crate::sync::e2e_hazard(grid);
+    let sha = phone
+        .with(|s| {
+            s.create_record(&h, Utc::now())?;
+            s.attach_photo(h.common.id, &jpeg, "image/jpeg", Utc::now())
+        })
+        .unwrap();
+    phone.with(|s| s.set_relay_url(Some(&r.url))).unwrap();
+    let sum = phone.sync().await;
+    assert!(sum.via_relay);
+    assert_eq!((sum.held, sum.photos), (2, 1));
+    assert!(
+        phone
+            .with(|s| s.pending_photos_at(true))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(phone.with(|s| s.pending_photos_at(false)).unwrap().len(), 1);
+
+    // The county answers: the relay forwards the record, then the photo.
+    uplink.allow(i64::MAX);
+    assert!(r.relay.round_now(Duration::from_secs(20)).await);
+    assert_eq!(r.status().await.waiting_photos, 0);
+    assert!(uplink.put_bytes.load(std::sync::atomic::Ordering::SeqCst) >= jpeg.len() as u64);
+
+    // Straight with the county (through a switch counting what is uploaded): nothing sent.
+    phone.with(|s| s.set_relay_url(None)).unwrap();
+    let (direct, county) = Switch::start(&server.url).await;
+    let token = phone
+        .with(|s| s.meta(gridwalk::store::remote::TOKEN))
+        .unwrap()
+        .unwrap();
+    let sum = gridwalk::client::SyncClient::new(&county, &token)
+        .unwrap()
+        .sync(&phone.store, |_| {})
+        .await
+        .unwrap();
+    assert!(!sum.via_relay);
+    assert_eq!(sum.photos, 1);
+    assert_eq!(
+        direct.put_bytes.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    assert!(
+        phone
+            .with(|s| s.pending_photos_at(false))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(phone.with(|s| s.outbox_len()).unwrap(), 0);
+    let res = api_client()
+        .get(format!("{}/api/v1/photos/{sha}", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.bytes().await.unwrap().to_vec(), jpeg);
 }
