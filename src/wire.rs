@@ -161,6 +161,9 @@ pub const SESSION_ENDS_HEADER: &str = "x-gridwalk-session-ends";
 /// database is restored from a backup. A cursor is a place in one generation's change
 /// sequence; under another, the device pulls whole from 0.
 pub const GENERATION_HEADER: &str = "x-gridwalk-generation";
+/// Bytes per photo upload request: the phone's to the county or the office's relay, and the
+/// relay's forwarding to the county.
+pub const PHOTO_CHUNK: usize = 256 * 1024;
 
 coded_enum!(
     /// What an account may do and see.

@@ -65,7 +65,7 @@ use crate::wire::{
 /// Entries per push request.
 pub const PUSH_BATCH: usize = 500;
 /// Bytes per photo upload request.
-pub const PHOTO_CHUNK: usize = 256 * 1024;
+pub use crate::wire::PHOTO_CHUNK;
 /// How long a reachability probe waits for the server's answer, connecting included.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the village office's relay has to answer its ping before a sync (or a probe)

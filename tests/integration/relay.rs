@@ -3,7 +3,9 @@
 //! closed port): pushes are held and answered with `held_through`, pulls are served from the
 //! mirror under the county's generation, sign-ins are 503, and the status says the uplink is
 //! down. With a real county: the relay mirrors, forwards held entries once, brings the county's
-//! answers down, and a direct push of the same entries afterwards is replayed.
+//! answers down, and a direct push of the same entries afterwards is replayed; photos left at
+//! the office reach the county whole (through a link cut mid-photo), and the phone then sends
+//! the county none of their bytes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -915,4 +917,397 @@ async fn the_link_forwards_each_entry_once_through_outages_revoked_tokens_and_ga
     assert_eq!(forwarded(&fake), vec![1, 2, 3, 4, 2, 3, 4, 5]);
     let a = answer(push(&r.url, &token, device, entries.clone()).await.1);
     assert_eq!((a.acked_through, a.queued), (5, 0));
+}
+
+/// A county behind a switch, as the relay's link sees it: each request passes on to the county
+/// while the budget lasts; past it the connection drops without an answer (the county out of
+/// reach, or the link cut mid-round).
+#[derive(Clone)]
+struct Switch {
+    county: String,
+    budget: Arc<std::sync::atomic::AtomicI64>,
+    /// Bytes of `PUT` bodies passed on (photo chunks).
+    put_bytes: Arc<std::sync::atomic::AtomicU64>,
+    http: reqwest::Client,
+}
+
+impl Switch {
+    async fn start(county: &str) -> (Switch, String) {
+        let switch = Switch {
+            county: county.to_owned(),
+            budget: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
+            put_bytes: Arc::default(),
+            http: reqwest::Client::new(),
+        };
+        let app = axum::Router::new()
+            .fallback(pass)
+            .with_state(switch.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (switch, url)
+    }
+
+    /// Lets `n` more requests through (`i64::MAX`: all of them).
+    fn allow(&self, n: i64) {
+        self.budget.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn pass(
+    axum::extract::State(sw): axum::extract::State<Switch>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    if sw.budget.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 0 {
+        // A panicking handler ends the connection without an answer.
+        std::panic::resume_unwind(Box::new("the county's link went away"));
+    }
+    if method == axum::http::Method::PUT {
+        sw.put_bytes
+            .fetch_add(body.len() as u64, std::sync::atomic::Ordering::SeqCst);
+    }
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut req = sw
+        .http
+        .request(method, format!("{}{path}", sw.county))
+        .body(body);
+    for (name, value) in &headers {
+        if name != "host" && name != "accept-encoding" && name != "content-length" {
+            req = req.header(name, value);
+        }
+    }
+    let res = req.send().await.unwrap();
+    let mut out = axum::response::Response::builder().status(res.status().as_u16());
+    for (name, value) in res.headers() {
+        if name != "content-encoding" && name != "content-length" && name != "transfer-encoding" {
+            out = out.header(name, value);
+        }
+    }
+    out.body(axum::body::Body::from(res.bytes().await.unwrap()))
+        .unwrap()
+}
+
+/// A JPEG-looking photo of `len` bytes (its content varied by `salt`) and its SHA-256.
+fn jpeg_of(len: usize, salt: u8) -> (Vec<u8>, String) {
+    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    jpeg.extend((0..len as u32 - 4).map(|i| ((i % 251) as u8) ^ salt));
+    let sha = hex::encode(sha2::Sha256::digest(&jpeg));
+    (jpeg, sha)
+}
+
+/// The entry naming a photo of `record`.
+fn photo_entry(seq: u64, record: Uuid, sha: &str, size: usize) -> OutboxEntry {
+    OutboxEntry {
+        lane: Lane::Normal,
+        seq,
+        kind: EntityKind::Photo,
+        record_id: Uuid::now_v7(),
+        op: Op::Append,
+        fields: serde_json::from_value(serde_json::json!({
+            "record_id": record, "sha256": sha, "size": size, "mime": "image/jpeg",
+        }))
+        .unwrap(),
+        base_version: 0,
+        edited_at: Utc::now(),
+    }
+}
+
+/// A photo left at the office while the county is out of reach reaches the county whole and
+/// byte for byte, in the phone's chunks from the county's offset (a link cut mid-photo goes on
+/// from there next round), as the device that named it: the worker reads it at the county, and
+/// the device's own upload there answers it complete (its next direct sync sends no bytes).
+/// The relay photo routes answer only a relay account, and only for its village's devices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photos_left_at_the_office_reach_the_county_whole() {
+    let server = TestServer::start(crate::sync::util::Backend::Sqlite).await;
+    relay_account(&server).await;
+    let grid = server.county.grids[0].grid.id;
+    let (switch, upstream) = Switch::start(&server.url).await;
+    let r = TestRelay::start(&upstream, Duration::from_secs(3600), |_| {}).await;
+    eventually("the first mirror", || {
+        let r = r.relay.clone();
+        async move { r.status().await.unwrap().last_upstream_sync.is_some() }
+    })
+    .await;
+    let res = sign_in(&r.url, "worker-a").await;
+    assert_eq!(res.status().as_u16(), 200);
+    let login: gridwalk::wire::LoginResponse = res.json().await.unwrap();
+    let device = r
+        .tx(|db| {
+            db.query_one(
+                "SELECT device_id FROM devices WHERE username = 'worker-a'",
+                &[],
+            )
+            .unwrap()[0]
+                .string()
+                .unwrap()
+        })
+        .await;
+    let device = Uuid::parse_str(&device).unwrap();
+
+    // The county goes out of reach; a record and its photo (three of the phone's chunks) are
+    // left at the office.
+    switch.allow(0);
+    let chunk = gridwalk::wire::PHOTO_CHUNK;
+    let (jpeg, sha) = jpeg_of(2 * chunk + 1000, 7);
+    let hazard = hazard_entry(1, grid);
+    let entries = vec![
+        hazard.clone(),
+        photo_entry(2, hazard.record_id, &sha, jpeg.len()),
+    ];
+    let a = answer(push(&r.url, &login.token, device, entries).await.1);
+    assert_eq!(a.held_through, Some(2));
+    let res = api_client()
+        .put(format!("{}/api/v1/photos/{sha}?offset=0", r.url))
+        .bearer_auth(&login.token)
+        .body(jpeg.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["upload-complete"], "1");
+    assert!(r.relay.round_now(Duration::from_secs(20)).await);
+    let st = r.status().await;
+    assert!(!st.uplink_up);
+    assert_eq!((st.waiting_entries, st.waiting_photos), (1 + 1, 1));
+
+    // The county answers again, but the link is cut after the push, the photo's HEAD and its
+    // first chunk: the county has that chunk, and the relay knows it.
+    switch.allow(3);
+    assert!(r.relay.round_now(Duration::from_secs(20)).await);
+    let county_state = |sha: String| {
+        server.read(move |db| {
+            Ok(db
+                .query_opt(
+                    "SELECT received, complete FROM photos WHERE sha256 = $1",
+                    gridwalk::args![sha],
+                )?
+                .map(|r| (r[0].i64().unwrap(), r[1].i64().unwrap())))
+        })
+    };
+    assert_eq!(county_state(sha.clone()).await, Some((chunk as i64, 0)));
+    let st = r.status().await;
+    assert_eq!((st.waiting_entries, st.waiting_photos), (0, 1));
+    let forwarded = r
+        .tx({
+            let sha = sha.clone();
+            move |db| {
+                db.query_one(
+                    "SELECT forwarded_offset FROM relay_photos WHERE sha256 = $1",
+                    gridwalk::args![sha],
+                )
+                .unwrap()[0]
+                    .i64()
+                    .unwrap()
+            }
+        })
+        .await;
+    assert_eq!(forwarded, chunk as i64);
+
+    // Whole: the rest from the county's offset; the office drops its copy.
+    switch.allow(i64::MAX);
+    assert!(r.relay.round_now(Duration::from_secs(20)).await);
+    assert_eq!(
+        county_state(sha.clone()).await,
+        Some((jpeg.len() as i64, 1))
+    );
+    let st = r.status().await;
+    assert!(st.uplink_up);
+    assert_eq!((st.waiting_entries, st.waiting_photos), (0, 0));
+    let chunks_left = r
+        .tx(|db| {
+            db.query_one("SELECT COUNT(*) FROM relay_photo_chunks", &[])
+                .unwrap()[0]
+                .i64()
+                .unwrap()
+        })
+        .await;
+    assert_eq!(chunks_left, 0);
+    // The office still answers the device's upload there as complete.
+    let res = api_client()
+        .head(format!("{}/api/v1/photos/{sha}", r.url))
+        .bearer_auth(&login.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["upload-complete"], "1");
+    // The worker reads it at the county, byte for byte.
+    let res = api_client()
+        .get(format!("{}/api/v1/photos/{sha}", server.url))
+        .bearer_auth(&login.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "image/jpeg");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), jpeg);
+    // The device's own HEAD at the county: complete, so its direct sync sends no bytes.
+    let res = api_client()
+        .head(format!("{}/api/v1/photos/{sha}", server.url))
+        .bearer_auth(&login.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["upload-complete"], "1");
+    assert_eq!(res.headers()["upload-offset"], jpeg.len().to_string());
+
+    // The county's relay photo routes: the relay account only, its village's devices only.
+    let relay_login =
+        gridwalk::client::login(&server.url, RELAY_USER, RELAY_PASSWORD, Uuid::now_v7())
+            .await
+            .unwrap();
+    let relay_photo = |token: String, device: Uuid, sha: String| {
+        let url = server.url.clone();
+        async move {
+            api_client()
+                .head(format!("{url}/api/v1/relay/photos/{device}/{sha}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        relay_photo(relay_login.token.clone(), device, sha.clone()).await,
+        200
+    );
+    // A photo no entry of the device named: 404, as the device's own HEAD.
+    let (_, unnamed) = jpeg_of(100, 9);
+    assert_eq!(
+        relay_photo(relay_login.token.clone(), device, unnamed.clone()).await,
+        404
+    );
+    // Another village's device (and a device nobody enrolled): 404, for HEAD and PUT.
+    let village = server.county.grids[0].grid.code.village().to_owned();
+    let elsewhere = server
+        .county
+        .grids
+        .iter()
+        .find(|g| g.grid.code.village() != village)
+        .map(|g| g.worker.username.clone())
+        .expect("a worker of another village");
+    let stranger = server.login(&elsewhere).await;
+    let stranger_device = server
+        .read({
+            let name = elsewhere.clone();
+            move |db| {
+                db.query_one(
+                    "SELECT device_id FROM devices WHERE username = $1 LIMIT 1",
+                    gridwalk::args![name],
+                )?[0]
+                    .string()
+            }
+        })
+        .await;
+    let stranger_device = Uuid::parse_str(&stranger_device).unwrap();
+    assert_eq!(
+        relay_photo(relay_login.token.clone(), stranger_device, sha.clone()).await,
+        404
+    );
+    assert_eq!(
+        relay_photo(relay_login.token.clone(), Uuid::now_v7(), sha.clone()).await,
+        404
+    );
+    let res = api_client()
+        .put(format!(
+            "{}/api/v1/relay/photos/{stranger_device}/{sha}?offset=0",
+            server.url
+        ))
+        .bearer_auth(&relay_login.token)
+        .body(jpeg[..10].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    assert_eq!(res.json::<ApiError>().await.unwrap().error, "not_found");
+    // A worker (even the device's own account): 403.
+    assert_eq!(
+        relay_photo(login.token.clone(), device, sha.clone()).await,
+        403
+    );
+    assert_eq!(
+        relay_photo(stranger.token.clone(), device, sha.clone()).await,
+        403
+    );
+    drop(r);
+}
+
+/// The phone's own way round: its sync at the office (county out of reach) leaves a record and
+/// its photo there, held; the relay forwards both once the county answers; the phone's next
+/// sync straight with the county finds the photo complete there and sends no photo bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_whose_photo_the_relay_forwarded_sends_the_county_no_bytes() {
+    let server = TestServer::start(crate::sync::util::Backend::Sqlite).await;
+    relay_account(&server).await;
+    let grid = server.county.grids[0].grid.id;
+    let (uplink, upstream) = Switch::start(&server.url).await;
+    let r = TestRelay::start(&upstream, Duration::from_secs(3600), |_| {}).await;
+    let phone = crate::sync::util::Device::enrol(&server, "worker-a").await;
+    // The relay mirrors the phone's session.
+    assert!(r.relay.round_now(Duration::from_secs(20)).await);
+
+    uplink.allow(0);
+    let (jpeg, _) = jpeg_of(gridwalk::wire::PHOTO_CHUNK + 5000, 3);
+    let h = crate::sync::e2e_hazard(grid);
+    let sha = phone
+        .with(|s| {
+            s.create_record(&h, Utc::now())?;
+            s.attach_photo(h.common.id, &jpeg, "image/jpeg", Utc::now())
+        })
+        .unwrap();
+    phone.with(|s| s.set_relay_url(Some(&r.url))).unwrap();
+    let sum = phone.sync().await;
+    assert!(sum.via_relay);
+    assert_eq!((sum.held, sum.photos), (2, 1));
+    assert!(
+        phone
+            .with(|s| s.pending_photos_at(true))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(phone.with(|s| s.pending_photos_at(false)).unwrap().len(), 1);
+
+    // The county answers: the relay forwards the record, then the photo.
+    uplink.allow(i64::MAX);
+    assert!(r.relay.round_now(Duration::from_secs(20)).await);
+    assert_eq!(r.status().await.waiting_photos, 0);
+    assert!(uplink.put_bytes.load(std::sync::atomic::Ordering::SeqCst) >= jpeg.len() as u64);
+
+    // Straight with the county (through a switch counting what is uploaded): nothing sent.
+    phone.with(|s| s.set_relay_url(None)).unwrap();
+    let (direct, county) = Switch::start(&server.url).await;
+    let token = phone
+        .with(|s| s.meta(gridwalk::store::remote::TOKEN))
+        .unwrap()
+        .unwrap();
+    let sum = gridwalk::client::SyncClient::new(&county, &token)
+        .unwrap()
+        .sync(&phone.store, |_| {})
+        .await
+        .unwrap();
+    assert!(!sum.via_relay);
+    assert_eq!(sum.photos, 1);
+    assert_eq!(
+        direct.put_bytes.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    assert!(
+        phone
+            .with(|s| s.pending_photos_at(false))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(phone.with(|s| s.outbox_len()).unwrap(), 0);
+    let res = api_client()
+        .get(format!("{}/api/v1/photos/{sha}", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.bytes().await.unwrap().to_vec(), jpeg);
 }

@@ -71,6 +71,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(review::settle))
         .routes(routes!(relay::relay_mirror))
         .routes(routes!(relay::relay_push))
+        .routes(routes!(relay::relay_photo_head, relay::relay_photo_put))
         .fallback(|| async { Failure::NotFound("没有这个地址 (no such route)".into()) })
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES.max(MAX_PHOTO_BYTES)))
         .layer(middleware::from_fn(api_edge));

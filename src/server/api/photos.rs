@@ -51,11 +51,22 @@ pub(super) async fn photo_head(
     a: Auth,
     ApiPath(sha): ApiPath<String>,
 ) -> Result<Response, Failure> {
+    head_for(&s, a.user.username, a.device, sha).await
+}
+
+/// How much of photo `sha` the server has, as the device `device` of `username` asks (its own
+/// HEAD, or a village-office relay's for it).
+pub(super) async fn head_for(
+    s: &AppState,
+    username: String,
+    device: Uuid,
+    sha: String,
+) -> Result<Response, Failure> {
     check_sha(&sha)?;
     // A photo is known once a record names it: the device's own pushes first.
-    s.inbox.settle(&s.db, a.device).await?;
+    s.inbox.settle(&s.db, device).await?;
     let state = s
-        .read(move |db| Ok(repo::photo_state_for(db, &sha, &a.user.username, a.device)?))
+        .read(move |db| Ok(repo::photo_state_for(db, &sha, &username, device)?))
         .await?;
     match state {
         Some((size, received, complete)) => {
@@ -70,7 +81,7 @@ pub(super) async fn photo_head(
 pub(super) struct Offset {
     /// Where this chunk starts: the `Upload-Offset` the server answered.
     #[param(minimum = 0)]
-    offset: i64,
+    pub(super) offset: i64,
 }
 
 /// Appends bytes at `?offset=N`; the last chunk completes the photo if its SHA-256 matches.
@@ -110,17 +121,29 @@ pub(super) async fn photo_put(
     ApiQuery(Offset { offset }): ApiQuery<Offset>,
     Unpacked(body): Unpacked<MAX_PHOTO_BYTES>,
 ) -> Result<Response, Failure> {
-    s.inbox.settle(&s.db, a.device).await?;
+    put_for(s, a.user.username, a.device, sha, offset, body).await
+}
+
+/// Appends a chunk of photo `sha` at `offset` as the device `device` of `username` sends it
+/// (its own PUT, or a village-office relay's for it).
+pub(super) async fn put_for(
+    s: AppState,
+    username: String,
+    device: Uuid,
+    sha: String,
+    offset: i64,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    s.inbox.settle(&s.db, device).await?;
     check_sha(&sha)?;
     let _turn = s.db.write_turn().await;
     // A refusal is answered after its transaction commits: bytes that were not the photo
     // leave its upload at byte 0 for the next try.
     let up = blocking(move || {
         s.db.tx(|db| {
-            let (user, device) = (&a.user.username, a.device);
             Ok::<_, Failure>(records::put_photo_chunk(
                 db,
-                user,
+                &username,
                 device,
                 &sha,
                 offset,

@@ -1,9 +1,10 @@
 //! The county's side of a village-office relay (role RELAY): the mirror of its village, and
-//! the pushes devices left at the office, forwarded as theirs. A relay account may use only
+//! the pushes and photos devices left at the office, forwarded as theirs. A relay account may use only
 //! these, `/me` and sign-out ([`auth::relay_may`]); no other account may use these.
 
 use crate::wire::relay::{MirrorPage, RelayPushRequest};
 
+use super::photos;
 use super::*;
 
 /// A relay account's request, and its village; 403 for every other role, before the body
@@ -227,6 +228,15 @@ pub(super) async fn relay_push(
     JsonBody(req): JsonBody<RelayPushRequest>,
 ) -> Result<Json<PushResponse>, Failure> {
     let device = req.device_id;
+    let user = village_device(&s, &village, device).await?;
+    // Exactly the device's own push: its watermarks decide, its account applies.
+    let res = s.inbox.receive(&s.db, user, device, req).await?;
+    Ok(Json(res))
+}
+
+/// The account `device` is enrolled to, if the relay's `village` mirrors it (404 otherwise)
+/// and it is not disabled (403).
+async fn village_device(s: &AppState, village: &str, device: Uuid) -> Result<repo::User, Failure> {
     let owner = s
         .read(move |db| {
             let Some(owner) = repo::device_owner(db, device)? else {
@@ -235,7 +245,7 @@ pub(super) async fn relay_push(
             Ok(repo::user_by_name(db, &owner)?.map(|(u, _)| u))
         })
         .await?;
-    let Some(user) = owner.filter(|u| repo::mirrored_by(u, &village)) else {
+    let Some(user) = owner.filter(|u| repo::mirrored_by(u, village)) else {
         return Err(Failure::NotFound(format!(
             "设备 {device} 不是本村账号登记的设备 (no device {device} of this village's accounts)"
         )));
@@ -246,7 +256,89 @@ pub(super) async fn relay_push(
             user.username
         )));
     }
-    // Exactly the device's own push: its watermarks decide, its account applies.
-    let res = s.inbox.receive(&s.db, user, device, req).await?;
-    Ok(Json(res))
+    Ok(user)
+}
+
+#[utoipa::path(
+    head,
+    path = "/relay/photos/{device}/{sha}",
+    tag = "relay",
+    summary = "How much of a device's photo the county has, for the relay",
+    description = "Role RELAY only (403 otherwise). Answers exactly what the device's own \
+        `HEAD /photos/{sha}` would answer it (the device's queued pushes are applied first): 404 \
+        until an entry the device pushed names the photo. A device not enrolled to an account \
+        of the relay's village is not found (404).",
+    params(
+        ("device" = Uuid, Path, description = "The id of the device whose entry named the photo."),
+        ("sha" = String, Path, description = "The photo's SHA-256: 64 lower-case hex digits.", pattern = "^[0-9a-f]{64}$"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Where the device's upload continues.", headers(
+            ("Upload-Offset" = i64, description = "Bytes the server has: where an upload continues."),
+            ("Upload-Length" = i64, description = "The photo's size in bytes, as the record named it."),
+            ("Upload-Complete" = i64, description = "1 once the whole photo is stored and checked, else 0."),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn relay_photo_head(
+    State(s): State<AppState>,
+    Relay { village, .. }: Relay,
+    ApiPath((device, sha)): ApiPath<(Uuid, String)>,
+) -> Result<Response, Failure> {
+    let user = village_device(&s, &village, device).await?;
+    photos::head_for(&s, user.username, device, sha).await
+}
+
+#[utoipa::path(
+    put,
+    path = "/relay/photos/{device}/{sha}",
+    tag = "relay",
+    summary = "Forward a chunk of a photo a device left at the office",
+    description = "Role RELAY only (403 otherwise). Appends the body's bytes at `offset` exactly \
+        as the device's own `PUT /photos/{sha}` would: 409 `conflict` unless it is where the \
+        upload continues; the chunk that completes the photo is checked against its SHA-256 and \
+        must be a JPEG, PNG or WebP (422 otherwise, and the upload starts again from 0); a \
+        complete photo answers as complete. 404 until an entry the device pushed names the \
+        photo, and for a device not enrolled to an account of the relay's village. The body \
+        may be gzipped.",
+    params(
+        ("device" = Uuid, Path, description = "The id of the device whose entry named the photo."),
+        ("sha" = String, Path, description = "The photo's SHA-256: 64 lower-case hex digits.", pattern = "^[0-9a-f]{64}$"),
+        photos::Offset,
+    ),
+    request_body(content = inline(openapi::Binary), content_type = "application/octet-stream", description = "The \
+        chunk's bytes; `Content-Encoding: gzip` accepted."),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Stored; where the upload continues.", headers(
+            ("Upload-Offset" = i64, description = "Bytes the server has: where an upload continues."),
+            ("Upload-Length" = i64, description = "The photo's size in bytes, as the record named it."),
+            ("Upload-Complete" = i64, description = "1 once the whole photo is stored and checked, else 0."),
+        )),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 415, response = UnsupportedEncoding),
+        (status = 422, response = Invalid),
+        (status = 500, response = Internal),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn relay_photo_put(
+    State(s): State<AppState>,
+    Relay { village, .. }: Relay,
+    ApiPath((device, sha)): ApiPath<(Uuid, String)>,
+    ApiQuery(photos::Offset { offset }): ApiQuery<photos::Offset>,
+    Unpacked(body): Unpacked<MAX_PHOTO_BYTES>,
+) -> Result<Response, Failure> {
+    let user = village_device(&s, &village, device).await?;
+    photos::put_for(s, user.username, device, sha, offset, body).await
 }

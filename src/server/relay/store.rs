@@ -1,5 +1,6 @@
 //! The relay's own tables (server migration 0015): entries held for the county, each device
-//! lane's county acknowledgement and gap, photos received at the office, devices seen.
+//! lane's county acknowledgement and gap, photos received at the office (and how much of each
+//! the county has), devices seen.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
@@ -310,6 +311,47 @@ pub fn finish_photo(
         db.exec(
             "UPDATE relay_photos SET received = 0 WHERE sha256 = $1 AND device_id = $2",
             args![sha, device.to_string()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Photos whole at the office that the county does not have whole yet, the oldest named
+/// first: `(sha256, device, size)`.
+pub fn photos_to_forward(db: &mut dyn Sql) -> Result<Vec<(String, Uuid, i64)>, DbError> {
+    db.query(
+        "SELECT sha256, device_id, size FROM relay_photos
+         WHERE complete = 1 AND forwarded_offset < size ORDER BY named_at, sha256, device_id",
+        &[],
+    )?
+    .into_iter()
+    .map(|r| Ok((r[0].string()?, uuid(r[1].str()?)?, r[2].i64()?)))
+    .collect()
+}
+
+/// How much of a photo the county has, as it last answered. Once it has it whole the photo is
+/// forwarded and the office's copy of its bytes is dropped (the row stays, so the device's
+/// upload here still answers complete).
+pub fn photo_forwarded(
+    db: &mut dyn Sql,
+    sha: &str,
+    device: Uuid,
+    county_offset: i64,
+    whole: bool,
+) -> Result<(), DbError> {
+    if whole {
+        db.exec(
+            "UPDATE relay_photos SET forwarded_offset = size WHERE sha256 = $1 AND device_id = $2",
+            args![sha, device.to_string()],
+        )?;
+        db.exec(
+            "DELETE FROM relay_photo_chunks WHERE sha256 = $1 AND device_id = $2",
+            args![sha, device.to_string()],
+        )?;
+    } else {
+        db.exec(
+            "UPDATE relay_photos SET forwarded_offset = $3 WHERE sha256 = $1 AND device_id = $2",
+            args![sha, device.to_string(), county_offset],
         )?;
     }
     Ok(())

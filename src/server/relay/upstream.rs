@@ -1,6 +1,7 @@
 //! The relay's link to the county: signing in as the relay's account, forwarding the entries
-//! devices left at the office (`POST /api/v1/relay/push`, as each device pushed them), and
-//! mirroring the village's rows (`GET /api/v1/relay/mirror`), in rounds every `--every` and at
+//! devices left at the office (`POST /api/v1/relay/push`, as each device pushed them) and
+//! their photos (`HEAD`/`PUT /api/v1/relay/photos/{device}/{sha}`, as each device would upload
+//! them), and mirroring the village's rows (`GET /api/v1/relay/mirror`), in rounds every `--every` and at
 //! once when a device pushes.
 
 use std::sync::Arc;
@@ -17,8 +18,8 @@ use crate::server::db::DbError;
 use crate::server::repo;
 use crate::wire::relay::{MirrorPage, RelayPushRequest};
 use crate::wire::{
-    ApiError, Lane, LoginRequest, LoginResponse, OutboxEntry, PROTOCOL_HEADER, PROTOCOL_VERSION,
-    PushResponse, RawFields,
+    ApiError, Lane, LoginRequest, LoginResponse, OutboxEntry, PHOTO_CHUNK, PROTOCOL_HEADER,
+    PROTOCOL_VERSION, PushResponse, RawFields,
 };
 
 /// Entries forwarded in one request, at most.
@@ -179,6 +180,80 @@ impl Link {
             .map_err(|e| LinkError::Down(e.to_string()))?;
         decode(res).await
     }
+
+    /// How much of photo `sha` the county has from `device` (what the device's own `HEAD`
+    /// would answer); `None` while no entry the county applied names it (404).
+    pub async fn photo_head(
+        &self,
+        token: &str,
+        device: Uuid,
+        sha: &str,
+    ) -> Result<Option<CountyPhoto>, LinkError> {
+        let res = self
+            .http
+            .head(self.url(&format!("relay/photos/{device}/{sha}")))
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| LinkError::Down(e.to_string()))?;
+        if res.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        upload_answer(res).await.map(Some)
+    }
+
+    /// Sends a chunk of `device`'s photo `sha` at `offset` (as the device's own `PUT`).
+    pub async fn photo_put(
+        &self,
+        token: &str,
+        device: Uuid,
+        sha: &str,
+        offset: usize,
+        chunk: Bytes,
+    ) -> Result<CountyPhoto, LinkError> {
+        let res = self
+            .http
+            .put(self.url(&format!("relay/photos/{device}/{sha}")))
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .bearer_auth(token)
+            .query(&[("offset", offset)])
+            .body(chunk)
+            .send()
+            .await
+            .map_err(|e| LinkError::Down(e.to_string()))?;
+        upload_answer(res).await
+    }
+}
+
+/// Where a photo's upload stands at the county, as its `Upload-*` headers say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountyPhoto {
+    pub size: i64,
+    pub offset: i64,
+    pub complete: bool,
+}
+
+/// A photo upload's answer: its `Upload-*` headers on success, the error otherwise.
+async fn upload_answer(res: reqwest::Response) -> Result<CountyPhoto, LinkError> {
+    let status = res.status();
+    if !status.is_success() {
+        let bytes = res.bytes().await.unwrap_or_default();
+        return Err(failure(status, &bytes));
+    }
+    let header = |name: &str| -> Result<i64, LinkError> {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| LinkError::Garbled(format!("photo upload answer without {name}")))
+    };
+    Ok(CountyPhoto {
+        size: header("upload-length")?,
+        offset: header("upload-offset")?,
+        complete: header("upload-complete")? == 1,
+    })
 }
 
 /// A county answer: the body on success, the error otherwise (5xx and 429 as down).
@@ -191,19 +266,24 @@ async fn decode<T: DeserializeOwned>(res: reqwest::Response) -> Result<T, LinkEr
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|e| LinkError::Garbled(e.to_string()));
     }
+    Err(failure(status, &bytes))
+}
+
+/// A county's error answer: down on 5xx and 429, refused otherwise.
+fn failure(status: reqwest::StatusCode, bytes: &[u8]) -> LinkError {
     if status.is_server_error() || status.as_u16() == 429 {
-        return Err(LinkError::Down(format!("HTTP {}", status.as_u16())));
+        return LinkError::Down(format!("HTTP {}", status.as_u16()));
     }
-    let error = serde_json::from_slice(&bytes).unwrap_or_else(|_| ApiError {
+    let error = serde_json::from_slice(bytes).unwrap_or_else(|_| ApiError {
         error: "unknown".into(),
-        message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+        message: String::from_utf8_lossy(bytes).chars().take(200).collect(),
         field: None,
         expected: None,
     });
-    Err(LinkError::Refused {
+    LinkError::Refused {
         status: status.as_u16(),
         error,
-    })
+    }
 }
 
 /// Runs rounds until the process ends: one at once, then every `every` while the county
@@ -230,9 +310,11 @@ pub async fn run(relay: Arc<Relay>) {
     }
 }
 
-/// One round: signed in, held entries forwarded, the mirror brought up to date.
+/// One round: signed in, held entries forwarded, then the photos whole here, the mirror
+/// brought up to date.
 async fn round(relay: &Relay) -> Result<(), LinkError> {
     let forwarded = forward(relay).await?;
+    let photos = forward_photos(relay).await?;
     let (pages, rows) = mirror_all(relay).await?;
     let now = Utc::now();
     relay
@@ -240,8 +322,8 @@ async fn round(relay: &Relay) -> Result<(), LinkError> {
         .write(move |db| Ok(repo::set_setting(db, LAST_SYNC, &repo::ts(now))?))
         .await
         .map_err(|f| LinkError::Garbled(f.to_string()))?;
-    if forwarded > 0 || rows > 0 {
-        tracing::info!(forwarded, pages, rows, "upstream round done");
+    if forwarded > 0 || photos > 0 || rows > 0 {
+        tracing::info!(forwarded, photos, pages, rows, "upstream round done");
     } else {
         tracing::debug!(pages, "upstream round done, nothing new");
     }
@@ -391,6 +473,107 @@ async fn forward_lane(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Sends the county every photo whole at the office that it does not have whole, as the
+/// device that named it would upload it: from the county's offset, in the phone's chunks. A
+/// photo no entry the county applied names yet (404) waits for the next round; one the county
+/// refuses is logged and left, the others go on. Returns the photos the county now has whole.
+async fn forward_photos(relay: &Relay) -> Result<u64, LinkError> {
+    let photos = relay.db_read(store::photos_to_forward).await?;
+    let mut whole = 0;
+    for (sha, device, size) in photos {
+        match forward_photo(relay, &sha, device, size).await {
+            Ok(true) => whole += 1,
+            Ok(false) => {}
+            Err(e @ LinkError::Refused { .. }) => {
+                tracing::warn!(%device, %sha, error = %e, "the county refused a photo; left at the office");
+                relay.note_error(&e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(whole)
+}
+
+/// Where the county stands on a device's photo (`None`: not named there yet).
+async fn county_photo(
+    relay: &Relay,
+    device: Uuid,
+    sha: &str,
+) -> Result<Option<CountyPhoto>, LinkError> {
+    authed(relay, |t| async move {
+        relay.link.photo_head(&t, device, sha).await
+    })
+    .await
+}
+
+/// One photo to the county, from its offset there; whether the county has it whole. A cut
+/// connection leaves what the county took: the next round goes on from its offset.
+async fn forward_photo(
+    relay: &Relay,
+    sha: &str,
+    device: Uuid,
+    size: i64,
+) -> Result<bool, LinkError> {
+    let Some(mut at) = county_photo(relay, device, sha).await? else {
+        return Ok(false); // the entry naming it is not applied there yet
+    };
+    let mut bytes: Option<Bytes> = None;
+    let mut conflicts = 0;
+    while !at.complete {
+        let all = match &bytes {
+            Some(b) => b.clone(),
+            None => {
+                let s = sha.to_owned();
+                let b = Bytes::from(
+                    relay
+                        .db_read(move |db| store::photo_bytes(db, &s, device))
+                        .await?,
+                );
+                bytes = Some(b.clone());
+                b
+            }
+        };
+        let offset = usize::try_from(at.offset).unwrap_or(usize::MAX);
+        if at.size != size || all.len() as i64 != size || offset >= all.len() {
+            tracing::warn!(%device, %sha, county_size = at.size, county_offset = at.offset, size, held = all.len(), "the county's upload does not fit the photo held here; left at the office");
+            return Ok(false);
+        }
+        let end = (offset + PHOTO_CHUNK).min(all.len());
+        let chunk = all.slice(offset..end);
+        match authed(relay, |t| {
+            let chunk = chunk.clone();
+            async move { relay.link.photo_put(&t, device, sha, offset, chunk).await }
+        })
+        .await
+        {
+            Ok(next) => {
+                at = next;
+                if !at.complete {
+                    let (s, o) = (sha.to_owned(), at.offset);
+                    relay
+                        .db_write(move |db| store::photo_forwarded(db, &s, device, o, false))
+                        .await?;
+                }
+            }
+            // The county's offset moved (an answer lost, or the device sent some itself).
+            Err(LinkError::Refused { status: 409, .. }) if conflicts < 3 => {
+                conflicts += 1;
+                match county_photo(relay, device, sha).await? {
+                    Some(now) => at = now,
+                    None => return Ok(false),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let s = sha.to_owned();
+    relay
+        .db_write(move |db| store::photo_forwarded(db, &s, device, size, true))
+        .await?;
+    tracing::debug!(%device, %sha, "photo forwarded");
+    Ok(true)
 }
 
 /// Asks mirror pages from the mirror's cursor while `more`, each applied in its own
