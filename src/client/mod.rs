@@ -843,7 +843,10 @@ impl SyncClient {
         sum: &mut SyncSummary,
     ) -> Result<(), SyncError> {
         let relay = self.relay;
-        let pending = on_store(store, move |s| s.pending_photos_at(relay)).await?;
+        // At the relay the photos it holds are asked about too (one HEAD each): the relay
+        // says when it has forwarded one whole to the county, and the photo then counts as
+        // uploaded, as the entries do with the county's acknowledgement.
+        let pending = on_store(store, move |s| s.pending_photos_at(false)).await?;
         let total = pending.len() as u64;
         for (i, p) in pending.into_iter().enumerate() {
             progress(Progress {
@@ -873,6 +876,12 @@ impl SyncClient {
                 header("upload-offset") as usize,
                 header("upload-complete") == 1,
             );
+            if relay && complete && header(crate::wire::relay::FORWARDED_HEADER) == 1 {
+                let sha = p.sha256.clone();
+                on_store(store, move |s| s.mark_photo_uploaded(&sha)).await?;
+                sum.photos += 1;
+                continue;
+            }
             if !complete {
                 let sha = p.sha256.clone();
                 let (bytes, _) = on_store(store, move |s| s.photo(&sha)).await?;

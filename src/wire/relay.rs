@@ -16,6 +16,10 @@ use uuid::Uuid;
 
 use super::{Lane, PushRequest, RawFields};
 
+/// On a relay's answer to a photo's `HEAD`: `1` when the county has the photo whole (the
+/// relay forwarded it), so the phone counts it uploaded, not only held at the office.
+pub const FORWARDED_HEADER: &str = "x-gridwalk-forwarded";
+
 /// `GET /api/v1/relay/mirror?cursor=N&limit=M` (role RELAY): one page of the village's rows
 /// changed after `cursor`, in the county's version order, and the village's accounts as they
 /// stand now. Asked again with the answered `cursor` while `more`.

@@ -1278,6 +1278,19 @@ async fn a_phone_whose_photo_the_relay_forwarded_sends_the_county_no_bytes() {
     assert_eq!(r.status().await.waiting_photos, 0);
     assert!(uplink.put_bytes.load(std::sync::atomic::Ordering::SeqCst) >= jpeg.len() as u64);
 
+    // At the office again: the county's acknowledgement and the forwarded photo reach the
+    // phone there; nothing of the record waits any more.
+    let sum = phone.sync().await;
+    assert!(sum.via_relay);
+    assert_eq!(sum.photos, 1, "{sum:?}");
+    assert!(
+        phone
+            .with(|s| s.pending_photos_at(false))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(phone.with(|s| s.outbox_len()).unwrap(), 0);
+
     // Straight with the county (through a switch counting what is uploaded): nothing sent.
     phone.with(|s| s.set_relay_url(None)).unwrap();
     let (direct, county) = Switch::start(&server.url).await;
@@ -1291,7 +1304,7 @@ async fn a_phone_whose_photo_the_relay_forwarded_sends_the_county_no_bytes() {
         .await
         .unwrap();
     assert!(!sum.via_relay);
-    assert_eq!(sum.photos, 1);
+    assert_eq!(sum.photos, 0);
     assert_eq!(
         direct.put_bytes.load(std::sync::atomic::Ordering::SeqCst),
         0

@@ -126,7 +126,7 @@ async fn settle_relay(node: &RelayNode) {
     for _ in 0..20 {
         if node.relay.round_now(Duration::from_secs(30)).await {
             let s = node.relay.status().await.unwrap();
-            if s.uplink_up && s.waiting_entries == 0 {
+            if s.uplink_up && s.waiting_entries == 0 && s.waiting_photos == 0 {
                 return;
             }
         }
@@ -217,12 +217,24 @@ async fn one_run(
         0,
         "the county's acknowledgement of everything reaches the device at the office"
     );
-    // Photos the relay holds go up with a direct sync (entries are all at the county now).
-    device.with(|s| s.set_relay_url(None)).unwrap();
-    client_via(&device, &links.direct.url)
+    // Photos it left at the office just now are forwarded; the next sync there learns it.
+    settle_relay(node).await;
+    let sum = client_via(&device, &links.direct.url)
         .sync(&device.store, |_| {})
         .await
         .unwrap();
+    assert!(sum.via_relay);
+    assert!(
+        device.with(|s| s.pending_photos()).unwrap().is_empty(),
+        "every photo at the county, learnt at the office"
+    );
+    // A direct sync afterwards has nothing to send.
+    device.with(|s| s.set_relay_url(None)).unwrap();
+    let sum = client_via(&device, &links.direct.url)
+        .sync(&device.store, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((sum.pushed, sum.photos), (0, 0), "{sum:?}");
     verify_exactly_once(server, &device, &written).await;
 
     // Convergence: the relay's mirror answers this device's pull from 0 exactly as the

@@ -30,6 +30,7 @@ use crate::server::body::Unpacked;
 use crate::server::error::Failure;
 use crate::server::records::{self, Incoming};
 use crate::server::{AppState, MAX_JSON_BYTES, MAX_PHOTO_BYTES, dashboard, repo};
+use crate::wire::relay::FORWARDED_HEADER;
 use crate::wire::relay::RelayStatus;
 use crate::wire::{ApiError, LoginRequest, Op, PushRequest, PushResponse, RawFields};
 
@@ -343,11 +344,20 @@ async fn photo_head(
     check_sha(&sha)?;
     let device = a.device;
     match s
-        .read(move |db| Ok(store::photo_state(db, &sha, device)?))
+        .read(move |db| {
+            let state = store::photo_state(db, &sha, device)?;
+            let forwarded = state.is_some() && store::county_has_photo(db, &sha, device)?;
+            Ok(state.map(|st| (st, forwarded)))
+        })
         .await?
     {
-        Some((size, received, complete)) => {
-            Ok((StatusCode::OK, upload_headers(size, received, complete)).into_response())
+        Some(((size, received, complete), forwarded)) => {
+            let mut h = upload_headers(size, received, complete);
+            if forwarded {
+                // The county has it whole: the phone may count it uploaded.
+                h.insert(FORWARDED_HEADER, HeaderValue::from(1));
+            }
+            Ok((StatusCode::OK, h).into_response())
         }
         None => Err(Failure::NotFound("no record names this photo yet".into())),
     }

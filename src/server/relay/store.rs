@@ -260,6 +260,17 @@ pub fn photo_state(
     .transpose()
 }
 
+/// Whether the county has this device's photo whole (the relay forwarded all of it).
+pub fn county_has_photo(db: &mut dyn Sql, sha: &str, device: Uuid) -> Result<bool, DbError> {
+    Ok(db
+        .query_opt(
+            "SELECT 1 FROM relay_photos WHERE sha256 = $1 AND device_id = $2
+               AND complete = 1 AND forwarded_offset >= size",
+            args![sha, device.to_string()],
+        )?
+        .is_some())
+}
+
 /// Appends a chunk at `pos` and sets the bytes received.
 pub fn add_photo_chunk(
     db: &mut dyn Sql,
@@ -318,14 +329,21 @@ pub fn finish_photo(
 
 /// Photos whole at the office that the county does not have whole yet, the oldest named
 /// first: `(sha256, device, size)`.
-pub fn photos_to_forward(db: &mut dyn Sql) -> Result<Vec<(String, Uuid, i64)>, DbError> {
+pub fn photos_to_forward(db: &mut dyn Sql) -> Result<Vec<(String, Uuid, i64, bool)>, DbError> {
     db.query(
-        "SELECT sha256, device_id, size FROM relay_photos
-         WHERE complete = 1 AND forwarded_offset < size ORDER BY named_at, sha256, device_id",
+        "SELECT sha256, device_id, size, complete FROM relay_photos
+         WHERE forwarded_offset < size ORDER BY named_at, sha256, device_id",
         &[],
     )?
     .into_iter()
-    .map(|r| Ok((r[0].string()?, uuid(r[1].str()?)?, r[2].i64()?)))
+    .map(|r| {
+        Ok((
+            r[0].string()?,
+            uuid(r[1].str()?)?,
+            r[2].i64()?,
+            r[3].i64()? != 0,
+        ))
+    })
     .collect()
 }
 

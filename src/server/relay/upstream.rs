@@ -482,7 +482,21 @@ async fn forward_lane(
 async fn forward_photos(relay: &Relay) -> Result<u64, LinkError> {
     let photos = relay.db_read(store::photos_to_forward).await?;
     let mut whole = 0;
-    for (sha, device, size) in photos {
+    for (sha, device, size, complete) in photos {
+        if !complete {
+            // Not whole here (the device went on with the county directly, or will come
+            // back): nothing to send, but once the county has it whole it waits here no more.
+            if county_photo(relay, device, &sha)
+                .await?
+                .is_some_and(|c| c.complete)
+            {
+                let s = sha.clone();
+                relay
+                    .db_write(move |db| store::photo_forwarded(db, &s, device, size, true))
+                    .await?;
+            }
+            continue;
+        }
         match forward_photo(relay, &sha, device, size).await {
             Ok(true) => whole += 1,
             Ok(false) => {}
