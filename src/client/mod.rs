@@ -876,7 +876,7 @@ impl SyncClient {
                 header("upload-offset") as usize,
                 header("upload-complete") == 1,
             );
-            if relay && complete && header(crate::wire::relay::FORWARDED_HEADER) == 1 {
+            if relay && header(crate::wire::relay::FORWARDED_HEADER) == 1 {
                 let sha = p.sha256.clone();
                 on_store(store, move |s| s.mark_photo_uploaded(&sha)).await?;
                 sum.photos += 1;

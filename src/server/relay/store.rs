@@ -265,7 +265,7 @@ pub fn county_has_photo(db: &mut dyn Sql, sha: &str, device: Uuid) -> Result<boo
     Ok(db
         .query_opt(
             "SELECT 1 FROM relay_photos WHERE sha256 = $1 AND device_id = $2
-               AND complete = 1 AND forwarded_offset >= size",
+               AND forwarded_offset >= size",
             args![sha, device.to_string()],
         )?
         .is_some())
