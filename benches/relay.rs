@@ -11,15 +11,16 @@
 //! village and its accounts, plus one worker account per device at the office (each with one
 //! of the village's grids, in turn). Then:
 //!
-//! 1. The baseline: a device of the village's first grid (`worker-a`), a fresh store with a
-//!    session at the county, doing its first sync and then a sync pushing K new records,
-//!    straight with the county (median of 3 such devices; 1 in the smoke run).
-//! 2. The relay's first sync: a fresh relay (`office`, the village's relay account) started
+//! 1. The relay's first sync: a fresh relay (`office`, the village's relay account) started
 //!    over a fresh database, its county link through a byte-counting TCP proxy (both
 //!    directions, headers included, and the HTTP requests counted); timed from its start to
 //!    the end of its first round (its sign-in at the county, then the mirror pages). The
 //!    village's documents, as NDJSON, go through the PouchDB peer (`shared/bench-peer`) for
 //!    the bytes its replication takes.
+//! 2. The baseline: a device of the village's first grid (`worker-a`), a fresh store with a
+//!    session at the county, doing its first sync and then a sync pushing K new records,
+//!    straight with the county (median of 3 such devices; 1 in the smoke run). And for
+//!    comparison N other devices of the village doing the same with the county at once.
 //! 3. N devices of the village at the office at once: each a fresh store with its own
 //!    session at the county (mirrored to the relay by one round before), doing the baseline's
 //!    two syncs at the relay, all started together; before them, one more such device alone
@@ -269,6 +270,28 @@ struct DeviceRun {
     wire_ms: f64,
 }
 
+/// Runs every device's [`Device::run`] at once (started together); their figures and the
+/// time until the last ended.
+async fn all_at_once(devices: Vec<Device>, k: usize) -> Result<(Vec<DeviceRun>, f64)> {
+    let gate = Arc::new(tokio::sync::Barrier::new(devices.len()));
+    let t = Instant::now();
+    let tasks: Vec<_> = devices
+        .into_iter()
+        .map(|d| {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                gate.wait().await;
+                d.run(k).await
+            })
+        })
+        .collect();
+    let mut runs = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        runs.push(task.await??);
+    }
+    Ok((runs, t.elapsed().as_secs_f64() * 1e3))
+}
+
 /// The peer's medians line (the figures this benchmark uses).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 struct Peer {
@@ -414,14 +437,17 @@ async fn run(o: &Options) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .context("empty database")?;
         db.tx(|tx| -> Result<()> {
-            // Device 00 syncs alone at the office first; 01 to N together.
-            for i in 0..=n {
+            // At the office: device 00 alone first, then 01 to N together. At the county
+            // (the crowd without the relay): 01 to N together.
+            let office = (0..=n).map(|i| (i, format!("office-device-{i:02}")));
+            let direct = (1..=n).map(|i| (i, format!("county-device-{i:02}")));
+            for (i, username) in office.chain(direct) {
                 let grid = &c2.grids[g2[i % g2.len()]].grid;
                 repo::create_user(
                     tx,
                     &repo::NewUser {
-                        username: format!("office-device-{i:02}"),
-                        display_name: format!("村办设备{i:02}"),
+                        display_name: username.clone(),
+                        username,
                         role: Role::Worker,
                         scope_code: code.clone(),
                         // Nobody signs in with it: the sessions are written directly.
@@ -483,24 +509,7 @@ async fn run(o: &Options) -> Result<()> {
         }
     };
 
-    // 1. The baseline: one device straight with the county.
-    let baseline_runs = if o.quick { 1 } else { 3 };
-    let mut baseline = Vec::new();
-    for run in 1..=baseline_runs {
-        let d = Device::new(&county_db, &county_url, "worker-a", None).await?;
-        let r = d.run(k).await?;
-        println!(
-            "  baseline {run}: one device with the county: first sync {:.0} ms ({} pulled), push of {k} {:.0} ms ({} taken), total {:.0} ms, {} requests",
-            r.first_ms, r.pulled, r.push_ms, r.taken, r.total_ms, r.requests
-        );
-        baseline.push(r);
-    }
-    let base_total = median(baseline.iter().map(|r| r.total_ms).collect());
-    let base_first = median(baseline.iter().map(|r| r.first_ms).collect());
-    let base_push = median(baseline.iter().map(|r| r.push_ms).collect());
-    let base_wire = median(baseline.iter().map(|r| r.wire_ms).collect());
-
-    // 2. The relay's first sync of its village, through the counting proxy.
+    // 1. The relay's first sync of its village (exactly the peer's documents), through the counting proxy.
     let uplink = Proxy::start(county_addr).await?;
     let relay_path = dir.path().join("relay.db").display().to_string();
     let relay_db = tokio::task::spawn_blocking(move || -> Result<Database> {
@@ -546,14 +555,51 @@ async fn run(o: &Options) -> Result<()> {
     let mirrored = village_entities(&relay_db, &village.code)?;
     let at_county_now = village_entities(&county_db, &village.code)?;
     println!(
-        "  relay's first sync: {relay_ms:.0} ms, {relay_bytes} B, {relay_requests} requests (its sign-in, then the mirror pages of up to {} entities), {mirrored} of the village's {at_county_now} entities mirrored (the baseline's records among them)",
+        "  relay's first sync: {relay_ms:.0} ms, {relay_bytes} B, {relay_requests} requests (its sign-in, then the mirror pages of up to {} entities), {mirrored} of the village's {at_county_now} entities mirrored",
         repo::MIRROR_PAGE
+    );
+
+    // 2. The baseline: one device straight with the county.
+    let baseline_runs = if o.quick { 1 } else { 3 };
+    let mut baseline = Vec::new();
+    for run in 1..=baseline_runs {
+        let d = Device::new(&county_db, &county_url, "worker-a", None).await?;
+        let r = d.run(k).await?;
+        println!(
+            "  baseline {run}: one device with the county: first sync {:.0} ms ({} pulled), push of {k} {:.0} ms ({} taken), total {:.0} ms, {} requests",
+            r.first_ms, r.pulled, r.push_ms, r.taken, r.total_ms, r.requests
+        );
+        baseline.push(r);
+    }
+    let base_total = median(baseline.iter().map(|r| r.total_ms).collect());
+    let base_first = median(baseline.iter().map(|r| r.first_ms).collect());
+    let base_push = median(baseline.iter().map(|r| r.push_ms).collect());
+    let base_wire = median(baseline.iter().map(|r| r.wire_ms).collect());
+
+    // The same crowd straight with the county, for comparison.
+    let mut direct = Vec::with_capacity(n);
+    for i in 1..=n {
+        direct.push(
+            Device::new(
+                &county_db,
+                &county_url,
+                &format!("county-device-{i:02}"),
+                None,
+            )
+            .await?,
+        );
+    }
+    let (county_crowd, county_crowd_ms) = all_at_once(direct, k).await?;
+    println!(
+        "  {n} devices with the county at once (no relay): all done in {county_crowd_ms:.0} ms; total median {:.0} ms, max {:.0} ms",
+        median(county_crowd.iter().map(|r| r.total_ms).collect()),
+        max(&county_crowd.iter().map(|r| r.total_ms).collect::<Vec<_>>())
     );
 
     // 3. N devices at the office at once; their sessions mirrored by one round first.
     let mut devices = Vec::with_capacity(n + 1);
     for i in 0..=n {
-        devices.push(Arc::new(
+        devices.push(
             Device::new(
                 &county_db,
                 &county_url,
@@ -561,7 +607,7 @@ async fn run(o: &Options) -> Result<()> {
                 Some(&relay_url),
             )
             .await?,
-        ));
+        );
     }
     if !relay.round_now(Duration::from_secs(120)).await {
         bail!("the relay's round mirroring the devices' sessions did not end");
@@ -582,23 +628,7 @@ async fn run(o: &Options) -> Result<()> {
             " (NOT via the relay)"
         }
     );
-    let gate = Arc::new(tokio::sync::Barrier::new(n));
-    let t = Instant::now();
-    let tasks: Vec<_> = devices
-        .iter()
-        .map(|d| {
-            let (d, gate) = (d.clone(), gate.clone());
-            tokio::spawn(async move {
-                gate.wait().await;
-                d.run(k).await
-            })
-        })
-        .collect();
-    let mut crowd = Vec::with_capacity(n);
-    for task in tasks {
-        crowd.push(task.await??);
-    }
-    let crowd_ms = t.elapsed().as_secs_f64() * 1e3;
+    let (crowd, crowd_ms) = all_at_once(devices, k).await?;
     let not_relayed = crowd.iter().filter(|r| !r.via_relay).count();
     let pulled: Vec<u64> = crowd.iter().map(|r| r.pulled).collect();
     let held: u64 = crowd.iter().map(|r| r.taken).sum();
@@ -638,81 +668,75 @@ async fn run(o: &Options) -> Result<()> {
     let _ = county_server.await;
 
     // Medians and goals.
-    let col = |f: fn(&DeviceRun) -> f64| -> (f64, f64) {
-        let v: Vec<f64> = crowd.iter().map(f).collect();
+    let stats = |runs: &[DeviceRun], f: fn(&DeviceRun) -> f64| -> (f64, f64) {
+        let v: Vec<f64> = runs.iter().map(f).collect();
         (median(v.clone()), max(&v))
     };
-    let (total_med, total_max) = col(|r| r.total_ms);
-    let (first_med, first_max) = col(|r| r.first_ms);
-    let (push_med, push_max) = col(|r| r.push_ms);
-    let (wire_med, wire_max) = col(|r| r.wire_ms);
+    let (total_med, total_max) = stats(&crowd, |r| r.total_ms);
     println!(
-        "\n{:<44} {:>12} {:>12} {:>16} {:>12}",
-        "", "median", "max", "one at county", "median/one"
+        "\n{:<48} {:>10} {:>10} {:>14} {:>10} {:>8}",
+        "", "median", "max", "one at county", "median/one", "max/one"
     );
-    println!(
-        "{:<44} {:>12} {:>12} {:>16} {:>12}",
-        format!("{n} devices at the office at once:"),
-        "",
-        "",
-        "",
-        ""
-    );
-    for (name, med, mx, base) in [
+    let rows: [(String, (f64, f64), f64); 7] = [
         (
-            "device: first sync + push, total",
-            total_med,
-            total_max,
+            format!("{n} at the office at once: first sync + push"),
+            (total_med, total_max),
             base_total,
         ),
-        ("device: first sync", first_med, first_max, base_first),
         (
-            &format!("device: sync pushing {k} records") as &str,
-            push_med,
-            push_max,
+            format!("{n} at the office at once: first sync"),
+            stats(&crowd, |r| r.first_ms),
+            base_first,
+        ),
+        (
+            format!("{n} at the office at once: push of {k}"),
+            stats(&crowd, |r| r.push_ms),
             base_push,
         ),
         (
-            "device: time in requests (answers included)",
-            wire_med,
-            wire_max,
+            format!("{n} at the office at once: in requests"),
+            stats(&crowd, |r| r.wire_ms),
             base_wire,
         ),
         (
-            "one device alone at the office: total",
-            solo.total_ms,
-            solo.total_ms,
+            format!("{n} at the county at once: first sync + push"),
+            stats(&county_crowd, |r| r.total_ms),
             base_total,
         ),
         (
-            "one device alone at the office: in requests",
-            solo.wire_ms,
-            solo.wire_ms,
+            "one alone at the office: first sync + push".into(),
+            (solo.total_ms, solo.total_ms),
+            base_total,
+        ),
+        (
+            "one alone at the office: in requests".into(),
+            (solo.wire_ms, solo.wire_ms),
             base_wire,
         ),
-    ] {
+    ];
+    for (name, (med, mx), base) in rows {
         println!(
-            "{name:<44} {:>9.0} ms {:>9.0} ms {:>13.0} ms {:>11.2}×",
-            med,
-            mx,
-            base,
-            med / base
+            "{name:<48} {med:>7.0} ms {mx:>7.0} ms {base:>11.0} ms {:>9.2}× {:>7.2}×",
+            med / base,
+            mx / base
         );
     }
     println!(
-        "{:<44} {:>9.0} ms {:>12} {:>16}",
-        "relay's first sync of the village",
-        relay_ms,
-        kib(relay_bytes as f64),
-        format!("{relay_requests} requests")
+        "\n{:<48} {:>10} {:>12} {:>10}",
+        "the village's records, first sync", "time", "bytes", "requests"
+    );
+    println!(
+        "{:<48} {relay_ms:>7.0} ms {:>12} {relay_requests:>10}",
+        "the relay from the county",
+        kib(relay_bytes as f64)
     );
     if let Some(p) = &peer {
         println!(
-            "{:<44} {:>9.0} ms {:>12} {:>16}",
-            "PouchDB peer: initial replication, same docs",
+            "{:<48} {:>7.0} ms {:>12} {:>10}",
+            "PouchDB's replication of the same documents",
             p.initial_ms,
             kib(p.initial_bytes as f64),
-            format!("{} requests", p.initial_requests)
+            p.initial_requests
         );
         if p.records != seeded.entities as u64 {
             println!(
