@@ -270,6 +270,50 @@ struct DeviceRun {
     wire_ms: f64,
 }
 
+/// Where the mirror's bytes go: the village's whole mirror as one page, read at the county,
+/// its parts as JSON and each compressed alone with zstd at the county's level (6).
+fn mirror_breakdown(county: &Database, village: &str) -> Result<Vec<(&'static str, usize, usize)>> {
+    let v = village.to_owned();
+    let page =
+        county.read(move |tx| repo::read_page(tx, &v, 0, repo::MAX_MIRROR_PAGE, "bench".into()))?;
+    let data: Vec<&String> = page.entities.iter().map(|e| &e.data).collect();
+    let meta: Vec<&String> = page.entities.iter().map(|e| &e.meta).collect();
+    let mut columns = page.entities.clone();
+    for e in &mut columns {
+        e.data.clear();
+        e.meta.clear();
+    }
+    let rest = serde_json::json!({
+        "rejections": page.rejections,
+        "accounts": page.accounts,
+        "sessions": page.sessions,
+        "devices": page.devices,
+        "watermarks": page.watermarks,
+        "settings": page.settings,
+    });
+    let parts: [(&'static str, Vec<u8>); 6] = [
+        ("the whole page", serde_json::to_vec(&page)?),
+        (
+            "entities: data (JSON in a string)",
+            serde_json::to_vec(&data)?,
+        ),
+        (
+            "entities: meta, per-field stamps",
+            serde_json::to_vec(&meta)?,
+        ),
+        ("entities: the other columns", serde_json::to_vec(&columns)?),
+        ("status histories", serde_json::to_vec(&page.histories)?),
+        (
+            "accounts, sessions, devices, the rest",
+            serde_json::to_vec(&rest)?,
+        ),
+    ];
+    parts
+        .into_iter()
+        .map(|(name, json)| Ok((name, json.len(), zstd::encode_all(&json[..], 6)?.len())))
+        .collect()
+}
+
 /// Runs every device's [`Device::run`] at once (started together); their figures and the
 /// time until the last ended.
 async fn all_at_once(devices: Vec<Device>, k: usize) -> Result<(Vec<DeviceRun>, f64)> {
@@ -558,6 +602,17 @@ async fn run(o: &Options) -> Result<()> {
         "  relay's first sync: {relay_ms:.0} ms, {relay_bytes} B, {relay_requests} requests (its sign-in, then the mirror pages of up to {} entities), {mirrored} of the village's {at_county_now} entities mirrored",
         repo::MIRROR_PAGE
     );
+
+    println!(
+        "  where the mirror's bytes go (the village as one page, each part compressed alone):"
+    );
+    for (part, json, zstd) in mirror_breakdown(&county_db, &village.code)? {
+        println!(
+            "    {part:<40} {:>11} of JSON, {:>11} zstd",
+            kib(json as f64),
+            kib(zstd as f64)
+        );
+    }
 
     // 2. The baseline: one device straight with the county.
     let baseline_runs = if o.quick { 1 } else { 3 };
