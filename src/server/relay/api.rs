@@ -441,7 +441,7 @@ async fn status_page(Extension(r): Extension<Arc<Relay>>) -> Result<Response, Fa
     let content = html! {
         main {
             h1 { "村办中转站" }
-            table {
+            table.relay-status {
                 tr { th { "村" } td { (s.village) } }
                 tr { th { "县里服务器" } td { (s.upstream) } }
                 tr {
@@ -452,7 +452,9 @@ async fn status_page(Extension(r): Extension<Arc<Relay>>) -> Result<Response, Fa
                 tr { th { "待转交县里的照片" } td { (s.waiting_photos) " 张" } }
                 tr { th { "上次与县里同步" } td { (when(s.last_upstream_sync)) } }
                 tr { th { "今天来同步的手机" } td { (s.devices_seen_today) " 台" } }
-                @if let Some(e) = &s.last_error {
+                // The last problem only while it lasts: once the county answers again it is
+                // history (`/status.json` keeps it).
+                @if let (false, Some(e)) = (s.uplink_up, &s.last_error) {
                     tr { th { "最近的问题" } td { (e) } }
                 }
             }
