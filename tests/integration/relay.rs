@@ -117,7 +117,7 @@ impl TestRelay {
 }
 
 /// An address where nothing answers (a county out of reach).
-fn closed_port() -> String {
+pub(crate) fn closed_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     drop(l);

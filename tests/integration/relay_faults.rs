@@ -17,7 +17,7 @@ use gridwalk::server::db::Database;
 use gridwalk::server::relay::{self, Relay};
 use gridwalk::server::{records, repo};
 
-use crate::relay::{RELAY_PASSWORD, RELAY_USER, relay_account};
+use crate::relay::{RELAY_PASSWORD, RELAY_USER, closed_port, relay_account};
 use crate::sync::faults::{
     Mode, Proxy, Rng, client_via, env_u64, futures_catch, reopen, verify_exactly_once,
     write_randomly,
@@ -111,14 +111,6 @@ static TALLY: [std::sync::atomic::AtomicU64; 4] =
 
 fn tally(i: usize) {
     TALLY[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// An address where nothing answers (the office's Wi-Fi out of reach).
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{addr}")
 }
 
 /// Rounds with healed links until the relay holds no entry (and, with `photos`, no photo)

@@ -4,7 +4,7 @@
 //! blocking pool in one transaction, and answer JSON; every failure is a [`Failure`] with a
 //! JSON body.
 
-mod photos;
+pub(crate) mod photos;
 pub(crate) mod push_pull;
 mod recovery;
 mod relay;

@@ -3,7 +3,8 @@
 
 use super::*;
 
-fn check_sha(sha: &str) -> Result<(), Failure> {
+/// A photo's name in a path: its SHA-256, 64 lower-case hex digits (422 naming `sha`).
+pub(crate) fn check_sha(sha: &str) -> Result<(), Failure> {
     if is_sha256_hex(sha) {
         Ok(())
     } else {
@@ -14,7 +15,8 @@ fn check_sha(sha: &str) -> Result<(), Failure> {
     }
 }
 
-fn upload_headers(size: i64, received: i64, complete: bool) -> HeaderMap {
+/// The resumable upload's headers: where it continues, the size, whether complete.
+pub(crate) fn upload_headers(size: i64, received: i64, complete: bool) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("upload-offset", HeaderValue::from(received));
     h.insert("upload-length", HeaderValue::from(size));

@@ -23,6 +23,7 @@ use super::{Relay, mirror, store};
 use crate::domain::codes::Coded;
 use crate::domain::cst;
 use crate::domain::model::{EntityKind, is_sha256_hex, sniff_mime};
+use crate::server::api::photos::{check_sha, upload_headers};
 use crate::server::api::push_pull::{self, PullQuery};
 use crate::server::api::{ApiPath, ApiQuery, COMPRESS_ABOVE, JsonBody, ZSTD_LEVEL, api_edge, ping};
 use crate::server::auth::Auth;
@@ -313,25 +314,6 @@ async fn pull_stream(
     push_pull::pull_stream(State(s), headers, a, q)
         .await
         .into_response()
-}
-
-fn check_sha(sha: &str) -> Result<(), Failure> {
-    if is_sha256_hex(sha) {
-        Ok(())
-    } else {
-        Err(Failure::invalid(
-            "a photo is named by its SHA-256: 64 lower-case hex digits",
-            Some("sha"),
-        ))
-    }
-}
-
-fn upload_headers(size: i64, received: i64, complete: bool) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert("upload-offset", HeaderValue::from(received));
-    h.insert("upload-length", HeaderValue::from(size));
-    h.insert("upload-complete", HeaderValue::from(complete as i64));
-    h
 }
 
 /// How much of a photo the office has from this device: 404 until an entry the device pushed
